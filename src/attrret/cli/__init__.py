@@ -1,0 +1,42 @@
+"""The ``attrret`` command line: thin Typer commands over the library.
+
+Each command module builds a config from its options, calls one library function and
+prints. Results go to stdout, progress and diagnostics to stderr. Exit codes: 0 ok,
+1 domain error (one clear message, no traceback), 2 usage error, 130 interrupted.
+Heavy imports (torch, timm, spaCy) happen inside the commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from attrret.cli import data, parse, retrieval, train
+from attrret.errors import AttrretError
+
+app = typer.Typer(
+    name="attrret",
+    help="Attribute-based text-to-image retrieval for traffic scenes (pedestrians and vehicles).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+parse.register(app)
+data.register(app)
+train.register(app)
+retrieval.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: domain errors become one line on stderr and exit code 1."""
+    try:
+        app(args=argv, prog_name="attrret")
+    except AttrretError as exc:
+        print(f"attrret: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("attrret: interrupted", file=sys.stderr)
+        sys.exit(130)

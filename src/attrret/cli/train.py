@@ -1,0 +1,7 @@
+"""Placeholder: replaced by the train command implementation."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to app."""

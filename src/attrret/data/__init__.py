@@ -1,0 +1,1 @@
+"""Track-2 readers/writers, dataset records, image loading, datasets and the synthetic generator."""

@@ -1,0 +1,28 @@
+"""Domain errors: the ones the CLI turns into one clear message and exit code 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["AttrretError", "InputError", "CheckpointError"]
+
+
+class AttrretError(Exception):
+    """Base class of every error attrret reports to a user without a traceback."""
+
+
+class InputError(AttrretError):
+    """Bad input data; names the file and, when known, the line."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.reason = message
+        where = self.path or ""
+        if where and line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class CheckpointError(AttrretError):
+    """A checkpoint or index that cannot be used (wrong schema, foreign models, not a checkpoint)."""
