@@ -1,0 +1,223 @@
+"""``build_report``: a submission (plus labels or ground truth, images, an index) to one HTML file.
+
+Size: the page holds each distinct returned image once (a 72 px high JPEG, about 2-3 KB as
+base64) plus about 0.6 KB of JSON per query of 10 results. For the Track-2 test set (17,611
+queries, at most 17,611 distinct images) that is roughly 45-65 MB: large for a web page, but
+one file that opens offline, and the browser renders only 50 queries at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from attrret.data.track2 import LabelLine, read_gt, read_label_file, read_submission
+from attrret.errors import InputError
+from attrret.io import atomic_write_text
+from attrret.parser.query import Query
+from attrret.report.accuracy import TaskAccuracy, attribute_accuracy
+from attrret.report.content import ImageFacts, query_row
+from attrret.report.page import render_page
+from attrret.report.thumbs import ThumbnailTable
+from attrret.schema import Schema, load_schema
+
+__all__ = ["ReportSummary", "build_report", "default_image_folder"]
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What was written; ``metrics`` is ``{kind: Scores.to_json()}`` exactly as ``attrret evaluate`` computes it."""
+
+    out: Path
+    queries: int
+    images: int
+    missing_images: tuple[str, ...]
+    bytes: int
+    metrics: dict[str, dict[str, float]] | None
+    tasks: int
+
+    def to_json(self) -> dict:
+        return {
+            "out": str(self.out),
+            "queries": self.queries,
+            "images": self.images,
+            "missing_images": len(self.missing_images),
+            "bytes": self.bytes,
+            "metrics": self.metrics,
+            "accuracy_tasks": self.tasks,
+        }
+
+
+def default_image_folder(relevance_file: Path) -> Path | None:
+    """Where a label or ground-truth file's images live by Track-2 convention, if that folder exists.
+
+    ``test/test_label.txt`` and ``test/test_gt.txt`` -> ``test/test_images/``; ``labels.txt`` -> ``images/``.
+    """
+    stem = relevance_file.stem
+    for suffix in ("_label", "_gt", "_text"):
+        if stem.endswith(suffix):
+            candidate = relevance_file.parent / f"{stem.removesuffix(suffix)}_images"
+            break
+    else:
+        candidate = relevance_file.parent / "images"
+    return candidate if candidate.is_dir() else None
+
+
+def build_report(
+    submission: Path,
+    out: Path,
+    *,
+    labels: Path | None = None,
+    gt: Path | None = None,
+    images: Path | None = None,
+    index: Path | None = None,
+    k: int = 10,
+    page_size: int = 50,
+    parse: Callable[[str], Query] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReportSummary:
+    """Write a self-contained HTML retrieval report of ``submission`` to ``out`` (atomically).
+
+    ``labels`` (a Track-2 label file of the gallery, captions in submission order) or ``gt``
+    (the organisers' ``text$img...`` file) give relevance, hence metrics and right/wrong
+    marks; labels also give the gallery's attribute values for the agreement badges and the
+    accuracy section. ``images`` overrides the thumbnail folder (default: the label or gt
+    file's ``*_images`` sibling). ``index`` (a directory written by ``attrret predict``)
+    gives predicted attributes: agreement for unlabelled images and, with labels,
+    per-attribute accuracy and confusion. ``parse`` replaces the default
+    ``CaptionParser().parse`` (e.g. a parser built with other options). Bad inputs raise
+    :class:`InputError`.
+    """
+    from attrret.retrieval import metrics as M
+
+    if parse is None:
+        from attrret.parser import CaptionParser
+
+        parse = CaptionParser().parse
+    say = progress or (lambda _msg: None)
+    if labels is not None and gt is not None:
+        raise InputError("give --labels or --gt, not both")
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    schema = load_schema()
+    submission, out = Path(submission), Path(out)
+    rows = read_submission(submission)
+    if not rows:
+        raise InputError("the submission has no results", submission)
+    label_lines = read_label_file(labels, schema) if labels is not None else None
+
+    say(f"parsing {len(rows)} captions")
+    parsed: dict[str, Query] = {}
+    for text, _ in rows:
+        if text not in parsed:
+            parsed[text] = parse(text)
+    queries = [parsed[text] for text, _ in rows]
+
+    relevance, kinds = _relevance(rows, submission, label_lines, labels, gt, queries, schema, M)
+    lists = [names[:k] for _, names in rows]
+    metrics = None
+    if relevance is not None:
+        metrics = {kind: s.to_json() for kind, s in M.evaluate_lists(lists, relevance, kinds, k=k).items()}
+
+    predicted = _load_predictions(index, schema) if index is not None else None
+    facts = _facts_lookup(label_lines, predicted, schema)
+
+    folder = Path(images) if images is not None else default_image_folder(Path(labels or gt)) if (labels or gt) else None
+    if images is not None and not Path(images).is_dir():
+        raise InputError("image folder not found", images)
+    thumbs = ThumbnailTable(folder)
+    say(f"building {len(rows)} query rows and thumbnails from {folder or '(no image folder)'}")
+    page_rows = []
+    for j, (query, names) in enumerate(zip(queries, lists)):
+        scores = None
+        rel = None
+        if relevance is not None:
+            rel = lambda n, j=j: relevance.is_relevant(j, n)  # noqa: E731
+            n_rel = relevance.n_relevant(j)
+            scores = {"ap": M.official_ap(names, rel, k), "sap": M.sound_ap(names, rel, n_rel, k), "nrel": n_rel}
+        page_rows.append(query_row(query, names, thumbs=thumbs, facts=facts, is_relevant=rel, scores=scores))
+
+    accuracy: list[TaskAccuracy] | None = None
+    if predicted is not None and label_lines is not None:
+        accuracy = attribute_accuracy(label_lines, predicted, schema)
+    accuracy_note = (
+        "No index given (--index): per-attribute accuracy needs the predicted probabilities written by `attrret predict`."
+        if index is None
+        else "No labels given (--labels): per-attribute accuracy needs the gallery's labels."
+        if label_lines is None
+        else "The index predicts none of the labelled images."
+    )
+    metrics_note = "No relevance given (--labels or --gt): metrics and right/wrong marks need one of them."
+    meta = [f"submission {submission}", f"{len(rows)} queries, top {k}"]
+    meta += [f"labels {labels}"] if labels else [f"ground truth {gt}"] if gt else []
+    meta += [f"index {index}"] if index else []
+    meta += [f"{len(thumbs.missing)} of {len(thumbs.names)} images missing"] if thumbs.missing else []
+    page = render_page(
+        title=f"attrret retrieval report: {submission.name}",
+        meta=meta,
+        metrics=metrics,
+        metrics_note=metrics_note,
+        accuracy=accuracy,
+        accuracy_note=accuracy_note,
+        queries=page_rows,
+        names=thumbs.names,
+        images=thumbs.uris,
+        page_size=page_size,
+    )
+    atomic_write_text(out, page)
+    return ReportSummary(
+        out=out,
+        queries=len(rows),
+        images=len(thumbs.names),
+        missing_images=tuple(thumbs.missing),
+        bytes=out.stat().st_size,
+        metrics=metrics,
+        tasks=len(accuracy or ()),
+    )
+
+
+def _relevance(rows, submission, label_lines, labels, gt, queries, schema: Schema, M):
+    """Relevance and per-query kinds, exactly as ``attrret evaluate`` builds them."""
+    if label_lines is not None:
+        _check_texts([t for t, _ in rows], [line.caption for line in label_lines], submission, labels)
+        kinds = [line.kind for line in label_lines]
+        keys = M.label_keys([line.values for line in label_lines], kinds, schema)
+        rel = M.LabelRelevance([line.image for line in label_lines], kinds, [line.caption for line in label_lines], keys)
+        return rel, kinds
+    if gt is not None:
+        gt_rows = read_gt(gt)
+        _check_texts([t for t, _ in rows], [t for t, _ in gt_rows], submission, gt)
+        return M.SetRelevance.from_rows(gt_rows), [q.kind for q in queries]
+    return None, [q.kind for q in queries]
+
+
+def _check_texts(sub: Sequence[str], ref: Sequence[str], submission: Path, ref_path: Path | None) -> None:
+    if len(sub) != len(ref):
+        raise InputError(f"{len(sub)} results but {len(ref)} captions in {ref_path}", submission)
+    for j, (a, b) in enumerate(zip(sub, ref)):
+        if a != b:
+            raise InputError(f"results[{j}] text {a!r} differs from line {j + 1} of {ref_path}: {b!r}", submission)
+
+
+def _facts_lookup(label_lines: Sequence[LabelLine] | None, predicted, schema: Schema) -> Callable[[str], ImageFacts | None]:
+    """Image name -> its facts: the label when there is one, else the index's prediction."""
+    labelled = {line.image: ImageFacts(line.kind, line.values, "label") for line in label_lines or ()}
+
+    def facts(name: str) -> ImageFacts | None:
+        found = labelled.get(name)
+        if found is not None or predicted is None:
+            return found
+        pred = predicted.get(name)
+        if pred is None:
+            return None
+        kind = pred.get(schema.router.task)
+        groups = schema.subject(kind).groups if kind in schema.subjects else ()
+        return ImageFacts(kind, {g.name: pred[g.task] for g in groups if g.task in pred}, "predicted")
+
+    return facts
+
+
+def _load_predictions(index: Path, schema: Schema) -> dict[str, dict[str, str]]:
+    """``{image: {task: argmax class}}`` from an ``attrret predict`` index directory."""
+    raise InputError("reading an index is not available yet (waiting for the retrieval index loader)", index)
