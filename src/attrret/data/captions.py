@@ -1,0 +1,145 @@
+"""Track-2 caption WRITER: attribute values -> a caption in the organisers' grammar.
+
+The synthetic benchmark needs captions that a model trained on real Track-2 text would
+recognise, so the phrasing variants, their joiners and the real typos ("wearning",
+"longcoat", "shoulderbag", no space after ",") are copied from the grammar in
+``docs/track2.md`` and checked against the 1,300 real pedestrian captions of
+``val_sample.txt`` (tests/data/test_captions.py). What is *written* follows the grammar's
+rules, not the values: at most one carry clause (handbag > shoulder bag > backpack >
+holds), and form A ("wearning ...") hides sleeve, upper pattern and skirt. "boots" is not
+in attrret's schema, so it is never written.
+
+Each caption is built as a sequence of slots with alternatives; :func:`pedestrian_caption`
+picks one alternative per slot with the caller's RNG and
+:func:`all_pedestrian_captions` enumerates every caption the grammar allows for the values
+(used by tests to check real captions are reachable).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from attrret.schema import Schema, load_schema
+from attrret.schema.codes import values_to_vehicle_text
+
+__all__ = ["pedestrian_caption", "all_pedestrian_captions", "vehicle_caption", "vehicle_prefixes"]
+
+_SUBJECT = {
+    "female": (
+        "A female pedestrian is someone who walks on foot, is",
+        "A female pedestrian who is",
+        "A pedestrian who is female is",
+        "A walking woman who is",
+    ),
+    "male": (
+        "A male pedestrian is someone who walks on foot, is",
+        "A male pedestrian who is",
+        "A pedestrian who is male is",
+        "A walking man who is",
+    ),
+}
+_AGE = {
+    "18-60": ("between 18 and 60 years old", "an adult person aged 18-60"),
+    "under18": ("age 18 or younger", "less than 18 years old", "not an adult", "a minor"),
+    "over60": ("an elderly person over 60 years old", "aged 60 or older", "at least 60 years old", "aged over 60"),
+}
+_ORIENT = {
+    "front": "with {pos} body facing the camera",
+    "side": "and is standing sideways",
+    "back": "with {pos} body back to the camera",
+}
+_HANDBAG = ("with a handbag", "carrying a handbag", "holding a handbag", "clutching a handbag")
+_SHOULDER = ("with a shoulderbag", "is carrying a shoulder bag", "has a shoulderbag", "has a bag over the shoulder")
+_BACKPACK = ("with a backpack", "carrying a backpack")
+_HOLDS = ("holds objects in front",)
+_SLEEVE = {
+    "short": ("a short sleeve shirt", "a tee shirt with short sleeves", "a shirt with short sleeves"),
+    "long": ("a long sleeve shirt", "a tee shirt with long sleeves", "a shirt with long sleeves"),
+}
+_UPPER = {
+    "stripe": ("an upper stripe",),
+    "logo": ("a logo on the upper", "an upper logo"),
+    "plaid": ("an upper plaid", "a plaid on the upper"),
+    "splice": ("an upper splice", "a splice on the upper"),
+}
+_SKIRT = ("in a skirt or dress", "wearing skirt or dress")
+_COAT = ("a longcoat", "a coat that is long")
+
+
+def _carry(values: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The one carry clause the grammar writes (priority handbag > shoulder > backpack > holds)."""
+    if values["handbag"] == "yes":
+        return _HANDBAG
+    if values["bag"] == "shoulder":
+        return _SHOULDER
+    if values["bag"] == "backpack":
+        return _BACKPACK
+    if values["holding"] == "yes":
+        return _HOLDS
+    return None
+
+
+def _pedestrian_slots(values: Mapping[str, str]) -> list[tuple[str, ...]]:
+    """The caption as a list of slots, each a tuple of alternatives; joined they form the text."""
+    missing = [g for g in ("gender", "age", "orientation", "hat", "glasses", "handbag", "bag", "holding", "sleeve", "upper", "coat", "skirt") if g not in values]
+    if missing:
+        raise ValueError(f"a pedestrian caption needs every group; missing: {', '.join(missing)}")
+    female = values["gender"] == "female"
+    pos, pron = ("her", "She") if female else ("his", "He")
+    slots: list[tuple[str, ...]] = [
+        _SUBJECT[values["gender"]],
+        (" ",),
+        _AGE[values["age"]],
+        (", " + _ORIENT[values["orientation"]].format(pos=pos),),
+    ]
+    carry = _carry(values)
+    if carry:
+        slots += [(" and ",), carry]
+    slots.append((f". {pron} is ",))
+    worn: list[tuple[str, ...]] = []
+    if values["hat"] == "yes":
+        worn.append(("a hat",))
+    if values["glasses"] == "yes":
+        worn.append(("glasses",))
+    if values["coat"] == "yes":
+        worn.append(_COAT)
+    if worn:  # form A: sleeve, upper and skirt are not stated
+        slots.append(("wearning ",))
+        for i, item in enumerate(worn):
+            if i:
+                slots.append((",",))
+            slots.append(item)
+    else:  # form B
+        slots += [("in ",), _SLEEVE[values["sleeve"]]]
+        if values["upper"] != "none":
+            slots += [(" with ",), _UPPER[values["upper"]]]
+        if values["skirt"] == "yes":
+            slots += [(" and ",), _SKIRT]
+    slots.append((".",))
+    return slots
+
+
+def pedestrian_caption(values: Mapping[str, str], rng: np.random.Generator) -> str:
+    """A Track-2 pedestrian caption for complete pedestrian values, phrasing drawn with ``rng``."""
+    return "".join(alts[int(rng.integers(len(alts)))] if len(alts) > 1 else alts[0] for alts in _pedestrian_slots(values))
+
+
+def all_pedestrian_captions(values: Mapping[str, str]) -> Iterator[str]:
+    """Every caption the grammar allows for ``values`` (a few hundred at most)."""
+    for combo in itertools.product(*_pedestrian_slots(values)):
+        yield "".join(combo)
+
+
+def vehicle_prefixes(first_word: str) -> Sequence[str]:
+    """Article forms used by Track-2: "an" only before "orange"."""
+    return ("This is an", "An") if first_word == "orange" else ("This is a", "A")
+
+
+def vehicle_caption(values: Mapping[str, str], rng: np.random.Generator, schema: Schema | None = None) -> str:
+    """``This is a red Balong Heavy Truck Truck.`` / ``A white Audi.`` / ``A SUV.`` for the given (possibly partial) values."""
+    text = values_to_vehicle_text(values, schema or load_schema())
+    prefixes = vehicle_prefixes(text.split(" ", 1)[0].rstrip("."))
+    return f"{prefixes[int(rng.integers(len(prefixes)))]} {text}"

@@ -1,0 +1,237 @@
+"""``generate``: write a complete synthetic Track-2-format benchmark folder.
+
+Layout (exactly Track-2, vehicles first in every file)::
+
+    DIR/train/train_images/  DIR/train/train_label.txt   (vehicle labels INCOMPLETE)
+    DIR/val/val_images/      DIR/val/val_label.txt
+    DIR/test/test_images/    DIR/test/test_text.txt      (one caption per test image)
+                             DIR/test/test_label.txt     (full attributes)
+                             DIR/test/test_gt.txt        (organisers' text$img1$img2...)
+    DIR/synth.json           config, counts, schema fingerprint: the completion marker
+
+Everything is written into a sibling ``.DIR.partial`` folder that is renamed onto ``DIR``
+only when complete, so an interrupted run never leaves a folder that looks finished.
+Attribute values and captions are drawn in the main process from one seeded generator;
+each image has its own seed (``SeedSequence([seed, kind, index])``), so the output is
+byte-identical for a seed whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import string
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from attrret.data.captions import pedestrian_caption, vehicle_caption
+from attrret.data.synth.pedestrian import render_pedestrian
+from attrret.data.synth.priors import sample_pedestrian, sample_vehicle, train_vehicle_label
+from attrret.data.synth.relevance import relevant_sets
+from attrret.data.track2 import write_gt
+from attrret.errors import InputError
+from attrret.io import atomic_write_text
+from attrret.schema import Schema, load_schema
+from attrret.schema.codes import values_to_code21, values_to_vehicle_text
+from attrret.data.synth.vehicle import render_vehicle
+
+__all__ = ["SynthConfig", "SynthSummary", "SynthItem", "plan", "generate", "MARKER"]
+
+MARKER = "synth.json"
+_KIND_ID = {"vehicle": 0, "pedestrian": 1}
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate. Defaults: the demo set (2,400 images, well under a minute on 2 cores)."""
+
+    pedestrians: int = 1200
+    vehicles: int = 1200
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    seed: int = 0
+    workers: int = 2
+    preview: bool = False
+    jpeg_quality: int = 92
+
+    def __post_init__(self) -> None:
+        if self.pedestrians < 0 or self.vehicles < 0 or self.pedestrians + self.vehicles == 0:
+            raise InputError("need at least one pedestrian or vehicle (counts must be >= 0)")
+        if not (0 <= self.test_fraction < 1 and 0 <= self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1):
+            raise InputError("test and val fractions must be in [0, 1) and sum to less than 1")
+        if self.workers < 1:
+            raise InputError("workers must be >= 1")
+
+
+@dataclass(frozen=True)
+class SynthItem:
+    """One planned image: where it goes, its full values, the label written, its caption and seed."""
+
+    split: str
+    kind: str
+    image: str
+    values: dict[str, str]
+    label: dict[str, str]
+    caption: str
+    seed: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What was written: image counts per split and kind, and how long it took."""
+
+    out: Path
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    preview: Path | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
+
+
+def _split_sizes(n: int, config: SynthConfig) -> dict[str, int]:
+    n_test = int(round(n * config.test_fraction))
+    n_val = int(round(n * config.val_fraction))
+    return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
+
+
+def plan(config: SynthConfig, schema: Schema | None = None) -> list[SynthItem]:
+    """Every image to generate, in file order (per split: vehicles first, then pedestrians)."""
+    schema = schema or load_schema()
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
+    letters = np.array(list(string.ascii_lowercase))
+    used: set[str] = set()
+    by_split: dict[str, list[SynthItem]] = {"train": [], "val": [], "test": []}
+    # vehicles
+    index = 0
+    test_no = 0
+    for split, n in _split_sizes(config.vehicles, config).items():
+        for _ in range(n):
+            test = split == "test"
+            values = sample_vehicle(rng, test, schema)
+            label = dict(values) if test else train_vehicle_label(values, rng)
+            caption = vehicle_caption(label, rng, schema)
+            if test:
+                test_no += 1
+                name = f"vehicle_{test_no:07d}.jpg"
+            else:
+                name = "".join(rng.choice(letters, 10)) + ".jpg"
+                while name in used:
+                    name = "".join(rng.choice(letters, 10)) + ".jpg"
+                used.add(name)
+            by_split[split].append(SynthItem(split, "vehicle", name, values, label, caption, (config.seed, 0, index)))
+            index += 1
+    # pedestrians: PA-100K-like names, test from 090001 when the train/val numbers leave room
+    sizes = _split_sizes(config.pedestrians, config)
+    number = 1
+    index = 0
+    for split, n in sizes.items():
+        if split == "test" and number <= 90000 and number + n <= 100000:
+            number = max(number, 90001)
+        for _ in range(n):
+            values = sample_pedestrian(rng, schema)
+            caption = pedestrian_caption(values, rng)
+            by_split[split].append(SynthItem(split, "pedestrian", f"{number:06d}.jpg", values, dict(values), caption, (config.seed, 1, index)))
+            number += 1
+            index += 1
+    return by_split["train"] + by_split["val"] + by_split["test"]
+
+
+def _render_one(job: tuple[str, dict[str, str], tuple[int, int, int], str, int]) -> None:
+    kind, values, seed, path, quality = job
+    rng = np.random.default_rng(np.random.SeedSequence(list(seed)))
+    im = render_vehicle(values, rng) if kind == "vehicle" else render_pedestrian(values, rng)
+    im.save(path, format="JPEG", quality=quality)
+
+
+def _label_line(item: SynthItem, schema: Schema) -> str:
+    attribute = (
+        values_to_vehicle_text(item.label, schema)
+        if item.kind == "vehicle"
+        else ",".join(map(str, values_to_code21(item.values, schema.pedestrian)))
+    )
+    return f"{item.image}${attribute}${item.caption}\n"
+
+
+def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = False, *, force: bool = False,
+             on_progress: Callable[[int, int], None] | None = None) -> SynthSummary:
+    """Generate the benchmark into ``out`` (must not exist unless ``force``); returns the counts.
+
+    ``progress`` shows a rich progress bar on stderr; ``on_progress(done, total)`` is called
+    as images are written (for other front ends).
+    """
+    start = time.perf_counter()
+    schema = load_schema()
+    out = Path(out)
+    if out.exists() and not force:
+        raise InputError("output folder exists (use --force to replace it)", out)
+    tmp = out.parent / f".{out.name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    items = plan(config, schema)
+    for split in ("train", "val", "test"):
+        (tmp / split / f"{split}_images").mkdir(parents=True, exist_ok=True)
+    jobs = [(it.kind, it.values, it.seed, str(tmp / it.split / f"{it.split}_images" / it.image), config.jpeg_quality) for it in items]
+    _run_jobs(jobs, config.workers, progress, on_progress)
+
+    counts: dict[str, dict[str, int]] = {}
+    for split in ("train", "val", "test"):
+        rows = [it for it in items if it.split == split]
+        counts[split] = {k: sum(it.kind == k for it in rows) for k in ("vehicle", "pedestrian")}
+        if rows:
+            atomic_write_text(tmp / split / f"{split}_label.txt", "".join(_label_line(it, schema) for it in rows))
+    test = [it for it in items if it.split == "test"]
+    if test:
+        atomic_write_text(tmp / "test" / "test_text.txt", "".join(it.caption + "\n" for it in test))
+        rel = relevant_sets([(it.kind, it.values) for it in test], schema)
+        write_gt(tmp / "test" / "test_gt.txt", [(it.caption, [test[j].image for j in r]) for it, r in zip(test, rel)])
+    preview = None
+    if config.preview:
+        from attrret.data.synth.preview import contact_sheet
+
+        contact_sheet(tmp, tmp / "preview.png")
+        preview = out / "preview.png"
+    seconds = time.perf_counter() - start
+    marker = {"config": asdict(config), "counts": counts, "schema": schema.fingerprint, "seconds": round(seconds, 2)}
+    atomic_write_text(tmp / MARKER, json.dumps(marker, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return SynthSummary(out, counts, seconds, preview)
+
+
+def _run_jobs(jobs: list, workers: int, progress: bool, on_progress: Callable[[int, int], None] | None) -> None:
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        bar = Progress(console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task("rendering", total=len(jobs))
+    try:
+        if workers > 1 and len(jobs) > 50:
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+            with ctx.Pool(workers) as pool:
+                for i, _ in enumerate(pool.imap_unordered(_render_one, jobs, chunksize=16), 1):
+                    if bar:
+                        bar.update(task, completed=i)
+                    if on_progress:
+                        on_progress(i, len(jobs))
+        else:
+            for i, job in enumerate(jobs, 1):
+                _render_one(job)
+                if bar:
+                    bar.update(task, completed=i)
+                if on_progress:
+                    on_progress(i, len(jobs))
+    finally:
+        if bar:
+            bar.stop()
