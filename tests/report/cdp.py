@@ -73,6 +73,7 @@ class Browser:
             os.dup2(cmd_r, 3)  # dup2 makes 3 and 4 inheritable; every other fd is close-on-exec
             os.dup2(resp_w, 4)
 
+        # close_fds=False so that 3 and 4 survive; Python opens every other fd close-on-exec (PEP 446).
         self._proc = subprocess.Popen(
             args,
             preexec_fn=onto_3_and_4,
@@ -81,17 +82,23 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
-        os.close(cmd_r)
+        os.close(cmd_r)  # the child has its copies; ours would hide Chromium's exit from read()
         os.close(resp_w)
         self._buf = b""
         self._next_id = 0
         self._events: list[dict[str, Any]] = []
         self.session: str | None = None
-        target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)["sessionId"]
-        self.send("Page.enable")
-        self.send("Network.enable")
-        self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        try:
+            target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+            attached = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)
+            self.session = attached["sessionId"]
+            self.send("Page.enable")
+            self.send("Network.enable")
+            metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+            self.send("Emulation.setDeviceMetricsOverride", metrics)
+        except BaseException:
+            self.close()  # never leave a browser running behind a failed start
+            raise
 
     # -- protocol -----------------------------------------------------------------------
     def send(self, method: str, params: dict[str, Any] | None = None, *, session: bool = True) -> dict[str, Any]:
