@@ -176,7 +176,9 @@ _SCRIPT = r"""
       box.appendChild(res);
       list.appendChild(box);
     }
-    $("pageinfo").textContent = "page " + (page + 1) + " of " + pages + " · " + view.length + " queries";
+    $("pageinfo").textContent = "of " + pages + " · " + view.length + " queries";
+    $("goto").value = String(page + 1);
+    $("goto").max = String(pages);
     const imgs = Array.from(list.querySelectorAll("img"));
     status.dataset.state = "loading";
     api.ready = Promise.all(imgs.map((im) => im.decode().then(() => 1, () => 0))).then((ok) => {
@@ -210,6 +212,7 @@ _SCRIPT = r"""
   window.attrretReport = api;
   $("prev").onclick = () => { page -= 1; render(); };
   $("next").onclick = () => { page += 1; render(); };
+  $("goto").addEventListener("change", () => { page = (parseInt($("goto").value, 10) || 1) - 1; render(); });
   for (const id of ["search", "kind", "misses", "sort"]) $(id).addEventListener(id === "search" ? "input" : "change", filter);
   render();
 })();
@@ -319,7 +322,9 @@ def render_page(
  Under each result: how many known attributes the image agrees with (by its label, else by prediction);
  a green frame ✓ is relevant, a red frame ✗ is not.</div>
 <div class="controls">
- <button id="prev" title="previous page">‹</button> <span id="pageinfo"></span> <button id="next" title="next page">›</button>
+ <button id="prev" title="previous page">‹</button>
+ page <input type="number" id="goto" min="1" value="1" style="width:5em"> <span id="pageinfo"></span>
+ <button id="next" title="next page">›</button>
  <input type="search" id="search" placeholder="filter captions">
  <select id="kind"><option value="">all kinds</option><option>pedestrian</option><option>vehicle</option></select>
  <select id="sort">{sort_opts}</select>
