@@ -1,7 +1,69 @@
-"""Placeholder: replaced by the parse command implementation."""
+"""``attrret parse``: captions in, one JSON object per caption out (JSON Lines)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
+    app.command("parse")(parse)
+
+
+def parse(
+    input: Annotated[str, typer.Argument(help="Captions: .txt (one per line), .jsonl (key 'caption' or 'text'), a Track-2 label file, or - for stdin.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write JSON Lines here (atomically) instead of stdout.")] = None,
+    code: Annotated[bool, typer.Option("--code", help="Add 'code21' (pedestrians, ? = unknown bit) or 'attribute' (vehicles).")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Warn about bad lines and parse the rest instead of stopping.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Input format: auto, txt, jsonl or label.")] = "auto",
+    fuzzy_cutoff: Annotated[float, typer.Option("--fuzzy-cutoff", min=1, max=100, help="Minimum rapidfuzz ratio for a misspelt word.")] = DEFAULT_FUZZY_CUTOFF,
+) -> None:
+    """Parse captions into attribute values: stated, implied by the Track-2 grammar, or unknown."""
+    import json
+
+    from attrret.errors import InputError
+    from attrret.io import atomic_write_text
+    from attrret.parser import CaptionParser
+    from attrret.parser.export import query_record
+    from attrret.parser.inputs import STDIN_NAME, read_captions
+    from attrret.schema import load_schema
+
+    skipped = 0
+
+    def warn(err: InputError) -> None:
+        nonlocal skipped
+        skipped += 1
+        print(f"attrret: warning: skipped {err}", file=sys.stderr)
+
+    schema = load_schema()
+    if input == "-":
+        lines, _ = read_captions(STDIN_NAME, fmt=fmt, skip_bad=skip_bad, on_skip=warn, data=sys.stdin.buffer.read(), schema=schema)
+    else:
+        lines, _ = read_captions(input, fmt=fmt, skip_bad=skip_bad, on_skip=warn, schema=schema)
+
+    parser = CaptionParser(schema, fuzzy_cutoff=fuzzy_cutoff)
+    queries = parser.parse_many(ln.caption for ln in lines)
+    text = "".join(json.dumps(query_record(q, schema, with_code=code), ensure_ascii=False) + "\n" for q in queries)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write_text(output, text)
+
+    kinds = {"pedestrian": 0, "vehicle": 0, None: 0}
+    for q in queries:
+        kinds[q.kind] += 1
+    n_unmatched = sum(1 for q in queries if q.unmatched)
+    n_fuzzy = sum(1 for q in queries for s in q.spans if s.fuzzy)
+    print(
+        f"attrret parse: {len(queries)} captions read (pedestrian {kinds['pedestrian']}, vehicle {kinds['vehicle']}, "
+        f"no kind {kinds[None]}); {n_unmatched} with unmatched words; {n_fuzzy} fuzzy matches; {skipped} bad lines skipped"
+        + (f"; wrote {output}" if output is not None else ""),
+        file=sys.stderr,
+    )

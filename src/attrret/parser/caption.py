@@ -33,6 +33,8 @@ from attrret.schema import SUBJECTS, Schema, load_schema
 
 __all__ = ["CaptionParser", "DEFAULT_FUZZY_CUTOFF", "DEFAULT_CACHE_SIZE"]
 
+_ATTRS = ["LOWER", "IS_ALPHA", "IS_PUNCT", "IDX", "LENGTH"]
+
 #: Distinct captions remembered per parser (the Track-2 test set has 17,611 captions).
 DEFAULT_CACHE_SIZE: int = 65_536
 
@@ -71,9 +73,12 @@ class CaptionParser:
             fuzzy_phrases += [(tuple(t.lower_ for t in d), i, p) for d, p in zip(docs, entry.phrases)]
         self._fuzzy = FuzzyIndex(fuzzy_phrases, fuzzy_cutoff)
         self.fuzzy_cutoff = fuzzy_cutoff
-        self._neg_cues = self.lexicon.negation_cues
-        self._neg_breaks = self.lexicon.negation_breaks
-        self._ignore = (self.lexicon.ignore | frozenset(STOP_WORDS)) - self._neg_cues
+        # Word sets as spaCy string hashes, compared against the LOWER attribute array.
+        strings = nlp.vocab.strings
+        self._neg_cues = frozenset(strings.add(w) for w in self.lexicon.negation_cues)
+        self._neg_breaks = frozenset(strings.add(w) for w in self.lexicon.negation_breaks)
+        ignore = (self.lexicon.ignore | frozenset(STOP_WORDS)) - self.lexicon.negation_cues
+        self._ignore = frozenset(strings.add(w) for w in ignore)
         # Per entry: (subject, plain pairs, negated pairs, cue subject) resolved once.
         self._meaning = [
             (e.subject, e.sets, self.lexicon.negation_of(e, self.schema), e.cue) for e in self.lexicon.entries
@@ -98,6 +103,8 @@ class CaptionParser:
     def _parse(self, caption: str) -> Query:
         doc = self._tokenizer(caption)
         n = len(doc)
+        # One C call for every token attribute we need; per-token Python access is the slow part.
+        rows = doc.to_array(_ATTRS).tolist()  # [lower hash, is_alpha, is_punct, char idx, length]
         covered = [False] * n
         cands: list[tuple[int, int, int, bool]] = []  # (start, end, entry, fuzzy)
         for match_id, start, end in self._matcher(doc):
@@ -111,18 +118,17 @@ class CaptionParser:
         for k in range(n):
             if covered[k]:
                 continue
-            tok = doc[k]
-            low = tok.lower_
+            low, alpha = rows[k][0], rows[k][1]
             if low in self._neg_cues:
                 neg_at.append(k)
-            elif tok.is_alpha and low not in self._ignore:
+            elif alpha and low not in self._ignore:
                 leftovers.append(k)
 
-        if any(len(doc[k]) >= MIN_FUZZY_LEN for k in leftovers):
+        if any(rows[k][4] >= MIN_FUZZY_LEN for k in leftovers):
             lowers = [t.lower_ for t in doc]
             fuzzable = [False] * n
             for k in leftovers:
-                fuzzable[k] = len(doc[k]) >= MIN_FUZZY_LEN
+                fuzzable[k] = rows[k][4] >= MIN_FUZZY_LEN
             usable = [t.is_alpha or t.is_digit or t.text == "-" for t in doc]
             for hit in self._fuzzy.search(lowers, fuzzable, usable):
                 cands.append((hit.start, hit.end, hit.entry, True))
@@ -138,7 +144,7 @@ class CaptionParser:
                 chosen.append(c)
         chosen.sort()
 
-        negated = self._negated(doc, chosen, neg_at) if neg_at else set()
+        negated = self._negated(rows, chosen, neg_at) if neg_at else set()
 
         votes = dict.fromkeys(SUBJECTS, 0)
         for _, _, entry, _ in chosen:
@@ -150,16 +156,19 @@ class CaptionParser:
 
         stated: dict[str, str] = {}
         spans: list[Span] = []
-        unmatched: list[tuple[int, str]] = [(k, doc[k].text) for k in leftovers if not taken[k]]
+        unmatched: list[tuple[int, str]] = []
+        for k in leftovers:
+            if not taken[k]:
+                unmatched.append((k, caption[rows[k][3] : rows[k][3] + rows[k][4]]))
         for start, end, entry, fuzzy in chosen:
             subject, plain, neg, _ = self._meaning[entry]
+            a, b = rows[start][3], rows[end - 1][3] + rows[end - 1][4]
             if subject != kind:
                 if kind is not None:
-                    unmatched.append((start, doc[start:end].text))
+                    unmatched.append((start, caption[a:b]))
                 continue
-            span = doc[start:end]
             for group, cls in neg if start in negated else plain:
-                spans.append(Span(span.text, span.start_char, span.end_char, group, cls, fuzzy))
+                spans.append(Span(caption[a:b], a, b, group, cls, fuzzy))
                 stated.setdefault(group, cls)
         unmatched.sort()
 
@@ -173,11 +182,11 @@ class CaptionParser:
         unknown = tuple(g for g in self._groups[kind] if g not in stated and g not in implied)
         return Query(caption, kind, stated, implied, unknown, tuple(spans), tuple(t for _, t in unmatched))
 
-    def _negated(self, doc, chosen: list[tuple[int, int, int, bool]], neg_at: list[int]) -> set[int]:
+    def _negated(self, rows: list[list[int]], chosen: list[tuple[int, int, int, bool]], neg_at: list[int]) -> set[int]:
         """Start tokens of the chosen spans that fall in a negation's scope."""
         span_at = {c[0]: c[1] for c in chosen}
         out: set[int] = set()
-        n = len(doc)
+        n = len(rows)
         for cue in neg_at:
             k = cue + 1
             while k < n:
@@ -185,8 +194,7 @@ class CaptionParser:
                     out.add(k)
                     k = span_at[k]
                     continue
-                tok = doc[k]
-                if tok.is_punct or tok.lower_ in self._neg_breaks:
+                if rows[k][2] or rows[k][0] in self._neg_breaks:
                     break
                 k += 1
         return out
