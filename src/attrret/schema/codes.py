@@ -67,6 +67,9 @@ def code21_to_values(bits: Sequence[int] | str, subject: Subject) -> dict[str, s
 
 def values_to_code21(values: Mapping[str, str], subject: Subject) -> tuple[int, ...]:
     """Encode complete named values into the Track-2 code (every group must be given)."""
+    extra = sorted(set(values) - set(subject.group_names))
+    if extra:  # a misspelt group would otherwise be dropped silently
+        raise CodeError(f"not {subject.name} groups: {', '.join(extra)}")
     bits = [0] * subject.code_bits
     for g in subject.groups:
         if g.name not in values:

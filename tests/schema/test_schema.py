@@ -1,0 +1,102 @@
+"""The schema registry: layout derived from data, task lookup, fingerprint, validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from attrret.schema import SUBJECTS, load_schema
+
+VOCAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "track2" / "vehicle_vocab.json"
+
+
+@pytest.fixture()
+def schema_dir(tmp_path: Path) -> Path:
+    """A writable copy of the packaged schema files."""
+    for name in ("pedestrian.toml", "vehicle.toml", "router.toml"):
+        src = resources.files("attrret.schema").joinpath(name)
+        (tmp_path / name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    return tmp_path
+
+
+def test_pedestrian_layout_is_the_published_30_column_code():
+    ped = load_schema().pedestrian
+    assert ped.group_names == ("gender", "age", "orientation", "hat", "glasses", "handbag", "bag", "holding", "sleeve", "upper", "coat", "skirt")
+    assert [g.size for g in ped.groups] == [2, 3, 3, 2, 2, 2, 3, 2, 2, 5, 2, 2]
+    assert ped.width == 30 and ped.code_bits == 21
+    assert sorted(b for g in ped.groups for b in g.bits) == list(range(21))
+    # columns tile 0..30 without gaps, in group order
+    at = 0
+    for g in ped.groups:
+        cols = ped.columns(g.name)
+        assert (cols.start, cols.stop) == (at, at + g.size)
+        at = cols.stop
+    assert ped.group("age").classes == ("over60", "18-60", "under18")
+    assert ped.group("upper").classes[-1] == "none" and ped.group("bag").classes == ("shoulder", "backpack", "none")
+
+
+def test_vehicle_vocabulary_equals_the_track2_file():
+    v = load_schema().vehicle
+    assert [g.size for g in v.groups] == [11, 6, 65]
+    if not VOCAB.exists():
+        pytest.skip(f"{VOCAB} not available")
+    vocab = json.loads(VOCAB.read_text())
+    assert list(v.group("color").classes) == vocab["colors"]
+    assert list(v.group("type").classes) == vocab["types"]
+    assert list(v.group("brand").classes) == vocab["brands"]
+
+
+def test_tasks_and_selection():
+    s = load_schema()
+    names = [g.task for g in s.tasks]
+    assert len(names) == 16 and names[0] == "pedestrian.gender" and names[12:] == ["vehicle.color", "vehicle.type", "vehicle.brand", "router"]
+    assert s.router.classes == SUBJECTS
+    assert s.task("vehicle.color").name == "color" and s.task("vehicle.color").subject == "vehicle"
+    assert s.task("router").task == "router"
+    assert len(s.select_tasks("pedestrian")) == 12 and len(s.select_tasks("vehicle")) == 3
+    assert s.select_tasks("all") == s.tasks
+    assert s.select_tasks("pedestrian.hat") == (s.pedestrian.group("hat"),)
+    with pytest.raises(KeyError, match="unknown task 'pedestrian.hats'"):
+        s.task("pedestrian.hats")
+    with pytest.raises(KeyError, match="not a class of pedestrian.hat"):
+        s.pedestrian.group("hat").index("maybe")
+    with pytest.raises(KeyError, match="not a pedestrian group"):
+        s.pedestrian.group("color")
+    with pytest.raises(KeyError, match="unknown subject"):
+        s.subject("bicycle")
+
+
+def test_fingerprint_is_stable_and_tracks_the_vocabulary(schema_dir):
+    packaged = load_schema()
+    assert len(packaged.fingerprint) == 16 and int(packaged.fingerprint, 16) >= 0
+    assert load_schema(schema_dir).fingerprint == packaged.fingerprint  # same data, same hash
+    assert load_schema() is packaged  # the packaged schema is built once
+    path = schema_dir / "vehicle.toml"
+    path.write_text(path.read_text().replace('"Audi",', '"AUDI",'))
+    assert load_schema(schema_dir).fingerprint != packaged.fingerprint
+    # class ORDER is part of the contract too (classifier output order)
+    shutil.copy(resources.files("attrret.schema").joinpath("vehicle.toml"), path)
+    path.write_text(path.read_text().replace('"black",\n  "blue",', '"blue",\n  "black",'))
+    assert load_schema(schema_dir).fingerprint != packaged.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('classes = ["female", "male"]', 'classes = ["female", "female"]', "two distinct classes"),
+        ("bits = [20]", "bits = [19]", "bits must cover"),
+        ("bits = [15, 16, 17, 18]", "bits = [15, 16]\n[[groups]]\nname = \"x\"\nclasses = [\"a\", \"b\"]\nbits = [17, 18]", "cannot encode"),
+        ('name = "skirt"', 'name = "coat"', "duplicate group names"),
+    ],
+)
+def test_bad_schema_files_are_refused(schema_dir, old, new, message):
+    path = schema_dir / "pedestrian.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ValueError, match=message):
+        load_schema(schema_dir)
