@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz
-
 __all__ = ["DEFAULT_FUZZY_CUTOFF", "MIN_FUZZY_LEN", "FuzzyIndex", "FuzzyHit"]
 
 DEFAULT_FUZZY_CUTOFF: float = 85.0
@@ -45,6 +43,9 @@ class FuzzyIndex:
     def __init__(self, phrases: list[tuple[tuple[str, ...], int, str]], cutoff: float) -> None:
         if not 0 < cutoff <= 100:
             raise ValueError(f"fuzzy cutoff must be in (0, 100], got {cutoff}")
+        from rapidfuzz.fuzz import ratio  # here, so importing the constants stays light
+
+        self._ratio = ratio
         self.cutoff = cutoff
         self.by_len: dict[int, list[tuple[tuple[str, ...], int, str]]] = defaultdict(list)
         for tokens, entry, phrase in phrases:
@@ -80,7 +81,7 @@ class FuzzyIndex:
                     continue
                 if not f:
                     break
-                r = fuzz.ratio(w, p, score_cutoff=self.cutoff)
+                r = self._ratio(w, p, score_cutoff=self.cutoff)
                 if not r:
                     break
                 score = min(score, r)
