@@ -1,9 +1,12 @@
 """``build_report``: a submission (plus labels or ground truth, images, an index) to one HTML file.
 
-Size: the page holds each distinct returned image once (a 72 px high JPEG, about 2-3 KB as
-base64) plus about 0.6 KB of JSON per query of 10 results. For the Track-2 test set (17,611
-queries, at most 17,611 distinct images) that is roughly 45-65 MB: large for a web page, but
-one file that opens offline, and the browser renders only 50 queries at a time.
+Size: each distinct returned image is stored once (a JPEG at most 72 x 112 px, about 1.2 KB
+as base64 for a PA-100K crop) and each query costs about 1.2 KB of JSON (caption, parsed
+attributes, 10 results with agreement and the attributes they contradict). Measured on
+pa100k-mini (1,500 real crops and captions, random top-10, with labels): 3.6 MB, built in
+2.5 s. For the Track-2 test set (17,611 queries, up to 17,611 distinct images) that
+extrapolates to about 42 MB: one file that opens offline; the browser renders 50 queries at
+a time (a 16 MB, 17,611-query page loaded in Chromium in 0.7 s, a page turn took 0.1 s).
 """
 
 from __future__ import annotations
