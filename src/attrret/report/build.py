@@ -94,17 +94,20 @@ def build_report(
     """
     from attrret.retrieval import metrics as M
 
+    if labels is not None and gt is not None:
+        raise InputError("give --labels or --gt, not both")
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    if page_size < 1:
+        raise InputError(f"page size must be at least 1, got {page_size}")
     if parse is None:
         from attrret.parser import CaptionParser
 
         parse = CaptionParser().parse
     say = progress or (lambda _msg: None)
-    if labels is not None and gt is not None:
-        raise InputError("give --labels or --gt, not both")
-    if k < 1:
-        raise InputError(f"k must be at least 1, got {k}")
     schema = load_schema()
     submission, out = Path(submission), Path(out)
+    folder = _image_folder(images, labels or gt)
     rows = read_submission(submission)
     if not rows:
         raise InputError("the submission has no results", submission)
@@ -117,7 +120,7 @@ def build_report(
             parsed[text] = parse(text)
     queries = [parsed[text] for text, _ in rows]
 
-    relevance, kinds = _relevance(rows, submission, label_lines, labels, gt, queries, schema, M)
+    relevance, kinds = _relevance(rows, submission, label_lines, labels, gt, queries, schema)
     lists = [names[:k] for _, names in rows]
     metrics = None
     if relevance is not None:
@@ -125,16 +128,11 @@ def build_report(
 
     predicted = _load_predictions(index, schema) if index is not None else None
     facts = _facts_lookup(label_lines, predicted, schema)
-
-    folder = Path(images) if images is not None else default_image_folder(Path(labels or gt)) if (labels or gt) else None
-    if images is not None and not Path(images).is_dir():
-        raise InputError("image folder not found", images)
     thumbs = ThumbnailTable(folder)
     say(f"building {len(rows)} query rows and thumbnails from {folder or '(no image folder)'}")
     page_rows = []
     for j, (query, names) in enumerate(zip(queries, lists)):
-        scores = None
-        rel = None
+        scores = rel = None
         if relevance is not None:
             rel = lambda n, j=j: relevance.is_relevant(j, n)  # noqa: E731
             n_rel = relevance.n_relevant(j)
@@ -144,18 +142,22 @@ def build_report(
     accuracy: list[TaskAccuracy] | None = None
     if predicted is not None and label_lines is not None:
         accuracy = attribute_accuracy(label_lines, predicted, schema)
-    accuracy_note = (
-        "No index given (--index): per-attribute accuracy needs the predicted probabilities written by `attrret predict`."
-        if index is None
-        else "No labels given (--labels): per-attribute accuracy needs the gallery's labels."
-        if label_lines is None
-        else "The index predicts none of the labelled images."
-    )
+    if index is None:
+        accuracy_note = "No index given (--index): per-attribute accuracy needs the probabilities written by `attrret predict`."
+    elif label_lines is None:
+        accuracy_note = "No labels given (--labels): per-attribute accuracy needs the gallery's labels."
+    else:
+        accuracy_note = "The index predicts none of the labelled images."
     metrics_note = "No relevance given (--labels or --gt): metrics and right/wrong marks need one of them."
     meta = [f"submission {submission}", f"{len(rows)} queries, top {k}"]
-    meta += [f"labels {labels}"] if labels else [f"ground truth {gt}"] if gt else []
-    meta += [f"index {index}"] if index else []
-    meta += [f"{len(thumbs.missing)} of {len(thumbs.names)} images missing"] if thumbs.missing else []
+    if labels is not None:
+        meta.append(f"labels {labels}")
+    if gt is not None:
+        meta.append(f"ground truth {gt}")
+    if index is not None:
+        meta.append(f"index {index}")
+    if thumbs.missing:
+        meta.append(f"{len(thumbs.missing)} of {len(thumbs.names)} images have no thumbnail")
     page = render_page(
         title=f"attrret retrieval report: {submission.name}",
         meta=meta,
@@ -180,8 +182,27 @@ def build_report(
     )
 
 
-def _relevance(rows, submission, label_lines, labels, gt, queries, schema: Schema, M):
-    """Relevance and per-query kinds, exactly as ``attrret evaluate`` builds them."""
+def _image_folder(images: Path | None, relevance_file: Path | None) -> Path | None:
+    """The thumbnail folder: ``images`` (which must exist), else the Track-2 sibling of the labels or gt."""
+    if images is not None:
+        if not Path(images).is_dir():
+            raise InputError("image folder not found", images)
+        return Path(images)
+    return default_image_folder(Path(relevance_file)) if relevance_file is not None else None
+
+
+def _relevance(
+    rows: Sequence[tuple[str, list[str]]],
+    submission: Path,
+    label_lines: Sequence[LabelLine] | None,
+    labels: Path | None,
+    gt: Path | None,
+    queries: Sequence[Query],
+    schema: Schema,
+) -> tuple[object | None, list[str | None]]:
+    """Relevance (a ``metrics.Relevance``) and per-query kinds, as ``attrret evaluate`` builds them."""
+    from attrret.retrieval import metrics as M
+
     if label_lines is not None:
         _check_texts([t for t, _ in rows], [line.caption for line in label_lines], submission, labels)
         kinds = [line.kind for line in label_lines]
