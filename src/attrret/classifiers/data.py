@@ -1,0 +1,139 @@
+"""Which images train, select and test each task: label extraction and deterministic splits.
+
+- ``labels.txt + images/`` folder (pa100k-mini): every record is in the pool; ``holdout=n`` keeps
+  the fixed :func:`attrret.data.splits.holdout_split` images out of training and selection.
+- Track-2 folder: train on split ``train``, select on ``val`` when present (else a stratified
+  split of train), evaluate on ``test/test_label.txt`` when present.
+- ``fold="k/K"`` selects on fold k of a stratified K-fold of the pool instead.
+
+Records whose label for the task is unknown are skipped for that task only. The router's
+label is the record's kind (pedestrian / vehicle), known for every line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attrret.data.records import Record, load_records
+from attrret.data.splits import holdout_split
+from attrret.errors import AttrretError, InputError
+from attrret.schema import Group
+
+__all__ = ["Sample", "TaskData", "load_task_data", "stratified_split", "fold_split", "parse_fold"]
+
+Sample = tuple[str, int]  # (resolved image path, class index)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    group: Group
+    train: list[Sample]
+    val: list[Sample]
+    holdout: list[Sample]
+    val_source: str
+    holdout_source: str
+
+
+def labels_for(records: Sequence[Record], group: Group) -> list[Sample]:
+    out = []
+    for r in records:
+        path = str(Path(r.path).resolve())
+        if group.task == "router":
+            out.append((path, group.index(r.kind)))
+        elif r.kind == group.subject and group.name in r.values:
+            out.append((path, group.index(r.values[group.name])))
+    return out
+
+
+def _by_class(items: Sequence[Sample], seed: int) -> dict[int, list[int]]:
+    rng = np.random.default_rng(seed)
+    groups: dict[int, list[int]] = {}
+    for i, (_, y) in enumerate(items):
+        groups.setdefault(y, []).append(i)
+    return {y: [idx[j] for j in rng.permutation(len(idx))] for y, idx in sorted(groups.items())}
+
+
+def stratified_split(items: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Per class, ``round(fraction * n)`` items (at least 1 when the class has 2+) go to val."""
+    val_idx: set[int] = set()
+    for idx in _by_class(items, seed).values():
+        k = round(fraction * len(idx))
+        if len(idx) >= 2:
+            k = min(max(k, 1), len(idx) - 1)
+        else:
+            k = 0
+        val_idx.update(idx[:k])
+    return [s for i, s in enumerate(items) if i not in val_idx], [s for i, s in enumerate(items) if i in val_idx]
+
+
+def fold_split(items: Sequence[Sample], k: int, n_folds: int, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Stratified K-fold: within each class (shuffled), item j goes to fold ``j % K``."""
+    val_idx = {i for idx in _by_class(items, seed).values() for j, i in enumerate(idx) if j % n_folds == k}
+    return [s for i, s in enumerate(items) if i not in val_idx], [s for i, s in enumerate(items) if i in val_idx]
+
+
+def parse_fold(spec: str | None) -> tuple[int, int] | None:
+    if not spec:
+        return None
+    try:
+        k, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise AttrretError(f"--fold must look like k/K (e.g. 0/5), got {spec!r}") from None
+    if not (n >= 2 and 0 <= k < n):
+        raise AttrretError(f"--fold {spec}: need K >= 2 and 0 <= k < K")
+    return k, n
+
+
+def _split_exists(root: Path, split: str) -> bool:
+    return (root / split / f"{split}_label.txt").is_file()
+
+
+def load_task_data(
+    data: str | Path,
+    groups: Sequence[Group],
+    *,
+    holdout: int = 0,
+    holdout_seed: int = 0,
+    fold: str | None = None,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> dict[str, TaskData]:
+    root = Path(data)
+    track2 = root.is_dir() and _split_exists(root, "train")
+    pool = load_records(root, "train", skip_bad=skip_bad)
+    val_records: list[Record] | None = None
+    held: list[Record] = []
+    holdout_source = ""
+    if track2 and _split_exists(root, "val") and not fold:
+        val_records = load_records(root, "val", skip_bad=skip_bad)
+    if holdout:
+        try:
+            pool, held = holdout_split(pool, holdout, holdout_seed)
+        except ValueError as exc:
+            raise InputError(str(exc), root) from None
+        holdout_source = f"holdout_split(n={holdout}, seed={holdout_seed})"
+    elif track2 and _split_exists(root, "test"):
+        held = load_records(root, "test", skip_bad=skip_bad)
+        holdout_source = "test/test_label.txt"
+    folds = parse_fold(fold)
+    out: dict[str, TaskData] = {}
+    for g in groups:
+        items = labels_for(pool, g)
+        if len({y for _, y in items}) < 2:
+            raise InputError(f"task {g.task}: need labelled examples of at least two classes, found {len(items)} examples", root)
+        if folds:
+            train, val = fold_split(items, folds[0], folds[1], seed)
+            source = f"fold {folds[0]}/{folds[1]} (stratified)"
+        elif val_records is not None:
+            train, val = items, labels_for(val_records, g)
+            source = "val/val_label.txt"
+        else:
+            train, val = stratified_split(items, val_fraction, seed)
+            source = f"stratified {val_fraction:.0%} of train (seed {seed})"
+        out[g.task] = TaskData(g, train, val, labels_for(held, g), source, holdout_source)
+    return out

@@ -1,0 +1,114 @@
+"""A single-task classifier: a trunk cut into a frozen front and a trainable tail, plus a linear head.
+
+The cut is what makes training cheap: the front is the same pretrained network for every task,
+so its output can be computed once and cached (:mod:`attrret.classifiers.cache`), and each task
+only runs and trains the tail. ``forward(x, from_front=True)`` takes cached front output.
+
+Stage indices: 0 = stem, 1..K = blocks, K+1 = post (norms, head conv, pooling, projection).
+``trainable_blocks = N`` trains the last N blocks, post and head; ``N >= K`` trains everything
+(stem included, nothing to cache but the resized image); ``N = 0`` trains the linear head only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+from attrret.classifiers.trunks import Trunk
+
+__all__ = ["Classifier", "cut_for"]
+
+
+def cut_for(num_blocks: int, trainable_blocks: int) -> int:
+    """Index of the first trainable stage (everything before it is the frozen front)."""
+    if trainable_blocks < 0:
+        raise ValueError("trainable_blocks must be >= 0")
+    if trainable_blocks >= num_blocks:
+        return 0
+    if trainable_blocks == 0:
+        return num_blocks + 2
+    return 1 + num_blocks - trainable_blocks
+
+
+class Classifier(nn.Module):
+    def __init__(self, trunk: Trunk, feature_dim: int, n_classes: int, trainable_blocks: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(feature_dim, n_classes)
+        self.trainable_blocks = trainable_blocks
+        self.num_blocks = trunk.num_blocks
+        self.cut = cut_for(self.num_blocks, trainable_blocks)
+        self._freeze()
+
+    # -- structure -----------------------------------------------------------------------------
+    def _stage(self, s: int, x: torch.Tensor) -> torch.Tensor:
+        if s == 0:
+            return self.trunk.stem(x)
+        if s <= self.num_blocks:
+            return self.trunk.block(s - 1, x)
+        return self.trunk.post(x)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules of the front: kept in eval mode (norm statistics frozen) and without gradients."""
+        mods: list[nn.Module] = []
+        if self.cut >= 1:
+            mods += self.trunk.stem_parameters_and_modules()[1]
+        mods += self.trunk.blocks()[: max(0, min(self.cut - 1, self.num_blocks))]
+        if self.cut == self.num_blocks + 2:
+            mods += self.trunk.post_modules()
+        return mods
+
+    def _frozen_loose_parameters(self) -> list[nn.Parameter]:
+        return self.trunk.stem_parameters_and_modules()[0] if self.cut >= 1 else []
+
+    def _freeze(self) -> None:
+        for p in self.parameters():
+            p.requires_grad_(True)
+        for m in self.frozen_modules():
+            for p in m.parameters():
+                p.requires_grad_(False)
+        for p in self._frozen_loose_parameters():
+            p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- compute -------------------------------------------------------------------------------
+    def front(self, x: torch.Tensor) -> torch.Tensor:
+        for s in range(self.cut):
+            x = self._stage(s, x)
+        return x
+
+    def forward(self, x: torch.Tensor, from_front: bool = False) -> torch.Tensor:
+        if not from_front:
+            x = self.front(x)
+        for s in range(self.cut, self.num_blocks + 2):
+            x = self._stage(s, x)
+        return self.head(x)
+
+    def front_hash(self) -> str:
+        """Hash of every tensor the front depends on: equal hash => identical front output."""
+        h = hashlib.sha256(f"cut={self.cut}".encode())
+        seen: set[int] = set()
+        tensors: list[tuple[str, torch.Tensor]] = []
+        for i, m in enumerate(self.frozen_modules()):
+            for name, t in m.state_dict().items():
+                tensors.append((f"{i}.{name}", t))
+        for i, p in enumerate(self._frozen_loose_parameters()):
+            tensors.append((f"loose{i}", p.data))
+        for name, t in tensors:
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()[:20]

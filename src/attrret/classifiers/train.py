@@ -1,0 +1,450 @@
+"""Train single-task classifiers: one flat loop per task over a shared, cached frozen front.
+
+Per task: cross-entropy (label smoothing), AdamW (weight decay 1e-5), linear warm-up then
+cosine, bf16 autocast on CPU / fp16 AMP on GPU, optional inverse-frequency class weights and
+EMA, per-epoch accuracy and mA on the selection split, best epoch (by mA) kept. Everything
+random derives from ``(seed, task, epoch)``, so a run is reproducible and ``--resume`` after an
+interruption continues exactly where the last finished epoch left off.
+
+Multi-process: launched under ``torchrun`` (``WORLD_SIZE`` > 1), every rank trains the same
+model on its shard of each batch through DistributedDataParallel (gloo on CPU, nccl on GPU);
+rank 0 builds the trunk cache and writes files, every rank evaluates the full selection split,
+so all ranks pick the same best epoch.
+
+Outputs per task: ``W/models/<task>/model.pt`` (self-describing, see checkpoint.py),
+``metrics.json`` (history, best epoch, val and holdout metrics), ``config.json`` (the config).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
+from attrret.classifiers.cache import FrontCache, open_or_build
+from attrret.classifiers.checkpoint import save_checkpoint
+from attrret.classifiers.data import Sample, TaskData, load_task_data
+from attrret.classifiers.inputs import augment_image, color_safe, load_input, to_tensor
+from attrret.classifiers.metrics import classification_metrics
+from attrret.classifiers.model import Classifier
+from attrret.classifiers.runtime import autocast, resolve_device, seed_everything, tune_malloc
+from attrret.classifiers.trunks import default_trainable_blocks
+from attrret.errors import AttrretError
+from attrret.io import atomic_write_text
+from attrret.schema import Group, load_schema
+
+__all__ = ["TrainConfig", "TaskResult", "train_tasks"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; stored in every ``config.json`` and checkpoint."""
+
+    task: str = "all"
+    data: str = ""
+    workdir: str = "attrret-work"
+    backbone: str = DEFAULT_BACKBONE
+    weights: str | None = None  # timm:<name> weights file
+    pretrained: bool = True  # False: random init (the baseline the README compares against)
+    img_size: int | None = 192  # CPU-friendly; None = the backbone's native size
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    balance: str = "weighted"  # none | weighted (inverse class frequency) | sqrt
+    ema: float = 0.0  # EMA decay per step (e.g. 0.999); 0 = off
+    trainable_blocks: int | None = None  # None = the family default (trunks.FAMILY_DEFAULT_TRAINABLE)
+    crop: str = "full"  # full | top | upper | bottom (see inputs.CROPS)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    resume: bool = False
+    holdout: int = 0  # labels.txt folders: keep holdout_split(n, holdout_seed) out of training
+    holdout_seed: int = 0
+    fold: str | None = None  # "k/K": select on stratified fold k of K
+    val_fraction: float = 0.15
+    cache: bool = True
+    cache_budget_gb: float = 4.0
+    num_threads: int | None = None
+    skip_bad: bool = False
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    model_dir: Path
+    classes: tuple[str, ...]
+    n_train: int
+    n_val: int
+    n_holdout: int
+    best_epoch: int
+    val: dict
+    holdout: dict | None
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    train_images_per_s: float = 0.0
+    weights_sha256: str = ""
+    skipped: bool = False
+
+
+_BALANCES = ("none", "weighted", "sqrt")
+
+
+# --------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_dist(device: torch.device) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def _barrier(d: _Dist) -> None:
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------- helpers
+def _task_seed(seed: int, task: str, epoch: int = 0) -> int:
+    return (seed * 1_000_003 + zlib.crc32(task.encode()) + epoch * 7919) % 2**31
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def _class_weights(train: Sequence[Sample], n_classes: int, mode: str) -> torch.Tensor | None:
+    if mode == "none":
+        return None
+    counts = np.bincount([y for _, y in train], minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    w = np.clip(w, 0.0, 20.0)
+    w = w / (w[counts > 0].mean() if (counts > 0).any() else 1.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and device.type == "cpu" else x
+
+
+class _Inputs:
+    """Model inputs for a batch: cached front output, or images through the frozen front."""
+
+    def __init__(self, model: Classifier, backbone: Backbone, crop: str, cache: FrontCache | None, device: torch.device, amp: bool) -> None:
+        self.model, self.pre, self.crop, self.cache, self.device, self.amp = model, backbone.preprocess, crop, cache, device, amp
+
+    def train_batch(self, paths: Sequence[str], rng: np.random.Generator, photometric: bool) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache.batch(paths, rng.integers(0, 2, len(paths))).to(self.device)
+        ims = [augment_image(load_input(p, self.pre, self.crop), rng, photometric) for p in paths]
+        return self._front(torch.stack([to_tensor(im, self.pre) for im in ims]))
+
+    def eval_views(self, paths: Sequence[str]) -> list[torch.Tensor]:
+        if self.cache is not None:
+            return [self.cache.batch(paths, [v] * len(paths)).to(self.device) for v in (0, 1)]
+        x = torch.stack([to_tensor(load_input(p, self.pre, self.crop), self.pre) for p in paths])
+        return [self._front(x), self._front(torch.flip(x, dims=[3]))]
+
+    def _front(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), autocast(self.device, self.amp):
+            return self.model.front(_channels_last(x.to(self.device), self.device)).float()
+
+
+def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device, amp: bool) -> np.ndarray:
+    """Softmax probabilities averaged over the image and its flip (the same TTA as predict)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(items), batch_size):
+            paths = [p for p, _ in items[s : s + batch_size]]
+            probs = 0
+            for xv in inputs.eval_views(paths):
+                with autocast(device, amp):
+                    logits = model(_channels_last(xv, device), from_front=True)
+                probs = probs + logits.float().softmax(-1)
+            out.append((probs / 2).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _evaluate(model, inputs, items, classes, batch_size, device, amp) -> dict:
+    if not items:
+        return classification_metrics(np.zeros(0, int), np.zeros(0, int), classes)
+    probs = _predict(model, inputs, items, batch_size, device, amp)
+    return classification_metrics(np.array([y for _, y in items]), probs.argmax(1), classes)
+
+
+def _summary(m: dict) -> dict:
+    return {"accuracy": m["accuracy"], "mA": m["mA"], "n": m["n"]}
+
+
+# --------------------------------------------------------------------------- main entry
+def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
+    """Train every task of ``config.task`` (a task name, ``pedestrian``, ``vehicle`` or ``all``)."""
+    if config.balance not in _BALANCES:
+        raise AttrretError(f"balance must be one of {', '.join(_BALANCES)}, got {config.balance!r}")
+    if not config.data:
+        raise AttrretError("no training data given (--data DIR)")
+    tune_malloc()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    d = _init_dist(device)
+    schema = load_schema()
+    try:
+        groups = schema.select_tasks(config.task)
+    except KeyError as exc:
+        raise AttrretError(str(exc.args[0])) from None
+
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=not (progress and d.main))
+
+    def log(msg: str) -> None:
+        console.print(msg, highlight=False, markup=False)
+
+    data = load_task_data(config.data, groups, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
+                          val_fraction=config.val_fraction, seed=config.seed, skip_bad=config.skip_bad)
+    seed_everything(config.seed)
+    backbone = create_backbone(config.backbone, weights=config.weights, pretrained=config.pretrained, img_size=config.img_size)
+    n_blocks = config.trainable_blocks
+    if n_blocks is None:
+        n_blocks = default_trainable_blocks(backbone.family, backbone.trunk.num_blocks)
+    proto = Classifier(backbone.trunk, backbone.feature_dim, 2, n_blocks).to(device)
+    log(f"backbone {backbone.arch} ({backbone.family}, {backbone.weights}), {backbone.preprocess.size}px, "
+        f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device}, world {d.world}")
+
+    workdir = Path(config.workdir)
+    cache = None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[ips]:>6.0f} img/s  loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not (progress and d.main)) as prog:
+        if config.cache:
+            images = sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part})
+            bar = prog.add_task("trunk cache", total=len(images), ips=0.0, loss=0.0)
+            t0 = time.perf_counter()
+
+            def advance(n: int) -> None:
+                done = prog.tasks[bar].completed + n
+                prog.update(bar, advance=n, ips=done / max(1e-9, time.perf_counter() - t0))
+
+            kwargs = dict(arch=backbone.arch, pre=backbone.preprocess, crop=config.crop, images=images, workdir=workdir,
+                          device=device, amp=config.amp, batch_size=config.batch_size,
+                          budget_bytes=int(config.cache_budget_gb * 2**30), log=log, progress=advance)
+            if d.main:
+                cache = open_or_build(proto, **kwargs)
+            _barrier(d)
+            if not d.main:
+                cache = open_or_build(proto, **kwargs, build=False)
+            prog.update(bar, completed=len(images))
+        results = []
+        for g in groups:
+            results.append(_train_one(config, g, data[g.task], backbone, n_blocks, cache, device, d, prog, log, schema.fingerprint))
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return results
+
+
+def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, n_blocks: int, cache: FrontCache | None,
+               device: torch.device, d: _Dist, prog, log, fingerprint: str) -> TaskResult:
+    task, classes = group.task, group.classes
+    out_dir = Path(config.workdir) / "models" / task
+    resolved = {**config.as_dict(), "task": task, "trainable_blocks": n_blocks}
+    if config.resume and (out_dir / "metrics.json").is_file():
+        done = json.loads((out_dir / "metrics.json").read_text())
+        if done.get("complete") and done.get("config") == resolved:
+            log(f"{task}: already trained with this config, skipped (--resume)")
+            return TaskResult(task, out_dir, classes, done["n_train"], done["n_val"], done["n_holdout"], done["best_epoch"],
+                              done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
+
+    torch.manual_seed(_task_seed(config.seed, task))
+    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(classes), n_blocks).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    net: torch.nn.Module = model
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    params = model.trainable_parameters()
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    per_rank = config.batch_size
+    steps = max(1, math.ceil(len(td.train) / (per_rank * d.world)))
+    total = steps * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(round(config.warmup_epochs * steps))))
+    weights = _class_weights(td.train, len(classes), config.balance)
+    weights = weights.to(device) if weights is not None else None
+    scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and config.amp) else None
+    ema = None
+    if config.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+    inputs = _Inputs(model, backbone, config.crop, cache, device, config.amp)
+    eval_model = (lambda: ema.module) if ema is not None else (lambda: model)
+
+    start_epoch, history, best = 0, [], {"epoch": -1, "mA": -1.0, "state": None, "val": None}
+    last_path = out_dir / "last.pt"
+    if config.resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        if state.get("config") == resolved:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if ema is not None and state.get("ema") is not None:
+                ema.load_state_dict(state["ema"])
+            start_epoch, history = state["epoch"] + 1, list(state["history"])
+            best = {"epoch": state["best_epoch"], "mA": state["best_mA"], "state": state["best_state"], "val": state["best_val"]}
+            log(f"{task}: resumed after epoch {state['epoch'] + 1}")
+        else:
+            log(f"{task}: {last_path} is from another config; starting afresh")
+
+    bar = prog.add_task(f"{task:<22}", total=total, completed=start_epoch * steps, ips=0.0, loss=0.0)
+    train_time, train_seen, t_task = 0.0, 0, time.perf_counter()
+    photometric = color_safe(task)
+    labels = np.array([y for _, y in td.train])
+    for epoch in range(start_epoch, config.epochs):
+        seed = _task_seed(config.seed, task, epoch + 1)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(td.train))
+        need = steps * per_rank * d.world  # every rank runs the same number of equal batches
+        order = np.resize(order, need) if len(order) < need else order[:need]
+        shard = order[d.rank :: d.world]
+        net.train()
+        t0 = time.perf_counter()
+        for s in range(steps):
+            idx = shard[s * per_rank : (s + 1) * per_rank]
+            x = _channels_last(inputs.train_batch([td.train[i][0] for i in idx], rng, photometric), device)
+            y = torch.from_numpy(labels[idx]).to(device)
+            with autocast(device, config.amp):
+                logits = net(x, from_front=True)
+            loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=config.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            n = len(idx) * d.world
+            train_seen += n
+            elapsed = train_time + time.perf_counter() - t0
+            prog.update(bar, advance=1, ips=train_seen / max(elapsed, 1e-9), loss=float(loss.detach()))
+        train_time += time.perf_counter() - t0
+        if d.world > 1:  # DDP syncs gradients; make norm statistics identical on every rank too
+            import torch.distributed as dist
+
+            for b in model.buffers():
+                dist.broadcast(b, 0)
+        val = _evaluate(eval_model(), inputs, td.val, classes, config.batch_size, device, config.amp)
+        history.append({"epoch": epoch, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], "val": _summary(val)})
+        if val["mA"] > best["mA"] or not td.val:
+            best = {"epoch": epoch, "mA": val["mA"], "val": val,
+                    "state": {k: v.detach().cpu().clone() for k, v in eval_model().state_dict().items()}}
+        if d.main:
+            torch.save({"config": resolved, "epoch": epoch, "history": history, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "ema": ema.state_dict() if ema is not None else None, "best_epoch": best["epoch"],
+                        "best_mA": best["mA"], "best_state": best["state"], "best_val": best["val"]}, _tmp(last_path))
+            os.replace(_tmp(last_path), last_path)
+
+    final = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(classes), n_blocks).to(device)
+    final.load_state_dict(best["state"])
+    if device.type == "cpu":
+        final = final.to(memory_format=torch.channels_last)
+    holdout = None
+    if td.holdout:
+        holdout = _evaluate(final, _Inputs(final, backbone, config.crop, cache, device, config.amp), td.holdout, classes,
+                            config.batch_size, device, config.amp)
+    digest = _state_digest(final)
+    seconds = time.perf_counter() - t_task
+    ips = train_seen / train_time if train_time else 0.0
+    metrics = {
+        "task": task, "classes": list(classes), "complete": True, "best_epoch": best["epoch"], "val": best["val"],
+        "val_source": td.val_source, "holdout": holdout, "holdout_source": td.holdout_source if td.holdout else None,
+        "history": history, "n_train": len(td.train), "n_val": len(td.val), "n_holdout": len(td.holdout),
+        "train_seconds": train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": resolved,
+    }
+    if d.main:
+        meta = {
+            "task": task, "subject": group.subject, "group": group.name, "classes": list(classes),
+            "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
+                         "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
+            "preprocess": backbone.preprocess.as_dict(), "crop": config.crop, "trainable_blocks": n_blocks,
+            "cut": final.cut, "front_hash": final.front_hash(), "schema_fingerprint": fingerprint,
+            "metrics": {"best_epoch": best["epoch"], "val": _summary(best["val"]), "holdout": _summary(holdout) if holdout else None},
+            "config": resolved,
+        }
+        save_checkpoint(out_dir / "model.pt", meta, final.state_dict())
+        atomic_write_text(out_dir / "config.json", json.dumps(resolved, indent=2))
+        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        last_path.unlink(missing_ok=True)
+    if d.world > 1:
+        print(f"[rank {d.rank}/{d.world}] {task}: weights sha256={digest} best_epoch={best['epoch']} "
+              f"val_mA={best['mA']:.6f}", file=sys.stderr, flush=True)
+    return TaskResult(task, out_dir, classes, len(td.train), len(td.val), len(td.holdout), best["epoch"], best["val"],
+                      holdout, history, seconds, ips, digest)
+
+
+def _tmp(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp")

@@ -1,0 +1,210 @@
+"""A backbone seen as ``stem -> block 0 .. block K-1 -> post``, whatever its family.
+
+Partial freezing and the shared frozen-trunk cache both need to cut a network at a block
+boundary and run the two halves separately. timm's families expose their blocks differently
+(``blocks`` of stages in EfficientNet, ``blocks`` of transformer layers in ViT/EVA, ``stages``
+in ConvNeXt, ``layer1..4`` in ResNet), so one small adapter per family maps each onto the
+same three calls. Everything that is neither stem nor a block (final norms, the CNN head
+convolution, pooling, an open_clip projection) belongs to ``post`` and trains with the tail.
+
+"A block" is a transformer layer for ViT/EVA and a stage for CNNs: the published method
+trained the last 8 of EVA-L's 24 layers; for EfficientNet-Lite0 (7 stages) the last 2 stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["Trunk", "make_trunk", "default_trainable_blocks", "FAMILY_DEFAULT_TRAINABLE"]
+
+#: Documented per-family defaults of ``--trainable-blocks`` (``None`` = a third of the blocks,
+#: rounded, the EVA-L recipe of the published method: 8 of 24).
+FAMILY_DEFAULT_TRAINABLE: dict[str, int | None] = {
+    "efficientnet": 2,  # of 7 stages (lite0: stages 5-6 + conv_head, ~60% of the weights, ~10% of the FLOPs)
+    "convnext": 1,  # of 4 stages
+    "resnet": 1,  # of 4 stages (layer4)
+    "vit": None,  # a third of the layers
+    "eva": None,  # a third of the layers (8 of 24 for EVA-L)
+}
+
+
+def default_trainable_blocks(family: str, num_blocks: int) -> int:
+    n = FAMILY_DEFAULT_TRAINABLE.get(family)
+    if n is None:
+        n = max(1, round(num_blocks / 3))
+    return min(n, num_blocks)
+
+
+class Trunk(nn.Module):
+    """Adapter exposing ``stem``, ``block(i)`` and ``post`` of a wrapped model (``self.model``).
+
+    ``proj`` is an extra module applied after pooling (open_clip's image projection).
+    """
+
+    family = "generic"
+    stem_names: tuple[str, ...] = ()
+
+    def __init__(self, model: nn.Module, proj: nn.Module | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.proj = proj if proj is not None else nn.Identity()
+
+    # -- the three calls -------------------------------------------------------------------
+    def blocks(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks()[i](x)
+
+    def post(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.model.forward_head(x, pre_logits=True))
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks())
+
+    def stem_parameters_and_modules(self) -> tuple[list[nn.Parameter], list[nn.Module]]:
+        """Parameters and modules of the stem (frozen unless every block trains)."""
+        params, mods = [], []
+        for name in self.stem_names:
+            obj = getattr(self.model, name, None)
+            if isinstance(obj, nn.Parameter):
+                params.append(obj)
+            elif isinstance(obj, nn.Module):
+                mods.append(obj)
+                params.extend(obj.parameters())
+        return params, mods
+
+    def post_modules(self) -> list[nn.Module]:
+        """Every module that is neither stem nor block: final norms, head conv, pooling, projection."""
+        stem_ids = {id(m) for m in self.stem_parameters_and_modules()[1]}
+        block_ids = {id(b) for b in self.blocks()}
+        containers = {id(self._blocks_container())} if self._blocks_container() is not None else set()
+        out = [m for m in self.model.children() if id(m) not in stem_ids | block_ids | containers]
+        return out + [self.proj]
+
+    def _blocks_container(self) -> nn.Module | None:
+        return None
+
+
+class EfficientNetTrunk(Trunk):
+    family = "efficientnet"
+    stem_names = ("conv_stem", "bn1")
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.blocks)
+
+    def _blocks_container(self) -> nn.Module | None:
+        return self.model.blocks
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.bn1(self.model.conv_stem(x))
+
+    def post(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.model.bn2(self.model.conv_head(x))
+        return self.proj(self.model.forward_head(x, pre_logits=True))
+
+
+class ViTTrunk(Trunk):
+    family = "vit"
+    stem_names = ("patch_embed", "pos_embed", "cls_token", "reg_token", "pos_drop", "patch_drop", "norm_pre")
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.blocks)
+
+    def _blocks_container(self) -> nn.Module | None:
+        return self.model.blocks
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m._pos_embed(m.patch_embed(x))
+        return m.norm_pre(m.patch_drop(x))
+
+    def post(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.model.forward_head(self.model.norm(x), pre_logits=True))
+
+
+class EvaTrunk(ViTTrunk):
+    """timm's Eva (EVA02, also open_clip's EVA02 CLIP towers): blocks take a rotary embedding."""
+
+    family = "eva"
+    stem_names = ("patch_embed", "pos_embed", "cls_token", "reg_token", "pos_drop", "patch_drop", "norm_pre", "rope")
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x, _ = m._pos_embed(m.patch_embed(x))
+        return m.norm_pre(x)
+
+    def _rope(self, i: int) -> torch.Tensor | None:
+        # The rotary embedding depends only on the (fixed) patch grid, so each block recomputes it
+        # instead of carrying it through the cache.
+        m = self.model
+        if m.rope is None:
+            return None
+        if hasattr(m.rope, "feat_shape"):
+            rope = m.rope.get_embed()
+        else:
+            rope = m.rope.get_embed(shape=m.patch_embed.grid_size)
+        return rope[i] if getattr(m, "rope_mixed", False) else rope
+
+    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.model.blocks[i](x, rope=self._rope(i))
+
+
+class ConvNeXtTrunk(Trunk):
+    """Models with ``stem`` + ``stages`` (ConvNeXt and relatives)."""
+
+    family = "convnext"
+    stem_names = ("stem",)
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.stages)
+
+    def _blocks_container(self) -> nn.Module | None:
+        return self.model.stages
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.stem(x)
+
+    def post(self, x: torch.Tensor) -> torch.Tensor:
+        norm_pre = getattr(self.model, "norm_pre", nn.Identity())
+        return self.proj(self.model.forward_head(norm_pre(x), pre_logits=True))
+
+
+class ResNetTrunk(Trunk):
+    family = "resnet"
+    stem_names = ("conv1", "bn1", "act1", "maxpool")
+
+    def blocks(self) -> list[nn.Module]:
+        return [self.model.layer1, self.model.layer2, self.model.layer3, self.model.layer4]
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        return m.maxpool(m.act1(m.bn1(m.conv1(x))))
+
+
+_FAMILIES: list[tuple[Callable[[nn.Module], bool], type[Trunk]]] = [
+    (lambda m: type(m).__name__ == "Eva", EvaTrunk),
+    (lambda m: hasattr(m, "patch_embed") and hasattr(m, "blocks") and hasattr(m, "_pos_embed"), ViTTrunk),
+    (lambda m: hasattr(m, "conv_stem") and hasattr(m, "blocks") and hasattr(m, "conv_head"), EfficientNetTrunk),
+    (lambda m: hasattr(m, "stem") and hasattr(m, "stages"), ConvNeXtTrunk),
+    (lambda m: all(hasattr(m, f"layer{i}") for i in range(1, 5)) and hasattr(m, "conv1"), ResNetTrunk),
+]
+
+
+def make_trunk(model: nn.Module, proj: nn.Module | None = None) -> Trunk:
+    """Wrap a timm model (or an open_clip timm tower's trunk) in the adapter of its family."""
+    for test, cls in _FAMILIES:
+        if test(model):
+            return cls(model, proj)
+    raise ValueError(
+        f"cannot split a {type(model).__name__} into blocks: supported families are "
+        "EfficientNet/MobileNet, ViT, EVA, ConvNeXt-like (stem+stages) and ResNet"
+    )
