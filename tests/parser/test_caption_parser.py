@@ -237,6 +237,8 @@ def test_no_kind_means_no_groups(parser):
     q = parser.parse("hello world")
     assert (q.stated, q.implied, q.unknown) == ({}, {}, ())
     assert q.unmatched == ("hello", "world")
+    q = parser.parse("a man in a car")  # one cue word each: a tie, so no kind, and nothing used
+    assert (q.kind, q.stated, q.spans, q.unmatched) == (None, {}, (), ("man", "car"))
 
 
 # ------------------------------------------------------------------ API behaviour

@@ -12,7 +12,7 @@ Pipeline per caption (each step a small, stated rule):
 4. Negation: "no", "not", "without", ... negate every phrase after them up to the next
    punctuation or clause word ("and", "but", "with", ...).
 5. Kind: each attribute span votes for its subject, each cue word ("woman", "car") votes
-   twice; a tie means no kind. Spans of the other subject are reported as unmatched.
+   twice; a tie means no kind. Words of the other subject (all, with no kind) are unmatched.
 6. Stated values: the first mention of a group wins. Implied values: the Track-2 grammar
    rules (:mod:`attrret.parser.grammar`) for captions written by that grammar.
 
@@ -163,9 +163,8 @@ class CaptionParser:
         for start, end, entry, fuzzy in chosen:
             subject, plain, neg, _ = self._meaning[entry]
             a, b = rows[start][3], rows[end - 1][3] + rows[end - 1][4]
-            if subject != kind:
-                if kind is not None:
-                    unmatched.append((start, caption[a:b]))
+            if subject != kind:  # another subject's words (or no kind at all): not used, so reported
+                unmatched.append((start, caption[a:b]))
                 continue
             for group, cls in neg if start in negated else plain:
                 spans.append(Span(caption[a:b], a, b, group, cls, fuzzy))
