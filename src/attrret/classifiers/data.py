@@ -12,7 +12,7 @@ label is the record's kind (pedestrian / vehicle), known for every line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +102,10 @@ def load_task_data(
     val_fraction: float = 0.15,
     seed: int = 0,
     skip_bad: bool = False,
+    on_untrainable: Callable[[str], None] | None = None,
 ) -> dict[str, TaskData]:
+    """Samples per task. A task without examples of two classes is an error, or, when
+    ``on_untrainable`` is given (several tasks requested), reported through it and left out."""
     root = Path(data)
     track2 = root.is_dir() and _split_exists(root, "train")
     pool = load_records(root, "train", skip_bad=skip_bad)
@@ -125,7 +128,11 @@ def load_task_data(
     for g in groups:
         items = labels_for(pool, g)
         if len({y for _, y in items}) < 2:
-            raise InputError(f"task {g.task}: need labelled examples of at least two classes, found {len(items)} examples", root)
+            msg = f"task {g.task}: need labelled examples of at least two classes, found {len(items)} examples"
+            if on_untrainable is None:
+                raise InputError(msg, root)
+            on_untrainable(f"{root}: {msg}; skipped")
+            continue
         if folds:
             train, val = fold_split(items, folds[0], folds[1], seed)
             source = f"fold {folds[0]}/{folds[1]} (stratified)"

@@ -253,7 +253,11 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
         console.print(msg, highlight=False, markup=False)
 
     data = load_task_data(config.data, groups, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
-                          val_fraction=config.val_fraction, seed=config.seed, skip_bad=config.skip_bad)
+                          val_fraction=config.val_fraction, seed=config.seed, skip_bad=config.skip_bad,
+                        on_untrainable=log if len(groups) > 1 else None)
+    groups = tuple(g for g in groups if g.task in data)
+    if not groups:
+        raise AttrretError(f"no trainable task in {config.data} for --task {config.task}")
     seed_everything(config.seed)
     backbone = create_backbone(config.backbone, weights=config.weights, pretrained=config.pretrained, img_size=config.img_size)
     n_blocks = config.trainable_blocks

@@ -1,7 +1,74 @@
-"""Placeholder: replaced by the train command implementation."""
+"""``attrret train``: build a TrainConfig from the options, call train_tasks, print the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 
+def _table(results) -> str:
+    rows = ["| task | train | val | best epoch | val acc | val mA | holdout acc | holdout mA | img/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        h = r.holdout
+        hold = f"{h['accuracy']:.3f} | {h['mA']:.3f}" if h else "- | -"
+        rows.append(f"| {r.task} | {r.n_train} | {r.n_val} | {r.best_epoch + 1} | {r.val['accuracy']:.3f} | "
+                    f"{r.val['mA']:.3f} | {hold} | {r.train_images_per_s:.0f} |")
+    if len(results) > 1:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        hs = [r.holdout for r in results if r.holdout]
+        hold = f"{mean([h['accuracy'] for h in hs]):.3f} | {mean([h['mA'] for h in hs]):.3f}" if hs else "- | -"
+        rows.append(f"| **mean** | | | | {mean([r.val['accuracy'] for r in results]):.3f} | "
+                    f"{mean([r.val['mA'] for r in results]):.3f} | {hold} | |")
+    return "\n".join(rows)
+
+
+def train(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task (vehicle.color, pedestrian.hat, router, ...), pedestrian, vehicle or all.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Track-2 folder or labels.txt + images/ folder.")],
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Models go to W/models/<task>/, the trunk cache to W/cache/.")] = Path("attrret-work"),
+    backbone: Annotated[str, typer.Option(help="tf_efficientnet_lite0 | timm:<name> | open_clip:<arch>/<pretrained> | path/to/model.pt")] = "tf_efficientnet_lite0",
+    weights: Annotated[Optional[Path], typer.Option(help="State-dict file for a timm:<name> backbone (offline weights).")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained/--random-init", help="Start from pretrained weights or random init.")] = True,
+    img_size: Annotated[int, typer.Option(help="Square input size in pixels; 0 = the backbone's native size.")] = 192,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = 64,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    trainable_blocks: Annotated[Optional[int], typer.Option(min=0, help="Train the last N blocks/stages + head (default: per backbone family).")] = None,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
+    balance: Annotated[str, typer.Option(help="Class-imbalance handling: none | weighted | sqrt.")] = "weighted",
+    ema: Annotated[float, typer.Option(min=0.0, max=1.0, help="EMA decay (e.g. 0.999); 0 = off.")] = 0.0,
+    crop: Annotated[str, typer.Option(help="Input region: full | top | upper | bottom.")] = "full",
+    holdout: Annotated[int, typer.Option(min=0, help="Keep the fixed holdout_split(N, seed 0) out of training; report it.")] = 0,
+    fold: Annotated[Optional[str], typer.Option(help="Select on stratified fold k of K, as k/K.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (skip finished tasks).")] = False,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Shared frozen-trunk cache.")] = True,
+    cache_budget_gb: Annotated[float, typer.Option(min=0.0)] = 4.0,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad label lines / missing images with a warning.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Train single-task attribute classifiers (partial fine-tuning over a shared cached trunk)."""
+    from attrret.classifiers.train import TrainConfig, train_tasks
+
+    config = TrainConfig(
+        task=task, data=str(data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
+        pretrained=pretrained, img_size=img_size or None, epochs=epochs, batch_size=batch_size, lr=lr,
+        trainable_blocks=trainable_blocks, label_smoothing=label_smoothing, balance=balance, ema=ema, crop=crop,
+        holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
+        cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
+    )
+    results = train_tasks(config, progress=not quiet)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(_table(results))
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``train`` to the app."""
+    app.command("train")(train)
