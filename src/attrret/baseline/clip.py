@@ -25,6 +25,7 @@ from attrret.baseline.features import front_features
 from attrret.baseline.model import ClipModel, build_model, parse_text_spec
 from attrret.baseline.tokens import CaptionTokenizer
 from attrret.baseline.train import TrainHistory, train_contrastive
+from attrret.classifiers.runtime import autocast, tune_malloc
 from attrret.data.records import Record, load_records
 from attrret.data.splits import PA100K_MINI_HOLDOUT, holdout_split
 from attrret.data.track2 import read_test_text, write_submission
@@ -70,15 +71,17 @@ class TrainedClip:
         for start in range(0, len(paths), batch_size):
             sl = slice(start, start + batch_size)
             feats = front_features(self.model, paths[sl], self.config.image_size, flips=self.config.tta_flip,
-                                   batch_size=batch_size, wheres=wheres[sl] if wheres else None)
-            views = [self.model.encode_image(feats[:, v].float()) for v in range(feats.shape[1])]
+                                   batch_size=batch_size, wheres=wheres[sl] if wheres else None, amp=self.config.amp)
+            with autocast(torch.device("cpu"), self.config.amp):
+                views = [self.model.encode_image(feats[:, v].float()) for v in range(feats.shape[1])]
             out.append(torch.nn.functional.normalize(torch.stack(views).mean(0), dim=-1))
         return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
 
     @torch.no_grad()
     def embed_texts(self, captions: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         self.model.eval()
-        out = [self.model.encode_text(self.tokenizer(captions[i : i + batch_size])) for i in range(0, len(captions), batch_size)]
+        with autocast(torch.device("cpu"), self.config.amp):
+            out = [self.model.encode_text(self.tokenizer(captions[i : i + batch_size])) for i in range(0, len(captions), batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
 
     def rank(self, captions: Sequence[str], paths: Sequence[Path], k: int = 10, **kw) -> list[list[int]]:
@@ -115,6 +118,7 @@ def train_clip(
     if len(records) < 2:
         raise InputError(f"the CLIP baseline needs at least 2 training pairs, got {len(records)}")
     _set_threads(config)
+    tune_malloc()
     started = time.monotonic()
     say = log or (lambda _msg: None)
     captions = [r.caption for r in records]
@@ -128,7 +132,7 @@ def train_clip(
         tokenizer = CaptionTokenizer(model.text.context_length, arch=tokenizer.arch)
     say(f"caching frozen front features of {len(records)} images ({config.image_size}px, with flips)")
     feats = front_features(model, [r.path for r in records], config.image_size, flips=config.flip_train,
-                           wheres=[r.where for r in records])
+                           wheres=[r.where for r in records], amp=config.amp)
     cache_seconds = time.monotonic() - started
     say(f"cached {tuple(feats.shape)} in {cache_seconds:.1f}s; training")
     tokens = tokenizer(captions)

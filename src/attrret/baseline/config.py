@@ -19,7 +19,7 @@ class ClipConfig:
 
     backbone: str = "tf_efficientnet_lite0"
     pretrained: bool = True  # image tower weights from attrret's backbone factory
-    image_size: int = 160
+    image_size: int = 192  # attrret's classifiers' default training size
     trainable_stages: int = 2  # last backbone stages trained, as attrret's classifiers (the rest frozen, cached)
     embed_dim: int = 256
     text_width: int = 192  # with 2 layers: ~0.17 s per batch of 64 on 2 CPU threads (256 x 3: ~4x that)
@@ -38,6 +38,7 @@ class ClipConfig:
     tta_flip: bool = False
     kl_positives: bool = False  # captions with equal attribute values in a batch are positives (KL loss)
     flip_train: bool = True  # random horizontal flip during training (the cache holds both)
+    amp: bool = True  # bfloat16 autocast on CPU, like attrret's classifiers
     seed: int = 0
     threads: int | None = None
 

@@ -2,10 +2,10 @@
 
 ``ClipModel`` has three parts:
 
-- ``front``: the frozen first stages of the image backbone. Its output does not change during
-  training, so it is computed once per (image, flip) and cached (see ``features.py``);
-- ``image_tail`` + ``image_proj``: the last ``trainable_stages`` stages, the head conv and a
-  linear projection into the joint space;
+- the image ``trunk`` (attrret's classifier backbone factory and block adapter): its stem and
+  first blocks are the frozen *front*, whose output never changes during training, so it is
+  computed once per (image, flip) and cached (see ``features.py``); the last
+  ``trainable_stages`` blocks, the head (``post``) and ``image_proj`` train;
 - ``text``: an open_clip ``TextTransformer`` trained from scratch (small, for a CPU), or a
   pretrained open_clip text tower (``open_clip:ARCH/TAG``) followed by a projection.
 
@@ -26,53 +26,22 @@ from attrret._torchvision import ensure_torchvision
 from attrret.baseline.config import ClipConfig
 from attrret.errors import AttrretError
 
-__all__ = ["ClipModel", "build_model", "image_norm"]
-
-_STAGED = ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
+__all__ = ["ClipModel", "build_model", "parse_text_spec"]
 
 
-def _create_trunk(config: ClipConfig, pretrained: bool) -> nn.Module:
-    """The image backbone, from attrret's classifier backbone factory when weights are wanted.
+def _create_backbone(config: ClipConfig, pretrained: bool):
+    """The image backbone from attrret's classifier factory (same architecture, same weights).
 
-    Using the classifiers' factory (not a copy of it) is what makes the comparison fair: the
-    same architecture with the same ImageNet weights on both sides.
+    Using the classifiers' factory, not a copy of it, is what makes the comparison fair: the
+    default ``tf_efficientnet_lite0`` comes with the same offline ImageNet weights, split into
+    the same blocks, and fed with the same preprocessing.
     """
-    ensure_torchvision()
-    if pretrained:
-        try:
-            from attrret.classifiers.backbones import create_backbone
-        except ImportError as exc:
-            raise AttrretError(
-                f"pretrained image weights come from attrret.classifiers.backbones, which is not available ({exc}); "
-                "train with pretrained=False (--no-pretrained) to use random weights"
-            ) from None
-        trunk = create_backbone(config.backbone, pretrained=True)
-    else:
-        import timm
+    from attrret.classifiers.backbones import create_backbone
 
-        trunk = timm.create_model(config.backbone, pretrained=False, num_classes=0)
-    missing = [name for name in _STAGED if not hasattr(trunk, name)]
-    if missing:
-        raise AttrretError(
-            f"backbone {config.backbone!r} is not an EfficientNet-style timm model (no {', '.join(missing)}); "
-            "the CLIP baseline splits conv_stem/blocks/conv_head into a cached front and a trained tail"
-        )
-    return trunk
-
-
-def image_norm(trunk: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std read back from the model's pretrained config (timm), not duplicated here."""
-    cfg = getattr(trunk, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", (0.5, 0.5, 0.5))), tuple(cfg.get("std", (0.5, 0.5, 0.5)))
-
-
-def _split_trunk(trunk: nn.Module, trainable_stages: int) -> tuple[nn.Module, nn.Module, int]:
-    """``(front, tail, tail_features)``: front = stem + all but the last stages; tail = the rest + pool."""
-    blocks = list(trunk.blocks)
-    cut = len(blocks) - trainable_stages
-    front = nn.Sequential(trunk.conv_stem, trunk.bn1, *blocks[:cut])
-    tail = nn.Sequential(*blocks[cut:], trunk.conv_head, trunk.bn2, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-    return front, tail, trunk.conv_head.out_channels
+    bb = create_backbone(config.backbone, pretrained=pretrained, img_size=config.image_size)
+    if not 0 <= config.trainable_stages <= bb.trunk.num_blocks:
+        raise AttrretError(f"trainable_stages={config.trainable_stages}: {config.backbone} has {bb.trunk.num_blocks} blocks")
+    return bb
 
 
 @contextmanager
@@ -129,15 +98,21 @@ def parse_text_spec(spec: str) -> tuple[str, str]:
 
 
 class ClipModel(nn.Module):
-    """Frozen image front + trainable image tail/projection + text tower, CLIP-style."""
+    """Frozen image front + trainable image tail/projection + text tower, CLIP-style.
+
+    The image trunk is the classifiers' block adapter (``stem -> block 0..K-1 -> post``): the
+    stem and the first ``K - trainable_stages`` blocks are the frozen, cacheable front.
+    """
 
     def __init__(self, config: ClipConfig, vocab_size: int, *, load_weights: bool = True) -> None:
         super().__init__()
-        trunk = _create_trunk(config, pretrained=config.pretrained and load_weights)
-        self.mean, self.std = image_norm(trunk)
-        self.front, self.image_tail, feat_dim = _split_trunk(trunk, config.trainable_stages)
-        self.front.requires_grad_(False)
-        self.image_proj = nn.Linear(feat_dim, config.embed_dim, bias=False)
+        bb = _create_backbone(config, pretrained=config.pretrained and load_weights)
+        self.trunk = bb.trunk
+        self.cut = self.trunk.num_blocks - config.trainable_stages
+        self.mean, self.std = bb.preprocess.mean, bb.preprocess.std
+        for p in self._front_parameters():
+            p.requires_grad_(False)
+        self.image_proj = nn.Linear(bb.feature_dim, config.embed_dim, bias=False)
         if config.text_pretrained:
             self.text = PretrainedText(config.text_pretrained, load_weights=load_weights)
             self.text_proj: nn.Module = nn.Linear(self.text.output_dim, config.embed_dim, bias=False)
@@ -156,21 +131,38 @@ class ClipModel(nn.Module):
             self.text_proj = nn.Identity()
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
+    def _front_modules(self) -> list[nn.Module]:
+        blocks = self.trunk.blocks()
+        return self.trunk.stem_parameters_and_modules()[1] + blocks[: self.cut]
+
+    def _front_parameters(self) -> list[nn.Parameter]:
+        params = list(self.trunk.stem_parameters_and_modules()[0])
+        for block in self.trunk.blocks()[: self.cut]:
+            params.extend(block.parameters())
+        return params
+
     def train(self, mode: bool = True) -> "ClipModel":
         super().train(mode)
-        self.front.eval()  # frozen: its BatchNorm statistics must not move
+        for m in self._front_modules():  # frozen: BatchNorm statistics must not move either
+            m.eval()
         return self
 
     @torch.no_grad()
     def encode_front(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised pixel batch ``[B,3,H,W]`` -> frozen front features (cacheable)."""
-        return self.front(images)
+        x = self.trunk.stem(images)
+        for i in range(self.cut):
+            x = self.trunk.block(i, x)
+        return x
 
     def encode_image(self, front_features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_proj(self.image_tail(front_features)), dim=-1)
+        x = front_features
+        for i in range(self.cut, self.trunk.num_blocks):
+            x = self.trunk.block(i, x)
+        return F.normalize(self.image_proj(self.trunk.post(x)).float(), dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_proj(self.text(tokens)), dim=-1)
+        return F.normalize(self.text_proj(self.text(tokens)).float(), dim=-1)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(100.0)).exp()

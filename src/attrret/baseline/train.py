@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from attrret.baseline.config import ClipConfig
 from attrret.baseline.model import ClipModel
+from attrret.classifiers.runtime import autocast
 
 __all__ = ["TrainHistory", "clip_loss", "kl_positive_loss", "positive_mask", "train_contrastive", "Ema"]
 
@@ -144,8 +145,9 @@ def train_contrastive(
             x = features[idx, view].float()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            img = model.encode_image(x)
-            txt = model.encode_text(tokens[idx])
+            with autocast(torch.device("cpu"), config.amp):
+                img = model.encode_image(x)
+                txt = model.encode_text(tokens[idx])
             logits = model.scale() * img @ txt.t()
             if key_codes is not None:
                 loss = kl_positive_loss(logits, key_codes[idx][:, idx])

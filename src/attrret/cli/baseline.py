@@ -34,9 +34,10 @@ def clip(
     kl_positives: bool = typer.Option(False, "--kl-positives/--no-kl-positives", help="KL loss: captions with equal attributes in a batch are positives."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="ImageNet weights for the image tower (attrret's backbone factory)."),
     text_pretrained: Optional[str] = typer.Option(None, "--text-pretrained", help="open_clip:ARCH/TAG pretrained text tower (needs a hub or local weights)."),
-    image_size: int = typer.Option(160, "--image-size", help="Square input size (resize and pad)."),
+    image_size: int = typer.Option(192, "--image-size", help="Square input size (resize and pad); the classifiers' default."),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(5e-4, "--lr"),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CPU (as the classifiers)."),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
 ) -> None:
@@ -61,6 +62,7 @@ def clip(
             ema=ema,
             tta_flip=tta == "flip",
             kl_positives=kl_positives,
+            amp=amp,
             seed=seed,
             threads=threads,
         )
