@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from attrret.cli import data, parse, retrieval, train
+from attrret.cli import baseline, data, parse, report, retrieval, train
 from attrret.errors import AttrretError
 
 app = typer.Typer(
@@ -28,6 +28,8 @@ parse.register(app)
 data.register(app)
 train.register(app)
 retrieval.register(app)
+report.register(app)
+baseline.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
