@@ -23,7 +23,7 @@ def report(
     ] = None,
     gt: Annotated[Optional[Path], typer.Option("--gt", help="Organisers' ground truth text$img1$img2... (relevance).")] = None,
     images: Annotated[
-        Optional[Path], typer.Option("--images", help="Thumbnail folder [default: the labels' or gt's *_images sibling].")
+        Optional[Path], typer.Option("--images", help="Thumbnail folder (default: the *_images folder beside the labels or gt file).")
     ] = None,
     index: Annotated[
         Optional[Path], typer.Option("--index", help="Probability index from `attrret predict` (per-attribute accuracy).")
