@@ -1,6 +1,6 @@
 """``build_report``: a submission (plus labels or ground truth, images, an index) to one HTML file.
 
-Size: each distinct returned image is stored once (a JPEG at most 72 x 112 px, about 1.2 KB
+Size: each distinct returned image is stored once (a JPEG at most 72 x 96 px, about 1.2 KB
 as base64 for a PA-100K crop) and each query costs about 1.2 KB of JSON (caption, parsed
 attributes, 10 results with agreement and the attributes they contradict). Measured on
 pa100k-mini (1,500 real crops and captions, random top-10, with labels): 3.6 MB, built in

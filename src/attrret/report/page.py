@@ -63,11 +63,12 @@ table.confusion th.pred { writing-mode: vertical-rl; transform: rotate(180deg); 
 .query .cap { flex: 1; }
 .query .score { color: #444; font-size: 12px; white-space: nowrap; }
 .query .attrs { margin: 3px 0 6px 66px; }
-.results { display: flex; gap: 6px; margin-left: 66px; flex-wrap: wrap; }
+.results { display: flex; gap: 6px; margin-left: 66px; flex-wrap: wrap; align-items: flex-end; }
 .res { position: relative; text-align: center; font-size: 11px; border: 2px solid transparent; padding: 1px; min-width: 50px; }
 .res.right { border-color: var(--right); }
 .res.wrong { border-color: var(--wrong); }
-.res img, .res .missing { display: block; height: 72px; margin: 0 auto; }
+.res img { display: block; margin: 0 auto; }  /* natural size: at most 72 x 96, never upscaled */
+.res .missing { display: block; height: 72px; margin: 0 auto; }
 .res .missing { width: 48px; background: repeating-linear-gradient(45deg, #eee, #eee 5px, #ddd 5px, #ddd 10px); color: #888; line-height: 72px; }
 .res .rank { position: absolute; top: 1px; left: 1px; background: rgba(0,0,0,.55); color: #fff; padding: 0 3px; }
 .res .mark { position: absolute; top: 1px; right: 1px; color: #fff; padding: 0 3px; font-weight: bold; }

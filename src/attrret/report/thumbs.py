@@ -22,7 +22,7 @@ __all__ = ["THUMB_HEIGHT", "THUMB_MAX_WIDTH", "thumbnail_data_uri", "ThumbnailTa
 #: Thumbnails are scaled to this height (pedestrian crops are tall, so 72 px keeps a face and a bag
 #: recognisable) and at most this width (vehicle crops are wide).
 THUMB_HEIGHT = 72
-THUMB_MAX_WIDTH = 112
+THUMB_MAX_WIDTH = 96
 JPEG_QUALITY = 72
 
 
