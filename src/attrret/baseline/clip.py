@@ -140,6 +140,8 @@ def train_clip(
         model, feats, tokens, [attribute_key(r) for r in records], config, started=started,
         progress=lambda epoch, loss: say(f"epoch {epoch}: loss {loss:.4f}"),
     )
+    if history.steps == 0:
+        say("warning: the time budget was spent before the first training step; the model is untrained")
     history = TrainHistory(**{**asdict(history), "extra": {"cache_seconds": cache_seconds, "train_pairs": len(records)}})
     return TrainedClip(trained, tokenizer, config, history)
 
