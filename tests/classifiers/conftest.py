@@ -1,44 +1,11 @@
-"""Tiny labelled image folders for the classifier tests (generated, a few KB)."""
+"""Fixtures of the classifier tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-
-VEHICLE_ATTRS = ["red Audi.", "white Audi.", "black BMW.", "red BMW.", "white Audi.", "black Audi.", "SUV.", "Sedan."]
-
-
-def make_folder(root: Path, n_ped: int = 24, n_veh: int = 8, seed: int = 0) -> Path:
-    """``labels.txt + images/``: pedestrians whose gender is visible as colour (female red,
-    male blue), so even a tiny model learns it; a few vehicles for the router."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n_ped):
-        female = i % 2 == 0
-        bits = [0] * 21
-        bits[0] = int(female)
-        bits[1 + i % 3] = 1  # age
-        bits[4 + (i // 3) % 3] = 1  # orientation
-        bits[7] = int(i % 4 == 0)  # hat
-        bits[13 + i % 2] = 1  # sleeve
-        arr = rng.integers(0, 60, (48, 24, 3)).astype(np.uint8)
-        arr[..., 0 if female else 2] += 180
-        name = f"{i + 1:06d}.jpg"
-        Image.fromarray(arr).save(root / "images" / name, quality=90)
-        lines.append(f"{name}${','.join(map(str, bits))}$A pedestrian.")
-    for j in range(n_veh):
-        name = "".join(chr(97 + (j + k) % 26) for k in range(10)) + ".jpg"
-        arr = rng.integers(0, 60, (24, 48, 3)).astype(np.uint8)
-        arr[..., 1] += 180
-        Image.fromarray(arr).save(root / "images" / name, quality=90)
-        attr = VEHICLE_ATTRS[j % len(VEHICLE_ATTRS)]
-        lines.append(f"{name}${attr}$This is a {attr}")
-    (root / "labels.txt").write_text("\n".join(lines) + "\n")
-    return root
+from tiny_classifier_data import make_folder
 
 
 @pytest.fixture

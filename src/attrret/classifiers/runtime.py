@@ -40,6 +40,7 @@ def tune_malloc() -> None:
     Raising the mmap and trim thresholds keeps freed activation buffers in the heap for reuse.
     Harmless (a no-op) where glibc is not the allocator.
     """
+    torch.set_flush_denormal(True)  # denormal activations/gradients can slow CPU kernels many-fold
     if os.name != "posix":
         return
     try:

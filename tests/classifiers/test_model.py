@@ -1,0 +1,62 @@
+"""Partial freezing: generic over backbone families, front frozen and in eval mode, tail trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attrret.classifiers.backbones import create_backbone
+from attrret.classifiers.model import Classifier, cut_for
+from attrret.classifiers.trunks import default_trainable_blocks
+
+FAMILIES = ["timm:test_efficientnet", "timm:test_vit", "timm:test_convnext", "timm:test_resnet"]
+
+
+@pytest.mark.parametrize("spec", FAMILIES)
+def test_last_block_trains_front_frozen_and_split_is_exact(spec):
+    torch.manual_seed(0)
+    bb = create_backbone(spec, pretrained=False, img_size=32)
+    model = Classifier(bb.trunk, bb.feature_dim, 3, trainable_blocks=1)
+    blocks = bb.trunk.blocks()
+    assert all(p.requires_grad for p in blocks[-1].parameters())
+    assert not any(p.requires_grad for b in blocks[:-1] for p in b.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    model.train()
+    assert all(not m.training for m in model.frozen_modules()) and blocks[-1].training
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(model.front(x), from_front=True), atol=1e-5)
+
+
+def test_a_training_step_leaves_the_front_untouched():
+    torch.manual_seed(0)
+    bb = create_backbone("timm:test_efficientnet", pretrained=False, img_size=32)
+    model = Classifier(bb.trunk, bb.feature_dim, 2, trainable_blocks=2).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    front_hash = model.front_hash()
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    opt.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    n_blocks = bb.trunk.num_blocks
+    frozen_prefixes = ("trunk.model.conv_stem", "trunk.model.bn1") + tuple(f"trunk.model.blocks.{i}." for i in range(n_blocks - 2))
+    assert changed and not {k for k in changed if k.startswith(frozen_prefixes)}  # BN stats of the front too
+    assert any(k.startswith(f"trunk.model.blocks.{n_blocks - 1}.") for k in changed)
+    assert model.front_hash() == front_hash
+    with torch.no_grad():
+        next(iter(model.frozen_modules()[0].parameters())).add_(1.0)
+    assert model.front_hash() != front_hash
+
+
+def test_cut_points_and_family_defaults():
+    assert cut_for(7, 2) == 6 and cut_for(7, 7) == 0 and cut_for(7, 9) == 0 and cut_for(7, 0) == 9
+    assert default_trainable_blocks("eva", 24) == 8  # the published EVA-L recipe
+    assert default_trainable_blocks("efficientnet", 7) == 2
+    bb = create_backbone("timm:test_vit", pretrained=False, img_size=32)
+    everything = Classifier(bb.trunk, bb.feature_dim, 2, trainable_blocks=99)
+    assert all(p.requires_grad for p in everything.parameters())
+    head_only = Classifier(bb.trunk, bb.feature_dim, 2, trainable_blocks=0)
+    assert {id(p) for p in head_only.trainable_parameters()} == {id(p) for p in head_only.head.parameters()}

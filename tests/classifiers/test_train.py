@@ -1,0 +1,143 @@
+"""Training: files, self-describing checkpoints, determinism, resume, schema refusal, label handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from attrret.classifiers import train as train_mod
+from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint, save_checkpoint
+from attrret.classifiers.data import fold_split, labels_for, load_task_data, stratified_split
+from attrret.classifiers.inputs import color_safe
+from attrret.classifiers.train import TrainConfig, train_tasks
+from attrret.errors import CheckpointError
+from attrret.schema import load_schema
+
+from tiny_classifier_data import make_folder
+
+TINY = dict(backbone="timm:test_efficientnet", pretrained=False, img_size=32, epochs=2, batch_size=8, val_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data = make_folder(root / "data")
+    cfg = TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(root / "w"), holdout=8, **TINY)
+    router = TrainConfig(**{**cfg.as_dict(), "task": "router"})
+    return data, cfg, train_tasks(cfg, progress=False) + train_tasks(router, progress=False)
+
+
+def test_outputs_and_self_describing_checkpoint(trained):
+    data, cfg, (gender, router) = trained
+    d = Path(cfg.workdir) / "models" / "pedestrian.gender"
+    assert {p.name for p in d.iterdir()} == {"model.pt", "metrics.json", "config.json"}
+    raw = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
+    assert set(raw) == {"format", "meta", "state_dict"}
+    ck = load_checkpoint(d)
+    meta = ck.meta
+    assert ck.task == "pedestrian.gender" and ck.classes == ("female", "male")
+    assert meta["backbone"]["arch"] == "timm:test_efficientnet" and meta["preprocess"]["size"] == 32
+    assert meta["trainable_blocks"] == 2 and meta["schema_fingerprint"] == load_schema().fingerprint
+    assert meta["config"]["holdout"] == 8 and meta["metrics"]["best_epoch"] == gender.best_epoch
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and metrics["holdout"]["n"] == gender.n_holdout > 0
+    assert {"accuracy", "mA"} <= set(metrics["history"][0]["val"])
+    assert json.loads((d / "config.json").read_text())["task"] == "pedestrian.gender"
+    assert gender.n_train + gender.n_val + gender.n_holdout == 24  # pedestrians only
+    assert router.n_train + router.n_val + router.n_holdout == 32  # every image has a kind
+    assert [p.name for p in list_model_dirs(cfg.workdir)] == ["pedestrian.gender", "router"]
+
+
+def test_same_seed_same_weights(trained, tmp_path):
+    data, cfg, (gender, _) = trained
+    again = train_tasks(TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "w")}), progress=False)[0]
+    assert again.weights_sha256 == gender.weights_sha256
+    other = train_tasks(TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "w2"), "seed": 1}), progress=False)[0]
+    assert other.weights_sha256 != gender.weights_sha256
+
+
+def test_resume_continues_an_interrupted_run(trained, tmp_path, monkeypatch):
+    data, cfg, (gender, _) = trained
+    cfg2 = TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "w"), "resume": True})
+    real, calls = train_mod._evaluate, []
+
+    def interrupt_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_evaluate", interrupt_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_tasks(cfg2, progress=False)
+    monkeypatch.setattr(train_mod, "_evaluate", real)
+    last = tmp_path / "w" / "models" / "pedestrian.gender" / "last.pt"
+    assert last.is_file() and torch.load(last, weights_only=True)["epoch"] == 0
+    resumed = train_tasks(cfg2, progress=False)[0]
+    assert resumed.weights_sha256 == gender.weights_sha256 and not last.exists()
+    assert train_tasks(cfg2, progress=False)[0].skipped  # finished task: --resume skips it
+
+
+def test_foreign_schema_and_non_checkpoints_are_refused(trained, tmp_path):
+    data, cfg, _ = trained
+    ck = load_checkpoint(Path(cfg.workdir) / "models" / "pedestrian.gender")
+    foreign = tmp_path / "foreign.pt"
+    save_checkpoint(foreign, {**ck.meta, "schema_fingerprint": "0123456789abcdef"}, ck.state_dict)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(foreign)
+    assert "0123456789abcdef" in str(err.value) and load_schema().fingerprint in str(err.value)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a weights-only"):
+        load_checkpoint(junk)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "attrret-classifier/1", "meta": {}, "state_dict": {}, "obj": Path("x")}, pickled)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(pickled)
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(1)}, plain)
+    with pytest.raises(CheckpointError, match="not an attrret classifier"):
+        load_checkpoint(plain)
+
+
+def test_unknown_labels_are_skipped_per_task(tmp_path):
+    from attrret.data.records import load_records
+
+    data = make_folder(tmp_path / "d")
+    records = load_records(data)
+    schema = load_schema()
+    colour = labels_for(records, schema.task("vehicle.color"))
+    vtype = labels_for(records, schema.task("vehicle.type"))
+    assert len(colour) == 6 and len(vtype) == 2  # "SUV." / "Sedan." lines state no colour
+    assert len(labels_for(records, schema.task("router"))) == 32
+
+
+def test_splits_are_stratified_and_deterministic():
+    items = [(f"{i}.jpg", 0 if i < 40 else 1) for i in range(50)]
+    train, val = stratified_split(items, 0.2, seed=3)
+    assert sorted(train + val) == sorted(items)
+    assert sum(y for _, y in val) == 2 and len(val) == 10
+    assert stratified_split(items, 0.2, seed=3) == (train, val)
+    folds = [fold_split(items, k, 5, seed=0)[1] for k in range(5)]
+    assert sorted(s for f in folds for s in f) == sorted(items)
+    assert all(sum(y for _, y in f) == 2 for f in folds)
+
+
+def test_track2_folder_uses_val_and_test_splits(tmp_path):
+    root = tmp_path / "t2"
+    for split in ("train", "val", "test"):
+        folder = make_folder(tmp_path / f"src-{split}", seed=hash(split) % 100)
+        (root / split).mkdir(parents=True)
+        (folder / "images").rename(root / split / f"{split}_images")
+        (folder / "labels.txt").rename(root / split / f"{split}_label.txt")
+    td = load_task_data(root, [load_schema().task("pedestrian.gender")])["pedestrian.gender"]
+    assert td.val_source == "val/val_label.txt" and td.holdout_source == "test/test_label.txt"
+    assert len(td.train) == len(td.val) == len(td.holdout) == 24
+    assert all("/val/" in p for p, _ in td.val) and all("/test/" in p for p, _ in td.holdout)
+
+
+def test_no_colour_jitter_for_colour_task():
+    assert not color_safe("vehicle.color") and color_safe("pedestrian.hat")
