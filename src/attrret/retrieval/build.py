@@ -1,0 +1,310 @@
+"""``attrret predict`` as a library: gallery listing, model ensembles, flip TTA, incremental index.
+
+Ensemble members. A *member* is one set of task models (``<root>/<task>/model.pt``), e.g.
+one workdir's ``models/`` trained at one resolution. Per task, the index stores the weighted
+mean of the probabilities of the members that have that task.
+
+- ``models=[DIR, ...]``: each DIR is a member root (``DIR/<task>/model.pt``) or one task dir
+  (``DIR/model.pt``, a member of its own), in the given order;
+- otherwise from ``workdir`` W: with no ``img_sizes``, the single member ``W/models``; with
+  ``img_sizes=(224, 320)``, one member per size, found among ``W/models`` and ``W/*/models``
+  (e.g. ``W/r224/models`` from ``attrret train --workdir W/r224 --img-size 224``) by the input
+  size recorded in their checkpoints.
+
+``weights`` align with the members in that order (default: equal).
+
+Incremental runs: a row of the existing index is reused when the image's path, size and
+mtime are unchanged and every model (by checkpoint hash), the TTA and the weights are the
+same; only new or changed images are predicted, removed ones are dropped. If anything that
+changes probabilities differs, everything is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attrret.errors import CheckpointError, InputError
+from attrret.retrieval.index import Index, IndexHeader, is_index, open_index, write_index
+from attrret.schema import Schema, load_schema
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Member",
+    "BuildSummary",
+    "list_gallery",
+    "find_members",
+    "build_index",
+    "check_fresh",
+    "file_sha256",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One ensemble member: task model dirs (schema order), its weight and input size."""
+
+    label: str
+    task_dirs: tuple[Path, ...]
+    weight: float = 1.0
+    img_size: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    path: Path
+    total: int
+    predicted: int
+    reused: int
+    removed: int
+    tasks: tuple[str, ...]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stat(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _image_files(folder: Path) -> list[tuple[str, Path]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.lower().endswith(IMAGE_SUFFIXES) and not fn.startswith("."):
+                p = Path(dirpath) / fn
+                out.append((p.relative_to(folder).as_posix(), p))
+    return out
+
+
+def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]:
+    """``[(name, path)]`` of a gallery: an image folder, a Track-2 folder, a label file or a list file.
+
+    - Track-2 folder: the images of ``<split>/<split>_images/`` (all of them, labelled or not);
+    - ``labels.txt`` + ``images/``: the images the labels list;
+    - a label file (``image$attribute$caption``): its images (beside it in ``images/`` or next to it);
+    - another text file: one image path per line (relative to the file's folder), named by file name;
+    - any other folder: every image under it, named by its relative path.
+    """
+    from attrret.data.track2 import check_image_name, is_label_file, iter_lines
+
+    src = Path(src)
+    if src.is_dir():
+        t2 = src / split / f"{split}_images"
+        if t2.is_dir():
+            return _image_files(t2)
+        if (src / "labels.txt").is_file():
+            return list_gallery(src / "labels.txt")
+        found = _image_files(src)
+        if not found:
+            raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder", src)
+        return found
+    if not src.is_file():
+        raise InputError("no such file or directory", src)
+    if is_label_file(src):
+        from attrret.data.records import load_records
+
+        return [(r.image, r.path) for r in load_records(src, check_images=True)]
+    out, seen = [], {}
+    for no, text in iter_lines(src):
+        line = text.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = Path(line)
+        p = p if p.is_absolute() else src.parent / p
+        if not p.is_file():
+            raise InputError(f"image {line!r} not found", src, no)
+        name = p.name
+        try:
+            check_image_name(name)
+        except ValueError as exc:
+            raise InputError(str(exc), src, no) from None
+        if name in seen:
+            raise InputError(f"image name {name!r} already listed on line {seen[name]}", src, no)
+        seen[name] = no
+        out.append((name, p))
+    if not out:
+        raise InputError("no image paths listed", src)
+    return out
+
+
+def _member_dirs(root: Path, schema: Schema) -> tuple[Path, ...]:
+    if (root / "model.pt").is_file():
+        return (root,)
+    order = {g.task: i for i, g in enumerate(schema.tasks)}
+    dirs = [d for d in root.iterdir() if (d / "model.pt").is_file()] if root.is_dir() else []
+    return tuple(sorted(dirs, key=lambda d: (order.get(d.name, len(order)), d.name)))
+
+
+def _img_size(task_dir: Path) -> int | None:
+    from attrret.classifiers.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(task_dir).meta["preprocess"]["size"])
+
+
+def find_members(
+    workdir: str | Path | None,
+    models: Sequence[str | Path] = (),
+    img_sizes: Sequence[int] = (),
+    weights: Sequence[float] = (),
+    schema: Schema | None = None,
+) -> list[Member]:
+    """Resolve the ensemble members (see module doc); errors say what was looked for."""
+    schema = schema or load_schema()
+    members: list[Member] = []
+    if models:
+        for m in models:
+            dirs = _member_dirs(Path(m), schema)
+            if not dirs:
+                raise CheckpointError(f"{m}: no model.pt here nor in <task>/ subfolders")
+            members.append(Member(str(m), dirs, img_size=_img_size(dirs[0])))
+        if img_sizes:
+            members = [m for m in members if m.img_size in img_sizes]
+    elif workdir is not None:
+        w = Path(workdir)
+        if not img_sizes:
+            dirs = _member_dirs(w / "models", schema)
+            if not dirs:
+                raise CheckpointError(f"{w}/models: no trained models (run attrret train --workdir {w}, or give --models)")
+            members.append(Member(str(w / "models"), dirs, img_size=_img_size(dirs[0])))
+        else:
+            roots = [w / "models"] + sorted(p / "models" for p in w.iterdir() if p.is_dir() and p.name != "models") if w.is_dir() else []
+            found: dict[int, list[Member]] = {}
+            for r in roots:
+                dirs = _member_dirs(r, schema)
+                if dirs:
+                    size = _img_size(dirs[0])
+                    found.setdefault(size, []).append(Member(str(r), dirs, img_size=size))
+            for s in img_sizes:
+                if s not in found:
+                    have = ", ".join(f"{k}px: {[m.label for m in v]}" for k, v in sorted(found.items())) or "none"
+                    raise CheckpointError(f"no model set trained at {s}px under {w} (found {have})")
+                if len(found[s]) > 1:
+                    raise CheckpointError(f"several model sets trained at {s}px under {w}: {[m.label for m in found[s]]}; use --models")
+                members.append(found[s][0])
+    else:
+        raise CheckpointError("no models: give --workdir or --models")
+    if not members:
+        raise CheckpointError(f"no model set matches --img-sizes {','.join(map(str, img_sizes))}")
+    if weights:
+        if len(weights) != len(members):
+            raise CheckpointError(f"{len(weights)} weights for {len(members)} ensemble members ({', '.join(m.label for m in members)})")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise CheckpointError("ensemble weights must be >= 0 with a positive sum")
+        members = [Member(m.label, m.task_dirs, float(wt), m.img_size) for m, wt in zip(members, weights)]
+    return members
+
+
+def _model_entries(members: Sequence[Member]) -> list[dict]:
+    from attrret.classifiers.checkpoint import load_checkpoint
+
+    out = []
+    for i, m in enumerate(members):
+        for d in m.task_dirs:
+            ck = load_checkpoint(d)
+            cfg = ck.meta.get("config", {}) if isinstance(ck.meta.get("config"), dict) else {}
+            out.append({
+                "member": i, "task": ck.task, "path": str(ck.path.resolve()), "sha256": file_sha256(ck.path),
+                "img_size": int(ck.meta["preprocess"]["size"]), "backbone": str(ck.meta.get("backbone", {}).get("arch", "")),
+                "weight": m.weight, "train_data": cfg.get("data"), "holdout": cfg.get("holdout", 0),
+            })
+    return out
+
+
+def check_fresh(index: Index) -> None:
+    """Refuse an index whose models were retrained since it was built (checkpoints still present)."""
+    for m in index.header.models:
+        p = Path(m["path"])
+        if p.is_file() and file_sha256(p) != m["sha256"]:
+            raise CheckpointError(
+                f"{index.path}: stale index: {m['task']} model {p} changed since the index was built; re-run attrret predict"
+            )
+
+
+def build_index(
+    src: str | Path,
+    out: str | Path,
+    members: Sequence[Member],
+    *,
+    tta_flip: bool = True,
+    split: str = "test",
+    batch_size: int = 64,
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    predict_fn: Callable | None = None,
+) -> BuildSummary:
+    """Predict every gallery image of ``src`` with the ensemble into the index at ``out``."""
+    schema = load_schema()
+    gallery = list_gallery(src, split)
+    names = [n for n, _ in gallery]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
+    entries = _model_entries(members)
+    tasks = [g.task for g in schema.tasks if any(e["task"] == g.task for e in entries)]
+    columns, at = {}, 0
+    for t in tasks:
+        size = schema.task(t).size
+        columns[t] = (at, at + size)
+        at += size
+    header = IndexHeader(
+        schema=schema.fingerprint, count=len(gallery), columns=columns, models=tuple(entries),
+        img_sizes=tuple(sorted({e["img_size"] for e in entries})), tta="flip" if tta_flip else "none",
+        weights=tuple(m.weight for m in members), source=str(Path(src).resolve()),
+    )
+    stats = [_stat(p) for _, p in gallery]
+    old: Index | None = None
+    if is_index(out):
+        try:
+            old = open_index(out, schema)
+        except CheckpointError as exc:
+            log(f"existing index not reusable ({exc}); rebuilding")
+        if old is not None and old.header.settings() != header.settings():
+            log("existing index was built with other models/settings; recomputing every image")
+            old = None
+    probs = np.zeros((len(gallery), at), dtype=np.float32)
+    todo = list(range(len(gallery)))
+    removed = 0
+    if old is not None:
+        prev = {n: (i, f) for i, (n, f) in enumerate(zip(old.names, old.files))}
+        todo = []
+        for i, (name, st) in enumerate(zip(names, stats)):
+            hit = prev.get(name)
+            if hit is not None and hit[1] == st:
+                probs[i] = old.probs[hit[0]]
+            else:
+                todo.append(i)
+        removed = len(set(old.names) - set(names))
+    if todo:
+        if predict_fn is None:
+            from attrret.classifiers.predict import predict_probs as predict_fn
+        paths = [gallery[i][1] for i in todo]
+        acc = {t: np.zeros((len(todo), schema.task(t).size), np.float64) for t in tasks}
+        wsum = {t: 0.0 for t in tasks}
+        for m in members:
+            res = predict_fn(list(m.task_dirs), paths, tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress)
+            for t, p in res.items():
+                acc[t] += m.weight * np.asarray(p, np.float64)
+                wsum[t] += m.weight
+        for t in tasks:
+            if wsum[t] <= 0:
+                raise CheckpointError(f"task {t}: every member predicting it has weight 0")
+            probs[todo, columns[t][0] : columns[t][1]] = (acc[t] / wsum[t]).astype(np.float32)
+    write_index(out, probs, names, stats, header)
+    return BuildSummary(Path(out), len(gallery), len(todo), len(gallery) - len(todo), removed, tuple(tasks))

@@ -1,0 +1,187 @@
+"""The probability index: what the classifiers said about every gallery image, on disk.
+
+Layout of an index directory::
+
+    header.json            format, schema fingerprint, column layout per task, models (with
+                           checkpoint hashes), image sizes, TTA, weights, count, data file names
+    probs-<token>.npy      (N, C) float32, task columns concatenated in schema task order
+    names-<token>.json     image names (sorted) + the source path, size and mtime of each
+
+Rows are sorted by image name, so the row index IS the name order and the ranker's
+tie-break by row is a tie-break by name. ``probs`` opens with ``np.load(mmap_mode="r")``.
+
+Atomicity: data files get a fresh token and are fully written before ``header.json`` is
+atomically replaced to point at them; only then are files no header references removed. A
+reader always sees the old complete index or the new complete one, never a mix, and an
+interrupted run leaves the previous index intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from attrret.errors import CheckpointError
+from attrret.io import atomic_path, atomic_write_text
+from attrret.schema import Schema, load_schema
+
+__all__ = ["FORMAT", "IndexHeader", "Index", "write_index", "open_index", "is_index"]
+
+FORMAT = "attrret-index/1"
+
+
+@dataclass(frozen=True)
+class IndexHeader:
+    """Self-description of an index; anything that changes the probabilities is in here."""
+
+    schema: str
+    count: int
+    columns: dict[str, tuple[int, int]]  # task -> [start, stop) in probs
+    models: tuple[dict, ...]  # {"task", "path", "sha256", "img_size", "backbone", "member", "weight"}
+    img_sizes: tuple[int, ...]
+    tta: str  # "flip" | "none"
+    weights: tuple[float, ...]
+    source: str = ""
+    probs_file: str = ""
+    names_file: str = ""
+    format: str = FORMAT
+
+    @property
+    def width(self) -> int:
+        return max((stop for _, stop in self.columns.values()), default=0)
+
+    def settings(self) -> dict:
+        """What must be equal for rows of two runs to be interchangeable."""
+        return {"schema": self.schema, "columns": {k: list(v) for k, v in self.columns.items()},
+                "models": [dict(m) for m in self.models], "tta": self.tta, "weights": list(self.weights)}
+
+    def to_json(self) -> dict:
+        return {
+            "format": self.format, "schema": self.schema, "count": self.count,
+            "columns": {k: list(v) for k, v in self.columns.items()}, "models": [dict(m) for m in self.models],
+            "img_sizes": list(self.img_sizes), "tta": self.tta, "weights": list(self.weights),
+            "source": self.source, "probs_file": self.probs_file, "names_file": self.names_file,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping, where: str) -> IndexHeader:
+        try:
+            return cls(
+                schema=str(d["schema"]), count=int(d["count"]),
+                columns={str(k): (int(v[0]), int(v[1])) for k, v in d["columns"].items()},
+                models=tuple(dict(m) for m in d["models"]), img_sizes=tuple(int(s) for s in d["img_sizes"]),
+                tta=str(d["tta"]), weights=tuple(float(w) for w in d["weights"]), source=str(d.get("source", "")),
+                probs_file=str(d["probs_file"]), names_file=str(d["names_file"]), format=str(d["format"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CheckpointError(f"{where}: malformed index header ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class Index:
+    """An opened index: header, memory-mapped probabilities, names in row order."""
+
+    path: Path
+    header: IndexHeader
+    probs: np.ndarray  # (N, C) float32, memory-mapped read-only
+    names: tuple[str, ...]
+    files: tuple[dict, ...] = field(repr=False, default=())  # per row: {"path", "size", "mtime_ns"}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def has(self, task: str) -> bool:
+        return task in self.header.columns
+
+    def cols(self, task: str) -> slice:
+        start, stop = self.header.columns[task]
+        return slice(start, stop)
+
+    def task_probs(self, task: str) -> np.ndarray:
+        return self.probs[:, self.cols(task)]
+
+    def router_kinds(self, schema: Schema | None = None) -> np.ndarray | None:
+        """Per row, the router's class index (0 pedestrian, 1 vehicle), or None without a router."""
+        schema = schema or load_schema()
+        task = schema.router.task
+        if not self.has(task):
+            return None
+        return np.asarray(self.task_probs(task)).argmax(axis=1)
+
+
+def is_index(path: str | Path) -> bool:
+    return (Path(path) / "header.json").is_file()
+
+
+def write_index(
+    path: str | Path,
+    probs: np.ndarray,
+    names: Sequence[str],
+    files: Sequence[Mapping],
+    header: IndexHeader,
+) -> Index:
+    """Write an index atomically (see module doc); rows are re-ordered by name here."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: exists and is not an index directory")
+    if path.is_dir() and any(path.iterdir()) and not is_index(path):
+        raise CheckpointError(f"{path}: directory exists and is not an attrret index; refusing to write into it")
+    path.mkdir(parents=True, exist_ok=True)
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if list(names).count(n) > 1})[:5]
+        raise CheckpointError(f"duplicate image names in the gallery: {', '.join(dup)}")
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    probs = np.ascontiguousarray(np.asarray(probs, dtype=np.float32)[order]) if len(order) else np.zeros((0, header.width), np.float32)
+    names = [names[i] for i in order]
+    files = [dict(files[i]) for i in order]
+    token = uuid.uuid4().hex[:12]
+    probs_file, names_file = f"probs-{token}.npy", f"names-{token}.json"
+    with atomic_path(path / probs_file) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, probs)
+            f.flush()
+            os.fsync(f.fileno())
+    atomic_write_text(path / names_file, json.dumps({"names": names, "files": files}, ensure_ascii=False))
+    final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file})
+    atomic_write_text(path / "header.json", json.dumps(final.to_json(), indent=1, ensure_ascii=False) + "\n")
+    for old in path.iterdir():
+        if (old.name.startswith("probs-") or old.name.startswith("names-")) and old.name not in (probs_file, names_file):
+            old.unlink(missing_ok=True)
+    return open_index(path)
+
+
+def open_index(path: str | Path, schema: Schema | None = None) -> Index:
+    """Open an index, refusing foreign (other format or schema) and damaged ones."""
+    path = Path(path)
+    hp = path / "header.json"
+    if not hp.is_file():
+        raise CheckpointError(f"{path}: not an attrret index (no header.json); build one with attrret predict")
+    try:
+        raw = json.loads(hp.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{hp}: not a JSON index header ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{hp}: not an {FORMAT} index (format {raw.get('format') if isinstance(raw, dict) else None!r})")
+    header = IndexHeader.from_json(raw, str(hp))
+    current = (schema or load_schema()).fingerprint
+    if header.schema != current:
+        raise CheckpointError(
+            f"{path}: index built under schema {header.schema}, the current schema is {current}; re-run attrret predict"
+        )
+    try:
+        probs = np.load(path / header.probs_file, mmap_mode="r")
+        meta = json.loads((path / header.names_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged index ({exc})") from None
+    names = tuple(meta["names"])
+    if probs.ndim != 2 or probs.shape != (header.count, header.width) or len(names) != header.count:
+        raise CheckpointError(
+            f"{path}: damaged index (probs {probs.shape}, {len(names)} names, header says {header.count} x {header.width})"
+        )
+    return Index(path, header, probs, names, tuple(meta.get("files", ())))

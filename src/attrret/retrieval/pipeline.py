@@ -1,0 +1,69 @@
+"""``attrret rank`` as a library: caption file -> parse -> rank -> submission (+ explanations)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from attrret.errors import InputError
+from attrret.io import atomic_write_text
+from attrret.retrieval.index import Index
+from attrret.retrieval.priors import HiddenPriors
+from attrret.retrieval.ranker import Ranking, RankOptions, explain, rank
+from attrret.schema import Schema, load_schema
+
+__all__ = ["read_queries", "priors_from_data", "priors_for_index", "RankRun", "rank_captions", "write_explain"]
+
+
+def read_queries(path: str | Path) -> list[str]:
+    """Captions of ``test_text.txt`` (one per line, byte-exact) or of a label file (its caption field)."""
+    from attrret.data.track2 import is_label_file, read_label_file, read_test_text
+
+    if is_label_file(path):
+        return [ll.caption for ll in read_label_file(path)]
+    return read_test_text(path)
+
+
+def priors_from_data(data: str | Path, holdout: int = 0, schema: Schema | None = None) -> HiddenPriors:
+    """Pedestrian hidden priors from the labels under ``data`` (minus the fixed holdout, if any)."""
+    from attrret.data.records import load_records
+    from attrret.data.splits import holdout_split
+
+    schema = schema or load_schema()
+    recs = [r for r in load_records(data, "train", schema=schema, check_images=False) if r.kind == "pedestrian"]
+    if holdout:
+        recs, _ = holdout_split(recs, holdout)
+    if not recs:
+        raise InputError("no pedestrian labels to learn hidden priors from", data)
+    return HiddenPriors.from_values([r.values for r in recs], schema.pedestrian)
+
+
+def priors_for_index(index: Index, schema: Schema | None = None) -> HiddenPriors:
+    """Hidden priors from the training labels recorded in the index's pedestrian checkpoints."""
+    for m in index.header.models:
+        if m["task"].startswith("pedestrian.") and m.get("train_data"):
+            return priors_from_data(m["train_data"], int(m.get("holdout") or 0), schema)
+    raise InputError("the index records no pedestrian training data; give --priors-from DATA", index.path)
+
+
+@dataclass(frozen=True)
+class RankRun:
+    texts: list[str]
+    results: list[tuple[str, list[str]]]
+    ranking: Ranking
+
+
+def rank_captions(index: Index, texts: Sequence[str], options: RankOptions, priors: HiddenPriors | None = None) -> RankRun:
+    from attrret.parser import CaptionParser
+
+    queries = CaptionParser().parse_many(list(texts))
+    ranking = rank(index, queries, options, priors)
+    results = [(t, [index.names[r] for r in rows]) for t, rows in zip(texts, ranking.rows)]
+    return RankRun(list(texts), results, ranking)
+
+
+def write_explain(path: str | Path, index: Index, run: RankRun) -> None:
+    rows = explain(index, run.ranking, run.texts)
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

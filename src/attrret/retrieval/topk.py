@@ -1,0 +1,196 @@
+"""Exact top-K smallest distances as a maximum-inner-product search (design.md maths).
+
+Every score the ranker uses has the form
+
+    d(q, i) = const_q + U_q · p_i + V_q · p_i²
+
+(Euclidean: ``U = -2 m∘c``, ``V = m``, ``const = Σ m c²``; linear: ``U = -m∘c``, ``V = 0``;
+a soft kind penalty adds its weight to ``U`` at the router column). With ``a_q = [U_q, V_q]``
+and ``b_i = [p_i, p_i²]`` that is ``const_q + a_q · b_i``: one matrix product per block.
+
+Exactness. The float32 product only proposes candidates: for each query we keep the
+``k' = 2k + 16`` smallest float32 scores over the whole gallery (merged chunk by chunk, so
+memory is bounded by the chunk size, not the gallery), re-score those candidates in float64
+and sort them by ``(distance, row)``. Rows are in image-name order, so ties break by name.
+The result is provably the exact top-K when the k'-th float32 score, minus a rigorous
+float32 error bound, is still larger than the exact k-th score: no row outside the
+candidates can then beat or tie it. Otherwise (heavy ties) that query is re-scanned exactly
+in float64. Both backends (torch blocked matmul, FAISS ``IndexFlatIP`` per chunk) feed the
+same exact re-ranking, so their results are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Scoring", "TopK", "exact_topk", "BACKENDS"]
+
+BACKENDS = ("torch", "faiss")
+_U32 = 2.0**-24
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Per-query linear form over the selected gallery columns: ``d = const + U·p + V·p²``."""
+
+    U: np.ndarray  # (Q, C) float64
+    V: np.ndarray  # (Q, C) float64
+    const: np.ndarray  # (Q,) float64
+
+    def __post_init__(self) -> None:
+        if self.U.shape != self.V.shape or self.U.ndim != 2 or self.const.shape != (self.U.shape[0],):
+            raise ValueError(f"bad scoring shapes U{self.U.shape} V{self.V.shape} const{self.const.shape}")
+
+    @property
+    def n_queries(self) -> int:
+        return self.U.shape[0]
+
+    def distances(self, q: int, p: np.ndarray) -> np.ndarray:
+        """Exact float64 distances of rows ``p`` (selected columns) to query ``q``."""
+        return _exact(p, self.U[q], self.V[q]) + self.const[q]
+
+
+@dataclass(frozen=True)
+class TopK:
+    """``rows[q, j]``: gallery row of rank j (-1 = fewer than k rows); ``dist`` float64 (inf for -1)."""
+
+    rows: np.ndarray
+    dist: np.ndarray
+    fallbacks: int = 0
+
+
+def _gallery_chunk(P, cols: np.ndarray | slice, rows: np.ndarray | None, start: int, stop: int) -> np.ndarray:
+    if rows is None:
+        block = np.asarray(P[start:stop])
+    else:
+        block = np.asarray(P[rows[start:stop]])
+    return np.ascontiguousarray(block[:, cols], dtype=np.float32)
+
+
+def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    import torch
+
+    At = torch.from_numpy(A)
+
+    def score(B: np.ndarray, q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+        s = torch.mm(At[q0:q1], torch.from_numpy(B).T)
+        k = min(kk, s.shape[1])
+        v, i = torch.topk(s, k, dim=1, largest=False, sorted=False)
+        return v.numpy(), i.numpy()
+
+    return score
+
+
+def _faiss_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    import faiss
+
+    negA = np.ascontiguousarray(-A)
+
+    def score(B: np.ndarray, q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+        index = faiss.IndexFlatIP(B.shape[1])
+        index.add(B)
+        k = min(kk, B.shape[0])
+        D, I = index.search(negA[q0:q1], k)
+        return -D, I
+
+    return score
+
+
+def exact_topk(
+    P,
+    scoring: Scoring,
+    k: int,
+    *,
+    cols: np.ndarray | slice = slice(None),
+    rows: np.ndarray | None = None,
+    backend: str = "torch",
+    chunk_rows: int = 65536,
+    query_block: int = 1024,
+) -> TopK:
+    """Exact ``k`` smallest ``d(q, i)`` for every query over gallery ``P`` (N x C_all, may be a memmap).
+
+    ``cols`` selects the columns the scoring refers to; ``rows`` (ascending) restricts the
+    gallery to a subset; returned rows are indices into that subset's order mapped back to
+    ``P``'s rows. Memory: one ``query_block x chunk_rows`` float32 score block plus
+    ``Q x k'`` candidates, whatever the gallery size.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    Q = scoring.n_queries
+    n = len(P) if rows is None else len(rows)
+    k_out = min(k, n)
+    out_rows = np.full((Q, k), -1, dtype=np.int64)
+    out_dist = np.full((Q, k), np.inf)
+    if Q == 0 or n == 0 or k <= 0:
+        return TopK(out_rows, out_dist)
+    kk = min(n, 2 * k + 16)
+    A = np.ascontiguousarray(np.concatenate([scoring.U, scoring.V], axis=1), dtype=np.float32)
+    dim = A.shape[1]
+    # float32 error of a·b with |b| <= 1: products and sums (dim terms) plus rounding of a and p².
+    eps = (dim + 4) * 2 * _U32 * np.abs(A).astype(np.float64).sum(axis=1) + 1e-12
+    make = _torch_scorer if backend == "torch" else _faiss_scorer
+    scorer = make(A, kk)
+
+    best_v = np.full((Q, kk), np.inf, dtype=np.float32)
+    best_i = np.full((Q, kk), -1, dtype=np.int64)
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        p = _gallery_chunk(P, cols, rows, start, stop)
+        B = np.ascontiguousarray(np.concatenate([p, p * p], axis=1))
+        for q0 in range(0, Q, query_block):
+            q1 = min(Q, q0 + query_block)
+            v, i = scorer(B, q0, q1)
+            v = np.concatenate([best_v[q0:q1], v], axis=1)
+            i = np.concatenate([best_i[q0:q1], i.astype(np.int64) + start], axis=1)
+            sel = np.argpartition(v, kk - 1, axis=1)[:, :kk]
+            best_v[q0:q1] = np.take_along_axis(v, sel, axis=1)
+            best_i[q0:q1] = np.take_along_axis(i, sel, axis=1)
+
+    # exact float64 re-rank of the candidates, tie-break by row (= image name order)
+    fallbacks = 0
+    for q0 in range(0, Q, query_block):
+        q1 = min(Q, q0 + query_block)
+        order = np.sort(best_i[q0:q1], axis=1)
+        flat = order.ravel()
+        uniq, inv = np.unique(flat, return_inverse=True)
+        pc = _gallery_chunk(P, cols, uniq if rows is None else rows[uniq], 0, len(uniq))
+        cand_p = pc[inv].reshape(q1 - q0, kk, -1)
+        exact = _exact(cand_p, scoring.U[q0:q1, None, :], scoring.V[q0:q1, None, :])
+        for j in range(q1 - q0):
+            q = q0 + j
+            o = np.lexsort((order[j], exact[j]))[:k_out]
+            ids, ex = order[j][o], exact[j][o]
+            if kk < n and not (float(best_v[q].max()) - eps[q] > ex[-1]):
+                ids, ex = _exact_scan(P, cols, rows, scoring, q, k_out, chunk_rows)
+                fallbacks += 1
+            out_rows[q, :k_out] = ids if rows is None else rows[ids]
+            out_dist[q, :k_out] = ex + scoring.const[q]
+    return TopK(out_rows, out_dist, fallbacks)
+
+
+def _exact(p: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """float64 ``U·p + V·p²`` along the last axis; ONE formula for candidates and scans, so equal rows score equal."""
+    p = p.astype(np.float64)
+    return np.sum(p * U + (p * p) * V, axis=-1)
+
+
+def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """float64 scan of the whole gallery for one query: the exact k by (distance, row)."""
+    keep_i = np.empty(0, dtype=np.int64)
+    keep_d = np.empty(0, dtype=np.float64)
+    n = len(P) if rows is None else len(rows)
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        p = _gallery_chunk(P, cols, rows, start, stop)
+        d = _exact(p, scoring.U[q], scoring.V[q])
+        keep_i = np.concatenate([keep_i, np.arange(start, stop, dtype=np.int64)])
+        keep_d = np.concatenate([keep_d, d])
+        if len(keep_d) > k:
+            t = np.partition(keep_d, k - 1)[k - 1]
+            m = keep_d <= t
+            keep_i, keep_d = keep_i[m], keep_d[m]
+    o = np.lexsort((keep_i, keep_d))[:k]
+    return keep_i[o], keep_d[o]
