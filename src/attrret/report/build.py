@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from attrret.data.track2 import LabelLine, read_gt, read_label_file, read_submission
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
@@ -236,12 +238,22 @@ def _facts_lookup(label_lines: Sequence[LabelLine] | None, predicted, schema: Sc
         if pred is None:
             return None
         kind = pred.get(schema.router.task)
-        groups = schema.subject(kind).groups if kind in schema.subjects else ()
+        if kind not in schema.subjects:
+            return None  # without the router's word, which subject's predictions apply is unknown
+        groups = schema.subject(kind).groups
         return ImageFacts(kind, {g.name: pred[g.task] for g in groups if g.task in pred}, "predicted")
 
     return facts
 
 
 def _load_predictions(index: Path, schema: Schema) -> dict[str, dict[str, str]]:
-    """``{image: {task: argmax class}}`` from an ``attrret predict`` index directory."""
-    raise InputError("reading an index is not available yet (waiting for the retrieval index loader)", index)
+    """``{image: {task: argmax class}}`` for every task an ``attrret predict`` index holds.
+
+    ``open_index`` refuses an index of another schema (CheckpointError, a domain error).
+    """
+    from attrret.retrieval.index import open_index
+
+    idx = open_index(index, schema)
+    tasks = [g for g in schema.tasks if idx.has(g.task)]
+    best = {g.task: np.asarray(idx.task_probs(g.task)).argmax(axis=1) for g in tasks}
+    return {name: {g.task: g.classes[best[g.task][i]] for g in tasks} for i, name in enumerate(idx.names)}
