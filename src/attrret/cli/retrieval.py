@@ -1,7 +1,128 @@
-"""Placeholder: replaced by the retrieval command implementation."""
+"""``attrret predict``, ``attrret rank``, ``attrret evaluate``: thin commands over attrret.retrieval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _ints(text: Optional[str], what: str) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{what}: expected comma-separated integers, got {text!r}") from None
+
+
+def _floats(text: Optional[str], what: str) -> tuple[float, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+def predict(
+    images: Annotated[Path, typer.Option("--images", "-i", help="Gallery: an image folder, a Track-2 folder (uses <split>/<split>_images/), a labels.txt + images/ folder, a label file, or a list file (one image path per line).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default W/index). Re-running on a grown gallery predicts only new or changed images.")] = None,
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir with W/models/<task>/model.pt (see --img-sizes for ensembles).")] = Path("attrret-work"),
+    models: Annotated[Optional[list[Path]], typer.Option("--models", "-m", help="Ensemble member: a models root (<task>/model.pt inside) or one task dir; repeat for several. Overrides --workdir.")] = None,
+    img_sizes: Annotated[Optional[str], typer.Option("--img-sizes", help="Resolution ensemble, e.g. 224,320: one member per size, found among W/models and W/*/models (train each with `attrret train --workdir W/r224 --img-size 224`, ...) by the size in their checkpoints; with --models, keeps the members of these sizes.")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Comma-separated member weights, in member order (default equal).")] = None,
+    tta: Annotated[str, typer.Option("--tta", help="flip (average with the mirrored image) or none.")] = "flip",
+    split: Annotated[str, typer.Option(help="Split of a Track-2 folder to index.")] = "test",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Run the router and every trained task over a gallery into a memory-mappable index."""
+    from attrret.retrieval.build import build_index, find_members
+
+    if tta not in ("flip", "none"):
+        raise typer.BadParameter("--tta must be flip or none")
+    members = find_members(None if models else workdir, models or (), _ints(img_sizes, "--img-sizes"), _floats(weights, "--weights"))
+    for i, m in enumerate(members):
+        _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, {m.img_size}px, weight {m.weight:g})")
+    out = out or workdir / "index"
+    s = build_index(images, out, members, tta_flip=tta == "flip", split=split, batch_size=batch_size, device=device, progress=not quiet)
+    typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
+
+
+def rank(
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="test_text.txt (one caption per line) or a label file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Submission JSON (Track-2 format, query order kept).")],
+    index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict.")] = Path("attrret-work/index"),
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Results per query.")] = 10,
+    scoring: Annotated[str, typer.Option(help="euclidean (published keyword distance) | linear (reference code variant).")] = "euclidean",
+    use_implied: Annotated[bool, typer.Option("--use-implied/--stated-only", help="Also enforce values the Track-2 grammar implies.")] = False,
+    hidden_priors: Annotated[bool, typer.Option("--hidden-priors/--no-hidden-priors", help="Soft targets for groups the caption hides, learned from training labels.")] = False,
+    priors_from: Annotated[Optional[Path], typer.Option(help="Training labels for --hidden-priors (default: the data the index's pedestrian models were trained on).")] = None,
+    priors_holdout: Annotated[int, typer.Option(min=0, help="With --priors-from: leave out the fixed holdout_split(N, seed 0).")] = 0,
+    kind_gate: Annotated[str, typer.Option(help="hard: rank only images the router calls the query's kind; soft: add --kind-penalty x P(other kind).")] = "hard",
+    kind_penalty: Annotated[float, typer.Option(min=0.0)] = 1.0,
+    backend: Annotated[str, typer.Option(help="torch (blocked matmul) | faiss; results are identical.")] = "torch",
+    explain: Annotated[Optional[Path], typer.Option("--explain", help="JSONL: per query and result, matched / conflicted / unknown groups.")] = None,
+) -> None:
+    """Rank the gallery for every caption and write the Track-2 submission."""
+    from attrret.data.track2 import write_submission
+    from attrret.retrieval.build import check_fresh
+    from attrret.retrieval.index import open_index
+    from attrret.retrieval.pipeline import priors_for_index, priors_from_data, rank_captions, read_queries, write_explain
+    from attrret.retrieval.ranker import RankOptions
+
+    try:
+        options = RankOptions(k=k, scoring=scoring, use_implied=use_implied, gate=kind_gate, penalty=kind_penalty, backend=backend)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    idx = open_index(index)
+    check_fresh(idx)
+    texts = read_queries(queries)
+    priors = None
+    if hidden_priors:
+        priors = priors_from_data(priors_from, priors_holdout) if priors_from else priors_for_index(idx)
+    run = rank_captions(idx, texts, options, priors)
+    for w in run.ranking.warnings:
+        _err(f"attrret: warning: {w}")
+    write_submission(out, run.results)
+    if explain:
+        write_explain(explain, idx, run)
+    _err(f"ranked {len(texts)} queries over {len(idx)} images -> {out}")
+
+
+def evaluate(
+    submission: Annotated[Path, typer.Option("--submission", "-s", help="Submission JSON.")],
+    gt: Annotated[Optional[Path], typer.Option("--gt", help="Organisers' test_gt.txt (text$img1$img2...).")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Complete test_label.txt (line j = caption j's image); relevance by the Track-2 rules.")] = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Official mAP@10 (organisers' formula), sound mAP@10, R@1/5/10, per kind and overall."""
+    from attrret.retrieval.evaluate import evaluate_submission
+
+    if (gt is None) == (labels is None):
+        raise typer.BadParameter("give exactly one of --gt or --labels")
+    scores = evaluate_submission(submission, gt=gt, labels=labels, k=k)
+    if as_json:
+        typer.echo(json.dumps({name: s.to_json() for name, s in scores.items()}, indent=1))
+        return
+    typer.echo(f"| queries | n | official mAP@{k} | sound mAP@{k} | R@1 | R@5 | R@10 |")
+    typer.echo("|---|---:|---:|---:|---:|---:|---:|")
+    for name, s in scores.items():
+        typer.echo(f"| {name} | {s.n} | {s.official_map:.4f} | {s.sound_map:.4f} | {s.recall[1]:.4f} | {s.recall[5]:.4f} | {s.recall[10]:.4f} |")
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``predict``, ``rank`` and ``evaluate`` to the app."""
+    app.command("predict")(predict)
+    app.command("rank")(rank)
+    app.command("evaluate")(evaluate)
