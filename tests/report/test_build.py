@@ -98,7 +98,7 @@ def test_bad_inputs_are_clear_errors(track2_set: Track2Set, tmp_path: Path):
     other = tmp_path / "other_label.txt"
     lines = track2_set.labels.read_text().splitlines()
     other.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
-    with pytest.raises(InputError, match=r"submission\.json: results\[0\] text .* differs from line 1"):
+    with pytest.raises(InputError, match=r"submission\.json: results\[0\]\.text .* differs from query 1"):
         build_report(track2_set.submission, out, labels=other)
     with pytest.raises(InputError, match="not both"):
         build_report(track2_set.submission, out, labels=track2_set.labels, gt=other)

@@ -11,13 +11,13 @@ a time (a 16 MB, 17,611-query page loaded in Chromium in 0.7 s, a page turn took
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from attrret.data.track2 import LabelLine, read_gt, read_label_file, read_submission
+from attrret.data.track2 import LabelLine, read_label_file, read_submission
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
 from attrret.parser.query import Query
@@ -92,9 +92,11 @@ def build_report(
     gives predicted attributes: agreement for unlabelled images and, with labels,
     per-attribute accuracy and confusion. ``parse`` replaces the default
     ``CaptionParser().parse`` (e.g. a parser built with other options). Bad inputs raise
-    :class:`InputError`.
+    :class:`InputError` (with ``attrret evaluate``'s messages for a submission that does not
+    match the labels or gt), an unusable index :class:`CheckpointError`.
     """
     from attrret.retrieval import metrics as M
+    from attrret.retrieval.evaluate import evaluate_submission, load_relevance
 
     if labels is not None and gt is not None:
         raise InputError("give --labels or --gt, not both")
@@ -122,11 +124,12 @@ def build_report(
             parsed[text] = parse(text)
     queries = [parsed[text] for text, _ in rows]
 
-    relevance, kinds = _relevance(rows, submission, label_lines, labels, gt, queries, schema)
+    # Metrics from the very function `attrret evaluate` calls; relevance (for the marks) from its loader.
+    relevance, metrics = None, None
+    if labels is not None or gt is not None:
+        metrics = {kind: s.to_json() for kind, s in evaluate_submission(submission, gt=gt, labels=labels, k=k).items()}
+        relevance, _ = load_relevance(gt=gt, labels=labels)
     lists = [names[:k] for _, names in rows]
-    metrics = None
-    if relevance is not None:
-        metrics = {kind: s.to_json() for kind, s in M.evaluate_lists(lists, relevance, kinds, k=k).items()}
 
     predicted = _load_predictions(index, schema) if index is not None else None
     facts = _facts_lookup(label_lines, predicted, schema)
@@ -193,40 +196,9 @@ def _image_folder(images: Path | None, relevance_file: Path | None) -> Path | No
     return default_image_folder(Path(relevance_file)) if relevance_file is not None else None
 
 
-def _relevance(
-    rows: Sequence[tuple[str, list[str]]],
-    submission: Path,
-    label_lines: Sequence[LabelLine] | None,
-    labels: Path | None,
-    gt: Path | None,
-    queries: Sequence[Query],
-    schema: Schema,
-) -> tuple[object | None, list[str | None]]:
-    """Relevance (a ``metrics.Relevance``) and per-query kinds, as ``attrret evaluate`` builds them."""
-    from attrret.retrieval import metrics as M
-
-    if label_lines is not None:
-        _check_texts([t for t, _ in rows], [line.caption for line in label_lines], submission, labels)
-        kinds = [line.kind for line in label_lines]
-        keys = M.label_keys([line.values for line in label_lines], kinds, schema)
-        rel = M.LabelRelevance([line.image for line in label_lines], kinds, [line.caption for line in label_lines], keys)
-        return rel, kinds
-    if gt is not None:
-        gt_rows = read_gt(gt)
-        _check_texts([t for t, _ in rows], [t for t, _ in gt_rows], submission, gt)
-        return M.SetRelevance.from_rows(gt_rows), [q.kind for q in queries]
-    return None, [q.kind for q in queries]
-
-
-def _check_texts(sub: Sequence[str], ref: Sequence[str], submission: Path, ref_path: Path | None) -> None:
-    if len(sub) != len(ref):
-        raise InputError(f"{len(sub)} results but {len(ref)} captions in {ref_path}", submission)
-    for j, (a, b) in enumerate(zip(sub, ref)):
-        if a != b:
-            raise InputError(f"results[{j}] text {a!r} differs from line {j + 1} of {ref_path}: {b!r}", submission)
-
-
-def _facts_lookup(label_lines: Sequence[LabelLine] | None, predicted, schema: Schema) -> Callable[[str], ImageFacts | None]:
+def _facts_lookup(
+    label_lines: Sequence[LabelLine] | None, predicted: Mapping[str, Mapping[str, str]] | None, schema: Schema
+) -> Callable[[str], ImageFacts | None]:
     """Image name -> its facts: the label when there is one, else the index's prediction."""
     labelled = {line.image: ImageFacts(line.kind, line.values, "label") for line in label_lines or ()}
 
