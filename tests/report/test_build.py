@@ -126,3 +126,12 @@ def test_cli_writes_the_report_and_prints_a_summary(track2_set: Track2Set, tmp_p
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["queries"] == 10 and summary["out"] == str(out) and out.is_file()
     assert summary["metrics"]["all"]["n"] == 10
+
+
+def test_a_caption_the_parser_does_not_understand_still_gets_a_row(track2_set: Track2Set, tmp_path: Path):
+    sub = tmp_path / "sub.json"
+    sub.write_text(json.dumps({"results": [{"text": "Hello world.", "image_names": ["090001.jpg"]}]}))
+    out = tmp_path / "report.html"
+    build_report(sub, out, images=track2_set.images)
+    (q,) = page_data(out)["queries"]
+    assert q["k"] is None and q["a"] == [] and q["r"][0][1:4] == [None, None, None]
