@@ -1,0 +1,33 @@
+"""Helpers: small real indexes written with write_index."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attrret.retrieval.index import IndexHeader, write_index
+from attrret.schema import load_schema
+
+
+def make_index(path: Path, rows: dict[str, dict[str, list[float]]], tasks=None):
+    """Write an index whose row ``name`` has probabilities ``rows[name][task]`` (missing = uniform)."""
+    schema = load_schema()
+    tasks = tasks or [g.task for g in schema.tasks]
+    columns, at = {}, 0
+    for t in tasks:
+        columns[t] = (at, at + schema.task(t).size)
+        at += schema.task(t).size
+    probs = np.zeros((len(rows), at), np.float32)
+    for i, vals in enumerate(rows.values()):
+        for t in tasks:
+            a, b = columns[t]
+            probs[i, a:b] = vals.get(t, [1.0 / (b - a)] * (b - a))
+    header = IndexHeader(schema=schema.fingerprint, count=len(rows), columns=columns, models=(), img_sizes=(32,),
+                         tta="flip", weights=(1.0,))
+    files = [{"path": n, "size": 0, "mtime_ns": 0} for n in rows]
+    return write_index(path, probs, list(rows), files, header)
+
+
+@pytest.fixture
+def index_factory(tmp_path):
+    return lambda rows, tasks=None, name="index": make_index(tmp_path / name, rows, tasks)

@@ -1,0 +1,130 @@
+"""The ranker on small real indexes: scoring, implied values, hidden priors, kind gating, explain."""
+
+import numpy as np
+import pytest
+
+from attrret.parser.query import Query
+from attrret.retrieval.priors import HiddenPriors
+from attrret.retrieval.ranker import RankOptions, explain, rank
+from attrret.schema import load_schema
+
+PED = {"router": [0.95, 0.05]}
+VEH = {"router": [0.1, 0.9]}
+
+
+def ped(**kw):
+    return {**PED, **{f"pedestrian.{k}": v for k, v in kw.items()}}
+
+
+def q_ped(stated, implied=None, unknown=()):
+    return Query("caption", "pedestrian", dict(stated), dict(implied or {}), tuple(unknown))
+
+
+def names(index, ranking, j=0):
+    return [index.names[r] for r in ranking.rows[j]]
+
+
+def test_keyword_euclidean_prefers_matching_images(index_factory):
+    idx = index_factory({
+        "a.jpg": ped(gender=[0.9, 0.1], hat=[0.1, 0.9]),
+        "b.jpg": ped(gender=[0.8, 0.2], hat=[0.9, 0.1]),
+        "c.jpg": ped(gender=[0.1, 0.9], hat=[0.9, 0.1]),
+    })
+    r = rank(idx, [q_ped({"gender": "female", "hat": "yes"})], RankOptions(k=3))
+    assert names(idx, r) == ["b.jpg", "a.jpg", "c.jpg"]
+    # d(b) = (1-.8)^2 + .2^2 + (1-.9)^2 + .1^2
+    assert r.dist[0][0] == pytest.approx(0.04 + 0.04 + 0.01 + 0.01)
+
+
+def test_use_implied_enforces_grammar_negatives(index_factory):
+    idx = index_factory({
+        "a.jpg": ped(gender=[0.95, 0.05], hat=[0.9, 0.1]),
+        "b.jpg": ped(gender=[0.7, 0.3], hat=[0.05, 0.95]),
+    })
+    q = q_ped({"gender": "female"}, implied={"hat": "no"})
+    assert names(idx, rank(idx, [q], RankOptions(k=2))) == ["a.jpg", "b.jpg"]
+    assert names(idx, rank(idx, [q], RankOptions(k=2, use_implied=True))) == ["b.jpg", "a.jpg"]
+
+
+def test_hidden_priors_pull_unknown_groups(index_factory):
+    s = load_schema()
+    idx = index_factory({"a.jpg": ped(sleeve=[0.1, 0.9]), "b.jpg": ped(sleeve=[0.9, 0.1])})
+    train = [{"gender": "female", "sleeve": "short"}] * 40 + [{"gender": "female", "sleeve": "long"}] * 5 + \
+            [{"gender": "male", "sleeve": "long"}] * 40
+    priors = HiddenPriors.from_values(train, s.pedestrian)
+    t, used = priors.target("sleeve", {"gender": "female"})
+    assert used == (("gender", "female"),) and t[0] == pytest.approx(41 / 47)
+    q = q_ped({"gender": "female"}, unknown=("sleeve",))
+    assert names(idx, rank(idx, [q], RankOptions(k=2))) == ["a.jpg", "b.jpg"]  # tie: name order
+    r = rank(idx, [q], RankOptions(k=2), priors)
+    assert names(idx, r) == ["b.jpg", "a.jpg"]
+    assert r.plans[0].priors["sleeve"][0] == pytest.approx(41 / 47)
+
+
+def test_priors_back_off_when_support_is_small():
+    s = load_schema()
+    train = [{"gender": "female", "coat": "yes", "sleeve": "long"}] * 3 + [{"gender": "female", "coat": "no", "sleeve": "short"}] * 50
+    priors = HiddenPriors.from_values(train, s.pedestrian, min_support=10)
+    _, used = priors.target("sleeve", {"gender": "female", "coat": "yes"})
+    assert used == (("gender", "female"),)
+
+
+def test_kind_gating_hard_and_soft(index_factory):
+    idx = index_factory({
+        "car.jpg": {**VEH, "pedestrian.gender": [1.0, 0.0]},
+        "p1.jpg": ped(gender=[0.6, 0.4]),
+        "v1.jpg": {**VEH, "vehicle.color": [1.0] + [0.0] * 10},
+    })
+    q = q_ped({"gender": "female"})
+    hard = rank(idx, [q], RankOptions(k=10))
+    assert names(idx, hard) == ["p1.jpg"]
+    soft = rank(idx, [q], RankOptions(k=10, gate="soft", penalty=1.0))
+    # car: 0 + 0.9 penalty; p1: 0.32 + 0.05
+    assert names(idx, soft)[:2] == ["p1.jpg", "car.jpg"]
+    soft0 = rank(idx, [q], RankOptions(k=10, gate="soft", penalty=0.0))
+    assert names(idx, soft0)[0] == "car.jpg"
+    color = load_schema().vehicle.group("color").classes[0]
+    qv = Query("c", "vehicle", {"color": color})
+    assert names(idx, rank(idx, [qv], RankOptions(k=10))) == ["car.jpg", "v1.jpg"][::-1]
+
+
+def test_no_kind_and_missing_columns_warn(index_factory):
+    idx = index_factory({"a.jpg": ped(gender=[0.9, 0.1])}, tasks=["pedestrian.gender"])
+    r = rank(idx, [Query("???", None), q_ped({"gender": "female", "hat": "yes"})])
+    assert len(r.rows[0]) == 0 and names(idx, r, 1) == ["a.jpg"]
+    text = " ".join(r.warnings)
+    assert "no recognised kind" in text and "hat" in text and "no router" in text
+
+
+def test_backends_identical(index_factory):
+    rng = np.random.default_rng(0)
+    rows = {}
+    for i in range(300):
+        d = {"router": [0.9, 0.1]}
+        for g in load_schema().pedestrian.groups:
+            p = rng.random(g.size)
+            d[g.task] = list(p / p.sum())
+        rows[f"{i:04d}.jpg"] = d
+    idx = index_factory(rows)
+    qs = [q_ped({"gender": "female", "age": "18-60"}), q_ped({"gender": "male", "hat": "yes", "bag": "none"})]
+    a = rank(idx, qs, RankOptions(k=10))
+    b = rank(idx, qs, RankOptions(k=10, backend="faiss"))
+    assert all((x == y).all() for x, y in zip(a.rows, b.rows))
+    lin = rank(idx, qs, RankOptions(k=10, scoring="linear"))
+    assert any((x != y).any() for x, y in zip(a.rows, lin.rows))
+
+
+def test_explain_matched_conflicted_unknown(index_factory):
+    idx = index_factory({"a.jpg": ped(gender=[0.9, 0.1], hat=[0.2, 0.8])})
+    q = q_ped({"gender": "female", "hat": "yes"}, unknown=("sleeve",))
+    out = explain(idx, rank(idx, [q]), ["caption"])
+    res = out[0]["results"][0]
+    assert res["image"] == "a.jpg" and res["matched"] == ["gender"] and res["conflicted"] == ["hat"]
+    assert res["unknown"] == ["sleeve"]
+
+
+def test_bad_options_rejected():
+    with pytest.raises(ValueError):
+        RankOptions(scoring="cosine")
+    with pytest.raises(ValueError):
+        RankOptions(backend="annoy")

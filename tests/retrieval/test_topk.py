@@ -1,0 +1,73 @@
+"""Exact top-K: equal to a brute-force float64 sort, identical across backends, ties by row."""
+
+import numpy as np
+import pytest
+
+from attrret.retrieval.topk import Scoring, exact_topk
+
+
+def _euclid(c, m):
+    return Scoring(-2 * m * c, m.copy(), (m * c * c).sum(1))
+
+
+def _brute(P, c, m, k, rows=None):
+    rows = np.arange(len(P)) if rows is None else rows
+    d = (((P[rows].astype(np.float64)[None] - c[:, None]) ** 2) * m[:, None]).sum(2)
+    return np.array([rows[np.lexsort((np.arange(len(rows)), dq))[:k]] for dq in d])
+
+
+@pytest.fixture(scope="module")
+def case():
+    rng = np.random.default_rng(0)
+    P = rng.random((3000, 12)).astype(np.float32)
+    P[[10, 500, 2999]] = P[7]  # exact duplicates: ties that must break by row
+    c = (rng.random((80, 12)) > 0.5).astype(np.float64)
+    m = (rng.random((80, 12)) > 0.3).astype(np.float64)
+    c[0], m[0] = P[7], 1.0  # a query sitting exactly on the duplicated row
+    return P, c, m
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_equals_brute_force_with_small_chunks(case, backend):
+    P, c, m = case
+    top = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=257, query_block=16)
+    assert (top.rows == _brute(P, c, m, 10)).all()
+    assert list(top.rows[0][:4]) == [7, 10, 500, 2999]  # distance 0 four times: name (row) order
+    ref_d = (((P[top.rows[5]].astype(np.float64) - c[5]) ** 2) * m[5]).sum(1)
+    assert np.allclose(top.dist[5], ref_d, atol=1e-12)
+
+
+def test_backends_identical_on_heavy_ties():
+    rng = np.random.default_rng(1)
+    P = rng.integers(0, 2, size=(2000, 6)).astype(np.float32)  # only 64 distinct rows: ties everywhere
+    c = rng.integers(0, 2, size=(30, 6)).astype(np.float64)
+    m = np.ones_like(c)
+    a = exact_topk(P, _euclid(c, m), 10, backend="torch", chunk_rows=300)
+    b = exact_topk(P, _euclid(c, m), 10, backend="faiss", chunk_rows=300)
+    assert (a.rows == b.rows).all() and (a.rows == _brute(P, c, m, 10)).all()
+    assert a.fallbacks > 0  # ties beyond the candidate margin force the exact scan
+
+
+def test_row_subset_cols_and_memmap(case, tmp_path):
+    P, c, m = case
+    np.save(tmp_path / "p.npy", np.concatenate([np.zeros((len(P), 3), np.float32), P], axis=1))
+    mm = np.load(tmp_path / "p.npy", mmap_mode="r")
+    rows = np.arange(1, len(P), 3)
+    top = exact_topk(mm, _euclid(c, m), 7, cols=np.arange(3, 15), rows=rows, chunk_rows=100)
+    assert (top.rows == _brute(P, c, m, 7, rows)).all()
+
+
+def test_small_gallery_pads():
+    P = np.eye(3, dtype=np.float32)
+    top = exact_topk(P, _euclid(np.eye(3)[:1].astype(float), np.ones((1, 3))), 5)
+    assert list(top.rows[0]) == [0, 1, 2, -1, -1]
+    assert np.isinf(top.dist[0, 3:]).all()
+
+
+def test_linear_scoring_form():
+    # linear: d = sum m (c - p) c  ->  U = -m c, V = 0
+    P = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
+    c, m = np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])
+    top = exact_topk(P, Scoring(-m * c, np.zeros_like(m), (m * c * c).sum(1)), 3)
+    assert list(top.rows[0]) == [0, 2, 1]
+    assert np.allclose(top.dist[0], [1 - 0.9, 1 - 0.6, 1 - 0.2])
