@@ -179,3 +179,11 @@ def test_cli_bad_data_is_a_domain_error(tmp_path):
 def test_cli_rejects_unknown_tta(tiny_vehicles):
     result = CliRunner().invoke(_cli(), ["baseline", "clip", "--data", str(tiny_vehicles), "--tta", "crop"])
     assert result.exit_code == 2
+
+
+def test_pretrained_text_tower_offline_fails_fast_with_a_clear_message(data, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AttrretError, match="offline"):
+        train_clip(data[0], ClipConfig(**TINY, epochs=1, text_pretrained="open_clip:RN50/openai"))
+    with pytest.raises(AttrretError, match="expected open_clip:ARCH/PRETRAINED"):
+        train_clip(data[0], ClipConfig(**TINY, epochs=1, text_pretrained="RN50"))

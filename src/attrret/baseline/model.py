@@ -15,8 +15,7 @@ Both embeddings are L2-normalised; ``logit_scale`` is CLIP's learned temperature
 from __future__ import annotations
 
 import math
-import os
-from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -44,19 +43,6 @@ def _create_backbone(config: ClipConfig, pretrained: bool):
     return bb
 
 
-@contextmanager
-def _hub_offline_unless_allowed():
-    """Fail fast instead of waiting through hub retries (about 46 s offline) unless the user opted in."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    if old is None:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-
-
 class PretrainedText(nn.Module):
     """A pretrained open_clip model's text tower (``encode_text``), image tower dropped."""
 
@@ -66,15 +52,14 @@ class PretrainedText(nn.Module):
         import open_clip
 
         arch, tag = parse_text_spec(spec)
+        if arch not in open_clip.list_models():
+            raise AttrretError(f"open_clip has no model {arch!r} (see open_clip.list_models())")
+        if load_weights and not Path(tag).is_file():
+            _check_weights_reachable(open_clip, arch, tag)
         try:
-            with _hub_offline_unless_allowed():
-                model = open_clip.create_model(arch, pretrained=tag if load_weights else None)
-        except Exception as exc:  # open_clip raises RuntimeError/OSError/HF errors for missing weights
-            raise AttrretError(
-                f"cannot load pretrained text tower {spec!r}: {type(exc).__name__}: {exc}. "
-                "The weights need a model hub (HF_HUB_OFFLINE is set unless you set it to 0) or a local file; "
-                "leave --text-pretrained out to train a text tower from scratch"
-            ) from None
+            model = open_clip.create_model(arch, pretrained=tag if load_weights else None)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise AttrretError(f"cannot load pretrained text tower {spec!r}: {type(exc).__name__}: {exc}") from None
         for name in ("visual", "trunk"):
             if hasattr(model, name):
                 setattr(model, name, nn.Identity())
@@ -86,6 +71,26 @@ class PretrainedText(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.encode_text(tokens)
+
+
+def _check_weights_reachable(open_clip, arch: str, tag: str) -> None:
+    """Offline and not on disk: fail at once (the hub would retry for about 46 s, then fail).
+
+    Same rule and cache probes as the classifiers' backbone factory.
+    """
+    from attrret.classifiers.backbones import _hf_cached, _offline, _url_cached
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        raise AttrretError(f"open_clip has no pretrained tag {tag!r} for {arch} (see open_clip.list_pretrained())")
+    hub = cfg.get("hf_hub", "")
+    cached = (hub and _hf_cached(hub, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))) or _url_cached(cfg.get("url"))
+    if not cached and _offline():
+        raise AttrretError(
+            f"no weights for text tower open_clip:{arch}/{tag} on this machine and the model hub is offline "
+            f"(HF_HUB_OFFLINE=1): download them once where the hub is reachable, or give a local file "
+            f"(open_clip:{arch}/PATH), or leave --text-pretrained out to train a text tower from scratch"
+        )
 
 
 def parse_text_spec(spec: str) -> tuple[str, str]:
