@@ -28,7 +28,7 @@ from attrret.baseline.train import TrainHistory, train_contrastive
 from attrret.classifiers.runtime import autocast, tune_malloc
 from attrret.data.records import Record, load_records
 from attrret.data.splits import PA100K_MINI_HOLDOUT, holdout_split
-from attrret.data.track2 import read_test_text, write_submission
+from attrret.data.track2 import read_submission, read_test_text, write_submission
 from attrret.errors import CheckpointError, InputError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.schema import load_schema
@@ -190,6 +190,7 @@ class EvalSet:
     gallery: tuple[Path, ...]
     queries: tuple[str, ...]
     records: tuple[Record, ...] | None  # gallery records (labels) when the set has them
+    gt: Path | None = None  # the organisers' test_gt.txt, when present
 
     @property
     def image_names(self) -> list[str]:
@@ -217,14 +218,39 @@ def resolve_eval_data(data: str | Path) -> tuple[list[Record], EvalSet]:
     if (test_dir / "test_label.txt").is_file():
         test = load_records(data, "test")
         queries = read_test_text(text_file) if text_file.is_file() else [r.caption for r in test]
-        return train, EvalSet("test", tuple(r.path for r in test), tuple(queries), tuple(test))
+        gt = test_dir / "test_gt.txt"
+        return train, EvalSet("test", tuple(r.path for r in test), tuple(queries), tuple(test), gt if gt.is_file() else None)
     image_dir = test_dir / "test_images"
     if not text_file.is_file() or not image_dir.is_dir():
         raise InputError("no test set to rank: expected test/test_label.txt, or test/test_text.txt + test/test_images/", data)
     gallery = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not gallery:
         raise InputError("no images", image_dir)
-    return train, EvalSet("test", tuple(gallery), tuple(read_test_text(text_file)), None)
+    gt = test_dir / "test_gt.txt"
+    return train, EvalSet("test", tuple(gallery), tuple(read_test_text(text_file)), None, gt if gt.is_file() else None)
+
+
+def score_submission(submission: Path, evalset: EvalSet) -> dict | None:
+    """Official / sound mAP@10 and R@K of a submission, with attrret's own metrics, when relevance is known.
+
+    Relevance: ``test_gt.txt`` when present, else the gallery labels by the Track-2 rules
+    (query j is the caption of gallery image j, as in the held split); ``None`` without either.
+    """
+    from attrret.retrieval.evaluate import evaluate_submission
+    from attrret.retrieval.metrics import LabelRelevance, evaluate_lists, label_keys
+
+    if evalset.gt is not None:
+        scores = evaluate_submission(submission, gt=evalset.gt)
+    elif evalset.records is not None and [r.caption for r in evalset.records] == list(evalset.queries):
+        recs = evalset.records
+        if any(r.kind == "vehicle" and len(r.values) < 3 for r in recs):
+            return None  # incomplete vehicle labels cannot decide relevance
+        keys = label_keys([r.values for r in recs], [r.kind for r in recs], load_schema())
+        rel = LabelRelevance([r.image for r in recs], [r.kind for r in recs], [r.caption for r in recs], keys)
+        scores = evaluate_lists([names for _, names in read_submission(submission)], rel, [r.kind for r in recs])
+    else:
+        return None
+    return {kind: s.to_json() for kind, s in scores.items()}
 
 
 @dataclass(frozen=True)
@@ -249,7 +275,8 @@ def run_clip_baseline(
     """Train on ``data``'s training split, rank its evaluation set, write everything under ``out``.
 
     Writes ``out/clip.pt`` (checkpoint), ``out/submission.json`` (Track-2 format, caption
-    order) and ``out/metrics.json`` (config, training history, timings, sizes).
+    order) and ``out/metrics.json`` (config, training history, timings, sizes, and the scores
+    when relevance is known: ``test_gt.txt`` or the held split's labels).
     """
     out = Path(out)
     say = log or (lambda _msg: None)
@@ -276,6 +303,7 @@ def run_clip_baseline(
         "config": config.to_dict(),
         "history": asdict(h) if h else None,
         "rank_seconds": rank_seconds,
+        "scores": score_submission(sub_path, evalset),
     }
     metrics_file = out / "metrics.json"
     atomic_write_text(metrics_file, json.dumps(metrics, indent=2) + "\n")
