@@ -31,3 +31,27 @@ def make_index(path: Path, rows: dict[str, dict[str, list[float]]], tasks=None):
 @pytest.fixture
 def index_factory(tmp_path):
     return lambda rows, tasks=None, name="index": make_index(tmp_path / name, rows, tasks)
+
+
+def cli(*args: str, check: bool = True):
+    """Run ``python -m attrret ARGS`` (a real process: exit codes and stderr as a user sees them)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "attrret", *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"attrret {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny synthetic Track-2 set and every task trained on it through the CLI (1 epoch, 32 px)."""
+    root = tmp_path_factory.mktemp("e2e")
+    data, work = root / "syn", root / "w"
+    cli("data", "synth", "--out", str(data), "--pedestrians", "40", "--vehicles", "30", "--test-fraction", "0.4")
+    cli("train", "--task", "all", "--data", str(data), "--workdir", str(work), "--backbone", "timm:test_efficientnet",
+        "--random-init", "--img-size", "32", "--epochs", "1", "--batch-size", "16", "--quiet")
+    return data, work

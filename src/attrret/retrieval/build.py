@@ -118,7 +118,16 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
         raise InputError("no such file or directory", src)
     if is_label_file(src):
         from attrret.data.records import load_records
+        from attrret.data.track2 import read_label_file
 
+        t2_images = src.parent / (src.stem.removesuffix("_label") + "_images")
+        if src.stem.endswith("_label") and t2_images.is_dir():  # Track-2 <split>_label.txt beside <split>_images/
+            out = []
+            for ll in read_label_file(src):
+                if not (t2_images / ll.image).is_file():
+                    raise InputError(f"image {ll.image!r} not found in {t2_images}", src, ll.line)
+                out.append((ll.image, t2_images / ll.image))
+            return out
         return [(r.image, r.path) for r in load_records(src, check_images=True)]
     out, seen = [], {}
     for no, text in iter_lines(src):

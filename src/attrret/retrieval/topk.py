@@ -159,15 +159,14 @@ def exact_topk(
         pc = _gallery_chunk(P, cols, uniq if rows is None else rows[uniq], 0, len(uniq))
         cand_p = pc[inv].reshape(q1 - q0, kk, -1)
         exact = _exact(cand_p, scoring.U[q0:q1, None, :], scoring.V[q0:q1, None, :])
-        for j in range(q1 - q0):
-            q = q0 + j
-            o = np.lexsort((order[j], exact[j]))[:k_out]
-            ids, ex = order[j][o], exact[j][o]
-            if kk < n and not (float(best_v[q].max()) - eps[q] > ex[-1]):
-                ids, ex = _exact_scan(P, cols, rows, scoring, q, k_out, chunk_rows)
-                fallbacks += 1
-            out_rows[q, :k_out] = ids if rows is None else rows[ids]
-            out_dist[q, :k_out] = ex + scoring.const[q]
+        o = np.lexsort((order, exact), axis=1)[:, :k_out]
+        ids, ex = np.take_along_axis(order, o, axis=1), np.take_along_axis(exact, o, axis=1)
+        safe = best_v[q0:q1].max(axis=1).astype(np.float64) - eps[q0:q1] > ex[:, -1]
+        for j in np.flatnonzero(~safe) if kk < n else ():
+            ids[j], ex[j] = _exact_scan(P, cols, rows, scoring, q0 + j, k_out, chunk_rows)
+            fallbacks += 1
+        out_rows[q0:q1, :k_out] = ids if rows is None else rows[ids]
+        out_dist[q0:q1, :k_out] = ex + scoring.const[q0:q1, None]
     return TopK(out_rows, out_dist, fallbacks)
 
 
