@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from attrret.cli import baseline, data, parse, report, retrieval, train
+from attrret.cli import baseline, data, demo, parse, report, retrieval, train
 from attrret.errors import AttrretError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ train.register(app)
 retrieval.register(app)
 report.register(app)
 baseline.register(app)
+demo.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
