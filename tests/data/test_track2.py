@@ -101,6 +101,19 @@ def test_iter_lines_keeps_text_byte_exact(tmp_path):
     assert list(iter_lines(path)) == [(1, " one "), (2, "\ttwo\t"), (3, "three")]
 
 
+def test_iter_lines_reports_undecodable_lines_through_on_error(tmp_path):
+    path = write(tmp_path, b"one\r\ncaf\xe9\n\xff\nfour\n")
+    with pytest.raises(InputError, match=r":2: not valid UTF-8 \(byte 3: b'\\xe9'\)"):
+        list(iter_lines(path))  # default: the first bad line stops the read
+    bad: list[InputError] = []
+    assert list(iter_lines(path, on_error=bad.append)) == [(1, "one"), (4, "four")]  # numbers unchanged
+    assert [(e.path, e.line) for e in bad] == [(str(path), 2), (str(path), 3)]
+    assert all(e.reason.startswith("not valid UTF-8") for e in bad)
+    # bytes from elsewhere (stdin): the path only names the source
+    assert list(iter_lines("<stdin>", data=b"\xef\xbb\xbfa\n\xffb\n", on_error=bad.append)) == [(1, "a")]
+    assert str(bad[-1]) == "<stdin>:2: not valid UTF-8 (byte 0: b'\\xff')"
+
+
 def test_check_image_name():
     assert check_image_name("000001.jpg") == "000001.jpg"
     assert check_image_name("sub/x.jpg") == "sub/x.jpg"

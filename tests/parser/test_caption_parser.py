@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rapidfuzz import fuzz
 
+from attrret.data.track2 import read_label_file
 from attrret.parser import CaptionParser, Query
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN
 from attrret.parser.grammar import track2_form
@@ -289,3 +292,40 @@ def test_every_schema_class_is_reachable_from_the_lexicon():
                 if (g.name, c) in {("bag", "none"), ("hat", "no"), ("glasses", "no"), ("handbag", "no"), ("holding", "no"), ("coat", "no"), ("skirt", "no")}:
                     continue  # stated only by negation or implied by the grammar
                 assert (subject.name, g.name, c) in reachable, (subject.name, g.name, c)
+
+
+# ------------------------------------------------------------------ clause-level reading (speed)
+CLAUSE_EDGE_CASES = [
+    "no hat, glasses",  # a negation's scope ends at the comma, so the clauses read apart
+    "A woman at 9 a.m. no hat",  # "a.m." is one word, not clause punctuation: not cut there
+    "a woman without a.m. hat",  # ... so the negation still reaches "hat"
+    "man, no bag,  hat",  # two spaces: not cut
+    "woman with no sholder bag, backpak",  # fuzzy words in two clauses
+    "a red car. a woman with a hat",  # kind votes add up over clauses
+    "no. hat",
+    "",
+]
+
+
+def test_clause_by_clause_reading_equals_whole_caption_reading(parser, val_sample, pa100k_labels):
+    """The parser reads cached clauses apart; that must give exactly what one pass over the
+    whole caption gives (values, their order, spans, offsets, unmatched words)."""
+    captions = [ln.caption for src in (val_sample, pa100k_labels) for ln in read_label_file(src)]
+    captions += CLAUSE_EDGE_CASES + [T2_FEMALE, "white toyota suv, not a van", "kid in a skirt; no hat! glasses? bag"]
+    cut = 0
+    for caption in dict.fromkeys(captions):
+        clauses = parser.clauses(caption)
+        cut += len(clauses) > 1
+        whole = parser.join(caption, [(0, caption, parser.read_clause(caption))])
+        got = parser.parse(caption)
+        assert got == whole, caption
+        assert json.dumps(got.to_json()) == json.dumps(whole.to_json()), caption  # dict order too
+    assert cut > 2000  # most captions really are read clause by clause
+    assert [text for _, text, _ in parser.clauses("A woman at 9 a.m. no hat, glasses.")] == ["A woman at 9 a.m. no hat, ", "glasses."]
+
+
+def test_lexicon_phrases_may_not_hold_clause_punctuation(tmp_path):
+    lex = tmp_path / "l.toml"
+    lex.write_text('[[pedestrian]]\nset = { hat = "yes" }\nphrases = ["hat, cap"]\n')
+    with pytest.raises(LexiconError, match="clause punctuation"):
+        CaptionParser(lexicon=load_lexicon(load_schema(), lex))

@@ -174,3 +174,25 @@ def test_forced_format(tmp_path, capsys):
     assert records(out)[0]["caption"] == '{"caption": "gray van"}'
     code, _, err = run(["parse", str(src), "--format", "csv"], capsys)
     assert code == 1 and "unknown format" in err
+
+
+def test_bad_lines_of_every_kind_are_reported_in_line_order(tmp_path, capsys):
+    # line 1 cannot be decoded, so the format is detected from line 2 (JSON Lines)
+    src = tmp_path / "q.txt"
+    src.write_bytes(b'\xff{"caption": "x"}\n{"caption": "gray van"}\n{"caption": "red\n\xe9\n\n{"text": "white audi"}\n')
+    code, _, err = run(["parse", str(src)], capsys)
+    assert code == 1 and f"{src}:1: not valid UTF-8" in err
+    code, out, err = run(["parse", str(src), "--skip-bad"], capsys)
+    assert code == 0
+    assert [r["caption"] for r in records(out)] == ["gray van", "white audi"]
+    warnings = [ln for ln in err.splitlines() if "warning" in ln]
+    assert [w.split(f"{src}:")[1].split(":")[0] for w in warnings] == ["1", "3", "4", "5"]
+    assert "not valid JSON" in warnings[1] and "not valid UTF-8" in warnings[2] and "empty line" in warnings[3]
+
+
+def test_skip_bad_steps_over_undecodable_stdin_lines():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([str(ATTRRET), "parse", "-", "--skip-bad"], input=b"gray van\n\xff\nwhite audi\n", capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [r["caption"] for r in records(proc.stdout.decode())] == ["gray van", "white audi"]
+    assert "<stdin>:2: not valid UTF-8" in proc.stderr.decode()

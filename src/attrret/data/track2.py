@@ -51,21 +51,29 @@ class LabelLine:
     line: int
 
 
-def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: str | Path,
+    *,
+    on_error: Callable[[InputError], None] | None = None,
+    data: bytes | None = None,
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for a UTF-8 text file; BOM stripped, terminators removed.
 
     Non-UTF-8 bytes raise an :class:`InputError` naming the line (decoding line by line so
-    the message can say where).
+    the message can say where). With ``on_error``, such a line is reported through it and
+    skipped instead, so a caller's "skip bad lines" mode also steps over undecodable ones
+    (later line numbers are unchanged). ``data``: the bytes to read instead of opening
+    ``path`` (e.g. stdin); ``path`` then only names the source in messages.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path) from None
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise InputError("file not found", path) from None
+        except IsADirectoryError:
+            raise InputError("is a directory, expected a file", path) from None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", path) from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     raw_lines = data.split(b"\n")
@@ -75,9 +83,14 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         try:
-            yield i, raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})", path, i) from None
+            err = InputError(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})", path, i)
+            if on_error is None:
+                raise err from None
+            on_error(err)
+            continue
+        yield i, text
 
 
 def check_image_name(name: str) -> str:

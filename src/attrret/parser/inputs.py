@@ -1,10 +1,9 @@
 """Reading captions to parse: plain text, JSON Lines, Track-2 label files, or stdin.
 
 Every bad line is an :class:`~attrret.errors.InputError` naming the file and line; with
-``skip_bad`` it is handed to ``on_skip`` and the rest is read. Unlike
-:func:`attrret.data.track2.iter_lines`, which stops at the first undecodable line, this
-reader decodes line by line so that ``--skip-bad`` can step over a non-UTF-8 line too
-(same BOM, terminator and error-message conventions). Label lines are decoded with
+``skip_bad`` it is handed to ``on_skip`` and the rest is read. Lines come from
+:func:`attrret.data.track2.iter_lines` (BOM, terminators, UTF-8 errors by line), whose
+``on_error`` hook lets ``--skip-bad`` step over a non-UTF-8 line too. Label lines are decoded with
 :func:`attrret.data.track2.parse_label_line`, so a label file is held to the same rules here
 as everywhere else (field count, 21-bit code, vehicle vocabulary).
 """
@@ -12,12 +11,12 @@ as everywhere else (field count, 21-bit code, vehicle vocabulary).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from attrret.data.track2 import parse_label_line
+from attrret.data.track2 import iter_lines, parse_label_line
 from attrret.errors import InputError
 from attrret.schema import Schema, load_schema
 from attrret.schema.codes import CodeError
@@ -36,23 +35,6 @@ class CaptionLine:
 
     caption: str
     line: int
-
-
-def _split_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()
-    for i, raw in enumerate(raw_lines, start=1):
-        yield i, raw[:-1] if raw.endswith(b"\r") else raw
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
 
 
 def detect_format(name: str, first_line: str | None) -> Format:
@@ -84,6 +66,17 @@ def _caption_from_json(text: str) -> str:
     raise ValueError("JSON object has no 'caption' or 'text' key")
 
 
+def _caption_of(text: str, fmt: str, schema: Schema) -> str:
+    """The caption on one decoded line; ValueError or CodeError says why there is none."""
+    if not text.strip():
+        raise ValueError("empty line")
+    if fmt == "txt":
+        return text
+    if fmt == "jsonl":
+        return _caption_from_json(text)
+    return parse_label_line(text, schema)[3]
+
+
 def read_captions(
     path: str | Path,
     *,
@@ -101,49 +94,31 @@ def read_captions(
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     name = str(path)
-    if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise InputError("file not found", name) from None
-        except IsADirectoryError:
-            raise InputError("is a directory, expected a file", name) from None
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror}", name) from None
-
-    lines = list(_split_lines(data))
+    # Undecodable lines come back as errors in their place, so they are raised or skipped in
+    # line order together with every other kind of bad line.
+    lines: list[tuple[int, str] | InputError] = []
+    for entry in iter_lines(name, on_error=lines.append, data=data):
+        lines.append(entry)
     if fmt == "auto":
-        first = None
-        for _, raw in lines:
-            if raw.strip():
-                try:
-                    first = _decode(raw)
-                except ValueError:
-                    continue
-                break
+        first = next((ln[1] for ln in lines if isinstance(ln, tuple) and ln[1].strip()), None)
         fmt = detect_format(name, first)
     schema = schema or load_schema()
 
     out: list[CaptionLine] = []
-    for no, raw in lines:
-        try:
-            text = _decode(raw)
-            if not text.strip():
-                raise ValueError("empty line")
-            if fmt == "txt":
-                caption = text
-            elif fmt == "jsonl":
-                caption = _caption_from_json(text)
-            else:
-                caption = parse_label_line(text, schema)[3]
-        except (ValueError, CodeError) as exc:
-            err = InputError(str(exc), name, no)
-            if not skip_bad:
-                raise err from None
-            if on_skip is not None:
-                on_skip(err)
-            continue
-        out.append(CaptionLine(caption, no))
+    for entry in lines:
+        if isinstance(entry, InputError):
+            err = entry
+        else:
+            no, text = entry
+            try:
+                out.append(CaptionLine(_caption_of(text, fmt, schema), no))
+                continue
+            except (ValueError, CodeError) as exc:
+                err = InputError(str(exc), name, no)
+        if not skip_bad:
+            raise err
+        if on_skip is not None:
+            on_skip(err)
     if not out:
         raise InputError("no captions to parse", name)
     return out, fmt  # type: ignore[return-value]
