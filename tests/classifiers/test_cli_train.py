@@ -1,0 +1,27 @@
+"""``attrret train``: table on stdout, files under the workdir, clear one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from attrret.cli import main
+
+
+def test_train_command_writes_models_and_prints_the_table(tiny_folder, tmp_path, capsys):
+    w = tmp_path / "w"
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--task", "router", "--data", str(tiny_folder), "--workdir", str(w), "--backbone", "timm:test_vit",
+              "--random-init", "--img-size", "32", "--epochs", "1", "--batch-size", "8", "--holdout", "6", "--quiet"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("| task |") and "| router |" in out
+    assert {p.name for p in (w / "models" / "router").iterdir()} == {"model.pt", "metrics.json", "config.json"}
+
+
+def test_bad_task_is_one_line_exit_1(tiny_folder, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "attrret", "train", "--task", "pedestrian.nose", "--data", str(tiny_folder),
+                        "--workdir", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 1 and "unknown task 'pedestrian.nose'" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,61 @@
+"""predict_probs: probabilities per task, flip TTA, one shared front pass per batch for tasks that share it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_classifier_data import make_folder
+
+from attrret.classifiers import predict as predict_mod
+from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
+from attrret.classifiers.inputs import load_input, to_tensor
+from attrret.classifiers.model import Classifier
+from attrret.classifiers.predict import build_model, predict_probs
+from attrret.classifiers.train import TrainConfig, train_tasks
+from attrret.errors import CheckpointError, InputError
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("predict")
+    data = make_folder(root / "data")
+    cfg = TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(root / "w"), backbone="timm:test_efficientnet",
+                      pretrained=False, img_size=32, epochs=1, batch_size=8)
+    train_tasks(cfg, progress=False)
+    train_tasks(TrainConfig(**{**cfg.as_dict(), "task": "router"}), progress=False)
+    return data, root / "w"
+
+
+def test_probabilities_match_each_model_with_flip_tta(workdir, monkeypatch):
+    data, w = workdir
+    images = sorted((data / "images").glob("*.jpg"))[:5]
+    calls = []
+    real_front = Classifier.front
+    monkeypatch.setattr(Classifier, "front", lambda self, x: calls.append(len(x)) or real_front(self, x))
+    probs = predict_probs(list_model_dirs(w), images, batch_size=8, progress=False)
+    assert calls == [5, 5]  # image + flip, once for both tasks (they share the front)
+    monkeypatch.setattr(Classifier, "front", real_front)
+    assert set(probs) == {"pedestrian.gender", "router"}
+    for task, p in probs.items():
+        ck = load_checkpoint(w / "models" / task)
+        assert p.dtype == np.float32 and p.shape == (5, len(ck.classes))
+        assert np.allclose(p.sum(1), 1.0, atol=1e-4)
+        model = build_model(ck)
+        pre = predict_mod._preprocess(ck.meta)
+        x = torch.stack([to_tensor(load_input(i, pre), pre) for i in images])
+        with torch.no_grad():
+            want = (model(x).softmax(-1) + model(torch.flip(x, dims=[3])).softmax(-1)) / 2
+        assert np.allclose(p, want.numpy(), atol=3e-2)  # bf16 autocast in predict
+    no_tta = predict_probs(list_model_dirs(w), images, tta_flip=False, progress=False)
+    assert not np.allclose(no_tta["router"], probs["router"], atol=1e-6)
+
+
+def test_errors_name_the_file(workdir, tmp_path):
+    data, w = workdir
+    with pytest.raises(InputError, match="missing.jpg"):
+        predict_probs(list_model_dirs(w), [tmp_path / "missing.jpg"], progress=False)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        predict_probs([tmp_path / "nowhere"], [], progress=False)
