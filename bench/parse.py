@@ -6,12 +6,21 @@ Captions: the 2,000 real Track-2 validation lines plus the 1,500 pa100k-mini cap
 (3,500 lines, 2,536 distinct), repeated to at least 50,000 captions, in file order. The
 real test set repeats captions the same way (17,611 captions, far fewer distinct ones).
 
-Methods, timed in the same run on the same machine (median of ``--rounds``):
+Methods, timed in the same run on the same machine (median of ``--rounds``; each timing
+records wall-clock and this process's CPU time, since the 2 cores are shared and wall-clock
+also counts other people's jobs):
 
-- ``attrret``: the full parser as ``attrret parse`` uses it (spaCy tokenizer + PhraseMatcher,
-  grammar rules, per-caption LRU cache), a fresh parser per round so the cache starts cold;
-- ``attrret, no cache``: the same parser with ``cache_size=0`` on the distinct captions only:
-  the honest per-caption cost for queries never seen before;
+- ``attrret, cached``: the full parser as ``attrret parse`` uses it (spaCy tokenizer +
+  PhraseMatcher, grammar rules, per-caption and per-clause LRU caches) on the whole
+  workload, a fresh parser per round so every cache starts cold;
+- ``attrret, no caption cache, distinct, cold``: ``cache_size=0`` on the distinct captions
+  only, each once, a fresh parser per round: every caption is new, and so is every clause
+  the first time it is seen (the strict reading of the issue's >= 50,000 captions/s);
+- ``attrret, no caption cache, distinct, warm``: the same on a parser that has seen the
+  clauses before: still no caption was parsed before by that parser's caption cache (it has
+  none), but its clauses are known (steady state of a long run over new captions);
+- ``attrret, no caches``: ``cache_size=0, clause_cache_size=0``: every caption tokenized,
+  matched and read from scratch (the parser before clause caching worked this way);
 - ``substring rules`` (the reference): keyword-in-caption checks, the way the published
   baseline reads captions, last match per group wins.
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -31,6 +41,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +55,7 @@ SHARED = Path(os.environ.get("ATTRRET_SHARED_DATA", ROOT.parent / "shared" / "da
 SOURCES = (SHARED / "track2" / "val_sample.txt", SHARED / "pa100k-mini" / "labels.txt")
 RESULTS = ROOT / "bench" / "results" / "parse.json"
 MIN_CAPTIONS = 50_000
+TARGET = 50_000  # captions/s the issue asks for
 TEST_CAPTIONS = 17_611  # size of the Track-2 test set
 
 
@@ -87,21 +99,29 @@ def make_reference(schema: Schema) -> Callable[[str], tuple[str | None, dict[str
     return parse
 
 
-def timed(fn: Callable[[object], object], rounds: int, setup: Callable[[], object] = lambda: None) -> float:
-    """Median seconds of ``fn(setup())`` over ``rounds``; ``setup`` is not timed."""
-    times = []
+@dataclass(frozen=True)
+class Timing:
+    wall_s: float  # median wall-clock seconds
+    cpu_s: float  # median CPU seconds of this process over the same rounds
+
+
+def timed(fn: Callable[[object], object], rounds: int, setup: Callable[[], object] = lambda: None) -> Timing:
+    """Median wall and CPU seconds of ``fn(setup())`` over ``rounds``; ``setup`` is not timed."""
+    walls, cpus = [], []
     for _ in range(rounds):
         state = setup()
-        t0 = time.perf_counter()
+        gc.collect()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn(state)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return Timing(statistics.median(walls), statistics.median(cpus))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=0, help="repeat the real lines this often (default: to >= 50,000)")
-    ap.add_argument("--rounds", type=int, default=3, help="timing rounds per method (median reported)")
+    ap.add_argument("--rounds", type=int, default=5, help="timing rounds per method (median reported)")
     args = ap.parse_args(argv)
 
     from attrret.parser import CaptionParser
@@ -120,14 +140,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
     build_s = time.perf_counter() - t0
 
     reference = make_reference(schema)
-    uncached = CaptionParser(schema, cache_size=0)
-    n_distinct_runs = max(1, -(-10_000 // len(distinct)))
-    distinct_workload = distinct * n_distinct_runs
+    warm = CaptionParser(schema, cache_size=0)
+    warm.parse_many(distinct)  # has seen every clause once
+    bare = CaptionParser(schema, cache_size=0, clause_cache_size=0)
+    bare.parse_many(distinct[:100])  # spaCy's own first-call set-up out of the timing
 
-    # a fresh parser per round (built untimed) so every round starts with a cold cache
-    cached_s = timed(lambda p: p.parse_many(workload), args.rounds, setup=lambda: CaptionParser(schema))
-    uncached_s = timed(lambda _: uncached.parse_many(distinct_workload), args.rounds)
-    reference_s = timed(lambda _: [reference(c) for c in workload], args.rounds)
+    def fresh(**kw: int) -> Callable[[], object]:
+        return lambda: CaptionParser(schema, **kw)  # built untimed: each round starts cold
+
+    timings = {
+        "attrret, cached": (len(workload), timed(lambda p: p.parse_many(workload), args.rounds, fresh())),
+        "attrret, no caption cache, distinct, cold": (
+            len(distinct), timed(lambda p: p.parse_many(distinct), args.rounds, fresh(cache_size=0))),
+        "attrret, no caption cache, distinct, warm": (
+            len(distinct), timed(lambda _: warm.parse_many(distinct), args.rounds)),
+        "attrret, no caches": (len(distinct), timed(lambda _: bare.parse_many(distinct), args.rounds)),
+        "substring rules (reference)": (len(workload), timed(lambda _: [reference(c) for c in workload], args.rounds)),
+    }
 
     # correctness on the real lines
     parser = CaptionParser(schema)
@@ -139,24 +168,38 @@ def main(argv: Sequence[str] | None = None) -> dict:
         kind, values = reference(ln.caption)
         ok_reference += kind == ln.kind and all(ln.values.get(g) == c for g, c in values.items())
 
-    rows = [
-        {"method": "attrret (cached, cold start)", "captions": len(workload), "seconds": cached_s, "correct": ok_attrret},
-        {"method": "attrret, no cache, distinct captions", "captions": len(distinct_workload), "seconds": uncached_s, "correct": ok_attrret},
-        {"method": "substring rules (reference)", "captions": len(workload), "seconds": reference_s, "correct": ok_reference},
-    ]
-    ref_rate = len(workload) / reference_s
-    for r in rows:
-        r["captions_per_s"] = r["captions"] / r["seconds"]
-        r["vs_reference"] = r["captions_per_s"] / ref_rate
-        r["test_set_seconds"] = TEST_CAPTIONS / r["captions_per_s"]
+    rows = []
+    ref_n, ref_t = timings["substring rules (reference)"]
+    for method, (n, t) in timings.items():
+        rate, cpu_rate = n / t.wall_s, n / t.cpu_s
+        rows.append({
+            "method": method,
+            "captions": n,
+            "seconds": t.wall_s,
+            "cpu_seconds": t.cpu_s,
+            "captions_per_s": rate,
+            "cpu_captions_per_s": cpu_rate,
+            "vs_reference": rate / (ref_n / ref_t.wall_s),
+            "cpu_vs_reference": cpu_rate / (ref_n / ref_t.cpu_s),
+            "test_set_seconds": TEST_CAPTIONS / rate,
+            "correct": ok_reference if method.startswith("substring") else ok_attrret,
+        })
 
     print(f"\nCaption parsing on {len(lines):,} real Track-2 lines ({len(distinct):,} distinct), "
           f"repeated x{repeat}; median of {args.rounds} rounds; parser build {build_s:.2f} s\n")
-    print("| method | captions | seconds | captions/s | vs reference | 17,611 captions | lines correct |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| method | captions | wall s | captions/s | vs reference | CPU captions/s | CPU vs reference | 17,611 captions | lines correct |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['captions']:,} | {r['seconds']:.3f} | {r['captions_per_s']:,.0f} | "
-              f"{r['vs_reference']:.2f}x | {r['test_set_seconds']:.2f} s | {r['correct']:,} / {len(lines):,} |")
+              f"{r['vs_reference']:.2f}x | {r['cpu_captions_per_s']:,.0f} | {r['cpu_vs_reference']:.2f}x | "
+              f"{r['test_set_seconds']:.2f} s | {r['correct']:,} / {len(lines):,} |")
+    print()
+    for r in rows:
+        if r["method"].startswith("attrret, no caption cache"):
+            print(f"target >= {TARGET:,} new captions/s, {r['method']}: {r['captions_per_s']:,.0f} wall "
+                  f"({'met' if r['captions_per_s'] >= TARGET else 'NOT met'}), {r['cpu_captions_per_s']:,.0f} CPU "
+                  f"({'met' if r['cpu_captions_per_s'] >= TARGET else 'NOT met'})")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     result = {
         "bench": "parse",
@@ -169,7 +212,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "repeat": repeat,
         "rounds": args.rounds,
         "parser_build_seconds": build_s,
-        "target_captions_per_s": 50_000,
+        "load_average_1min": load,
+        "target_captions_per_s": TARGET,
+        "target_met": {
+            r["method"]: {"wall": r["captions_per_s"] >= TARGET, "cpu": r["cpu_captions_per_s"] >= TARGET}
+            for r in rows
+            if r["method"].startswith("attrret, no caption cache")
+        },
         "rows": rows,
     }
     atomic_write_text(RESULTS, json.dumps(result, indent=2) + "\n")
