@@ -141,3 +141,8 @@ def test_track2_folder_uses_val_and_test_splits(tmp_path):
 
 def test_no_colour_jitter_for_colour_task():
     assert not color_safe("vehicle.color") and color_safe("pedestrian.hat")
+
+
+def test_tasks_trained_separately_share_one_cache(trained):
+    data, cfg, _ = trained
+    assert len(list((Path(cfg.workdir) / "cache").glob("*/*.npy"))) == 1  # gender then router: one cache

@@ -275,7 +275,12 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
                TextColumn("{task.fields[ips]:>6.0f} img/s  loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not (progress and d.main)) as prog:
         if config.cache:
-            images = sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part})
+            # Every image of the data set, not only this run's tasks': later runs on other tasks
+            # of the same data then find the same cache.
+            from attrret.data.records import load_records
+
+            images = sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part}
+                            | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", skip_bad=True)})
             bar = prog.add_task("trunk cache", total=len(images), ips=0.0, loss=0.0)
             t0 = time.perf_counter()
 
