@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="192,256", help="two input sizes: the first is the single-resolution model")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--reuse", action="append", default=[], metavar="SIZE=DIR",
+                    help="use DIR (a workdir with models/ trained on the same fixed 1,200) as the SIZE member instead of training")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "retrieval_pa100k.json"))
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -88,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [r.kind for r in held]
     captions = [r.caption for r in held]
 
-    members = [_train(args.data, work / f"r{s}", s, args.epochs, args.retrain) for s in sizes]
+    reuse = {int(k): Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
+    members = [find_members(reuse[s])[0] if s in reuse else _train(args.data, work / f"r{s}", s, args.epochs, args.retrain)
+               for s in sizes]
+    for s, m in zip(sizes, members):
+        if m.img_size != s:
+            raise SystemExit(f"member for {s}px was trained at {m.img_size}px: {m.label}")
     t_train = time.perf_counter() - t0
     indexes = {
         f"{sizes[0]}px, flip TTA": ([members[0]], True),
@@ -119,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "bench": "retrieval_pa100k", "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "data": str(args.data), "split": "holdout_split(300, seed 0)", "sizes": sizes, "epochs": args.epochs,
+        "members": [m.label for m in members], "data": str(args.data), "split": "holdout_split(300, seed 0)", "sizes": sizes, "epochs": args.epochs,
         "train_or_reuse_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1), "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
