@@ -51,18 +51,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--img-size", type=int, default=TrainConfig.img_size)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "classifiers_pa100k.json"))
+    ap.add_argument("--only", choices=("pretrained", "random init"), help="Train one method only (no table).")
     args = ap.parse_args(argv)
 
     groups = load_schema().pedestrian.groups
-    base = TrainConfig(task="pedestrian", data=args.data, holdout=300, epochs=args.epochs, img_size=args.img_size)
+    # resume=True: tasks already trained with this exact config in the workdir are read back, not retrained
+    base = TrainConfig(task="pedestrian", data=args.data, holdout=300, epochs=args.epochs, img_size=args.img_size, resume=True)
     runs = {}
     for name, cfg in (("pretrained", TrainConfig(**{**base.as_dict(), "workdir": f"{args.workdir}/pretrained"})),
                       ("random init", TrainConfig(**{**base.as_dict(), "workdir": f"{args.workdir}/random", "pretrained": False}))):
+        if args.only and name != args.only:
+            continue
         t0 = time.perf_counter()
         results = train_tasks(cfg, progress=sys.stderr.isatty())
         runs[name] = {"seconds": time.perf_counter() - t0, "tasks": {r.task: r for r in results}}
         print(f"{name}: {runs[name]['seconds']:.0f} s", file=sys.stderr)
 
+    if args.only:
+        return 0
     data = load_task_data(args.data, groups, holdout=300, seed=0)
     rows, checks = [], []
     for g in groups:

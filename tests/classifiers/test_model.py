@@ -9,13 +9,14 @@ from attrret.classifiers.backbones import create_backbone
 from attrret.classifiers.model import Classifier, cut_for
 from attrret.classifiers.trunks import default_trainable_blocks
 
-FAMILIES = ["timm:test_efficientnet", "timm:test_vit", "timm:test_convnext", "timm:test_resnet"]
+FAMILIES = ["timm:test_efficientnet", "timm:test_vit", "timm:test_convnext", "timm:test_resnet", "timm:eva02_tiny_patch14_224"]
 
 
 @pytest.mark.parametrize("spec", FAMILIES)
 def test_last_block_trains_front_frozen_and_split_is_exact(spec):
     torch.manual_seed(0)
-    bb = create_backbone(spec, pretrained=False, img_size=32)
+    size = 28 if "eva" in spec else 32  # EVA: 14 px patches, rotary embedding on a 2x2 grid
+    bb = create_backbone(spec, pretrained=False, img_size=size)
     model = Classifier(bb.trunk, bb.feature_dim, 3, trainable_blocks=1)
     blocks = bb.trunk.blocks()
     assert all(p.requires_grad for p in blocks[-1].parameters())
@@ -24,7 +25,7 @@ def test_last_block_trains_front_frozen_and_split_is_exact(spec):
     model.train()
     assert all(not m.training for m in model.frozen_modules()) and blocks[-1].training
     model.eval()
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         assert torch.allclose(model(x), model(model.front(x), from_front=True), atol=1e-5)
 

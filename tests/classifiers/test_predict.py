@@ -59,3 +59,14 @@ def test_errors_name_the_file(workdir, tmp_path):
         predict_probs(list_model_dirs(w), [tmp_path / "missing.jpg"], progress=False)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         predict_probs([tmp_path / "nowhere"], [], progress=False)
+
+
+def test_a_checkpoint_is_a_backbone(workdir):
+    from attrret.classifiers.backbones import create_backbone
+
+    _, w = workdir
+    ck = load_checkpoint(w / "models" / "router")
+    bb = create_backbone(str(w / "models" / "router"))
+    assert bb.arch == "timm:test_efficientnet" and bb.preprocess.size == 32
+    got = bb.trunk.state_dict()
+    assert all(torch.equal(got[k[len("trunk."):]], v) for k, v in ck.state_dict.items() if k.startswith("trunk."))

@@ -146,3 +146,12 @@ def test_no_colour_jitter_for_colour_task():
 def test_tasks_trained_separately_share_one_cache(trained):
     data, cfg, _ = trained
     assert len(list((Path(cfg.workdir) / "cache").glob("*/*.npy"))) == 1  # gender then router: one cache
+
+
+def test_ema_and_balance_options_change_the_result(trained, tmp_path):
+    data, cfg, (gender, _) = trained
+    ema = train_tasks(TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "e"), "ema": 0.9}), progress=False)[0]
+    plain = train_tasks(TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "p"), "balance": "none"}), progress=False)[0]
+    assert ema.weights_sha256 != gender.weights_sha256 and plain.weights_sha256 != gender.weights_sha256
+    with pytest.raises(Exception, match="balance must be one of"):
+        train_tasks(TrainConfig(**{**cfg.as_dict(), "balance": "oversample"}), progress=False)

@@ -315,7 +315,7 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
     resolved = {**config.as_dict(), "task": task, "trainable_blocks": n_blocks}
     if config.resume and (out_dir / "metrics.json").is_file():
         done = json.loads((out_dir / "metrics.json").read_text())
-        if done.get("complete") and done.get("config") == resolved:
+        if done.get("complete") and _same_run(done.get("config"), resolved):
             log(f"{task}: already trained with this config, skipped (--resume)")
             return TaskResult(task, out_dir, classes, done["n_train"], done["n_val"], done["n_holdout"], done["best_epoch"],
                               done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
@@ -350,7 +350,7 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
     last_path = out_dir / "last.pt"
     if config.resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if state.get("config") == resolved:
+        if _same_run(state.get("config"), resolved):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -455,6 +455,13 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
               f"val_mA={best['mA']:.6f}", file=sys.stderr, flush=True)
     return TaskResult(task, out_dir, classes, len(td.train), len(td.val), len(td.holdout), best["epoch"], best["val"],
                       holdout, history, seconds, ips, digest)
+
+
+def _same_run(saved: dict | None, current: dict) -> bool:
+    """Whether a saved config describes the same training (``resume`` itself does not count)."""
+    ignore = {"resume"}
+    return saved is not None and {k: v for k, v in saved.items() if k not in ignore} == {
+        k: v for k, v in current.items() if k not in ignore}
 
 
 def _tmp(path: Path) -> Path:
