@@ -12,6 +12,7 @@ label is the record's kind (pedestrian / vehicle), known for every line.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,10 @@ def parse_fold(spec: str | None) -> tuple[int, int] | None:
     return k, n
 
 
+def _warn_skipped(err: InputError) -> None:
+    print(f"attrret: warning: skipped {err}", file=sys.stderr)
+
+
 def _split_exists(root: Path, split: str) -> bool:
     return (root / split / f"{split}_label.txt").is_file()
 
@@ -103,17 +108,23 @@ def load_task_data(
     seed: int = 0,
     skip_bad: bool = False,
     on_untrainable: Callable[[str], None] | None = None,
+    on_skip: Callable[[InputError], None] | None = None,
 ) -> dict[str, TaskData]:
     """Samples per task. A task without examples of two classes is an error, or, when
-    ``on_untrainable`` is given (several tasks requested), reported through it and left out."""
+    ``on_untrainable`` is given (several tasks requested), reported through it and left out.
+
+    With ``skip_bad``, bad label lines and missing images are left out and reported through
+    ``on_skip`` (default: one warning line each on stderr, so nothing is dropped silently)."""
+    if skip_bad and on_skip is None:
+        on_skip = _warn_skipped
     root = Path(data)
     track2 = root.is_dir() and _split_exists(root, "train")
-    pool = load_records(root, "train", skip_bad=skip_bad)
+    pool = load_records(root, "train", skip_bad=skip_bad, on_skip=on_skip)
     val_records: list[Record] | None = None
     held: list[Record] = []
     holdout_source = ""
     if track2 and _split_exists(root, "val") and not fold:
-        val_records = load_records(root, "val", skip_bad=skip_bad)
+        val_records = load_records(root, "val", skip_bad=skip_bad, on_skip=on_skip)
     if holdout:
         try:
             pool, held = holdout_split(pool, holdout, holdout_seed)
@@ -121,7 +132,7 @@ def load_task_data(
             raise InputError(str(exc), root) from None
         holdout_source = f"holdout_split(n={holdout}, seed={holdout_seed})"
     elif track2 and _split_exists(root, "test"):
-        held = load_records(root, "test", skip_bad=skip_bad)
+        held = load_records(root, "test", skip_bad=skip_bad, on_skip=on_skip)
         holdout_source = "test/test_label.txt"
     folds = parse_fold(fold)
     out: dict[str, TaskData] = {}

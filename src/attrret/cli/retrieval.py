@@ -93,10 +93,30 @@ def rank(
     run = rank_captions(idx, texts, options, priors)
     for w in run.ranking.warnings:
         _err(f"attrret: warning: {w}")
+    _warn_unanswered(queries, run)
     write_submission(out, run.results)
     if explain:
         write_explain(explain, idx, run)
     _err(f"ranked {len(texts)} queries over {len(idx)} images -> {out}")
+
+
+def _warn_unanswered(queries: Path, run, limit: int = 10) -> None:
+    """Name each query the ranker could not use (file:line, caption, unknown groups): the
+    summary warnings only count them, and the user needs to find and fix the caption."""
+    plans = run.ranking.plans
+    bad = [j for j, p in enumerate(plans) if p.kind is None or not (p.enforced or p.priors)]
+    for j in bad[:limit]:
+        p, text = plans[j], run.texts[j]
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        if p.kind is None:
+            why = "no pedestrian or vehicle words recognised; unknown: kind and every attribute group"
+        else:
+            why = f"nothing the index can score for this {p.kind}; unknown: {', '.join(p.unknown) or 'none'}"
+            if p.missing:
+                why += f"; no index column for: {', '.join(p.missing)}"
+        _err(f"attrret: warning: {queries}:{j + 1}: {shown!r}: {why}; kept in the submission with no results")
+    if len(bad) > limit:
+        _err(f"attrret: warning: ... and {len(bad) - limit} more such queries")
 
 
 def evaluate(

@@ -6,6 +6,7 @@ distorts exactly the cues the classifiers need, so images are resized to fit and
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,7 +29,12 @@ def load_image(path: str | Path, where: str | None = None) -> Image.Image:
     path = Path(path)
     suffix = f" (listed at {where})" if where else ""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 M pixels and refuses above ~179 M; our own limit is lower
+            # and its message clearer, so neither Pillow warning nor error reaches the user.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_cm = Image.open(path)
+        with im_cm as im:
             if im.width * im.height > MAX_PIXELS:
                 raise InputError(
                     f"image is {im.width}x{im.height}, larger than the {MAX_PIXELS:,} pixel limit{suffix}", path
@@ -38,7 +44,9 @@ def load_image(path: str | Path, where: str | None = None) -> Image.Image:
             return _to_rgb(im)
     except FileNotFoundError:
         raise InputError(f"image not found{suffix}", path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"image is larger than the {MAX_PIXELS:,} pixel limit ({str(exc).split(', could')[0]}){suffix}", path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError(f"cannot decode image ({type(exc).__name__}: {exc}){suffix}", path) from None

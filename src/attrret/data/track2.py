@@ -175,7 +175,10 @@ def is_label_file(path: str | Path, probe_lines: int = 5) -> bool:
 
 
 def read_test_text(path: str | Path, *, skip_bad: bool = False, on_skip: SkipHandler | None = None) -> list[str]:
-    """Read ``test_text.txt``: one caption per line, byte-exact (terminator removed)."""
+    """Read ``test_text.txt``: one caption per line, byte-exact (terminator removed).
+
+    A file without captions is an error: ranking nothing would write an empty submission.
+    """
     out = []
     for no, text in iter_lines(path):
         if not text.strip():
@@ -186,6 +189,8 @@ def read_test_text(path: str | Path, *, skip_bad: bool = False, on_skip: SkipHan
                 on_skip(err)
             continue
         out.append(text)
+    if not out:
+        raise InputError("no captions", path)
     return out
 
 
