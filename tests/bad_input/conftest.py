@@ -94,8 +94,8 @@ def odd_images(folder: Path) -> dict[str, Path]:
     return out
 
 
-def broken_images(folder: Path) -> dict[str, Path]:
-    """Files with image names that cannot be decoded."""
+def broken_images(folder: Path, only: str | None = None) -> dict[str, Path]:
+    """Files with image names that cannot be decoded (``only``: keep just that case)."""
     folder.mkdir(parents=True, exist_ok=True)
     good = folder / ".good.jpg"
     Image.fromarray(np.full((48, 24, 3), 90, np.uint8)).save(good)
@@ -104,7 +104,10 @@ def broken_images(folder: Path) -> dict[str, Path]:
     out["truncated JPEG"].write_bytes(good.read_bytes()[:300])
     out["not an image"].write_bytes(b"<html>not a JPEG</html>" * 8)
     good.unlink()
-    return out
+    for case, path in out.items():
+        if only is not None and case != only:
+            path.unlink()
+    return out if only is None else {only: out[only]}
 
 
 def huge_png(path: Path, side: int = 20000) -> Path:
