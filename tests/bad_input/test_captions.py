@@ -20,10 +20,10 @@ FEMALE = "A female pedestrian is someone who walks on foot."
 @pytest.mark.parametrize(
     ("case", "body", "message"),
     [
-        ("empty caption line", f"{FEMALE}\n\n{FEMALE}\n".encode(), ":2: empty caption line"),
-        ("whitespace caption", f"{FEMALE}\n \t \n{FEMALE}\n".encode(), ":2: empty caption line"),
-        ("empty file", b"", ": no captions"),
-        ("non-UTF-8 caption", FEMALE.encode() + b"\nA caf\xe9 pedestrian.\n", ":2: not valid UTF-8"),
+        pytest.param("empty caption line", f"{FEMALE}\n\n{FEMALE}\n".encode(), ":2: empty caption line", id="empty caption line"),
+        pytest.param("whitespace caption", f"{FEMALE}\n \t \n{FEMALE}\n".encode(), ":2: empty caption line", id="whitespace caption"),
+        pytest.param("empty file", b"", ": no captions", id="empty file"),
+        pytest.param("non-UTF-8 caption", FEMALE.encode() + b"\nA caf\xe9 pedestrian.\n", ":2: not valid UTF-8", id="non-UTF-8 caption"),
     ],
 )
 def test_unreadable_captions_stop_rank(tiny, tmp_path, case, body, message):

@@ -57,9 +57,9 @@ def test_bad_label_line_stops_train_with_file_and_line(tmp_path, case):
 @pytest.mark.parametrize(
     ("case", "body", "message"),
     [
-        ("non-UTF-8", GOOD_PED.encode() + b"\n000002.jpg$white Audi.$caf\xe9 racer\n", ":2: not valid UTF-8 (byte 26: b'\\xe9')"),
-        ("empty file", b"", ": no label lines"),
-        ("only blank lines", b"\n\r\n", ":1: empty line"),
+        pytest.param("non-UTF-8", GOOD_PED.encode() + b"\n000002.jpg$white Audi.$caf\xe9 racer\n", ":2: not valid UTF-8 (byte 26: b'\\xe9')", id="non-UTF-8"),
+        pytest.param("empty file", b"", ": no label lines", id="empty file"),
+        pytest.param("only blank lines", b"\n\r\n", ":1: empty line", id="only blank lines"),
     ],
 )
 def test_undecodable_or_empty_label_file(tmp_path, case, body, message):
