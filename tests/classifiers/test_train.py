@@ -155,3 +155,29 @@ def test_ema_and_balance_options_change_the_result(trained, tmp_path):
     assert ema.weights_sha256 != gender.weights_sha256 and plain.weights_sha256 != gender.weights_sha256
     with pytest.raises(Exception, match="balance must be one of"):
         train_tasks(TrainConfig(**{**cfg.as_dict(), "balance": "oversample"}), progress=False)
+
+
+def test_balanced_loss_keeps_majority_samples_on_their_own_class():
+    """A majority-class sample must be pulled towards its own label, however rare the other class is.
+
+    PyTorch's ``weight=`` also weights the label-smoothing terms, which at a 20x imbalance pulls a
+    majority sample towards the rare class (the collapse seen on pa100k-mini's coat task).
+    """
+    weights = torch.tensor([0.098, 1.902])  # inverse frequency at 5% positives, normalised to mean 1
+    logits = torch.zeros(1, 2, requires_grad=True)
+    train_mod.balanced_cross_entropy(logits, torch.tensor([0]), weights, label_smoothing=0.1).backward()
+    assert logits.grad[0, 0] < 0 < logits.grad[0, 1]  # gradient descent raises the own-class logit
+
+    naive = torch.zeros(1, 2, requires_grad=True)
+    torch.nn.functional.cross_entropy(naive, torch.tensor([0]), weight=weights, label_smoothing=0.1).backward()
+    assert naive.grad[0, 0] > 0  # the behaviour the balanced loss exists to avoid
+
+
+def test_balanced_loss_weights_samples_by_their_class():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    target = torch.tensor([0, 1, 1])
+    per = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    w = torch.tensor([1.0, 3.0])
+    expected = (per[0] * 1 + per[1] * 3 + per[2] * 3) / 7
+    assert torch.allclose(train_mod.balanced_cross_entropy(logits, target, w), expected)
+    assert torch.allclose(train_mod.balanced_cross_entropy(logits, target, None), per.mean())
