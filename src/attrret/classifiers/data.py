@@ -114,17 +114,18 @@ def load_task_data(
     ``on_untrainable`` is given (several tasks requested), reported through it and left out.
 
     With ``skip_bad``, bad label lines and missing images are left out and reported through
-    ``on_skip`` (default: one warning line each on stderr, so nothing is dropped silently)."""
+    ``on_skip`` (default: one warning line each on stderr, so nothing is dropped silently);
+    undecodable images too (every image is then decoded once up front)."""
     if skip_bad and on_skip is None:
         on_skip = _warn_skipped
     root = Path(data)
     track2 = root.is_dir() and _split_exists(root, "train")
-    pool = load_records(root, "train", skip_bad=skip_bad, on_skip=on_skip)
+    pool = load_records(root, "train", skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
     val_records: list[Record] | None = None
     held: list[Record] = []
     holdout_source = ""
     if track2 and _split_exists(root, "val") and not fold:
-        val_records = load_records(root, "val", skip_bad=skip_bad, on_skip=on_skip)
+        val_records = load_records(root, "val", skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
     if holdout:
         try:
             pool, held = holdout_split(pool, holdout, holdout_seed)
@@ -132,7 +133,7 @@ def load_task_data(
             raise InputError(str(exc), root) from None
         holdout_source = f"holdout_split(n={holdout}, seed={holdout_seed})"
     elif track2 and _split_exists(root, "test"):
-        held = load_records(root, "test", skip_bad=skip_bad, on_skip=on_skip)
+        held = load_records(root, "test", skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
         holdout_source = "test/test_label.txt"
     folds = parse_fold(fold)
     out: dict[str, TaskData] = {}

@@ -296,7 +296,7 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
             from attrret.data.records import load_records
 
             images = sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part}
-                            | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", skip_bad=True)})
+                            | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", skip_bad=True, decode=config.skip_bad)})
             bar = prog.add_task("trunk cache", total=len(images), ips=0.0, loss=0.0)
             t0 = time.perf_counter()
 

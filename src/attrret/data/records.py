@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from attrret.data.images import load_image
 from attrret.data.track2 import read_label_file
 from attrret.errors import InputError
 from attrret.schema import Schema, load_schema
@@ -80,11 +81,14 @@ def load_records(
     check_images: bool = True,
     skip_bad: bool = False,
     on_skip: Callable[[InputError], None] | None = None,
+    decode: bool = False,
 ) -> list[Record]:
     """Read every labelled image of ``split`` under ``root``, in file order.
 
     With ``check_images`` a missing image file is an error naming the label line, or, with
-    ``skip_bad``, is reported through ``on_skip`` and left out.
+    ``skip_bad``, is reported through ``on_skip`` and left out. ``decode`` also decodes every
+    image once (zero-byte, truncated, corrupt or oversized files are then caught here, at
+    their label line, instead of mid-training); it costs one full read of the images.
     """
     schema = schema or load_schema()
     out: list[Record] = []
@@ -98,6 +102,15 @@ def load_records(
                 if on_skip:
                     on_skip(err)
                 continue
+            if check_images and decode:
+                try:
+                    load_image(path, where=f"{label_file}:{ll.line}")
+                except InputError as err:
+                    if not skip_bad:
+                        raise
+                    if on_skip:
+                        on_skip(err)
+                    continue
             out.append(Record(path, ll.image, ll.kind, ll.values, ll.caption, label_file, ll.line))
     return out
 
