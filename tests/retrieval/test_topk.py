@@ -71,3 +71,28 @@ def test_linear_scoring_form():
     top = exact_topk(P, Scoring(-m * c, np.zeros_like(m), (m * c * c).sum(1)), 3)
     assert list(top.rows[0]) == [0, 2, 1]
     assert np.allclose(top.dist[0], [1 - 0.9, 1 - 0.6, 1 - 0.2])
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_group_sums_of_squares_give_the_same_exact_result(backend):
+    """Collapsing equally weighted squares into one column per group changes nothing but speed."""
+    rng = np.random.default_rng(3)
+    sizes = [2, 3, 3, 5, 1]
+    groups, at = [], 0
+    for s in sizes:
+        groups.append(slice(at, at + s))
+        at += s
+    raw = rng.gamma(1.0, size=(2500, at))
+    P = np.concatenate([raw[:, g] / raw[:, g].sum(1, keepdims=True) for g in groups], axis=1).astype(np.float32)
+    c = np.zeros((60, at))
+    m = np.zeros((60, at))
+    for q in range(60):
+        for g in groups:
+            if rng.random() < 0.6:
+                c[q, g.start + rng.integers(g.stop - g.start)] = 1.0
+                m[q, g] = 1.0
+    m[5, 3] = 0.5  # one query weights a group unequally: that group keeps its square columns
+    plain = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=700, query_block=8)
+    grouped = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=700, query_block=8, groups=groups)
+    assert (grouped.rows == plain.rows).all() and (grouped.rows == _brute(P, c, m, 10)).all()
+    assert np.array_equal(grouped.dist, plain.dist)

@@ -77,17 +77,18 @@ class Ranking:
     fallbacks: int = 0
 
 
-def _plan(q: Query, index: Index, schema: Schema, opts: RankOptions, priors: HiddenPriors | None) -> QueryPlan:
+def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, priors: HiddenPriors | None) -> QueryPlan:
+    """``scorable[kind]``: the groups of that kind the index has columns for."""
     if q.kind not in SUBJECTS:
         return QueryPlan(None, {})
-    subject = schema.subject(q.kind)
+    has = scorable[q.kind]
     known = q.known(opts.use_implied)
-    enforced = {g: v for g, v in known.items() if index.has(subject.group(g).task)}
+    enforced = {g: v for g, v in known.items() if g in has}
     missing = tuple(g for g in known if g not in enforced)
     soft: dict[str, tuple[float, ...]] = {}
     if priors is not None and priors.subject.name == q.kind:
         for g in q.unknown:
-            if g not in known and index.has(subject.group(g).task):
+            if g not in known and g in has:
                 soft[g] = tuple(float(x) for x in priors.target(g, q.stated)[0])
     return QueryPlan(q.kind, enforced, soft, tuple(q.unknown), missing)
 
@@ -101,7 +102,8 @@ def rank(
 ) -> Ranking:
     """Exact top-``k`` rows of ``index`` for every query (see module doc)."""
     schema = schema or load_schema()
-    plans = [_plan(q, index, schema, options, priors) for q in queries]
+    scorable = {kind: frozenset(g.name for g in schema.subject(kind).groups if index.has(g.task)) for kind in SUBJECTS}
+    plans = [_plan(q, scorable, options, priors) for q in queries]
     rows: list[np.ndarray] = [np.empty(0, np.int64) for _ in queries]
     dist: list[np.ndarray] = [np.empty(0) for _ in queries]
     warnings: list[str] = []
@@ -138,11 +140,12 @@ def rank(
         width = len(cols)
         C = np.zeros((len(members), width))
         M = np.zeros((len(members), width))
+        value_col = {(g.name, v): local[g.name].start + i for g in groups for i, v in enumerate(g.classes)}
         for r, j in enumerate(members):
             p = plans[j]
             for g, v in p.enforced.items():
                 sl = local[g]
-                C[r, sl.start + subject.group(g).index(v)] = 1.0
+                C[r, value_col[g, v]] = 1.0
                 M[r, sl] = 1.0
             for g, t in p.priors.items():
                 sl = local[g]
@@ -155,7 +158,8 @@ def rank(
             U, V = -M * C, np.zeros_like(M)
         if kinds is not None and options.gate == "soft":
             U[:, -1] += options.penalty
-        top = exact_topk(index.probs, Scoring(U, V, const), options.k, cols=cols, rows=gallery_rows, backend=options.backend)
+        top = exact_topk(index.probs, Scoring(U, V, const), options.k, cols=cols, rows=gallery_rows, backend=options.backend,
+                         groups=list(local.values()))
         fallbacks += top.fallbacks
         for r, j in enumerate(members):
             ok = top.rows[r] >= 0

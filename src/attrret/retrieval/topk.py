@@ -8,8 +8,18 @@ Every score the ranker uses has the form
 a soft kind penalty adds its weight to ``U`` at the router column). With ``a_q = [U_q, V_q]``
 and ``b_i = [p_i, p_i²]`` that is ``const_q + a_q · b_i``: one matrix product per block.
 
+Compact squares. When every query weights the squares of a column group equally (the
+Euclidean mask is constant over an attribute group), ``V_q · p_i²`` over that group is
+``v_qg · Σ_j p_ij²``: one column (the group's sum of squares, computed in float64 and rounded
+once) replaces the group's square columns, and all-zero square columns (linear scoring) are
+dropped. The 30 pedestrian columns then give 42 product columns instead of 60.
+
+Tiles. The product is memory-bound (K is tiny), so queries are taken in small blocks whose
+score tile stays in cache while it is reduced to its top-k'; this, not the FLOPs, sets the
+speed (bench/rank.py).
+
 Exactness. The float32 product only proposes candidates: for each query we keep the
-``k' = 2k + 16`` smallest float32 scores over the whole gallery (merged chunk by chunk, so
+``k' = k + 8`` smallest float32 scores over the whole gallery (merged chunk by chunk, so
 memory is bounded by the chunk size, not the gallery), re-score those candidates in float64
 and sort them by ``(distance, row)``. Rows are in image-name order, so ties break by name.
 The result is provably the exact top-K when the k'-th float32 score, minus a rigorous
@@ -21,7 +31,7 @@ same exact re-ranking, so their results are identical.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +40,7 @@ __all__ = ["Scoring", "TopK", "exact_topk", "BACKENDS"]
 
 BACKENDS = ("torch", "faiss")
 _U32 = 2.0**-24
+_RERANK_BLOCK = 1024  # queries re-ranked together (vectorised float64 work, Q x k' x C)
 
 
 @dataclass(frozen=True)
@@ -70,33 +81,69 @@ def _gallery_chunk(P, cols: np.ndarray | slice, rows: np.ndarray | None, start: 
     return np.ascontiguousarray(block[:, cols], dtype=np.float32)
 
 
-def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _square_plan(V: np.ndarray, groups: Sequence[slice]) -> tuple[list[int], list[slice]]:
+    """Which square columns stay single, and which groups collapse to one sum-of-squares column.
+
+    A group collapses when each query weights its squares equally; a column whose weight is
+    zero for every query is dropped altogether.
+    """
+    width = V.shape[1]
+    covered = np.zeros(width, dtype=bool)
+    summed: list[slice] = []
+    for g in groups:
+        block = V[:, g]
+        if block.shape[1] and (block == block[:, :1]).all():
+            covered[g] = True
+            if block[:, 0].any():
+                summed.append(g)
+    single = [c for c in range(width) if not covered[c] and V[:, c].any()]
+    return single, summed
+
+
+def _product_rows(p: np.ndarray, single: list[int], summed: list[slice]) -> np.ndarray:
+    """``b_i``: the probabilities, the kept squares, and the groups' sums of squares (float32)."""
+    parts = [p, p[:, single] ** 2]
+    if summed:
+        p64 = p.astype(np.float64)
+        parts.append(np.stack([(p64[:, g] ** 2).sum(axis=1) for g in summed], axis=1).astype(np.float32))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     import torch
 
     At = torch.from_numpy(A)
 
-    def score(B: np.ndarray, q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
-        s = torch.mm(At[q0:q1], torch.from_numpy(B).T)
-        k = min(kk, s.shape[1])
-        v, i = torch.topk(s, k, dim=1, largest=False, sorted=False)
-        return v.numpy(), i.numpy()
+    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        Bt = torch.from_numpy(np.ascontiguousarray(B.T))
+        k = min(kk, B.shape[0])
 
-    return score
+        def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+            v, i = torch.topk(torch.mm(At[q0:q1], Bt), k, dim=1, largest=False, sorted=False)
+            return v.numpy(), i.numpy()
+
+        return score
+
+    return chunk
 
 
-def _faiss_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _faiss_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     import faiss
 
     negA = np.ascontiguousarray(-A)
 
-    def score(B: np.ndarray, q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
         index = faiss.IndexFlatIP(B.shape[1])
         index.add(B)
         k = min(kk, B.shape[0])
-        D, I = index.search(negA[q0:q1], k)
-        return -D, I
 
-    return score
+        def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+            D, I = index.search(negA[q0:q1], k)
+            return -D, I
+
+        return score
+
+    return chunk
 
 
 def exact_topk(
@@ -107,15 +154,18 @@ def exact_topk(
     cols: np.ndarray | slice = slice(None),
     rows: np.ndarray | None = None,
     backend: str = "torch",
-    chunk_rows: int = 65536,
-    query_block: int = 1024,
+    groups: Sequence[slice] = (),
+    chunk_rows: int = 32768,
+    query_block: int = 64,
 ) -> TopK:
     """Exact ``k`` smallest ``d(q, i)`` for every query over gallery ``P`` (N x C_all, may be a memmap).
 
     ``cols`` selects the columns the scoring refers to; ``rows`` (ascending) restricts the
     gallery to a subset; returned rows are indices into that subset's order mapped back to
-    ``P``'s rows. Memory: one ``query_block x chunk_rows`` float32 score block plus
-    ``Q x k'`` candidates, whatever the gallery size.
+    ``P``'s rows. ``groups`` (slices of the selected columns, e.g. attribute groups) lets
+    equally weighted squares collapse to one column each (module doc); results do not depend
+    on it. Memory: one ``query_block x chunk_rows`` float32 score tile plus ``Q x k'``
+    candidates, whatever the gallery size.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -126,8 +176,10 @@ def exact_topk(
     out_dist = np.full((Q, k), np.inf)
     if Q == 0 or n == 0 or k <= 0:
         return TopK(out_rows, out_dist)
-    kk = min(n, 2 * k + 16)
-    A = np.ascontiguousarray(np.concatenate([scoring.U, scoring.V], axis=1), dtype=np.float32)
+    kk = min(n, k + 8)
+    single, summed = _square_plan(scoring.V, groups)
+    square_weights = [scoring.V[:, single]] + ([np.stack([scoring.V[:, g.start] for g in summed], axis=1)] if summed else [])
+    A = np.ascontiguousarray(np.concatenate([scoring.U, *square_weights], axis=1), dtype=np.float32)
     dim = A.shape[1]
     # float32 error of a·b with |b| <= 1: products and sums (dim terms) plus rounding of a and p².
     eps = (dim + 4) * 2 * _U32 * np.abs(A).astype(np.float64).sum(axis=1) + 1e-12
@@ -138,11 +190,10 @@ def exact_topk(
     best_i = np.full((Q, kk), -1, dtype=np.int64)
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
-        p = _gallery_chunk(P, cols, rows, start, stop)
-        B = np.ascontiguousarray(np.concatenate([p, p * p], axis=1))
+        score = scorer(_product_rows(_gallery_chunk(P, cols, rows, start, stop), single, summed))
         for q0 in range(0, Q, query_block):
             q1 = min(Q, q0 + query_block)
-            v, i = scorer(B, q0, q1)
+            v, i = score(q0, q1)
             v = np.concatenate([best_v[q0:q1], v], axis=1)
             i = np.concatenate([best_i[q0:q1], i.astype(np.int64) + start], axis=1)
             sel = np.argpartition(v, kk - 1, axis=1)[:, :kk]
@@ -151,8 +202,8 @@ def exact_topk(
 
     # exact float64 re-rank of the candidates, tie-break by row (= image name order)
     fallbacks = 0
-    for q0 in range(0, Q, query_block):
-        q1 = min(Q, q0 + query_block)
+    for q0 in range(0, Q, _RERANK_BLOCK):
+        q1 = min(Q, q0 + _RERANK_BLOCK)
         order = np.sort(best_i[q0:q1], axis=1)
         flat = order.ravel()
         uniq, inv = np.unique(flat, return_inverse=True)
@@ -173,7 +224,7 @@ def exact_topk(
 def _exact(p: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
     """float64 ``U·p + V·p²`` along the last axis; ONE formula for candidates and scans, so equal rows score equal."""
     p = p.astype(np.float64)
-    return np.sum(p * U + (p * p) * V, axis=-1)
+    return np.sum(p * (U + V * p), axis=-1)
 
 
 def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,7 @@ class Subject:
     groups: tuple[Group, ...]
     code_bits: int | None = None
     offsets: dict[str, int] = field(init=False, compare=False, hash=False)
+    _by_name: dict[str, Group] = field(init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         offsets, at = {}, 0
@@ -63,6 +64,7 @@ class Subject:
             offsets[g.name] = at
             at += g.size
         object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "_by_name", {g.name: g for g in self.groups})
 
     @property
     def width(self) -> int:
@@ -74,9 +76,9 @@ class Subject:
         return tuple(g.name for g in self.groups)
 
     def group(self, name: str) -> Group:
-        for g in self.groups:
-            if g.name == name:
-                return g
+        g = self._by_name.get(name)
+        if g is not None:
+            return g
         raise KeyError(f"{name!r} is not a {self.name} group (groups: {', '.join(self.group_names)})")
 
     def columns(self, name: str) -> slice:
