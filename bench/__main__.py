@@ -1,43 +1,132 @@
-"""Run the benchmarks: ``python -m bench`` runs every ``bench/*.py`` module's ``main()``;
-``python -m bench parse quality`` runs only those. Each module is run with no arguments
-(its defaults); a failing benchmark is reported and the others still run."""
+"""Run the benchmarks and collect their tables into one Markdown report.
+
+    .venv/bin/python -m bench                    # every bench/*.py, defaults
+    .venv/bin/python -m bench parse rank         # only those
+    .venv/bin/python -m bench --update-readme    # also replace the README's results block
+
+Each module's ``main()`` runs with its own defaults; whatever it prints (its Markdown table)
+is echoed and collected, with the machine and the date, into ``bench/results/summary.md``
+(and each module writes its own JSON under ``bench/results/``). ``--update-readme`` copies
+that summary between the ``<!-- bench:begin -->`` / ``<!-- bench:end -->`` markers of
+README.md, so every number there comes from one run of this command. A failing benchmark is
+reported and the others still run.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import datetime as dt
 import importlib
 import inspect
+import io
+import os
+import platform
 import sys
 import time
 import traceback
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+#: Run order: cheap timing benchmarks first, on an otherwise idle machine.
+ORDER = ("parse", "rank", "train", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality")
+
 
 def available() -> list[str]:
     here = Path(__file__).parent
-    return sorted(p.stem for p in here.glob("*.py") if not p.stem.startswith("_"))
+    found = {p.stem for p in here.glob("*.py") if not p.stem.startswith("_")}
+    return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
+
+
+class _Tee(io.TextIOBase):
+    """Echo to the real stdout and keep a copy."""
+
+    def __init__(self, out) -> None:
+        self.out, self.buf = out, io.StringIO()
+
+    def write(self, s: str) -> int:
+        self.out.write(s)
+        self.out.flush()
+        return self.buf.write(s)
+
+
+def machine() -> str:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu or 'unknown CPU'}){mem}, Python {platform.python_version()}, no GPU used"
+
+
+def update_readme(summary: str, readme: Path = ROOT / "README.md") -> None:
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    from attrret.io import atomic_write_text
+
+    atomic_write_text(readme, f"{head}{BEGIN}\n{summary.rstrip()}\n{END}{tail}")
 
 
 def main(argv: list[str]) -> int:
-    names = argv or available()
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(available())})")
+    ap.add_argument("--update-readme", action="store_true", help="replace README.md's results block with this run's summary")
+    args = ap.parse_args(argv)
+    names = args.names or available()
     unknown = sorted(set(names) - set(available()))
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available())}", file=sys.stderr)
         return 2
-    failed = []
+    sys.path.insert(0, str(ROOT / "src"))
+    started = dt.datetime.now(dt.timezone.utc)
+    sections, failed = [], []
     for name in names:
         print(f"\n## bench/{name}.py", flush=True)
         t0 = time.perf_counter()
+        tee = _Tee(sys.stdout)
         try:
             module = importlib.import_module(f"bench.{name}")
             fn = module.main
-            # modules whose main takes argv get an empty list: their own defaults, not ours
-            fn([]) if inspect.signature(fn).parameters else fn()
+            with contextlib.redirect_stdout(tee):
+                # modules whose main takes argv get an empty list: their own defaults, not ours
+                rc = fn([]) if inspect.signature(fn).parameters else fn()
+            if rc:
+                failed.append(f"{name} (exit {rc}: a target or check not met, see its output)")
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
             traceback.print_exc()
-            failed.append(name)
-        print(f"[bench] {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            failed.append(f"{name} (crashed)")
+        secs = time.perf_counter() - t0
+        print(f"[bench] {name}: {secs:.1f} s", file=sys.stderr, flush=True)
+        sections.append(f"### `bench/{name}.py` ({secs / 60:.1f} min)\n\n{tee.buf.getvalue().strip()}\n")
+
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    summary = "\n".join([
+        f"Measured by `.venv/bin/python -m bench{' ' + ' '.join(args.names) if args.names else ''}` on "
+        f"{started:%Y-%m-%d} ({started:%H:%M} UTC start), {machine()}; load average at the end {load}. "
+        f"JSON beside each table in `bench/results/`.",
+        "",
+        *sections,
+        *([f"Not met or failed: {'; '.join(failed)}."] if failed else []),
+    ])
+    from attrret.io import atomic_write_text
+
+    atomic_write_text(RESULTS / "summary.md", summary + "\n")
+    print(f"\n[bench] summary: {RESULTS / 'summary.md'}", file=sys.stderr)
+    if args.update_readme:
+        update_readme(summary)
+        print(f"[bench] README.md results block updated", file=sys.stderr)
     if failed:
-        print(f"[bench] failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"[bench] not met or failed: {'; '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
