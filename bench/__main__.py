@@ -5,11 +5,13 @@
     .venv/bin/python -m bench --update-readme    # also replace the README's results block
 
 Each module's ``main()`` runs with its own defaults; whatever it prints (its Markdown table)
-is echoed and collected, with the machine and the date, into ``bench/results/summary.md``
-(and each module writes its own JSON under ``bench/results/``). ``--update-readme`` copies
-that summary between the ``<!-- bench:begin -->`` / ``<!-- bench:end -->`` markers of
-README.md, so every number there comes from one run of this command. A failing benchmark is
-reported and the others still run.
+is echoed and collected into ``bench/results/summary.md`` as one section per benchmark, each
+stamped with the date, the machine and its load (each module also writes its own JSON under
+``bench/results/``). Sections of benchmarks not run this time are kept from the previous
+summary, so rerunning one benchmark refreshes only its section. ``--update-readme`` copies
+the summary between the ``<!-- bench:begin -->`` / ``<!-- bench:end -->`` markers of
+README.md, so every number there comes from this command. A failing benchmark is reported
+and the others still run.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 #: Run order: cheap timing benchmarks first, on an otherwise idle machine.
-ORDER = ("parse", "rank", "train", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality")
+ORDER = ("parse", "rank", "train", "demo", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality")
+SECTION = "### `bench/"
 
 
 def available() -> list[str]:
@@ -66,6 +69,17 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu or 'unknown CPU'}){mem}, Python {platform.python_version()}, no GPU used"
 
 
+def _read_sections(path: Path) -> dict[str, str]:
+    """The previous summary's sections by benchmark name (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for chunk in path.read_text(encoding="utf-8").split(SECTION)[1:]:
+        name = chunk.split(".py`", 1)[0]
+        out[name] = f"{SECTION}{chunk.rstrip()}\n"
+    return out
+
+
 def update_readme(summary: str, readme: Path = ROOT / "README.md") -> None:
     text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
@@ -88,12 +102,13 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available())}", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT / "src"))
-    started = dt.datetime.now(dt.timezone.utc)
-    sections, failed = [], []
+    sections, failed = _read_sections(RESULTS / "summary.md"), []
     for name in names:
         print(f"\n## bench/{name}.py", flush=True)
+        started = dt.datetime.now(dt.timezone.utc)
         t0 = time.perf_counter()
         tee = _Tee(sys.stdout)
+        note = ""
         try:
             module = importlib.import_module(f"bench.{name}")
             fn = module.main
@@ -101,23 +116,21 @@ def main(argv: list[str]) -> int:
                 # modules whose main takes argv get an empty list: their own defaults, not ours
                 rc = fn([]) if inspect.signature(fn).parameters else fn()
             if rc:
-                failed.append(f"{name} (exit {rc}: a target or check not met, see its output)")
+                note = f"exit {rc}: a target or check not met, see the table"
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
             traceback.print_exc()
-            failed.append(f"{name} (crashed)")
+            note = "crashed"
+        if note:
+            failed.append(f"{name} ({note})")
         secs = time.perf_counter() - t0
         print(f"[bench] {name}: {secs:.1f} s", file=sys.stderr, flush=True)
-        sections.append(f"### `bench/{name}.py` ({secs / 60:.1f} min)\n\n{tee.buf.getvalue().strip()}\n")
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        sections[name] = (f"{SECTION}{name}.py`\n\n_`python -m bench {name}`, {started:%Y-%m-%d %H:%M} UTC, {secs / 60:.1f} min; "
+                          f"load average at the end {load}{'; ' + note.upper() if note else ''}._\n\n{tee.buf.getvalue().strip()}\n")
 
-    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    summary = "\n".join([
-        f"Measured by `.venv/bin/python -m bench{' ' + ' '.join(args.names) if args.names else ''}` on "
-        f"{started:%Y-%m-%d} ({started:%H:%M} UTC start), {machine()}; load average at the end {load}. "
-        f"JSON beside each table in `bench/results/`.",
-        "",
-        *sections,
-        *([f"Not met or failed: {'; '.join(failed)}."] if failed else []),
-    ])
+    order = [n for n in available() if n in sections] + sorted(set(sections) - set(available()))
+    summary = "\n".join([f"Machine: {machine()}. JSON beside each table in `bench/results/`.", "",
+                          *(sections[n] for n in order)])
     from attrret.io import atomic_write_text
 
     atomic_write_text(RESULTS / "summary.md", summary + "\n")
