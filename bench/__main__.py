@@ -115,7 +115,8 @@ def main(argv: list[str]) -> int:
             with contextlib.redirect_stdout(tee):
                 # modules whose main takes argv get an empty list: their own defaults, not ours
                 rc = fn([]) if inspect.signature(fn).parameters else fn()
-            if rc:
+            # some mains return their JSON document (tests use it); only an int is an exit status
+            if isinstance(rc, int) and not isinstance(rc, bool) and rc:
                 note = f"exit {rc}: a target or check not met, see the table"
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
             traceback.print_exc()
@@ -126,7 +127,7 @@ def main(argv: list[str]) -> int:
         print(f"[bench] {name}: {secs:.1f} s", file=sys.stderr, flush=True)
         load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         sections[name] = (f"{SECTION}{name}.py`\n\n_`python -m bench {name}`, {started:%Y-%m-%d %H:%M} UTC, {secs / 60:.1f} min; "
-                          f"load average at the end {load}{'; ' + note.upper() if note else ''}._\n\n{tee.buf.getvalue().strip()}\n")
+                          f"load average at the end {load}._{'  **' + note + '**' if note else ''}\n\n{tee.buf.getvalue().strip()}\n")
 
     order = [n for n in available() if n in sections] + sorted(set(sections) - set(available()))
     summary = "\n".join([f"Machine: {machine()}. JSON beside each table in `bench/results/`.", "",
