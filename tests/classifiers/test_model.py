@@ -61,3 +61,24 @@ def test_cut_points_and_family_defaults():
     assert all(p.requires_grad for p in everything.parameters())
     head_only = Classifier(bb.trunk, bb.feature_dim, 2, trainable_blocks=0)
     assert {id(p) for p in head_only.trainable_parameters()} == {id(p) for p in head_only.head.parameters()}
+
+
+def test_tail_state_holds_exactly_what_training_changes_and_round_trips():
+    torch.manual_seed(0)
+    bb = create_backbone("timm:test_efficientnet", pretrained=False, img_size=32)
+    model = Classifier(bb.trunk, bb.feature_dim, 2, trainable_blocks=2).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 0, 1])).backward()
+    opt.step()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    tail = model.tail_state_dict()
+    assert changed <= set(tail) < set(model.state_dict())  # every changed entry, and no front entry
+    assert {id(p) for p in model.trainable_parameters()} <= {id(v) for k, v in model.state_dict(keep_vars=True).items() if k in tail}
+
+    fresh = Classifier(create_backbone("timm:test_efficientnet", pretrained=False, img_size=32).trunk, bb.feature_dim, 2, 2)
+    fresh.load_state_dict(before)  # same front, untrained tail
+    fresh.load_tail_state_dict(tail)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in fresh.state_dict().items())
+    with pytest.raises(ValueError, match="not a tail state"):
+        fresh.load_tail_state_dict({k: v for k, v in tail.items() if not k.startswith("head.")})

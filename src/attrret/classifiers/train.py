@@ -364,19 +364,23 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
 
     start_epoch, history, best = 0, [], {"epoch": -1, "mA": -1.0, "state": None, "val": None}
     last_path = out_dir / "last.pt"
+    front_hash = model.front_hash()  # snapshots hold the tail only; resume checks they fit this front
     if config.resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if _same_run(state.get("config"), resolved):
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            if ema is not None and state.get("ema") is not None:
-                ema.load_state_dict(state["ema"])
+        if _same_run(state.get("config"), resolved) and state.get("front_hash") == front_hash:
+            try:
+                model.load_tail_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                sched.load_state_dict(state["scheduler"])
+                if ema is not None and state.get("ema") is not None:
+                    ema.load_state_dict(state["ema"])
+            except (KeyError, ValueError, RuntimeError) as exc:
+                raise AttrretError(f"{last_path} does not fit this model ({exc}); delete it or train without --resume") from None
             start_epoch, history = state["epoch"] + 1, list(state["history"])
             best = {"epoch": state["best_epoch"], "mA": state["best_mA"], "state": state["best_state"], "val": state["best_val"]}
             log(f"{task}: resumed after epoch {state['epoch'] + 1}")
         else:
-            log(f"{task}: {last_path} is from another config; starting afresh")
+            log(f"{task}: {last_path} is from another config or front; starting afresh")
 
     bar = prog.add_task(f"{task:<22}", total=total, completed=start_epoch * steps, ips=0.0, loss=0.0)
     train_time, train_seen, t_task = 0.0, 0, time.perf_counter()
@@ -426,19 +430,18 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
                         "val": _summary(val)})
         log(f"{task}: epoch {epoch + 1}/{config.epochs} {epoch_seconds:.1f} s, val acc {val['accuracy']:.3f} mA {val['mA']:.3f}")
         if val["mA"] > best["mA"] or not td.val:
-            best = {"epoch": epoch, "mA": val["mA"], "val": val,
-                    "state": {k: v.detach().cpu().clone() for k, v in eval_model().state_dict().items()}}
+            best = {"epoch": epoch, "mA": val["mA"], "val": val, "state": eval_model().tail_state_dict()}
         if d.main:
-            torch.save({"config": resolved, "epoch": epoch, "history": history, "model": model.state_dict(),
+            torch.save({"config": resolved, "front_hash": front_hash, "epoch": epoch, "history": history,
+                        "model": model.tail_state_dict(),
                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "ema": ema.state_dict() if ema is not None else None, "best_epoch": best["epoch"],
                         "best_mA": best["mA"], "best_state": best["state"], "best_val": best["val"]}, _tmp(last_path))
             os.replace(_tmp(last_path), last_path)
 
-    final = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(classes), n_blocks).to(device)
-    final.load_state_dict(best["state"])
-    if device.type == "cpu":
-        final = final.to(memory_format=torch.channels_last)
+    final = model  # training is over: the best epoch's tail goes into the same network
+    final.load_tail_state_dict(best["state"])
+    final.eval()
     holdout = None
     if td.holdout:
         holdout = _evaluate(final, _Inputs(final, backbone, config.crop, cache, device, config.amp), td.holdout, classes,
@@ -458,7 +461,7 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
             "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
                          "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
             "preprocess": backbone.preprocess.as_dict(), "crop": config.crop, "trainable_blocks": n_blocks,
-            "cut": final.cut, "front_hash": final.front_hash(), "schema_fingerprint": fingerprint,
+            "cut": final.cut, "front_hash": front_hash, "schema_fingerprint": fingerprint,
             "metrics": {"best_epoch": best["epoch"], "val": _summary(best["val"]), "holdout": _summary(holdout) if holdout else None},
             "config": resolved,
         }
