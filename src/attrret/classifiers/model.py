@@ -33,13 +33,18 @@ def cut_for(num_blocks: int, trainable_blocks: int) -> int:
 
 
 class Classifier(nn.Module):
-    def __init__(self, trunk: Trunk, feature_dim: int, n_classes: int, trainable_blocks: int) -> None:
+    def __init__(self, trunk: Trunk, feature_dim: int, n_classes: int, trainable_blocks: int, *,
+                 frozen_tail_norms: bool = False) -> None:
+        """``frozen_tail_norms``: the tail's BatchNorms become fixed affine maps (see
+        :meth:`Trunk.freeze_norms`; this modifies ``trunk``, so pass a copy if it is shared)."""
         super().__init__()
         self.trunk = trunk
         self.head = nn.Linear(feature_dim, n_classes)
         self.trainable_blocks = trainable_blocks
         self.num_blocks = trunk.num_blocks
         self.cut = cut_for(self.num_blocks, trainable_blocks)
+        if frozen_tail_norms:
+            trunk.freeze_norms(self.tail_modules())
         self._freeze()
 
     # -- structure -----------------------------------------------------------------------------
@@ -57,6 +62,16 @@ class Classifier(nn.Module):
             mods += self.trunk.stem_parameters_and_modules()[1]
         mods += self.trunk.blocks()[: max(0, min(self.cut - 1, self.num_blocks))]
         if self.cut == self.num_blocks + 2:
+            mods += self.trunk.post_modules()
+        return mods
+
+    def tail_modules(self) -> list[nn.Module]:
+        """Modules after the cut (the ones that train), head excluded."""
+        mods: list[nn.Module] = []
+        if self.cut == 0:
+            mods += self.trunk.stem_parameters_and_modules()[1]
+        mods += self.trunk.blocks()[max(0, self.cut - 1):]
+        if self.cut <= self.num_blocks + 1:
             mods += self.trunk.post_modules()
         return mods
 

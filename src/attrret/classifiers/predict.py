@@ -33,7 +33,8 @@ def build_model(ck: Checkpoint) -> Classifier:
     """Rebuild a checkpoint's classifier (architecture from its meta, weights from its state)."""
     meta = ck.meta
     bb = rebuild_backbone(meta["backbone"]["arch"], _preprocess(meta))
-    model = Classifier(bb.trunk, bb.feature_dim, len(meta["classes"]), int(meta["trainable_blocks"]))
+    model = Classifier(bb.trunk, bb.feature_dim, len(meta["classes"]), int(meta["trainable_blocks"]),
+                       frozen_tail_norms=meta.get("tail_norm") == "frozen")
     try:
         model.load_state_dict(ck.state_dict, strict=True)
     except RuntimeError as exc:

@@ -70,6 +70,7 @@ class TrainConfig:
     balance: str = "weighted"  # none | weighted (inverse class frequency) | sqrt
     ema: float = 0.0  # EMA decay per step (e.g. 0.999); 0 = off
     trainable_blocks: int | None = None  # None = the family default (trunks.FAMILY_DEFAULT_TRAINABLE)
+    tail_norm: str = "frozen"  # frozen: the tail's BatchNorms keep the pretrained statistics and affine | batch
     crop: str = "full"  # full | top | upper | bottom (see inputs.CROPS)
     seed: int = 0
     device: str = "auto"
@@ -107,6 +108,7 @@ class TaskResult:
 
 
 _BALANCES = ("none", "weighted", "sqrt")
+_TAIL_NORMS = ("frozen", "batch")
 
 
 # --------------------------------------------------------------------------- distributed
@@ -248,6 +250,8 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
     """Train every task of ``config.task`` (a task name, ``pedestrian``, ``vehicle`` or ``all``)."""
     if config.balance not in _BALANCES:
         raise AttrretError(f"balance must be one of {', '.join(_BALANCES)}, got {config.balance!r}")
+    if config.tail_norm not in _TAIL_NORMS:
+        raise AttrretError(f"tail_norm must be one of {', '.join(_TAIL_NORMS)}, got {config.tail_norm!r}")
     if not config.data:
         raise AttrretError("no training data given (--data DIR)")
     tune_malloc()
@@ -337,7 +341,8 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
                               done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
 
     torch.manual_seed(_task_seed(config.seed, task))
-    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(classes), n_blocks).to(device)
+    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(classes), n_blocks,
+                       frozen_tail_norms=config.tail_norm == "frozen").to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     net: torch.nn.Module = model
@@ -461,6 +466,7 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
             "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
                          "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
             "preprocess": backbone.preprocess.as_dict(), "crop": config.crop, "trainable_blocks": n_blocks,
+            "tail_norm": config.tail_norm,
             "cut": final.cut, "front_hash": front_hash, "schema_fingerprint": fingerprint,
             "metrics": {"best_epoch": best["epoch"], "val": _summary(best["val"]), "holdout": _summary(holdout) if holdout else None},
             "config": resolved,

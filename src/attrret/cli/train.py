@@ -37,6 +37,7 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     trainable_blocks: Annotated[Optional[int], typer.Option(min=0, help="Train the last N blocks/stages + head (default: per backbone family).")] = None,
+    tail_norm: Annotated[str, typer.Option(help="BatchNorms of the trained tail: frozen (pretrained statistics, 1.5-2x faster) | batch.")] = "frozen",
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
     balance: Annotated[str, typer.Option(help="Class-imbalance handling: none | weighted | sqrt.")] = "weighted",
     ema: Annotated[float, typer.Option(min=0.0, max=1.0, help="EMA decay (e.g. 0.999); 0 = off.")] = 0.0,
@@ -58,7 +59,7 @@ def train(
     config = TrainConfig(
         task=task, data=str(data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
         pretrained=pretrained, img_size=img_size or None, epochs=epochs, batch_size=batch_size, lr=lr,
-        trainable_blocks=trainable_blocks, label_smoothing=label_smoothing, balance=balance, ema=ema, crop=crop,
+        trainable_blocks=trainable_blocks, tail_norm=tail_norm, label_smoothing=label_smoothing, balance=balance, ema=ema, crop=crop,
         holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
     )
