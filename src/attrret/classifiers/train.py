@@ -41,7 +41,7 @@ from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.inputs import augment_image, color_safe, load_input, to_tensor
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.runtime import autocast, resolve_device, seed_everything, tune_malloc
+from attrret.classifiers.runtime import autocast, precision, resolve_device, seed_everything, tune_malloc
 from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError
 from attrret.io import atomic_write_text
@@ -285,7 +285,7 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
         n_blocks = default_trainable_blocks(backbone.family, backbone.trunk.num_blocks)
     proto = Classifier(backbone.trunk, backbone.feature_dim, 2, n_blocks).to(device)
     log(f"backbone {backbone.arch} ({backbone.family}, {backbone.weights}), {backbone.preprocess.size}px, "
-        f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device}, world {d.world}")
+        f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device} ({precision(device, config.amp)}), world {d.world}")
 
     workdir = Path(config.workdir)
     cache = None
