@@ -38,7 +38,7 @@ class ClipConfig:
     tta_flip: bool = False
     kl_positives: bool = False  # captions with equal attribute values in a batch are positives (KL loss)
     flip_train: bool = True  # random horizontal flip during training (the cache holds both)
-    amp: bool = True  # bfloat16 autocast on CPU, like attrret's classifiers
+    amp: bool = True  # bfloat16 autocast on CPUs with oneDNN bf16 kernels, like attrret's classifiers
     seed: int = 0
     threads: int | None = None
 

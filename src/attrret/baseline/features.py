@@ -52,7 +52,8 @@ def front_features(
     """Frozen-front features ``float16[N, V, C, h, w]`` with V = 2 (image, mirrored) or 1.
 
     Images are decoded batch by batch so memory holds one batch of pixels at a time. ``amp``:
-    bfloat16 autocast on CPU, as attrret's classifiers use it (1.5-1.8x).
+    bfloat16 autocast where the CPU has oneDNN bf16 kernels, as attrret's classifiers
+    use it (1.5-1.8x on AVX-512; fp32 on AVX2-only CPUs, see ``runtime.autocast``).
     """
     chunks = []
     for start in range(0, len(paths), batch_size):

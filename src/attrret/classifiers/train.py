@@ -1,7 +1,7 @@
 """Train single-task classifiers: one flat loop per task over a shared, cached frozen front.
 
 Per task: cross-entropy (label smoothing), AdamW (weight decay 1e-5), linear warm-up then
-cosine, bf16 autocast on CPU / fp16 AMP on GPU, optional inverse-frequency class weights and
+cosine, bf16 autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and
 EMA, per-epoch accuracy and mA on the selection split, best epoch (by mA) kept. Everything
 random derives from ``(seed, task, epoch)``, so a run is reproducible and ``--resume`` after an
 interruption continues exactly where the last finished epoch left off.

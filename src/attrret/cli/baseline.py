@@ -37,7 +37,7 @@ def clip(
     image_size: int = typer.Option(192, "--image-size", help="Square input size (resize and pad); the classifiers' default."),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(5e-4, "--lr"),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CPU (as the classifiers)."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CPUs with oneDNN bf16 kernels (as the classifiers)."),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
 ) -> None:
