@@ -66,7 +66,13 @@ def machine() -> str:
     with contextlib.suppress(OSError, ValueError, IndexError):
         kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
         mem = f", {kb / 2**20:.0f} GiB RAM"
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu or 'unknown CPU'}){mem}, Python {platform.python_version()}, no GPU used"
+    import torch
+
+    from attrret.classifiers.runtime import precision
+
+    isa = torch.backends.cpu.get_cpu_capability()
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu or 'unknown CPU'}, {isa}){mem}, "
+            f"Python {platform.python_version()}, no GPU used, models in {precision(torch.device('cpu')).split(' (')[0]}")
 
 
 def _read_sections(path: Path) -> dict[str, str]:
