@@ -133,11 +133,12 @@ def main(argv: list[str]) -> int:
         secs = time.perf_counter() - t0
         print(f"[bench] {name}: {secs:.1f} s", file=sys.stderr, flush=True)
         load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-        sections[name] = (f"{SECTION}{name}.py`\n\n_`python -m bench {name}`, {started:%Y-%m-%d %H:%M} UTC, {secs / 60:.1f} min; "
-                          f"load average at the end {load}._{'  **' + note + '**' if note else ''}\n\n{tee.buf.getvalue().strip()}\n")
+        sections[name] = (f"{SECTION}{name}.py`\n\n_`python -m bench {name}`, {started:%Y-%m-%d %H:%M} UTC, {secs / 60:.1f} min, "
+                          f"on {machine()}; load average at the end {load}._{'  **' + note + '**' if note else ''}\n\n{tee.buf.getvalue().strip()}\n")
 
     order = [n for n in available() if n in sections] + sorted(set(sections) - set(available()))
-    summary = "\n".join([f"Machine: {machine()}. JSON beside each table in `bench/results/`.", "",
+    summary = "\n".join(["Each section's stamp names when and on which machine it ran (sections refresh one by one). "
+                          "JSON beside each table in `bench/results/`.", "",
                           *(sections[n] for n in order)])
     from attrret.io import atomic_write_text
 

@@ -190,10 +190,3 @@ def test_pretrained_text_tower_offline_fails_fast_with_a_clear_message(data, mon
     with pytest.raises(AttrretError, match="expected open_clip:ARCH/PRETRAINED"):
         train_clip(data[0], ClipConfig(**TINY, epochs=1, text_pretrained="RN50"))
 
-
-def test_baseline_defaults_to_the_classifiers_input_size():
-    """The side-by-side comparison is fair only at the same resolution."""
-    from attrret.baseline.config import ClipConfig
-    from attrret.classifiers.train import TrainConfig
-
-    assert ClipConfig().image_size == TrainConfig().img_size

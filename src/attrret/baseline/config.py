@@ -19,7 +19,7 @@ class ClipConfig:
 
     backbone: str = "tf_efficientnet_lite0"
     pretrained: bool = True  # image tower weights from attrret's backbone factory
-    image_size: int = 160  # attrret's classifiers' default training size (TrainConfig.img_size)
+    image_size: int = 192  # above attrret's 160 px default: a conservative comparison (bench/quality.py)
     trainable_stages: int = 3  # last backbone blocks trained (lite0: the 1x1 head conv and the last two MBConv stages); the rest frozen, cached
     embed_dim: int = 256
     text_width: int = 192  # with 2 layers: ~0.17 s per batch of 64 on 2 CPU threads (256 x 3: ~4x that)

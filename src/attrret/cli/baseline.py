@@ -34,7 +34,7 @@ def clip(
     kl_positives: bool = typer.Option(False, "--kl-positives/--no-kl-positives", help="KL loss: captions with equal attributes in a batch are positives."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="ImageNet weights for the image tower (attrret's backbone factory)."),
     text_pretrained: Optional[str] = typer.Option(None, "--text-pretrained", help="open_clip:ARCH/TAG pretrained text tower (needs a hub or local weights)."),
-    image_size: int = typer.Option(160, "--image-size", help="Square input size (resize and pad); the classifiers' default."),
+    image_size: int = typer.Option(192, "--image-size", help="Square input size (resize and pad); above the classifiers' 160 px default."),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(5e-4, "--lr"),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CPUs with oneDNN bf16 kernels (as the classifiers)."),
