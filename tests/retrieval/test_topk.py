@@ -96,3 +96,35 @@ def test_group_sums_of_squares_give_the_same_exact_result(backend):
     grouped = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=700, query_block=8, groups=groups)
     assert (grouped.rows == plain.rows).all() and (grouped.rows == _brute(P, c, m, 10)).all()
     assert np.array_equal(grouped.dist, plain.dist)
+
+
+@pytest.mark.parametrize("levels", [None, 3])  # continuous values, and heavy ties
+@pytest.mark.parametrize("n", [100, 64 * 40, 64 * 40 + 17])  # too narrow to prune, exact segments, ragged tail
+def test_smallest_k_returns_the_k_smallest_values_with_their_columns(n, levels):
+    import torch
+
+    from attrret.retrieval.topk import smallest_k
+
+    g = torch.Generator().manual_seed(n)
+    s = torch.rand(7, n, generator=g)
+    if levels:
+        s = torch.floor(s * levels) / levels
+    k = 18
+    v, cols = smallest_k(s, k)
+    want = torch.topk(s, k, dim=1, largest=False).values
+    assert torch.equal(torch.sort(v, dim=1).values, want)
+    assert torch.equal(torch.gather(s, 1, cols), v)
+    assert all(len(set(row.tolist())) == k for row in cols)  # k distinct columns
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_whole_gallery_chunks_take_the_pruned_path_and_stay_exact(case, backend):
+    """3,000 rows in one chunk: wide enough for smallest_k's segment pruning (>= 2 k' segments)."""
+    P, c, m = case
+    top = exact_topk(P, _euclid(c, m), 10, backend=backend)
+    assert (top.rows == _brute(P, c, m, 10)).all()
+    rng = np.random.default_rng(2)
+    T = rng.integers(0, 2, size=(5000, 6)).astype(np.float32)  # ties everywhere
+    ct = rng.integers(0, 2, size=(30, 6)).astype(np.float64)
+    mt = np.ones_like(ct)
+    assert (exact_topk(T, _euclid(ct, mt), 10, backend=backend).rows == _brute(T, ct, mt, 10)).all()

@@ -20,7 +20,8 @@ speed (bench/rank.py).
 
 Exactness. The float32 product only proposes candidates: for each query we keep the
 ``k' = k + 8`` smallest float32 scores over the whole gallery (merged chunk by chunk, so
-memory is bounded by the chunk size, not the gallery), re-score those candidates in float64
+memory is bounded by the chunk size, not the gallery; :func:`smallest_k` prunes each tile
+by segment minima first), re-score those candidates in float64
 and sort them by ``(distance, row)``. Rows are in image-name order, so ties break by name.
 The result is provably the exact top-K when the k'-th float32 score, minus a rigorous
 float32 error bound, is still larger than the exact k-th score: no row outside the
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Scoring", "TopK", "exact_topk", "BACKENDS"]
+__all__ = ["Scoring", "TopK", "exact_topk", "smallest_k", "BACKENDS"]
 
 BACKENDS = ("torch", "faiss")
 _U32 = 2.0**-24
@@ -119,12 +120,42 @@ def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[in
         k = min(kk, B.shape[0])
 
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
-            v, i = torch.topk(torch.mm(At[q0:q1], Bt), k, dim=1, largest=False, sorted=False)
+            v, i = smallest_k(torch.mm(At[q0:q1], Bt), k)
             return v.numpy(), i.numpy()
 
         return score
 
     return chunk
+
+
+_SEGMENT = 64  # columns per segment in smallest_k (32-64 measured best on 17,611 columns)
+
+
+def smallest_k(s, k: int, width: int = _SEGMENT):
+    """Row-wise ``k`` smallest values of a float tensor ``s`` and their columns (unsorted).
+
+    Segment pruning, about 3x faster than ``torch.topk`` over whole rows of a wide tile: each
+    row is cut into segments of ``width`` columns; the k segments with the smallest minima hold
+    k values <= tau (the k-th smallest minimum), so every value of the row's k smallest is <=
+    tau, and its segment's minimum is too: the k smallest lie in those k segments (plus the
+    ragged tail, always kept). A tie at tau may swap one tied value for another, which never
+    leaves a value outside the result smaller than the k-th returned one: the invariant the
+    exact re-ranking of :func:`exact_topk` relies on.
+    """
+    import torch
+
+    b, n = s.shape
+    nseg = n // width
+    if nseg < 2 * k:  # narrow tiles: nothing to prune
+        return torch.topk(s, k, dim=1, largest=False, sorted=False)
+    m = nseg * width
+    mins = s[:, :m].reshape(b, nseg, width).amin(dim=2)
+    seg = torch.topk(mins, k, dim=1, largest=False, sorted=False).indices
+    cols = (seg.unsqueeze(2) * width + torch.arange(width)).reshape(b, k * width)
+    if m < n:
+        cols = torch.cat([cols, torch.arange(m, n).expand(b, n - m)], dim=1)
+    v, j = torch.topk(torch.gather(s, 1, cols), k, dim=1, largest=False, sorted=False)
+    return v, torch.gather(cols, 1, j)
 
 
 def _faiss_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
