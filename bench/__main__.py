@@ -110,6 +110,7 @@ def main(argv: list[str]) -> int:
         return 2
     sys.path.insert(0, str(ROOT / "src"))
     sections, failed = _read_sections(RESULTS / "summary.md"), []
+    host = machine()  # one machine per run; every section this run refreshes is stamped with it
     for name in names:
         print(f"\n## bench/{name}.py", flush=True)
         started = dt.datetime.now(dt.timezone.utc)
@@ -134,7 +135,7 @@ def main(argv: list[str]) -> int:
         print(f"[bench] {name}: {secs:.1f} s", file=sys.stderr, flush=True)
         load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         sections[name] = (f"{SECTION}{name}.py`\n\n_`python -m bench {name}`, {started:%Y-%m-%d %H:%M} UTC, {secs / 60:.1f} min, "
-                          f"on {machine()}; load average at the end {load}._{'  **' + note + '**' if note else ''}\n\n{tee.buf.getvalue().strip()}\n")
+                          f"on {host}; load average at the end {load}._{'  **' + note + '**' if note else ''}\n\n{tee.buf.getvalue().strip()}\n")
 
     order = [n for n in available() if n in sections] + sorted(set(sections) - set(available()))
     summary = "\n".join(["Each section's stamp names when and on which machine it ran (sections refresh one by one). "

@@ -12,10 +12,8 @@ most 2 minutes on 2 CPU cores. Prints a Markdown table; writes ``bench/results/d
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,8 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 
 from attrret.io import atomic_write_text  # noqa: E402
+from bench import json_header  # noqa: E402
 
 LIMITS = {"--fast": 120.0, "default": 600.0}
 
@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nDefault run by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items())
           + ". Wall includes interpreter start and imports. Scores: the synthetic test queries over the synthetic test gallery.")
     atomic_write_text(args.out, json.dumps({
-        "bench": "demo", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_at_end": os.getloadavg()},
+        **json_header("demo"),
         "limits_s": LIMITS, "runs": runs, "targets_met": ok}, indent=2))
     return 0 if ok else 1
 

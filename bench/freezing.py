@@ -16,10 +16,8 @@ writes ``bench/results/freezing.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,11 +25,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
 from attrret.data.track2 import write_submission  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
+from bench import json_header  # noqa: E402
 from attrret.retrieval.build import build_index, find_members  # noqa: E402
 from attrret.retrieval.evaluate import evaluate_submission  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
@@ -91,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['pedestrian']['sound_map@10']:.4f} | {s['vehicle']['sound_map@10']:.4f} |")
 
     out = {
-        "bench": "freezing",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_at_end": os.getloadavg()},
+        **json_header("freezing"),
         "setup": {"data": args.data or "SynthConfig() demo set", "epochs": args.epochs, "img_size": args.img_size},
         "rows": rows,
     }

@@ -25,10 +25,8 @@ default epochs and not fewer.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,10 +34,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
+from bench import json_header  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pa100k-mini"
 
@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
           f"the cache makes 12 tasks {speedup:.1f}x faster than without it.")
 
     out = {
-        "bench": "train",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_at_end": os.getloadavg()},
+        **json_header("train"),
         "setup": {"data": args.data, "n_images": args.n_images, "epochs": args.epochs, "img_size": args.img_size,
                   "config": base.as_dict()},
         "runs": runs,

@@ -189,4 +189,3 @@ def test_pretrained_text_tower_offline_fails_fast_with_a_clear_message(data, mon
         train_clip(data[0], ClipConfig(**TINY, epochs=1, text_pretrained="open_clip:RN50/openai"))
     with pytest.raises(AttrretError, match="expected open_clip:ARCH/PRETRAINED"):
         train_clip(data[0], ClipConfig(**TINY, epochs=1, text_pretrained="RN50"))
-

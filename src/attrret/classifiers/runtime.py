@@ -35,25 +35,30 @@ def cpu_bf16_is_fast() -> bool:
         return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
+def _mixed_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype for ``device``, or None for fp32: the one place the policy lives."""
+    if enabled and device.type == "cuda":
+        return torch.float16
+    if enabled and device.type == "cpu" and cpu_bf16_is_fast():
+        return torch.bfloat16
+    return None
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """Mixed precision where it pays: fp16 AMP on GPU, bf16 on CPUs with oneDNN bf16 kernels.
 
     Elsewhere (AVX2-only CPUs, MPS) this is a no-op and the model runs in fp32.
     """
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    if enabled and device.type == "cpu" and cpu_bf16_is_fast():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    dtype = _mixed_dtype(device, enabled)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def precision(device: torch.device, enabled: bool = True) -> str:
     """What :func:`autocast` will run in, for logs: ``fp16 AMP``, ``bf16 autocast`` or ``fp32``."""
-    if enabled and device.type == "cuda":
-        return "fp16 AMP"
-    if enabled and device.type == "cpu" and cpu_bf16_is_fast():
-        return "bf16 autocast"
-    return "fp32" if not enabled or device.type != "cpu" else "fp32 (no oneDNN bf16 kernels on this CPU)"
+    dtype = _mixed_dtype(device, enabled)
+    if dtype is not None:
+        return "fp16 AMP" if dtype == torch.float16 else "bf16 autocast"
+    return "fp32 (no oneDNN bf16 kernels on this CPU)" if enabled and device.type == "cpu" else "fp32"
 
 
 def seed_everything(seed: int) -> None:
