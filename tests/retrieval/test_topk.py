@@ -128,3 +128,28 @@ def test_whole_gallery_chunks_take_the_pruned_path_and_stay_exact(case, backend)
     ct = rng.integers(0, 2, size=(30, 6)).astype(np.float64)
     mt = np.ones_like(ct)
     assert (exact_topk(T, _euclid(ct, mt), 10, backend=backend).rows == _brute(T, ct, mt, 10)).all()
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_folded_groups_with_soft_and_unnormalised_targets_stay_exact(backend):
+    """Folding a group's squares into ``s_g - 2p`` needs targets summing to one over the group
+    (one-hot values, prior distributions); other targets keep the sum-of-squares column."""
+    from attrret.retrieval.topk import _layout
+
+    rng = np.random.default_rng(4)
+    groups = [slice(0, 2), slice(2, 5), slice(5, 9)]
+    raw = rng.gamma(1.0, size=(3000, 9))
+    P = np.concatenate([raw[:, g] / raw[:, g].sum(1, keepdims=True) for g in groups], axis=1).astype(np.float32)
+    c, m = np.zeros((40, 9)), np.zeros((40, 9))
+    for q in range(40):
+        for g in groups:
+            t = rng.gamma(1.0, size=g.stop - g.start)
+            c[q, g], m[q, g] = t / t.sum(), 1.0  # a prior-like soft target: sums to one
+    c[::2, 0:2] = [1.0, 0.0]  # some one-hot values
+    c[3, 5:9] *= 0.5  # one query's target for the last group does not sum to one
+    layout = _layout(-2 * m * c, m, groups)
+    assert layout.folded == groups[:2] and layout.summed == groups[2:]
+    top = exact_topk(P, _euclid(c, m), 10, backend=backend, groups=groups)
+    assert (top.rows == _brute(P, c, m, 10)).all()
+    ref_d = (((P[top.rows[3]].astype(np.float64) - c[3]) ** 2) * m[3]).sum(1)
+    assert np.allclose(top.dist[3], ref_d, atol=1e-12)

@@ -12,11 +12,19 @@ Compact squares. When every query weights the squares of a column group equally 
 Euclidean mask is constant over an attribute group), ``V_q · p_i²`` over that group is
 ``v_qg · Σ_j p_ij²``: one column (the group's sum of squares, computed in float64 and rounded
 once) replaces the group's square columns, and all-zero square columns (linear scoring) are
-dropped. The 30 pedestrian columns then give 42 product columns instead of 60.
+dropped.
+
+Folded groups. When, besides, each query's weights on a group's probabilities sum to
+``-2 v_qg`` (the Euclidean distance to a target that sums to one over the group: a one-hot
+value or a prior distribution), ``U_q·p + v_qg Σ p² = Σ_c (-U_qc / 2)(s_g - 2 p_c)`` with
+``s_g = Σ p²``: the group's probability columns are replaced by ``s_g - 2 p`` (float64, rounded
+once) and it needs no square column at all. The 30 pedestrian columns then give 30 product
+columns (42 with sums of squares alone, 60 with neither); a smaller product, as fast a scan.
 
 Tiles. The product is memory-bound (K is tiny), so queries are taken in small blocks whose
 score tile stays in cache while it is reduced to its top-k'; this, not the FLOPs, sets the
-speed (bench/rank.py).
+speed (bench/rank.py). The gallery is padded to whole 64-column segments so the pruning in
+:func:`smallest_k` works on a view, and one tile buffer serves every query block.
 
 Exactness. The float32 product only proposes candidates: for each query we keep the
 ``k' = k + 8`` smallest float32 scores over the whole gallery (merged chunk by chunk, so
@@ -82,32 +90,72 @@ def _gallery_chunk(P, cols: np.ndarray | slice, rows: np.ndarray | None, start: 
     return np.ascontiguousarray(block[:, cols], dtype=np.float32)
 
 
-def _square_plan(V: np.ndarray, groups: Sequence[slice]) -> tuple[list[int], list[slice]]:
-    """Which square columns stay single, and which groups collapse to one sum-of-squares column.
+@dataclass(frozen=True)
+class _Layout:
+    """How the product columns are laid out (module doc, "Compact squares" and "Folded groups").
 
-    A group collapses when each query weights its squares equally; a column whose weight is
-    zero for every query is dropped altogether.
+    ``single``: square columns kept one by one; ``summed``: groups whose squares collapse to
+    one sum-of-squares column; ``folded``: groups whose probability columns become
+    ``s_g - 2 p`` columns (the group's squares folded in, no extra column at all).
+    """
+
+    single: list[int]
+    summed: list[slice]
+    folded: list[slice]
+
+    def weights(self, scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
+        """``a_q`` (float32 product rows) and, per query, how far the folding is from exact."""
+        U = scoring.U.copy()
+        residual = np.zeros(scoring.n_queries)
+        for g in self.folded:
+            U[:, g] = -0.5 * scoring.U[:, g]
+            residual += np.abs(scoring.U[:, g].sum(axis=1) + 2.0 * scoring.V[:, g.start])
+        parts = [U, scoring.V[:, self.single]]
+        if self.summed:
+            parts.append(np.stack([scoring.V[:, g.start] for g in self.summed], axis=1))
+        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32), residual
+
+    def rows(self, p: np.ndarray) -> np.ndarray:
+        """``b_i``: probabilities (folded groups as ``s_g - 2 p``), kept squares, groups' sums of squares."""
+        base = p
+        if self.folded or self.summed:
+            p64 = p.astype(np.float64)
+            sq = {(g.start, g.stop): (p64[:, g] ** 2).sum(axis=1) for g in [*self.folded, *self.summed]}
+        if self.folded:
+            base = p.copy()
+            for g in self.folded:
+                base[:, g] = sq[g.start, g.stop][:, None] - 2.0 * p64[:, g]  # float64, rounded once
+        parts = [base, p[:, self.single] ** 2]
+        if self.summed:
+            parts.append(np.stack([sq[g.start, g.stop] for g in self.summed], axis=1).astype(np.float32))
+        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+def _layout(U: np.ndarray, V: np.ndarray, groups: Sequence[slice]) -> _Layout:
+    """Which groups fold, which collapse to one sum-of-squares column, which squares stay single.
+
+    A group's squares collapse when each query weights them equally (``v_qg``); it folds when,
+    besides, each query's weights on its probabilities sum to ``-2 v_qg`` (Euclidean distance
+    to a target that sums to one over the group: a one-hot value or a prior), since then
+    ``U_q·p + v_qg Σ p² = Σ_c (-U_qc / 2)(s_g - 2 p_c)``. A column whose square weight is zero
+    for every query keeps no square column.
     """
     width = V.shape[1]
     covered = np.zeros(width, dtype=bool)
     summed: list[slice] = []
+    folded: list[slice] = []
     for g in groups:
         block = V[:, g]
         if block.shape[1] and (block == block[:, :1]).all():
             covered[g] = True
-            if block[:, 0].any():
+            if not block[:, 0].any():
+                continue
+            if np.allclose(U[:, g].sum(axis=1), -2.0 * block[:, 0], rtol=0.0, atol=1e-9):
+                folded.append(g)
+            else:
                 summed.append(g)
     single = [c for c in range(width) if not covered[c] and V[:, c].any()]
-    return single, summed
-
-
-def _product_rows(p: np.ndarray, single: list[int], summed: list[slice]) -> np.ndarray:
-    """``b_i``: the probabilities, the kept squares, and the groups' sums of squares (float32)."""
-    parts = [p, p[:, single] ** 2]
-    if summed:
-        p64 = p.astype(np.float64)
-        parts.append(np.stack([(p64[:, g] ** 2).sum(axis=1) for g in summed], axis=1).astype(np.float32))
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+    return _Layout(single, summed, folded)
 
 
 def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
@@ -116,11 +164,23 @@ def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[in
     At = torch.from_numpy(A)
 
     def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
-        Bt = torch.from_numpy(np.ascontiguousarray(B.T))
-        k = min(kk, B.shape[0])
+        # Gallery padded to whole segments (pad scores set to +inf), so smallest_k reshapes the
+        # tile without a copy; one tile buffer reused for every query block of the chunk.
+        n = B.shape[0]
+        width = -(-n // _SEGMENT) * _SEGMENT
+        Bt = torch.zeros(B.shape[1], width)
+        Bt[:, :n] = torch.from_numpy(B.T)
+        k = min(kk, n)
+        tile = torch.empty(0, width)
 
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
-            v, i = smallest_k(torch.mm(At[q0:q1], Bt), k)
+            nonlocal tile
+            if len(tile) < q1 - q0:
+                tile = torch.empty(q1 - q0, width)
+            s = tile[: q1 - q0]
+            torch.mm(At[q0:q1], Bt, out=s)
+            s[:, n:] = float("inf")  # k <= n: a pad column is never among the k smallest
+            v, i = smallest_k(s, k)
             return v.numpy(), i.numpy()
 
         return score
@@ -208,38 +268,52 @@ def exact_topk(
     if Q == 0 or n == 0 or k <= 0:
         return TopK(out_rows, out_dist)
     kk = min(n, k + 8)
-    single, summed = _square_plan(scoring.V, groups)
-    square_weights = [scoring.V[:, single]] + ([np.stack([scoring.V[:, g.start] for g in summed], axis=1)] if summed else [])
-    A = np.ascontiguousarray(np.concatenate([scoring.U, *square_weights], axis=1), dtype=np.float32)
-    dim = A.shape[1]
-    # float32 error of a·b with |b| <= 1: products and sums (dim terms) plus rounding of a and p².
-    eps = (dim + 4) * 2 * _U32 * np.abs(A).astype(np.float64).sum(axis=1) + 1e-12
+    layout = _layout(scoring.U, scoring.V, groups)
+    A, residual = layout.weights(scoring)
     make = _torch_scorer if backend == "torch" else _faiss_scorer
     scorer = make(A, kk)
 
     best_v = np.full((Q, kk), np.inf, dtype=np.float32)
     best_i = np.full((Q, kk), -1, dtype=np.int64)
+    b_max = 1.0
+    whole = None  # the gallery's selected columns in float64, kept when it is one chunk
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
-        score = scorer(_product_rows(_gallery_chunk(P, cols, rows, start, stop), single, summed))
+        chunk = _gallery_chunk(P, cols, rows, start, stop)
+        if stop - start == n:
+            whole = chunk.astype(np.float64)
+        B = layout.rows(chunk)
+        b_max = max(b_max, float(np.abs(B).max(initial=0.0)))
+        score = scorer(B)
+        width = min(kk, stop - start)
+        chunk_v = np.empty((Q, width), dtype=np.float32)
+        chunk_i = np.empty((Q, width), dtype=np.int64)
         for q0 in range(0, Q, query_block):
             q1 = min(Q, q0 + query_block)
-            v, i = score(q0, q1)
-            v = np.concatenate([best_v[q0:q1], v], axis=1)
-            i = np.concatenate([best_i[q0:q1], i.astype(np.int64) + start], axis=1)
-            sel = np.argpartition(v, kk - 1, axis=1)[:, :kk]
-            best_v[q0:q1] = np.take_along_axis(v, sel, axis=1)
-            best_i[q0:q1] = np.take_along_axis(i, sel, axis=1)
+            chunk_v[q0:q1], chunk_i[q0:q1] = score(q0, q1)
+        chunk_i += start
+        if start == 0 and width == kk:  # the first chunk fills the candidates as they are
+            best_v, best_i = chunk_v, chunk_i
+            continue
+        v = np.concatenate([best_v, chunk_v], axis=1)
+        i = np.concatenate([best_i, chunk_i], axis=1)
+        sel = np.argpartition(v, kk - 1, axis=1)[:, :kk]
+        best_v, best_i = np.take_along_axis(v, sel, axis=1), np.take_along_axis(i, sel, axis=1)
+    # float32 error of a·b with |b| <= b_max: products and sums (dim terms), rounding of a and b,
+    # plus what folding leaves out when a target's weights do not sum exactly (module doc).
+    eps = (A.shape[1] + 4) * 2 * _U32 * b_max * np.abs(A).astype(np.float64).sum(axis=1) + residual + 1e-12
 
     # exact float64 re-rank of the candidates, tie-break by row (= image name order)
     fallbacks = 0
     for q0 in range(0, Q, _RERANK_BLOCK):
         q1 = min(Q, q0 + _RERANK_BLOCK)
         order = np.sort(best_i[q0:q1], axis=1)
-        flat = order.ravel()
-        uniq, inv = np.unique(flat, return_inverse=True)
-        pc = _gallery_chunk(P, cols, uniq if rows is None else rows[uniq], 0, len(uniq))
-        cand_p = pc[inv].reshape(q1 - q0, kk, -1)
+        if whole is not None:
+            cand_p = whole[order]
+        else:  # read each candidate row once, whatever the gallery's size
+            uniq, inv = np.unique(order.ravel(), return_inverse=True)
+            pc = _gallery_chunk(P, cols, uniq if rows is None else rows[uniq], 0, len(uniq))
+            cand_p = pc[inv].reshape(q1 - q0, kk, -1)
         exact = _exact(cand_p, scoring.U[q0:q1, None, :], scoring.V[q0:q1, None, :])
         o = np.lexsort((order, exact), axis=1)[:, :k_out]
         ids, ex = np.take_along_axis(order, o, axis=1), np.take_along_axis(exact, o, axis=1)
@@ -254,8 +328,8 @@ def exact_topk(
 
 def _exact(p: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
     """float64 ``U·p + V·p²`` along the last axis; ONE formula for candidates and scans, so equal rows score equal."""
-    p = p.astype(np.float64)
-    return np.sum(p * (U + V * p), axis=-1)
+    p = np.asarray(p, dtype=np.float64)
+    return np.einsum("...c,...c->...", p, U + V * p)
 
 
 def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
