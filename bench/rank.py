@@ -127,7 +127,7 @@ def big_child(npy: str, n_queries: int, k: int, backend: str, out_json: str) -> 
                                           "first_rows": top.rows[:3].tolist()}))
 
 
-def bare_blocked_s(npy: str, n_queries: int, chunk: int = 32768, query_block: int = 64) -> float:
+def bare_blocked_s(npy: str, n_queries: int, chunk: int = 32768, query_block: int = 32) -> float:
     """Bare blocked products of the same shape (Q x 60 @ 60 x N), tiled like exact_topk's defaults
     (cache-sized tiles, contiguous transposed gallery), results dropped: the floor for the big case."""
     import torch

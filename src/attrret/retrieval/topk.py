@@ -247,7 +247,7 @@ def exact_topk(
     backend: str = "torch",
     groups: Sequence[slice] = (),
     chunk_rows: int = 32768,
-    query_block: int = 64,
+    query_block: int = 32,
 ) -> TopK:
     """Exact ``k`` smallest ``d(q, i)`` for every query over gallery ``P`` (N x C_all, may be a memmap).
 
@@ -329,7 +329,7 @@ def exact_topk(
 def _exact(p: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
     """float64 ``U·p + V·p²`` along the last axis; ONE formula for candidates and scans, so equal rows score equal."""
     p = np.asarray(p, dtype=np.float64)
-    return np.einsum("...c,...c->...", p, U + V * p)
+    return np.einsum("...c,...c->...", p, U) + np.einsum("...c,...c->...", p * p, V)  # no broadcast temporaries
 
 
 def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
