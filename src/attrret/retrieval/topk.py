@@ -96,38 +96,49 @@ class _Layout:
 
     ``single``: square columns kept one by one; ``summed``: groups whose squares collapse to
     one sum-of-squares column; ``folded``: groups whose probability columns become
-    ``s_g - 2 p`` columns (the group's squares folded in, no extra column at all).
+    ``s_g - 2 p`` columns (the group's squares folded in, no extra column at all). Group
+    sums go through 0/1 indicator matrices (columns x groups): one product each instead of a
+    Python step per group.
     """
 
     single: list[int]
     summed: list[slice]
     folded: list[slice]
+    width: int
+
+    def _indicator(self, groups: list[slice]) -> np.ndarray:
+        G = np.zeros((self.width, len(groups)))
+        for j, g in enumerate(groups):
+            G[g, j] = 1.0
+        return G
 
     def weights(self, scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
         """``a_q`` (float32 product rows) and, per query, how far the folding is from exact."""
-        U = scoring.U.copy()
+        U = scoring.U
         residual = np.zeros(scoring.n_queries)
-        for g in self.folded:
-            U[:, g] = -0.5 * scoring.U[:, g]
-            residual += np.abs(scoring.U[:, g].sum(axis=1) + 2.0 * scoring.V[:, g.start])
+        if self.folded:
+            G = self._indicator(self.folded)
+            U = U * np.where(G.any(axis=1), -0.5, 1.0)
+            starts = [g.start for g in self.folded]
+            residual = np.abs(scoring.U @ G + 2.0 * scoring.V[:, starts]).sum(axis=1)
         parts = [U, scoring.V[:, self.single]]
         if self.summed:
-            parts.append(np.stack([scoring.V[:, g.start] for g in self.summed], axis=1))
+            parts.append(scoring.V[:, [g.start for g in self.summed]])
         return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32), residual
 
     def rows(self, p: np.ndarray) -> np.ndarray:
         """``b_i``: probabilities (folded groups as ``s_g - 2 p``), kept squares, groups' sums of squares."""
-        base = p
+        parts = [p, p[:, self.single] ** 2]
         if self.folded or self.summed:
             p64 = p.astype(np.float64)
-            sq = {(g.start, g.stop): (p64[:, g] ** 2).sum(axis=1) for g in [*self.folded, *self.summed]}
-        if self.folded:
-            base = p.copy()
-            for g in self.folded:
-                base[:, g] = sq[g.start, g.stop][:, None] - 2.0 * p64[:, g]  # float64, rounded once
-        parts = [base, p[:, self.single] ** 2]
-        if self.summed:
-            parts.append(np.stack([sq[g.start, g.stop] for g in self.summed], axis=1).astype(np.float32))
+            sq = p64 * p64
+            if self.folded:
+                G = self._indicator(self.folded)
+                in_folded = G.any(axis=1)
+                folded = (sq @ G)[:, G.argmax(axis=1)] - 2.0 * p64  # float64, rounded once
+                parts[0] = np.where(in_folded, folded, p64).astype(np.float32)
+            if self.summed:
+                parts.append((sq @ self._indicator(self.summed)).astype(np.float32))
         return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
 
 
@@ -141,21 +152,24 @@ def _layout(U: np.ndarray, V: np.ndarray, groups: Sequence[slice]) -> _Layout:
     for every query keeps no square column.
     """
     width = V.shape[1]
+    groups = [g for g in groups if len(range(width)[g])]
     covered = np.zeros(width, dtype=bool)
     summed: list[slice] = []
     folded: list[slice] = []
-    for g in groups:
-        block = V[:, g]
-        if block.shape[1] and (block == block[:, :1]).all():
-            covered[g] = True
-            if not block[:, 0].any():
-                continue
-            if np.allclose(U[:, g].sum(axis=1), -2.0 * block[:, 0], rtol=0.0, atol=1e-9):
-                folded.append(g)
-            else:
-                summed.append(g)
+    if groups:
+        G = _Layout([], [], [], width)._indicator(groups)
+        first = V[:, [g.start for g in groups]]
+        uneven = (V != first[:, G.argmax(axis=1)]) & G.any(axis=1)  # a square weight unlike its group's first
+        equal = ~(uneven.astype(np.float64) @ G).any(axis=0)
+        used = first.any(axis=0)
+        sums_ok = (np.abs(U @ G + 2.0 * first) <= 1e-9).all(axis=0)
+        for j, g in enumerate(groups):
+            if equal[j]:
+                covered[g] = True
+                if used[j]:
+                    (folded if sums_ok[j] else summed).append(g)
     single = [c for c in range(width) if not covered[c] and V[:, c].any()]
-    return _Layout(single, summed, folded)
+    return _Layout(single, summed, folded, width)
 
 
 def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
