@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         res["big"] = {"images": args.big_images, "queries": args.big_queries, **big}
 
     s = res["small"]
-    print(f"Ranking, top-{k}, 30 pedestrian columns, random probabilities; torch threads = {res['threads']}\n")
+    print(f"Ranking, top-{k}, 30 pedestrian columns, random probabilities; torch threads = {res['threads']}; "
+          f"17,611 x 17,611: best of {args.rounds} rounds per method, rounds interleaving faiss, reference, torch\n")
     print("| case | method | seconds | vs reference | vs bare matmul | peak RSS | identical top-10 |")
     print("|---|---|---:|---:|---:|---:|---|")
     print(f"| {n:,} x {n:,} | published per-query loop + full sort (timed on {args.ref_queries} queries, extrapolated) | "
