@@ -20,10 +20,8 @@ split has at least 10 examples of each class. Prints a Markdown table; writes
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from collections import Counter
@@ -31,10 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from bench import json_header  # noqa: E402
 from attrret.classifiers.data import load_task_data  # noqa: E402
 from attrret.classifiers.metrics import classification_metrics  # noqa: E402
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train time: (a) {runs['pretrained']['seconds']:.0f} s, (b) {runs['random init']['seconds']:.0f} s for 12 tasks")
 
     out = {
-        "bench": "classifiers_pa100k",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        **json_header("classifiers_pa100k"),
         "split": "holdout_split(records, 300, seed 0): 1,200 train pool (15% stratified selection split, seed 0) / 300 held",
         "config": base.as_dict(),
         "seconds": {m: runs[m]["seconds"] for m in ("pretrained", "random init")},

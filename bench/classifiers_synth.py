@@ -15,10 +15,8 @@ training labels is the reference. Prints a Markdown table; writes
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,10 +25,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from bench import json_header  # noqa: E402
 from attrret.classifiers.data import load_task_data  # noqa: E402
 from attrret.classifiers.metrics import classification_metrics  # noqa: E402
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
           f"Test = test/test_label.txt (full labels); vehicle train labels are incomplete like Track-2's, hence "
           f"the smaller type/brand train counts.")
     out = {
-        "bench": "classifiers_synth",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        **json_header("classifiers_synth"),
         "config": TrainConfig(epochs=args.epochs, img_size=args.img_size).as_dict(),
         "generate_seconds": gen_s,
         "train_seconds": train_s,

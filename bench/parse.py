@@ -21,8 +21,15 @@ also counts other people's jobs):
   none), but its clauses are known (steady state of a long run over new captions);
 - ``attrret, no caches``: ``cache_size=0, clause_cache_size=0``: every caption tokenized,
   matched and read from scratch (the parser before clause caching worked this way);
+- ``attrret, one real file as is``: ``val_sample.txt``'s 2,000 captions in file order, a fresh
+  parser per round (what ``attrret parse val_sample.txt`` does): the real repetition of a
+  Track-2 file (1,571 distinct of 2,000), nothing seen before;
 - ``substring rules`` (the reference): keyword-in-caption checks, the way the published
   baseline reads captions, last match per group wins.
+
+Targets. The issue's workload is the first row (real lines repeated to >= 50,000 captions,
+the full parser). The new-caption rows are a stricter reading (no caption seen before), shown
+against the same 50,000 for comparison.
 
 "lines correct" counts real lines whose every output value agrees with the label's code or
 attribute (for attrret: stated + implied; for the reference: what it outputs). Prints a
@@ -32,11 +39,9 @@ Markdown table and writes ``bench/results/parse.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,8 +51,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runnable from a checkout without installing
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 
 from attrret.data.track2 import read_label_file  # noqa: E402
+from bench import json_header  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.schema import Schema, load_schema  # noqa: E402
 
@@ -132,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit(f"no real Track-2 lines found under {SHARED}")
     captions = [ln.caption for ln in lines]
     distinct = list(dict.fromkeys(captions))
+    one_file = [ln.caption for ln in read_label_file(SOURCES[0], schema)] if SOURCES[0].exists() else distinct
     repeat = args.repeat or -(-MIN_CAPTIONS // len(captions))
     workload = captions * repeat
 
@@ -155,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "attrret, no caption cache, distinct, warm": (
             len(distinct), timed(lambda _: warm.parse_many(distinct), args.rounds)),
         "attrret, no caches": (len(distinct), timed(lambda _: bare.parse_many(distinct), args.rounds)),
+        "attrret, one real file as is": (len(one_file), timed(lambda p: p.parse_many(one_file), args.rounds, fresh())),
         "substring rules (reference)": (len(workload), timed(lambda _: [reference(c) for c in workload], args.rounds)),
     }
 
@@ -195,16 +204,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
               f"{r['test_set_seconds']:.2f} s | {r['correct']:,} / {len(lines):,} |")
     print()
     for r in rows:
+        if r["method"] == "attrret, cached":
+            print(f"target >= {TARGET:,} captions/s on the issue's workload (real lines repeated to >= {MIN_CAPTIONS:,}), "
+                  f"{r['method']}: {r['captions_per_s']:,.0f} wall ({'met' if r['captions_per_s'] >= TARGET else 'NOT met'}), "
+                  f"{r['cpu_captions_per_s']:,.0f} CPU ({'met' if r['cpu_captions_per_s'] >= TARGET else 'NOT met'})")
         if r["method"].startswith("attrret, no caption cache"):
-            print(f"target >= {TARGET:,} new captions/s, {r['method']}: {r['captions_per_s']:,.0f} wall "
+            print(f"stricter, >= {TARGET:,} new captions/s, {r['method']}: {r['captions_per_s']:,.0f} wall "
                   f"({'met' if r['captions_per_s'] >= TARGET else 'NOT met'}), {r['cpu_captions_per_s']:,.0f} CPU "
                   f"({'met' if r['cpu_captions_per_s'] >= TARGET else 'NOT met'})")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     result = {
-        "bench": "parse",
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        **json_header("parse"),
         "command": " ".join(["bench/parse.py", *(argv if argv is not None else sys.argv[1:])]),
         "sources": [str(s) for s in SOURCES if s.exists()],
         "lines": len(lines),
@@ -217,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "target_met": {
             r["method"]: {"wall": r["captions_per_s"] >= TARGET, "cpu": r["cpu_captions_per_s"] >= TARGET}
             for r in rows
-            if r["method"].startswith("attrret, no caption cache")
+            if r["method"] == "attrret, cached" or r["method"].startswith("attrret, no caption cache")
         },
         "rows": rows,
     }

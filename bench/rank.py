@@ -24,10 +24,7 @@ Prints a Markdown table; writes ``bench/results/rank.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,9 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 
 import numpy as np  # noqa: E402
 
+from bench import json_header  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.parser.query import Query  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
@@ -246,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nTargets (backend torch, best of {args.rounds} rounds): >= 100x the reference: {'met' if speed_ok else 'NOT met'} "
           f"({s['speedup_torch']:.0f}x); within 2x of one bare matmul: {'met' if bare_ok else 'NOT met'} ({s['torch_over_bare']:.2f}x)"
           + (f"; 1M images under 2 GiB: {'met' if rss_ok else 'NOT met'}" if big else "") + ".")
-    res["date"] = dt.datetime.now().isoformat(timespec="seconds")
-    res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
+    res = {**json_header("rank"), **res}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
     return 0 if speed_ok and bare_ok and (rss_ok or not big) else 1

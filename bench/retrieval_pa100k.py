@@ -20,18 +20,18 @@ Prints a Markdown table; writes ``bench/results/retrieval_pa100k.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench import json_header  # noqa: E402
 from attrret.data.records import load_records  # noqa: E402
 from attrret.data.splits import holdout_split  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['models']} | {r['parsing']} | {r['official_map@10']:.4f} | {r['sound_map@10']:.4f} | "
               f"{r['R@1']:.3f} | {r['R@5']:.3f} | {r['R@10']:.3f} |")
     doc = {
-        "bench": "retrieval_pa100k", "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **json_header("retrieval_pa100k"),
         "members": [m.label for m in members], "data": str(args.data), "split": "holdout_split(300, seed 0)", "sizes": sizes, "epochs": args.epochs,
         "train_or_reuse_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1), "rows": rows,
     }
