@@ -78,14 +78,12 @@ def _check_weights_reachable(open_clip, arch: str, tag: str) -> None:
 
     Same rule and cache probes as the classifiers' backbone factory.
     """
-    from attrret.classifiers.backbones import _hf_cached, _offline, _url_cached
+    from attrret.classifiers.backbones import hub_offline, open_clip_weights_on_disk
 
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
         raise AttrretError(f"open_clip has no pretrained tag {tag!r} for {arch} (see open_clip.list_pretrained())")
-    hub = cfg.get("hf_hub", "")
-    cached = (hub and _hf_cached(hub, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))) or _url_cached(cfg.get("url"))
-    if not cached and _offline():
+    if not open_clip_weights_on_disk(cfg) and hub_offline():
         raise AttrretError(
             f"no weights for text tower open_clip:{arch}/{tag} on this machine and the model hub is offline "
             f"(HF_HUB_OFFLINE=1): download them once where the hub is reachable, or give a local file "

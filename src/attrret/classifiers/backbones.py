@@ -42,6 +42,8 @@ __all__ = [
     "rebuild_backbone",
     "efficientnet_lite_imagenet",
     "lite_state_dict_to_timm",
+    "hub_offline",
+    "open_clip_weights_on_disk",
 ]
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -141,7 +143,8 @@ def efficientnet_lite_imagenet(name: str = DEFAULT_BACKBONE, pretrained: bool = 
 
 
 # --------------------------------------------------------------------------- hub helpers
-def _offline() -> bool:
+def hub_offline() -> bool:
+    """The model hub is switched off (HF_HUB_OFFLINE): weights not on disk cannot be fetched."""
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
@@ -161,6 +164,15 @@ def _url_cached(url: str | None) -> bool:
     if not url:
         return False
     return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
+
+
+def open_clip_weights_on_disk(cfg: dict) -> bool:
+    """Whether the weights an open_clip pretrained config names are in the local hub caches.
+
+    Shared with the CLIP baseline's text tower, so both check reachability the same way.
+    """
+    hub = cfg.get("hf_hub", "")
+    return bool(hub and _hf_cached(hub, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))) or _url_cached(cfg.get("url"))
 
 
 def _no_weights(spec: str, how: str) -> BackboneError:
@@ -204,7 +216,7 @@ def _build_timm(name: str, weights: Path | None, pretrained: bool, img_size: int
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     url = getattr(cfg, "url", None) if cfg is not None else None
     cached = (hub_id and _hf_cached(hub_id, ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))) or _url_cached(url)
-    if not cached and _offline():
+    if not cached and hub_offline():
         raise _no_weights(
             f"timm:{name}",
             f"download once where the hub is reachable (python -c \"import timm; timm.create_model('{name}', pretrained=True)\"), "
@@ -230,8 +242,7 @@ def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: int
             if not cfg:
                 raise BackboneError(f"open_clip has no pretrained tag {tag!r} for {arch} (see open_clip.list_pretrained())")
             hub = cfg.get("hf_hub", "")
-            cached = (hub and _hf_cached(hub, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))) or _url_cached(cfg.get("url"))
-            if not cached and _offline():
+            if not open_clip_weights_on_disk(cfg) and hub_offline():
                 raise _no_weights(
                     f"open_clip:{arch}/{tag}",
                     f"download once where the hub is reachable (python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='{tag}')\"), "
