@@ -19,8 +19,8 @@ no kind or no usable group gets an empty list and a warning: any order would be 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np

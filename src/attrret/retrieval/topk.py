@@ -19,7 +19,7 @@ Folded groups. When, besides, each query's weights on a group's probabilities su
 value or a prior distribution), ``U_q·p + v_qg Σ p² = Σ_c (-U_qc / 2)(s_g - 2 p_c)`` with
 ``s_g = Σ p²``: the group's probability columns are replaced by ``s_g - 2 p`` (float64, rounded
 once) and it needs no square column at all. The 30 pedestrian columns then give 30 product
-columns (42 with sums of squares alone, 60 with neither); a smaller product, as fast a scan.
+columns (42 with sums of squares alone, 60 with neither): fewer columns, a cheaper product.
 
 Tiles. The product is memory-bound (K is tiny), so queries are taken in small blocks whose
 score tile stays in cache while it is reduced to its top-k'; this, not the FLOPs, sets the
@@ -90,6 +90,14 @@ def _gallery_chunk(P, cols: np.ndarray | slice, rows: np.ndarray | None, start: 
     return np.ascontiguousarray(block[:, cols], dtype=np.float32)
 
 
+def _indicator(width: int, groups: Sequence[slice]) -> np.ndarray:
+    """0/1 matrix (columns x groups): ``x @ G`` sums each group's columns in one product."""
+    G = np.zeros((width, len(groups)))
+    for j, g in enumerate(groups):
+        G[g, j] = 1.0
+    return G
+
+
 @dataclass(frozen=True)
 class _Layout:
     """How the product columns are laid out (module doc, "Compact squares" and "Folded groups").
@@ -106,18 +114,12 @@ class _Layout:
     folded: list[slice]
     width: int
 
-    def _indicator(self, groups: list[slice]) -> np.ndarray:
-        G = np.zeros((self.width, len(groups)))
-        for j, g in enumerate(groups):
-            G[g, j] = 1.0
-        return G
-
     def weights(self, scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
         """``a_q`` (float32 product rows) and, per query, how far the folding is from exact."""
         U = scoring.U
         residual = np.zeros(scoring.n_queries)
         if self.folded:
-            G = self._indicator(self.folded)
+            G = _indicator(self.width, self.folded)
             U = U * np.where(G.any(axis=1), -0.5, 1.0)
             starts = [g.start for g in self.folded]
             residual = np.abs(scoring.U @ G + 2.0 * scoring.V[:, starts]).sum(axis=1)
@@ -133,12 +135,12 @@ class _Layout:
             p64 = p.astype(np.float64)
             sq = p64 * p64
             if self.folded:
-                G = self._indicator(self.folded)
+                G = _indicator(self.width, self.folded)
                 in_folded = G.any(axis=1)
                 folded = (sq @ G)[:, G.argmax(axis=1)] - 2.0 * p64  # float64, rounded once
                 parts[0] = np.where(in_folded, folded, p64).astype(np.float32)
             if self.summed:
-                parts.append((sq @ self._indicator(self.summed)).astype(np.float32))
+                parts.append((sq @ _indicator(self.width, self.summed)).astype(np.float32))
         return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
 
 
@@ -157,7 +159,7 @@ def _layout(U: np.ndarray, V: np.ndarray, groups: Sequence[slice]) -> _Layout:
     summed: list[slice] = []
     folded: list[slice] = []
     if groups:
-        G = _Layout([], [], [], width)._indicator(groups)
+        G = _indicator(width, groups)
         first = V[:, [g.start for g in groups]]
         uneven = (V != first[:, G.argmax(axis=1)]) & G.any(axis=1)  # a square weight unlike its group's first
         equal = ~(uneven.astype(np.float64) @ G).any(axis=0)
