@@ -25,3 +25,12 @@ def test_bad_task_is_one_line_exit_1(tiny_folder, tmp_path):
     r = subprocess.run([sys.executable, "-m", "attrret", "train", "--task", "pedestrian.nose", "--data", str(tiny_folder),
                         "--workdir", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 1 and "unknown task 'pedestrian.nose'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_crop_is_one_line_exit_1(tiny_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--task", "pedestrian.hat", "--data", str(tiny_folder), "--workdir", str(tmp_path / "w"),
+              "--crop", "head", "--quiet"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and "crop must be one of full, top, upper, bottom, got 'head'" in err
+    assert "Traceback" not in err and not (tmp_path / "w" / "models").exists()

@@ -31,6 +31,9 @@ def color_safe(task: str) -> bool:
 
 
 def crop_image(im: Image.Image, crop: str) -> Image.Image:
+    """The vertical band ``crop`` of :data:`CROPS` (``full``: the image itself)."""
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; use one of {', '.join(CROPS)}")
     top, bottom = CROPS[crop]
     if (top, bottom) == (0.0, 1.0):
         return im

@@ -38,7 +38,7 @@ from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, create_bac
 from attrret.classifiers.cache import FrontCache, open_or_build
 from attrret.classifiers.checkpoint import save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
-from attrret.classifiers.inputs import augment_image, color_safe, load_input, to_tensor
+from attrret.classifiers.inputs import CROPS, augment_image, color_safe, load_input, to_tensor
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import autocast, precision, resolve_device, seed_everything, tune_malloc
@@ -252,6 +252,8 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
         raise AttrretError(f"balance must be one of {', '.join(_BALANCES)}, got {config.balance!r}")
     if config.tail_norm not in _TAIL_NORMS:
         raise AttrretError(f"tail_norm must be one of {', '.join(_TAIL_NORMS)}, got {config.tail_norm!r}")
+    if config.crop not in CROPS:
+        raise AttrretError(f"crop must be one of {', '.join(CROPS)}, got {config.crop!r}")
     if not config.data:
         raise AttrretError("no training data given (--data DIR)")
     tune_malloc()
