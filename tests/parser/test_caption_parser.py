@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from rapidfuzz import fuzz
@@ -329,3 +331,19 @@ def test_lexicon_phrases_may_not_hold_clause_punctuation(tmp_path):
     lex.write_text('[[pedestrian]]\nset = { hat = "yes" }\nphrases = ["hat, cap"]\n')
     with pytest.raises(LexiconError, match="clause punctuation"):
         CaptionParser(lexicon=load_lexicon(load_schema(), lex))
+
+
+def test_the_parser_loads_spacy_without_torch_and_torch_still_imports_after():
+    """spaCy's thinc would import torch (seconds) for nothing; it must not, and must not break it."""
+    code = (
+        "import sys\n"
+        "from attrret.parser import CaptionParser\n"
+        "q = CaptionParser().parse('a woman with a backpack')\n"
+        "assert 'torch' not in sys.modules, 'torch loaded by the parser'\n"
+        "import torch\n"
+        "assert float(torch.ones(2).sum()) == 2.0\n"
+        "print(sorted(q.stated.items()))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[('bag', 'backpack'), ('gender', 'female')]"
