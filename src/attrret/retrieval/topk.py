@@ -271,9 +271,10 @@ def exact_topk(
     ``cols`` selects the columns the scoring refers to; ``rows`` (ascending) restricts the
     gallery to a subset; returned rows are indices into that subset's order mapped back to
     ``P``'s rows. ``groups`` (slices of the selected columns, e.g. attribute groups) lets
-    equally weighted squares collapse to one column each (module doc); results do not depend
-    on it. Memory: one ``query_block x chunk_rows`` float32 score tile plus ``Q x k'``
-    candidates, whatever the gallery size.
+    equally weighted squares collapse to one column each or fold into the probability columns
+    (module doc); results do not depend on it. Memory: one ``query_block x chunk_rows`` float32
+    score tile, ``Q x k'`` candidates, and a float64 copy of the gallery's selected columns when
+    it fits in one chunk, whatever the gallery size.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
