@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[backend] = np.stack(r.rows)
 
         for _ in range(args.rounds):
-            time_rank("faiss")  # first: its own OpenMP pool is idle again by the time torch runs
+            time_rank("faiss")  # torch never straight after faiss's OpenMP pool (no difference measured either way)
             t = time.perf_counter()
             ref = reference_loop(P, C[: args.ref_queries], M[: args.ref_queries], k)
             ref_s = min(ref_s, time.perf_counter() - t)

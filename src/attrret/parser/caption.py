@@ -106,10 +106,9 @@ def _first_mentions(values: list[tuple[str, str]]) -> dict[str, str]:
 class Reading:
     """What a clause contributes to a caption of one kind (span offsets relative to the clause)."""
 
-    values: tuple[tuple[str, str], ...]  # (group, class) in mention order
+    first: dict[str, str]  # group -> class of its first mention, in mention order (read only)
     spans: tuple[Span, ...]
     unmatched: tuple[str, ...]
-    first: dict[str, str]  # group -> class of its first mention, in mention order (read only)
 
 
 @dataclass(frozen=True)
@@ -338,7 +337,7 @@ class CaptionParser:
                 for group, cls in neg if start in negated else plain:
                     spans.append(Span(words, a, b, group, cls, fuzzy))
                     values.append((group, cls))
-            readings.append(Reading(tuple(values), tuple(spans), tuple(unmatched), _first_mentions(values)))
+            readings.append(Reading(_first_mentions(values), tuple(spans), tuple(unmatched)))
 
         votes = dict.fromkeys(SUBJECTS, 0)
         for _, _, entry, _ in chosen:
