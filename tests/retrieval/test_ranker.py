@@ -108,8 +108,9 @@ def test_backends_identical(index_factory):
     idx = index_factory(rows)
     qs = [q_ped({"gender": "female", "age": "18-60"}), q_ped({"gender": "male", "hat": "yes", "bag": "none"})]
     a = rank(idx, qs, RankOptions(k=10))
-    b = rank(idx, qs, RankOptions(k=10, backend="faiss"))
-    assert all((x == y).all() for x, y in zip(a.rows, b.rows))
+    for backend in ("torch", "faiss"):
+        b = rank(idx, qs, RankOptions(k=10, backend=backend))
+        assert all((x == y).all() for x, y in zip(a.rows, b.rows)), backend
     lin = rank(idx, qs, RankOptions(k=10, scoring="linear"))
     assert any((x != y).any() for x, y in zip(a.rows, lin.rows))
 

@@ -27,7 +27,7 @@ def case():
     return P, c, m
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
 def test_equals_brute_force_with_small_chunks(case, backend):
     P, c, m = case
     top = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=257, query_block=16)
@@ -42,10 +42,11 @@ def test_backends_identical_on_heavy_ties():
     P = rng.integers(0, 2, size=(2000, 6)).astype(np.float32)  # only 64 distinct rows: ties everywhere
     c = rng.integers(0, 2, size=(30, 6)).astype(np.float64)
     m = np.ones_like(c)
-    a = exact_topk(P, _euclid(c, m), 10, backend="torch", chunk_rows=300)
-    b = exact_topk(P, _euclid(c, m), 10, backend="faiss", chunk_rows=300)
-    assert (a.rows == b.rows).all() and (a.rows == _brute(P, c, m, 10)).all()
-    assert a.fallbacks > 0  # ties beyond the candidate margin force the exact scan
+    brute = _brute(P, c, m, 10)
+    for backend in ("numba", "torch", "faiss"):
+        top = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=300)
+        assert (top.rows == brute).all(), backend
+        assert top.fallbacks > 0  # ties beyond the candidate margin force the exact scan
 
 
 def test_row_subset_cols_and_memmap(case, tmp_path):
@@ -73,7 +74,7 @@ def test_linear_scoring_form():
     assert np.allclose(top.dist[0], [1 - 0.9, 1 - 0.6, 1 - 0.2])
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
 def test_group_sums_of_squares_give_the_same_exact_result(backend):
     """Collapsing equally weighted squares into one column per group changes nothing but speed."""
     rng = np.random.default_rng(3)
@@ -117,7 +118,7 @@ def test_smallest_k_returns_the_k_smallest_values_with_their_columns(n, levels):
     assert all(len(set(row.tolist())) == k for row in cols)  # k distinct columns
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
 def test_whole_gallery_chunks_take_the_pruned_path_and_stay_exact(case, backend):
     """3,000 rows in one chunk: wide enough for smallest_k's segment pruning (>= 2 k' segments)."""
     P, c, m = case
@@ -130,7 +131,7 @@ def test_whole_gallery_chunks_take_the_pruned_path_and_stay_exact(case, backend)
     assert (exact_topk(T, _euclid(ct, mt), 10, backend=backend).rows == _brute(T, ct, mt, 10)).all()
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
 def test_folded_groups_with_soft_and_unnormalised_targets_stay_exact(backend):
     """Folding a group's squares into ``s_g - 2p`` needs targets summing to one over the group
     (one-hot values, prior distributions); other targets keep the sum-of-squares column."""
@@ -153,3 +154,34 @@ def test_folded_groups_with_soft_and_unnormalised_targets_stay_exact(backend):
     assert (top.rows == _brute(P, c, m, 10)).all()
     ref_d = (((P[top.rows[3]].astype(np.float64) - c[3]) ** 2) * m[3]).sum(1)
     assert np.allclose(top.dist[3], ref_d, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_numba_scan_any_thread_count(case, threads):
+    """The fused scan splits queries over threads (here uneven ranges): same exact result."""
+    P, c, m = case
+    top = exact_topk(P, _euclid(c, m), 10, backend="numba", threads=threads, chunk_rows=1001)
+    assert (top.rows == _brute(P, c, m, 10)).all()
+
+
+def test_numba_scan_keeps_k_smallest_under_ties():
+    """The kernel alone: k smallest of each query's weighted column sums, unsorted, values matching
+    their rows; under heavy ties no value left out is below the largest kept (the invariant the
+    exact re-ranking relies on)."""
+    from attrret.retrieval.scan import scan_into
+
+    rng = np.random.default_rng(3)
+    Bt = rng.integers(0, 4, size=(5, 3000)).astype(np.float32)  # few distinct sums: many ties
+    cols = np.array([0, 2, 1, 3, 4, 0], np.int64)
+    weights = np.array([1.0, 0.5, 2.0, -1.0, 1.0, 3.0], np.float32)
+    offsets = np.array([0, 2, 5, 6], np.int64)  # queries of 2, 3 and 1 non-zeros
+    best_v = np.full((3, 7), np.inf, np.float32)
+    best_i = np.full((3, 7), -1, np.int64)
+    scan_into(Bt, cols, weights, offsets, 0, 3, 100, best_v, best_i)
+    for q in range(3):
+        sl = slice(offsets[q], offsets[q + 1])
+        s = (weights[sl, None] * Bt[cols[sl]]).sum(0)
+        kth = np.sort(s)[6]
+        assert sorted(best_v[q]) == sorted(s[best_i[q] - 100])  # values belong to their rows
+        assert np.max(best_v[q]) == kth and (s < kth).sum() <= 7
+        assert (s[best_i[q] - 100] <= kth).all()

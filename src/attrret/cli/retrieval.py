@@ -70,7 +70,7 @@ def rank(
     priors_holdout: Annotated[int, typer.Option(min=0, help="With --priors-from: leave out the fixed holdout_split(N, seed 0).")] = 0,
     kind_gate: Annotated[str, typer.Option(help="hard: rank only images the router calls the query's kind; soft: add --kind-penalty x P(other kind).")] = "hard",
     kind_penalty: Annotated[float, typer.Option(min=0.0)] = 1.0,
-    backend: Annotated[str, typer.Option(help="torch (blocked matmul) | faiss; results are identical.")] = "torch",
+    backend: Annotated[str, typer.Option(help="numba (fused sparse product + top-k scan, fastest on CPUs) | torch (blocked matmul) | faiss; results are identical.")] = "numba",
     explain: Annotated[Optional[Path], typer.Option("--explain", help="JSONL: per query and result, matched / conflicted / unknown groups.")] = None,
 ) -> None:
     """Rank the gallery for every caption and write the Track-2 submission."""

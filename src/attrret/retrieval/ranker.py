@@ -44,7 +44,7 @@ class RankOptions:
     use_implied: bool = False
     gate: str = "hard"
     penalty: float = 1.0
-    backend: str = "torch"
+    backend: str = "numba"
 
     def __post_init__(self) -> None:
         if self.scoring not in SCORINGS:

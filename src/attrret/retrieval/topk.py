@@ -41,15 +41,17 @@ same exact re-ranking, so their results are identical.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["Scoring", "TopK", "exact_topk", "smallest_k", "BACKENDS"]
 
-BACKENDS = ("torch", "faiss")
+BACKENDS = ("numba", "torch", "faiss")
 _U32 = 2.0**-24
 _RERANK_BLOCK = 1024  # queries re-ranked together (vectorised float64 work, Q x k' x C)
+_MARGIN = 8  # extra float32 candidates per query beyond k: room for float32 error before a float64 rescan
 
 
 @dataclass(frozen=True)
@@ -174,10 +176,77 @@ def _layout(U: np.ndarray, V: np.ndarray, groups: Sequence[slice]) -> _Layout:
     return _Layout(single, summed, folded, width)
 
 
-def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
+@dataclass(frozen=True)
+class _Bags:
+    """The rows of ``A`` as bags of product columns: ``a_q · b`` = a weighted sum of a few gallery rows.
+
+    A folded Euclidean query weights only the one column of each stated group (its value), so
+    its row of ``A`` has ~7 non-zeros of 30: summing those rows of the transposed gallery beats
+    multiplying by every column (the numba scan always, torch's ``embedding_bag`` when rows
+    are sparse enough; bench/rank.py).
+    """
+
+    cols: np.ndarray  # int64 (nnz,): product column of each non-zero, query by query
+    weights: np.ndarray  # float32 (nnz,)
+    offsets: np.ndarray  # int64 (Q + 1,): where each query's non-zeros start
+    width: int  # columns of A
+
+    @staticmethod
+    def of(A: np.ndarray) -> _Bags:
+        nz = A != 0
+        r, c = np.nonzero(nz)
+        offsets = np.zeros(len(A) + 1, np.int64)
+        np.cumsum(nz.sum(axis=1), out=offsets[1:])
+        return _Bags(c.astype(np.int64), np.ascontiguousarray(A[r, c], dtype=np.float32), offsets, A.shape[1])
+
+    @property
+    def sparse(self) -> bool:
+        """Mean non-zeros per row at most a third of the columns: where torch's embedding_bag beats ``torch.mm``."""
+        return 3 * len(self.cols) <= (len(self.offsets) - 1) * self.width
+
+
+def _numba_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
+    import numba
+
+    from attrret.retrieval.scan import scan_into
+
+    bags = _Bags.of(A)
+    threads = threads or numba.config.NUMBA_NUM_THREADS  # the CPUs this process may use, or $NUMBA_NUM_THREADS
+
+    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        Bt = np.ascontiguousarray(B.T)
+        k = min(kk, B.shape[0])
+
+        def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+            v = np.full((q1 - q0, k), np.inf, np.float32)
+            i = np.full((q1 - q0, k), -1, np.int64)
+            cuts = np.linspace(q0, q1, min(threads, q1 - q0) + 1).astype(int)
+            offs = bags.offsets[q0:] if q0 else bags.offsets  # queries renumbered from q0 (v, i local)
+
+            def run(a: int, b: int) -> None:
+                scan_into(Bt, bags.cols, bags.weights, offs, a - q0, b - q0, 0, v, i)
+
+            if len(cuts) <= 2:
+                run(q0, q1)
+            else:  # the kernel releases the GIL: one thread per query range
+                with ThreadPoolExecutor(len(cuts) - 1) as pool:
+                    list(pool.map(run, cuts[:-1], cuts[1:]))
+            return v, i
+
+        return score
+
+    return chunk
+
+
+def _torch_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     import torch
+    import torch.nn.functional as F
 
     At = torch.from_numpy(A)
+    bags = _Bags.of(A)
+    if bags.sparse:
+        cols, weights = torch.from_numpy(bags.cols), torch.from_numpy(bags.weights)
+        unit = bool((bags.weights == 1).all())
 
     def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
         # Gallery padded to whole segments (pad scores set to +inf), so smallest_k reshapes the
@@ -192,10 +261,15 @@ def _torch_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[in
         @torch.inference_mode()  # no autograd bookkeeping on the ~10 small ops per block (6-8% measured)
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
             nonlocal tile
-            if len(tile) < q1 - q0:
-                tile = torch.empty(q1 - q0, width)
-            s = tile[: q1 - q0]
-            torch.mm(At[q0:q1], Bt, out=s)
+            if bags.sparse:
+                o0, o1 = int(bags.offsets[q0]), int(bags.offsets[q1])
+                offs = torch.from_numpy(bags.offsets[q0:q1] - o0)
+                s = F.embedding_bag(cols[o0:o1], Bt, offs, mode="sum", per_sample_weights=None if unit else weights[o0:o1])
+            else:
+                if len(tile) < q1 - q0:
+                    tile = torch.empty(q1 - q0, width)
+                s = tile[: q1 - q0]
+                torch.mm(At[q0:q1], Bt, out=s)
             s[:, n:] = float("inf")  # k <= n: a pad column is never among the k smallest
             v, i = smallest_k(s, k)
             return v.numpy(), i.numpy()
@@ -235,7 +309,7 @@ def smallest_k(s, k: int, width: int = _SEGMENT):
     return v, torch.gather(cols, 1, j)
 
 
-def _faiss_scorer(A: np.ndarray, kk: int) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
+def _faiss_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     import faiss
 
     negA = np.ascontiguousarray(-A)
@@ -261,10 +335,11 @@ def exact_topk(
     *,
     cols: np.ndarray | slice = slice(None),
     rows: np.ndarray | None = None,
-    backend: str = "torch",
+    backend: str = "numba",
     groups: Sequence[slice] = (),
     chunk_rows: int = 32768,
     query_block: int = 32,
+    threads: int | None = None,
 ) -> TopK:
     """Exact ``k`` smallest ``d(q, i)`` for every query over gallery ``P`` (N x C_all, may be a memmap).
 
@@ -285,11 +360,13 @@ def exact_topk(
     out_dist = np.full((Q, k), np.inf)
     if Q == 0 or n == 0 or k <= 0:
         return TopK(out_rows, out_dist)
-    kk = min(n, k + 8)
+    kk = min(n, k + _MARGIN)
     layout = _layout(scoring.U, scoring.V, groups)
     A, residual = layout.weights(scoring)
-    make = _torch_scorer if backend == "torch" else _faiss_scorer
-    scorer = make(A, kk)
+    make = {"numba": _numba_scorer, "torch": _torch_scorer, "faiss": _faiss_scorer}[backend]
+    scorer = make(A, kk, threads)
+    if backend == "numba":
+        query_block = Q  # one call per chunk: the fused scan splits the queries over threads itself
 
     best_v = np.full((Q, kk), np.inf, dtype=np.float32)
     best_i = np.full((Q, kk), -1, dtype=np.int64)
