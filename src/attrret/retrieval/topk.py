@@ -21,21 +21,23 @@ value or a prior distribution), ``U_q·p + v_qg Σ p² = Σ_c (-U_qc / 2)(s_g - 
 once) and it needs no square column at all. The 30 pedestrian columns then give 30 product
 columns (42 with sums of squares alone, 60 with neither): fewer columns, a cheaper product.
 
-Tiles. The product is memory-bound (K is tiny), so queries are taken in small blocks whose
-score tile stays in cache while it is reduced to its top-k'; this, not the FLOPs, sets the
-speed (bench/rank.py). The gallery is padded to whole 64-column segments so the pruning in
-:func:`smallest_k` works on a view, and one tile buffer serves every query block.
+Backends. The product is memory-bound (K is tiny): moving scores, not the FLOPs, sets the
+speed (bench/rank.py). ``numba`` (default, :mod:`attrret.retrieval.scan`) never writes a score
+tile: each query's scores over 1,024 gallery rows are summed from its non-zero columns only
+(a folded query has one per stated group) in an L1 buffer and filtered there against its
+running k'-th best. ``torch`` takes queries in blocks of 32 whose score tile (sparse rows
+summed by ``embedding_bag``, dense ones by ``torch.mm``) is cut to its top-k' by
+:func:`smallest_k`; the gallery is padded to whole 64-column segments so the pruning works on
+a view. ``faiss`` runs ``IndexFlatIP`` per chunk.
 
 Exactness. The float32 product only proposes candidates: for each query we keep the
 ``k' = k + 8`` smallest float32 scores over the whole gallery (merged chunk by chunk, so
-memory is bounded by the chunk size, not the gallery; :func:`smallest_k` prunes each tile
-by segment minima first), re-score those candidates in float64
+memory is bounded by the chunk size, not the gallery), re-score those candidates in float64
 and sort them by ``(distance, row)``. Rows are in image-name order, so ties break by name.
 The result is provably the exact top-K when the k'-th float32 score, minus a rigorous
 float32 error bound, is still larger than the exact k-th score: no row outside the
 candidates can then beat or tie it. Otherwise (heavy ties) that query is re-scanned exactly
-in float64. Both backends (torch blocked matmul, FAISS ``IndexFlatIP`` per chunk) feed the
-same exact re-ranking, so their results are identical.
+in float64. Every backend feeds the same exact re-ranking, so their results are identical.
 """
 
 from __future__ import annotations
