@@ -349,9 +349,11 @@ def exact_topk(
     gallery to a subset; returned rows are indices into that subset's order mapped back to
     ``P``'s rows. ``groups`` (slices of the selected columns, e.g. attribute groups) lets
     equally weighted squares collapse to one column each or fold into the probability columns
-    (module doc); results do not depend on it. Memory: one ``query_block x chunk_rows`` float32
-    score tile, ``Q x k'`` candidates, and a float64 copy of the gallery's selected columns when
-    it fits in one chunk, whatever the gallery size.
+    (module doc); results do not depend on it. ``query_block``: queries per torch/faiss call
+    (the numba scan takes them all and splits them over ``threads``, default: the CPUs this
+    process may use). Memory: a chunk of the gallery (and, for torch, one ``query_block x
+    chunk_rows`` float32 score tile), ``Q x k'`` candidates, and a float64 copy of the gallery's
+    selected columns when it fits in one chunk, whatever the gallery size.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
