@@ -74,7 +74,8 @@ class Scoring:
 
     def distances(self, q: int, p: np.ndarray) -> np.ndarray:
         """Exact float64 distances of rows ``p`` (selected columns) to query ``q``."""
-        return _exact(p, self.U[q], self.V[q]) + self.const[q]
+        p = np.atleast_2d(p)
+        return _exact(p, np.arange(len(p))[None], self.U[q : q + 1], self.V[q : q + 1])[0] + self.const[q]
 
 
 @dataclass(frozen=True)
@@ -352,8 +353,8 @@ def exact_topk(
     (module doc); results do not depend on it. ``query_block``: queries per torch/faiss call
     (the numba scan takes them all and splits them over ``threads``, default: the CPUs this
     process may use). Memory: a chunk of the gallery (and, for torch, one ``query_block x
-    chunk_rows`` float32 score tile), ``Q x k'`` candidates, and a float64 copy of the gallery's
-    selected columns when it fits in one chunk, whatever the gallery size.
+    chunk_rows`` float32 score tile) and ``Q x k'`` candidates, whatever the gallery size (a
+    gallery of one chunk is kept for the re-rank instead of being read again).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -375,12 +376,12 @@ def exact_topk(
     best_v = np.full((Q, kk), np.inf, dtype=np.float32)
     best_i = np.full((Q, kk), -1, dtype=np.int64)
     b_max = 1.0
-    whole = None  # the gallery's selected columns in float64, kept when it is one chunk
+    whole = None  # the gallery's selected columns (float32), kept when it is one chunk
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
         chunk = _gallery_chunk(P, cols, rows, start, stop)
         if stop - start == n:
-            whole = chunk.astype(np.float64)
+            whole = chunk
         B = layout.rows(chunk)
         b_max = max(b_max, float(np.abs(B).max(initial=0.0)))
         score = scorer(B)
@@ -408,12 +409,11 @@ def exact_topk(
         q1 = min(Q, q0 + _RERANK_BLOCK)
         order = np.sort(best_i[q0:q1], axis=1)
         if whole is not None:
-            cand_p = whole[order]
+            exact = _exact(whole, order, scoring.U[q0:q1], scoring.V[q0:q1])
         else:  # read each candidate row once, whatever the gallery's size
             uniq, inv = np.unique(order.ravel(), return_inverse=True)
             pc = _gallery_chunk(P, cols, uniq if rows is None else rows[uniq], 0, len(uniq))
-            cand_p = pc[inv].reshape(q1 - q0, kk, -1)
-        exact = _exact(cand_p, scoring.U[q0:q1, None, :], scoring.V[q0:q1, None, :])
+            exact = _exact(pc, inv.reshape(q1 - q0, kk), scoring.U[q0:q1], scoring.V[q0:q1])
         o = np.lexsort((order, exact), axis=1)[:, :k_out]
         ids, ex = np.take_along_axis(order, o, axis=1), np.take_along_axis(exact, o, axis=1)
         safe = best_v[q0:q1].max(axis=1).astype(np.float64) - eps[q0:q1] > ex[:, -1]
@@ -425,10 +425,15 @@ def exact_topk(
     return TopK(out_rows, out_dist, fallbacks)
 
 
-def _exact(p: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """float64 ``U·p + V·p²`` along the last axis; ONE formula for candidates and scans, so equal rows score equal."""
-    p = np.asarray(p, dtype=np.float64)
-    return np.einsum("...c,...c->...", p, U) + np.einsum("...c,...c->...", p * p, V)  # no broadcast temporaries
+def _exact(p: np.ndarray, idx: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """float64 ``U[q]·x + V[q]·x²`` for ``x = p[idx[q, j]]`` (Q x m): ONE formula for candidates and
+    scans, so equal rows score equal (:func:`attrret.retrieval.scan.exact_distances`)."""
+    from attrret.retrieval.scan import exact_distances
+
+    out = np.empty(idx.shape)
+    exact_distances(np.ascontiguousarray(p), np.ascontiguousarray(idx, dtype=np.int64),
+                    np.ascontiguousarray(U, dtype=np.float64), np.ascontiguousarray(V, dtype=np.float64), out)
+    return out
 
 
 def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -439,7 +444,7 @@ def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
         p = _gallery_chunk(P, cols, rows, start, stop)
-        d = _exact(p, scoring.U[q], scoring.V[q])
+        d = _exact(p, np.arange(len(p))[None], scoring.U[q : q + 1], scoring.V[q : q + 1])[0]
         keep_i = np.concatenate([keep_i, np.arange(start, stop, dtype=np.int64)])
         keep_d = np.concatenate([keep_d, d])
         if len(keep_d) > k:
