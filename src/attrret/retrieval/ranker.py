@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from itertools import chain
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -35,8 +35,8 @@ from attrret.schema import SUBJECTS, Group, Schema, load_schema
 __all__ = ["RankOptions", "QueryPlan", "Ranking", "rank", "explain"]
 
 SCORINGS = ("euclidean", "linear")
-_NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
 GATES = ("hard", "soft")
+_NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
 
 
 @dataclass(frozen=True)
