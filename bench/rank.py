@@ -135,7 +135,7 @@ def big_child(npy: str, n_queries: int, k: int, backend: str, out_json: str) -> 
 
 def bare_blocked_s(npy: str, n_queries: int, chunk: int = 32768, query_block: int = 32) -> float:
     """Bare blocked products of the same shape (Q x 60 @ 60 x N), tiled like exact_topk's defaults
-    (cache-sized tiles, contiguous transposed gallery), results dropped: the floor for the big case."""
+    (cache-sized tiles, contiguous transposed gallery), results dropped: the yardstick for the big case."""
     import torch
 
     P = np.load(npy, mmap_mode="r")

@@ -1,4 +1,6 @@
-"""Fused sparse product + top-k scan: the ``numba`` backend of :func:`attrret.retrieval.topk.exact_topk`.
+"""Compiled loops of :func:`attrret.retrieval.topk.exact_topk`: the ``numba`` backend's fused sparse
+product + top-k scan (:func:`scan_into`), and the exact float64 re-scoring every backend's
+candidates go through (:func:`exact_distances`).
 
 Why a kernel of its own: with the torch backend each query block's score tile (32 x 17,611
 floats, larger than a core's L2) is written by one op and read back by three more (segment
@@ -25,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["scan_into"]
+__all__ = ["scan_into", "exact_distances"]
 
 _BLOCK = 1024  # gallery rows per buffer: 4 KiB of float32 scores, in L1 (512-4,096 measured alike)
 _SEGMENT = 64  # scores counted at once before a scalar scan
