@@ -185,3 +185,26 @@ def test_numba_scan_keeps_k_smallest_under_ties():
         assert sorted(best_v[q]) == sorted(s[best_i[q] - 100])  # values belong to their rows
         assert np.max(best_v[q]) == kth and (s < kth).sum() <= 7
         assert (s[best_i[q] - 100] <= kth).all()
+
+
+def test_compiled_loops_fall_back_to_no_disk_cache(monkeypatch):
+    """Where numba can write no cache (read-only install, no writable home) it refuses
+    ``cache=True`` at import time; the kernels then compile per process instead of failing."""
+    import numba
+
+    from attrret.retrieval import scan
+
+    real = numba.njit
+
+    def njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    @scan._jit()
+    def twice(x):
+        return 2 * x
+
+    assert twice(21) == 42

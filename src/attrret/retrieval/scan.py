@@ -36,7 +36,22 @@ _SEGMENT = 64  # scores counted at once before a scalar scan
 _FASTMATH = {"contract"}
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, boundscheck=False)
+def _jit(**options):
+    """``numba.njit`` (GIL released, no bounds checks) with numba's on-disk cache where one can be
+    written: next to this file, else numba's user cache directory. With neither (a read-only
+    install and no writable home) numba refuses ``cache=True`` at import time; then each
+    process compiles for itself (~2.5 s) instead of failing."""
+
+    def wrap(fn):
+        try:
+            return numba.njit(nogil=True, boundscheck=False, cache=True, **options)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(nogil=True, boundscheck=False, **options)(fn)
+
+    return wrap
+
+
+@_jit(fastmath=_FASTMATH)
 def _bag_sum(Bt: np.ndarray, cols: np.ndarray, weights: np.ndarray, o0: int, o1: int, i0: int, m: int, buf: np.ndarray) -> None:
     """``buf[:m] = Σ_{j in [o0, o1)} weights[j] · Bt[cols[j], i0:i0+m]``, two rows per pass (half the buffer traffic)."""
     j = o0
@@ -60,7 +75,7 @@ def _bag_sum(Bt: np.ndarray, cols: np.ndarray, weights: np.ndarray, o0: int, o1:
         j += 2
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_jit()
 def _argmax(v: np.ndarray) -> int:
     a = 0
     for j in range(1, len(v)):
@@ -69,7 +84,7 @@ def _argmax(v: np.ndarray) -> int:
     return a
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_jit()
 def _select(buf: np.ndarray, m: int, base: int, best_v: np.ndarray, best_i: np.ndarray) -> None:
     """Merge ``buf[:m]`` (rows ``base + t``) into one query's unsorted k best.
 
@@ -93,7 +108,7 @@ def _select(buf: np.ndarray, m: int, base: int, best_v: np.ndarray, best_i: np.n
                     thr = best_v[arg]
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_jit()
 def scan_into(
     Bt: np.ndarray, cols: np.ndarray, weights: np.ndarray, offsets: np.ndarray,
     q0: int, q1: int, row0: int, best_v: np.ndarray, best_i: np.ndarray,
@@ -114,7 +129,7 @@ def scan_into(
             _select(buf, m, row0 + i0, best_v[q], best_i[q])
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+@_jit()
 def exact_distances(p: np.ndarray, idx: np.ndarray, U: np.ndarray, V: np.ndarray, out: np.ndarray) -> None:
     """``out[q, j] = U[q]·x + V[q]·x²`` in float64 for ``x = p[idx[q, j]]``: the exact re-ranking's formula.
 
