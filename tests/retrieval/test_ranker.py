@@ -113,6 +113,9 @@ def test_backends_identical(index_factory):
         assert all((x == y).all() for x, y in zip(a.rows, b.rows)), backend
     lin = rank(idx, qs, RankOptions(k=10, scoring="linear"))
     assert any((x != y).any() for x, y in zip(a.rows, lin.rows))
+    import gc
+
+    assert gc.isenabled()  # rank pauses the cycle collector only while it runs
 
 
 def test_explain_matched_conflicted_unknown(index_factory):

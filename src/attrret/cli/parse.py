@@ -28,6 +28,7 @@ def parse(
     import json
 
     from attrret.errors import InputError
+    from attrret.gcpause import gc_paused
     from attrret.io import atomic_write_text
     from attrret.parser import CaptionParser
     from attrret.parser.export import query_record
@@ -49,7 +50,8 @@ def parse(
 
     parser = CaptionParser(schema, fuzzy_cutoff=fuzzy_cutoff)
     queries = parser.parse_many(ln.caption for ln in lines)
-    text = "".join(json.dumps(query_record(q, schema, with_code=code), ensure_ascii=False) + "\n" for q in queries)
+    with gc_paused():  # one JSON object per caption, no cycles (attrret.gcpause)
+        text = "".join(json.dumps(query_record(q, schema, with_code=code), ensure_ascii=False) + "\n" for q in queries)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -44,6 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from attrret.gcpause import gc_paused
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN, FuzzyIndex
 from attrret.parser.grammar import implied_values, track2_form
 from attrret.parser.lexicon import Lexicon, LexiconError, load_lexicon
@@ -195,8 +196,10 @@ class CaptionParser:
         return Query(q.caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched)
 
     def parse_many(self, captions: Iterable[str]) -> list[Query]:
-        """Parse captions in order (repeated captions are parsed once)."""
-        return [self.parse(c) for c in captions]
+        """Parse captions in order (repeated captions are parsed once), with the cycle
+        collector paused: the results form no cycles (:mod:`attrret.gcpause`)."""
+        with gc_paused():
+            return [self.parse(c) for c in captions]
 
     # ------------------------------------------------------------------ clause by clause
     def clauses(self, caption: str) -> list[tuple[int, str, Clause]]:

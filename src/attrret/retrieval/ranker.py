@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from attrret.gcpause import gc_paused
 from attrret.parser.query import Query
 from attrret.retrieval.index import Index
 from attrret.retrieval.priors import HiddenPriors
@@ -142,8 +143,13 @@ def rank(
     priors: HiddenPriors | None = None,
     schema: Schema | None = None,
 ) -> Ranking:
-    """Exact top-``k`` rows of ``index`` for every query (see module doc)."""
-    schema = schema or load_schema()
+    """Exact top-``k`` rows of ``index`` for every query (see module doc); the cycle collector
+    is paused meanwhile (a plan and two arrays per query, no cycles: :mod:`attrret.gcpause`)."""
+    with gc_paused():
+        return _rank(index, queries, options, priors, schema or load_schema())
+
+
+def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: HiddenPriors | None, schema: Schema) -> Ranking:
     scorable = {kind: frozenset(g.name for g in schema.subject(kind).groups if index.has(g.task)) for kind in SUBJECTS}
     plans = [_plan(q, scorable, options, priors) for q in queries]
     rows: list[np.ndarray | None] = [None] * len(queries)  # None: no results (filled in at the end)
