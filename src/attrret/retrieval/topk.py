@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -52,7 +53,7 @@ __all__ = ["Scoring", "TopK", "exact_topk", "smallest_k", "BACKENDS"]
 
 BACKENDS = ("numba", "torch", "faiss")
 _U32 = 2.0**-24
-_RERANK_BLOCK = 1024  # queries re-ranked together (vectorised float64 work, Q x k' x C)
+_RERANK_BLOCK = 1024  # queries re-ranked together (bounds the Q x k' sort and gather temporaries)
 _MARGIN = 8  # extra float32 candidates per query beyond k: room for float32 error before a float64 rescan
 
 
@@ -74,8 +75,7 @@ class Scoring:
 
     def distances(self, q: int, p: np.ndarray) -> np.ndarray:
         """Exact float64 distances of rows ``p`` (selected columns) to query ``q``."""
-        p = np.atleast_2d(p)
-        return _exact(p, np.arange(len(p))[None], self.U[q : q + 1], self.V[q : q + 1])[0] + self.const[q]
+        return _exact_query(np.atleast_2d(p), self, q) + self.const[q]
 
 
 @dataclass(frozen=True)
@@ -119,12 +119,17 @@ class _Layout:
     folded: list[slice]
     width: int
 
+    @cached_property
+    def _folded_indicator(self) -> np.ndarray:
+        """Columns x folded groups, built once (``rows`` runs once per gallery chunk)."""
+        return _indicator(self.width, self.folded)
+
     def weights(self, scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
         """``a_q`` (float32 product rows) and, per query, how far the folding is from exact."""
         U = scoring.U
         residual = np.zeros(scoring.n_queries)
         if self.folded:
-            G = _indicator(self.width, self.folded)
+            G = self._folded_indicator
             U = U * np.where(G.any(axis=1), -0.5, 1.0)
             starts = [g.start for g in self.folded]
             residual = np.abs(scoring.U @ G + 2.0 * scoring.V[:, starts]).sum(axis=1)
@@ -140,7 +145,7 @@ class _Layout:
             p64 = p.astype(np.float64)
             sq = p64 * p64
             if self.folded:
-                G = _indicator(self.width, self.folded)
+                G = self._folded_indicator
                 in_folded = G.any(axis=1)
                 folded = (sq @ G)[:, G.argmax(axis=1)] - 2.0 * p64  # float64, rounded once
                 parts[0] = np.where(in_folded, folded, p64).astype(np.float32)
@@ -436,6 +441,11 @@ def _exact(p: np.ndarray, idx: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.n
     return out
 
 
+def _exact_query(p: np.ndarray, scoring: Scoring, q: int) -> np.ndarray:
+    """:func:`_exact` of every row of ``p`` for query ``q`` alone (no constant term)."""
+    return _exact(p, np.arange(len(p))[None], scoring.U[q : q + 1], scoring.V[q : q + 1])[0]
+
+
 def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """float64 scan of the whole gallery for one query: the exact k by (distance, row)."""
     keep_i = np.empty(0, dtype=np.int64)
@@ -444,7 +454,7 @@ def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
         p = _gallery_chunk(P, cols, rows, start, stop)
-        d = _exact(p, np.arange(len(p))[None], scoring.U[q : q + 1], scoring.V[q : q + 1])[0]
+        d = _exact_query(p, scoring, q)
         keep_i = np.concatenate([keep_i, np.arange(start, stop, dtype=np.int64)])
         keep_d = np.concatenate([keep_d, d])
         if len(keep_d) > k:
