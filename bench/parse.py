@@ -45,13 +45,13 @@ Markdown table and writes ``bench/results/parse.json``.
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import gc
 import json
 import os
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
