@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "refuse_overwriting_inputs"]
 
 
 def _umask() -> int:
@@ -48,3 +48,29 @@ def atomic_write_bytes(target: str | Path, data: bytes) -> None:
 
 def atomic_write_text(target: str | Path, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def refuse_overwriting_inputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
+    """Raise one clear error when an output path names one of the command's inputs (or another output).
+
+    Writing a submission over its own caption file, or a report over its labels, would destroy
+    the user's data with no way back. Options are named as the user typed them
+    (``{"--out": path}``), so the message says which two collide. ``None`` entries are skipped.
+    """
+    from attrret.errors import InputError
+
+    outs = [(name, Path(p)) for name, p in outputs.items() if p is not None]
+    ins = [(name, Path(p)) for name, p in inputs.items() if p is not None]
+    for i, (oname, opath) in enumerate(outs):
+        for iname, ipath in ins + outs[:i]:
+            if _same(opath, ipath):
+                raise InputError(f"{oname} is the same file as {iname}; refusing to overwrite it, "
+                                 "choose another output path", opath)

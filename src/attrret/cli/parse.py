@@ -29,7 +29,7 @@ def parse(
 
     from attrret.errors import InputError
     from attrret.gcpause import gc_paused
-    from attrret.io import atomic_write_text
+    from attrret.io import atomic_write_text, refuse_overwriting_inputs
     from attrret.parser import CaptionParser
     from attrret.parser.export import query_record
     from attrret.parser.inputs import STDIN_NAME, read_captions
@@ -43,6 +43,7 @@ def parse(
         print(f"attrret: warning: skipped {err}", file=sys.stderr)
 
     schema = load_schema()
+    refuse_overwriting_inputs({"--output": output}, {"INPUT": None if input == "-" else input})
     if input == "-":
         lines, _ = read_captions(STDIN_NAME, fmt=fmt, skip_bad=skip_bad, on_skip=warn, data=sys.stdin.buffer.read(), schema=schema)
     else:
@@ -53,8 +54,11 @@ def parse(
     with gc_paused():  # one JSON object per caption, no cycles (attrret.gcpause)
         text = "".join(json.dumps(query_record(q, schema, with_code=code), ensure_ascii=False) + "\n" for q in queries)
     if output is None:
-        sys.stdout.write(text)
+        # UTF-8 whatever the locale: JSON Lines are UTF-8 by definition (LC_ALL=C would make
+        # sys.stdout ASCII and fail on the first accented caption).
         sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
     else:
         atomic_write_text(output, text)
 

@@ -34,7 +34,11 @@ def report(
     """Write one HTML page (thumbnails inlined, works offline): metrics, each query's parsed
     caption and top-K thumbnails with agreement badges and right/wrong marks, per-attribute
     accuracy and confusion."""
+    from attrret.io import refuse_overwriting_inputs
     from attrret.report import build_report
+
+    refuse_overwriting_inputs({"--out": out}, {"--submission": submission, "--labels": labels, "--gt": gt,
+                                               "--images": images, "--index": index})
 
     summary = build_report(
         submission,

@@ -46,14 +46,16 @@ def predict(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index."""
+    from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval.build import build_index, find_members
 
     if tta not in ("flip", "none"):
         raise typer.BadParameter("--tta must be flip or none")
+    out = out or workdir / "index"
+    refuse_overwriting_inputs({"--out": out}, {"--images": images})
     members = find_members(None if models else workdir, models or (), _ints(img_sizes, "--img-sizes"), _floats(weights, "--weights"))
     for i, m in enumerate(members):
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, {m.img_size}px, weight {m.weight:g})")
-    out = out or workdir / "index"
     s = build_index(images, out, members, tta_flip=tta == "flip", split=split, batch_size=batch_size, device=device, progress=not quiet)
     typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
 
@@ -75,6 +77,7 @@ def rank(
 ) -> None:
     """Rank the gallery for every caption and write the Track-2 submission."""
     from attrret.data.track2 import write_submission
+    from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval.build import check_fresh
     from attrret.retrieval.index import open_index
     from attrret.retrieval.pipeline import priors_for_index, priors_from_data, rank_captions, read_queries, write_explain
@@ -84,6 +87,9 @@ def rank(
         options = RankOptions(k=k, scoring=scoring, use_implied=use_implied, gate=kind_gate, penalty=kind_penalty, backend=backend)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    refuse_overwriting_inputs({"--out": out, "--explain": explain},
+                              {"--queries": queries, "--index": index, "--index header": index / "header.json",
+                               "--priors-from": priors_from})
     idx = open_index(index)
     check_fresh(idx)
     texts = read_queries(queries)

@@ -169,9 +169,8 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
     """
     start = time.perf_counter()
     schema = load_schema()
-    out = Path(out)
-    if out.exists() and not force:
-        raise InputError("output folder exists (use --force to replace it)", out)
+    out = Path(os.path.abspath(out))
+    _check_replaceable(out, force)
     tmp = out.parent / f".{out.name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -205,6 +204,44 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
         shutil.rmtree(out)
     os.replace(tmp, out)
     return SynthSummary(out, counts, seconds, preview)
+
+
+# What a synthetic set holds at its top level; --force replaces nothing else.
+_LAYOUT = frozenset({"train", "val", "test", MARKER, "preview.png"})
+
+
+def _check_replaceable(out: Path, force: bool) -> None:
+    """Refuse an output folder that attrret may not replace.
+
+    ``--force`` replaces an empty folder, or an earlier synthetic set: one that carries
+    ``synth.json`` (the completion marker) and nothing at its top level beyond the synthetic
+    layout. Anything else (the current directory, a user's own Track-2 folder, a synthetic set
+    someone added files to) is refused, so attrret never deletes what it did not create.
+    """
+    if out == Path(out.anchor) or out == Path.cwd() or Path.cwd().is_relative_to(out):
+        raise InputError("refusing to write the synthetic set over the current directory or one above it; "
+                         "name a new folder", out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise InputError("output path exists and is not a folder; name a new folder", out)
+    if not force:
+        raise InputError("output folder exists (use --force to replace an earlier synthetic set)", out)
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    marker = out / MARKER
+    try:
+        ok = marker.is_file() and isinstance(json.loads(marker.read_text(encoding="utf-8")).get("config"), dict)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        ok = False
+    if not ok:
+        raise InputError("output folder is not a synthetic set attrret made (no valid synth.json); "
+                         "refusing to replace it, name a new folder", out)
+    foreign = sorted(entries - _LAYOUT)
+    if foreign:
+        raise InputError(f"output folder holds files attrret did not create ({', '.join(foreign[:3])}); "
+                         "refusing to replace it", out)
 
 
 def _run_jobs(jobs: list, workers: int, progress: bool, on_progress: Callable[[int, int], None] | None) -> None:
