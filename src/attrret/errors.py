@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["AttrretError", "InputError", "CheckpointError"]
+__all__ = ["AttrretError", "InputError", "CheckpointError", "OptionError"]
 
 
 class AttrretError(Exception):
@@ -26,3 +26,10 @@ class InputError(AttrretError):
 
 class CheckpointError(AttrretError):
     """A checkpoint or index that cannot be used (wrong schema, foreign models, not a checkpoint)."""
+
+
+class OptionError(AttrretError, ValueError):
+    """An option out of range (a non-finite learning rate, a size <= 0, an unknown choice).
+
+    A ``ValueError`` for library callers, one clear ``attrret: error:`` line on the CLI.
+    """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +25,13 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     The temporary file lives in the same directory so the final ``os.replace`` is atomic.
     """
     target = Path(target)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory; name a file to write", str(target))
+    if target.exists() and not target.is_file():
+        # A device, FIFO or socket (/dev/stdout, /dev/full, a pipe): write through it in place.
+        # Renaming a temporary file onto it would replace the device node itself.
+        yield target
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
@@ -32,6 +40,9 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
+        # Durable before visible: a crash after the rename must not leave a torn file behind it.
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -39,11 +50,15 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
 
 
 def atomic_write_bytes(target: str | Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+    except OSError as exc:
+        if exc.filename is None:  # a write error (ENOSPC) names no file: name the one we were writing
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
+        raise
 
 
 def atomic_write_text(target: str | Path, text: str) -> None:

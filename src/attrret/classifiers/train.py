@@ -43,11 +43,15 @@ from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import autocast, precision, resolve_device, seed_everything, tune_malloc
 from attrret.classifiers.trunks import default_trainable_blocks
-from attrret.errors import AttrretError
-from attrret.io import atomic_write_text
+from attrret.errors import AttrretError, OptionError
+from attrret.io import atomic_path, atomic_write_text
 from attrret.schema import Group, load_schema
 
 __all__ = ["TrainConfig", "TaskResult", "train_tasks", "balanced_cross_entropy"]
+
+
+_BALANCES = ("none", "weighted", "sqrt")
+_TAIL_NORMS = ("frozen", "batch")
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,32 @@ class TrainConfig:
     num_threads: int | None = None
     skip_bad: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse settings that would train garbage or fail late (``--lr inf`` trained NaN weights)."""
+        def finite(name: str, value: float, low: float, *, strict: bool = False) -> None:
+            if not (math.isfinite(value) and (value > low if strict else value >= low)):
+                raise OptionError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value}")
+
+        finite("learning rate", self.lr, 0.0, strict=True)
+        finite("weight decay", self.weight_decay, 0.0)
+        finite("warmup epochs", self.warmup_epochs, 0.0)
+        finite("label smoothing", self.label_smoothing, 0.0)
+        finite("cache budget", self.cache_budget_gb, 0.0)
+        if not 0.0 <= self.ema < 1.0:
+            raise OptionError(f"EMA decay must be in [0, 1), got {self.ema}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise OptionError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
+        if self.img_size is not None and self.img_size <= 0:
+            raise OptionError(f"image size must be a positive number of pixels, got {self.img_size}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise OptionError("epochs and batch size must be at least 1")
+        if self.trainable_blocks is not None and self.trainable_blocks < 0:
+            raise OptionError(f"trainable blocks must be >= 0, got {self.trainable_blocks}")
+        for name, value, choices in (("balance", self.balance, _BALANCES), ("tail norm", self.tail_norm, _TAIL_NORMS),
+                                     ("crop", self.crop, tuple(CROPS))):
+            if value not in choices:
+                raise OptionError(f"unknown {name} {value!r}; use one of {', '.join(choices)}")
+
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -105,10 +135,6 @@ class TaskResult:
     train_images_per_s: float = 0.0
     weights_sha256: str = ""
     skipped: bool = False
-
-
-_BALANCES = ("none", "weighted", "sqrt")
-_TAIL_NORMS = ("frozen", "batch")
 
 
 # --------------------------------------------------------------------------- distributed
@@ -248,12 +274,6 @@ def _summary(m: dict) -> dict:
 # --------------------------------------------------------------------------- main entry
 def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
     """Train every task of ``config.task`` (a task name, ``pedestrian``, ``vehicle`` or ``all``)."""
-    if config.balance not in _BALANCES:
-        raise AttrretError(f"balance must be one of {', '.join(_BALANCES)}, got {config.balance!r}")
-    if config.tail_norm not in _TAIL_NORMS:
-        raise AttrretError(f"tail_norm must be one of {', '.join(_TAIL_NORMS)}, got {config.tail_norm!r}")
-    if config.crop not in CROPS:
-        raise AttrretError(f"crop must be one of {', '.join(CROPS)}, got {config.crop!r}")
     if not config.data:
         raise AttrretError("no training data given (--data DIR)")
     tune_malloc()
@@ -372,8 +392,16 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
     start_epoch, history, best = 0, [], {"epoch": -1, "mA": -1.0, "state": None, "val": None}
     last_path = out_dir / "last.pt"
     front_hash = model.front_hash()  # snapshots hold the tail only; resume checks they fit this front
+    state = None
     if config.resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        try:  # attrret wrote it; a torn one (a crash, a full disk) must not block the run
+            state = torch.load(last_path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError("not a resume state")
+        except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds on a torn zip
+            log(f"{task}: warning: {last_path} is damaged ({type(exc).__name__}); starting afresh")
+            state = None
+    if state is not None:
         if _same_run(state.get("config"), resolved) and state.get("front_hash") == front_hash:
             try:
                 model.load_tail_state_dict(state["model"])
@@ -427,6 +455,9 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
             prog.update(bar, advance=1, ips=train_seen / max(elapsed, 1e-9), loss=float(loss.detach()))
         epoch_seconds = time.perf_counter() - t0
         train_time += epoch_seconds
+        if not math.isfinite(float(loss.detach())):
+            raise AttrretError(f"{task}: training diverged in epoch {epoch + 1} (loss is {float(loss.detach())}); "
+                               "lower --lr and train again")
         if d.world > 1:  # DDP syncs gradients; make norm statistics identical on every rank too
             import torch.distributed as dist
 
@@ -439,16 +470,18 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
         if val["mA"] > best["mA"] or not td.val:
             best = {"epoch": epoch, "mA": val["mA"], "val": val, "state": eval_model().tail_state_dict()}
         if d.main:
-            torch.save({"config": resolved, "front_hash": front_hash, "epoch": epoch, "history": history,
-                        "model": model.tail_state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "ema": ema.state_dict() if ema is not None else None, "best_epoch": best["epoch"],
-                        "best_mA": best["mA"], "best_state": best["state"], "best_val": best["val"]}, _tmp(last_path))
-            os.replace(_tmp(last_path), last_path)
+            with atomic_path(last_path) as tmp:  # a name unique to this process: two runs never share a temp file
+                torch.save({"config": resolved, "front_hash": front_hash, "epoch": epoch, "history": history,
+                            "model": model.tail_state_dict(),
+                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "ema": ema.state_dict() if ema is not None else None, "best_epoch": best["epoch"],
+                            "best_mA": best["mA"], "best_state": best["state"], "best_val": best["val"]}, tmp)
 
     final = model  # training is over: the best epoch's tail goes into the same network
     final.load_tail_state_dict(best["state"])
     final.eval()
+    if not all(bool(torch.isfinite(t).all()) for t in final.state_dict().values() if t.is_floating_point()):
+        raise AttrretError(f"{task}: the trained weights are not finite (NaN or inf); lower --lr and train again")
     holdout = None
     if td.holdout:
         holdout = _evaluate(final, _Inputs(final, backbone, config.crop, cache, device, config.amp), td.holdout, classes,
@@ -489,8 +522,3 @@ def _same_run(saved: dict | None, current: dict) -> bool:
     ignore = {"resume"}
     return saved is not None and {k: v for k, v in saved.items() if k not in ignore} == {
         k: v for k, v in current.items() if k not in ignore}
-
-
-def _tmp(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp")

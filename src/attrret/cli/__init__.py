@@ -40,6 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     except AttrretError as exc:
         print(f"attrret: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except BrokenPipeError:  # `attrret parse x | head`: the reader left; say nothing more
+        sys.stderr.close()
+        sys.exit(1)
+    except OSError as exc:  # a full disk, a directory given as -o, no permission: the system's words and the path
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"attrret: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+    except RecursionError:  # e.g. JSON nested 100,000 deep
+        print("attrret: error: input is nested too deeply to read", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("attrret: interrupted", file=sys.stderr)
         sys.exit(130)

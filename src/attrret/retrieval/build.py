@@ -88,7 +88,17 @@ def _image_files(folder: Path) -> list[tuple[str, Path]]:
         for fn in sorted(filenames):
             if fn.lower().endswith(IMAGE_SUFFIXES) and not fn.startswith("."):
                 p = Path(dirpath) / fn
-                out.append((p.relative_to(folder).as_posix(), p))
+                if not p.is_file():  # a FIFO or device named *.jpg would block the reader forever
+                    print(f"attrret: warning: skipped {p!s}: not a regular file", file=sys.stderr)
+                    continue
+                name = p.relative_to(folder).as_posix()
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:  # the index and submissions are UTF-8 text
+                    print(f"attrret: warning: skipped {name.encode('utf-8', 'backslashreplace').decode()}: "
+                          "file name is not valid UTF-8 (rename it to include it)", file=sys.stderr)
+                    continue
+                out.append((name, p))
     return out
 
 
@@ -116,6 +126,8 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
         return found
     if not src.is_file():
         raise InputError("no such file or directory", src)
+    if src.suffix.lower() in IMAGE_SUFFIXES:  # one image: a gallery of one
+        return [(src.name, src)]
     if is_label_file(src):
         from attrret.data.records import load_records
         from attrret.data.track2 import read_label_file

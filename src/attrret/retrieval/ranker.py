@@ -18,6 +18,8 @@ no kind or no usable group gets an empty list and a warning: any order would be 
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -58,6 +60,8 @@ class RankOptions:
             raise ValueError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
         if self.k < 1:
             raise ValueError("k must be at least 1")
+        if not (math.isfinite(self.penalty) and self.penalty >= 0):
+            raise ValueError(f"kind penalty must be a finite number >= 0, got {self.penalty}")
 
 
 class QueryPlan(NamedTuple):
@@ -193,7 +197,9 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
             U, V = -M * C, np.zeros_like(M)
         if kinds is not None and options.gate == "soft":
             U[:, -1] += options.penalty
-        top = exact_topk(index.probs, Scoring(U, V, const), options.k, cols=cols, rows=gallery_rows, backend=options.backend,
+        # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
+        k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
+        top = exact_topk(index.probs, Scoring(U, V, const), k, cols=cols, rows=gallery_rows, backend=options.backend,
                          groups=list(local.values()))
         fallbacks += top.fallbacks
         short = set(np.flatnonzero((top.rows < 0).any(axis=1)).tolist())  # fewer than k images of this kind

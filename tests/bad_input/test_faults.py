@@ -1,0 +1,118 @@
+"""Faults that used to give a traceback, a hang or a silently wrong result (issue 16).
+
+Every case drives the real CLI: one ``attrret: error:`` line and exit code 1, or a warning and a
+correct result, and nothing half-written left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.bad_input.conftest import TINY_TRAIN, attrret, error_line, leftovers, make_folder
+
+
+@pytest.fixture()
+def captions(tmp_path: Path) -> Path:
+    q = tmp_path / "q.txt"
+    q.write_text("A female pedestrian.\nA male pedestrian.\n", encoding="utf-8")
+    return q
+
+
+@pytest.mark.parametrize("option", [("--lr", "inf"), ("--lr", "nan"), ("--lr", "0"), ("--img-size", "-4"),
+                                    ("--label-smoothing", "nan"), ("--cache-budget-gb", "inf")])
+def test_train_options_out_of_range_are_one_error(tmp_path: Path, option: tuple[str, str]) -> None:
+    data = make_folder(tmp_path / "data", n_ped=4, n_veh=0)
+    proc = attrret("train", "--task", "pedestrian.gender", "--data", data, "--workdir", tmp_path / "w", *TINY_TRAIN, *option)
+    assert proc.returncode in (1, 2), proc.stderr  # 2: typer's own range check, 1: attrret's
+    assert "Traceback" not in proc.stderr
+    if proc.returncode == 1:
+        error_line(proc)
+    assert not (tmp_path / "w" / "models" / "pedestrian.gender" / "model.pt").exists()
+
+
+def test_a_diverging_training_is_an_error_not_a_model(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "data", n_ped=8, n_veh=0)
+    proc = attrret("train", "--task", "pedestrian.gender", "--data", data, "--workdir", tmp_path / "w", *TINY_TRAIN,
+                   "--lr", "1e30", "--epochs", "2")
+    error_line(proc, "lower --lr")
+    assert not (tmp_path / "w" / "models" / "pedestrian.gender" / "model.pt").exists()
+
+
+def test_non_finite_kind_penalty_is_refused(tiny, tmp_path: Path, captions: Path) -> None:
+    _, _, index = tiny
+    proc = attrret("rank", "--queries", captions, "-o", tmp_path / "s.json", "--index", index,
+                   "--kind-gate", "soft", "--kind-penalty", "inf")
+    assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, proc.stderr
+    assert "penalty" in proc.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_huge_k_is_clamped_to_the_gallery(tiny, tmp_path: Path, captions: Path) -> None:
+    _, _, index = tiny
+    out = tmp_path / "s.json"
+    proc = attrret("rank", "--queries", captions, "-o", out, "--index", index, "-k", "1000000000")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())["results"]
+    n_gallery = 18  # make_folder's 12 pedestrians + 6 vehicles
+    for r in results:
+        names = r["image_names"]
+        assert names and len(names) == len(set(names)) <= n_gallery  # each image at most once
+
+
+@pytest.mark.parametrize("target", ["directory", "/dev/full"])
+def test_unwritable_outputs_are_one_error(tmp_path: Path, captions: Path, target: str) -> None:
+    if target == "directory":
+        out = tmp_path / "outdir"
+        out.mkdir()
+    else:
+        out = Path(target)
+        if not out.exists() or out.is_file():
+            pytest.skip("no /dev/full here")
+    error_line(attrret("parse", captions, "-o", out))
+    assert leftovers(tmp_path) == [] and leftovers(out.parent if target == "directory" else tmp_path) == []
+    if target == "/dev/full":
+        assert not out.is_file()  # the device node is still a device, never replaced by a file
+
+
+def test_predict_one_image_file(tiny, tmp_path: Path) -> None:
+    data, work, _ = tiny
+    image = sorted((data / "images").iterdir())[0]
+    proc = attrret("predict", "--images", image, "-o", tmp_path / "index", "--workdir", work, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 images" in proc.stdout
+
+
+def test_gallery_with_a_fifo_and_a_non_utf8_name_warns_and_indexes_the_rest(tiny, tmp_path: Path) -> None:
+    data, work, _ = tiny
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for p in sorted((data / "images").iterdir())[:3]:
+        shutil.copy(p, gallery / p.name)
+    os.mkfifo(gallery / "pipe.jpg")
+    bad = os.fsencode(gallery) + b"/caf\xe9.jpg"
+    shutil.copy(sorted((data / "images").iterdir())[0], bad)
+    proc = attrret("predict", "--images", gallery, "-o", tmp_path / "index", "--workdir", work, "-q", timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 images" in proc.stdout
+    assert "pipe.jpg: not a regular file" in proc.stderr
+    assert "not valid UTF-8" in proc.stderr
+
+
+def test_a_torn_last_checkpoint_does_not_block_resume(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "data", n_ped=8, n_veh=0)
+    work = tmp_path / "w"
+    task_dir = work / "models" / "pedestrian.gender"
+    task_dir.mkdir(parents=True)
+    (task_dir / "last.pt").write_bytes(b"PK\x03\x04 torn")
+    proc = attrret("train", "--task", "pedestrian.gender", "--data", data, "--workdir", work, *TINY_TRAIN[:-1],
+                   "--epochs", "1", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "damaged" in proc.stderr
+    state = torch.load(task_dir / "model.pt", map_location="cpu", weights_only=False)
+    assert state is not None
