@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from attrret.errors import CheckpointError, InputError
-from attrret.retrieval.index import Index, IndexHeader, is_index, open_index, write_index
+from attrret.locks import file_lock
+from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
 
 __all__ = [
@@ -270,9 +271,23 @@ def build_index(
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     predict_fn: Callable | None = None,
 ) -> BuildSummary:
-    """Predict every gallery image of ``src`` with the ensemble into the index at ``out``."""
-    schema = load_schema()
+    """Predict every gallery image of ``src`` with the ensemble into the index at ``out``.
+
+    One run at a time per index: a second ``predict`` into ``out`` waits for the first
+    (``attrret.locks``), then reuses what it predicted.
+    """
+    out = Path(out)
+    check_writable(out)
     gallery = list_gallery(src, split)
+    with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
+        return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
+                             progress=progress, log=log, predict_fn=predict_fn)
+
+
+def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
+                  tta_flip: bool, batch_size: int, device: str, progress: bool, log: Callable[[str], None],
+                  predict_fn: Callable | None) -> BuildSummary:
+    schema = load_schema()
     names = [n for n, _ in gallery]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]

@@ -29,11 +29,14 @@ import numpy as np
 
 from attrret.errors import CheckpointError
 from attrret.io import atomic_path, atomic_write_text
+from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Schema, load_schema
 
 __all__ = ["FORMAT", "IndexHeader", "Index", "write_index", "open_index", "is_index"]
 
 FORMAT = "attrret-index/1"
+READ_LOCK = LOCK_PREFIX + "read.lock"  # header swap vs header read (attrret.locks)
+WRITE_LOCK = LOCK_PREFIX + "write.lock"  # one predict at a time per index
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,15 @@ def is_index(path: str | Path) -> bool:
     return (Path(path) / "header.json").is_file()
 
 
+def check_writable(path: Path) -> None:
+    """Refuse to write an index into anything but a missing folder, an index, or a folder holding
+    only what attrret leaves there (a failed first write's orphans, locks, temp files)."""
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: exists and is not an index directory")
+    if path.is_dir() and not is_index(path) and any(not _own_file(p.name) for p in path.iterdir()):
+        raise CheckpointError(f"{path}: directory exists and is not an attrret index; refusing to write into it")
+
+
 def write_index(
     path: str | Path,
     probs: np.ndarray,
@@ -128,10 +140,7 @@ def write_index(
 ) -> Index:
     """Write an index atomically (see module doc); rows are re-ordered by name here."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CheckpointError(f"{path}: exists and is not an index directory")
-    if path.is_dir() and any(path.iterdir()) and not is_index(path):
-        raise CheckpointError(f"{path}: directory exists and is not an attrret index; refusing to write into it")
+    check_writable(path)
     path.mkdir(parents=True, exist_ok=True)
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if list(names).count(n) > 1})[:5]
@@ -149,11 +158,22 @@ def write_index(
             os.fsync(f.fileno())
     atomic_write_text(path / names_file, json.dumps({"names": names, "files": files}, ensure_ascii=False))
     final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file})
-    atomic_write_text(path / "header.json", json.dumps(final.to_json(), indent=1, ensure_ascii=False) + "\n")
-    for old in path.iterdir():
-        if (old.name.startswith("probs-") or old.name.startswith("names-")) and old.name not in (probs_file, names_file):
-            old.unlink(missing_ok=True)
+    with file_lock(path / READ_LOCK):  # no reader is between reading the header and opening its files
+        atomic_write_text(path / "header.json", json.dumps(final.to_json(), indent=1, ensure_ascii=False) + "\n")
+        for old in path.iterdir():
+            if _data_file(old.name) and old.name not in (probs_file, names_file):
+                old.unlink(missing_ok=True)
     return open_index(path)
+
+
+def _data_file(name: str) -> bool:
+    return (name.startswith("probs-") and name.endswith(".npy")) or (name.startswith("names-") and name.endswith(".json"))
+
+
+def _own_file(name: str) -> bool:
+    """What attrret itself leaves in an index folder: data files (also orphans of a failed
+    first write), its locks and its temporary files. A folder of only these may be written."""
+    return _data_file(name) or name.startswith(LOCK_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def open_index(path: str | Path, schema: Schema | None = None) -> Index:
@@ -162,6 +182,13 @@ def open_index(path: str | Path, schema: Schema | None = None) -> Index:
     hp = path / "header.json"
     if not hp.is_file():
         raise CheckpointError(f"{path}: not an attrret index (no header.json); build one with attrret predict")
+    if os.access(path, os.W_OK):
+        with file_lock(path / READ_LOCK, shared=True):  # see attrret.locks: the old index or the new one
+            return _open_index(path, hp, schema)
+    return _open_index(path, hp, schema)  # a read-only index has no writer to wait for
+
+
+def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
     try:
         raw = json.loads(hp.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -179,6 +206,8 @@ def open_index(path: str | Path, schema: Schema | None = None) -> Index:
         meta = json.loads((path / header.names_file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: damaged index ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("names"), list):
+        raise CheckpointError(f"{path}: damaged index (names file without its names)")
     names = tuple(meta["names"])
     if probs.ndim != 2 or probs.shape != (header.count, header.width) or len(names) != header.count:
         raise CheckpointError(
