@@ -53,3 +53,21 @@ def test_four_predicts_and_a_reader_on_one_index(tiny, tmp_path: Path) -> None:
          json.loads((index / "header.json").read_text())["names_file"]])
     # Flip TTA, like the session's index built in one run: same content, byte for byte.
     assert _content(index) == _content(reference)
+
+
+def test_two_trainings_of_one_task_queue_and_both_succeed(tmp_path: Path) -> None:
+    from tests.bad_input.conftest import TINY_TRAIN, make_folder
+
+    data = make_folder(tmp_path / "data", n_ped=8, n_veh=0)
+    work = tmp_path / "w"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "attrret", "train", "--task", "pedestrian.gender", "--data", str(data),
+           "--workdir", str(work), *TINY_TRAIN, "--epochs", "2"]
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    for r in runs:
+        _, err = r.communicate()
+        assert r.returncode == 0, err
+        assert "Traceback" not in err
+    task_dir = work / "models" / "pedestrian.gender"
+    assert (task_dir / "model.pt").is_file()
+    assert not [p.name for p in task_dir.iterdir() if p.name.endswith(".tmp") or p.name == "last.pt"]

@@ -17,6 +17,7 @@ Outputs per task: ``W/models/<task>/model.pt`` (self-describing, see checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -45,11 +46,13 @@ from attrret.classifiers.runtime import autocast, precision, resolve_device, see
 from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError, OptionError
 from attrret.io import atomic_path, atomic_write_text
+from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, load_schema
 
 __all__ = ["TrainConfig", "TaskResult", "train_tasks", "balanced_cross_entropy"]
 
 
+TASK_LOCK = LOCK_PREFIX + "train.lock"
 _BALANCES = ("none", "weighted", "sqrt")
 _TAIL_NORMS = ("frozen", "batch")
 
@@ -110,10 +113,10 @@ class TrainConfig:
             raise OptionError("epochs and batch size must be at least 1")
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
             raise OptionError(f"trainable blocks must be >= 0, got {self.trainable_blocks}")
-        for name, value, choices in (("balance", self.balance, _BALANCES), ("tail norm", self.tail_norm, _TAIL_NORMS),
+        for name, value, choices in (("balance", self.balance, _BALANCES), ("tail_norm", self.tail_norm, _TAIL_NORMS),
                                      ("crop", self.crop, tuple(CROPS))):
             if value not in choices:
-                raise OptionError(f"unknown {name} {value!r}; use one of {', '.join(choices)}")
+                raise OptionError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -341,7 +344,13 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
             prog.update(bar, completed=len(images))
         results = []
         for g in groups:
-            results.append(_train_one(config, g, data[g.task], backbone, n_blocks, cache, device, d, prog, log, schema.fingerprint))
+            # One training per task directory at a time (rank 0 writes it; the kernel frees the lock if we die).
+            task_dir = Path(config.workdir) / "models" / g.task
+            lock = (file_lock(task_dir / TASK_LOCK, waiting=f"{g.task}: waiting for another training of it in {task_dir}",
+                              log=log) if d.main else contextlib.nullcontext())
+            with lock:
+                results.append(_train_one(config, g, data[g.task], backbone, n_blocks, cache, device, d, prog, log,
+                                          schema.fingerprint))
     if d.world > 1:
         import torch.distributed as dist
 
