@@ -116,3 +116,31 @@ def test_a_torn_last_checkpoint_does_not_block_resume(tmp_path: Path) -> None:
     assert "damaged" in proc.stderr
     state = torch.load(task_dir / "model.pt", map_location="cpu", weights_only=False)
     assert state is not None
+
+
+def test_an_orphan_of_a_failed_first_write_does_not_block_predict(tiny, tmp_path: Path) -> None:
+    data, work, _ = tiny
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "probs-0123456789ab.npy").write_bytes(b"\x93NUMPY half")  # a first write that died before its header
+    proc = attrret("predict", "--images", data, "-o", index, "--workdir", work, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert not (index / "probs-0123456789ab.npy").exists()
+
+
+@pytest.mark.parametrize("damage", ["zero-byte probs", "names without names"])
+def test_a_damaged_index_is_one_error_for_rank_and_rebuilt_by_predict(tiny, tmp_path: Path, captions: Path,
+                                                                       damage: str) -> None:
+    data, work, reference = tiny
+    index = tmp_path / "index"
+    shutil.copytree(reference, index)
+    header = json.loads((index / "header.json").read_text())
+    if damage == "zero-byte probs":
+        (index / header["probs_file"]).write_bytes(b"")
+    else:
+        (index / header["names_file"]).write_text('{"files": []}', encoding="utf-8")
+    error_line(attrret("rank", "--queries", captions, "-o", tmp_path / "s.json", "--index", index), "damaged index")
+    proc = attrret("predict", "--images", data, "-o", index, "--workdir", work, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "rebuilding" in proc.stderr
+    assert attrret("rank", "--queries", captions, "-o", tmp_path / "s.json", "--index", index).returncode == 0

@@ -204,8 +204,8 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
     try:
         probs = np.load(path / header.probs_file, mmap_mode="r")
         meta = json.loads((path / header.names_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: damaged index ({exc})") from None
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: a zero-byte .npy (click would print "Aborted.")
+        raise CheckpointError(f"{path}: damaged index ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("names"), list):
         raise CheckpointError(f"{path}: damaged index (names file without its names)")
     names = tuple(meta["names"])
