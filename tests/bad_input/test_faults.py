@@ -144,3 +144,34 @@ def test_a_damaged_index_is_one_error_for_rank_and_rebuilt_by_predict(tiny, tmp_
     assert proc.returncode == 0, proc.stderr
     assert "rebuilding" in proc.stderr
     assert attrret("rank", "--queries", captions, "-o", tmp_path / "s.json", "--index", index).returncode == 0
+
+
+def test_a_deflate_bomb_checkpoint_is_refused_before_inflating(tiny, tmp_path: Path, captions: Path) -> None:
+    import zipfile
+
+    data, work, _ = tiny
+    bomb_dir = tmp_path / "models" / "pedestrian.gender"
+    bomb_dir.mkdir(parents=True)
+    with zipfile.ZipFile(bomb_dir / "model.pt", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("archive/data.pkl", "w") as f:
+            block = bytes(2**20)
+            for _ in range(300):  # 300 MiB of zeros in well under 1 MiB
+                f.write(block)
+    assert (bomb_dir / "model.pt").stat().st_size < 2**20
+    error_line(attrret("predict", "--images", data, "-o", tmp_path / "index", "--models", bomb_dir, "-q"),
+               "refusing to load it")
+
+
+def test_device_cuda_without_cuda_is_one_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    data = make_folder(tmp_path / "data", n_ped=4, n_veh=0)
+    error_line(attrret("train", "--task", "pedestrian.gender", "--data", data, "--workdir", tmp_path / "w", *TINY_TRAIN,
+                       "--device", "cuda"), "no CUDA device")
+
+
+def test_json_nested_100000_deep_is_one_error(tmp_path: Path) -> None:
+    src = tmp_path / "captions.jsonl"
+    src.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    proc = attrret("parse", src)
+    error_line(proc)

@@ -52,6 +52,29 @@ def save_checkpoint(path: str | Path, meta: dict, state_dict: dict[str, torch.Te
     atomic_write_bytes(path, buf.getvalue())
 
 
+MAX_CHECKPOINT_BYTES = 4 * 2**30  # uncompressed; an EVA-L task checkpoint is ~1.2 GB
+
+
+def _check_archive_size(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
+    """Refuse a checkpoint whose archive directory declares more than ``limit`` bytes.
+
+    ``torch.save`` writes a zip of *stored* (uncompressed) entries, so a real checkpoint expands
+    to about its own size. A deflate bomb (1 MB expanding to GBs) is caught from the central
+    directory before a byte is inflated: more than twice the file size (+16 MiB of slack), or
+    more than ``limit``, is refused. Non-zip files fall through to ``torch.load``, which refuses them.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    if total > min(limit, 2 * path.stat().st_size + 16 * 2**20):
+        raise CheckpointError(f"{path}: checkpoint would expand to {total / 2**20:,.0f} MiB from a "
+                              f"{path.stat().st_size / 2**20:,.1f} MiB file (not what torch.save writes); refusing to load it")
+
+
 def load_checkpoint(path: str | Path, *, check_schema: bool = True) -> Checkpoint:
     """Load ``path`` (a ``model.pt`` or its directory) with ``weights_only=True``.
 
@@ -64,6 +87,7 @@ def load_checkpoint(path: str | Path, *, check_schema: bool = True) -> Checkpoin
         path = path / "model.pt"
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
+    _check_archive_size(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:

@@ -11,13 +11,28 @@ import random
 import numpy as np
 import torch
 
+from attrret.errors import AttrretError
+
 __all__ = ["resolve_device", "autocast", "cpu_bf16_is_fast", "precision", "seed_everything", "tune_malloc"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; an explicit device this machine lacks is one clear error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise AttrretError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AttrretError(f"--device {device}: this machine has no CUDA device (torch {torch.__version__}); "
+                               "use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise AttrretError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type not in ("cpu", "mps"):
+        raise AttrretError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return dev
 
 
 @functools.cache
