@@ -4,18 +4,55 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "refuse_overwriting_inputs"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "refuse_overwriting_inputs", "remove_stale_temps"]
 
 
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_TEMP = re.compile(r"^\..+\.attrret-(\d+)-[^/]*\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files of attrret writers that died (SIGKILL, power loss) in ``folder``.
+
+    Temp names carry the writer's pid (``.<target>.attrret-<pid>-<random>.tmp``); a file whose
+    pid no longer runs can never be renamed into place, so it is removed. Files of live
+    writers, and anything not of this naming, are never touched.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TEMP.match(e.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            try:
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+            except OSError:
+                pass
+    return removed
 
 
 @contextmanager
@@ -33,7 +70,8 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         yield target
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    remove_stale_temps(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.attrret-{os.getpid()}-", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the final file the usual permissions (0666 minus the umask).

@@ -175,3 +175,19 @@ def test_json_nested_100000_deep_is_one_error(tmp_path: Path) -> None:
     src.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
     proc = attrret("parse", src)
     error_line(proc)
+
+
+def test_temp_files_of_killed_writers_are_cleaned_up_and_live_ones_kept(tmp_path: Path, captions: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited: its temp files can never be renamed into place
+    stale = tmp_path / f".out.jsonl.attrret-{dead_pid}-abc123.tmp"
+    stale.write_text("half", encoding="utf-8")
+    live = tmp_path / f".out.jsonl.attrret-{os.getpid()}-def456.tmp"  # this test process is alive
+    live.write_text("in progress", encoding="utf-8")
+    mine = tmp_path / ".notes.tmp"  # not attrret's naming
+    mine.write_text("user", encoding="utf-8")
+    assert attrret("parse", captions, "-o", tmp_path / "out.jsonl").returncode == 0
+    assert not stale.exists() and live.exists() and mine.exists()
