@@ -191,3 +191,17 @@ def test_temp_files_of_killed_writers_are_cleaned_up_and_live_ones_kept(tmp_path
     mine.write_text("user", encoding="utf-8")
     assert attrret("parse", captions, "-o", tmp_path / "out.jsonl").returncode == 0
     assert not stale.exists() and live.exists() and mine.exists()
+
+
+def test_a_truncated_trunk_cache_is_rebuilt_with_a_warning(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "data", n_ped=8, n_veh=0)
+    work = tmp_path / "w"
+    train = ("train", "--task", "pedestrian.gender", "--data", data, "--workdir", work, *TINY_TRAIN[:-1], "--epochs", "1")
+    assert attrret(*train).returncode == 0
+    caches = sorted((work / "cache").rglob("*.npy"))
+    assert caches
+    for c in caches:
+        c.write_bytes(c.read_bytes()[: c.stat().st_size // 2])
+    proc = attrret(*train)
+    assert proc.returncode == 0, proc.stderr
+    assert "trunk cache damaged" in proc.stderr

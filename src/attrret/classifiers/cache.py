@@ -116,10 +116,17 @@ def open_or_build(
         except (OSError, json.JSONDecodeError):
             manifest = {}
         if manifest.get("images") == stats and manifest.get("shape") == list(shape) and manifest.get("key") == key:
-            feats = np.load(data_path, mmap_mode="r")
-            log(f"trunk cache reused: {directory} ({len(paths)} images)")
-            return FrontCache(directory, feats, {p: i for i, p in enumerate(paths)}, reused=True)
-        log(f"trunk cache stale (images changed), rebuilding: {directory}")
+            try:  # attrret wrote it; a truncated or zero-byte file is rebuilt, never a blocker
+                feats = np.load(data_path, mmap_mode="r")
+                if feats.shape != (len(paths), VIEWS, *shape):
+                    raise ValueError(f"shape {feats.shape}")
+            except (OSError, ValueError, EOFError) as exc:
+                log(f"warning: trunk cache damaged ({type(exc).__name__}: {exc}), rebuilding: {directory}")
+            else:
+                log(f"trunk cache reused: {directory} ({len(paths)} images)")
+                return FrontCache(directory, feats, {p: i for i, p in enumerate(paths)}, reused=True)
+        else:
+            log(f"trunk cache stale (images changed), rebuilding: {directory}")
     if not build:
         raise RuntimeError(f"trunk cache {manifest_path} missing or stale")
     directory.mkdir(parents=True, exist_ok=True)
