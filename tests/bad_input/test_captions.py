@@ -56,3 +56,19 @@ def test_usable_and_unusable_captions_are_all_answered(tiny, tmp_path):
                                   "no pedestrian or vehicle words recognised; unknown: kind and every attribute group")
     assert warnings[1].startswith(f"attrret: warning: {queries}:4: 'This is a red Audi.': nothing the index can score "
                                   "for this vehicle; unknown: type; no index column for: color, brand")
+
+
+def test_a_nul_byte_does_not_hide_the_words_around_it(tmp_path) -> None:
+    import json
+
+    from tests.bad_input.conftest import attrret
+
+    src = tmp_path / "q.txt"
+    src.write_bytes(b"A female\x00pedestrian carrying a\x00backpack.\n")
+    proc = attrret("parse", src)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["caption"] == "A female\x00pedestrian carrying a\x00backpack."
+    assert record["kind"] == "pedestrian"
+    assert record["stated"] == {"gender": "female", "bag": "backpack"}
+    assert record["caption"][record["spans"][0]["start"]:record["spans"][0]["end"]] == "female"

@@ -127,6 +127,10 @@ class Clause:
     closed: bool
 
 
+# C0 control characters and DEL read as spaces (one for one, so span offsets are unchanged).
+_CONTROLS = {c: " " for c in (*range(0x00, 0x20), 0x7F)}
+
+
 class CaptionParser:
     """Rule-based caption parser over a data-declared lexicon.
 
@@ -189,6 +193,11 @@ class CaptionParser:
         """Parse one caption (offsets in the result index into ``caption`` as given)."""
         if not isinstance(caption, str):
             raise TypeError(f"caption must be str, not {type(caption).__name__}")
+        if not caption.isprintable():  # a NUL or other control byte separates words like a space
+            clean = caption.translate(_CONTROLS)
+            if clean != caption:  # same length: span offsets still index the caption as given
+                q = self._parse_one(clean)
+                return Query(caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched)
         q = self._parse_one(caption)
         if not self._cached:
             return q
