@@ -6,6 +6,7 @@ open_clip BPE tokenizer); only the sizes are tiny so the file runs in well under
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -114,9 +115,21 @@ def test_checkpoint_round_trip_gives_the_same_embeddings(trained, data, tmp_path
 
 
 def test_time_budget_stops_training(data):
-    model = train_clip(data[0], ClipConfig(**TINY, epochs=10_000, time_budget=2.0))
+    # A fake clock, one second per reading: train_clip reads it before (0) and after (1) caching,
+    # the loop once before each step (step k at 2 + k), so a 10.5 s budget stops it before step 9.
+    model = train_clip(data[0], ClipConfig(**TINY, epochs=10_000, time_budget=10.5), clock=itertools.count().__next__)
     assert model.history.stopped_by == "time_budget"
-    assert 0 < model.history.steps < 10_000 * (len(data[0]) // 32)
+    assert model.history.steps == 9 and model.history.extra["cache_seconds"] == 1
+
+
+def test_time_budget_spent_on_caching_still_trains_one_step(data):
+    readings = itertools.chain([0.0, 100.0], itertools.count(101.0))  # caching "takes" 100 s of a 2 s budget
+    logged: list[str] = []
+    model = train_clip(data[0], ClipConfig(**TINY, epochs=10_000, time_budget=2.0), log=logged.append,
+                       clock=lambda: next(readings))
+    assert model.history.stopped_by == "time_budget" and model.history.steps == 1
+    assert len(model.history.first_losses) == 1 and np.isfinite(model.history.first_losses[0])
+    assert any("time budget was spent caching" in line for line in logged)
 
 
 def test_run_writes_a_track2_submission_in_caption_order(tiny_vehicles, tmp_path):

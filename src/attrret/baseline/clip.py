@@ -109,17 +109,22 @@ def train_clip(
     config: ClipConfig = ClipConfig(),
     *,
     log: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainedClip:
     """Train the dual encoder on ``records`` (image + caption pairs) within ``config``'s budget.
 
     The wall-clock budget starts here and includes computing the cached front features, the
-    same accounting as a from-scratch classifier run that caches its trunk.
+    same accounting as a from-scratch classifier run that caches its trunk. At least one
+    training step always runs (see :func:`train_contrastive`): when the caching alone uses the
+    budget up, the model is trained for exactly one step and a warning is logged. ``clock`` is
+    the time source (read here before and after caching, then by the training loop); tests pass
+    a fake one to make the budget independent of the machine's speed.
     """
     if len(records) < 2:
         raise InputError(f"the CLIP baseline needs at least 2 training pairs, got {len(records)}")
     _set_threads(config)
     tune_malloc()
-    started = time.monotonic()
+    started = clock()
     say = log or (lambda _msg: None)
     captions = [r.caption for r in records]
     if config.text_pretrained:
@@ -133,15 +138,17 @@ def train_clip(
     say(f"caching frozen front features of {len(records)} images ({config.image_size}px, with flips)")
     feats = front_features(model, [r.path for r in records], config.image_size, flips=config.flip_train,
                            wheres=[r.where for r in records], amp=config.amp)
-    cache_seconds = time.monotonic() - started
+    cache_seconds = clock() - started
     say(f"cached {tuple(feats.shape)} in {cache_seconds:.1f}s; training")
     tokens = tokenizer(captions)
     trained, history = train_contrastive(
         model, feats, tokens, [attribute_key(r) for r in records], config, started=started,
         progress=lambda epoch, loss: say(f"epoch {epoch}: loss {loss:.4f}"),
+        clock=clock,
     )
-    if history.steps == 0:
-        say("warning: the time budget was spent before the first training step; the model is untrained")
+    if config.time_budget and cache_seconds >= config.time_budget:  # then train_contrastive ran one step
+        say(f"warning: the time budget was spent caching the front features ({cache_seconds:.1f}s of "
+            f"{config.time_budget:g}s); trained for {history.steps} step only")
     history = TrainHistory(**{**asdict(history), "extra": {"cache_seconds": cache_seconds, "train_pairs": len(records)}})
     return TrainedClip(trained, tokenizer, config, history)
 

@@ -32,7 +32,9 @@ class ClipConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 50
     epochs: int = 40
-    time_budget: float | None = None  # seconds of training wall time (front-feature caching included)
+    # Seconds of training wall time, front-feature caching included; at least one training step
+    # always runs, even when the caching alone used the budget up (the run then ends after it).
+    time_budget: float | None = None
     ema: bool = False
     ema_decay: float = 0.995
     tta_flip: bool = False

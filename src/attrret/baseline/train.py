@@ -4,6 +4,10 @@ A flat loop in the nanoGPT spirit: shuffle, take a batch, random flip view, symm
 (or the KL loss with attribute-equal positives), AdamW, optional EMA of the weights. The
 learning rate warms up, then follows a cosine whose progress is whichever runs out first,
 the step count or the wall-clock budget, so a budget-limited run still ends on a low rate.
+
+The budget never stops a run before its first step: it is checked before every step but the
+first, so even a budget that the caller already spent (on caching the front features, which
+``train_clip`` counts in it) yields a model trained for one step, never an untrained one.
 """
 
 from __future__ import annotations
@@ -103,13 +107,21 @@ def train_contrastive(
     *,
     started: float | None = None,
     progress: Callable[[int, float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[ClipModel, TrainHistory]:
     """Train on ``features[N,V,...]`` (cached front output), ``tokens[N,L]`` and attribute ``keys``.
 
-    ``started`` is the ``time.monotonic()`` at which the budget began (the caller counts the
-    feature caching in it); returns the model to rank with (the EMA copy with ``config.ema``).
+    ``started`` is the ``clock()`` reading at which the budget began (the caller counts the
+    feature caching in it; default: now); returns the model to rank with (the EMA copy with
+    ``config.ema``). ``clock`` is read once before each step (the budget check and the cosine's
+    time progress share that reading) and once at the end; tests pass a fake one.
+
+    At least one step always runs: ``config.time_budget`` is checked before every step but the
+    first, so a budget spent before training began stops the run after exactly one step
+    (``stopped_by == "time_budget"``, ``steps == 1``), taken at the schedule's start rate (the
+    cosine's time progress counts from step 1 on, or that step would run at a zero rate).
     """
-    started = time.monotonic() if started is None else started
+    started = clock() if started is None else started
     n = features.shape[0]
     if n < 2:
         raise ValueError("need at least 2 training pairs for a contrastive loss")
@@ -121,11 +133,11 @@ def train_contrastive(
     ema = Ema(model, config.ema_decay) if config.ema else None
     key_codes = positive_mask(keys) if config.kl_positives else None
 
-    def lr_at(step: int) -> float:
+    def lr_at(step: int, elapsed: float) -> float:
         if step < config.warmup_steps:
             return config.lr * (step + 1) / config.warmup_steps
         progress_steps = step / total_steps
-        progress_time = (time.monotonic() - started) / config.time_budget if config.time_budget else 0.0
+        progress_time = elapsed / config.time_budget if config.time_budget and step > 0 else 0.0
         p = min(1.0, max(progress_steps, progress_time))
         return config.lr * 0.5 * (1 + math.cos(math.pi * p))
 
@@ -137,14 +149,15 @@ def train_contrastive(
         order = torch.randperm(n, generator=gen)
         running, count = 0.0, 0
         for b in range(steps_per_epoch):
-            if config.time_budget and time.monotonic() - started >= config.time_budget:
+            elapsed = clock() - started
+            if step > 0 and config.time_budget and elapsed >= config.time_budget:  # step 0 always runs
                 stopped_by = "time_budget"
                 break
             idx = order[b * batch : (b + 1) * batch]
             view = torch.randint(features.shape[1], (len(idx),), generator=gen) if config.flip_train else torch.zeros(len(idx), dtype=torch.long)
             x = features[idx, view].float()
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+                g["lr"] = lr_at(step, elapsed)
             with autocast(torch.device("cpu"), config.amp):
                 img = model.encode_image(x)
                 txt = model.encode_text(tokens[idx])
@@ -175,7 +188,7 @@ def train_contrastive(
         first_losses=tuple(first_losses),
         steps=step,
         epochs_done=step / steps_per_epoch,
-        train_seconds=time.monotonic() - started,
+        train_seconds=clock() - started,
         stopped_by=stopped_by,
     )
     return (ema.model if ema is not None else model), history

@@ -21,6 +21,7 @@ changes probabilities differs, everything is recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from attrret.errors import CheckpointError, InputError
-from attrret.locks import file_lock
+from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
 
@@ -279,9 +280,19 @@ def build_index(
     out = Path(out)
     check_writable(out)
     gallery = list_gallery(src, split)
-    with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
-        return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                             progress=progress, log=log, predict_fn=predict_fn)
+    created = not out.exists()
+    try:
+        with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
+            return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
+                                 progress=progress, log=log, predict_fn=predict_fn)
+    except BaseException:
+        if created and not is_index(out):  # a failed first build leaves no folder behind
+            for p in out.iterdir():
+                if p.name.startswith(LOCK_PREFIX):
+                    p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if empty: anything else in it stays
+        raise
 
 
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
@@ -342,5 +353,12 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
             if wsum[t] <= 0:
                 raise CheckpointError(f"task {t}: every member predicting it has weight 0")
             probs[todo, columns[t][0] : columns[t][1]] = (acc[t] / wsum[t]).astype(np.float32)
+    # Test-only hook (tests/bad_input/test_interruptions.py): ATTRRET_TEST_KILL_BEFORE_WRITE=1 makes
+    # the process SIGKILL itself here, mid-run at a well-defined point (every image predicted, the
+    # index not yet written). Unset (always, for users): no effect.
+    if os.environ.get("ATTRRET_TEST_KILL_BEFORE_WRITE") == "1":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     write_index(out, probs, names, stats, header)
     return BuildSummary(Path(out), len(gallery), len(todo), len(gallery) - len(todo), removed, tuple(tasks))
