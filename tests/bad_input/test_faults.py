@@ -205,3 +205,20 @@ def test_a_truncated_trunk_cache_is_rebuilt_with_a_warning(tmp_path: Path) -> No
     proc = attrret(*train)
     assert proc.returncode == 0, proc.stderr
     assert "trunk cache damaged" in proc.stderr
+
+
+@pytest.mark.parametrize("tamper", ["narrowed column", "unknown task", "data file outside the index"])
+def test_an_index_header_that_contradicts_the_schema_is_refused(tiny, tmp_path: Path, captions: Path, tamper: str) -> None:
+    _, _, reference = tiny
+    index = tmp_path / "index"
+    shutil.copytree(reference, index)
+    header = json.loads((index / "header.json").read_text())
+    if tamper == "narrowed column":
+        start, stop = header["columns"]["pedestrian.gender"]
+        header["columns"]["pedestrian.gender"] = [start, stop - 1]
+    elif tamper == "unknown task":
+        header["columns"]["pedestrian.umbrella"] = header["columns"].pop("pedestrian.gender")
+    else:
+        header["probs_file"] = "../probs-0123456789ab.npy"
+    (index / "header.json").write_text(json.dumps(header), encoding="utf-8")
+    error_line(attrret("rank", "--queries", captions, "-o", tmp_path / "s.json", "--index", index), "damaged index header")

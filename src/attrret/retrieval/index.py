@@ -188,6 +188,24 @@ def open_index(path: str | Path, schema: Schema | None = None) -> Index:
     return _open_index(path, hp, schema)  # a read-only index has no writer to wait for
 
 
+def _check_layout(header: IndexHeader, schema: Schema, hp: Path) -> None:
+    """The header's column layout must be the schema's: every task known, as wide as its class
+    list, the spans disjoint; data files are plain names inside the index folder."""
+    known = {g.task: g.size for g in schema.tasks}
+    spans = sorted(header.columns.items(), key=lambda kv: kv[1])
+    at = 0
+    for task, (start, stop) in spans:
+        if task not in known:
+            raise CheckpointError(f"{hp}: damaged index header: unknown task {task!r} in its columns; re-run attrret predict")
+        if stop - start != known[task] or start < at:
+            raise CheckpointError(f"{hp}: damaged index header: columns {start}:{stop} for {task}, which has "
+                                  f"{known[task]} classes (or overlap another task); re-run attrret predict")
+        at = stop
+    for name in (header.probs_file, header.names_file):
+        if not _data_file(name) or "/" in name or "\\" in name:
+            raise CheckpointError(f"{hp}: damaged index header: data file {name!r} is not an index data file name")
+
+
 def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
     try:
         raw = json.loads(hp.read_text(encoding="utf-8"))
@@ -196,11 +214,13 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{hp}: not an {FORMAT} index (format {raw.get('format') if isinstance(raw, dict) else None!r})")
     header = IndexHeader.from_json(raw, str(hp))
-    current = (schema or load_schema()).fingerprint
+    schema = schema or load_schema()
+    current = schema.fingerprint
     if header.schema != current:
         raise CheckpointError(
             f"{path}: index built under schema {header.schema}, the current schema is {current}; re-run attrret predict"
         )
+    _check_layout(header, schema, hp)
     try:
         probs = np.load(path / header.probs_file, mmap_mode="r")
         meta = json.loads((path / header.names_file).read_text(encoding="utf-8"))
