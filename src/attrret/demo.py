@@ -62,20 +62,14 @@ class DemoResult:
 
 
 def _synth(config: DemoConfig, log: Callable[[str], None]) -> Path:
-    from attrret.data.synth import MARKER, SynthConfig, generate
+    from attrret.data.synth import SynthConfig, generate, marker_config
 
     sizes = config.sizes
     out = config.workdir / ("data-fast" if config.fast else "data")
     synth = SynthConfig(pedestrians=sizes.pedestrians, vehicles=sizes.vehicles, seed=config.seed)
-    marker = out / MARKER
-    if marker.is_file():
-        try:
-            done = json.loads(marker.read_text(encoding="utf-8")).get("config")
-        except (OSError, json.JSONDecodeError):
-            done = None
-        if done == asdict(synth):
-            log(f"data: reusing {out} (same settings)")
-            return out
+    if marker_config(out) == asdict(synth):
+        log(f"data: reusing {out} (same settings)")
+        return out
     summary = generate(out, synth, progress=True, force=True)
     log(f"data: {summary.total} images in {summary.seconds:.1f} s -> {out}")
     return out

@@ -151,11 +151,9 @@ def write_index(
     files = [dict(files[i]) for i in order]
     token = uuid.uuid4().hex[:12]
     probs_file, names_file = f"probs-{token}.npy", f"names-{token}.json"
-    with atomic_path(path / probs_file) as tmp:
+    with atomic_path(path / probs_file) as tmp:  # atomic_path fsyncs before the rename
         with open(tmp, "wb") as f:
             np.save(f, probs)
-            f.flush()
-            os.fsync(f.fileno())
     atomic_write_text(path / names_file, json.dumps({"names": names, "files": files}, ensure_ascii=False))
     final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file})
     with file_lock(path / READ_LOCK):  # no reader is between reading the header and opening its files

@@ -41,7 +41,7 @@ from attrret.schema import Schema, load_schema
 from attrret.schema.codes import values_to_code21, values_to_vehicle_text
 from attrret.data.synth.vehicle import render_vehicle
 
-__all__ = ["SynthConfig", "SynthSummary", "SynthItem", "plan", "generate", "MARKER"]
+__all__ = ["SynthConfig", "SynthSummary", "SynthItem", "plan", "generate", "marker_config", "MARKER"]
 
 MARKER = "synth.json"
 _KIND_ID = {"vehicle": 0, "pedestrian": 1}
@@ -206,6 +206,16 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
     return SynthSummary(out, counts, seconds, preview)
 
 
+def marker_config(out: Path) -> dict | None:
+    """The ``SynthConfig`` (as a dict) recorded in ``out/synth.json``, or ``None`` when ``out``
+    holds no valid completion marker: then attrret did not make it, or did not finish it."""
+    try:
+        config = json.loads((out / MARKER).read_text(encoding="utf-8")).get("config")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 # What a synthetic set holds at its top level; --force replaces nothing else.
 _LAYOUT = frozenset({"train", "val", "test", MARKER, "preview.png"})
 
@@ -218,7 +228,7 @@ def _check_replaceable(out: Path, force: bool) -> None:
     layout. Anything else (the current directory, a user's own Track-2 folder, a synthetic set
     someone added files to) is refused, so attrret never deletes what it did not create.
     """
-    if out == Path(out.anchor) or out == Path.cwd() or Path.cwd().is_relative_to(out):
+    if Path.cwd().is_relative_to(out):  # the current directory, one above it, or the root
         raise InputError("refusing to write the synthetic set over the current directory or one above it; "
                          "name a new folder", out)
     if not out.exists() and not out.is_symlink():
@@ -230,12 +240,7 @@ def _check_replaceable(out: Path, force: bool) -> None:
     entries = {p.name for p in out.iterdir()}
     if not entries:
         return
-    marker = out / MARKER
-    try:
-        ok = marker.is_file() and isinstance(json.loads(marker.read_text(encoding="utf-8")).get("config"), dict)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        ok = False
-    if not ok:
+    if marker_config(out) is None:
         raise InputError("output folder is not a synthetic set attrret made (no valid synth.json); "
                          "refusing to replace it, name a new folder", out)
     foreign = sorted(entries - _LAYOUT)
