@@ -13,7 +13,7 @@ import pytest
 from attrret.cli import main
 
 ATTRRET = Path(sys.executable).with_name("attrret")
-KEYS = ["caption", "kind", "stated", "implied", "unknown", "spans", "unmatched"]
+KEYS = ["caption", "kind", "stated", "implied", "unknown", "spans", "unmatched", "negated", "either", "unsupported"]
 PED = "A female pedestrian who is between 18 and 60 years old, with her body facing the camera. She is in a short sleeve shirt."
 PED_CODE = "1,0,1,0,1,0,0,0,0,0,0,0,0,1,0,0,0,0,0,0,0"
 
@@ -39,7 +39,8 @@ def test_txt_input_gives_one_object_per_caption_in_order(tmp_path, capsys):
     assert all(list(r) == KEYS for r in recs)
     assert recs[0]["stated"] == {"color": "grey", "type": "Minivan"} and recs[0]["unknown"] == ["brand"]
     assert recs[1]["kind"] == "pedestrian" and recs[1]["implied"]["hat"] == "no"
-    assert recs[0]["spans"][0] == {"text": "gray", "start": 0, "end": 4, "group": "color", "class": "grey", "fuzzy": False}
+    assert recs[0]["spans"][0] == {"text": "gray", "start": 0, "end": 4, "group": "color", "class": "grey", "fuzzy": False,
+                                  "relation": "is"}
     assert "3 captions read (pedestrian 2, vehicle 1, no kind 0)" in err
 
 

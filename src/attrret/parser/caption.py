@@ -2,35 +2,53 @@
 
 Pipeline (each step a small, stated rule):
 
-1. Tokenise with spaCy's blank English tokenizer and match the lexicon with a
-   PhraseMatcher on lower-cased whole tokens ("hat" is never found inside "that").
-2. Tokens nothing explains (not matched, not a stop or grammar word) are fuzzy-matched
-   against lexicon phrases (see :mod:`attrret.parser.fuzzy`); the rest are reported as
-   ``unmatched``. Exact captions of the benchmark never reach rapidfuzz.
+1. Tokenise (:data:`attrret.parser.lexicon.TOKEN`: runs of word characters, "n't", single
+   punctuation characters) and match lexicon phrases on lower-cased whole tokens ("hat" is
+   never found inside "that"), through a table from a phrase's first token to the phrases.
+2. Tokens nothing explains (not matched, not a stop, grammar, negation or value word) are
+   fuzzy-matched against lexicon phrases (see :mod:`attrret.parser.fuzzy`). Exact captions of
+   the benchmark never reach rapidfuzz.
 3. Overlapping matches: the longest span wins, then exact before fuzzy, then the earliest
    ("not an adult" beats "adult"; "Balong Heavy Truck" beats "Truck").
-4. Negation: "no", "not", "without", ... negate every phrase after them up to the next
-   punctuation or clause word ("and", "but", "with", ...).
+4. Mentions, left to right:
+   - negation: "no", "not", "without", "n't", ... negate every mention after them up to the
+     next punctuation or scope break ("and", "but", "with", ...); "or" does not end it, so
+     "no hat or glasses" negates both;
+   - ``key: value``: a mention followed by ``:`` or ``=`` and a yes / no word ("hat: no",
+     "glasses=no", "bag: none") is stated (yes) or negated (no);
+   - alternatives: mentions joined by "or" with only ignorable words between ("black or
+     white", "a backpack or a shoulder bag") form one alternative. In one group it allows
+     those classes (``either``); across groups ("a hat or glasses") it is unsupported and
+     reported in ``Query.unsupported``, never silently used or dropped;
+   - a negated mention states the other class of a two-class group ("no hat": hat = no),
+     excludes its class in a larger group ("no backpack": ``negated`` bag = [backpack]), or
+     what the lexicon declares ("no bag": handbag = no, bag = none); a negated phrase of
+     several groups ("not a girl") is unsupported.
 5. Kind: each attribute span votes for its subject, each cue word ("woman", "car") votes
    twice; a tie means no kind. Words of the other subject (all, with no kind) are unmatched.
-6. Stated values: the first mention of a group wins. Implied values: the Track-2 grammar
-   rules (:mod:`attrret.parser.grammar`) for captions written by that grammar.
+6. Per group: a stated value wins (the first stated mention), then alternatives minus
+   exclusions, then exclusions; a set that leaves one class states it ("not shoulder bag nor
+   backpack" -> bag = none), one that allows every class says nothing. Implied values: the
+   Track-2 grammar rules (:mod:`attrret.parser.grammar`) for captions written by that grammar.
+7. Unmatched: maximal runs of adjacent content words that map to nothing (or to the other
+   subject), with the lexicon's joiner words beside them: "red jacket", "long hair".
 
-Why clauses (speed). Steps 1-4 never look past a clause punctuation token (``.,;:!?``): no
-lexicon phrase contains one (checked at construction), a fuzzy window only spans words, and
-punctuation ends a negation's scope. So a caption cut after ``". "`` or ``", "`` reads
-exactly like its clauses read one by one (spaCy splits text at whitespace before anything
-else, so the tokens are the same too). Track-2 captions are a few clauses drawn from a small
+Why clauses (speed). Steps 1-4 and 7 never look past a clause punctuation token (``.,;!?``):
+no lexicon phrase contains one (checked at construction), a fuzzy window only spans words,
+and punctuation ends a negation's scope, an alternative and an unmatched run. Every such
+character is a token of its own, so a caption cut after ``". "`` or ``", "`` reads exactly
+like its clauses read one by one. Track-2 captions are a few clauses drawn from a small
 grammar: the 2,536 distinct real captions of bench/parse.py hold only 777 distinct clauses.
-So steps 1-4 run once per distinct clause (:class:`Clause`, in a bounded LRU cache) and only
-steps 5-6, which need the whole caption, run per caption: a caption never seen before costs
-a few cache look-ups instead of a tokenizer, matcher and Python pass over its tokens: on
-new captions about 5x faster with every clause new too, about 10x once the clauses are known
-(bench/parse.py, bench/results/parse.json). Building Span objects is the next largest cost,
-so a clause's spans moved to a given caption offset are cached too. A clause
-whose last token is not free punctuation ("9 a.m. ", where "a.m." is one token) is not cut
-off; it is read together with the next. tests/parser checks on every real caption that the
-clause-by-clause result equals the whole-caption one.
+So steps 1-4 and 7 run once per distinct clause (:class:`Clause`, in a bounded LRU cache) and
+only steps 5-6, which need the whole caption, run per caption. Building Span objects is the
+next largest cost, so a clause's spans moved to a given caption offset are cached too.
+tests/parser checks on every real caption that the clause-by-clause result equals the
+whole-caption one.
+
+Why no spaCy. Its blank English tokenizer and PhraseMatcher cost about 65 us per new clause
+(bench/parse.py: new captions ran at ~27k/s); the regular-expression tokenizer and the
+first-token table read a Track-2 clause in a few microseconds, and a new caption costs about
+what a known one did. The stop words are spaCy's, copied into ``lexicon.toml`` as data.
 
 Whole parses are also cached per exact caption in a bounded LRU cache (the Track-2 test set
 repeats captions heavily); every call returns a fresh Query.
@@ -39,7 +57,6 @@ repeats captions heavily); every call returns a fresh Query.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,13 +64,11 @@ from functools import lru_cache
 from attrret.gcpause import gc_paused
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN, FuzzyIndex
 from attrret.parser.grammar import implied_values, track2_form
-from attrret.parser.lexicon import Lexicon, LexiconError, load_lexicon
+from attrret.parser.lexicon import EITHER, NEGATED, STATED, TOKEN, Lexicon, LexiconError, load_lexicon, tokenize
 from attrret.parser.query import Query, Span
 from attrret.schema import SUBJECTS, Schema, load_schema
 
-__all__ = ["CaptionParser", "Clause", "DEFAULT_FUZZY_CUTOFF", "DEFAULT_CACHE_SIZE", "DEFAULT_CLAUSE_CACHE_SIZE"]
-
-_ATTRS = ["LOWER", "IS_ALPHA", "IS_PUNCT", "IDX", "LENGTH"]
+__all__ = ["CaptionParser", "Clause", "Reading", "DEFAULT_FUZZY_CUTOFF", "DEFAULT_CACHE_SIZE", "DEFAULT_CLAUSE_CACHE_SIZE"]
 
 #: Distinct captions remembered per parser (the Track-2 test set has 17,611 captions).
 DEFAULT_CACHE_SIZE: int = 65_536
@@ -63,36 +78,19 @@ DEFAULT_CLAUSE_CACHE_SIZE: int = 65_536
 #: Where a caption may be cut into clauses: after clause punctuation and one space. The
 #: separator is captured (``split`` then alternates text and separator): twice as fast as a
 #: zero-width look-behind split.
-_CLAUSE_END = re.compile(r"([.,;:!?] )(?=\S)")
-# Lexicon phrases may not contain these as punctuation tokens, or a match could span a cut.
+_CLAUSE_END = re.compile(r"([.,;!?] )(?=\S)")
+# Lexicon phrases may not contain these as tokens, or a match could span a cut (':' is no
+# cut, since "hat: no" is read as one, but a phrase holding it would be confusing all the same).
 _ENDS_CLAUSE = frozenset(".,;:!?")
+_KEY_VALUE = frozenset(":=")
 
 # The kinds a caption can have, in the order Clause.readings lists them.
 _KINDS: tuple[str | None, ...] = (*SUBJECTS, None)
 
+# C0 control characters and DEL read as spaces (one for one, so span offsets are unchanged).
+_CONTROLS = {c: " " for c in (*range(0x00, 0x20), 0x7F)}
 
-def _import_spacy():
-    """spaCy, without the torch import its thinc dependency attempts on the way.
-
-    thinc imports torch, if installed, for its optional PyTorch layers; that is 3-4 s of the
-    ~4 s spaCy import on a 2-core machine, and a blank tokenizer and PhraseMatcher never use
-    it. So when neither is loaded yet, ``import torch`` is made to fail during spaCy's import
-    (thinc then records "no torch") and is restored at once: torch imports normally later, for
-    whoever needs it. ``attrret parse`` on 2,000 captions: about 6 s -> 3 s here.
-    """
-    if "spacy" in sys.modules or "torch" in sys.modules:
-        import spacy
-
-        return spacy
-    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` -> ImportError
-    try:
-        import spacy
-        import spacy.lang.en  # noqa: F401  (what the parser uses, loaded inside the window)
-        import spacy.matcher  # noqa: F401
-    finally:
-        if "torch" in sys.modules and sys.modules["torch"] is None:
-            del sys.modules["torch"]
-    return spacy
+Constraint = tuple[str, str, tuple[str, ...]]  # (group, NEGATED | EITHER, classes)
 
 
 def _first_mentions(values: list[tuple[str, str]]) -> dict[str, str]:
@@ -107,37 +105,33 @@ def _first_mentions(values: list[tuple[str, str]]) -> dict[str, str]:
 class Reading:
     """What a clause contributes to a caption of one kind (span offsets relative to the clause)."""
 
-    first: dict[str, str]  # group -> class of its first mention, in mention order (read only)
+    first: dict[str, str]  # group -> class of its first stated mention, in mention order (read only)
+    sets: tuple[Constraint, ...]  # exclusions and alternatives, in mention order
     spans: tuple[Span, ...]
     unmatched: tuple[str, ...]
+    unsupported: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Clause:
-    """Steps 1-4 of the pipeline for one clause, ready to be joined into a caption.
+    """Steps 1-4 and 7 of the pipeline for one clause, ready to be joined into a caption.
 
     ``votes``: kind votes per subject (``SUBJECTS`` order); ``readings``: one
-    :class:`Reading` per possible caption kind (``SUBJECTS`` order, then no kind);
-    ``closed``: the clause ends in punctuation no match covers, so nothing in it reaches
-    into the next clause (the condition for reading clauses apart).
+    :class:`Reading` per possible caption kind (``SUBJECTS`` order, then no kind).
     """
 
     votes: tuple[int, ...]
     readings: tuple[Reading, ...]
-    closed: bool
-
-
-# C0 control characters and DEL read as spaces (one for one, so span offsets are unchanged).
-_CONTROLS = {c: " " for c in (*range(0x00, 0x20), 0x7F)}
 
 
 class CaptionParser:
     """Rule-based caption parser over a data-declared lexicon.
 
     ``fuzzy_cutoff``: minimum rapidfuzz ratio (0-100) for a misspelt word to match a lexicon
-    word; 85 by default (why: :mod:`attrret.parser.fuzzy`). ``cache_size``: distinct
-    captions kept in the per-instance LRU cache (0 disables it). ``clause_cache_size``:
-    distinct clauses kept (0 disables it; results never depend on either cache).
+    word; 85 by default, 100 turns fuzzy matching off (why: :mod:`attrret.parser.fuzzy`).
+    ``cache_size``: distinct captions kept in the per-instance LRU cache (0 disables it).
+    ``clause_cache_size``: distinct clauses kept (0 disables it; results never depend on
+    either cache).
     """
 
     def __init__(
@@ -149,37 +143,35 @@ class CaptionParser:
         clause_cache_size: int = DEFAULT_CLAUSE_CACHE_SIZE,
         lexicon: Lexicon | None = None,
     ) -> None:
-        spacy = _import_spacy()
-        from spacy.lang.en.stop_words import STOP_WORDS
-        from spacy.matcher import PhraseMatcher
-
         self.schema = schema or load_schema()
-        self.lexicon = lexicon or load_lexicon(self.schema)
-        nlp = spacy.blank("en")
-        self._tokenizer = nlp.tokenizer
-        self._matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
-        self._entry_of: dict[int, int] = {}
+        self.lexicon = lex = lexicon or load_lexicon(self.schema)
+        # First token -> [(tokens, length, entry)], longest first: one dict look-up per token.
+        self._phrases: dict[str, list[tuple[list[str], int, int]]] = {}
         fuzzy_phrases: list[tuple[tuple[str, ...], int, str]] = []
-        for i, entry in enumerate(self.lexicon.entries):
-            docs = [nlp.make_doc(p) for p in entry.phrases]
-            for d, p in zip(docs, entry.phrases):
-                if any(t.is_punct and _ENDS_CLAUSE.intersection(t.text) for t in d):
-                    raise LexiconError(f"{self.lexicon.source}: phrase {p!r} contains clause punctuation (.,;:!?)")
-            self._matcher.add(f"E{i}", docs)
-            self._entry_of[nlp.vocab.strings[f"E{i}"]] = i
-            fuzzy_phrases += [(tuple(t.lower_ for t in d), i, p) for d, p in zip(docs, entry.phrases)]
+        for i, entry in enumerate(lex.entries):
+            for p in entry.phrases:
+                toks = tokenize(p)
+                if _ENDS_CLAUSE.intersection(toks):
+                    raise LexiconError(f"{lex.source}: phrase {p!r} contains clause punctuation (.,;:!?)")
+                self._phrases.setdefault(toks[0], []).append((toks, len(toks), i))
+                fuzzy_phrases.append((tuple(toks), i, p))
+        for opts in self._phrases.values():
+            opts.sort(key=lambda o: -o[1])
         self._fuzzy = FuzzyIndex(fuzzy_phrases, fuzzy_cutoff)
         self.fuzzy_cutoff = fuzzy_cutoff
-        # Word sets as spaCy string hashes, compared against the LOWER attribute array.
-        strings = nlp.vocab.strings
-        self._neg_cues = frozenset(strings.add(w) for w in self.lexicon.negation_cues)
-        self._neg_breaks = frozenset(strings.add(w) for w in self.lexicon.negation_breaks)
-        ignore = (self.lexicon.ignore | frozenset(STOP_WORDS)) - self.lexicon.negation_cues
-        self._ignore = frozenset(strings.add(w) for w in ignore)
-        # Per entry: (subject, plain pairs, negated pairs, cue subject) resolved once.
+        self._neg_cues = lex.negation_cues
+        self._neg_breaks = lex.negation_breaks
+        self._or = lex.or_words
+        self._yes, self._no = lex.yes_words, lex.no_words
+        self._ignore = (lex.ignore | lex.stop_words) - lex.negation_cues - lex.or_words
+        self._joiners = lex.joiners
+        self._keep = lex.fuzzy_keep
+        # Per entry: (subject, plain triples, negated triples or None, cue) resolved once.
         self._meaning = [
-            (e.subject, e.sets, self.lexicon.negation_of(e, self.schema), e.cue) for e in self.lexicon.entries
+            (e.subject, tuple((g, STATED, c) for g, c in e.sets), lex.negation_of(e, self.schema), e.cue)
+            for e in lex.entries
         ]
+        self._classes = {s: {g.name: g.classes for g in self.schema.subject(s).groups} for s in SUBJECTS}
         self._groups = {s: self.schema.subject(s).group_names for s in SUBJECTS}
         self._read_clause = lru_cache(maxsize=clause_cache_size)(self.read_clause) if clause_cache_size > 0 else self.read_clause
         self._placed_spans = (
@@ -196,13 +188,10 @@ class CaptionParser:
         if not caption.isprintable():  # a NUL or other control byte separates words like a space
             clean = caption.translate(_CONTROLS)
             if clean != caption:  # same length: span offsets still index the caption as given
-                q = self._parse_one(clean)
-                return Query(caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched)
+                return _copy(self._parse_one(clean), caption)
         q = self._parse_one(caption)
-        if not self._cached:
-            return q
         # Cached Queries are shared: hand out fresh dicts so a caller cannot corrupt the cache.
-        return Query(q.caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched)
+        return _copy(q, caption) if self._cached else q
 
     def parse_many(self, captions: Iterable[str]) -> list[Query]:
         """Parse captions in order (repeated captions are parsed once), with the cycle
@@ -214,21 +203,17 @@ class CaptionParser:
     def clauses(self, caption: str) -> list[tuple[int, str, Clause]]:
         """``(character offset, text, Clause)`` for each clause of ``caption``, in order."""
         parts = _CLAUSE_END.split(caption)  # text, separator, text, ..., text
+        read = self._read_clause
         if len(parts) == 1:
-            return [(0, caption, self._read_clause(caption))]
+            return [(0, caption, read(caption))]
         out: list[tuple[int, str, Clause]] = []
-        last = len(parts) - 1
         start = 0
-        text = ""
-        for i in range(0, last, 2):
-            text += parts[i] + parts[i + 1]
-            clause = self._read_clause(text)
-            if clause.closed:
-                out.append((start, text, clause))
-                start += len(text)
-                text = ""
-        text += parts[last]
-        out.append((start, text, self._read_clause(text)))
+        for i in range(0, len(parts) - 1, 2):
+            text = parts[i] + parts[i + 1]
+            out.append((start, text, read(text)))
+            start += len(text)
+        text = parts[-1]
+        out.append((start, text, read(text)))
         return out
 
     def join(self, caption: str, clauses: list[tuple[int, str, Clause]]) -> Query:
@@ -242,32 +227,72 @@ class CaptionParser:
         kind = _KINDS[k]
 
         if len(clauses) == 1:
-            reading = clauses[0][2].readings[k]
-            stated, spans, unmatched = dict(reading.first), reading.spans, reading.unmatched
+            r = clauses[0][2].readings[k]
+            stated, sets, spans, unmatched, unsupported = dict(r.first), r.sets, r.spans, r.unmatched, r.unsupported
         else:
             stated = {}
             placed: list[Span] = []
             missed: list[str] = []
+            set_list: list[Constraint] = []
+            odd: list[str] = []
             for offset, text, clause in clauses:
-                reading = clause.readings[k]
-                for group, cls in reading.first.items():
+                r = clause.readings[k]
+                for group, cls in r.first.items():
                     if group not in stated:
                         stated[group] = cls
-                if reading.spans:
-                    placed += self._placed_spans(text, offset, k) if offset else reading.spans
-                if reading.unmatched:
-                    missed += reading.unmatched
-            spans, unmatched = tuple(placed), tuple(missed)
+                if r.spans:
+                    placed += self._placed_spans(text, offset, k) if offset else r.spans
+                if r.unmatched:
+                    missed += r.unmatched
+                if r.sets:
+                    set_list += r.sets
+                if r.unsupported:
+                    odd += r.unsupported
+            spans, unmatched, sets, unsupported = tuple(placed), tuple(missed), set_list, tuple(odd)
 
         if kind is None:
-            return Query(caption, None, spans=spans, unmatched=unmatched)
+            return Query(caption, None, spans=spans, unmatched=unmatched, unsupported=unsupported)
+        negated: dict[str, tuple[str, ...]] = {}
+        either: dict[str, tuple[str, ...]] = {}
+        if sets:
+            negated, either = self._resolve(stated, sets, kind)
         implied: dict[str, str] = {}
         if kind == "pedestrian":
             form = track2_form(caption)
             if form is not None:
                 implied = implied_values(stated, form)
-        unknown = tuple([g for g in self._groups[kind] if g not in stated and g not in implied])
-        return Query(caption, kind, stated, implied, unknown, spans, unmatched)
+        unknown = tuple([g for g in self._groups[kind] if g not in stated and g not in implied and g not in negated and g not in either])
+        return Query(caption, kind, stated, implied, unknown, spans, unmatched, negated, either, unsupported)
+
+    def _resolve(self, stated: dict[str, str], sets: Iterable[Constraint], kind: str) -> tuple[dict, dict]:
+        """Step 6 for set constraints: exclusions and alternatives per group, in schema order.
+
+        A stated value wins over any set of its group. Alternatives minus exclusions are what
+        an alternative group allows; a set that leaves one class states it (added to
+        ``stated``), one that allows every class (or none) constrains nothing.
+        """
+        excluded: dict[str, set[str]] = {}
+        allowed: dict[str, set[str]] = {}
+        for group, rel, classes in sets:
+            if group not in stated:
+                (excluded if rel == NEGATED else allowed).setdefault(group, set()).update(classes)
+        negated: dict[str, tuple[str, ...]] = {}
+        either: dict[str, tuple[str, ...]] = {}
+        for group in self._groups[kind]:
+            classes = self._classes[kind][group]
+            if group in allowed:
+                keep = tuple(c for c in classes if c in allowed[group] and c not in excluded.get(group, ()))
+                target = either
+            elif group in excluded:
+                keep = tuple(c for c in classes if c not in excluded[group])
+                target = negated
+            else:
+                continue
+            if len(keep) == 1:
+                stated[group] = keep[0]
+            elif 0 < len(keep) < len(classes):
+                target[group] = keep if target is either else tuple(c for c in classes if c not in keep)
+        return negated, either
 
     def place_spans(self, text: str, offset: int, k: int) -> tuple[Span, ...]:
         """The spans of clause ``text`` for kind number ``k``, moved to ``offset`` in a caption.
@@ -276,105 +301,194 @@ class CaptionParser:
         a clause sits at only a few offsets (after each phrasing of the clauses before it).
         """
         return tuple(
-            Span(s.text, s.start + offset, s.end + offset, s.group, s.cls, s.fuzzy)
+            Span(s.text, s.start + offset, s.end + offset, s.group, s.cls, s.fuzzy, s.relation)
             for s in self._read_clause(text).readings[k].spans
         )
 
     def read_clause(self, text: str) -> Clause:
-        """Steps 1-4 on ``text`` alone (uncached; a whole caption is a valid clause too)."""
-        doc = self._tokenizer(text)
-        n = len(doc)
-        # One C call for every token attribute we need; per-token Python access is the slow part.
-        rows = doc.to_array(_ATTRS).tolist()  # [lower hash, is_alpha, is_punct, char idx, length]
-        covered = [False] * n
+        """Steps 1-4 and 7 on ``text`` alone (uncached; a whole caption is a valid clause too)."""
+        toks = TOKEN.findall(text)
+        n = len(toks)
+        lows = [t.lower() for t in toks]
+        if "’" in text:
+            lows = [w.replace("’", "'") for w in lows]
+        starts: list[int] = []
+        pos = 0
+        for t in toks:
+            pos = text.find(t, pos)
+            starts.append(pos)
+            pos += len(t)
+
+        # 1. exact phrases
+        phrases = self._phrases
         cands: list[tuple[int, int, int, bool]] = []  # (start, end, entry, fuzzy)
-        for match_id, start, end in self._matcher(doc):
-            cands.append((start, end, self._entry_of[match_id], False))
-            for k in range(start, end):
-                covered[k] = True
+        for i in range(n):
+            opts = phrases.get(lows[i])
+            if opts is not None:
+                for ptoks, size, entry in opts:
+                    if size == 1 or lows[i : i + size] == ptoks:
+                        cands.append((i, i + size, entry, False))
+        covered = [False] * n
+        for s, e, _, _ in cands:
+            for j in range(s, e):
+                covered[j] = True
 
-        # Leftover words: not covered, not ignorable. Negation cues are noted on the way.
-        leftovers: list[int] = []
-        neg_at: list[int] = []
-        for k in range(n):
-            if covered[k]:
-                continue
-            low, alpha = rows[k][0], rows[k][1]
-            if low in self._neg_cues:
-                neg_at.append(k)
-            elif alpha and low not in self._ignore:
-                leftovers.append(k)
-
-        if any(rows[k][4] >= MIN_FUZZY_LEN for k in leftovers):
-            lowers = [t.lower_ for t in doc]
-            fuzzable = [False] * n
-            for k in leftovers:
-                fuzzable[k] = rows[k][4] >= MIN_FUZZY_LEN
-            usable = [t.is_alpha or t.is_digit or t.text == "-" for t in doc]
-            for hit in self._fuzzy.search(lowers, fuzzable, usable):
+        # 2. leftover content words, fuzzed when long enough
+        ignore, cues, ors = self._ignore, self._neg_cues, self._or
+        leftovers = [j for j in range(n) if not covered[j] and lows[j].isalnum() and lows[j] not in ignore
+                     and lows[j] not in cues and lows[j] not in ors]
+        fuzzable = [False] * n
+        any_fuzz = False
+        for j in leftovers:
+            w = lows[j]
+            if len(w) >= MIN_FUZZY_LEN and w.isalpha() and w not in self._keep:
+                fuzzable[j] = any_fuzz = True
+        if any_fuzz:
+            usable = [w.isalnum() or w == "-" for w in lows]
+            for hit in self._fuzzy.search(lows, fuzzable, usable):
                 cands.append((hit.start, hit.end, hit.entry, True))
 
-        # Overlaps: longest, then exact before fuzzy, then earliest.
-        cands.sort(key=lambda c: (c[0] - c[1], c[3], c[0]))
-        taken = [False] * n
-        chosen: list[tuple[int, int, int, bool]] = []
-        for c in cands:
-            if not any(taken[c[0] : c[1]]):
-                for k in range(c[0], c[1]):
-                    taken[k] = True
-                chosen.append(c)
-        chosen.sort()
+        # 3. overlaps: longest, then exact before fuzzy, then earliest
+        if len(cands) > 1 or any_fuzz:
+            cands.sort(key=lambda c: (c[0] - c[1], c[3], c[0]))
+            taken = [False] * n
+            chosen: list[tuple[int, int, int, bool]] = []
+            for c in cands:
+                if not any(taken[c[0] : c[1]]):
+                    for j in range(c[0], c[1]):
+                        taken[j] = True
+                    chosen.append(c)
+        else:
+            chosen = cands
+            taken = covered
+        span_at = {c[0]: c for c in chosen}
 
-        negated = self._negated(rows, chosen, neg_at) if neg_at else set()
+        # 4. mentions: (start, end, entry, fuzzy, negated, chain)
+        mentions: list[tuple[int, int, int, bool, bool, int]] = []
+        breaks, kv, yes, no = self._neg_breaks, _KEY_VALUE, self._yes, self._no
+        neg = pending_or = False
+        last = -1  # the previous mention, while only ignorable words follow it
+        i = 0
+        while i < n:
+            c = span_at.get(i)
+            if c is not None:
+                end, negd = c[1], neg
+                skip = 0
+                if end + 1 < n and lows[end] in kv and (lows[end + 1] in yes or lows[end + 1] in no):
+                    negd = (lows[end + 1] in no) != neg
+                    skip = 2
+                chain = len(mentions)
+                if pending_or and last >= 0 and not negd and not mentions[last][4]:
+                    chain = mentions[last][5]
+                mentions.append((i, end, c[2], c[3], negd, chain))
+                last, pending_or = len(mentions) - 1, False
+                i = end + skip
+                continue
+            w = lows[i]
+            if w in cues:
+                neg, last, pending_or = True, -1, False
+            elif w in ors:
+                pending_or = last >= 0
+            elif w in breaks or not w.isalnum():
+                neg, last, pending_or = False, -1, False
+            elif w not in ignore:  # a content word nothing explains
+                last, pending_or = -1, False
+            i += 1
 
-        # Per caption kind: the values and spans of that kind's words; everything else
-        # (leftovers, and words of another subject) is unmatched, in caption order.
-        items: list[tuple[int, str, int, int, int, bool]] = [  # (token, text, char start, char end, entry, fuzzy)
-            (k, text[rows[k][3] : rows[k][3] + rows[k][4]], 0, 0, -1, False) for k in leftovers if not taken[k]
-        ]
-        for start, end, entry, fuzzy in chosen:
-            a, b = rows[start][3], rows[end - 1][3] + rows[end - 1][4]
-            items.append((start, text[a:b], a, b, entry, fuzzy))
-        items.sort()
-        readings = []
-        for kind in _KINDS:
-            values: list[tuple[str, str]] = []
-            spans: list[Span] = []
-            unmatched: list[str] = []
-            for start, words, a, b, entry, fuzzy in items:
-                if entry < 0 or self._meaning[entry][0] != kind:
-                    unmatched.append(words)
-                    continue
-                _, plain, neg, _ = self._meaning[entry]
-                for group, cls in neg if start in negated else plain:
-                    spans.append(Span(words, a, b, group, cls, fuzzy))
-                    values.append((group, cls))
-            readings.append(Reading(_first_mentions(values), tuple(spans), tuple(unmatched)))
-
+        # 5 (votes) and 7 (unmatched runs), per caption kind
         votes = dict.fromkeys(SUBJECTS, 0)
-        for _, _, entry, _ in chosen:
-            subject, _, _, cue = self._meaning[entry]
+        for m in mentions:
+            subject, _, _, cue = self._meaning[m[2]]
             votes[subject] += 2 if cue else 1
-        closed = n > 0 and bool(rows[n - 1][2]) and not taken[n - 1]
-        return Clause(tuple(votes[s] for s in SUBJECTS), tuple(readings), closed)
+        base = [0] * n  # 1: content word nothing explains; 2: joiner word
+        for j in leftovers:
+            if not taken[j]:
+                base[j] = 1
+        joiners = self._joiners
+        for j in range(n):
+            if not taken[j] and lows[j] in joiners:
+                base[j] = 2
+        readings = tuple(self._reading(kind, text, toks, starts, mentions, base) for kind in _KINDS)
+        return Clause(tuple(votes[s] for s in SUBJECTS), readings)
+
+    def _reading(self, kind: str | None, text: str, toks: list[str], starts: list[int],
+                 mentions: list[tuple[int, int, int, bool, bool, int]], base: list[int]) -> Reading:
+        """One clause read for a caption of ``kind``: its values, sets, spans and leftovers."""
+        meaning = self._meaning
+        values: list[tuple[str, str]] = []
+        sets: list[Constraint] = []
+        spans: list[Span] = []
+        unsupported: list[str] = []
+        flags = base
+        chains: dict[int, list[tuple[int, int, int, bool, bool, int]]] = {}
+        for m in mentions:
+            if meaning[m[2]][0] != kind:
+                if flags is base:
+                    flags = list(base)
+                for j in range(m[0], m[1]):
+                    flags[j] = 1
+            else:
+                chains.setdefault(m[5], []).append(m)
+
+        def words(a: int, b: int) -> tuple[str, int, int]:
+            s, e = starts[a], starts[b - 1] + len(toks[b - 1])
+            return text[s:e], s, e
+
+        for ms in chains.values():
+            if len(ms) == 1:
+                start, end, entry, fuzzy, negd, _ = ms[0]
+                triples = meaning[entry][2] if negd else meaning[entry][1]
+                w, a, b = words(start, end)
+                if triples is None:
+                    unsupported.append(w)
+                    continue
+                for group, rel, cls in triples:
+                    spans.append(Span(w, a, b, group, cls, fuzzy, rel))
+                    if rel == STATED:
+                        values.append((group, cls))
+                    else:
+                        sets.append((group, rel, (cls,)))
+                continue
+            pairs = [meaning[m[2]][1] for m in ms]
+            if not all(pairs):
+                continue  # "a car or a van": one alternative allows anything, so nothing is constrained
+            groups = {g for p in pairs for g, _, _ in p}
+            if len(groups) != 1 or any(len(p) != 1 for p in pairs):
+                unsupported.append(words(ms[0][0], ms[-1][1])[0])
+                continue
+            (group,) = groups
+            classes = tuple(dict.fromkeys(p[0][2] for p in pairs))
+            rel = STATED if len(classes) == 1 else EITHER
+            for m, p in zip(ms, pairs):
+                w, a, b = words(m[0], m[1])
+                spans.append(Span(w, a, b, group, p[0][2], m[3], rel))
+            if rel == STATED:
+                values.append((group, classes[0]))
+            else:
+                sets.append((group, EITHER, classes))
+
+        unmatched: list[str] = []
+        n = len(flags)
+        j = 0
+        while j < n:
+            if flags[j]:
+                e, content = j, False
+                while e < n and flags[e]:
+                    content = content or flags[e] == 1
+                    e += 1
+                if content:
+                    unmatched.append(words(j, e)[0])
+                j = e
+            else:
+                j += 1
+        return Reading(_first_mentions(values), tuple(sets), tuple(spans), tuple(unmatched), tuple(unsupported))
 
     # ------------------------------------------------------------------ internals
     def _parse(self, caption: str) -> Query:
         return self.join(caption, self.clauses(caption))
 
-    def _negated(self, rows: list[list[int]], chosen: list[tuple[int, int, int, bool]], neg_at: list[int]) -> set[int]:
-        """Start tokens of the chosen spans that fall in a negation's scope."""
-        span_at = {c[0]: c[1] for c in chosen}
-        out: set[int] = set()
-        n = len(rows)
-        for cue in neg_at:
-            k = cue + 1
-            while k < n:
-                if k in span_at:
-                    out.add(k)
-                    k = span_at[k]
-                    continue
-                if rows[k][2] or rows[k][0] in self._neg_breaks:
-                    break
-                k += 1
-        return out
+
+def _copy(q: Query, caption: str) -> Query:
+    """``q`` for ``caption`` with fresh dicts (a caller may mutate its copy, not the cache's)."""
+    return Query(caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched,
+                 dict(q.negated), dict(q.either), q.unsupported)

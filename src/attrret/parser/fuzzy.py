@@ -1,20 +1,30 @@
-"""Fuzzy matching of misspelt lexicon phrases ("sholder bag", "backpak", "Volkswagon", "glases").
+"""Fuzzy matching of misspelt lexicon phrases ("sholder bag", "backpak", "womna", "toyta").
 
 Only tokens that nothing else explains are fuzzed: not matched by an exact phrase, not a
-stop word, not a grammar word of the lexicon's ignore list, not a negation word, and at
-least :data:`MIN_FUZZY_LEN` letters long. A window of tokens around such a token is compared
-with lexicon phrases of the same token count: the leftover tokens must each score at least
-the cutoff against the phrase's token (rapidfuzz ``fuzz.ratio``, 0-100), every other token
+stop word, not a grammar word of the lexicon's ignore list, not a negation or value word,
+not one of the lexicon's ``[fuzzy] keep`` real words, and at least :data:`MIN_FUZZY_LEN`
+letters long. A window of tokens around such a token is compared with lexicon phrases of the
+same token count: each leftover token must be a slip of the phrase's token, every other token
 must match exactly. So "sholder bag" matches "shoulder bag", but "long trousers" never
 matches "long sleeves".
 
-Why a cutoff of 85 (:data:`DEFAULT_FUZZY_CUTOFF`): one wrong letter in a word of 7+ letters
-scores 86-95 and one missing or extra letter in a word of 5+ letters scores 89-95 (the typos
-we want), while the confusable pairs of this vocabulary score at most 84: "shirt"/"skirt"
-80, "shirts"/"skirts" 83, "plain"/"plaid" 80, "glass"/"glasses" 83, "female"/"male" 80,
-"woman"/"man" 75, "blouse"/"blue" 80, "coach"/"couch" 80. Words under five letters are never
-fuzzed: at that length a single edit already reaches 86 ("that"/"hat", "hats"/"cats"), and
-short words are mostly function words that exact matching or the stop list handle.
+The rule for one word ``w`` against a lexicon word ``p`` (both at least 4 letters):
+
+- **one adjacent transposition** (``"womna"``/``"woman"``, ``"hyundia"``/``"hyundai"``): the
+  same letters, optimal-string-alignment distance 1. Real words that are a swap of another
+  real word are very rare in this vocabulary, so this holds from 4 letters.
+- **otherwise** rapidfuzz ``fuzz.ratio(w, p) >= cutoff`` (:data:`DEFAULT_FUZZY_CUTOFF` = 85):
+  one missing or extra letter from 4 letters on (``"dres"``/``"dress"`` 89, ``"toyta"``/
+  ``"toyota"`` 91), one wrong letter from 7 letters on (86-95). One wrong letter in a shorter
+  word scores at most 83, which is what keeps the confusable real words of this vocabulary
+  apart: "shirt"/"skirt" 80, "shirts"/"skirts" 83, "plain"/"plaid" 80, "coach"/"couch" 80,
+  "glass"/"glasses" 83, "female"/"male" 80, "woman"/"man" 75, "blouse"/"blue" 80,
+  "hate"/"hats" 75. A lexicon word under 4 letters ("hat", "cap", "van") is never a fuzzy
+  target: at that length one extra letter already scores 86 ("that"/"hat", "chat"/"hat").
+
+The few real words the rule would still merge ("plan" is "plain" less a letter, "tees"
+"teens", "cherry" "chery", "grasses" "glasses", "talking" "walking") are listed in the
+lexicon's ``[fuzzy] keep`` and never fuzzed (tests/parser checks each pair both ways).
 """
 
 from __future__ import annotations
@@ -22,10 +32,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_FUZZY_CUTOFF", "MIN_FUZZY_LEN", "FuzzyIndex", "FuzzyHit"]
+__all__ = ["DEFAULT_FUZZY_CUTOFF", "MIN_FUZZY_LEN", "FuzzyIndex", "FuzzyHit", "is_slip"]
 
 DEFAULT_FUZZY_CUTOFF: float = 85.0
-MIN_FUZZY_LEN: int = 5
+MIN_FUZZY_LEN: int = 4
 
 
 @dataclass(frozen=True)
@@ -37,15 +47,27 @@ class FuzzyHit:
     score: float
 
 
+def is_slip(word: str, target: str, cutoff: float = DEFAULT_FUZZY_CUTOFF) -> float:
+    """Score (> 0) when ``word`` is a slip of ``target`` by the module's rule, else 0."""
+    from rapidfuzz.distance import OSA
+    from rapidfuzz.fuzz import ratio
+
+    if len(word) < MIN_FUZZY_LEN or len(target) < MIN_FUZZY_LEN or word == target:
+        return 0.0
+    r = ratio(word, target)
+    if r >= cutoff:
+        return r
+    if len(word) == len(target) and sorted(word) == sorted(target) and OSA.distance(word, target) == 1:
+        return max(r, cutoff)  # a transposition ranks like a borderline typo
+    return 0.0
+
+
 class FuzzyIndex:
     """Lexicon phrases grouped by token count, for windowed fuzzy lookup."""
 
     def __init__(self, phrases: list[tuple[tuple[str, ...], int, str]], cutoff: float) -> None:
         if not 0 < cutoff <= 100:
             raise ValueError(f"fuzzy cutoff must be in (0, 100], got {cutoff}")
-        from rapidfuzz.fuzz import ratio  # here, so importing the constants stays light
-
-        self._ratio = ratio
         self.cutoff = cutoff
         self.by_len: dict[int, list[tuple[tuple[str, ...], int, str]]] = defaultdict(list)
         for tokens, entry, phrase in phrases:
@@ -74,6 +96,8 @@ class FuzzyIndex:
 
     def _best(self, window: list[str], fuzz_mask: list[bool], start: int) -> FuzzyHit | None:
         best: FuzzyHit | None = None
+        if self.cutoff >= 100:
+            return None  # a cutoff of 100 turns fuzzy matching off
         for tokens, entry, phrase in self.by_len.get(len(window), ()):
             score = 101.0
             for w, p, f in zip(window, tokens, fuzz_mask):
@@ -81,7 +105,7 @@ class FuzzyIndex:
                     continue
                 if not f:
                     break
-                r = self._ratio(w, p, score_cutoff=self.cutoff)
+                r = is_slip(w, p, self.cutoff)
                 if not r:
                     break
                 score = min(score, r)

@@ -5,10 +5,16 @@ touches matching code, and it is validated against the schema at load so that a 
 class fails loudly here instead of silently never matching. Vehicle colour, type and brand
 class names are taken from the schema itself: adding a brand to ``vehicle.toml`` makes the
 parser recognise it with no lexicon edit.
+
+Besides the phrases, the file declares the small closed word classes the parser's rules use
+(negation cues and scope breaks, the words that link alternatives, the yes / no values of
+``key: value`` forms, stop words, words that join an ignored phrase, real words fuzzy matching
+must leave alone), so that the rules read them and never spell words themselves.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -16,7 +22,20 @@ from pathlib import Path
 
 from attrret.schema import SUBJECTS, Schema
 
-__all__ = ["Entry", "Lexicon", "load_lexicon", "LexiconError"]
+__all__ = ["Entry", "Lexicon", "load_lexicon", "LexiconError", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
+
+#: How a mention constrains its group: it states the class, excludes it, or allows it among others.
+STATED, NEGATED, EITHER = "is", "not", "or"
+
+#: One token: a run of word characters (a contraction's "n't" split off, as in "does|n't"),
+#: or one other non-space character. Every non-space character belongs to exactly one token,
+#: so punctuation is always a token of its own. Phrases and captions are tokenised alike.
+TOKEN = re.compile(r"\w+(?=n['’]t\b)|n['’]t\b|\w+|[^\w\s]", re.IGNORECASE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased tokens of ``text`` (the same rule for lexicon phrases and captions)."""
+    return [t.lower().replace("’", "'") for t in TOKEN.findall(text)]
 
 
 class LexiconError(ValueError):
@@ -46,20 +65,33 @@ class Lexicon:
     negation_breaks: frozenset[str]
     ignore: frozenset[str]
     source: str
+    stop_words: frozenset[str] = frozenset()
+    joiners: frozenset[str] = frozenset()  # ignorable alone, part of an ignored phrase beside one
+    or_words: frozenset[str] = frozenset()
+    yes_words: frozenset[str] = frozenset()
+    no_words: frozenset[str] = frozenset()
+    fuzzy_keep: frozenset[str] = frozenset()  # real words never fuzzed into a lexicon word
 
-    def negation_of(self, entry: Entry, schema: Schema) -> tuple[tuple[str, str], ...]:
-        """What a negated mention of ``entry`` states.
+    def negation_of(self, entry: Entry, schema: Schema) -> tuple[tuple[str, str, str], ...] | None:
+        """What a negated mention of ``entry`` says, as ``(group, relation, class)`` triples.
 
-        Declared ``negated`` wins; otherwise a two-class group flips to its other class
-        ("no hat" -> no, "no short sleeves" -> long) and a larger group states nothing.
+        Declared ``negated`` wins (stated values). Otherwise each pair of a one-pair entry
+        flips to the other class in a two-class group ("no hat" -> hat = no, "no short
+        sleeves" -> long) and excludes its class in a larger group ("no backpack" -> bag not
+        backpack). ``None``: the negation cannot be said as constraints ("not a girl" is "not
+        female OR not under 18", an alternative across two groups).
         """
         if entry.negated is not None:
-            return entry.negated
+            return tuple((g, STATED, c) for g, c in entry.negated)
+        if len(entry.sets) > 1:
+            return None
         out = []
         for group, cls in entry.sets:
             classes = schema.subject(entry.subject).group(group).classes
             if len(classes) == 2:
-                out.append((group, classes[1 - classes.index(cls)]))
+                out.append((group, STATED, classes[1 - classes.index(cls)]))
+            else:
+                out.append((group, NEGATED, cls))
         return tuple(out)
 
 
@@ -75,6 +107,10 @@ def _check_sets(raw: object, subject: str, schema: Schema, where: str) -> tuple[
             raise LexiconError(f"{where}: {exc.args[0]}") from None
         out.append((group, cls))
     return tuple(out)
+
+
+def _words(data: dict, table: str, key: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in data.get(table, {}).get(key, ()))
 
 
 def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
@@ -127,17 +163,19 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
             else:
                 entries[hit] = cue_entry
 
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, ...], str] = {}
     for e in entries:
         for p in e.phrases:
-            key = " ".join(p.lower().split())
+            key = tuple(tokenize(p))
             if key in seen:
                 raise LexiconError(f"{source}: phrase {p!r} is declared twice ({seen[key]} and {e.subject})")
             seen[key] = e.subject
 
     neg = data.get("negation", {})
-    ignore = frozenset(w.lower() for w in data.get("ignore", {}).get("words", ()))
-    clash = sorted(w for w in ignore if w in seen)
+    ignore = _words(data, "ignore", "words")
+    stop = _words(data, "ignore", "stop_words")
+    single = {k[0] for k in seen if len(k) == 1}
+    clash = sorted(w for w in ignore if w in single)  # stop words are generic: phrases simply match first
     if clash:
         raise LexiconError(f"{source}: ignored words are also phrases: {', '.join(clash)}")
     return Lexicon(
@@ -146,4 +184,10 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
         negation_breaks=frozenset(w.lower() for w in neg.get("breaks", ())),
         ignore=ignore,
         source=source,
+        stop_words=stop,
+        joiners=_words(data, "ignore", "joiners"),
+        or_words=_words(data, "alternatives", "words"),
+        yes_words=_words(data, "values", "yes"),
+        no_words=_words(data, "values", "no"),
+        fuzzy_keep=_words(data, "fuzzy", "keep"),
     )

@@ -10,7 +10,12 @@ __all__ = ["Span", "Query"]
 
 @dataclass(frozen=True)
 class Span:
-    """A lexicon match in the caption (character offsets into ``Query.caption``)."""
+    """A lexicon match in the caption (character offsets into ``Query.caption``).
+
+    ``relation``: what the mention does to its group: ``"is"`` states ``cls`` (a negated
+    two-class group states the other class: "no hat" -> hat is no), ``"not"`` excludes it
+    ("no backpack"), ``"or"`` allows it among alternatives ("black or white").
+    """
 
     text: str
     start: int
@@ -18,19 +23,28 @@ class Span:
     group: str
     cls: str
     fuzzy: bool = False
+    relation: str = "is"
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "start": self.start, "end": self.end, "group": self.group, "class": self.cls, "fuzzy": self.fuzzy}
+        return {"text": self.text, "start": self.start, "end": self.end, "group": self.group, "class": self.cls,
+                "fuzzy": self.fuzzy, "relation": self.relation}
 
 
 @dataclass(frozen=True)
 class Query:
     """A parsed caption.
 
-    Tri-state per group of the query's kind: a group is in ``stated`` (its words say so),
-    in ``implied`` (the Track-2 grammar fixes it without words), or listed in ``unknown``.
-    The three are disjoint and together cover every group of ``kind``; with no kind
-    (nothing recognised) all three are empty.
+    Per group of the query's kind, at most one of: ``stated`` (its words give one class),
+    ``implied`` (the Track-2 grammar fixes it without words), ``negated`` (classes excluded,
+    "not black": only for groups of more than two classes, since a two-class group's negation
+    states the other class), ``either`` (classes allowed, "black or white"); every other group
+    is listed in ``unknown``. Together they cover every group of ``kind``; with no kind
+    (nothing recognised) all are empty. Class lists are in schema order.
+
+    ``unmatched``: content words and phrases that map to no attribute ("red jacket",
+    "umbrella"); ``unsupported``: phrases of constructs the parser recognised but cannot
+    express, whose words were therefore not used ("a hat or glasses": alternatives across
+    two groups).
     """
 
     caption: str
@@ -40,10 +54,20 @@ class Query:
     unknown: tuple[str, ...] = ()
     spans: tuple[Span, ...] = ()
     unmatched: tuple[str, ...] = ()
+    negated: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    either: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()
 
     def known(self, use_implied: bool = False) -> dict[str, str]:
         """Values the ranker enforces: the stated ones, plus the implied ones on request."""
         return {**self.implied, **self.stated} if use_implied else dict(self.stated)
+
+    def ignored(self) -> list[tuple[str, str]]:
+        """``(words, why)`` for everything in the caption the query does not use, in order."""
+        return [(w, "no attribute for it") for w in self.unmatched] + [
+            (w, "not supported: alternatives across groups or a negation of several groups at once")
+            for w in self.unsupported
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,4 +78,7 @@ class Query:
             "unknown": list(self.unknown),
             "spans": [s.to_json() for s in self.spans],
             "unmatched": list(self.unmatched),
+            "negated": {g: list(c) for g, c in self.negated.items()},
+            "either": {g: list(c) for g, c in self.either.items()},
+            "unsupported": list(self.unsupported),
         }
