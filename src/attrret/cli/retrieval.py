@@ -99,6 +99,7 @@ def rank(
     run = rank_captions(idx, texts, options, priors)
     for w in run.ranking.warnings:
         _err(f"attrret: warning: {w}")
+    _warn_ignored(queries, texts)
     _warn_unanswered(queries, run)
     write_submission(out, run.results)
     if explain:
@@ -106,21 +107,36 @@ def rank(
     _err(f"ranked {len(texts)} queries over {len(idx)} images -> {out}")
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _warn_ignored(queries: Path, texts: list[str]) -> None:
+    """One warning per query whose words were partly ignored (file:line, caption, what and why):
+    a query that ranks on less than it says must never look like it used everything."""
+    from attrret.parser import CaptionParser
+
+    for j, q in enumerate(CaptionParser().parse_many(texts)):
+        ignored = q.ignored()
+        if ignored:
+            what = ", ".join(f"{w!r} ({why})" for w, why in ignored)
+            _err(f"attrret: warning: {queries}:{j + 1}: {_shown(q.caption)}: ignored {what}")
+
+
 def _warn_unanswered(queries: Path, run, limit: int = 10) -> None:
     """Name each query the ranker could not use (file:line, caption, unknown groups): the
     summary warnings only count them, and the user needs to find and fix the caption."""
     plans = run.ranking.plans
-    bad = [j for j, p in enumerate(plans) if p.kind is None or not (p.enforced or p.priors)]
+    bad = [j for j, p in enumerate(plans) if p.kind is None or not p.scored]
     for j in bad[:limit]:
         p, text = plans[j], run.texts[j]
-        shown = text if len(text) <= 60 else text[:57] + "..."
         if p.kind is None:
             why = "no pedestrian or vehicle words recognised; unknown: kind and every attribute group"
         else:
             why = f"nothing the index can score for this {p.kind}; unknown: {', '.join(p.unknown) or 'none'}"
             if p.missing:
                 why += f"; no index column for: {', '.join(p.missing)}"
-        _err(f"attrret: warning: {queries}:{j + 1}: {shown!r}: {why}; kept in the submission with no results")
+        _err(f"attrret: warning: {queries}:{j + 1}: {_shown(text)}: {why}; kept in the submission with no results")
     if len(bad) > limit:
         _err(f"attrret: warning: ... and {len(bad) - limit} more such queries")
 

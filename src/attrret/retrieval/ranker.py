@@ -6,6 +6,32 @@ Scoring (per query, over the index columns of the query's subject):
   over the groups the caption STATES (an explicit negation such as "no hat" is stated);
 - ``linear`` (the reference code's variant): ``Σ_g Σ_k (c_gk − p_gk)·c_gk``.
 
+Set constraints. A query may also constrain a group to a set of classes: ``either`` ("black
+or white": S = the classes named) or ``negated`` ("not black": S = the group's other classes;
+a binary group's negation is a stated value instead). With ``p(S) = Σ_{k∈S} p_k`` the mass
+the image puts on the allowed classes and ``N`` the excluded ones, the group's term is
+
+    euclidean:  d_S(p) = (1 − p(S)) + Σ_{k∈N} p_k²        (|S| ≥ 2)
+    linear:     d_S(p) =  1 − p(S)
+
+and for ``S = {c}`` the one-class terms above, ``(1 − p_c)² + Σ_{k≠c} p_k²`` and ``1 − p_c``.
+Why this form. Merging the allowed classes into one and taking the one-class distance gives
+``(1 − p(S))² + Σ_{k∈N} p_k²``, but ``p(S)²`` holds products of two columns, which the index's
+product form ``const + U·p + V·p²`` cannot express. It is replaced by its upper bound
+``1 − p(S)`` (``0 ≤ 1 − p(S) ≤ 1``), which is exact for an image sure to be in S (0) or sure to
+be out (``1 + Σ_N p²``, the same as for a single class) and over by at most 1/4 in between; it
+treats every allowed class alike (a sure black and a sure white car both score 0 for "black or
+white"), and "not black" ranks by ``p_black`` alone (``p_b + p_b²``). For one class ``p(S)²``
+is the column ``p_c²``, so the one-class distance is kept exactly: the set distance is its
+generalisation, not a second scoring. In the product form, with ``c`` the 0/1 indicator of S
+and ``z = c`` on set groups of two or more classes (0 elsewhere), ``m`` the group mask:
+
+    U = −2 m∘c + z,   V = m − z,   const = Σ m c² − Σ z + (number of set groups)   (euclidean)
+    U = −m∘c,         V = 0,       const = the same                              (linear)
+
+so every backend of :func:`attrret.retrieval.topk.exact_topk` ranks sets with the same exact
+search (tests/retrieval check them against a numpy brute force, each backend).
+
 Options studied on real images (bench/retrieval_pa100k.py, README): ``use_implied`` also
 enforces the grammar's implied values; ``priors`` adds a soft target for groups the caption
 leaves unknown (see :mod:`attrret.retrieval.priors`).
@@ -76,6 +102,12 @@ class QueryPlan(NamedTuple):
     priors: Mapping[str, tuple[float, ...]]
     unknown: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # groups the query knows but the index has no column for
+    allowed: Mapping[str, tuple[str, ...]] = _NOTHING  # set constraints: group -> allowed classes
+
+    @property
+    def scored(self) -> bool:
+        """Whether the plan scores anything (else the query gets no results)."""
+        return bool(self.enforced or self.priors or self.allowed)
 
 
 @dataclass(frozen=True)
@@ -89,12 +121,22 @@ class Ranking:
     fallbacks: int = 0
 
 
-def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, priors: HiddenPriors | None) -> QueryPlan:
+def _allowed(q: Query, classes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """group -> allowed classes of the query's set constraints (``either``, or the complement
+    of ``negated``), in schema order."""
+    out = {g: tuple(c) for g, c in q.either.items()}
+    for g, excluded in q.negated.items():
+        out[g] = tuple(c for c in classes[g] if c not in excluded)
+    return out
+
+
+def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, priors: HiddenPriors | None,
+          classes: Mapping[str, Mapping[str, tuple[str, ...]]]) -> QueryPlan:
     """``scorable[kind]``: the groups of that kind the index has columns for.
 
     Runs once per query (17,611 on the Track-2 test set), so the common case (every known
-    group scorable, no priors) takes no per-group Python step and allocates nothing but the
-    tuple: the query's own stated values are shared, not copied (fewer objects for the
+    group scorable, no priors, no sets) takes no per-group Python step and allocates nothing
+    but the tuple: the query's own stated values are shared, not copied (fewer objects for the
     garbage collector, whose full passes cost ~0.1 s each with torch and spaCy loaded).
     """
     if q.kind not in SUBJECTS:
@@ -106,18 +148,24 @@ def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, prio
     else:
         enforced = {g: v for g, v in known.items() if g in has}
         missing = tuple(g for g in known if g not in enforced)
+    allowed: Mapping[str, tuple[str, ...]] = _NOTHING
+    if q.negated or q.either:
+        sets = _allowed(q, classes[q.kind])
+        allowed = {g: c for g, c in sets.items() if g in has and g not in enforced}
+        missing += tuple(g for g in sets if g not in has)
     soft: Mapping[str, tuple[float, ...]] = _NOTHING
     if priors is not None and priors.subject.name == q.kind:
         soft = {g: tuple(float(x) for x in priors.target(g, q.stated)[0]) for g in q.unknown if g not in known and g in has}
-    return QueryPlan(q.kind, enforced, soft, tuple(q.unknown), missing)
+    return QueryPlan(q.kind, enforced, soft, tuple(q.unknown), missing, allowed)
 
 
-def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[str, slice], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Targets ``C`` and masks ``M`` (queries x ``width``) of ``plans`` over ``groups``' columns.
+def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[str, slice], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Targets ``C``, masks ``M`` and set masks ``Z`` (queries x ``width``) of ``plans`` over
+    ``groups``' columns, and each query's number of set groups (module doc).
 
     Hard values are gathered in one pass of C-level iteration (no per-value Python step):
     each (group, value) pair maps to its column, a mask row covers the whole group of every
-    enforced value. Soft prior targets, rarer, are written per query.
+    enforced value. Set constraints and soft prior targets, rarer, are written per query.
     """
     value_col = {(g.name, v): local[g.name].start + i for g in groups for i, v in enumerate(g.classes)}
     group_of_col = np.empty(width, np.int64)
@@ -133,11 +181,20 @@ def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[st
     in_group = np.zeros((len(plans), len(groups) + 1), bool)
     in_group[at, group_of_col[hot]] = True
     M = in_group[:, group_of_col].astype(np.float64)
+    Z = np.zeros((len(plans), width))
+    n_sets = np.zeros(len(plans))
     for r, p in enumerate(plans):
         for g, t in p.priors.items():
             C[r, local[g]] = t
             M[r, local[g]] = 1.0
-    return C, M
+        for g, allowed in p.allowed.items():
+            cols = [value_col[g, c] for c in allowed]
+            M[r, local[g]] = 1.0
+            C[r, cols] = 1.0
+            if len(cols) > 1:
+                Z[r, cols] = 1.0
+                n_sets[r] += 1
+    return C, M, Z, n_sets
 
 
 def rank(
@@ -155,7 +212,8 @@ def rank(
 
 def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: HiddenPriors | None, schema: Schema) -> Ranking:
     scorable = {kind: frozenset(g.name for g in schema.subject(kind).groups if index.has(g.task)) for kind in SUBJECTS}
-    plans = [_plan(q, scorable, options, priors) for q in queries]
+    classes = {kind: {g.name: g.classes for g in schema.subject(kind).groups} for kind in SUBJECTS}
+    plans = [_plan(q, scorable, options, priors, classes) for q in queries]
     rows: list[np.ndarray | None] = [None] * len(queries)  # None: no results (filled in at the end)
     dist: list[np.ndarray | None] = [None] * len(queries)
     warnings: list[str] = []
@@ -171,8 +229,8 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
     fallbacks = 0
     for ki, kind in enumerate(SUBJECTS):
         subject = schema.subject(kind)
-        members = [j for j, p in enumerate(plans) if p.kind == kind and (p.enforced or p.priors)]
-        empty = [j for j, p in enumerate(plans) if p.kind == kind and not (p.enforced or p.priors)]
+        members = [j for j, p in enumerate(plans) if p.kind == kind and p.scored]
+        empty = [j for j, p in enumerate(plans) if p.kind == kind and not p.scored]
         if empty:
             warnings.append(f"{len(empty)} {kind} quer{'y states' if len(empty) == 1 else 'ies state'} nothing the index can score: no results for them")
         if not members:
@@ -189,10 +247,10 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
         elif kinds is not None:
             other = index.cols(schema.router.task).start + (1 - ki)
             cols = np.append(cols, other)
-        C, M = _targets([plans[j] for j in members], groups, local, len(cols))
-        const = (M * C * C).sum(axis=1)
+        C, M, Z, n_sets = _targets([plans[j] for j in members], groups, local, len(cols))
+        const = (M * C * C).sum(axis=1) - Z.sum(axis=1) + n_sets
         if options.scoring == "euclidean":
-            U, V = -2.0 * M * C, M.copy()
+            U, V = -2.0 * M * C + Z, M - Z
         else:
             U, V = -M * C, np.zeros_like(M)
         if kinds is not None and options.gate == "soft":
@@ -215,26 +273,29 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
 
 def explain(index: Index, ranking: Ranking, texts: Sequence[str], schema: Schema | None = None) -> list[dict]:
     """Per query, per result: which enforced groups the image's argmax matches, which conflict,
-    which the query left unknown, and which were scored by a prior."""
+    which the query left unknown, and which were scored by a prior. A set-constrained group
+    (``allowed``: "not black", "black or white") matches when the argmax is an allowed class."""
     schema = schema or load_schema()
     out = []
     for j, (plan, rows, dist) in enumerate(zip(ranking.plans, ranking.rows, ranking.dist)):
         results = []
+        targets = [(g, (v,)) for g, v in plan.enforced.items()] + list(plan.allowed.items())
         for rank_no, (row, d) in enumerate(zip(rows, dist), start=1):
             matched, conflicted = [], []
             predicted = {}
             if plan.kind:
                 subject = schema.subject(plan.kind)
-                for g, v in plan.enforced.items():
+                for g, ok in targets:
                     grp = subject.group(g)
                     pred = grp.classes[int(np.argmax(index.probs[row, index.cols(grp.task)]))]
                     predicted[g] = pred
-                    (matched if pred == v else conflicted).append(g)
+                    (matched if pred in ok else conflicted).append(g)
             results.append({
                 "rank": rank_no, "image": index.names[row], "distance": float(d),
                 "matched": matched, "conflicted": conflicted, "unknown": list(plan.unknown),
                 "prior": sorted(plan.priors), "predicted": predicted,
             })
         out.append({"query": j, "text": texts[j], "kind": plan.kind, "enforced": dict(plan.enforced),
+                    "allowed": {g: list(c) for g, c in plan.allowed.items()},
                     "unscored": list(plan.missing), "results": results})
     return out
