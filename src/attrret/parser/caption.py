@@ -412,7 +412,7 @@ class CaptionParser:
         # 4. mentions: (start, end, entry, fuzzy, negated, chain)
         mentions: list[tuple[int, int, int, bool, bool, int]] = []
         breaks, kv, yes, no = self._neg_breaks, _KEY_VALUE, self._yes, self._no
-        neg = pending_or = False
+        neg = pending_or = prefix = False
         last = -1  # the previous mention, while only ignorable words follow it
         i = 0
         while i < n:
@@ -428,13 +428,18 @@ class CaptionParser:
                     chain = mentions[last][5]
                 mentions.append((i, end, c[2], c[3], negd, chain))
                 last, pending_or = len(mentions) - 1, False
+                if prefix:
+                    neg = prefix = False
                 i = end + skip
                 continue
             w = lows[i]
             if w in cues:
                 neg, last, pending_or = True, -1, False
+                prefix = i + 1 < n and lows[i + 1] == "-"  # "non-black": negates one word only
             elif w in ors:
                 pending_or = last >= 0
+            elif w == "-":  # inside a word ("non-black"): ends nothing
+                pass
             elif w in breaks or not w.isalnum():
                 neg, last, pending_or = False, -1, False
             elif w not in ignore:  # a content word nothing explains
@@ -480,7 +485,24 @@ class CaptionParser:
             s, e = starts[a], starts[b - 1] + len(toks[b - 1])
             return text[s:e], s, e
 
-        for ms in chains.values():
+        # An alternative with a member that states nothing ("a red car or a Toyota": "car")
+        # is an alternative between the whole phrases: the mentions right before that member
+        # ("red") belong to it, so they are not stated on their own.
+        pulled: dict[int, int] = {}  # chain -> token where its phrase starts
+        for chain, ms in chains.items():
+            if len(ms) > 1 and not all(meaning[m[2]][1] for m in ms):
+                at = mentions.index(ms[0])
+                while at > 0 and mentions[at - 1][1] == mentions[at][0] and meaning[mentions[at - 1][2]][0] == kind:
+                    at -= 1
+                pulled[chain] = mentions[at][0]
+        if pulled:
+            cut = sorted(pulled.items(), key=lambda x: x[1])
+            chains = {c: ms for c, ms in chains.items()
+                      if c in pulled or not any(a <= ms[0][0] < chains[p][0][0] for p, a in cut)}
+        for chain, ms in chains.items():
+            if chain in pulled:
+                unsupported.append(words(pulled[chain], ms[-1][1])[0])
+                continue
             if len(ms) == 1:
                 start, end, entry, fuzzy, negd, _ = ms[0]
                 triples = meaning[entry][2] if negd else meaning[entry][1]
@@ -496,8 +518,6 @@ class CaptionParser:
                         sets.append((group, rel, (cls,)))
                 continue
             pairs = [meaning[m[2]][1] for m in ms]
-            if not all(pairs):
-                continue  # "a car or a van": one alternative allows anything, so nothing is constrained
             groups = {g for p in pairs for g, _, _ in p}
             if len(groups) != 1 or any(len(p) != 1 for p in pairs):
                 unsupported.append(words(ms[0][0], ms[-1][1])[0])

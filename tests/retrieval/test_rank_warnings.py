@@ -1,0 +1,29 @@
+"""``attrret rank`` says what each query ignored: one warning per such query, file:line first."""
+
+from __future__ import annotations
+
+import json
+
+from tests.retrieval.conftest import cli
+
+
+def test_rank_warns_once_per_query_that_ignored_words(index_factory, tmp_path):
+    idx = index_factory({
+        "a.jpg": {"router": [0.9, 0.1], "pedestrian.gender": [0.1, 0.9]},
+        "b.jpg": {"router": [0.1, 0.9], "vehicle.color": [1.0] + [0.0] * 10},
+    })
+    queries = tmp_path / "q.txt"
+    queries.write_text("a woman with a backpack\nblack or white SUV\nguy in a red jacket\n"
+                       "a man with a hat or glasses\na white Tesla with a roof rack\n")
+    out = tmp_path / "sub.json"
+    r = cli("rank", "--queries", str(queries), "--out", str(out), "--index", str(idx.path))
+    warned = [ln for ln in r.stderr.splitlines() if ": ignored " in ln]
+    assert warned == [
+        f"attrret: warning: {queries}:3: 'guy in a red jacket': ignored 'red jacket' (no attribute for it)",
+        f"attrret: warning: {queries}:4: 'a man with a hat or glasses': ignored 'hat or glasses' (not supported: "
+        "alternatives across groups or a negation of several groups at once)",
+        f"attrret: warning: {queries}:5: 'a white Tesla with a roof rack': ignored 'Tesla' (no attribute for it), "
+        "'roof rack' (no attribute for it)",
+    ]
+    results = json.loads(out.read_text())["results"]
+    assert [x["image_names"] for x in results[:3]] == [["a.jpg"], ["b.jpg"], ["a.jpg"]]  # sets rank too
