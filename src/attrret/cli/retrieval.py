@@ -99,8 +99,7 @@ def rank(
     run = rank_captions(idx, texts, options, priors)
     for w in run.ranking.warnings:
         _err(f"attrret: warning: {w}")
-    _warn_ignored(queries, texts)
-    _warn_unanswered(queries, run)
+    _warn_queries(queries, run)
     write_submission(out, run.results)
     if explain:
         write_explain(explain, idx, run)
@@ -111,34 +110,33 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
-def _warn_ignored(queries: Path, texts: list[str]) -> None:
-    """One warning per query whose words were partly ignored (file:line, caption, what and why):
-    a query that ranks on less than it says must never look like it used everything."""
+def _warn_queries(queries: Path, run, limit: int = 10) -> None:
+    """At most one warning per query (file:line, caption), in file order: what it ignored
+    ("ignored 'red jacket' (no attribute for it)": a query that ranks on less than it says
+    must never look as if it used everything), and, for a query the ranker could not use
+    (the first ``limit`` of them), why, since the summary warnings only count those."""
     from attrret.parser import CaptionParser
 
-    for j, q in enumerate(CaptionParser().parse_many(texts)):
-        ignored = q.ignored()
-        if ignored:
-            what = ", ".join(f"{w!r} ({why})" for w, why in ignored)
-            _err(f"attrret: warning: {queries}:{j + 1}: {_shown(q.caption)}: ignored {what}")
-
-
-def _warn_unanswered(queries: Path, run, limit: int = 10) -> None:
-    """Name each query the ranker could not use (file:line, caption, unknown groups): the
-    summary warnings only count them, and the user needs to find and fix the caption."""
-    plans = run.ranking.plans
-    bad = [j for j, p in enumerate(plans) if p.kind is None or not p.scored]
-    for j in bad[:limit]:
-        p, text = plans[j], run.texts[j]
-        if p.kind is None:
-            why = "no pedestrian or vehicle words recognised; unknown: kind and every attribute group"
-        else:
-            why = f"nothing the index can score for this {p.kind}; unknown: {', '.join(p.unknown) or 'none'}"
-            if p.missing:
-                why += f"; no index column for: {', '.join(p.missing)}"
-        _err(f"attrret: warning: {queries}:{j + 1}: {_shown(text)}: {why}; kept in the submission with no results")
-    if len(bad) > limit:
-        _err(f"attrret: warning: ... and {len(bad) - limit} more such queries")
+    unanswered = 0
+    for j, (p, q) in enumerate(zip(run.ranking.plans, CaptionParser().parse_many(run.texts))):
+        parts = []
+        if p.kind is None or not p.scored:
+            unanswered += 1
+            if unanswered > limit:
+                continue
+            if p.kind is None:  # every word ignored: no need to list them
+                parts.append("no pedestrian or vehicle words recognised; unknown: kind and every attribute group")
+            else:
+                why = f"nothing the index can score for this {p.kind}; unknown: {', '.join(p.unknown) or 'none'}"
+                parts.append(why + (f"; no index column for: {', '.join(p.missing)}" if p.missing else ""))
+        if q.kind is not None and q.ignored():
+            parts.append("ignored " + ", ".join(f"{w!r} ({why})" for w, why in q.ignored()))
+        if p.kind is None or not p.scored:
+            parts.append("kept in the submission with no results")
+        if parts:
+            _err(f"attrret: warning: {queries}:{j + 1}: {_shown(run.texts[j])}: {'; '.join(parts)}")
+    if unanswered > limit:
+        _err(f"attrret: warning: ... and {unanswered - limit} more such queries")
 
 
 def evaluate(
