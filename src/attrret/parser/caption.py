@@ -86,6 +86,7 @@ _KEY_VALUE = frozenset(":=")
 
 # The kinds a caption can have, in the order Clause.readings lists them.
 _KINDS: tuple[str | None, ...] = (*SUBJECTS, None)
+assert SUBJECTS == ("pedestrian", "vehicle")  # CaptionParser.join decides the kind by their vote difference
 
 # C0 control characters and DEL read as spaces (one for one, so span offsets are unchanged).
 _CONTROLS = {c: " " for c in (*range(0x00, 0x20), 0x7F)}
@@ -127,6 +128,7 @@ class Clause:
     """
 
     votes: tuple[int, ...]
+    lead: int  # pedestrian votes minus vehicle votes
     text: str
     toks: tuple[str, ...]
     starts: tuple[int, ...]
@@ -248,12 +250,9 @@ class CaptionParser:
 
     def join(self, caption: str, clauses: list[tuple[int, str, Clause]]) -> Query:
         """Steps 5-6: the Query of ``caption`` from its clauses (as :meth:`clauses` cuts it)."""
-        if len(clauses) == 1:
-            votes = clauses[0][2].votes
-        else:
-            votes = tuple(map(sum, zip(*[c.votes for _, _, c in clauses])))
-        top = max(votes)
-        k = votes.index(top) if top > 0 and votes.count(top) == 1 else len(SUBJECTS)
+        # Two subjects: the kind is the one with more votes, so the vote difference decides.
+        lead = clauses[0][2].lead if len(clauses) == 1 else sum([c.lead for _, _, c in clauses])
+        k = 0 if lead > 0 else 1 if lead < 0 else 2
         kind = _KINDS[k]
 
         if len(clauses) == 1:
@@ -459,7 +458,7 @@ class CaptionParser:
         for j in range(n):
             if not taken[j] and lows[j] in joiners:
                 base[j] = 2
-        return Clause(tuple(votes[s] for s in SUBJECTS), text, tuple(toks), tuple(starts), tuple(mentions),
+        return Clause(tuple(votes[s] for s in SUBJECTS), votes["pedestrian"] - votes["vehicle"], text, tuple(toks), tuple(starts), tuple(mentions),
                       tuple(base), self)
 
     def _reading(self, kind: str | None, clause: Clause) -> Reading:
