@@ -348,3 +348,11 @@ def test_the_parser_imports_neither_spacy_nor_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[('bag', 'backpack'), ('gender', 'female')]"
+
+
+def test_query_make_is_the_same_value_as_the_constructor():
+    args = ("c", "vehicle", {"color": "red"}, {}, ("type",), (), ("x",), {"brand": ("Audi", "BMW")}, {}, ())
+    fast, plain = Query.make(*args), Query(*args)
+    assert fast == plain and repr(fast) == repr(plain) and fast.to_json() == plain.to_json()
+    with pytest.raises(AttributeError):
+        fast.kind = "pedestrian"  # type: ignore[misc]  # still frozen

@@ -300,7 +300,7 @@ class CaptionParser:
             unknown: tuple[str, ...] = ()  # every group known (the disjoint parts cover them)
         else:
             unknown = tuple([g for g in groups if g not in stated and g not in implied and g not in negated and g not in either])
-        return Query(caption, kind, stated, implied, unknown, spans, unmatched, negated, either, unsupported)
+        return Query.make(caption, kind, stated, implied, unknown, spans, unmatched, negated, either, unsupported)
 
     def _resolve(self, stated: dict[str, str], sets: Iterable[Constraint], kind: str) -> tuple[dict, dict]:
         """Step 6 for set constraints: exclusions and alternatives per group, in schema order.
@@ -566,10 +566,10 @@ class CaptionParser:
                 stated[group] = cls
                 spans.append(Span(cls, m.start(group), m.end(group), group, cls))
         unknown = tuple([g for g in self._vehicle_groups if g not in stated])
-        return Query(caption, "vehicle", stated, {}, unknown, tuple(spans), ())
+        return Query.make(caption, "vehicle", stated, {}, unknown, tuple(spans), (), {}, {}, ())
 
 
 def _copy(q: Query, caption: str) -> Query:
     """``q`` for ``caption`` with fresh dicts (a caller may mutate its copy, not the cache's)."""
-    return Query(caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched,
-                 dict(q.negated), dict(q.either), q.unsupported)
+    return Query.make(caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched,
+                      dict(q.negated), dict(q.either), q.unsupported)
