@@ -197,3 +197,16 @@ def test_skip_bad_steps_over_undecodable_stdin_lines():
     assert proc.returncode == 0, proc.stderr.decode()
     assert [r["caption"] for r in records(proc.stdout.decode())] == ["gray van", "white audi"]
     assert "<stdin>:2: not valid UTF-8" in proc.stderr.decode()
+
+
+def test_free_form_sets_and_unsupported_constructs_are_in_the_json_and_counted(tmp_path, capsys):
+    src = tmp_path / "q.txt"
+    src.write_text("black or white SUV\nman without a backpack\na man with a hat or glasses\n")
+    code, out, err = run(["parse", str(src)], capsys)
+    assert code == 0
+    recs = records(out)
+    assert recs[0]["either"] == {"color": ["black", "white"]} and recs[0]["stated"] == {"type": "SUV"}
+    assert recs[1]["negated"] == {"bag": ["backpack"]} and "bag" not in recs[1]["unknown"]
+    assert recs[2]["unsupported"] == ["hat or glasses"] and recs[2]["stated"] == {"gender": "male"}
+    assert [s["relation"] for s in recs[0]["spans"]] == ["or", "or", "is"]
+    assert "2 with set constraints; 1 with unsupported constructs" in err

@@ -67,9 +67,12 @@ def parse(
         kinds[q.kind] += 1
     n_unmatched = sum(1 for q in queries if q.unmatched)
     n_fuzzy = sum(1 for q in queries for s in q.spans if s.fuzzy)
+    n_unsupported = sum(1 for q in queries if q.unsupported)
+    n_sets = sum(1 for q in queries if q.negated or q.either)
     print(
         f"attrret parse: {len(queries)} captions read (pedestrian {kinds['pedestrian']}, vehicle {kinds['vehicle']}, "
-        f"no kind {kinds[None]}); {n_unmatched} with unmatched words; {n_fuzzy} fuzzy matches; {skipped} bad lines skipped"
+        f"no kind {kinds[None]}); {n_unmatched} with unmatched words; {n_fuzzy} fuzzy matches; "
+        f"{n_sets} with set constraints; {n_unsupported} with unsupported constructs; {skipped} bad lines skipped"
         + (f"; wrote {output}" if output is not None else ""),
         file=sys.stderr,
     )
