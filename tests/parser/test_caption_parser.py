@@ -314,6 +314,9 @@ def test_clause_by_clause_reading_equals_whole_caption_reading(parser, val_sampl
     whole caption gives (values, their order, spans, offsets, unmatched words)."""
     captions = [ln.caption for src in (val_sample, pa100k_labels) for ln in read_label_file(src)]
     captions += CLAUSE_EDGE_CASES + [T2_FEMALE, "white toyota suv, not a van", "kid in a skirt; no hat! glasses? bag"]
+    from tests.parser.test_free_form import CASES
+
+    captions += [c.query for c in CASES]  # free-form text: lists, key: value, sets, typos
     cut = 0
     for caption in dict.fromkeys(captions):
         clauses = parser.clauses(caption)
@@ -356,3 +359,28 @@ def test_query_make_is_the_same_value_as_the_constructor():
     assert fast == plain and repr(fast) == repr(plain) and fast.to_json() == plain.to_json()
     with pytest.raises(AttributeError):
         fast.kind = "pedestrian"  # type: ignore[misc]  # still frozen
+
+
+def test_track2_vehicle_captions_read_from_their_slots_equal_the_lexicon_reading(parser):
+    """Every caption the Track-2 vehicle grammar can write (prefix x colour x brand x type, and
+    the incomplete train forms) reads its values from its slots, the same as through the
+    lexicon, except where the slots settle what the words alone cannot ("Mini Bus": brand
+    Mini and type Bus, where free text "mini bus" is a microbus)."""
+    v = load_schema().vehicle
+    colors, brands, types = (v.group(g).classes for g in ("color", "brand", "type"))
+    cases = []
+    for c in colors:
+        art = "an" if c == "orange" else "a"
+        for prefix in (f"This is {art}", art.capitalize()):
+            cases += [(f"{prefix} {c} {b}.", {"color": c, "brand": b}) for b in brands]
+            cases += [(f"{prefix} {c} {b} {t}.", {"color": c, "brand": b, "type": t}) for b in brands for t in types]
+    cases += [(f"A {t}.", {"type": t}) for t in types] + [(f"This is a {b}.", {"brand": b}) for b in brands]
+    differ = set()
+    for caption, values in cases:
+        fast = parser.parse(caption)
+        assert fast.stated == values, caption
+        slow = parser.join(caption, [(0, caption, parser.read_clause(caption))])
+        if fast != slow:
+            differ.add(caption)
+    assert differ == {caption for caption, values in cases if " Mini Bus." in caption}
+    assert parser.parse("a white mini bus").stated == {"color": "white", "type": "Microbus"}
