@@ -384,3 +384,22 @@ def test_track2_vehicle_captions_read_from_their_slots_equal_the_lexicon_reading
             differ.add(caption)
     assert differ == {caption for caption, values in cases if " Mini Bus." in caption}
     assert parser.parse("a white mini bus").stated == {"color": "white", "type": "Microbus"}
+
+
+def test_every_vehicle_vocabulary_spelling_reads_in_any_case(parser):
+    """Each colour, type and brand of the vocabulary (vehicle_vocab.json spellings), written
+    as is, lower-cased, upper-cased or title-cased, in a free-form query."""
+    import json as _json
+    from pathlib import Path
+
+    vocab_file = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "track2" / "vehicle_vocab.json"
+    v = load_schema().vehicle
+    if vocab_file.exists():  # the schema spells the vocabulary as the benchmark does
+        vocab = _json.loads(vocab_file.read_text())
+        assert sorted(map(str, [x for vals in vocab.values() for x in vals])) == sorted(
+            c for g in v.groups for c in g.classes)
+    for g in v.groups:
+        for cls in g.classes:
+            for written in {cls, cls.lower(), cls.upper(), cls.title()}:
+                q = parser.parse(f"a {written} in the street")
+                assert q.kind == "vehicle" and q.stated == {g.name: cls}, written
