@@ -33,22 +33,25 @@ Pipeline (each step a small, stated rule):
 7. Unmatched: maximal runs of adjacent content words that map to nothing (or to the other
    subject), with the lexicon's joiner words beside them: "red jacket", "long hair".
 
-Why clauses (speed). Steps 1-4 and 7 never look past a clause punctuation token (``.,;!?``):
+Why clauses (speed). Steps 1-4 and 7 never look past a sentence punctuation token (``.;!?``):
 no lexicon phrase contains one (checked at construction), a fuzzy window only spans words,
 and punctuation ends a negation's scope, an alternative and an unmatched run. Every such
-character is a token of its own, so a caption cut after ``". "`` or ``", "`` reads exactly
-like its clauses read one by one. Track-2 captions are a few clauses drawn from a small
-grammar: the 2,536 distinct real captions of bench/parse.py hold only 777 distinct clauses.
-So steps 1-4 and 7 run once per distinct clause (:class:`Clause`, in a bounded LRU cache) and
-only steps 5-6, which need the whole caption, run per caption. Building Span objects is the
-next largest cost, so a clause's spans moved to a given caption offset are cached too.
-tests/parser checks on every real caption that the clause-by-clause result equals the
-whole-caption one.
+character is a token of its own, so a caption cut after ``". "`` reads exactly like its
+clauses read one by one. Track-2 captions are two sentences drawn from a small grammar: the
+2,045 distinct real pedestrian captions of bench/parse.py hold 644 distinct first and 162
+distinct second sentences. So steps 1-4 and 7 run once per distinct clause (:class:`Clause`,
+in a bounded LRU cache, and every clause the Track-2 pedestrian grammar writes is read when
+the parser is built: :func:`attrret.parser.grammar.track2_clauses`), and only steps 5-6, which
+need the whole caption, run per caption. Building Span objects is the next largest cost, so a
+clause's spans moved to a given caption offset are cached too. A Track-2 vehicle caption is
+read from its slots instead (:func:`attrret.parser.grammar.track2_vehicle_pattern`).
+tests/parser checks on every real caption and every free-form test query that the
+clause-by-clause result equals the whole-caption one.
 
 Why no spaCy. Its blank English tokenizer and PhraseMatcher cost about 65 us per new clause
-(bench/parse.py: new captions ran at ~27k/s); the regular-expression tokenizer and the
-first-token table read a Track-2 clause in a few microseconds, and a new caption costs about
-what a known one did. The stop words are spaCy's, copied into ``lexicon.toml`` as data.
+(bench/parse.py: new captions ran at ~15-27k/s here); the regular-expression tokenizer and
+the first-token table cost a third of that, and with the grammar's clauses read at build
+time a new Track-2 caption costs about what a known one does (~70k/s). The stop words are spaCy's, copied into ``lexicon.toml`` as data.
 
 Whole parses are also cached per exact caption in a bounded LRU cache (the Track-2 test set
 repeats captions heavily); every call returns a fresh Query.
@@ -75,10 +78,10 @@ DEFAULT_CACHE_SIZE: int = 65_536
 #: Distinct clauses (and clause placements) remembered per parser.
 DEFAULT_CLAUSE_CACHE_SIZE: int = 65_536
 
-#: Where a caption may be cut into clauses: after clause punctuation and one space. The
-#: separator is captured (``split`` then alternates text and separator): twice as fast as a
-#: zero-width look-behind split.
-_CLAUSE_END = re.compile(r"([.,;!?] )(?=\S)")
+#: Where a caption may be cut into clauses: after sentence punctuation and one space (a
+#: Track-2 caption is two sentences). The separator is captured (``split`` then alternates
+#: text and separator): twice as fast as a zero-width look-behind split.
+_CLAUSE_END = re.compile(r"([.;!?] )(?=\S)")
 # Lexicon phrases may not contain these as tokens, or a match could span a cut (':' is no
 # cut, since "hat: no" is read as one, but a phrase holding it would be confusing all the same).
 _ENDS_CLAUSE = frozenset(".,;:!?")
