@@ -125,9 +125,9 @@ class Reading:
 class Clause:
     """Steps 1-4 and 7 of the pipeline for one clause, ready to be joined into a caption.
 
-    ``votes``: kind votes per subject (``SUBJECTS`` order). :meth:`reading` gives what the
-    clause says for a caption of kind number ``k`` (``SUBJECTS`` order, then no kind): a
-    caption has one kind, so each reading is built when first asked for and then kept.
+    ``votes``: kind votes per subject (``SUBJECTS`` order). What the clause says for a caption
+    of kind number ``k`` (``SUBJECTS`` order, then no kind) is :meth:`CaptionParser.reading`:
+    a caption has one kind, so each reading is built when first asked for and kept here.
     """
 
     votes: tuple[int, ...]
@@ -137,18 +137,7 @@ class Clause:
     starts: tuple[int, ...]
     mentions: tuple[tuple[int, int, int, bool, bool, int], ...]  # (start, end, entry, fuzzy, negated, chain)
     base: tuple[int, ...]  # per token: 1 content word nothing explains, 2 joiner word, 0 else
-    parser: CaptionParser = field(repr=False, compare=False)
-    _readings: list[Reading | None] = field(default_factory=lambda: [None] * len(_KINDS), repr=False, compare=False)
-
-    def reading(self, k: int) -> Reading:
-        r = self._readings[k]
-        if r is None:
-            r = self._readings[k] = self.parser._reading(_KINDS[k], self)
-        return r
-
-    @property
-    def readings(self) -> tuple[Reading, ...]:
-        return tuple(self.reading(k) for k in range(len(_KINDS)))
+    readings: list[Reading | None] = field(default_factory=lambda: [None] * len(_KINDS), repr=False, compare=False)
 
 
 class CaptionParser:
@@ -208,8 +197,7 @@ class CaptionParser:
         # grammar.track2_clauses); their pedestrian reading is what a Track-2 caption needs.
         self._grammar_clauses: dict[str, Clause] = {}
         for text in track2_clauses():
-            clause = self._grammar_clauses[text] = self.read_clause(text)
-            clause.reading(0)
+            self.reading(self._grammar_clauses.setdefault(text, self.read_clause(text)), 0)
         self._vehicle_line = track2_vehicle_pattern(self.schema)
         self._vehicle_groups = self._groups["vehicle"]
         self._cached = cache_size > 0
@@ -259,7 +247,7 @@ class CaptionParser:
         kind = _KINDS[k]
 
         if len(clauses) == 1:
-            r = clauses[0][2].reading(k)
+            r = self.reading(clauses[0][2], k)
             stated, sets, spans, unmatched, unsupported = dict(r.first), r.sets, r.spans, r.unmatched, r.unsupported
         else:
             stated = {}
@@ -270,7 +258,7 @@ class CaptionParser:
             firsts: list[dict[str, str]] = []
             n_values = 0
             for offset, text, clause in clauses:
-                r = clause._readings[k] or clause.reading(k)
+                r = clause.readings[k] or self.reading(clause, k)
                 if r.first:
                     stated.update(r.first)
                     firsts.append(r.first)
@@ -343,7 +331,7 @@ class CaptionParser:
         """
         return tuple(
             Span(s.text, s.start + offset, s.end + offset, s.group, s.cls, s.fuzzy, s.relation)
-            for s in (self._grammar_clauses.get(text) or self._read_clause(text)).reading(k).spans
+            for s in self.reading(self._grammar_clauses.get(text) or self._read_clause(text), k).spans
         )
 
     def read_clause(self, text: str) -> Clause:
@@ -461,8 +449,15 @@ class CaptionParser:
         for j in range(n):
             if not taken[j] and lows[j] in joiners:
                 base[j] = 2
-        return Clause(tuple(votes[s] for s in SUBJECTS), votes["pedestrian"] - votes["vehicle"], text, tuple(toks), tuple(starts), tuple(mentions),
-                      tuple(base), self)
+        return Clause(tuple(votes[s] for s in SUBJECTS), votes["pedestrian"] - votes["vehicle"], text, tuple(toks),
+                      tuple(starts), tuple(mentions), tuple(base))
+
+    def reading(self, clause: Clause, k: int) -> Reading:
+        """What ``clause`` says for a caption of kind number ``k`` (built once, kept in the clause)."""
+        r = clause.readings[k]
+        if r is None:
+            r = clause.readings[k] = self._reading(_KINDS[k], clause)
+        return r
 
     def _reading(self, kind: str | None, clause: Clause) -> Reading:
         """``clause`` read for a caption of ``kind``: its values, sets, spans and leftovers."""
