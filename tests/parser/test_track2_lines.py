@@ -31,7 +31,7 @@ def check_lines(parser, path) -> tuple[int, int]:
         q = parser.parse(ln.caption)
         where = f"{path}:{ln.line}: {ln.caption}"
         assert q.kind == ln.kind, where
-        assert q.unmatched == (), where
+        assert q.unmatched == () and q.unsupported == () and q.negated == {} and q.either == {}, where
         assert not any(s.fuzzy for s in q.spans), where
         if ln.kind == "pedestrian":
             n_ped += 1

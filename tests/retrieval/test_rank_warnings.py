@@ -21,7 +21,7 @@ def test_rank_warns_once_per_query_that_ignored_words(index_factory, tmp_path):
     assert warned == [
         f"attrret: warning: {queries}:3: 'guy in a red jacket': ignored 'red jacket' (no attribute for it)",
         f"attrret: warning: {queries}:4: 'a man with a hat or glasses': ignored 'hat or glasses' (not supported: "
-        "alternatives across groups or a negation of several groups at once)",
+        "alternatives across groups, a negation of several groups or a second value for a group)",
         f"attrret: warning: {queries}:5: 'a white Tesla with a roof rack': ignored 'Tesla' (no attribute for it), "
         "'roof rack' (no attribute for it)",
     ]

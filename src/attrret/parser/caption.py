@@ -273,6 +273,7 @@ class CaptionParser:
                 # Keys kept their first-mention order; the first mention's value wins too.
                 for first in reversed(firsts):
                     stated.update(first)
+                odd += self._second_values(stated, clauses, k)
             spans, unmatched, sets, unsupported = tuple(placed), tuple(missed), set_list, tuple(odd)
 
         if kind is None:
@@ -292,6 +293,17 @@ class CaptionParser:
         else:
             unknown = tuple([g for g in groups if g not in stated and g not in implied and g not in negated and g not in either])
         return Query.make(caption, kind, stated, implied, unknown, spans, unmatched, negated, either, unsupported)
+
+    def _second_values(self, stated: dict[str, str], clauses: list[tuple[int, str, Clause]], k: int) -> list[str]:
+        """Words of clauses that state another class for a group an earlier clause stated
+        ("a red car. A white one."): unsupported, since a group has one value."""
+        out = []
+        for _, _, clause in clauses:
+            r = self.reading(clause, k)
+            for group, cls in r.first.items():
+                if stated[group] != cls:
+                    out += [s.text for s in r.spans if s.group == group and s.cls == cls and s.relation == STATED][:1]
+        return out
 
     def _resolve(self, stated: dict[str, str], sets: Iterable[Constraint], kind: str) -> tuple[dict, dict]:
         """Step 6 for set constraints: exclusions and alternatives per group, in schema order.
@@ -509,10 +521,12 @@ class CaptionParser:
                     continue
                 for group, rel, cls in triples:
                     spans.append(Span(w, a, b, group, cls, fuzzy, rel))
-                    if rel == STATED:
-                        values.append((group, cls))
-                    else:
+                    if rel != STATED:
                         sets.append((group, rel, (cls,)))
+                    elif any(g == group and c != cls for g, c in values):
+                        unsupported.append(w)  # a second value for the group ("a red and white bus")
+                    else:
+                        values.append((group, cls))
                 continue
             pairs = [meaning[m[2]][1] for m in ms]
             groups = {g for p in pairs for g, _, _ in p}

@@ -136,6 +136,15 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
             negated = _check_sets(raw["negated"], subject, schema, where) if "negated" in raw else None
             entries.append(Entry(subject, phrases, sets, negated))
 
+    # Ages as numbers: every form with every number of each class's range (pedestrian phrases).
+    numbers = data.get("numbers")
+    if numbers:
+        where = f"{source}: [numbers]"
+        for cls, (lo, hi) in numbers.get("ranges", {}).items():
+            sets = _check_sets({numbers["group"]: cls}, "pedestrian", schema, where)
+            phrases = tuple(f.format(n=n) for n in range(int(lo), int(hi) + 1) for f in numbers.get("forms", ()))
+            entries.append(Entry("pedestrian", phrases, sets))
+
     # Vehicle class names come from the schema, so the vocabulary has one home.
     for group in schema.vehicle.groups:
         for cls in group.classes:

@@ -45,8 +45,9 @@ class Query:
 
     ``unmatched``: content words and phrases that map to no attribute ("red jacket",
     "umbrella"); ``unsupported``: phrases of constructs the parser recognised but cannot
-    express, whose words were therefore not used ("a hat or glasses": alternatives across
-    two groups).
+    express, whose words were therefore not used: alternatives across two groups ("a hat or
+    glasses"), a negation of several groups at once ("not a girl"), a second value for a
+    group ("a red and white bus": "white").
     """
 
     caption: str
@@ -84,7 +85,7 @@ class Query:
     def ignored(self) -> list[tuple[str, str]]:
         """``(words, why)`` for everything in the caption the query does not use, in order."""
         return [(w, "no attribute for it") for w in self.unmatched] + [
-            (w, "not supported: alternatives across groups or a negation of several groups at once")
+            (w, "not supported: alternatives across groups, a negation of several groups or a second value for a group")
             for w in self.unsupported
         ]
 
