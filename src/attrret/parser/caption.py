@@ -95,6 +95,7 @@ assert SUBJECTS == ("pedestrian", "vehicle")  # CaptionParser.join decides the k
 _CONTROLS = {c: " " for c in (*range(0x00, 0x20), 0x7F)}
 
 Constraint = tuple[str, str, tuple[str, ...]]  # (group, NEGATED | EITHER, classes)
+_new_tuple = tuple.__new__
 
 
 def _first_mentions(values: list[tuple[str, str]]) -> dict[str, str]:
@@ -114,11 +115,7 @@ class Reading:
     spans: tuple[Span, ...]
     unmatched: tuple[str, ...]
     unsupported: tuple[str, ...]
-
-    @property
-    def extra(self) -> bool:
-        """Anything besides stated values and spans (rare: the join skips it otherwise)."""
-        return bool(self.unmatched or self.sets or self.unsupported)
+    extra: bool  # anything besides stated values and spans (rare: the join skips it otherwise)
 
 
 @dataclass(frozen=True)
@@ -271,9 +268,11 @@ class CaptionParser:
                     odd += r.unsupported
             if len(stated) != n_values:  # a group stated in two clauses ("female" ... "She")
                 # Keys kept their first-mention order; the first mention's value wins too.
+                last_wins = dict(stated)
                 for first in reversed(firsts):
                     stated.update(first)
-                odd += self._second_values(stated, clauses, k)
+                if stated != last_wins:  # some group got two different values
+                    odd += self._second_values(stated, clauses, k)
             spans, unmatched, sets, unsupported = tuple(placed), tuple(missed), set_list, tuple(odd)
 
         if kind is None:
@@ -341,10 +340,9 @@ class CaptionParser:
         Cached like clauses: building Span objects is a large share of a caption's cost, and
         a clause sits at only a few offsets (after each phrasing of the clauses before it).
         """
-        return tuple(
-            Span(s.text, s.start + offset, s.end + offset, s.group, s.cls, s.fuzzy, s.relation)
-            for s in self.reading(self._grammar_clauses.get(text) or self._read_clause(text), k).spans
-        )
+        spans = self.reading(self._grammar_clauses.get(text) or self._read_clause(text), k).spans
+        # tuple.__new__ on the fields in Span order: 2.5x faster than calling Span(...).
+        return tuple([_new_tuple(Span, (s[0], s[1] + offset, s[2] + offset, *s[3:])) for s in spans])
 
     def read_clause(self, text: str) -> Clause:
         """Steps 1-4 and 7 on ``text`` alone (uncached; a whole caption is a valid clause too)."""
@@ -558,7 +556,8 @@ class CaptionParser:
                 j = e
             else:
                 j += 1
-        return Reading(_first_mentions(values), tuple(sets), tuple(spans), tuple(unmatched), tuple(unsupported))
+        return Reading(_first_mentions(values), tuple(sets), tuple(spans), tuple(unmatched), tuple(unsupported),
+                       bool(sets or unmatched or unsupported))
 
     # ------------------------------------------------------------------ internals
     def _parse(self, caption: str) -> Query:
