@@ -435,11 +435,11 @@ class CaptionParser:
             w = lows[i]
             if w in cues:
                 neg, last, pending_or = True, -1, False
-                prefix = i + 1 < n and lows[i + 1] == "-"  # "non-black": negates one word only
+                prefix = i + 1 < n and lows[i + 1] == "-" and starts[i + 1] == starts[i] + len(toks[i])  # "non-black": one word
             elif w in ors:
                 pending_or = last >= 0
-            elif w == "-":  # inside a word ("non-black"): ends nothing
-                pass
+            elif w == "-" and 0 < i < n - 1 and starts[i - 1] + len(toks[i - 1]) == starts[i] == starts[i + 1] - 1:
+                pass  # a hyphen inside a word ("non-black") ends nothing; a free-standing dash does
             elif w in breaks or not w.isalnum():
                 neg, last, pending_or = False, -1, False
             elif w not in ignore:  # a content word nothing explains
