@@ -151,7 +151,7 @@ def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, prio
     allowed: Mapping[str, tuple[str, ...]] = _NOTHING
     if q.negated or q.either:
         sets = _allowed(q, classes[q.kind])
-        allowed = {g: c for g, c in sets.items() if g in has and g not in enforced}
+        allowed = {g: c for g, c in sets.items() if c and g in has and g not in enforced}  # nothing allowed: no constraint
         missing += tuple(g for g in sets if g not in has)
     soft: Mapping[str, tuple[float, ...]] = _NOTHING
     if priors is not None and priors.subject.name == q.kind:
