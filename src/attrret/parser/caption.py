@@ -17,7 +17,8 @@ Pipeline (each step a small, stated rule):
    - ``key: value``: a mention followed by ``:`` or ``=`` and a yes / no word ("hat: no",
      "glasses=no", "bag: none") is stated (yes) or negated (no);
    - alternatives: mentions joined by "or" with only ignorable words between ("black or
-     white", "a backpack or a shoulder bag") form one alternative. In one group it allows
+     white", "a backpack or a shoulder bag"), and a comma list of one group before the "or"
+     ("red, white or blue"), form one alternative. In one group it allows
      those classes (``either``); across groups ("a hat or glasses") it is unsupported and
      reported in ``Query.unsupported``, never silently used or dropped;
    - a negated mention states the other class of a two-class group ("no hat": hat = no),
@@ -414,6 +415,7 @@ class CaptionParser:
         breaks, kv, yes, no = self._neg_breaks, _KEY_VALUE, self._yes, self._no
         neg = pending_or = prefix = False
         last = -1  # the previous mention, while only ignorable words follow it
+        listed: list[int] = []  # mentions of a comma list just before ("red, white or blue")
         i = 0
         while i < n:
             c = span_at.get(i)
@@ -426,6 +428,7 @@ class CaptionParser:
                 chain = len(mentions)
                 if pending_or and last >= 0 and not negd and not mentions[last][4]:
                     chain = mentions[last][5]
+                    self._join_list(mentions, listed, last, c[2])
                 mentions.append((i, end, c[2], c[3], negd, chain))
                 last, pending_or = len(mentions) - 1, False
                 if prefix:
@@ -440,8 +443,12 @@ class CaptionParser:
                 pending_or = last >= 0
             elif w == "-" and 0 < i < n - 1 and starts[i - 1] + len(toks[i - 1]) == starts[i] == starts[i + 1] - 1:
                 pass  # a hyphen inside a word ("non-black") ends nothing; a free-standing dash does
+            elif w == "," and last >= 0 and not pending_or:  # a list goes on: "black, white, or grey"
+                listed = [*listed, last] if listed and listed[-1] == last - 1 else [last]
+                neg = False
             elif w in breaks or not w.isalnum():
                 neg, last, pending_or = False, -1, False
+                listed = []
             elif w not in ignore:  # a content word nothing explains
                 last, pending_or = -1, False
             i += 1
@@ -461,6 +468,26 @@ class CaptionParser:
                 base[j] = 2
         return Clause(tuple(votes[s] for s in SUBJECTS), votes["pedestrian"] - votes["vehicle"], text, tuple(toks),
                       tuple(starts), tuple(mentions), tuple(base))
+
+    def _join_list(self, mentions: list[tuple[int, int, int, bool, bool, int]], listed: list[int], last: int,
+                   entry: int) -> None:
+        """Alternatives written as a list ("red, white or blue"): the comma-separated mentions
+        right before ``last`` (the one "or" links ``entry`` to) join its alternative, as long
+        as they name the same single group ("male, backpack, hat or cap" keeps "male" and
+        "backpack" apart)."""
+        if listed and listed[-1] == last:  # "white" of "black, white, or grey": "or" links it already
+            listed = listed[:-1]
+        if not listed or listed[-1] != last - 1:
+            return
+        group = {g for g, _, _ in self._meaning[entry][1]}
+        if len(group) != 1:
+            return
+        chain = mentions[last][5]
+        for j in reversed(listed):
+            m = mentions[j]
+            if m[4] or {g for g, _, _ in self._meaning[m[2]][1]} != group:
+                break
+            mentions[j] = (*m[:5], chain)
 
     def reading(self, clause: Clause, k: int) -> Reading:
         """What ``clause`` says for a caption of kind number ``k`` (built once, kept in the clause)."""
