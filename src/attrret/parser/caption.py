@@ -67,7 +67,7 @@ from functools import lru_cache
 
 from attrret.gcpause import gc_paused
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN, FuzzyIndex
-from attrret.parser.grammar import implied_values, track2_clauses, track2_form, track2_vehicle_pattern
+from attrret.parser.grammar import implied_values, sentence_form, track2_clauses, track2_form, track2_vehicle_pattern
 from attrret.parser.lexicon import EITHER, NEGATED, STATED, TOKEN, Lexicon, LexiconError, load_lexicon, tokenize
 from attrret.parser.query import Query, Span
 from attrret.schema import SUBJECTS, Schema, load_schema
@@ -196,6 +196,10 @@ class CaptionParser:
         self._grammar_clauses: dict[str, Clause] = {}
         for text in track2_clauses():
             self.reading(self._grammar_clauses.setdefault(text, self.read_clause(text)), 0)
+        # Their forms: a caption of a grammar first sentence and a grammar second sentence has
+        # the second's form (what grammar.track2_form finds, without searching the caption).
+        self._sentence_form = {t: f for t in self._grammar_clauses if (f := sentence_form(t)) is not None}
+        self._first_sentences = frozenset(t for t in self._grammar_clauses if track2_form(t + "She is in ") == "B")
         self._vehicle_line = track2_vehicle_pattern(self.schema)
         self._vehicle_groups = self._groups["vehicle"]
         self._cached = cache_size > 0
@@ -284,7 +288,11 @@ class CaptionParser:
             negated, either = self._resolve(stated, sets, kind)
         implied: dict[str, str] = {}
         if kind == "pedestrian":
-            form = track2_form(caption)
+            form = None
+            if len(clauses) == 2 and clauses[0][1] in self._first_sentences:
+                form = self._sentence_form.get(clauses[1][1])
+            if form is None:
+                form = track2_form(caption)
             if form is not None:
                 implied = implied_values(stated, form)
         groups = self._groups[kind]

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
-__all__ = ["track2_form", "implied_values"]
+__all__ = ["track2_form", "sentence_form", "implied_values", "track2_clauses", "track2_vehicle_pattern"]
 
 Form = Literal["A", "B"]
 
@@ -27,6 +27,13 @@ Form = Literal["A", "B"]
 _SUBJECT = re.compile(r"An? (?:(?:fe)?male pedestrian|pedestrian who is (?:fe)?male|walking (?:wo)?man)\b", re.IGNORECASE)
 # The second sentence: "He is wearning ..." (form A) or "She is in ..." (form B).
 _SECOND = re.compile(r"\.\s*(?:he|she) is (wearning|in) ", re.IGNORECASE)
+
+
+def sentence_form(sentence: str) -> Form | None:
+    """The form of a second sentence of the grammar on its own ("She is in ..." -> ``"B"``):
+    the form :func:`track2_form` finds for a caption whose first sentence is the grammar's."""
+    m = _SECOND.match(". " + sentence)
+    return None if m is None else "A" if m.group(1).lower() == "wearning" else "B"
 
 
 def track2_form(caption: str) -> Form | None:
