@@ -71,7 +71,10 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.attrret-{os.getpid()}-", suffix=suffix + ".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.attrret-{os.getpid()}-", suffix=suffix + ".tmp", dir=target.parent)
+    except OSError as exc:  # EACCES, EROFS: name the file the user asked for, not our temp name
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the final file the usual permissions (0666 minus the umask).

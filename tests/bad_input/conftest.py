@@ -21,11 +21,12 @@ VEH = "This is a white Audi."
 TINY_TRAIN = ("--backbone", "timm:test_vit", "--random-init", "--img-size", "32", "--batch-size", "8", "--quiet")
 
 
-def attrret(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
+def attrret(*args: object, timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None,
+            preexec_fn=None) -> subprocess.CompletedProcess:
     """Run the console script the way a user does (fresh process, real exit code)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "attrret", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+                          env=env, timeout=timeout, cwd=cwd, preexec_fn=preexec_fn)
 
 
 def error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:

@@ -10,12 +10,14 @@ front's weight hash, the schema fingerprint, metrics and the full training confi
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from attrret.classifiers.inputs import CROPS
 from attrret.errors import CheckpointError
 from attrret.io import atomic_write_bytes
 from attrret.schema import load_schema
@@ -95,15 +97,59 @@ def load_checkpoint(path: str | Path, *, check_schema: bool = True) -> Checkpoin
         raise CheckpointError(f"{path}: not a weights-only attrret checkpoint ({first[:200]})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or "meta" not in blob or "state_dict" not in blob:
         raise CheckpointError(f"{path}: not an attrret classifier checkpoint (expected format {FORMAT})")
+    _check_meta(path, blob["meta"], blob["state_dict"])
     ck = Checkpoint(path, blob["meta"], blob["state_dict"])
     if check_schema:
-        current = load_schema().fingerprint
-        if ck.schema_fingerprint != current:
+        schema = load_schema()
+        if ck.schema_fingerprint != schema.fingerprint:
             raise CheckpointError(
-                f"{path}: trained under schema {ck.schema_fingerprint}, but the current schema is {current}; "
+                f"{path}: trained under schema {ck.schema_fingerprint}, but the current schema is {schema.fingerprint}; "
                 "retrain this task (attrret train) with the current vocabulary"
             )
+        try:
+            known = schema.task(ck.task).classes
+        except KeyError:
+            raise CheckpointError(f"{path}: checkpoint for task {ck.task!r}, which the schema does not have") from None
+        if ck.classes != known:
+            raise CheckpointError(f"{path}: classes {list(ck.classes)} of {ck.task} contradict the schema's {list(known)}")
     return ck
+
+
+def _check_meta(path: Path, meta: object, state_dict: object) -> None:
+    """Refuse metadata that contradicts itself before anything is built from it: every field
+    predict reads, of the right kind, and a head as wide as the class list."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: damaged checkpoint metadata: {what}; retrain this task (attrret train)")
+
+    def number(x: object) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not isinstance(meta, dict) or not isinstance(state_dict, dict):
+        raise bad("meta and state_dict must be objects")
+    for key, kind in (("task", str), ("classes", list), ("backbone", dict), ("preprocess", dict),
+                      ("trainable_blocks", int), ("cut", int), ("front_hash", str), ("schema_fingerprint", str)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise bad(f"{key!r} is missing or not a {kind.__name__}")
+    classes, pre = meta["classes"], meta["preprocess"]
+    if len(classes) < 2 or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise bad("'classes' must be two or more distinct names")
+    if not isinstance(meta["backbone"].get("arch"), str):
+        raise bad("'backbone.arch' is missing")
+    size = pre.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise bad(f"'preprocess.size' must be a positive number of pixels, got {size!r}")
+    for key in ("mean", "std"):
+        v = pre.get(key)
+        if not (isinstance(v, list | tuple) and len(v) == 3 and all(map(number, v))) or key == "std" and min(v) <= 0:
+            raise bad(f"'preprocess.{key}' must be three finite numbers" + (" > 0" if key == "std" else ""))
+    if meta["trainable_blocks"] < 0:
+        raise bad("'trainable_blocks' must be >= 0")
+    if meta.get("crop", "full") not in CROPS:
+        raise bad(f"'crop' must be one of {', '.join(CROPS)}, got {meta.get('crop')!r}")
+    head = state_dict.get("head.weight")
+    if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != len(classes):
+        got = tuple(head.shape) if isinstance(head, torch.Tensor) else None
+        raise bad(f"the head has shape {got} for {len(classes)} classes")
 
 
 def list_model_dirs(workdir: str | Path) -> list[Path]:

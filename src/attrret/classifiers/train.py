@@ -45,6 +45,7 @@ from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import autocast, precision, resolve_device, seed_everything, tune_malloc
 from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError, OptionError
+from attrret.faults import fault_point
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, load_schema
@@ -93,7 +94,13 @@ class TrainConfig:
     skip_bad: bool = False
 
     def __post_init__(self) -> None:
-        """Refuse settings that would train garbage or fail late (``--lr inf`` trained NaN weights)."""
+        """Refuse settings that would train garbage or fail late (``--lr inf`` trained NaN weights).
+
+        The data path is recorded resolved: what the checkpoint says it was trained on must
+        not depend on the directory a later command runs from (``rank --hidden-priors``).
+        """
+        if self.data:
+            object.__setattr__(self, "data", str(Path(self.data).resolve()))
         def finite(name: str, value: float, low: float, *, strict: bool = False) -> None:
             if not (math.isfinite(value) and (value > low if strict else value >= low)):
                 raise OptionError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value}")
@@ -308,6 +315,9 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
     n_blocks = config.trainable_blocks
     if n_blocks is None:
         n_blocks = default_trainable_blocks(backbone.family, backbone.trunk.num_blocks)
+    elif n_blocks > backbone.trunk.num_blocks:  # a typo (20 for 2) would silently train the whole trunk
+        raise OptionError(f"--trainable-blocks {n_blocks}: {backbone.arch} has {backbone.trunk.num_blocks} blocks "
+                          f"(give 0..{backbone.trunk.num_blocks}; {backbone.trunk.num_blocks} trains the whole trunk)")
     proto = Classifier(backbone.trunk, backbone.feature_dim, 2, n_blocks).to(device)
     log(f"backbone {backbone.arch} ({backbone.family}, {backbone.weights}), {backbone.preprocess.size}px, "
         f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device} ({precision(device, config.amp)}), world {d.world}")
@@ -430,10 +440,6 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
     train_time, train_seen, t_task = 0.0, 0, time.perf_counter()
     photometric = color_safe(task)
     labels = np.array([y for _, y in td.train])
-    # Test-only hook (tests/bad_input/test_interruptions.py): with ATTRRET_TEST_KILL_AT_EPOCH=N the
-    # process SIGKILLs itself right after the first optimiser step of epoch N (1-based), i.e. at a
-    # well-defined point mid-epoch with epoch N-1's last.pt on disk. Unset (always, for users): no effect.
-    kill_at_epoch = int(os.environ.get("ATTRRET_TEST_KILL_AT_EPOCH", "0") or 0)
     for epoch in range(start_epoch, config.epochs):
         seed = _task_seed(config.seed, task, epoch + 1)
         torch.manual_seed(seed)
@@ -462,10 +468,9 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
             sched.step()
             if ema is not None:
                 ema.update_parameters(model)
-            if epoch + 1 == kill_at_epoch:
-                import signal
-
-                os.kill(os.getpid(), signal.SIGKILL)
+            # Test-only (attrret.faults): killed right after the first optimiser step of epoch N,
+            # a well-defined point mid-epoch with epoch N-1's last.pt on disk.
+            fault_point("ATTRRET_TEST_KILL_AT_EPOCH", str(epoch + 1))
             n = len(idx) * d.world
             train_seen += n
             elapsed = train_time + time.perf_counter() - t0

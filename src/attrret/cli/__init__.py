@@ -34,9 +34,17 @@ demo.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: domain errors become one line on stderr and exit code 1."""
+    """Console-script entry point: domain errors become one line on stderr and exit code 1.
+
+    Typer turns Ctrl-C into a silent exit 130; it gets its line here. Nothing is left
+    half-written by an interrupt, because every output is written through ``attrret.io``.
+    """
     try:
         app(args=argv, prog_name="attrret")
+    except SystemExit as exc:
+        if exc.code == 130:  # typer's KeyboardInterrupt exit
+            print("attrret: interrupted", file=sys.stderr)
+        raise
     except AttrretError as exc:
         print(f"attrret: error: {exc}", file=sys.stderr)
         sys.exit(1)

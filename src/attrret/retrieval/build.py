@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from attrret.errors import CheckpointError, InputError
+from attrret.faults import fault_point
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
@@ -233,29 +234,42 @@ def find_members(
     return members
 
 
-def _model_entries(members: Sequence[Member]) -> list[dict]:
+def _model_entries(members: Sequence[Member], out: Path) -> list[dict]:
+    """One header entry per checkpoint. Paths are recorded resolved, and also relative to the
+    index (``relpath``): a workdir copied or moved with its index finds its own models."""
     from attrret.classifiers.checkpoint import load_checkpoint
 
-    out = []
+    rows = []
     for i, m in enumerate(members):
         for d in m.task_dirs:
             ck = load_checkpoint(d)
             cfg = ck.meta.get("config", {}) if isinstance(ck.meta.get("config"), dict) else {}
-            out.append({
-                "member": i, "task": ck.task, "path": str(ck.path.resolve()), "sha256": file_sha256(ck.path),
-                "img_size": int(ck.meta["preprocess"]["size"]), "backbone": str(ck.meta.get("backbone", {}).get("arch", "")),
-                "weight": m.weight, "train_data": cfg.get("data"), "holdout": cfg.get("holdout", 0),
+            data = cfg.get("data")
+            path = ck.path.resolve()
+            rows.append({
+                "member": i, "task": ck.task, "path": str(path), "relpath": os.path.relpath(path, out.resolve()),
+                "sha256": file_sha256(ck.path), "img_size": int(ck.meta["preprocess"]["size"]),
+                "backbone": str(ck.meta.get("backbone", {}).get("arch", "")), "weight": m.weight,
+                # older checkpoints recorded the data path as typed; resolve it once, here
+                "train_data": str(Path(data).resolve()) if isinstance(data, str) and data else None,
+                "holdout": cfg.get("holdout", 0),
             })
-    return out
+    return rows
 
 
 def check_fresh(index: Index) -> None:
-    """Refuse an index whose models were retrained since it was built (checkpoints still present)."""
+    """Refuse an index whose models changed since it was built, judged by content hash.
+
+    The checkpoint beside the index (its recorded relative path) is the one checked first, so
+    a copied workdir whose models were retrained is caught even though the checkpoints at the
+    original absolute paths are unchanged. Models that are gone cannot be checked.
+    """
     for m in index.header.models:
-        p = Path(m["path"])
-        if p.is_file() and file_sha256(p) != m["sha256"]:
+        here = [index.path / m["relpath"]] if isinstance(m.get("relpath"), str) else []
+        p = next((c for c in [*here, Path(m["path"])] if c.is_file()), None)
+        if p is not None and file_sha256(p) != m["sha256"]:
             raise CheckpointError(
-                f"{index.path}: stale index: {m['task']} model {p} changed since the index was built; re-run attrret predict"
+                f"{index.path}: stale index: {m['task']} model {p.resolve()} changed since the index was built; re-run attrret predict"
             )
 
 
@@ -303,7 +317,7 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
-    entries = _model_entries(members)
+    entries = _model_entries(members, out)
     tasks = [g.task for g in schema.tasks if any(e["task"] == g.task for e in entries)]
     columns, at = {}, 0
     for t in tasks:
@@ -353,12 +367,11 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
             if wsum[t] <= 0:
                 raise CheckpointError(f"task {t}: every member predicting it has weight 0")
             probs[todo, columns[t][0] : columns[t][1]] = (acc[t] / wsum[t]).astype(np.float32)
-    # Test-only hook (tests/bad_input/test_interruptions.py): ATTRRET_TEST_KILL_BEFORE_WRITE=1 makes
-    # the process SIGKILL itself here, mid-run at a well-defined point (every image predicted, the
-    # index not yet written). Unset (always, for users): no effect.
-    if os.environ.get("ATTRRET_TEST_KILL_BEFORE_WRITE") == "1":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
+        bad = [t for t in tasks if not np.isfinite(probs[todo, columns[t][0] : columns[t][1]]).all()]
+        if bad:  # NaN weights (a diverged or damaged model) would rank one image first for every query
+            raise CheckpointError(f"the models of {', '.join(bad)} give non-finite probabilities; retrain them")
+    # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
+    # predicted and the index not yet written.
+    fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
     write_index(out, probs, names, stats, header)
     return BuildSummary(Path(out), len(gallery), len(todo), len(gallery) - len(todo), removed, tuple(tasks))

@@ -19,11 +19,13 @@ interrupted run leaves the previous index intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +48,7 @@ class IndexHeader:
     schema: str
     count: int
     columns: dict[str, tuple[int, int]]  # task -> [start, stop) in probs
-    models: tuple[dict, ...]  # {"task", "path", "sha256", "img_size", "backbone", "member", "weight"}
+    models: tuple[dict, ...]  # {"task", "path", "relpath", "sha256", "img_size", "backbone", "member", "weight", ...}
     img_sizes: tuple[int, ...]
     tta: str  # "flip" | "none"
     weights: tuple[float, ...]
@@ -60,9 +62,12 @@ class IndexHeader:
         return max((stop for _, stop in self.columns.values()), default=0)
 
     def settings(self) -> dict:
-        """What must be equal for rows of two runs to be interchangeable."""
+        """What must be equal for rows of two runs to be interchangeable: models by content
+        hash, not by where they are (a copied workdir reuses its index's rows)."""
+        where = ("path", "relpath", "train_data")
         return {"schema": self.schema, "columns": {k: list(v) for k, v in self.columns.items()},
-                "models": [dict(m) for m in self.models], "tta": self.tta, "weights": list(self.weights)}
+                "models": [{k: v for k, v in m.items() if k not in where} for m in self.models],
+                "tta": self.tta, "weights": list(self.weights)}
 
     def to_json(self) -> dict:
         return {
@@ -74,16 +79,47 @@ class IndexHeader:
 
     @classmethod
     def from_json(cls, d: Mapping, where: str) -> IndexHeader:
-        try:
-            return cls(
-                schema=str(d["schema"]), count=int(d["count"]),
-                columns={str(k): (int(v[0]), int(v[1])) for k, v in d["columns"].items()},
-                models=tuple(dict(m) for m in d["models"]), img_sizes=tuple(int(s) for s in d["img_sizes"]),
-                tta=str(d["tta"]), weights=tuple(float(w) for w in d["weights"]), source=str(d.get("source", "")),
-                probs_file=str(d["probs_file"]), names_file=str(d["names_file"]), format=str(d["format"]),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise CheckpointError(f"{where}: malformed index header ({type(exc).__name__}: {exc})") from None
+        """Read a header, checking every field's kind: no coercion (a float count, a string
+        width or a null weight is a damaged header, not something to guess about)."""
+
+        def bad(key: str, what: str) -> CheckpointError:
+            return CheckpointError(f"{where}: damaged index header: {key!r} must be {what}; re-run attrret predict")
+
+        def get(key: str, kind: type, what: str, default: object = None) -> Any:
+            value = d.get(key, default)
+            if not isinstance(value, kind):
+                raise bad(key, what)
+            return value
+
+        def count(x: object) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+        n = get("count", int, "a whole number")
+        columns = get("columns", dict, "an object of task -> [start, stop]")
+        models = get("models", list, "a list of model objects")
+        sizes = get("img_sizes", list, "a list of image sizes")
+        weights = get("weights", list, "a list of numbers")
+        tta = get("tta", str, '"flip" or "none"')
+        if not count(n):
+            raise bad("count", "a whole number >= 0")
+        if not all(isinstance(v, list) and len(v) == 2 and all(map(count, v)) and v[0] < v[1] for v in columns.values()):
+            raise bad("columns", "an object of task -> [start, stop] with whole numbers start < stop")
+        if not all(isinstance(m, dict) for m in models):
+            raise bad("models", "a list of model objects")
+        if not all(count(x) and x > 0 for x in sizes):
+            raise bad("img_sizes", "a list of positive sizes")
+        if not all(isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
+            raise bad("weights", "a list of finite numbers")
+        if tta not in ("flip", "none"):
+            raise bad("tta", '"flip" or "none"')
+        return cls(
+            schema=get("schema", str, "a schema fingerprint"), count=n,
+            columns={k: (v[0], v[1]) for k, v in columns.items()}, models=tuple(dict(m) for m in models),
+            img_sizes=tuple(sizes), tta=tta,
+            weights=tuple(float(w) for w in weights), source=get("source", str, "a path", ""),
+            probs_file=get("probs_file", str, "a file name"), names_file=get("names_file", str, "a file name"),
+            format=get("format", str, "a format name"),
+        )
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,11 @@ def priors_for_index(index: Index, schema: Schema | None = None) -> HiddenPriors
     """Hidden priors from the training labels recorded in the index's pedestrian checkpoints."""
     for m in index.header.models:
         if m["task"].startswith("pedestrian.") and m.get("train_data"):
-            return priors_from_data(m["train_data"], int(m.get("holdout") or 0), schema)
+            data = Path(m["train_data"])
+            if not data.is_absolute():  # never against the current directory: results would depend on it
+                raise InputError(f"the index records the training data as a relative path ({data}); "
+                                 "re-run attrret predict, or give --priors-from DATA", index.path)
+            return priors_from_data(data, int(m.get("holdout") or 0), schema)
     raise InputError("the index records no pedestrian training data; give --priors-from DATA", index.path)
 
 
