@@ -127,3 +127,40 @@ def test_predict_killed_mid_run_keeps_the_previous_index_and_reruns(tiny, tmp_pa
     new, old_names = open_index(idx), json.loads(next(n for k, n in before.items() if k.startswith("names-")))["names"]
     assert len(new) == 10 and set(old_names) < set(new.names) and leftovers(idx) == []
     shutil.rmtree(gallery)
+
+
+def _interrupted(proc: subprocess.CompletedProcess) -> None:
+    """Ctrl-C the documented way: exit 130, one last line ``attrret: interrupted``, no traceback."""
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "Aborted" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "attrret: interrupted", proc.stderr
+
+
+def test_ctrl_c_in_train_says_interrupted_and_resume_continues(tmp_path):
+    """SIGINT (what Ctrl-C sends) at a fixed point mid-epoch 2 (ATTRRET_TEST_SIGNAL=INT on the
+    same fault point as the kill test): epoch 1's last.pt is intact and nothing half-written."""
+    data = make_folder(tmp_path / "data", n_ped=12, n_veh=0)
+    work = tmp_path / "w"
+    proc = attrret(*TRAIN, "--data", data, "--workdir", work, "--quiet",
+                   env={"ATTRRET_TEST_KILL_AT_EPOCH": "2", "ATTRRET_TEST_SIGNAL": "INT"})
+    _interrupted(proc)
+    model_dir = work / "models" / TASK
+    assert torch.load(model_dir / "last.pt", map_location="cpu", weights_only=True)["epoch"] == 0
+    assert not (model_dir / "model.pt").exists() and leftovers(work) == []
+    resumed = attrret(*TRAIN, "--data", data, "--workdir", work, "--resume")
+    assert resumed.returncode == 0 and f"{TASK}: resumed after epoch 1" in resumed.stderr, resumed.stderr
+
+
+def test_ctrl_c_in_predict_says_interrupted_and_keeps_the_index(tiny, tmp_path):
+    data, work, reference = tiny
+    idx = tmp_path / "idx"
+    shutil.copytree(reference, idx)
+    (data_copy := tmp_path / "gallery").mkdir()
+    for p in sorted((data / "images").iterdir()):
+        shutil.copy(p, data_copy / p.name)
+    _jpeg(data_copy / "new.jpg", 120)
+    before = {p.name: p.read_bytes() for p in idx.iterdir()}
+    proc = attrret("predict", "--images", data_copy, "--workdir", work, "-o", idx, "--quiet",
+                   env={"ATTRRET_TEST_KILL_BEFORE_WRITE": "1", "ATTRRET_TEST_SIGNAL": "INT"})
+    _interrupted(proc)
+    assert {p.name: p.read_bytes() for p in idx.iterdir()} == before and leftovers(idx) == []
