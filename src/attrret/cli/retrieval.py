@@ -115,12 +115,11 @@ def _warn_queries(queries: Path, run, limit: int = 10) -> None:
     ("ignored 'red jacket' (no attribute for it)": a query that ranks on less than it says
     must never look as if it used everything), and, for a query the ranker could not use
     (the first ``limit`` of them), why, since the summary warnings only count those."""
-    from attrret.parser import CaptionParser
-
     unanswered = 0
-    for j, (p, q) in enumerate(zip(run.ranking.plans, CaptionParser().parse_many(run.texts))):
+    for j, (p, q) in enumerate(zip(run.ranking.plans, run.queries)):
         parts = []
-        if p.kind is None or not p.scored:
+        unusable = p.kind is None or not p.scored
+        if unusable:
             unanswered += 1
             if unanswered > limit:
                 continue
@@ -131,7 +130,7 @@ def _warn_queries(queries: Path, run, limit: int = 10) -> None:
                 parts.append(why + (f"; no index column for: {', '.join(p.missing)}" if p.missing else ""))
         if q.kind is not None and q.ignored():
             parts.append("ignored " + ", ".join(f"{w!r} ({why})" for w, why in q.ignored()))
-        if p.kind is None or not p.scored:
+        if unusable:
             parts.append("kept in the submission with no results")
         if parts:
             _err(f"attrret: warning: {queries}:{j + 1}: {_shown(run.texts[j])}: {'; '.join(parts)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
+from attrret.parser.query import Query
 from attrret.retrieval.index import Index
 from attrret.retrieval.priors import HiddenPriors
 from attrret.retrieval.ranker import Ranking, RankOptions, explain, rank
@@ -57,6 +58,7 @@ class RankRun:
     texts: list[str]
     results: list[tuple[str, list[str]]]
     ranking: Ranking
+    queries: list[Query]  # the parsed captions, for warnings about what each one ignored
 
 
 def rank_captions(index: Index, texts: Sequence[str], options: RankOptions, priors: HiddenPriors | None = None) -> RankRun:
@@ -65,7 +67,7 @@ def rank_captions(index: Index, texts: Sequence[str], options: RankOptions, prio
     queries = CaptionParser().parse_many(list(texts))
     ranking = rank(index, queries, options, priors)
     results = [(t, [index.names[r] for r in rows]) for t, rows in zip(texts, ranking.rows)]
-    return RankRun(list(texts), results, ranking)
+    return RankRun(list(texts), results, ranking, queries)
 
 
 def write_explain(path: str | Path, index: Index, run: RankRun) -> None:
