@@ -111,25 +111,19 @@ def _shown(text: str) -> str:
 
 
 def _warn_queries(queries: Path, run, limit: int = 10) -> None:
-    """At most one warning per query (file:line, caption), in file order: what it ignored
-    ("ignored 'red jacket' (no attribute for it)": a query that ranks on less than it says
-    must never look as if it used everything), and, for a query the ranker could not use
-    (the first ``limit`` of them), why, since the summary warnings only count those."""
+    """At most one warning per query (file:line, caption), in file order
+    (:func:`attrret.retrieval.pipeline.query_warnings`); of the queries the ranker could not
+    use, the first ``limit`` (the summary warnings only count those)."""
+    from attrret.retrieval.pipeline import query_warnings
+
     unanswered = 0
     for j, (p, q) in enumerate(zip(run.ranking.plans, run.queries)):
-        parts = []
         unusable = p.kind is None or not p.scored
         if unusable:
             unanswered += 1
             if unanswered > limit:
                 continue
-            if p.kind is None:  # every word ignored: no need to list them
-                parts.append("no pedestrian or vehicle words recognised; unknown: kind and every attribute group")
-            else:
-                why = f"nothing the index can score for this {p.kind}; unknown: {', '.join(p.unknown) or 'none'}"
-                parts.append(why + (f"; no index column for: {', '.join(p.missing)}" if p.missing else ""))
-        if q.kind is not None and q.ignored():
-            parts.append("ignored " + ", ".join(f"{w!r} ({why})" for w, why in q.ignored()))
+        parts = query_warnings(p, q, missing=False)
         if unusable:
             parts.append("kept in the submission with no results")
         if parts:

@@ -45,7 +45,9 @@ __all__ = [
     "find_members",
     "build_index",
     "check_fresh",
+    "ensemble_probs",
     "file_sha256",
+    "task_columns",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -257,6 +259,55 @@ def _model_entries(members: Sequence[Member], out: Path) -> list[dict]:
     return rows
 
 
+def task_columns(tasks: Sequence[str], schema: Schema) -> dict[str, tuple[int, int]]:
+    """Index column layout: ``task -> [start, stop)``, the given tasks in schema order."""
+    have = set(tasks)
+    columns, at = {}, 0
+    for g in schema.tasks:
+        if g.task in have:
+            columns[g.task] = (at, at + g.size)
+            at += g.size
+    return columns
+
+
+def ensemble_probs(
+    members: Sequence[Member],
+    paths: Sequence[Path],
+    schema: Schema,
+    *,
+    columns: dict[str, tuple[int, int]] | None = None,
+    tta_flip: bool = True,
+    batch_size: int = 64,
+    device: str = "auto",
+    progress: bool = True,
+    predict_fn: Callable | None = None,
+) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """Float32 ``(len(paths), width)`` probabilities of the weighted ensemble (module doc) and
+    their column layout (``columns``, or every task the members predict, in schema order).
+
+    Refuses non-finite probabilities: NaN weights (a diverged or damaged model) would rank one
+    image first for every query."""
+    if predict_fn is None:
+        from attrret.classifiers.predict import predict_probs as predict_fn
+    acc: dict[str, np.ndarray] = {}
+    wsum: dict[str, float] = {}
+    for m in members:
+        res = predict_fn(list(m.task_dirs), list(paths), tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress)
+        for t, p in res.items():
+            acc[t] = acc.get(t, 0.0) + m.weight * np.asarray(p, np.float64)
+            wsum[t] = wsum.get(t, 0.0) + m.weight
+    columns = columns if columns is not None else task_columns(list(acc), schema)
+    probs = np.zeros((len(paths), max((stop for _, stop in columns.values()), default=0)), np.float32)
+    for t, (start, stop) in columns.items():
+        if wsum.get(t, 0.0) <= 0:
+            raise CheckpointError(f"task {t}: every member predicting it has weight 0")
+        probs[:, start:stop] = (acc[t] / wsum[t]).astype(np.float32)
+    bad = [t for t, (start, stop) in columns.items() if not np.isfinite(probs[:, start:stop]).all()]
+    if bad:
+        raise CheckpointError(f"the models of {', '.join(bad)} give non-finite probabilities; retrain them")
+    return probs, columns
+
+
 def check_fresh(index: Index) -> None:
     """Refuse an index whose models changed since it was built, judged by content hash.
 
@@ -318,12 +369,8 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
     entries = _model_entries(members, out)
-    tasks = [g.task for g in schema.tasks if any(e["task"] == g.task for e in entries)]
-    columns, at = {}, 0
-    for t in tasks:
-        size = schema.task(t).size
-        columns[t] = (at, at + size)
-        at += size
+    columns = task_columns([e["task"] for e in entries], schema)
+    tasks, at = list(columns), max((stop for _, stop in columns.values()), default=0)
     header = IndexHeader(
         schema=schema.fingerprint, count=len(gallery), columns=columns, models=tuple(entries),
         img_sizes=tuple(sorted({e["img_size"] for e in entries})), tta="flip" if tta_flip else "none",
@@ -353,23 +400,8 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
                 todo.append(i)
         removed = len(set(old.names) - set(names))
     if todo:
-        if predict_fn is None:
-            from attrret.classifiers.predict import predict_probs as predict_fn
-        paths = [gallery[i][1] for i in todo]
-        acc = {t: np.zeros((len(todo), schema.task(t).size), np.float64) for t in tasks}
-        wsum = {t: 0.0 for t in tasks}
-        for m in members:
-            res = predict_fn(list(m.task_dirs), paths, tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress)
-            for t, p in res.items():
-                acc[t] += m.weight * np.asarray(p, np.float64)
-                wsum[t] += m.weight
-        for t in tasks:
-            if wsum[t] <= 0:
-                raise CheckpointError(f"task {t}: every member predicting it has weight 0")
-            probs[todo, columns[t][0] : columns[t][1]] = (acc[t] / wsum[t]).astype(np.float32)
-        bad = [t for t in tasks if not np.isfinite(probs[todo, columns[t][0] : columns[t][1]]).all()]
-        if bad:  # NaN weights (a diverged or damaged model) would rank one image first for every query
-            raise CheckpointError(f"the models of {', '.join(bad)} give non-finite probabilities; retrain them")
+        probs[todo], _ = ensemble_probs(members, [gallery[i][1] for i in todo], schema, columns=columns, tta_flip=tta_flip,
+                                        batch_size=batch_size, device=device, progress=progress, predict_fn=predict_fn)
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
     # predicted and the index not yet written.
     fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")

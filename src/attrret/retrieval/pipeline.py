@@ -12,10 +12,10 @@ from attrret.io import atomic_write_text
 from attrret.parser.query import Query
 from attrret.retrieval.index import Index
 from attrret.retrieval.priors import HiddenPriors
-from attrret.retrieval.ranker import Ranking, RankOptions, explain, rank
+from attrret.retrieval.ranker import QueryPlan, Ranking, RankOptions, explain, rank
 from attrret.schema import Schema, load_schema
 
-__all__ = ["read_queries", "priors_from_data", "priors_for_index", "RankRun", "rank_captions", "write_explain"]
+__all__ = ["read_queries", "priors_from_data", "priors_for_index", "RankRun", "rank_captions", "write_explain", "query_warnings"]
 
 
 def read_queries(path: str | Path) -> list[str]:
@@ -73,3 +73,24 @@ def rank_captions(index: Index, texts: Sequence[str], options: RankOptions, prio
 def write_explain(path: str | Path, index: Index, run: RankRun) -> None:
     rows = explain(index, run.ranking, run.texts)
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def query_warnings(plan: QueryPlan, query: Query, *, missing: bool = True) -> list[str]:
+    """What one query could not use, in words (``rank``'s per-line warnings, ``search``'s per
+    result): a query that ranks on less than it says must never look as if it used everything.
+
+    Why it gets no results, when it gets none; the groups it states that the index has no
+    column for (``missing=False`` leaves these to a summary line); the words it ignored
+    ("ignored 'red jacket' (no attribute for it)").
+    """
+    out = []
+    if plan.kind is None:  # every word ignored: no need to list them
+        out.append("no pedestrian or vehicle words recognised; unknown: kind and every attribute group")
+    elif not plan.scored:
+        why = f"nothing the index can score for this {plan.kind}; unknown: {', '.join(plan.unknown) or 'none'}"
+        out.append(why + (f"; no index column for: {', '.join(plan.missing)}" if plan.missing else ""))
+    elif missing and plan.missing:
+        out.append(f"no index column for: {', '.join(plan.missing)} (not scored)")
+    if query.kind is not None and query.ignored():
+        out.append("ignored " + ", ".join(f"{w!r} ({why})" for w, why in query.ignored()))
+    return out

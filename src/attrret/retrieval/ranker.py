@@ -58,10 +58,10 @@ from attrret.gcpause import gc_paused
 from attrret.parser.query import Query
 from attrret.retrieval.index import Index
 from attrret.retrieval.priors import HiddenPriors
-from attrret.retrieval.topk import BACKENDS, Scoring, exact_topk
+from attrret.retrieval.topk import BACKENDS, GalleryCache, Scoring, exact_topk
 from attrret.schema import SUBJECTS, Group, Schema, load_schema
 
-__all__ = ["RankOptions", "QueryPlan", "Ranking", "rank", "explain"]
+__all__ = ["RankOptions", "QueryPlan", "Ranking", "RankCache", "rank", "explain"]
 
 SCORINGS = ("euclidean", "linear")
 GATES = ("hard", "soft")
@@ -119,6 +119,26 @@ class Ranking:
     plans: list[QueryPlan]
     warnings: tuple[str, ...]
     fallbacks: int = 0
+
+
+class RankCache:
+    """What repeated :func:`rank` calls over one opened index share: the router's kind per row,
+    the rows of each kind, and the prepared gallery chunks (:class:`GalleryCache`).
+
+    Why: a search server ranks a few queries at a time; recomputing these per call would cost
+    more than the ranking itself on a large index. Results are the same with or without it.
+    Valid for one opened :class:`Index` (reopened index, new cache). Thread-safe.
+    """
+
+    def __init__(self, index: Index, schema: Schema) -> None:
+        self.index = index
+        self.kinds = index.router_kinds(schema)
+        self._rows = [] if self.kinds is None else [np.flatnonzero(self.kinds == ki) for ki in range(len(SUBJECTS))]
+        self.gallery = GalleryCache()
+
+    def rows(self, ki: int) -> np.ndarray:
+        """Rows the router calls kind ``ki`` (the same array object every call: the cache's key)."""
+        return self._rows[ki]
 
 
 def _allowed(q: Query, classes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -203,14 +223,17 @@ def rank(
     options: RankOptions = RankOptions(),
     priors: HiddenPriors | None = None,
     schema: Schema | None = None,
+    cache: RankCache | None = None,
 ) -> Ranking:
     """Exact top-``k`` rows of ``index`` for every query (see module doc); the cycle collector
-    is paused meanwhile (a plan and two arrays per query, no cycles: :mod:`attrret.gcpause`)."""
+    is paused meanwhile (a plan and two arrays per query, no cycles: :mod:`attrret.gcpause`).
+    ``cache``: kept across calls over the same index (a long-lived searcher)."""
     with gc_paused():
-        return _rank(index, queries, options, priors, schema or load_schema())
+        return _rank(index, queries, options, priors, schema or load_schema(), cache)
 
 
-def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: HiddenPriors | None, schema: Schema) -> Ranking:
+def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: HiddenPriors | None, schema: Schema,
+          cache: RankCache | None) -> Ranking:
     scorable = {kind: frozenset(g.name for g in schema.subject(kind).groups if index.has(g.task)) for kind in SUBJECTS}
     classes = {kind: {g.name: g.classes for g in schema.subject(kind).groups} for kind in SUBJECTS}
     plans = [_plan(q, scorable, options, priors, classes) for q in queries]
@@ -223,7 +246,7 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
     missing = sorted({g for p in plans for g in p.missing})
     if missing:
         warnings.append(f"the index has no columns for {', '.join(missing)}: those groups are not scored")
-    kinds = index.router_kinds(schema)
+    kinds = cache.kinds if cache is not None else index.router_kinds(schema)
     if kinds is None and any(p.kind for p in plans):
         warnings.append("the index has no router column: every query ranks every image")
     fallbacks = 0
@@ -243,7 +266,7 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
             at += g.size
         gallery_rows = None
         if kinds is not None and options.gate == "hard":
-            gallery_rows = np.flatnonzero(kinds == ki)
+            gallery_rows = cache.rows(ki) if cache is not None else np.flatnonzero(kinds == ki)
         elif kinds is not None:
             other = index.cols(schema.router.task).start + (1 - ki)
             cols = np.append(cols, other)
@@ -258,7 +281,7 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
         k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
         top = exact_topk(index.probs, Scoring(U, V, const), k, cols=cols, rows=gallery_rows, backend=options.backend,
-                         groups=list(local.values()))
+                         groups=list(local.values()), cache=None if cache is None else cache.gallery)
         fallbacks += top.fallbacks
         short = set(np.flatnonzero((top.rows < 0).any(axis=1)).tolist())  # fewer than k images of this kind
         for r, (j, got, d) in enumerate(zip(members, top.rows, top.dist)):
@@ -280,16 +303,20 @@ def explain(index: Index, ranking: Ranking, texts: Sequence[str], schema: Schema
     for j, (plan, rows, dist) in enumerate(zip(ranking.plans, ranking.rows, ranking.dist)):
         results = []
         targets = [(g, (v,)) for g, v in plan.enforced.items()] + list(plan.allowed.items())
+        preds: list[tuple[str, tuple[str, ...], list[str]]] = []  # per target: group, allowed, argmax class per result
+        if plan.kind and len(rows):
+            subject = schema.subject(plan.kind)
+            p = np.asarray(index.probs[np.asarray(rows)])  # the results' rows, read once
+            for g, ok in targets:
+                grp = subject.group(g)
+                preds.append((g, ok, [grp.classes[i] for i in p[:, index.cols(grp.task)].argmax(axis=1).tolist()]))
         for rank_no, (row, d) in enumerate(zip(rows, dist), start=1):
             matched, conflicted = [], []
             predicted = {}
-            if plan.kind:
-                subject = schema.subject(plan.kind)
-                for g, ok in targets:
-                    grp = subject.group(g)
-                    pred = grp.classes[int(np.argmax(index.probs[row, index.cols(grp.task)]))]
-                    predicted[g] = pred
-                    (matched if pred in ok else conflicted).append(g)
+            for g, ok, classes in preds:
+                pred = classes[rank_no - 1]
+                predicted[g] = pred
+                (matched if pred in ok else conflicted).append(g)
             results.append({
                 "rank": rank_no, "image": index.names[row], "distance": float(d),
                 "matched": matched, "conflicted": conflicted, "unknown": list(plan.unknown),

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["scan_into", "exact_distances"]
+__all__ = ["scan_into", "collect_below", "exact_distances"]
 
 _BLOCK = 1024  # gallery rows per buffer: 4 KiB of float32 scores, in L1 (512-4,096 measured alike)
 _SEGMENT = 64  # scores counted at once before a scalar scan
@@ -127,6 +127,29 @@ def scan_into(
         for q in range(q0, q1):
             _bag_sum(Bt, cols, weights, offsets[q], offsets[q + 1], i0, m, buf)
             _select(buf, m, row0 + i0, best_v[q], best_i[q])
+
+
+@_jit()
+def collect_below(Bt: np.ndarray, cols: np.ndarray, weights: np.ndarray, o0: int, o1: int, thr: float, out: np.ndarray) -> int:
+    """Rows ``i`` of this chunk whose float32 score (the sum :func:`scan_into` makes) is ``<= thr``,
+    written to ``out`` in row order; returns how many there are (only the first ``len(out)``
+    are written: call again with a larger ``out`` when the count exceeds it).
+
+    The exact re-ranking's fallback for heavy ties: with ``thr`` the k-th exact score plus the
+    float32 error bound, these rows hold every row that can beat or tie it.
+    """
+    n = Bt.shape[1]
+    buf = np.empty(_BLOCK, np.float32)
+    count = 0
+    for i0 in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - i0)
+        _bag_sum(Bt, cols, weights, o0, o1, i0, m, buf)
+        for t in range(m):
+            if buf[t] <= thr:
+                if count < len(out):
+                    out[count] = i0 + t
+                count += 1
+    return count
 
 
 @_jit()

@@ -42,16 +42,17 @@ in float64. Every backend feeds the same exact re-ranking, so their results are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Scoring", "TopK", "exact_topk", "smallest_k", "BACKENDS"]
+__all__ = ["Scoring", "TopK", "GalleryCache", "exact_topk", "smallest_k", "BACKENDS"]
 
-BACKENDS = ("numba", "torch", "faiss")
 _U32 = 2.0**-24
 _RERANK_BLOCK = 1024  # queries re-ranked together (bounds the Q x k' sort and gather temporaries)
 _MARGIN = 8  # extra float32 candidates per query beyond k: room for float32 error before a float64 rescan
@@ -119,6 +120,13 @@ class _Layout:
     folded: list[slice]
     width: int
 
+    @property
+    def key(self) -> tuple:
+        """Equal keys give equal product rows ``b_i`` (what :class:`GalleryCache` keeps)."""
+        def spans(gs: list[slice]) -> tuple:
+            return tuple((g.start, g.stop) for g in gs)
+        return (tuple(self.single), spans(self.summed), spans(self.folded), self.width)
+
     @cached_property
     def _folded_indicator(self) -> np.ndarray:
         """Columns x folded groups, built once (``rows`` runs once per gallery chunk)."""
@@ -161,11 +169,14 @@ def _layout(U: np.ndarray, V: np.ndarray, groups: Sequence[slice]) -> _Layout:
     besides, each query's weights on its probabilities sum to ``-2 v_qg`` (Euclidean distance
     to a target that sums to one over the group: a one-hot value or a prior), since then
     ``U_q·p + v_qg Σ p² = Σ_c (-U_qc / 2)(s_g - 2 p_c)``. A column whose square weight is zero
-    for every query keeps no square column.
+    for every query keeps no square column. A group no query weights at all folds too (its
+    weights stay zero): then every batch of one-class and prior targets has the same layout,
+    whichever groups it states, and a :class:`GalleryCache` serves them all from one entry.
     """
     width = V.shape[1]
     groups = [g for g in groups if len(range(width)[g])]
     covered = np.zeros(width, dtype=bool)
+    forced = np.zeros(width, dtype=bool)
     summed: list[slice] = []
     folded: list[slice] = []
     if groups:
@@ -175,12 +186,24 @@ def _layout(U: np.ndarray, V: np.ndarray, groups: Sequence[slice]) -> _Layout:
         equal = ~(uneven.astype(np.float64) @ G).any(axis=0)
         used = first.any(axis=0)
         sums_ok = (np.abs(U @ G + 2.0 * first) <= 1e-9).all(axis=0)
+        # Set constraints make a group's square weights uneven. A batch with any of them keeps
+        # every square column of each uneven group and of every group of 3+ classes, whether
+        # or not this batch needs it: one layout for all such batches, not one per set.
+        keep = ~equal
+        if keep.any():
+            keep |= np.array([g.stop - g.start > 2 for g in groups])
         for j, g in enumerate(groups):
-            if equal[j]:
+            if keep[j]:
+                forced[g] = True
+            elif sums_ok[j]:  # unused groups (all weights 0) fold too: one layout for most batches
                 covered[g] = True
-                if used[j]:
-                    (folded if sums_ok[j] else summed).append(g)
-    single = [c for c in range(width) if not covered[c] and V[:, c].any()]
+                folded.append(g)
+            elif used[j]:
+                covered[g] = True
+                summed.append(g)
+            else:
+                covered[g] = True
+    single = [c for c in range(width) if forced[c] or (not covered[c] and V[:, c].any())]
     return _Layout(single, summed, folded, width)
 
 
@@ -213,6 +236,14 @@ class _Bags:
         return 3 * len(self.cols) <= (len(self.offsets) - 1) * self.width
 
 
+# Each backend is a pair: ``prepare(B)`` turns a chunk's product rows into what its scan reads
+# (query-independent, so a GalleryCache can keep it), and ``scorer(A, kk, threads)`` returns
+# ``chunk(prepared) -> score(q0, q1)`` for one batch of queries.
+
+def _numba_prepare(B: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(B.T)
+
+
 def _numba_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     import numba
 
@@ -220,10 +251,10 @@ def _numba_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
 
     bags = _Bags.of(A)
     threads = threads or numba.config.NUMBA_NUM_THREADS  # the CPUs this process may use, or $NUMBA_NUM_THREADS
+    pool: ThreadPoolExecutor | None = None  # started once per call, not per chunk (~1 ms a thread)
 
-    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
-        Bt = np.ascontiguousarray(B.T)
-        k = min(kk, B.shape[0])
+    def chunk(Bt: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        k = min(kk, Bt.shape[1])
 
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
             v = np.full((q1 - q0, k), np.inf, np.float32)
@@ -237,8 +268,11 @@ def _numba_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
             if len(cuts) <= 2:
                 run(q0, q1)
             else:  # the kernel releases the GIL: one thread per query range
-                with ThreadPoolExecutor(len(cuts) - 1) as pool:
-                    list(pool.map(run, cuts[:-1], cuts[1:]))
+                nonlocal pool
+                if pool is None:
+                    pool = ThreadPoolExecutor(threads)
+                    weakref.finalize(chunk, pool.shutdown, wait=False)  # when the call's scorer goes
+                list(pool.map(run, cuts[:-1], cuts[1:]))
             return v, i
 
         return score
@@ -246,7 +280,19 @@ def _numba_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
     return chunk
 
 
-def _torch_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
+def _torch_prepare(B: np.ndarray):
+    """The chunk transposed and padded to whole segments (pad scores are set to +inf), so
+    smallest_k reshapes the tile without a copy."""
+    import torch
+
+    n = B.shape[0]
+    width = -(-n // _SEGMENT) * _SEGMENT
+    Bt = torch.zeros(B.shape[1], width)
+    Bt[:, :n] = torch.from_numpy(B.T)
+    return Bt, n
+
+
+def _torch_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[tuple], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     import torch
     import torch.nn.functional as F
 
@@ -256,13 +302,9 @@ def _torch_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
         cols, weights = torch.from_numpy(bags.cols), torch.from_numpy(bags.weights)
         unit = bool((bags.weights == 1).all())
 
-    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
-        # Gallery padded to whole segments (pad scores set to +inf), so smallest_k reshapes the
-        # tile without a copy; one tile buffer reused for every query block of the chunk.
-        n = B.shape[0]
-        width = -(-n // _SEGMENT) * _SEGMENT
-        Bt = torch.zeros(B.shape[1], width)
-        Bt[:, :n] = torch.from_numpy(B.T)
+    def chunk(prepared: tuple) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        Bt, n = prepared  # one tile buffer reused for every query block of the chunk
+        width = Bt.shape[1]
         k = min(kk, n)
         tile = torch.empty(0, width)
 
@@ -317,15 +359,19 @@ def smallest_k(s, k: int, width: int = _SEGMENT):
     return v, torch.gather(cols, 1, j)
 
 
-def _faiss_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
+def _faiss_prepare(B: np.ndarray):
     import faiss
 
+    index = faiss.IndexFlatIP(B.shape[1])
+    index.add(B)
+    return index
+
+
+def _faiss_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[object], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     negA = np.ascontiguousarray(-A)
 
-    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
-        index = faiss.IndexFlatIP(B.shape[1])
-        index.add(B)
-        k = min(kk, B.shape[0])
+    def chunk(index) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        k = min(kk, index.ntotal)
 
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
             D, I = index.search(negA[q0:q1], k)
@@ -334,6 +380,64 @@ def _faiss_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
         return score
 
     return chunk
+
+
+#: The top-K backends, each ``(prepare, scorer)``: the one list of them (``RankOptions`` and the
+#: CLI check names against it). A new backend is one row.
+_BACKENDS: dict[str, tuple[Callable, Callable]] = {
+    "numba": (_numba_prepare, _numba_scorer),
+    "torch": (_torch_prepare, _torch_scorer),
+    "faiss": (_faiss_prepare, _faiss_scorer),
+}
+BACKENDS = tuple(_BACKENDS)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One gallery chunk as a scan reads it: the backend's prepared product rows, ``max |b|``
+    (for the float32 error bound) and, for a gallery of one chunk, its raw columns (for the
+    exact re-rank)."""
+
+    start: int
+    stop: int
+    prepared: object
+    b_max: float
+    raw: np.ndarray | None
+
+
+class GalleryCache:
+    """Prepared gallery chunks kept across :func:`exact_topk` calls, for a long-lived searcher.
+
+    Why: for a few queries over a large gallery, reading each chunk, building its product
+    rows (float64 squares, folding) and transposing them costs far more than the scan itself
+    (a million rows: ~1 s of preparation against ~10 ms of scanning per query). A search
+    server ranks a handful of queries at a time, with a few layouts (module doc: with the
+    canonical folding, every batch of one-class targets has one), so it keeps them.
+
+    An entry is keyed by backend, layout, columns and rows; the ``rows`` array itself is held
+    and compared by identity (pass the same array object for the same subset). At most
+    ``max_entries`` are kept, least recently used first out. The cache is only valid for one
+    unchanged ``P``: make a new one when the index is reopened. Thread-safe.
+    """
+
+    def __init__(self, max_entries: int = 4) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple, tuple[np.ndarray | None, list[_Chunk]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, rows: np.ndarray | None, make: Callable[[], list[_Chunk]]) -> list[_Chunk]:
+        full = key + (None if rows is None else id(rows),)
+        with self._lock:
+            hit = self._entries.pop(full, None)
+            if hit is not None and hit[0] is rows:
+                self._entries[full] = hit  # most recently used last
+                return hit[1]
+        chunks = make()  # outside the lock: other layouts stay servable meanwhile
+        with self._lock:
+            self._entries[full] = (rows, chunks)
+            while len(self._entries) > self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+        return chunks
 
 
 def exact_topk(
@@ -348,6 +452,7 @@ def exact_topk(
     chunk_rows: int = 32768,
     query_block: int = 32,
     threads: int | None = None,
+    cache: GalleryCache | None = None,
 ) -> TopK:
     """Exact ``k`` smallest ``d(q, i)`` for every query over gallery ``P`` (N x C_all, may be a memmap).
 
@@ -359,7 +464,9 @@ def exact_topk(
     (the numba scan takes them all and splits them over ``threads``, default: the CPUs this
     process may use). Memory: a chunk of the gallery (and, for torch, one ``query_block x
     chunk_rows`` float32 score tile) and ``Q x k'`` candidates, whatever the gallery size (a
-    gallery of one chunk is kept for the re-rank instead of being read again).
+    gallery of one chunk is kept for the re-rank instead of being read again). ``cache`` keeps
+    the prepared chunks for later calls over the same ``P`` (:class:`GalleryCache`); results
+    are the same with or without it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -373,23 +480,33 @@ def exact_topk(
     kk = min(n, k + _MARGIN)
     layout = _layout(scoring.U, scoring.V, groups)
     A, residual = layout.weights(scoring)
-    make = {"numba": _numba_scorer, "torch": _torch_scorer, "faiss": _faiss_scorer}[backend]
+    prepare, make = _BACKENDS[backend]
     scorer = make(A, kk, threads)
     if backend == "numba":
         query_block = Q  # one call per chunk: the fused scan splits the queries over threads itself
+
+    def chunks() -> Iterator[_Chunk]:  # lazily: without a cache, one chunk in memory at a time
+        for start in range(0, n, chunk_rows):
+            stop = min(n, start + chunk_rows)
+            raw = _gallery_chunk(P, cols, rows, start, stop)
+            B = layout.rows(raw)
+            yield _Chunk(start, stop, prepare(B), float(np.abs(B).max(initial=0.0)), raw if stop - start == n else None)
+
+    prepared: Iterable[_Chunk] = chunks()
+    if cache is not None:
+        cols_key = (cols.start, cols.stop, cols.step) if isinstance(cols, slice) else np.asarray(cols).tobytes()
+        prepared = cache.get((backend, layout.key, cols_key, chunk_rows, n), rows, lambda: list(chunks()))
 
     best_v = np.full((Q, kk), np.inf, dtype=np.float32)
     best_i = np.full((Q, kk), -1, dtype=np.int64)
     b_max = 1.0
     whole = None  # the gallery's selected columns (float32), kept when it is one chunk
-    for start in range(0, n, chunk_rows):
-        stop = min(n, start + chunk_rows)
-        chunk = _gallery_chunk(P, cols, rows, start, stop)
-        if stop - start == n:
-            whole = chunk
-        B = layout.rows(chunk)
-        b_max = max(b_max, float(np.abs(B).max(initial=0.0)))
-        score = scorer(B)
+    for ch in prepared:
+        start, stop = ch.start, ch.stop
+        if ch.raw is not None:
+            whole = ch.raw
+        b_max = max(b_max, ch.b_max)
+        score = scorer(ch.prepared)
         width = min(kk, stop - start)
         chunk_v = np.empty((Q, width), dtype=np.float32)
         chunk_i = np.empty((Q, width), dtype=np.int64)
@@ -423,7 +540,10 @@ def exact_topk(
         ids, ex = np.take_along_axis(order, o, axis=1), np.take_along_axis(exact, o, axis=1)
         safe = best_v[q0:q1].max(axis=1).astype(np.float64) - eps[q0:q1] > ex[:, -1]
         for j in np.flatnonzero(~safe) if kk < n else ():
-            ids[j], ex[j] = _exact_scan(P, cols, rows, scoring, q0 + j, k_out, chunk_rows)
+            if backend == "numba" and isinstance(prepared, list):  # chunks at hand: rescan in float32 first
+                ids[j], ex[j] = _threshold_scan(prepared, A, P, cols, rows, scoring, q0 + j, k_out, ex[j, -1] + eps[q0 + j])
+            else:
+                ids[j], ex[j] = _exact_scan(P, cols, rows, scoring, q0 + j, k_out, chunk_rows)
             fallbacks += 1
         out_rows[q0:q1, :k_out] = ids if rows is None else rows[ids]
         out_dist[q0:q1, :k_out] = ex + scoring.const[q0:q1, None]
@@ -444,6 +564,33 @@ def _exact(p: np.ndarray, idx: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.n
 def _exact_query(p: np.ndarray, scoring: Scoring, q: int) -> np.ndarray:
     """:func:`_exact` of every row of ``p`` for query ``q`` alone (no constant term)."""
     return _exact(p, np.arange(len(p))[None], scoring.U[q : q + 1], scoring.V[q : q + 1])[0]
+
+
+def _threshold_scan(chunks: list[_Chunk], A: np.ndarray, P, cols, rows, scoring: Scoring, q: int, k: int,
+                    thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """The exact k of query ``q`` from the rows whose float32 score is ``<= thr`` (the k-th exact
+    score plus the float32 error bound: every row that can beat or tie it), re-scored in float64.
+
+    The fallback for heavy ties when the prepared chunks are at hand (a :class:`GalleryCache`):
+    one sparse float32 pass over the query's few columns instead of a float64 pass over every
+    column of the gallery read again (about 15x less work on a million rows).
+    """
+    from attrret.retrieval.scan import collect_below
+
+    bags = _Bags.of(A[q : q + 1])
+    found = []
+    for ch in chunks:
+        out = np.empty(256, np.int64)
+        count = collect_below(ch.prepared, bags.cols, bags.weights, 0, len(bags.cols), thr, out)
+        if count > len(out):
+            out = np.empty(count, np.int64)
+            collect_below(ch.prepared, bags.cols, bags.weights, 0, len(bags.cols), thr, out)
+        found.append(out[:count] + ch.start)
+    cand = np.concatenate(found)
+    pc = _gallery_chunk(P, cols, cand if rows is None else rows[cand], 0, len(cand))
+    d = _exact_query(pc, scoring, q)
+    o = np.lexsort((cand, d))[:k]
+    return cand[o], d[o]
 
 
 def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,126 @@
+"""``attrret search`` and ``attrret attributes``: thin commands over attrret.search and attrret.attributes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class Kind(str, Enum):
+    pedestrian = "pedestrian"
+    vehicle = "vehicle"
+
+
+def _queries(args: list[str]) -> list[str]:
+    """The queries of the arguments; ``-`` reads one query per line from stdin (blank lines skipped)."""
+    out: list[str] = []
+    for a in args:
+        if a == "-":
+            out += [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        else:
+            out.append(a)
+    return out
+
+
+def _fmt_values(values: dict) -> str:
+    return ", ".join(f"{g}={'|'.join(v) if isinstance(v, list) else v}" for g, v in values.items())
+
+
+def _print_result(result, echo=typer.echo) -> None:
+    q = result.query
+    echo(f"query: {q['caption']!r} ({q['kind'] or 'no kind'})")
+    for label, key in (("stated", "stated"), ("negated", "negated"), ("either", "either")):
+        if q[key]:
+            echo(f"  {label}: {_fmt_values(q[key])}")
+    if q["unknown"]:
+        echo(f"  unknown: {', '.join(q['unknown'])}")
+    for w in result.warnings:
+        print(f"attrret: warning: {q['caption']!r}: {w}", file=sys.stderr)
+    if not result.hits:
+        echo("  no results")
+        return
+    rows = [("rank", "image", "score", "matched", "conflicted", "predicted")]
+    for h in result.hits:
+        rows.append((str(h.rank), h.name, f"{h.score:.4f}", ",".join(h.matched) or "-", ",".join(h.conflicted) or "-",
+                     _fmt_values(h.predicted) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        echo("  " + "  ".join(c.ljust(w) if i != 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + "  " + r[-1])
+
+
+def search(
+    queries: Annotated[list[str], typer.Argument(help="Queries, e.g. 'man with glasses, no hat'; '-' reads one per line from stdin.", show_default=False)],
+    index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict (no models needed).")] = Path("attrret-work/index"),
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="Results per query.")] = 10,
+    kind: Annotated[Optional[Kind], typer.Option(help="Keep only queries of this kind (others get no results and a warning).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query and line, as the Python API's SearchResult.to_json().")] = False,
+) -> None:
+    """Search the gallery for each query: its parse, then the ranked images with matched and conflicted groups."""
+    from attrret.search import Searcher
+
+    texts = _queries(queries)
+    if not texts:
+        raise typer.BadParameter("no queries (give them as arguments, or '-' with one per line on stdin)")
+    searcher = Searcher.open(index)
+    try:
+        results = searcher.search_many(texts, k=k, kind=kind.value if kind else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for j, r in enumerate(results):
+        if as_json:
+            typer.echo(json.dumps(r.to_json(), ensure_ascii=False))
+            for w in r.warnings:
+                print(f"attrret: warning: {r.query['caption']!r}: {w}", file=sys.stderr)
+        else:
+            if j:
+                typer.echo("")
+            _print_result(r)
+
+
+def attributes(
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Images or folders to run the models on directly (with --workdir); without them, the records of every image in --index.", show_default=False)] = None,
+    index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict (used when no IMAGES are given).")] = Path("attrret-work/index"),
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir with W/models/<task>/model.pt (used with IMAGES).")] = Path("attrret-work"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file: .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
+    tta: Annotated[bool, typer.Option("--tta-flip/--no-tta", help="With IMAGES: average with the mirrored image, as predict does.")] = True,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Per-image attributes: kind with its router probability, and per group the predicted class, its probability and the distribution."""
+    from attrret.attributes import FORMATS, index_records, predict_records, write_records
+    from attrret.io import refuse_overwriting_inputs
+    from attrret.schema import load_schema
+
+    schema = load_schema()
+    if out is not None and out.suffix.lower() not in FORMATS:
+        raise typer.BadParameter(f"--out {out}: use a {', '.join(FORMATS)} file")
+    if images:
+        from attrret.retrieval.build import find_members, list_gallery
+
+        if out is not None:
+            refuse_overwriting_inputs({"--out": out}, {f"IMAGE {i + 1}": p for i, p in enumerate(images)})
+        gallery = [item for src in images for item in list_gallery(src)]
+        records = predict_records(gallery, find_members(workdir), schema, tta_flip=tta, device=device, progress=not quiet)
+    else:
+        from attrret.retrieval.index import open_index
+
+        if out is not None:
+            refuse_overwriting_inputs({"--out": out}, {"--index header": index / "header.json"})
+        records = index_records(open_index(index, schema), schema)
+    if out is None:
+        for r in records:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+        return
+    n = write_records(out, records, schema)
+    print(f"{n} image records -> {out}", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``search`` and ``attributes`` to the app."""
+    app.command("search")(search)
+    app.command("attributes")(attributes)

@@ -1,0 +1,335 @@
+"""Search an index directly: ``Searcher.open(index).search("red geely suv")``.
+
+The library behind ``attrret search`` and ``attrret serve``: parse a query, rank the
+gallery exactly (:func:`attrret.retrieval.ranker.rank`), and say per result which stated
+groups the image's prediction matches or conflicts with. It needs only the index, no models.
+
+Why a long-lived object: opening the index, building the parser (~0.5 s) and preparing the
+gallery for the top-K scan (:class:`attrret.retrieval.ranker.RankCache`; about a second per
+million images) are paid once, so each search then costs the scan alone.
+
+Concurrency. :meth:`Searcher.search` may be called from many threads at once. Concurrent
+calls are gathered into one ranking (micro-batching): the first caller to find the ranker
+idle ranks every query waiting at that moment, then hands the ranker to the next waiting
+caller, if any. The exact top-K kernel is fastest on many queries at once, so throughput grows
+with load instead of each query waiting for the others one by one.
+
+Index updates. Before each batch the searcher looks at the index's ``header.json``; when
+``attrret predict`` has replaced it (an atomic rename, after the new data files are
+complete), the index is reopened and later batches use it. Readers of the old one finish on
+it: a half-written index is never seen.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attrret.attributes import image_record
+from attrret.errors import AttrretError
+from attrret.parser.export import query_record
+from attrret.parser.query import Query
+from attrret.retrieval.index import Index, open_index
+from attrret.retrieval.pipeline import query_warnings
+from attrret.retrieval.ranker import RankCache, RankOptions, explain, rank
+from attrret.schema import SUBJECTS, Schema, load_schema
+
+__all__ = ["Searcher", "SearchResult", "Hit", "UnknownImage", "MAX_QUERY_CHARS", "MAX_K"]
+
+#: Bounds of one search: longer queries or larger k are refused (a server must not be made to
+#: parse megabytes or sort a million results for one request).
+MAX_QUERY_CHARS = 2000
+MAX_K = 1000
+
+
+class UnknownImage(KeyError, AttrretError):
+    """An image name the index does not hold."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return str(self.args[0]) if self.args else "unknown image"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: ``score`` is the ranker's distance (lower is closer; 0 is a perfect match of
+    every stated group); ``matched`` / ``conflicted``: stated groups whose predicted class
+    (``predicted``) agrees / disagrees with the query."""
+
+    rank: int
+    name: str
+    path: str
+    score: float
+    matched: tuple[str, ...]
+    conflicted: tuple[str, ...]
+    predicted: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": self.rank, "image": self.name, "path": self.path, "score": self.score,
+                "matched": list(self.matched), "conflicted": list(self.conflicted), "predicted": dict(self.predicted)}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A query's parse, its hits (best first) and what it could not use. Iterates over the hits."""
+
+    query: dict[str, Any]
+    hits: tuple[Hit, ...]
+    warnings: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, i: int) -> Hit:
+        return self.hits[i]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"query": <parse JSON>, "results": [...], "warnings": [...]}`` (the server's answer)."""
+        return {"query": self.query, "results": [h.to_json() for h in self.hits], "warnings": list(self.warnings)}
+
+
+@dataclass(frozen=True)
+class _Request:
+    text: str
+    k: int
+    kind: str | None
+
+
+@dataclass
+class _Waiter:
+    request: _Request
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # woken to rank the next batch, not with a result
+    result: SearchResult | None = None
+    error: BaseException | None = None
+
+
+class _Combiner:
+    """Runs ``work(batch)`` for requests from many threads, one batch at a time (module doc)."""
+
+    def __init__(self, work: Callable[[list[_Request]], list[SearchResult]]) -> None:
+        self._work = work
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiter] = []
+        self._busy = False
+
+    def submit(self, request: _Request) -> SearchResult:
+        me = _Waiter(request)
+        with self._lock:
+            self._waiting.append(me)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            me.done.wait()
+            if not me.lead:
+                return _outcome(me)
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            results = self._work([w.request for w in batch])
+            for w, r in zip(batch, results):
+                w.result = r
+        except BaseException as exc:  # every caller of the batch gets the error, none hangs
+            for w in batch:
+                w.error = exc
+        with self._lock:
+            nxt = self._waiting[0] if self._waiting else None
+            if nxt is None:
+                self._busy = False
+            else:
+                nxt.lead = True
+        for w in batch:
+            if w is not me:
+                w.lead = False
+                w.done.set()
+        if nxt is not None:
+            nxt.done.set()
+        return _outcome(me)
+
+
+def _outcome(w: _Waiter) -> SearchResult:
+    if w.error is not None:
+        raise w.error
+    assert w.result is not None
+    return w.result
+
+
+@dataclass(frozen=True)
+class _State:
+    """One opened index and what is prepared for it; replaced whole when the index changes."""
+
+    index: Index
+    cache: RankCache
+    stamp: tuple[int, int, int]
+    rows: dict[str, int]  # image name -> row
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path / "header.json")
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class Searcher:
+    """Parse, rank and explain over one index (module doc). Open with :meth:`open`."""
+
+    def __init__(self, path: Path, options: RankOptions, schema: Schema,
+                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
+        from attrret.parser import CaptionParser
+
+        self.path = path
+        self.options = options
+        self.schema = schema
+        self._log = log
+        self._parser = CaptionParser(schema=schema)
+        self._state_lock = threading.Lock()
+        self._state = self._load()
+        self._combiner = _Combiner(self._run)
+
+    @classmethod
+    def open(cls, index: str | Path, *, options: RankOptions | None = None, schema: Schema | None = None,
+             log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Searcher:
+        """Open the index at ``index`` (an ``attrret predict`` output folder) for searching.
+
+        Raises :class:`attrret.errors.CheckpointError` for a missing, foreign or damaged index.
+        """
+        return cls(Path(index), options or RankOptions(), schema or load_schema(), log)
+
+    # -- the index ------------------------------------------------------------------------
+    def _load(self) -> _State:
+        stamp = _stamp(self.path) if (self.path / "header.json").is_file() else (0, 0, 0)
+        index = open_index(self.path, self.schema)
+        return _State(index, RankCache(index, self.schema), stamp, {n: i for i, n in enumerate(index.names)})
+
+    def refresh(self) -> bool:
+        """Reopen the index if ``attrret predict`` replaced it; True when it did. A damaged new
+        index is reported once and the current one kept."""
+        state = self._state
+        try:
+            if _stamp(self.path) == state.stamp:
+                return False
+        except OSError:
+            return False  # a header mid-rename or gone: keep serving what we have
+        with self._state_lock:
+            if self._state is not state:  # another thread reopened it meanwhile
+                return True
+            try:
+                self._state = self._load()
+            except AttrretError as exc:
+                self._log(f"attrret: warning: {self.path}: keeping the index already open: {exc}")
+                return False
+        self._log(f"attrret: {self.path}: index changed, reopened ({len(self._state.index)} images)")
+        return True
+
+    @property
+    def index(self) -> Index:
+        return self._state.index
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._state.index.names
+
+    def __len__(self) -> int:
+        return len(self._state.index)
+
+    def _row(self, name: str, state: _State) -> int:
+        row = state.rows.get(name)
+        if row is None:
+            raise UnknownImage(f"{name!r} is not an image of the index {self.path}")
+        return row
+
+    def image_path(self, name: str) -> Path:
+        """The source file the index recorded for ``name`` (never a path built from the name)."""
+        state = self._state
+        row = self._row(name, state)
+        files = state.index.files
+        if row >= len(files) or not isinstance(files[row].get("path"), str):
+            raise UnknownImage(f"the index records no source file for {name!r}")
+        return Path(files[row]["path"])
+
+    def attributes(self, name: str) -> dict[str, Any]:
+        """The predicted attributes of one image: :func:`attrret.attributes.image_record`."""
+        state = self._state
+        row = self._row(name, state)
+        return image_record(state.index, row, self.schema)
+
+    # -- queries --------------------------------------------------------------------------
+    def parse(self, text: str) -> dict[str, Any]:
+        """The query JSON of ``text`` (as ``attrret parse`` writes it)."""
+        _check_text(text)
+        return query_record(self._parser.parse(text), self.schema)
+
+    def search(self, text: str, k: int = 10, kind: str | None = None) -> SearchResult:
+        """The ``k`` images closest to ``text``. ``kind`` (``pedestrian`` / ``vehicle``) keeps
+        only a query of that kind; a query of the other kind gets no results and a warning."""
+        return self._combiner.submit(_request(text, k, kind))
+
+    def search_many(self, texts: Sequence[str], k: int = 10, kind: str | None = None) -> list[SearchResult]:
+        """:meth:`search` for several queries in one ranking."""
+        return self._run([_request(t, k, kind) for t in texts])
+
+    def warm(self) -> None:
+        """Prepare the gallery for each kind now rather than on the first queries (a server's start)."""
+        state = self._state
+        for kind in SUBJECTS:  # the two layouts of a kind (attrret.retrieval.topk): one-class values, then sets
+            groups = self.schema.subject(kind).groups
+            g = groups[0]
+            rank(state.index, [Query(caption="", kind=kind, stated={g.name: g.classes[0]})], self.options,
+                 schema=self.schema, cache=state.cache)
+            multi = next((m for m in groups if m.size > 2), None)
+            if multi is not None:
+                rank(state.index, [Query(caption="", kind=kind, either={multi.name: multi.classes[:2]})], self.options,
+                     schema=self.schema, cache=state.cache)
+
+    def _run(self, requests: list[_Request]) -> list[SearchResult]:
+        self.refresh()
+        state = self._state
+        queries = [self._parser.parse(r.text) for r in requests]
+        use = [j for j, (q, r) in enumerate(zip(queries, requests)) if r.kind is None or q.kind == r.kind]
+        k = max((requests[j].k for j in use), default=1)
+        options = RankOptions(**{**self.options.__dict__, "k": k})
+        ranking = rank(state.index, [queries[j] for j in use], options, schema=self.schema, cache=state.cache)
+        explained = explain(state.index, ranking, [requests[j].text for j in use], self.schema)
+        index_wide = [w for w in ranking.warnings if "router column" in w]
+        files = state.index.files
+        out: list[SearchResult] = []
+        at = {j: i for i, j in enumerate(use)}
+        for j, (q, r) in enumerate(zip(queries, requests)):
+            record = query_record(q, self.schema)
+            if j not in at:
+                read = q.kind or "no kind"
+                out.append(SearchResult(record, (), (f"the query reads as {read}, not {r.kind}: no results",)))
+                continue
+            i = at[j]
+            hits = tuple(
+                Hit(res["rank"], res["image"], str(files[row]["path"]) if row < len(files) else "", res["distance"],
+                    tuple(res["matched"]), tuple(res["conflicted"]), res["predicted"])
+                for res, row in zip(explained[i]["results"][: r.k], ranking.rows[i][: r.k].tolist())
+            )
+            warnings = tuple(index_wide) + tuple(query_warnings(ranking.plans[i], q))
+            out.append(SearchResult(record, hits, warnings))
+        return out
+
+
+def _check_text(text: str) -> None:
+    if not isinstance(text, str):
+        raise ValueError("a query is a string")
+    if len(text) > MAX_QUERY_CHARS:
+        raise ValueError(f"query of {len(text):,} characters; at most {MAX_QUERY_CHARS:,}")
+
+
+def _request(text: str, k: int, kind: str | None) -> _Request:
+    _check_text(text)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be a whole number from 1 to {MAX_K:,}, got {k!r}")
+    if kind is not None and kind not in SUBJECTS:
+        raise ValueError(f"unknown kind {kind!r}; use {' or '.join(SUBJECTS)}")
+    return _Request(text, int(k), kind)
