@@ -208,3 +208,28 @@ def test_compiled_loops_fall_back_to_no_disk_cache(monkeypatch):
         return 2 * x
 
     assert twice(21) == 42
+
+
+def test_gallery_cache_gives_the_same_results_and_is_reused():
+    """A GalleryCache serves later calls (its prepared chunks are kept) with results equal to
+    uncached calls, on ties (the float32 threshold rescan) and on a row subset."""
+    from attrret.retrieval.topk import GalleryCache
+
+    rng = np.random.default_rng(2)
+    P = rng.integers(0, 2, size=(2000, 6)).astype(np.float32)  # 64 distinct rows: ties everywhere
+    rows = np.arange(0, 2000, 2)
+    cache = GalleryCache()
+    for seed in range(3):  # three different batches, one layout: one cache entry
+        q = np.random.default_rng(10 + seed)
+        c = q.integers(0, 2, size=(25, 6)).astype(np.float64)
+        m = np.ones_like(c)
+        for backend in ("numba", "torch", "faiss"):
+            plain = exact_topk(P, _euclid(c, m), 10, rows=rows, backend=backend, chunk_rows=300)
+            cached = exact_topk(P, _euclid(c, m), 10, rows=rows, backend=backend, chunk_rows=300, cache=cache)
+            assert (cached.rows == plain.rows).all() and (cached.dist == plain.dist).all(), backend
+            assert (plain.rows == _brute(P, c, m, 10, rows)).all()
+            assert cached.fallbacks > 0  # heavy ties: the threshold rescan ran, and agreed
+    assert len(cache._entries) == 3  # one per backend, reused across the batches
+    # a new rows array (even with equal values) is another entry: identity is the key
+    exact_topk(P, _euclid(c, m), 10, rows=rows.copy(), chunk_rows=300, cache=cache)
+    assert len(cache._entries) == 4
