@@ -3,7 +3,8 @@
 Why a pipe: it needs only the standard library (no websocket client, no port to pick or race
 for). Chromium reads NUL-terminated JSON commands from fd 3 and writes replies and events to
 fd 4; the child moves our pipe ends onto those numbers between fork and exec.
-One browser, one page, flat sessions; enough to load a file, run JS and take a screenshot.
+One browser, one page, flat sessions; enough to load a file or an http URL, run JS, wait for a
+condition, type into an input, press a key and take a screenshot.
 """
 
 from __future__ import annotations
@@ -155,6 +156,55 @@ class Browser:
         self._events.clear()
         self.send("Page.navigate", {"url": Path(path).resolve().as_uri()})
         self.wait_event("Page.loadEventFired")
+
+    def navigate(self, url: str) -> None:
+        """Navigate to any URL (e.g. ``http://127.0.0.1:PORT/``) and wait for its load event."""
+        self._events.clear()
+        res = self.send("Page.navigate", {"url": url})
+        if res.get("errorText"):
+            raise CDPError(f"navigate {url}: {res['errorText']}")
+        self.wait_event("Page.loadEventFired")
+
+    def wait_for(self, expression: str, *, timeout: float | None = None, interval: float = 0.05) -> Any:
+        """Evaluate ``expression`` until it returns a truthy value and return that value.
+
+        A condition to wait for, not a timing assertion: the deadline (default: the browser's
+        ``timeout``) only bounds a page that never gets there, and the error names the last value.
+        """
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise CDPError(f"waited {timeout or self.timeout:.0f} s for {expression!r}; last value {value!r}")
+            time.sleep(interval)
+
+    def focus(self, selector: str) -> None:
+        """Give the keyboard focus to the first element matching ``selector``."""
+        found = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+                              "if (!e) return false; e.focus(); return document.activeElement === e; })()")
+        if not found:
+            raise CDPError(f"no focusable element matches {selector!r}")
+
+    def insert_text(self, selector: str, text: str) -> None:
+        """Focus ``selector`` and type ``text`` into it as the keyboard would (``input`` events fire)."""
+        self.focus(selector)
+        self.send("Input.insertText", {"text": text})
+
+    def press_key(self, key: str = "Enter") -> None:
+        """Press and release one key (``Enter``, ``Tab``, ``Escape``) on the focused element."""
+        codes = {"Enter": (13, "\r"), "Tab": (9, ""), "Escape": (27, ""), "Backspace": (8, "")}
+        if key not in codes:
+            raise ValueError(f"press_key knows {', '.join(codes)}, not {key!r}")
+        vk, text = codes[key]
+        down = {"type": "keyDown" if text else "rawKeyDown", "key": key, "code": key, "windowsVirtualKeyCode": vk,
+                "nativeVirtualKeyCode": vk}
+        if text:
+            down["text"] = down["unmodifiedText"] = text
+        self.send("Input.dispatchKeyEvent", down)
+        self.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": key, "code": key, "windowsVirtualKeyCode": vk,
+                                             "nativeVirtualKeyCode": vk})
 
     def evaluate(self, expression: str) -> Any:
         """Evaluate JS in the page (awaiting a returned promise) and return its JSON value."""

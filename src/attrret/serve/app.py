@@ -1,0 +1,339 @@
+"""The FastAPI app behind ``attrret serve``: a page, a JSON API and the index's images.
+
+Routes (every answer comes from the :class:`~attrret.search.Searcher`):
+
+- ``GET /``: the search page (``static/index.html``; its JS and CSS are files under ``/static/``,
+  so the page runs offline and under a strict Content-Security-Policy: no inline script);
+- ``GET /api/search?q=&k=&kind=``: ``Searcher.search(q, k, kind).to_json()``;
+- ``GET /api/parse?q=``: ``Searcher.parse(q)``;
+- ``GET /api/images/{name}/attributes``: ``Searcher.attributes(name)``;
+- ``GET /images/{name}[?size=N]``: the image file, or a JPEG thumbnail fitting N x N;
+- ``GET /healthz``: ``{"status": "ok", "images": N}``; ``/docs``: FastAPI's OpenAPI page.
+
+Safety rules:
+
+- a name is looked up in the index and the file served is the index's recorded source path
+  (``Searcher.image_path``); a path is never taken from the request, so ``..%2Fx``,
+  ``%2Fetc%2Fpasswd`` or any name the index does not hold is a 404;
+- with a token, every route except the page, its static files, ``/healthz`` and the docs
+  needs it (``Authorization: Bearer T`` or ``?token=T``), compared in constant time; deny by
+  default, so a route added later is guarded too;
+- every response carries a Content-Security-Policy (``default-src 'self'``), ``nosniff``,
+  ``no-referrer`` (a ``?token=`` URL never leaks through a Referer) and ``frame-ancestors 'none'``;
+- queries over ``MAX_QUERY_CHARS``, ``k`` outside 1..``MAX_K``, unknown kinds and thumbnail sizes
+  outside ``THUMB_MIN``..``THUMB_MAX`` get a 422 with ``{"detail": "<one sentence>"}``.
+
+Search endpoints are plain ``def`` functions: FastAPI runs them in its thread pool, so
+concurrent requests call ``Searcher.search`` concurrently and the Searcher gathers them into
+one top-K call (micro-batching). Responses are serialised with ``json.dumps`` directly (the
+Searcher's JSON is already plain data; FastAPI's ``jsonable_encoder`` would walk it again).
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import threading
+from collections import OrderedDict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, ImageOps
+
+from attrret.errors import AttrretError, CheckpointError
+from attrret.search import MAX_K, MAX_QUERY_CHARS, UnknownImage
+
+__all__ = ["create_app", "is_loopback", "check_token", "THUMB_MIN", "THUMB_MAX", "CSP", "KINDS"]
+
+#: Thumbnail sizes (``?size=N``: the JPEG fits N x N) the server agrees to make.
+THUMB_MIN, THUMB_MAX = 16, 1024
+THUMB_QUALITY = 82
+#: Thumbnails kept in memory (LRU, by source path, its mtime and size, and N); ~10 KB each.
+THUMB_CACHE = 2048
+KINDS = ("pedestrian", "vehicle")
+
+#: The page's policy: its own scripts, styles and images only (thumbnails are same-origin;
+#: data: for the favicon), nothing inline, no frames, no plugins, no <base> tricks.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+#: FastAPI's Swagger UI (``/docs``) is an inline script that loads its JS and CSS from a CDN;
+#: it gets this looser policy, and only it.
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+_COMMON = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+           (b"x-frame-options", b"DENY"), (b"cross-origin-resource-policy", b"same-origin")]
+PAGE_HEADERS = [(b"content-security-policy", CSP.encode()), *_COMMON]
+DOCS_HEADERS = [(b"content-security-policy", DOCS_CSP.encode()), *_COMMON]
+
+#: Paths anyone may fetch without the token: the page and its files hold no data; /healthz
+#: says only that the server is up and how many images it has; the docs describe the API.
+OPEN_PATHS = frozenset({"/", "/healthz", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PREFIXES = ("/static/",)
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` resolves to is a loopback one (127.0.0.0/8, ::1).
+
+    ``localhost`` counts when it resolves only to loopback addresses; ``0.0.0.0``, ``::`` and
+    any other interface do not. A host that does not resolve is not loopback.
+    """
+    import ipaddress
+    import socket
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addrs = {info[4][0].split("%")[0] for info in infos}
+    return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
+
+
+def check_token(token: str) -> None:
+    """Refuse a token that cannot travel in an ``Authorization`` header and a URL as typed:
+    empty, or anything but printable ASCII without spaces. Raises ``OptionError``."""
+    from attrret.errors import OptionError
+
+    if not token:
+        raise OptionError("the token is empty; give a real secret or none")
+    if not all("!" <= c <= "~" for c in token):
+        raise OptionError("the token must be printable ASCII without spaces (letters, digits, punctuation), "
+                          "e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("attrret.serve") / "static"))
+
+
+class _Guard:
+    """ASGI middleware: security headers on every response; the token on every guarded path.
+
+    Pure ASGI (not ``BaseHTTPMiddleware``): it adds a few header tuples to the response start
+    and costs next to nothing per request.
+    """
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode("ascii") if token else None
+
+    def authorised(self, scope: dict) -> bool:
+        assert self.token is not None
+        given: bytes | None = None
+        for key, value in scope.get("headers", ()):
+            if key == b"authorization":
+                scheme, _, cred = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = cred.strip()
+                break
+        if given is None:
+            qs = scope.get("query_string", b"").decode("latin-1")
+            for key, value in parse_qsl(qs, keep_blank_values=True):
+                if key == "token":
+                    given = value.encode("utf-8", "surrogateescape")
+                    break
+        return given is not None and hmac.compare_digest(given, self.token)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        extra = DOCS_HEADERS if path == "/docs" or path.startswith("/docs/") else PAGE_HEADERS
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        guarded = not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
+        if self.token is not None and guarded and not self.authorised(scope):
+            detail = "missing or wrong token: send the header 'Authorization: Bearer TOKEN' or add ?token=TOKEN"
+            response = JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send_with_headers)
+            return
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            # An unexpected error still answers with the headers (the outer error middleware
+            # sees the response started, logs the traceback and sends nothing more).
+            if not started:
+                await JSONResponse({"detail": "internal server error"}, status_code=500)(scope, receive, tracked)
+            raise
+
+
+def _json(data: Any, status: int = 200, *, cache: str = "no-store") -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(body, status_code=status, media_type="application/json", headers={"Cache-Control": cache})
+
+
+def _check_query(q: str) -> None:
+    if len(q) > MAX_QUERY_CHARS:
+        raise HTTPException(422, f"query is {len(q):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+
+
+class _Thumbs:
+    """JPEG thumbnails, made on demand and kept in a small LRU (thread-safe)."""
+
+    def __init__(self, capacity: int = THUMB_CACHE) -> None:
+        self.capacity = capacity
+        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, size: int) -> bytes:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size, size)
+        with self._lock:
+            data = self._cache.get(key)
+            if data is not None:
+                self._cache.move_to_end(key)
+                return data
+        data = _make_thumb(path, size)
+        with self._lock:
+            self._cache[key] = data
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return data
+
+
+def _make_thumb(path: Path, size: int) -> bytes:
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))  # JPEG: let the decoder skip detail the thumbnail drops
+        im = ImageOps.exif_transpose(im)
+        if im.mode not in ("RGB", "L"):
+            im = im.convert("RGBA").convert("RGB") if "A" in im.getbands() or im.mode == "P" else im.convert("RGB")
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=THUMB_QUALITY)
+    return buf.getvalue()
+
+
+def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret") -> FastAPI:
+    """The app over ``searcher`` (an opened :class:`attrret.search.Searcher`).
+
+    ``token``: when given, every guarded route needs it (see the module doc). It must be
+    printable ASCII without spaces (:func:`check_token`): it travels in an HTTP header and a URL.
+    """
+    if token is not None:
+        check_token(token)
+    static = _static_dir()
+    page = (static / "index.html").read_bytes()
+    thumbs = _Thumbs()
+    app = FastAPI(title=f"{title} search", version="1", redoc_url=None,
+                  description="Attribute-based text-to-image retrieval: the parse of a query, its ranked images "
+                              "and why, the predicted attributes of an image, and the images themselves.")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # One sentence, as every other error here: "k: Input should be a valid integer".
+        parts: list[str] = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "path"))
+            said = plain.get(where, f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+            if err.get("type") == "missing":
+                said = f"{where} is required" + (": the text to search for" if where == "q" else "")
+            if said not in parts:
+                parts.append(said)
+        return _json({"detail": "; ".join(parts) or "invalid request"}, 422)
+
+    plain = {"k": f"k must be a whole number from 1 to {MAX_K:,}",
+             "size": f"size must be a whole number from {THUMB_MIN} to {THUMB_MAX} (or left out for the file itself)"}
+
+    @app.exception_handler(CheckpointError)
+    async def _index_broken(request: Request, exc: CheckpointError) -> Response:
+        return _json({"detail": f"the index cannot be read: {exc}"}, 503)
+
+    @app.exception_handler(AttrretError)
+    async def _domain(request: Request, exc: AttrretError) -> Response:
+        return _json({"detail": str(exc)}, 422)
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> Response:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return FileResponse(static / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/healthz", summary="Liveness: the server is up and how many images it serves")
+    def healthz() -> Response:
+        return _json({"status": "ok", "images": len(searcher)})
+
+    @app.get("/api/search", summary="Parse a query and return its top-k images, with what matched and what conflicted")
+    def search(
+        q: str = Query(..., description=f"The query, any text up to {MAX_QUERY_CHARS:,} characters."),
+        k: int = Query(10, description=f"Results to return, 1..{MAX_K:,}."),
+        kind: str | None = Query(None, description="pedestrian | vehicle; empty or absent: the kind the query names."),
+    ) -> Response:
+        _check_query(q)
+        if not 1 <= k <= MAX_K:
+            raise HTTPException(422, f"k is {k}; {plain['k']}")
+        if kind in ("", "any"):
+            kind = None
+        if kind is not None and kind not in KINDS:
+            raise HTTPException(422, f"kind is {kind!r}; it must be one of {', '.join(KINDS)} (or left out)")
+        try:
+            result = searcher.search(q, k=k, kind=kind)
+        except CheckpointError:
+            raise
+        except (ValueError, AttrretError) as exc:  # the Searcher's own bounds, should ours ever drift
+            raise HTTPException(422, str(exc)) from None
+        return _json(result.to_json())
+
+    @app.get("/api/parse", summary="What the parser makes of a query: stated, negated, either, unknown, ignored words")
+    def parse(q: str = Query(..., description=f"The query, up to {MAX_QUERY_CHARS:,} characters.")) -> Response:
+        _check_query(q)
+        return _json(searcher.parse(q))
+
+    @app.get("/api/images/{name:path}/attributes", summary="The predicted attributes of one image of the index")
+    def attributes(name: str) -> Response:
+        try:
+            return _json(searcher.attributes(name))
+        except UnknownImage:
+            raise HTTPException(404, f"no image named {name!r} in the index") from None
+
+    @app.get("/images/{name:path}", summary="An image of the index, or a JPEG thumbnail of it",
+             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    def image(
+        name: str,
+        size: int | None = Query(None, ge=THUMB_MIN, le=THUMB_MAX,
+                                 description=f"Thumbnail: a JPEG fitting size x size ({THUMB_MIN}..{THUMB_MAX}); "
+                                             "absent: the file itself."),
+    ) -> Response:
+        try:
+            path = Path(searcher.image_path(name))
+        except UnknownImage:
+            raise HTTPException(404, f"no image named {name!r} in the index") from None
+        if not path.is_file():
+            raise HTTPException(404, f"the file of image {name!r} is missing from disk")
+        cache = "private, max-age=300"
+        if size is None:
+            return FileResponse(path, headers={"Cache-Control": cache})
+        try:
+            data = thumbs.get(path, size)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # undecodable, truncated, a decompression bomb
+            raise HTTPException(422, f"image {name!r} cannot be decoded ({type(exc).__name__})") from None
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": cache})
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_middleware(_Guard, token=token)
+    return app
+
+

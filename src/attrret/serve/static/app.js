@@ -1,0 +1,191 @@
+// attrret search page. No framework, no inline script (the page's CSP forbids it), no CDN.
+// Every piece of data reaches the DOM through textContent or a URL-encoded attribute, never
+// innerHTML. With a token (the page URL's ?token=T), every fetch sends it as a Bearer header
+// and every image URL carries it as ?token= (an <img> cannot send headers).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const THUMB = 256;          // thumbnails fit 256 x 256 (sharp at 2x on the 128 px grid)
+  const PARSE_DELAY = 150;    // ms of quiet typing before the chips refresh
+
+  const form = $("search"), q = $("q"), k = $("k"), kind = $("kind");
+  const chips = $("chips"), status = $("status"), warnings = $("warnings"), results = $("results");
+
+  // -- URLs ----------------------------------------------------------------------------
+  const encName = (name) => name.split("/").map(encodeURIComponent).join("/");
+  const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+  const imageURL = (name, size) => withToken("images/" + encName(name) + "?size=" + size);
+  const attributesURL = (name) => withToken("api/images/" + encName(name) + "/attributes");
+
+  async function api(path, query, signal) {
+    const url = path + "?" + new URLSearchParams(query).toString();
+    const headers = token ? {Authorization: "Bearer " + token} : {};
+    const resp = await fetch(url, {headers, signal, cache: "no-store"});
+    let body = null;
+    try { body = await resp.json(); } catch (e) { body = null; }
+    if (!resp.ok) {
+      const detail = body && typeof body.detail === "string" ? body.detail : resp.status + " " + resp.statusText;
+      throw new Error(detail);
+    }
+    return body;
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function setStatus(state, text) {
+    status.dataset.state = state;
+    status.textContent = text;
+  }
+
+  // -- chips: what the parser made of the query ------------------------------------------
+  function chip(type, group, text, title) {
+    const c = el("span", "chip " + type, text);
+    c.dataset.type = type;
+    if (group) c.dataset.group = group;
+    if (title) c.title = title;
+    return c;
+  }
+
+  function renderChips(parse) {
+    const out = [];
+    if (!parse || !parse.caption || !parse.caption.trim()) { chips.replaceChildren(); return; }
+    out.push(parse.kind ? chip("kind", null, parse.kind, "the kind of object the query asks for")
+                        : chip("nokind", null, "no kind recognised", "no pedestrian or vehicle words recognised"));
+    const spans = parse.spans || [];
+    const fuzzyOf = (group) => spans.filter((s) => s.group === group && s.fuzzy).map((s) => s.text);
+    for (const [group, cls] of Object.entries(parse.stated || {})) {
+      const typos = fuzzyOf(group);
+      const c = chip("stated", group, group + ": " + cls,
+                     typos.length ? "stated (read as a typo of: " + typos.join(", ") + ")" : "stated");
+      if (typos.length) c.classList.add("fuzzy");
+      out.push(c);
+    }
+    for (const [group, classes] of Object.entries(parse.negated || {}))
+      out.push(chip("negated", group, group + ": not " + classes.join(", not "), "excluded"));
+    for (const [group, classes] of Object.entries(parse.either || {}))
+      out.push(chip("either", group, group + ": " + classes.join(" or "), "one of these"));
+    for (const [group, cls] of Object.entries(parse.implied || {}))
+      out.push(chip("implied", group, group + ": " + cls, "implied by the Track-2 grammar (not enforced by default)"));
+    for (const group of parse.unknown || [])
+      out.push(chip("unknown", group, group + "?", "unknown: the query says nothing about it"));
+    for (const words of parse.unmatched || [])
+      out.push(chip("ignored", null, words, "ignored: no attribute for it"));
+    for (const words of parse.unsupported || [])
+      out.push(chip("ignored unsupported", null, words,
+                    "ignored: not supported (alternatives across groups, a negation of several groups or a second value for a group)"));
+    chips.replaceChildren(...out);
+  }
+
+  let parseTimer = 0, parseAbort = null;
+  function scheduleParse() {
+    clearTimeout(parseTimer);
+    parseTimer = setTimeout(async () => {
+      if (parseAbort) parseAbort.abort();
+      parseAbort = new AbortController();
+      const text = q.value;
+      if (!text.trim()) { renderChips(null); return; }
+      try {
+        renderChips(await api("api/parse", {q: text}, parseAbort.signal));
+      } catch (e) {
+        if (e.name !== "AbortError") setStatus("error", e.message);
+      }
+    }, PARSE_DELAY);
+  }
+
+  // -- results ----------------------------------------------------------------------------
+  const fmt = (x) => typeof x === "string" ? x
+    : (x && typeof x === "object") ? Object.entries(x).map(([a, b]) => a + ": " + b).join(", ") : String(x);
+
+  function renderResult(hit) {
+    const li = el("li", "result");
+    li.dataset.rank = hit.rank;
+    li.dataset.image = hit.image;
+    const link = el("a", "thumb");
+    link.href = attributesURL(hit.image);
+    link.title = "predicted attributes of " + hit.image + " (JSON)";
+    const img = el("img");
+    img.src = imageURL(hit.image, THUMB);
+    img.alt = hit.image;
+    img.decoding = "async";
+    img.loading = "lazy";
+    img.addEventListener("error", () => {     // missing from disk or undecodable: say so in place
+      li.classList.add("noimage");
+      link.replaceChildren(el("span", "noimage-text", "no image"));
+    }, {once: true});
+    const predicted = Object.entries(hit.predicted || {}).map(([g, c]) => g + ": " + c).join("\n");
+    if (predicted) img.title = "predicted\n" + predicted;
+    link.append(img);
+    const cap = el("div", "cap");
+    cap.append(el("span", "rank", "#" + hit.rank), el("span", "name", hit.image),
+               el("span", "score", typeof hit.score === "number" ? hit.score.toFixed(3) : hit.score));
+    cap.lastChild.title = "distance to the query (lower is closer)";
+    const badges = el("ul", "badges");
+    for (const m of hit.matched || []) {
+      const b = el("li", "badge matched", "\u2713 " + fmt(m));
+      b.title = "matched";
+      badges.append(b);
+    }
+    for (const c of hit.conflicted || []) {
+      const b = el("li", "badge conflicted", "\u2717 " + fmt(c));
+      b.title = "conflicted";
+      badges.append(b);
+    }
+    li.append(link, cap, badges);
+    return li;
+  }
+
+  let searchAbort = null;
+  async function runSearch() {
+    const text = q.value;
+    if (!text.trim()) { setStatus("idle", "Type a query first."); return; }
+    if (searchAbort) searchAbort.abort();
+    searchAbort = new AbortController();
+    const query = {q: text, k: k.value || "10"};
+    if (kind.value) query.kind = kind.value;
+    const keep = new URLSearchParams(query);
+    if (token) keep.set("token", token);
+    history.replaceState(null, "", "?" + keep.toString());
+    setStatus("searching", "Searching\u2026");
+    const t0 = performance.now();
+    let r;
+    try {
+      r = await api("api/search", query, searchAbort.signal);
+    } catch (e) {
+      if (e.name !== "AbortError") setStatus("error", e.message);
+      return;
+    }
+    const ms = Math.round(performance.now() - t0);
+    renderChips(r.query);
+    warnings.replaceChildren(...(r.warnings || []).map((w) => el("li", "warning", w)));
+    results.replaceChildren(...(r.results || []).map(renderResult));
+    const n = (r.results || []).length;
+    const what = r.query && r.query.kind ? " (" + (kind.value || r.query.kind) + ")" : "";
+    setStatus("done", (n ? n + (n === 1 ? " result" : " results") : "No results") + what + " in " + ms + " ms");
+  }
+
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); runSearch(); });
+  q.addEventListener("input", scheduleParse);
+  // Enter on the <select> submits too (inputs submit on Enter natively).
+  kind.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { ev.preventDefault(); form.requestSubmit(); }
+  });
+
+  // -- start -------------------------------------------------------------------------------
+  fetch("healthz", {cache: "no-store"}).then((r) => r.json()).then((h) => {
+    $("health").textContent = h.images.toLocaleString("en") + " images";
+  }).catch(() => { $("health").textContent = "server unreachable"; });
+
+  if (params.get("q")) q.value = params.get("q");
+  if (params.get("k")) k.value = params.get("k");
+  if (params.get("kind")) kind.value = params.get("kind");
+  q.focus();
+  if (q.value.trim()) runSearch(); else setStatus("idle", status.textContent);
+})();
