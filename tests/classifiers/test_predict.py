@@ -53,6 +53,29 @@ def test_probabilities_match_each_model_with_flip_tta(workdir, monkeypatch):
     assert not np.allclose(no_tta["router"], probs["router"], atol=1e-6)
 
 
+def test_each_front_is_built_once_for_all_its_tasks(workdir, monkeypatch):
+    """Tasks that share a front share one architecture build (copied per task), not one each:
+    the build, with its dummy forward, was most of a one-image predict's time."""
+    data, w = workdir
+    builds = []
+    real = predict_mod.rebuild_backbone
+    monkeypatch.setattr(predict_mod, "rebuild_backbone", lambda *a, **k: builds.append(a[0]) or real(*a, **k))
+    images = sorted((data / "images").glob("*.jpg"))[:2]
+    probs = predict_probs(list_model_dirs(w), images, batch_size=8, progress=False)
+    assert set(probs) == {"pedestrian.gender", "router"} and builds == ["timm:test_efficientnet"]
+    monkeypatch.setattr(predict_mod, "rebuild_backbone", real)
+    again = predict_probs(list_model_dirs(w), images, batch_size=8, progress=False)
+    for task in probs:  # the copies are independent models: same answers as separately built ones
+        ck = load_checkpoint(w / "models" / task)
+        model = build_model(ck)
+        pre = predict_mod._preprocess(ck.meta)
+        x = torch.stack([to_tensor(load_input(i, pre), pre) for i in images])
+        with torch.no_grad():
+            want = (model(x).softmax(-1) + model(torch.flip(x, dims=[3])).softmax(-1)) / 2
+        assert np.array_equal(probs[task], again[task])
+        assert np.allclose(probs[task], want.numpy(), atol=3e-2)  # bf16 autocast in predict
+
+
 def test_errors_name_the_file(workdir, tmp_path):
     data, w = workdir
     with pytest.raises(InputError, match="missing.jpg"):

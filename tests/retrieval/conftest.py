@@ -33,14 +33,15 @@ def index_factory(tmp_path):
     return lambda rows, tasks=None, name="index": make_index(tmp_path / name, rows, tasks)
 
 
-def cli(*args: str, check: bool = True):
-    """Run ``python -m attrret ARGS`` (a real process: exit codes and stderr as a user sees them)."""
+def cli(*args: str, check: bool = True, input: str | None = None):
+    """Run ``python -m attrret ARGS`` (a real process: exit codes and stderr as a user sees them);
+    ``input`` is its stdin."""
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "attrret", *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "attrret", *args], capture_output=True, text=True, env=env, input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"attrret {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
