@@ -189,7 +189,9 @@ class Searcher:
         self.options = options
         self.schema = schema
         self._log = log
-        self._parser = CaptionParser(schema=schema)
+        # No grammar table: a searcher parses queries as they come, and reading the Track-2
+        # grammar's ~3,200 clauses up front would be most of its start-up (CaptionParser doc).
+        self._parser = CaptionParser(schema=schema, grammar_table=False)
         self._state_lock = threading.Lock()
         self._state = self._load()
         self._combiner = _Combiner(self._run)

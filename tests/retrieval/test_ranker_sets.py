@@ -9,10 +9,10 @@ import pytest
 from attrret.parser import CaptionParser
 from attrret.parser.query import Query
 from attrret.retrieval.ranker import RankOptions, explain, rank
+from attrret.retrieval.topk import BACKENDS
 from attrret.schema import load_schema
 
 SCHEMA = load_schema()
-BACKENDS = ("numba", "torch", "faiss")
 
 
 def _random_rows(n: int, seed: int) -> dict[str, dict[str, list[float]]]:

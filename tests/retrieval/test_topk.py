@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attrret.retrieval.topk import Scoring, exact_topk
+from attrret.retrieval.topk import BACKENDS, Scoring, exact_topk
 
 
 def _euclid(c, m):
@@ -27,7 +27,7 @@ def case():
     return P, c, m
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_equals_brute_force_with_small_chunks(case, backend):
     P, c, m = case
     top = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=257, query_block=16)
@@ -43,7 +43,7 @@ def test_backends_identical_on_heavy_ties():
     c = rng.integers(0, 2, size=(30, 6)).astype(np.float64)
     m = np.ones_like(c)
     brute = _brute(P, c, m, 10)
-    for backend in ("numba", "torch", "faiss"):
+    for backend in BACKENDS:
         top = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=300)
         assert (top.rows == brute).all(), backend
         assert top.fallbacks > 0  # ties beyond the candidate margin force the exact scan
@@ -74,7 +74,7 @@ def test_linear_scoring_form():
     assert np.allclose(top.dist[0], [1 - 0.9, 1 - 0.6, 1 - 0.2])
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_group_sums_of_squares_give_the_same_exact_result(backend):
     """Collapsing equally weighted squares into one column per group changes nothing but speed."""
     rng = np.random.default_rng(3)
@@ -118,7 +118,7 @@ def test_smallest_k_returns_the_k_smallest_values_with_their_columns(n, levels):
     assert all(len(set(row.tolist())) == k for row in cols)  # k distinct columns
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_whole_gallery_chunks_take_the_pruned_path_and_stay_exact(case, backend):
     """3,000 rows in one chunk: wide enough for smallest_k's segment pruning (>= 2 k' segments)."""
     P, c, m = case
@@ -131,7 +131,7 @@ def test_whole_gallery_chunks_take_the_pruned_path_and_stay_exact(case, backend)
     assert (exact_topk(T, _euclid(ct, mt), 10, backend=backend).rows == _brute(T, ct, mt, 10)).all()
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_folded_groups_with_soft_and_unnormalised_targets_stay_exact(backend):
     """Folding a group's squares into ``s_g - 2p`` needs targets summing to one over the group
     (one-hot values, prior distributions); other targets keep the sum-of-squares column."""
@@ -218,18 +218,20 @@ def test_gallery_cache_gives_the_same_results_and_is_reused():
     rng = np.random.default_rng(2)
     P = rng.integers(0, 2, size=(2000, 6)).astype(np.float32)  # 64 distinct rows: ties everywhere
     rows = np.arange(0, 2000, 2)
-    cache = GalleryCache()
+    cache = GalleryCache(max_entries=len(BACKENDS) + 1)
     for seed in range(3):  # three different batches, one layout: one cache entry
         q = np.random.default_rng(10 + seed)
         c = q.integers(0, 2, size=(25, 6)).astype(np.float64)
         m = np.ones_like(c)
-        for backend in ("numba", "torch", "faiss"):
+        for backend in BACKENDS:
             plain = exact_topk(P, _euclid(c, m), 10, rows=rows, backend=backend, chunk_rows=300)
             cached = exact_topk(P, _euclid(c, m), 10, rows=rows, backend=backend, chunk_rows=300, cache=cache)
             assert (cached.rows == plain.rows).all() and (cached.dist == plain.dist).all(), backend
             assert (plain.rows == _brute(P, c, m, 10, rows)).all()
             assert cached.fallbacks > 0  # heavy ties: the threshold rescan ran, and agreed
-    assert len(cache._entries) == 3  # one per backend, reused across the batches
+    assert len(cache._entries) == len(BACKENDS)  # one per backend, reused across the batches
     # a new rows array (even with equal values) is another entry: identity is the key
     exact_topk(P, _euclid(c, m), 10, rows=rows.copy(), chunk_rows=300, cache=cache)
-    assert len(cache._entries) == 4
+    assert len(cache._entries) == len(BACKENDS) + 1
+    exact_topk(P, _euclid(c, m), 10, rows=rows[:10], chunk_rows=300, cache=cache)  # one more: the oldest goes
+    assert len(cache._entries) == len(BACKENDS) + 1 and next(iter(cache._entries))[0] != BACKENDS[0]

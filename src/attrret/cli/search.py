@@ -61,12 +61,15 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query and line, as the Python API's SearchResult.to_json().")] = False,
 ) -> None:
     """Search the gallery for each query: its parse, then the ranked images with matched and conflicted groups."""
+    from attrret.retrieval.ranker import RankOptions
     from attrret.search import Searcher
 
     texts = _queries(queries)
     if not texts:
         raise typer.BadParameter("no queries (give them as arguments, or '-' with one per line on stdin)")
-    searcher = Searcher.open(index)
+    # A few queries in a fresh process: the NumPy scan answers before numba's kernels would
+    # have loaded (~1 s); many queries: the numba scan (results are identical).
+    searcher = Searcher.open(index, options=RankOptions(backend="numpy" if len(texts) <= 64 else "numba"))
     try:
         results = searcher.search_many(texts, k=k, kind=kind.value if kind else None)
     except ValueError as exc:

@@ -145,7 +145,9 @@ class CaptionParser:
     word; 85 by default, 100 turns fuzzy matching off (why: :mod:`attrret.parser.fuzzy`).
     ``cache_size``: distinct captions kept in the per-instance LRU cache (0 disables it).
     ``clause_cache_size``: distinct clauses kept (0 disables it; results never depend on
-    either cache).
+    either cache). ``grammar_table``: read the Track-2 grammar's ~3,200 clauses at build
+    (0.2-0.5 s) so a Track-2 file's captions never read them; off for a process that parses a
+    few queries (``attrret search``). Results are the same either way.
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class CaptionParser:
         cache_size: int = DEFAULT_CACHE_SIZE,
         clause_cache_size: int = DEFAULT_CLAUSE_CACHE_SIZE,
         lexicon: Lexicon | None = None,
+        grammar_table: bool = True,
     ) -> None:
         self.schema = schema or load_schema()
         self.lexicon = lex = lexicon or load_lexicon(self.schema)
@@ -193,13 +196,15 @@ class CaptionParser:
         )
         # The clauses the Track-2 grammar writes, read once now (a table, not a cache: see
         # grammar.track2_clauses); their pedestrian reading is what a Track-2 caption needs.
+        # Without ``grammar_table`` they are read when met, like any clause (same results).
+        texts = track2_clauses()
         self._grammar_clauses: dict[str, Clause] = {}
-        for text in track2_clauses():
+        for text in texts if grammar_table else ():
             self.reading(self._grammar_clauses.setdefault(text, self.read_clause(text)), 0)
         # Their forms: a caption of a grammar first sentence and a grammar second sentence has
         # the second's form (what grammar.track2_form finds, without searching the caption).
-        self._sentence_form = {t: f for t in self._grammar_clauses if (f := sentence_form(t)) is not None}
-        self._first_sentences = frozenset(t for t in self._grammar_clauses if track2_form(t + "She is in ") == "B")
+        self._sentence_form = {t: f for t in texts if (f := sentence_form(t)) is not None}
+        self._first_sentences = frozenset(t for t in texts if track2_form(t + "She is in ") == "B")
         self._vehicle_line = track2_vehicle_pattern(self.schema)
         self._vehicle_groups = self._groups["vehicle"]
         self._cached = cache_size > 0

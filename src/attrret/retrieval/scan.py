@@ -1,6 +1,6 @@
 """Compiled loops of :func:`attrret.retrieval.topk.exact_topk`: the ``numba`` backend's fused sparse
-product + top-k scan (:func:`scan_into`), and the exact float64 re-scoring every backend's
-candidates go through (:func:`exact_distances`).
+product + top-k scan (:func:`scan_into`), and its float32 rescan below a threshold for heavy
+ties (:func:`collect_below`). The exact float64 re-scoring is NumPy (``topk._exact``).
 
 Why a kernel of its own: with the torch backend each query block's score tile (32 x 17,611
 floats, larger than a core's L2) is written by one op and read back by three more (segment
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["scan_into", "collect_below", "exact_distances"]
+__all__ = ["scan_into", "collect_below"]
 
 _BLOCK = 1024  # gallery rows per buffer: 4 KiB of float32 scores, in L1 (512-4,096 measured alike)
 _SEGMENT = 64  # scores counted at once before a scalar scan
@@ -150,24 +150,3 @@ def collect_below(Bt: np.ndarray, cols: np.ndarray, weights: np.ndarray, o0: int
                     out[count] = i0 + t
                 count += 1
     return count
-
-
-@_jit()
-def exact_distances(p: np.ndarray, idx: np.ndarray, U: np.ndarray, V: np.ndarray, out: np.ndarray) -> None:
-    """``out[q, j] = U[q]·x + V[q]·x²`` in float64 for ``x = p[idx[q, j]]``: the exact re-ranking's formula.
-
-    One fixed order of operations (no fast-math), used for the candidates and for the exact
-    fallback scan alike, so equal rows always score equal. Reads each candidate row where it
-    lies instead of gathering ``Q x k' x C`` float64 copies first (4x less memory traffic).
-    """
-    C = p.shape[1]
-    for q in range(idx.shape[0]):
-        for j in range(idx.shape[1]):
-            r = idx[q, j]
-            lin = 0.0
-            sq = 0.0
-            for c in range(C):
-                x = np.float64(p[r, c])
-                lin += U[q, c] * x
-                sq += V[q, c] * (x * x)
-            out[q, j] = lin + sq

@@ -382,12 +382,31 @@ def _faiss_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[obje
     return chunk
 
 
+def _numpy_prepare(B: np.ndarray) -> np.ndarray:
+    return B
+
+
+def _numpy_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
+    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        k = min(kk, B.shape[0])
+
+        def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+            s = A[q0:q1] @ B.T  # float32 product tile (BLAS)
+            i = np.argpartition(s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), s.shape)
+            return np.take_along_axis(s, i, axis=1), np.ascontiguousarray(i, dtype=np.int64)
+
+        return score
+
+    return chunk
+
+
 #: The top-K backends, each ``(prepare, scorer)``: the one list of them (``RankOptions`` and the
 #: CLI check names against it). A new backend is one row.
 _BACKENDS: dict[str, tuple[Callable, Callable]] = {
     "numba": (_numba_prepare, _numba_scorer),
     "torch": (_torch_prepare, _torch_scorer),
     "faiss": (_faiss_prepare, _faiss_scorer),
+    "numpy": (_numpy_prepare, _numpy_scorer),
 }
 BACKENDS = tuple(_BACKENDS)
 
@@ -552,13 +571,17 @@ def exact_topk(
 
 def _exact(p: np.ndarray, idx: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
     """float64 ``U[q]·x + V[q]·x²`` for ``x = p[idx[q, j]]`` (Q x m): ONE formula for candidates and
-    scans, so equal rows score equal (:func:`attrret.retrieval.scan.exact_distances`)."""
-    from attrret.retrieval.scan import exact_distances
-
-    out = np.empty(idx.shape)
-    exact_distances(np.ascontiguousarray(p), np.ascontiguousarray(idx, dtype=np.int64),
-                    np.ascontiguousarray(U, dtype=np.float64), np.ascontiguousarray(V, dtype=np.float64), out)
-    return out
+    scans, so equal rows score equal. Summed column by column in one fixed order (the linear
+    and square sums apart, then added), in NumPy: no compiled kernel to load, so a process
+    that ranks a few queries with the ``numpy`` backend never imports numba."""
+    x = p[idx]  # (Q, m, C) float32: the candidates' rows, gathered once
+    lin = np.zeros(idx.shape)
+    sq = np.zeros(idx.shape)
+    for c in range(p.shape[1]):
+        xc = x[..., c].astype(np.float64)
+        lin += U[:, c, None] * xc
+        sq += V[:, c, None] * (xc * xc)
+    return lin + sq
 
 
 def _exact_query(p: np.ndarray, scoring: Scoring, q: int) -> np.ndarray:
