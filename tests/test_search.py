@@ -225,3 +225,14 @@ def test_an_error_reaches_every_caller_of_the_batch():
         c.submit(_Request("x", 1, None))
     with pytest.raises(RuntimeError, match="boom"):  # and the combiner is free again
         c.submit(_Request("y", 1, None))
+
+
+def test_the_readme_import_works_and_stays_lazy():
+    import subprocess
+    import sys
+
+    import attrret
+
+    assert attrret.Searcher is Searcher
+    code = "import sys, attrret; assert 'attrret.search' not in sys.modules and 'numpy' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
