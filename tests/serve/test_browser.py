@@ -5,8 +5,8 @@ the badges and attribute links are there, data is shown as text (never parsed as
 <select> submits on Enter, a token in the page URL reaches every fetch and image, and nothing
 is fetched from anywhere but the server. Waits are for conditions, with generous deadlines.
 
-The screenshot of the results is written to the test's tmp dir; with ``ATTRRET_SCREENSHOTS=1``
-it is also copied to ``docs/serve_screenshot.png`` (how the committed one is made).
+The test's screenshot of the results goes to its tmp dir; docs/serve_screenshot.png is made by
+``python -m tests.serve.screenshot`` (a larger drawn gallery, the same page and steps).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -25,7 +24,6 @@ from report.cdp import Browser, chromium_path
 
 from .conftest import Server, ServeSet, get, start_server, stop_server
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "serve_screenshot.png"
 QUERY = "a female pedestrian with no backpack, in a red jacket"
 ODD = "odd/<b>white</b> bus #1?%&.jpg"
 
@@ -142,8 +140,6 @@ def test_page_in_headless_chromium(chromium: str, server: Server, serve_set: Ser
     png = Image.open(io.BytesIO(shot.read_bytes()))
     assert png.format == "PNG" and png.size == (1280, 860)
     assert len(png.convert("RGB").getcolors(maxcolors=1 << 20) or ()) > 50
-    if os.environ.get("ATTRRET_SCREENSHOTS") == "1":
-        shutil.copyfile(shot, DOCS)
 
 
 def test_page_with_a_token(chromium: str, serve_set: ServeSet, tmp_path: Path):
