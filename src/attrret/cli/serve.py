@@ -59,7 +59,8 @@ def serve(
         print(f"serving {len(searcher):,} images from {index} at http://{shown}:{bound}/", file=sys.stderr, flush=True)
         if token:
             print("the token is required: open the page as /?token=YOUR_TOKEN", file=sys.stderr, flush=True)
-        config = uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="off",
+        # proxy_headers off: no X-Forwarded-* is trusted (nothing here depends on the client address).
+        config = uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="off", proxy_headers=False,
                                 timeout_graceful_shutdown=5, server_header=False)
         _Server(config).run(sockets=[sock])
     finally:
