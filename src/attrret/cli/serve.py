@@ -17,6 +17,7 @@ def serve(
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request on stderr (off by default: URLs may carry the token).")] = False,
 ) -> None:
     """Serve a search page and a JSON API (/api/search, /api/parse, /api/images/NAME/attributes, /docs) over an index."""
+    import gc
     import socket
 
     from attrret.errors import InputError, OptionError
@@ -51,8 +52,17 @@ def serve(
         from attrret.search import Searcher
         from attrret.serve import create_app
 
-        searcher = Searcher.open(index)
+        def log(message: str) -> None:  # the Searcher's notes (an index reopened or kept)
+            print(message, file=sys.stderr, flush=True)
+            gc.freeze()  # a reopened index's objects are long-lived too
+
+        searcher = Searcher.open(index, log=log)
         searcher.warm()  # prepare the gallery now, not on the first query
+        # The index's names, rows and files live as long as the server: move them out of the
+        # cycle collector's sight. A full collection otherwise walks them all (~150 ms on a
+        # million images, a pause every few hundred requests): 334 -> 491 queries/s and p99
+        # 312 -> 128 ms with 32 threads on 1M images here. Refcounting still frees them.
+        gc.freeze()
         app = create_app(searcher, token=token)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
