@@ -19,7 +19,10 @@ Track-2 validation captions (``val_sample.txt``, third ``$`` field) and free-for
 shuffled; each client starts at its own offset. Per cell: ``--warmup`` seconds unmeasured, then
 ``--seconds`` measured; latency = request sent to body read, percentiles over the measured
 requests; throughput = measured answers / measured seconds. The machine is shared by server
-and load generator (stated with the CPU count in the JSON).
+and load generator (stated with the CPU count in the JSON). Where the time goes: the server's
+CPU per answer (from /proc: the whole process, and its event-loop thread alone, which does
+the HTTP parsing, routing and responses), how many cores it got, and the 1-minute load
+average before the cell (other jobs on the machine take cores from the server).
 
 Targets: 100k images, 1 client: p50 <= 20 ms; 1M images, 32 clients: >= 300 queries/s and
 p99 <= 250 ms. Prints a Markdown table; writes ``bench/results/serve.json``.
@@ -168,6 +171,21 @@ class Served:
             time.sleep(0.1)
         self.start_s = time.perf_counter() - t
 
+    def cpu_s(self) -> tuple[float, float]:
+        """(process, event-loop thread) CPU seconds so far, user + system, from /proc (0 elsewhere).
+        The process figure includes threads that have exited (the top-K scan's pool)."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def read(p: str) -> float:
+            try:
+                f = Path(p).read_text().rsplit(")", 1)[1].split()
+                return (int(f[11]) + int(f[12])) / tick
+            except (OSError, IndexError, ValueError):
+                return 0.0
+
+        pid = self.proc.pid
+        return read(f"/proc/{pid}/stat"), read(f"/proc/{pid}/task/{pid}/stat")
+
     def rss_bytes(self) -> int:
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -299,7 +317,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[serve] {n:,} images: server up in {server.start_s:.1f} s (port {server.port})", file=sys.stderr, flush=True)
             try:
                 for c in clients:
+                    load_before = os.getloadavg()[0]
+                    cpu0 = server.cpu_s()
                     cell = {"images": n, **run_load(server.port, c, args.warmup, args.seconds, args.k, qfile, tmp)}
+                    cpu1 = server.cpu_s()
+                    # Server CPU per answer, over warm-up + window (answers counted in the window
+                    # only, scaled to the whole run): where the time goes, process and event loop.
+                    answered = cell["qps"] * (args.warmup + args.seconds)
+                    cell["server_cpu_ms_per_query"] = 1000 * (cpu1[0] - cpu0[0]) / answered if answered else None
+                    cell["event_loop_cpu_ms_per_query"] = 1000 * (cpu1[1] - cpu0[1]) / answered if answered else None
+                    cell["server_cpu_cores"] = (cpu1[0] - cpu0[0]) / (args.warmup + args.seconds)
+                    cell["loadavg_1min_before"] = load_before
                     cell["server_rss_bytes"] = server.rss_bytes()
                     cell["server_start_s"] = server.start_s
                     res["cells"].append(cell)
@@ -329,11 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`attrret serve` over HTTP, top-{args.k}, load from a separate process ({len(texts):,} queries: "
           f"real Track-2 captions + free-form), {args.seconds:g} s per cell after {args.warmup:g} s warm-up; "
           f"{os.cpu_count()} CPUs shared by server and load.\n")
-    print("| images | clients | queries/s | p50 ms | p90 ms | p99 ms | max ms | errors | server RSS |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| images | clients | queries/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU ms/query (event loop) "
+          "| server cores used | load avg before | server RSS |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for x in res["cells"]:
+        cpu = (f"{x['server_cpu_ms_per_query']:.2f} ({x['event_loop_cpu_ms_per_query']:.2f})"
+               if x["server_cpu_ms_per_query"] is not None else "-")
         print(f"| {x['images']:,} | {x['clients']} | {x['qps']:.0f} | {x['p50_ms']:.1f} | {x['p90_ms']:.1f} | "
-              f"{x['p99_ms']:.1f} | {x['max_ms']:.0f} | {x['errors']} | {x['server_rss_bytes'] / 2**20:.0f} MiB |")
+              f"{x['p99_ms']:.1f} | {x['max_ms']:.0f} | {x['errors']} | {cpu} | {x['server_cpu_cores']:.2f} | "
+              f"{x['loadavg_1min_before']:.1f} | {x['server_rss_bytes'] / 2**20:.0f} MiB |")
     lines = []
     if small:
         lines.append(f"100k, 1 client: p50 {small['p50_ms']:.1f} ms (target <= 20 ms: "
