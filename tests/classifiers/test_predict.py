@@ -54,7 +54,7 @@ def test_probabilities_match_each_model_with_flip_tta(workdir, monkeypatch):
 
 
 def test_each_front_is_built_once_for_all_its_tasks(workdir, monkeypatch):
-    """Tasks that share a front share one architecture build (copied per task), not one each:
+    """Tasks that share a front share one model (each task's tail loaded into it in turn), not one each:
     the build, with its dummy forward, was most of a one-image predict's time."""
     data, w = workdir
     builds = []
@@ -65,7 +65,7 @@ def test_each_front_is_built_once_for_all_its_tasks(workdir, monkeypatch):
     assert set(probs) == {"pedestrian.gender", "router"} and builds == ["timm:test_efficientnet"]
     monkeypatch.setattr(predict_mod, "rebuild_backbone", real)
     again = predict_probs(list_model_dirs(w), images, batch_size=8, progress=False)
-    for task in probs:  # the copies are independent models: same answers as separately built ones
+    for task in probs:  # the same answers as models built one per task
         ck = load_checkpoint(w / "models" / task)
         model = build_model(ck)
         pre = predict_mod._preprocess(ck.meta)

@@ -127,12 +127,16 @@ class Classifier(nn.Module):
             x = self._stage(s, x)
         return x
 
-    def forward(self, x: torch.Tensor, from_front: bool = False) -> torch.Tensor:
+    def features(self, x: torch.Tensor, from_front: bool = False) -> torch.Tensor:
+        """The pooled features the head reads (the tail's output)."""
         if not from_front:
             x = self.front(x)
         for s in range(self.cut, self.num_blocks + 2):
             x = self._stage(s, x)
-        return self.head(x)
+        return x
+
+    def forward(self, x: torch.Tensor, from_front: bool = False) -> torch.Tensor:
+        return self.head(self.features(x, from_front))
 
     def front_hash(self) -> str:
         """Hash of every tensor the front depends on: equal hash => identical front output."""

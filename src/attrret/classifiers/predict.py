@@ -1,21 +1,26 @@
 """Batch inference for the index: per-task probabilities for a gallery, sharing the frozen front.
 
-Models whose checkpoints agree on (architecture, front weight hash, preprocessing, cut, crop)
-compute the same front output, so it is computed once per image batch and fed to every such
-task's tail: 16 tasks on one backbone cost one front pass plus 16 small tails, not 16 full
-forwards. Probabilities are softmax outputs averaged over the image and its horizontal flip.
+Models whose checkpoints agree on (architecture, front weight hash, preprocessing, cut, crop,
+tail norms) compute the same front output, so it is computed once per image batch and fed to
+every such task's tail: 16 tasks on one backbone cost one front pass plus 16 small tails, not
+16 full forwards. The group is ONE model: each task's tail weights are loaded into it in turn
+(a copy of a few hundred thousand numbers) and its own head applied, so the trunk is built
+once per group, not once per task (building one, with timm's factory and a dummy forward, was
+most of what one image through 16 tasks cost). Probabilities are softmax outputs averaged over
+the image and its horizontal flip.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from attrret.classifiers.backbones import Backbone, Preprocess, rebuild_backbone
+from attrret.classifiers.backbones import Preprocess, rebuild_backbone
 from attrret.classifiers.checkpoint import Checkpoint, list_model_dirs, load_checkpoint
 from attrret.classifiers.inputs import load_input, to_tensor
 from attrret.classifiers.model import Classifier
@@ -30,18 +35,11 @@ def _preprocess(meta: dict) -> Preprocess:
     return Preprocess(int(p["size"]), tuple(p["mean"]), tuple(p["std"]))
 
 
-def build_model(ck: Checkpoint, backbone: Backbone | None = None) -> Classifier:
-    """Rebuild a checkpoint's classifier (architecture from its meta, weights from its state).
-
-    ``backbone``: an already built architecture of the same ``arch`` and preprocessing, copied
-    instead of built again. Building one (timm's factory plus a dummy forward to size the
-    head) costs far more than copying it: predicting 16 tasks on one image spent most of its
-    time building 16 trunks.
-    """
+def build_model(ck: Checkpoint) -> Classifier:
+    """Rebuild a checkpoint's classifier (architecture from its meta, weights from its state)."""
     meta = ck.meta
-    bb = backbone or rebuild_backbone(meta["backbone"]["arch"], _preprocess(meta))
-    trunk = copy.deepcopy(bb.trunk) if backbone is not None else bb.trunk
-    model = Classifier(trunk, bb.feature_dim, len(meta["classes"]), int(meta["trainable_blocks"]),
+    bb = rebuild_backbone(meta["backbone"]["arch"], _preprocess(meta))
+    model = Classifier(bb.trunk, bb.feature_dim, len(meta["classes"]), int(meta["trainable_blocks"]),
                        frozen_tail_norms=meta.get("tail_norm") == "frozen")
     try:
         model.load_state_dict(ck.state_dict, strict=True)
@@ -50,9 +48,38 @@ def build_model(ck: Checkpoint, backbone: Backbone | None = None) -> Classifier:
     return model.eval()
 
 
+class _TaskTail(NamedTuple):
+    """What one task adds to its group's shared model: its tail weights (none when only the
+    head trains) and its head."""
+
+    state: dict[str, torch.Tensor]
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+
+def _task_tail(ck: Checkpoint, model: Classifier) -> _TaskTail:
+    """The tail and head of ``ck``, checked against the group's model (``model``)."""
+    keys = model.tail_keys() - {"head.weight", "head.bias"}
+    sd = ck.state_dict
+    missing = sorted(k for k in [*keys, "head.weight", "head.bias"] if k not in sd)
+    if missing:
+        raise CheckpointError(f"{ck.path}: weights do not fit {ck.meta['backbone']['arch']}: missing {missing[:3]}")
+    return _TaskTail({k: sd[k] for k in keys}, sd["head.weight"].float(), sd["head.bias"].float())
+
+
 def _group_key(meta: dict) -> tuple:
     p = meta["preprocess"]
-    return (meta["backbone"]["arch"], meta["front_hash"], p["size"], tuple(p["mean"]), tuple(p["std"]), meta["cut"], meta.get("crop", "full"))
+    return (meta["backbone"]["arch"], meta["front_hash"], p["size"], tuple(p["mean"]), tuple(p["std"]), meta["cut"],
+            meta.get("crop", "full"), meta.get("tail_norm"))
+
+
+def _load_tail(model: Classifier, tail: _TaskTail, ck: Checkpoint) -> None:
+    if not tail.state:
+        return
+    try:
+        model.load_state_dict(tail.state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ck.path}: weights do not fit {ck.meta['backbone']['arch']}: {str(exc)[:300]}") from None
 
 
 def predict_probs(
@@ -90,25 +117,32 @@ def predict_probs(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, disable=not progress) as prog:
         for gi, members in enumerate(groups.values()):
-            arch = rebuild_backbone(members[0].meta["backbone"]["arch"], _preprocess(members[0].meta))
-            models = [build_model(ck, arch).to(dev) for ck in members]  # one architecture build per group
+            # One model per group: its front runs once per batch, then each task's tail
+            # weights are loaded into it in turn and its own head applied (module doc).
+            model = build_model(members[0]).to(dev)
             if dev.type == "cpu":
-                models = [m.to(memory_format=torch.channels_last) for m in models]
-            front, pre, crop = models[0], _preprocess(members[0].meta), members[0].meta.get("crop", "full")
+                model = model.to(memory_format=torch.channels_last)
+            tails = [_task_tail(ck, model) for ck in members]
+            pre, crop = _preprocess(members[0].meta), members[0].meta.get("crop", "full")
             bar = prog.add_task(f"predict {len(members)} task(s), group {gi + 1}/{len(groups)}", total=len(paths))
             with torch.no_grad():
                 for s in range(0, len(paths), batch_size):
                     chunk = paths[s : s + batch_size]
                     x = torch.stack([to_tensor(load_input(p, pre, crop), pre) for p in chunk]).to(dev)
                     views = [x, torch.flip(x, dims=[3])] if tta_flip else [x]
-                    acc = [0.0] * len(models)
+                    acc = [0.0] * len(members)
                     for xv in views:
                         if dev.type == "cpu":
                             xv = xv.contiguous(memory_format=torch.channels_last)
                         with autocast(dev):
-                            a = front.front(xv)
-                            for k, m in enumerate(models):
-                                acc[k] = acc[k] + m(a, from_front=True).float().softmax(-1)
+                            a = model.front(xv)
+                            f = None
+                            for k, tail in enumerate(tails):
+                                if tail.state or f is None:  # a head-only task reuses the features
+                                    _load_tail(model, tail, members[k])
+                                    f = model.features(a, from_front=True).float()
+                                logits = F.linear(f, tail.weight.to(dev), tail.bias.to(dev))
+                                acc[k] = acc[k] + logits.softmax(-1)
                     for ck, probs in zip(members, acc):
                         out[ck.task][s : s + len(chunk)] = (probs / len(views)).cpu().numpy()
                     prog.update(bar, advance=len(chunk))

@@ -1,0 +1,106 @@
+"""``attrret attributes IMAGE --workdir W``: the cost of one image through 16 task models, before and after
+building each distinct frozen front once.
+
+    .venv/bin/python bench/attributes.py [--rounds 3]
+
+Models: router + 15 tasks trained by ``attrret train --task all`` (default backbone
+tf_efficientnet_lite0 at its default 160 px, 1 epoch) on a small synthetic set, in a temporary
+folder outside the project. Each row runs in fresh processes, interleaved, median of ``--rounds``:
+
+- ``attrret attributes IMAGE --workdir W``: the command, from process start to its end;
+- model set-up inside one process, the way ``predict`` builds models now (one model per group
+  of tasks sharing a front; each task keeps only its tail and head) vs the way it did before
+  (one model, with timm's factory and a dummy forward to size the head, per task).
+
+Prints a Markdown table; writes ``bench/results/attributes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
+
+from bench import json_header  # noqa: E402
+from attrret.io import atomic_write_text  # noqa: E402
+
+
+def child(mode: str, workdir: str) -> None:
+    """Print the seconds this process spends building every task model of ``workdir`` (``mode``:
+    ``shared``, one architecture per front group, or ``per-task``, one per checkpoint)."""
+    from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
+    from attrret.classifiers.predict import _group_key, _task_tail, build_model
+
+    cks = [load_checkpoint(d) for d in list_model_dirs(workdir)]
+    t0 = time.perf_counter()
+    if mode == "per-task":
+        models = [build_model(ck) for ck in cks]
+    else:  # what predict_probs does: one model per front group, each task's tail kept beside it
+        groups: dict[tuple, list] = {}
+        for ck in cks:
+            groups.setdefault(_group_key(ck.meta), []).append(ck)
+        models = []
+        for members in groups.values():
+            model = build_model(members[0])
+            models += [_task_tail(ck, model) for ck in members]
+    print(json.dumps({"seconds": time.perf_counter() - t0, "models": len(models)}))
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--child", nargs=2, metavar=("MODE", "WORKDIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "attributes.json"))
+    args = ap.parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
+    py = sys.executable
+    attrret = [py, "-m", "attrret"]
+    with tempfile.TemporaryDirectory(prefix="attrret-bench-attributes-") as tmp:
+        data, work = Path(tmp) / "syn", Path(tmp) / "w"
+        subprocess.run([*attrret, "data", "synth", "--out", str(data), "--pedestrians", "60", "--vehicles", "60"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([*attrret, "train", "--task", "all", "--data", str(data), "--workdir", str(work), "--epochs", "1", "--quiet"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        image = sorted((data / "test" / "test_images").iterdir())[0]
+        runs: dict[str, list[float]] = {"command": [], "shared": [], "per-task": []}
+        models = 0
+        for _ in range(args.rounds):
+            runs["command"].append(timed([*attrret, "attributes", str(image), "--workdir", str(work), "-q"]))
+            for mode in ("shared", "per-task"):
+                out = subprocess.run([py, __file__, "--child", mode, str(work)], check=True, capture_output=True, text=True)
+                got = json.loads(out.stdout.strip().splitlines()[-1])
+                runs[mode].append(got["seconds"])
+                models = got["models"]
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"One image, {models} task models (router included), default backbone and size; median of {args.rounds} "
+          "interleaved rounds of fresh processes\n")
+    print("| what | median s | best s |")
+    print("|---|---:|---:|")
+    print(f"| `attrret attributes IMAGE --workdir W` (whole process) | {med['command']:.2f} | {min(runs['command']):.2f} |")
+    print(f"| model set-up, one model per front (now) | {med['shared']:.2f} | {min(runs['shared']):.2f} |")
+    print(f"| model set-up, one model per task (before) | {med['per-task']:.2f} | {min(runs['per-task']):.2f} |")
+    print(f"\nmodel set-up: {med['per-task'] / med['shared']:.1f}x faster with one build per front")
+    res = {**json_header("attributes"), "models": models, "rounds": runs, "median_s": med}
+    atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
