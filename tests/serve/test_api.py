@@ -254,3 +254,19 @@ def test_token_leaves_the_page_open(guarded: TestClient, serve_set: ServeSet):
         r = guarded.get(url)
         assert r.status_code == 200, url
     assert guarded.get("/healthz").json() == {"status": "ok", "images": len(serve_set.names)}
+
+
+def test_page_files_are_package_data():
+    """The page's files ship in a wheel, not only in a source checkout: pyproject.toml's
+    package-data patterns must cover every file under src/attrret/serve/static/."""
+    import tomllib
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["attrret"]
+    static = root / "src" / "attrret" / "serve" / "static"
+    files = [p.relative_to(root / "src" / "attrret").as_posix() for p in static.iterdir() if p.is_file()]
+    assert {"serve/static/index.html", "serve/static/app.js", "serve/static/style.css"} <= set(files)
+    missing = [f for f in files if not any(fnmatch(f, pat) for pat in patterns)]
+    assert not missing, f"add e.g. \"serve/static/*\" to [tool.setuptools.package-data] attrret; not shipped: {missing}"
