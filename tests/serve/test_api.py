@@ -270,3 +270,28 @@ def test_page_files_are_package_data():
     assert {"serve/static/index.html", "serve/static/app.js", "serve/static/style.css"} <= set(files)
     missing = [f for f in files if not any(fnmatch(f, pat) for pat in patterns)]
     assert not missing, f"add e.g. \"serve/static/*\" to [tool.setuptools.package-data] attrret; not shipped: {missing}"
+
+
+def test_a_replaced_index_is_served(tmp_path):
+    """`attrret predict` replaces the index under a running server: the next requests see the
+    new one (names, counts, results), with nothing stale kept by the app."""
+    import numpy as np
+
+    from attrret.retrieval.index import open_index, write_index
+    from attrret.search import Searcher
+
+    from .conftest import make_serve_set
+
+    s = make_serve_set(tmp_path)
+    client = TestClient(create_app(Searcher.open(s.index, log=lambda m: None)))
+    assert client.get("/healthz").json()["images"] == len(s.names)
+    assert client.get("/images/cars/red_suv.jpg?size=32").status_code == 200
+    old = open_index(s.index)
+    keep = [i for i, n in enumerate(old.names) if n != "cars/red_suv.jpg"]
+    write_index(s.index, np.asarray(old.probs)[keep], [old.names[i] for i in keep], [old.files[i] for i in keep],
+                old.header)
+    assert client.get("/healthz").json()["images"] == len(s.names) - 1
+    hits = client.get("/api/search", params={"q": "a red Geely SUV", "k": 3}).json()["results"]
+    assert hits and "cars/red_suv.jpg" not in [h["image"] for h in hits]
+    assert client.get("/images/cars/red_suv.jpg?size=32").status_code == 404
+    assert client.get("/api/images/cars/red_suv.jpg/attributes").status_code == 404
