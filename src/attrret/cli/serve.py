@@ -13,7 +13,7 @@ def serve(
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict. Reopened by the server when predict replaces it.")] = Path("attrret-work/index"),
     host: Annotated[str, typer.Option("--host", help="Address to listen on. Anything but a loopback address (127.0.0.1, ::1, localhost) needs --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port; the line on stderr names it).")] = 8000,
-    token: Annotated[Optional[str], typer.Option("--token", envvar="ATTRRET_TOKEN", show_envvar=True, help="Require this token on every /api/ and /images/ request (header 'Authorization: Bearer T' or ?token=T; open the page as http://HOST:PORT/?token=T).")] = None,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="ATTRRET_TOKEN", show_envvar=True, help="Require this token on every /api/ and /images/ request (header 'Authorization: Bearer T' or ?token=T; open the page as http://HOST:PORT/?token=T). Prefer ATTRRET_TOKEN: other users can read a command line.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request on stderr (off by default: URLs may carry the token).")] = False,
 ) -> None:
     """Serve a search page and a JSON API (/api/search, /api/parse, /api/images/NAME/attributes, /docs) over an index."""
