@@ -112,10 +112,10 @@
     link.href = attributesURL(hit.image);
     link.title = "predicted attributes of " + hit.image + " (JSON)";
     const img = el("img");
-    img.src = imageURL(hit.image, THUMB);
-    img.alt = hit.image;
+    img.loading = "lazy";                     // before src: off-screen thumbnails wait their turn
     img.decoding = "async";
-    img.loading = "lazy";
+    img.alt = hit.image;
+    img.src = imageURL(hit.image, THUMB);
     img.addEventListener("error", () => {     // missing from disk or undecodable: say so in place
       li.classList.add("noimage");
       link.replaceChildren(el("span", "noimage-text", "no image"));
