@@ -8,7 +8,7 @@ tf_efficientnet_lite0 at its default 160 px, 1 epoch) on a small synthetic set, 
 folder outside the project. Each row runs in fresh processes, interleaved, median of ``--rounds``:
 
 - ``attrret attributes IMAGE --workdir W``: the command, from process start to its end;
-- model set-up inside one process, the way ``predict`` builds models now (one model per group
+- model set-up inside one process (imports and checkpoint loading done before the clock), the way ``predict`` builds models now (one model per group
   of tasks sharing a front; each task keeps only its tail and head) vs the way it did before
   (one model, with timm's factory and a dummy forward to size the head, per task).
 
@@ -39,6 +39,11 @@ def child(mode: str, workdir: str) -> None:
     ``shared``, one architecture per front group, or ``per-task``, one per checkpoint)."""
     from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
     from attrret.classifiers.predict import _group_key, _task_tail, build_model
+
+    from attrret._torchvision import ensure_torchvision
+
+    ensure_torchvision()  # imports (timm, torchvision) paid before the clock: the rows time building only
+    import timm  # noqa: F401
 
     cks = [load_checkpoint(d) for d in list_model_dirs(workdir)]
     t0 = time.perf_counter()

@@ -23,6 +23,9 @@ def demo(
     typer.echo(f"\nsubmission: {result.submission}")
     if result.report:
         typer.echo(f"report:     {result.report}")
+    index = Path(workdir) / "index"
+    typer.echo(f"\nsearch it: attrret search 'a woman with a backpack' --index {index}")
+    typer.echo(f"           attrret serve --index {index}    (then open http://127.0.0.1:8000/)")
 
 
 def register(app: typer.Typer) -> None:
