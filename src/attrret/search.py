@@ -71,7 +71,8 @@ class Hit:
     predicted: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"rank": self.rank, "image": self.name, "path": self.path, "score": self.score,
+        """The API's result object. No ``path``: a server must not tell clients where its files are."""
+        return {"rank": self.rank, "image": self.name, "score": self.score,
                 "matched": list(self.matched), "conflicted": list(self.conflicted), "predicted": dict(self.predicted)}
 
 
@@ -231,16 +232,21 @@ class Searcher:
         self._log(f"attrret: {self.path}: index changed, reopened ({len(self._state.index)} images)")
         return True
 
+    def _current(self) -> _State:
+        """The state to answer from, after reopening a replaced index (a ``stat`` when not)."""
+        self.refresh()
+        return self._state
+
     @property
     def index(self) -> Index:
-        return self._state.index
+        return self._current().index
 
     @property
     def names(self) -> tuple[str, ...]:
-        return self._state.index.names
+        return self._current().index.names
 
     def __len__(self) -> int:
-        return len(self._state.index)
+        return len(self._current().index)
 
     def _row(self, name: str, state: _State) -> int:
         row = state.rows.get(name)
@@ -250,7 +256,7 @@ class Searcher:
 
     def image_path(self, name: str) -> Path:
         """The source file the index recorded for ``name`` (never a path built from the name)."""
-        state = self._state
+        state = self._current()
         row = self._row(name, state)
         files = state.index.files
         if row >= len(files) or not isinstance(files[row].get("path"), str):
@@ -259,7 +265,7 @@ class Searcher:
 
     def attributes(self, name: str) -> dict[str, Any]:
         """The predicted attributes of one image: :func:`attrret.attributes.image_record`."""
-        state = self._state
+        state = self._current()
         row = self._row(name, state)
         return image_record(state.index, row, self.schema)
 

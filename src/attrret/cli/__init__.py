@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from attrret.cli import baseline, data, demo, parse, report, retrieval, search, train
+from attrret.cli import baseline, data, demo, parse, report, retrieval, search, serve, train
 from attrret.errors import AttrretError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ data.register(app)
 train.register(app)
 retrieval.register(app)
 search.register(app)
+serve.register(app)
 report.register(app)
 baseline.register(app)
 demo.register(app)

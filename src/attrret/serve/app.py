@@ -272,14 +272,12 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
     def favicon() -> Response:
         return FileResponse(static / "favicon.svg", media_type="image/svg+xml")
 
-    # Searches look for a replaced index themselves (``Searcher.search``); the routes that read
-    # the index without searching ask first (one stat of header.json), so that the count, the
-    # images and their attributes are the new index's as soon as ``attrret predict`` swapped it.
-    refresh = getattr(searcher, "refresh", lambda: False)
+    # The Searcher looks for a replaced index before every answer (one stat of header.json), so
+    # the count, the images and their attributes are the new index's as soon as ``attrret
+    # predict`` swapped it.
 
     @app.get("/healthz", summary="Liveness: the server is up and how many images it serves")
     def healthz() -> Response:
-        refresh()
         return _json({"status": "ok", "images": len(searcher)})
 
     @app.get("/api/search", summary="Parse a query and return its top-k images, with what matched and what conflicted")
@@ -310,7 +308,6 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
 
     @app.get("/api/images/{name:path}/attributes", summary="The predicted attributes of one image of the index")
     def attributes(name: str) -> Response:
-        refresh()
         try:
             return _json(searcher.attributes(name))
         except UnknownImage:
@@ -324,7 +321,6 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
                                  description=f"Thumbnail: a JPEG fitting size x size ({THUMB_MIN}..{THUMB_MAX}); "
                                              "absent: the file itself."),
     ) -> Response:
-        refresh()
         try:
             path = Path(searcher.image_path(name))
         except UnknownImage:
