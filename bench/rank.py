@@ -11,7 +11,7 @@ other group with probability 1/2 (as Track-2 captions do), with random values.
      over the stated groups and a full sort of the gallery (``np.argsort``, stable). It is
      timed on the first ``--ref-queries`` queries and extrapolated per query (stated in the
      output); its top-10s must equal attrret's on those queries;
-   - attrret = ``attrret.retrieval.rank`` on an on-disk index (candidates + exact float64
+   - attrret = ``attrret.retrieval.ranker.rank`` on an on-disk index (candidates + exact float64
      re-rank) with each backend: numba (the default: fused sparse product + top-k scan), torch
      (blocked products + segment top-k), FAISS (identical results checked on all queries);
      the targets are judged on the default backend;
@@ -125,7 +125,7 @@ def big_child(npy: str, n_queries: int, k: int, backend: str, out_json: str) -> 
     C, M = targets(random_queries(rng, n_queries))
     t = time.perf_counter()
     subj = load_schema().pedestrian
-    groups = [subj.columns(g.name) for g in subj.groups]  # as attrret.retrieval.rank passes them
+    groups = [subj.columns(g.name) for g in subj.groups]  # as attrret.retrieval.ranker.rank passes them
     top = exact_topk(P, Scoring(-2 * M * C, M.copy(), (M * C * C).sum(1)), k, backend=backend, groups=groups)
     secs = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -37,7 +37,7 @@ from attrret.errors import AttrretError
 from attrret.parser.export import query_record
 from attrret.parser.query import Query
 from attrret.retrieval.index import Index, open_index
-from attrret.retrieval.pipeline import query_warnings
+from attrret.retrieval.rank import query_warnings
 from attrret.retrieval.ranker import RankCache, RankOptions, explain, rank
 from attrret.schema import SUBJECTS, Schema, load_schema
 

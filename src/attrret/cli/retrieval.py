@@ -47,7 +47,7 @@ def predict(
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index."""
     from attrret.io import refuse_overwriting_inputs
-    from attrret.retrieval.build import build_index, find_members
+    from attrret.retrieval.predict import build_index, find_members
 
     if tta not in ("flip", "none"):
         raise typer.BadParameter("--tta must be flip or none")
@@ -78,9 +78,9 @@ def rank(
     """Rank the gallery for every caption and write the Track-2 submission."""
     from attrret.data.track2 import write_submission
     from attrret.io import refuse_overwriting_inputs
-    from attrret.retrieval.build import check_fresh
+    from attrret.retrieval.predict import check_fresh
     from attrret.retrieval.index import open_index
-    from attrret.retrieval.pipeline import priors_for_index, priors_from_data, rank_captions, read_queries, write_explain
+    from attrret.retrieval.rank import priors_for_index, priors_from_data, rank_captions, read_queries, write_explain
     from attrret.retrieval.ranker import RankOptions
 
     try:
@@ -112,9 +112,9 @@ def _shown(text: str) -> str:
 
 def _warn_queries(queries: Path, run, limit: int = 10) -> None:
     """At most one warning per query (file:line, caption), in file order
-    (:func:`attrret.retrieval.pipeline.query_warnings`); of the queries the ranker could not
+    (:func:`attrret.retrieval.rank.query_warnings`); of the queries the ranker could not
     use, the first ``limit`` (the summary warnings only count those)."""
-    from attrret.retrieval.pipeline import query_warnings
+    from attrret.retrieval.rank import query_warnings
 
     unanswered = 0
     for j, (p, q) in enumerate(zip(run.ranking.plans, run.queries)):

@@ -1,7 +1,9 @@
-"""Retrieval: the probability index, exact top-K ranking (blocked matmul or FAISS), metrics.
+"""Retrieval: the probability index, exact top-K ranking, metrics.
 
-Submodules: :mod:`index` (on-disk index), :mod:`build` (predict into an index, ensembles,
-incremental), :mod:`topk` (exact top-K engine), :mod:`ranker` (queries -> results),
-:mod:`priors` (hidden priors), :mod:`metrics` and :mod:`evaluate`, :mod:`pipeline` (rank a
-caption file). Nothing heavy is imported here.
+Submodules, named for the commands they implement where they implement one: :mod:`predict`
+(``attrret predict``: a gallery into an index, ensembles, incremental), :mod:`rank`
+(``attrret rank``: a caption file against an index), :mod:`index` (the on-disk index),
+:mod:`topk` (the exact top-K engine and its backends), :mod:`scan` (its compiled loops),
+:mod:`ranker` (queries -> scored results), :mod:`priors` (hidden priors), :mod:`metrics` and
+:mod:`evaluate`. Nothing heavy is imported here.
 """
