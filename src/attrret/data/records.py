@@ -20,7 +20,7 @@ from attrret.data.track2 import read_label_file
 from attrret.errors import InputError
 from attrret.schema import Schema, load_schema
 
-__all__ = ["Record", "SPLITS", "find_label_files", "load_records", "record_source"]
+__all__ = ["Record", "SPLITS", "find_label_files", "load_records"]
 
 SPLITS = ("train", "val", "test")
 
@@ -42,15 +42,20 @@ class Record:
         return f"{self.label_file}:{self.line}"
 
 
-def record_source(record: Record) -> str:
-    return record.where
-
-
 def find_label_files(root: str | Path, split: str = "train") -> list[tuple[Path, Path]]:
-    """Return ``[(label_file, image_dir), ...]`` for ``split`` (``train``, ``val``, ``test``, ``all``)."""
+    """Return ``[(label_file, image_dir), ...]`` for ``split`` (``train``, ``val``, ``test``, ``all``).
+
+    ``root`` is a Track-2 folder (``<split>/<split>_label.txt`` + ``<split>_images/``), a
+    ``labels.txt`` + ``images/`` folder, or one label file: a Track-2 ``<split>_label.txt``
+    reads its images from ``<split>_images/`` beside it, any other from ``images/`` beside
+    it, else from its own folder.
+    """
     root = Path(root)
     if root.is_file():
+        t2 = root.parent / (root.stem.removesuffix("_label") + "_images")
         images = root.parent / "images"
+        if root.stem.endswith("_label") and t2.is_dir():
+            return [(root, t2)]
         return [(root, images if images.is_dir() else root.parent)]
     if not root.is_dir():
         raise InputError("no such file or directory", root)
@@ -113,8 +118,3 @@ def load_records(
                     continue
             out.append(Record(path, ll.image, ll.kind, ll.values, ll.caption, label_file, ll.line))
     return out
-
-
-def task_labels(records: Sequence[Record], subject: str, group: str) -> list[tuple[int, str]]:
-    """``(record index, class)`` for records of ``subject`` whose ``group`` is known."""
-    return [(i, r.values[group]) for i, r in enumerate(records) if r.kind == subject and group in r.values]

@@ -1,27 +1,38 @@
-"""Deterministic splits.
+"""Deterministic splits: the one module that decides which items train, select and test.
 
-``holdout_split`` is the fixed split used for every real-image number in the README: the
-records sorted by image name, permuted with ``numpy.random.default_rng(seed)``, and the last
-``n_holdout`` held out. For ``pa100k-mini`` (1,500 images) with the defaults this is the
-documented 1,200 train / 300 held split.
+- :func:`holdout_split`: the fixed split behind every real-image number in the README: the
+  items sorted by image name, permuted with ``numpy.random.default_rng(seed)``, the last
+  ``n_holdout`` held out. For ``pa100k-mini`` (1,500 images) with the defaults this is the
+  documented 1,200 train / 300 held split.
+- :func:`stratified_split`: a selection split in which every class keeps its proportion.
+- :func:`fold_split`: fold ``fold`` of a stratified ``n_folds``-fold split (``--fold k/K``).
+
+Items are anything; the stratified splits read each item's class with ``label`` (default:
+``item[1]``, the class index of a ``(path, class)`` training sample). Every function is
+independent of input order given the same items and seed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["PA100K_MINI_HOLDOUT", "PA100K_MINI_SEED", "holdout_split", "stratified_split", "kfold_split"]
+from attrret.errors import AttrretError
+
+__all__ = ["PA100K_MINI_HOLDOUT", "holdout_split", "stratified_split", "fold_split", "parse_fold"]
 
 T = TypeVar("T")
 
 PA100K_MINI_HOLDOUT = 300
-PA100K_MINI_SEED = 0
 
 
-def holdout_split(items: Sequence[T], n_holdout: int = PA100K_MINI_HOLDOUT, seed: int = PA100K_MINI_SEED, key=None) -> tuple[list[T], list[T]]:
+def _second(item: Any) -> Hashable:
+    return item[1]
+
+
+def holdout_split(items: Sequence[T], n_holdout: int = PA100K_MINI_HOLDOUT, seed: int = 0, key=None) -> tuple[list[T], list[T]]:
     """Split ``items`` into ``(train, held)`` reproducibly, independent of input order.
 
     ``key`` gives the sort key (default: the ``image`` attribute, else the item itself).
@@ -36,47 +47,51 @@ def holdout_split(items: Sequence[T], n_holdout: int = PA100K_MINI_HOLDOUT, seed
     return train, held
 
 
-def _by_class(labels: Sequence, seed: int) -> list[np.ndarray]:
-    """Indices of each class (classes in sorted order), each permuted by one seeded generator."""
+def _by_class(items: Sequence[T], seed: int, label: Callable[[T], Hashable]) -> list[list[int]]:
+    """Indices of each class (classes in sorted order), each shuffled by one seeded generator."""
     rng = np.random.default_rng(seed)
-    arr = np.asarray(list(labels))
-    out = []
-    for cls in sorted(set(arr.tolist()), key=str):
-        idx = np.flatnonzero(arr == cls)
-        out.append(idx[rng.permutation(len(idx))])
-    return out
+    groups: dict[Hashable, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(label(item), []).append(i)
+    return [[idx[j] for j in rng.permutation(len(idx))] for _, idx in sorted(groups.items())]
 
 
-def stratified_split(labels: Sequence, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """``(train_idx, val_idx)`` with every class split in the same proportion (sorted indices).
-
-    Each class with at least two samples keeps at least one sample on each side, so rare
-    classes (hat 4%, holding 1%) appear in both training and validation.
-    """
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    train: list[int] = []
-    val: list[int] = []
-    for idx in _by_class(labels, seed):
-        n_val = int(round(len(idx) * val_fraction))
-        if len(idx) >= 2:
-            n_val = min(max(n_val, 1), len(idx) - 1)
-        val += idx[:n_val].tolist()
-        train += idx[n_val:].tolist()
-    return sorted(train), sorted(val)
+def _partition(items: Sequence[T], val_idx: set[int]) -> tuple[list[T], list[T]]:
+    return [s for i, s in enumerate(items) if i not in val_idx], [s for i, s in enumerate(items) if i in val_idx]
 
 
-def kfold_split(labels: Sequence, k: int, fold: int, seed: int = 0) -> tuple[list[int], list[int]]:
-    """``(train_idx, val_idx)`` for ``fold`` of a stratified ``k``-fold split; the folds partition the data."""
-    if k < 2 or not 0 <= fold < k:
-        raise ValueError(f"need k >= 2 and 0 <= fold < k, got k={k}, fold={fold}")
-    train: list[int] = []
-    val: list[int] = []
-    offset = 0
-    for idx in _by_class(labels, seed):
-        # deal the class round-robin, continuing where the previous class stopped, so fold sizes stay even
-        folds = (np.arange(len(idx)) + offset) % k
-        offset = (offset + len(idx)) % k
-        val += idx[folds == fold].tolist()
-        train += idx[folds != fold].tolist()
-    return sorted(train), sorted(val)
+def stratified_split(items: Sequence[T], fraction: float, seed: int = 0,
+                     label: Callable[[T], Hashable] = _second) -> tuple[list[T], list[T]]:
+    """``(train, val)``: per class, ``round(fraction * n)`` items go to val, at least one when the
+    class has two or more (so rare classes, hat 4% or holding 1%, appear on both sides) and
+    none when it has one. Both lists keep the input order."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must be in (0, 1), got {fraction}")
+    val_idx: set[int] = set()
+    for idx in _by_class(items, seed, label):
+        n = min(max(round(fraction * len(idx)), 1), len(idx) - 1) if len(idx) >= 2 else 0
+        val_idx.update(idx[:n])
+    return _partition(items, val_idx)
+
+
+def fold_split(items: Sequence[T], fold: int, n_folds: int, seed: int = 0,
+               label: Callable[[T], Hashable] = _second) -> tuple[list[T], list[T]]:
+    """``(train, val)`` for fold ``fold`` (0-based) of a stratified ``n_folds``-fold split: within
+    each shuffled class, item j goes to fold ``j % n_folds``; the folds partition the items."""
+    if n_folds < 2 or not 0 <= fold < n_folds:
+        raise ValueError(f"need n_folds >= 2 and 0 <= fold < n_folds, got fold={fold}, n_folds={n_folds}")
+    val_idx = {i for idx in _by_class(items, seed, label) for j, i in enumerate(idx) if j % n_folds == fold}
+    return _partition(items, val_idx)
+
+
+def parse_fold(spec: str | None) -> tuple[int, int] | None:
+    """``"k/K"`` (``--fold``) as ``(fold, n_folds)``; None for no fold."""
+    if not spec:
+        return None
+    try:
+        k, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise AttrretError(f"--fold must look like k/K (e.g. 0/5), got {spec!r}") from None
+    if not (n >= 2 and 0 <= k < n):
+        raise AttrretError(f"--fold {spec}: need K >= 2 and 0 <= k < K")
+    return k, n

@@ -133,18 +133,9 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
         raise InputError("no such file or directory", src)
     if src.suffix.lower() in IMAGE_SUFFIXES:  # one image: a gallery of one
         return [(src.name, src)]
-    if is_label_file(src):
+    if is_label_file(src):  # its images where attrret.data.records.find_label_files says
         from attrret.data.records import load_records
-        from attrret.data.track2 import read_label_file
 
-        t2_images = src.parent / (src.stem.removesuffix("_label") + "_images")
-        if src.stem.endswith("_label") and t2_images.is_dir():  # Track-2 <split>_label.txt beside <split>_images/
-            out = []
-            for ll in read_label_file(src):
-                if not (t2_images / ll.image).is_file():
-                    raise InputError(f"image {ll.image!r} not found in {t2_images}", src, ll.line)
-                out.append((ll.image, t2_images / ll.image))
-            return out
         return [(r.image, r.path) for r in load_records(src, check_images=True)]
     out, seen = [], {}
     for no, text in iter_lines(src):
@@ -169,14 +160,6 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
     return out
 
 
-def _member_dirs(root: Path, schema: Schema) -> tuple[Path, ...]:
-    if (root / "model.pt").is_file():
-        return (root,)
-    order = {g.task: i for i, g in enumerate(schema.tasks)}
-    dirs = [d for d in root.iterdir() if (d / "model.pt").is_file()] if root.is_dir() else []
-    return tuple(sorted(dirs, key=lambda d: (order.get(d.name, len(order)), d.name)))
-
-
 def _img_size(task_dir: Path) -> int | None:
     from attrret.classifiers.checkpoint import load_checkpoint
 
@@ -191,11 +174,13 @@ def find_members(
     schema: Schema | None = None,
 ) -> list[Member]:
     """Resolve the ensemble members (see module doc); errors say what was looked for."""
+    from attrret.classifiers.checkpoint import task_model_dirs  # torch: only when models are used
+
     schema = schema or load_schema()
     members: list[Member] = []
     if models:
         for m in models:
-            dirs = _member_dirs(Path(m), schema)
+            dirs = tuple(task_model_dirs(m))
             if not dirs:
                 raise CheckpointError(f"{m}: no model.pt here nor in <task>/ subfolders")
             members.append(Member(str(m), dirs, img_size=_img_size(dirs[0])))
@@ -204,7 +189,7 @@ def find_members(
     elif workdir is not None:
         w = Path(workdir)
         if not img_sizes:
-            dirs = _member_dirs(w / "models", schema)
+            dirs = tuple(task_model_dirs(w / "models"))
             if not dirs:
                 raise CheckpointError(f"{w}/models: no trained models (run attrret train --workdir {w}, or give --models)")
             members.append(Member(str(w / "models"), dirs, img_size=_img_size(dirs[0])))
@@ -212,7 +197,7 @@ def find_members(
             roots = [w / "models"] + sorted(p / "models" for p in w.iterdir() if p.is_dir() and p.name != "models") if w.is_dir() else []
             found: dict[int, list[Member]] = {}
             for r in roots:
-                dirs = _member_dirs(r, schema)
+                dirs = tuple(task_model_dirs(r))
                 if dirs:
                     size = _img_size(dirs[0])
                     found.setdefault(size, []).append(Member(str(r), dirs, img_size=size))
