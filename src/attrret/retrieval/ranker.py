@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from types import MappingProxyType
@@ -61,9 +61,26 @@ from attrret.retrieval.priors import HiddenPriors
 from attrret.retrieval.topk import BACKENDS, GalleryCache, Scoring, exact_topk
 from attrret.schema import SUBJECTS, Group, Schema, load_schema
 
-__all__ = ["RankOptions", "QueryPlan", "Ranking", "RankCache", "rank", "explain"]
+__all__ = ["SCORING_RULES", "SCORINGS", "RankOptions", "QueryPlan", "Ranking", "RankCache", "rank", "explain"]
 
-SCORINGS = ("euclidean", "linear")
+def _euclidean(C: np.ndarray, M: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(c − p)²`` per class, the set distance on set groups (module doc)."""
+    return -2.0 * M * C + Z, M - Z
+
+
+def _linear(C: np.ndarray, M: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(c − p)·c``: the reference code's variant (``1 − p(S)`` on set groups)."""
+    return -M * C, np.zeros_like(M)
+
+
+#: Scoring rules: name -> the product-form weights ``(U, V)`` of queries with targets ``C``,
+#: group masks ``M`` and set masks ``Z`` (queries x columns; module doc). Every rule shares
+#: the constant ``Σ m c² − Σ z + (number of set groups)``. A new rule is one row here.
+SCORING_RULES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
+    "euclidean": _euclidean,
+    "linear": _linear,
+}
+SCORINGS = tuple(SCORING_RULES)
 GATES = ("hard", "soft")
 _NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
 
@@ -272,10 +289,7 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
             cols = np.append(cols, other)
         C, M, Z, n_sets = _targets([plans[j] for j in members], groups, local, len(cols))
         const = (M * C * C).sum(axis=1) - Z.sum(axis=1) + n_sets
-        if options.scoring == "euclidean":
-            U, V = -2.0 * M * C + Z, M - Z
-        else:
-            U, V = -M * C, np.zeros_like(M)
+        U, V = SCORING_RULES[options.scoring](C, M, Z)
         if kinds is not None and options.gate == "soft":
             U[:, -1] += options.penalty
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
