@@ -100,3 +100,18 @@ def test_bad_schema_files_are_refused(schema_dir, old, new, message):
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(ValueError, match=message):
         load_schema(schema_dir)
+
+
+def test_training_hints_are_data_and_not_part_of_the_fingerprint(schema_dir):
+    """Per-task hints live in the TOML (the colour group takes no photometric jitter); they
+    change how a task trains, not what its columns mean, so the fingerprint ignores them."""
+    s = load_schema()
+    assert not s.task("vehicle.color").photometric and s.task("pedestrian.hat").photometric
+    toml = schema_dir / "pedestrian.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', 'name = "hat"\nhints = { photometric = false }\n'),
+                    encoding="utf-8")
+    custom = load_schema(schema_dir)
+    assert not custom.task("pedestrian.hat").photometric and custom.fingerprint == s.fingerprint
+    toml.write_text(toml.read_text(encoding="utf-8").replace("photometric = false", "sparkle = true"), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown hints"):
+        load_schema(schema_dir)

@@ -14,6 +14,7 @@ from PIL import Image, ImageEnhance
 
 from attrret.classifiers.backbones import Preprocess
 from attrret.data.images import load_image, resize_pad
+from attrret.schema import Schema, load_schema
 
 __all__ = ["CROPS", "load_input", "to_tensor", "augment_image", "color_safe"]
 
@@ -21,13 +22,10 @@ __all__ = ["CROPS", "load_input", "to_tensor", "augment_image", "color_safe"]
 #: model input, so the trunk cache and predict key their features by it.
 CROPS: dict[str, tuple[float, float]] = {"full": (0.0, 1.0), "top": (0.0, 0.5), "upper": (0.0, 0.6), "bottom": (0.4, 1.0)}
 
-#: Tasks whose label a colour change would falsify: no brightness/contrast/saturation jitter.
-_COLOR_TASKS = {"vehicle.color"}
-
-
-def color_safe(task: str) -> bool:
-    """Whether photometric jitter keeps ``task``'s label true (flips and geometry always do)."""
-    return task not in _COLOR_TASKS
+def color_safe(task: str, schema: Schema | None = None) -> bool:
+    """Whether photometric jitter keeps ``task``'s label true (flips and geometry always do):
+    the group's ``photometric`` hint in the schema TOML (false for colours)."""
+    return (schema or load_schema()).task(task).photometric
 
 
 def crop_image(im: Image.Image, crop: str) -> Image.Image:

@@ -31,6 +31,9 @@ class Group:
     name: str
     classes: tuple[str, ...]
     bits: tuple[int, ...] = ()
+    # Training hints (``[groups.hints]`` in the TOML). They change how a task trains, not what
+    # its columns mean, so they are not part of the fingerprint.
+    photometric: bool = True  # brightness/contrast jitter keeps the label true (not for colours)
 
     @property
     def task(self) -> str:
@@ -138,12 +141,20 @@ class Schema:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+_HINTS = {"photometric"}
+
+
 def _read_subject(data: dict, source: str) -> tuple[str, tuple[Group, ...], int | None]:
     subject = data["subject"]
     code_bits = data.get("code_bits")
     groups = []
     for raw in data["groups"]:
-        g = Group(subject, raw["name"], tuple(raw["classes"]), tuple(raw.get("bits", ())))
+        hints = raw.get("hints", {})
+        unknown = sorted(set(hints) - _HINTS)
+        if unknown:
+            raise ValueError(f"{source}: group {raw['name']!r}: unknown hints {unknown}; known: {sorted(_HINTS)}")
+        g = Group(subject, raw["name"], tuple(raw["classes"]), tuple(raw.get("bits", ())),
+                  photometric=bool(hints.get("photometric", True)))
         if len(set(g.classes)) != g.size or g.size < 2:
             raise ValueError(f"{source}: group {g.name!r} needs at least two distinct classes")
         if g.bits:
