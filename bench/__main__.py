@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
     print(f"\n[bench] summary: {RESULTS / 'summary.md'}", file=sys.stderr)
     if args.update_readme:
         update_readme(summary)
-        print(f"[bench] README.md results block updated", file=sys.stderr)
+        print("[bench] README.md results block updated", file=sys.stderr)
     if failed:
         print(f"[bench] not met or failed: {'; '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

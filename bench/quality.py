@@ -132,7 +132,6 @@ def run_attrret(ds: Dataset, work: Path, quick: bool, epochs: int | None = None)
     t0 = time.monotonic()
     results = train_tasks(config, progress=False)
     train_seconds = time.monotonic() - t0
-    model_dirs = [r.model_dir for r in results if not r.skipped]
     t0 = time.monotonic()
     lists = rank_with_attrret(ds, work, log)
     rank_seconds = time.monotonic() - t0

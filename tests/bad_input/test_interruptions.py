@@ -7,7 +7,6 @@ predict: the previous index stays byte-identical; the rerun completes, reusing i
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os

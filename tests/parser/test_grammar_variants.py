@@ -1,4 +1,4 @@
-"""Every phrasing variant of the Track-2 pedestrian grammar (track2.md), written here from codes.
+"""Every phrasing variant of the Track-2 pedestrian grammar (docs/track2.md), written here from codes.
 
 The real lines do not use every variant (few people over 60, few "holds objects"), so this
 writes captions with each variant from random values, by the grammar's own rules, and

@@ -1,7 +1,7 @@
 """Every real Track-2 line: the parser reads back exactly the label's values.
 
 The expected hidden groups are computed here from the CODE, by the grammar's writing rules
-(track2.md), not from the parser's own logic: the one carry clause written is the first
+(docs/track2.md), not from the parser's own logic: the one carry clause written is the first
 present of handbag > shoulder bag > backpack > holds, and a "wearning" caption (form A)
 leaves out sleeve, upper and skirt.
 """

@@ -5,7 +5,6 @@ import json
 import pandas as pd
 import pytest
 
-from attrret.schema import load_schema
 from attrret.search import Searcher
 
 from conftest import cli
@@ -47,7 +46,6 @@ def test_search_errors_are_one_line(indexed, tmp_path):
 
 def test_attributes_from_the_index_and_from_images_agree(indexed, tmp_path):
     data, work, index = indexed
-    schema = load_schema()
     searcher = Searcher.open(index)
     from_index = [json.loads(x) for x in cli("attributes", "--index", str(index)).stdout.splitlines()]
     assert [r["name"] for r in from_index] == list(searcher.names)

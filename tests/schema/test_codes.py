@@ -25,7 +25,7 @@ SCHEMA = load_schema()
 PED = SCHEMA.pedestrian
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
-# track2.md's example line
+# docs/track2.md's example line
 EXAMPLE = "1,0,1,0,0,0,1,0,0,0,1,0,0,1,0,0,0,0,0,0,0"
 EXAMPLE_VALUES = {
     "gender": "female", "age": "18-60", "orientation": "back", "hat": "no", "glasses": "no", "handbag": "no",

@@ -11,7 +11,7 @@ Each record keeps the label file and line it came from, so a later error on the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Track-2 file formats, read and written exactly (see docs: track2.md).
+"""Track-2 file formats, read and written exactly (see docs/track2.md).
 
 - label files: ``image$attribute$caption`` per line; the attribute is a 21-bit code for
   pedestrians and text such as ``white Audi.`` for vehicles;

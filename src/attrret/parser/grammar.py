@@ -1,6 +1,6 @@
 """The Track-2 pedestrian caption grammar: what a caption implies beyond its words.
 
-Track-2 captions are generated from the 21-bit code by a fixed grammar (docs: track2.md):
+Track-2 captions are generated from the 21-bit code by a fixed grammar (docs/track2.md):
 
     <SUBJ> <AGE>, <ORIENT>[ and <CARRY>]. <He|She> is <SECOND>.
 
@@ -82,7 +82,7 @@ def _implied_table() -> dict[tuple[str, int], tuple[tuple[str, str], ...]]:
 _IMPLIED = _implied_table()  # immutable table derived from the grammar, not state
 
 
-# The grammar's phrasings (track2.md), for :func:`track2_clauses`.
+# The grammar's phrasings (docs/track2.md), for :func:`track2_clauses`.
 _SUBJECTS = {
     "female": ("A female pedestrian who is", "A pedestrian who is female is", "A walking woman who is"),
     "male": ("A male pedestrian who is", "A pedestrian who is male is", "A walking man who is"),

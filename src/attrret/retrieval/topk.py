@@ -1,4 +1,4 @@
-"""Exact top-K smallest distances as a maximum-inner-product search (design.md maths).
+"""Exact top-K smallest distances as a maximum-inner-product search (the ranking maths of docs/design.md).
 
 Every score the ranker uses has the form
 

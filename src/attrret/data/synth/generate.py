@@ -44,7 +44,6 @@ from attrret.data.synth.vehicle import render_vehicle
 __all__ = ["SynthConfig", "SynthSummary", "SynthItem", "plan", "generate", "marker_config", "MARKER"]
 
 MARKER = "synth.json"
-_KIND_ID = {"vehicle": 0, "pedestrian": 1}
 
 
 @dataclass(frozen=True)

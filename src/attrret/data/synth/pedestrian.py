@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 
 from attrret.data.synth.scene import background, degrade, jitter_color, occlude, sample_degrade
 
-__all__ = ["render_pedestrian", "PED_CANVAS", "head_box"]
+__all__ = ["render_pedestrian", "PED_CANVAS"]
 
 PED_CANVAS = (120, 300)  # (width, height) of the drawing canvas
 
@@ -103,12 +103,6 @@ def _sample_look(rng: np.random.Generator) -> _Look:
     )
 
 
-def head_box(size: tuple[int, int] = PED_CANVAS) -> tuple[int, int, int, int]:
-    """Generous box (x0, y0, x1, y1) that holds the head in any render, in canvas coordinates."""
-    w, h = size
-    return (0, 0, w, int(h * 0.3))
-
-
 def _draw_figure(d: ImageDraw.ImageDraw, v: Mapping[str, str], L: _Look, size: tuple[int, int]) -> None:
     W, H = size
     Hf = H * L.height_frac
@@ -136,7 +130,6 @@ def _draw_figure(d: ImageDraw.ImageDraw, v: Mapping[str, str], L: _Look, size: t
 
     skin = L.skin
     coat = v["coat"] == "yes"
-    top = L.coat if coat else L.shirt
 
     # backpack behind the body (side view bulge) / over the back (back view) is drawn after the torso
     # legs
