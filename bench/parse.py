@@ -75,6 +75,7 @@ RESULTS = ROOT / "bench" / "results" / "parse.json"
 MIN_CAPTIONS = 50_000
 TARGET = 50_000  # captions/s the issue asks for
 TEST_CAPTIONS = 17_611  # size of the Track-2 test set
+CACHED = "attrret, cached (repeated lines hit the caption cache)"
 
 
 def substring_rules(schema: Schema) -> list[tuple[str, str, str, str]]:
@@ -183,14 +184,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     def fresh(**kw: int) -> Callable[[], object]:
         return lambda: CaptionParser(schema, **kw)  # built untimed: each round starts cold
 
+    # New captions (no caption-cache hits) lead: that is what a user's own captions cost; the
+    # cached row, where the repeated lines hit the cache, comes after them.
     timings = {
-        "attrret, cached": (len(workload), timed(lambda p: p.parse_many(workload), args.rounds, fresh())),
         "attrret, no caption cache, distinct, cold": (
             len(distinct), timed(lambda p: p.parse_many(distinct), args.rounds, fresh(cache_size=0))),
         "attrret, no caption cache, distinct, warm": (
             len(distinct), timed(lambda _: warm.parse_many(distinct), args.rounds)),
         "attrret, no caches": (len(distinct), timed(lambda _: bare.parse_many(distinct), args.rounds)),
         "attrret, one real file as is": (len(one_file), timed(lambda p: p.parse_many(one_file), args.rounds, fresh())),
+        "attrret, cached (repeated lines hit the caption cache)": (
+            len(workload), timed(lambda p: p.parse_many(workload), args.rounds, fresh())),
         "substring rules (reference)": (len(workload), timed(lambda _: [reference(c) for c in workload], args.rounds)),
     }
 
@@ -231,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     file_s = timings["attrret, one real file as is"][1].wall_s
     costs = {
         "caption": timings["attrret, no caption cache, distinct, warm"][1].wall_s / len(distinct),
-        "hit": max(timings["attrret, cached"][1].wall_s - cold_s, 0.0) / (len(workload) - len(distinct)),
+        "hit": max(timings[CACHED][1].wall_s - cold_s, 0.0) / (len(workload) - len(distinct)),
     }
     file_new, file_hits = len(set(one_file)), len(one_file) - len(set(one_file))
     costs["clause"] = max(file_s - file_new * costs["caption"] - file_hits * costs["hit"], 0.0) / len(set(file_clauses))
@@ -247,23 +251,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     print(f"\nCaption parsing on {len(lines):,} real Track-2 lines ({len(distinct):,} distinct), "
           f"repeated x{repeat}; median of {args.rounds} rounds; parser build {build_s:.2f} s\n")
-    print("| method | captions | wall s | captions/s | vs reference | CPU captions/s | CPU vs reference | 17,611 captions | lines correct |")
+    print("| method | captions | wall s | captions/s | vs reference | CPU captions/s | CPU vs reference | 17,611 captions at this rate | lines correct |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['captions']:,} | {r['seconds']:.3f} | {r['captions_per_s']:,.0f} | "
               f"{r['vs_reference']:.2f}x | {r['cpu_captions_per_s']:,.0f} | {r['cpu_vs_reference']:.2f}x | "
               f"{r['test_set_seconds']:.2f} s | {r['correct']:,} / {len(lines):,} |")
     print()
-    for r in rows:
-        if r["method"] == "attrret, cached":
-            print(f"target >= {TARGET:,} captions/s on the issue's workload (real lines repeated to >= {MIN_CAPTIONS:,}), "
-                  f"{r['method']}: {r['captions_per_s']:,.0f} wall ({'met' if r['captions_per_s'] >= TARGET else 'NOT met'}), "
-                  f"{r['cpu_captions_per_s']:,.0f} CPU ({'met' if r['cpu_captions_per_s'] >= TARGET else 'NOT met'})")
+    for r in rows:  # new captions first: the target as a user meets it
         if r["method"].startswith("attrret, no caption cache"):
-            print(f"stricter, >= {TARGET:,} new captions/s, {r['method']}: {r['captions_per_s']:,.0f} wall "
+            print(f"target >= {TARGET:,} new captions/s, {r['method']}: {r['captions_per_s']:,.0f} wall "
                   f"({'met' if r['captions_per_s'] >= TARGET else 'NOT met'}), {r['cpu_captions_per_s']:,.0f} CPU "
                   f"({'met' if r['cpu_captions_per_s'] >= TARGET else 'NOT met'})")
-    print(f"\nestimated Track-2 test file ({TEST_CAPTIONS:,} captions; from the one real file's repetition, Shen-Chao-Lin: "
+    for r in rows:
+        if r["method"] == CACHED:
+            print(f"secondary: the issue's workload (real lines repeated to >= {MIN_CAPTIONS:,}), {r['method']}: "
+                  f"{r['captions_per_s']:,.0f} wall ({'met' if r['captions_per_s'] >= TARGET else 'NOT met'}), "
+                  f"{r['cpu_captions_per_s']:,.0f} CPU ({'met' if r['cpu_captions_per_s'] >= TARGET else 'NOT met'})")
+    print("\nA model, not a measurement (kept apart from the targets):")
+    print(f"estimated Track-2 test file ({TEST_CAPTIONS:,} captions; from the one real file's repetition, Shen-Chao-Lin: "
           f"~{test_new:,.0f} distinct captions, ~{test_clauses:,.0f} distinct clauses), at this run's costs per new clause "
           f"{costs['clause'] * 1e6:.0f} us (fitted to the real file's row), new caption {costs['caption'] * 1e6:.1f} us, "
           f"repeat {costs['hit'] * 1e6:.1f} us: {test_s:.2f} s = {TEST_CAPTIONS / test_s:,.0f} captions/s (a model, not a measurement)")
@@ -283,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "target_met": {
             r["method"]: {"wall": r["captions_per_s"] >= TARGET, "cpu": r["cpu_captions_per_s"] >= TARGET}
             for r in rows
-            if r["method"] == "attrret, cached" or r["method"].startswith("attrret, no caption cache")
+            if r["method"] == CACHED or r["method"].startswith("attrret, no caption cache")
         },
         "rows": rows,
         "test_file_estimate": estimate,
