@@ -1,6 +1,7 @@
 """Index building with real tiny models: incremental runs, ensembles, TTA, stale refusal."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,17 +40,37 @@ def test_incremental_only_predicts_new_images(trained, tmp_path):
     assert open_index(tmp_path / "idx").header.tta == "none"
 
 
+def _shifted_copy(models: Path, out: Path, seed: int) -> Path:
+    """A second, different member: the same checkpoints with every head bias moved at random."""
+    import torch
+
+    from attrret.classifiers.checkpoint import load_checkpoint, save_checkpoint
+
+    shutil.copytree(models, out)
+    gen = torch.Generator().manual_seed(seed)
+    for d in sorted(p for p in out.iterdir() if (p / "model.pt").is_file()):
+        ck = load_checkpoint(d)
+        state = dict(ck.state_dict)
+        state["head.bias"] = state["head.bias"] + torch.randn(state["head.bias"].shape, generator=gen)
+        save_checkpoint(d / "model.pt", ck.meta, state)
+    return out
+
+
 def test_ensemble_is_the_weighted_mean(trained, tmp_path):
+    """Two different members, weights 1 and 3 (not summing to 1): every column of the ensemble
+    index is (1 p_a + 3 p_b) / 4 of the members' own indexes."""
     data, work = trained
-    a = find_members(work)[0]
+    other = _shifted_copy(work / "models", tmp_path / "other", seed=0)
     src = data / "test" / "test_images"
-    one = build_index(src, tmp_path / "one", [a], progress=False)
-    ens = find_members(None, models=[work / "models", work / "models"], weights=[0.25, 0.75])
-    assert [m.weight for m in ens] == [0.25, 0.75]
-    build_index(src, tmp_path / "ens", ens, progress=False)
-    i1, i2 = open_index(one.path), open_index(tmp_path / "ens")
-    assert np.allclose(np.asarray(i1.probs), np.asarray(i2.probs), atol=1e-5)
-    assert i2.header.weights == (0.25, 0.75) and len(i2.header.models) == 2 * len(i1.header.models)
+    ia = open_index(build_index(src, tmp_path / "a", find_members(None, models=[work / "models"]), progress=False).path)
+    ib = open_index(build_index(src, tmp_path / "b", find_members(None, models=[other]), progress=False).path)
+    pa, pb = np.asarray(ia.probs, np.float64), np.asarray(ib.probs, np.float64)
+    assert np.abs(pa - pb).max() > 0.05  # the members really differ
+    ens = find_members(None, models=[work / "models", other], weights=[1.0, 3.0])
+    assert [m.weight for m in ens] == [1.0, 3.0]
+    ie = open_index(build_index(src, tmp_path / "ens", ens, progress=False).path)
+    assert np.allclose(np.asarray(ie.probs), (1.0 * pa + 3.0 * pb) / 4.0, atol=1e-6)
+    assert ie.header.weights == (1.0, 3.0) and len(ie.header.models) == 2 * len(ia.header.models)
     with pytest.raises(CheckpointError, match="2 ensemble members"):
         find_members(None, models=[work / "models", work / "models"], weights=[1.0])
     with pytest.raises(CheckpointError, match="no model set trained at 999px"):
