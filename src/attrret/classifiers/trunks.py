@@ -22,25 +22,8 @@ from torch import nn
 
 __all__ = ["Trunk", "make_trunk", "default_trainable_blocks", "FAMILY_DEFAULT_TRAINABLE"]
 
-#: Documented per-family defaults of ``--trainable-blocks`` (``None`` = a third of the blocks,
-#: rounded, the EVA-L recipe of the published method: 8 of 24).
-FAMILY_DEFAULT_TRAINABLE: dict[str, int | None] = {
-    # of 8 blocks: the 1x1 head conv alone. On real pa100k-mini crops (12 tasks, 300 held) it is as
-    # good as also training the last MBConv stage (mean mA 0.695 vs 0.692) at under half the time,
-    # and it keeps 12 tasks within 3x one task (bench/train.py). On the synthetic demo set, far
-    # from ImageNet, 2 blocks retrieve better (sound mAP@10 0.44 vs 0.33) at 1.65x the time (bench/freezing.py).
-    "efficientnet": 1,
-    "convnext": 1,  # of 4 stages
-    "resnet": 1,  # of 4 stages (layer4)
-    "vit": None,  # a third of the layers
-    "eva": None,  # a third of the layers (8 of 24 for EVA-L)
-}
-
-
-def default_trainable_blocks(family: str, num_blocks: int) -> int:
-    n = FAMILY_DEFAULT_TRAINABLE.get(family)
-    if n is None:
-        n = max(1, round(num_blocks / 3))
+def _trainable_blocks(default: int | None, num_blocks: int) -> int:
+    n = max(1, round(num_blocks / 3)) if default is None else default
     return min(n, num_blocks)
 
 
@@ -52,6 +35,9 @@ class Trunk(nn.Module):
 
     family = "generic"
     stem_names: tuple[str, ...] = ()
+    #: Default ``--trainable-blocks`` of the family; ``None`` = a third of the blocks, rounded
+    #: (the EVA-L recipe of the published method: 8 of 24).
+    default_trainable: int | None = None
 
     def __init__(self, model: nn.Module, proj: nn.Module | None = None) -> None:
         super().__init__()
@@ -75,6 +61,10 @@ class Trunk(nn.Module):
     @property
     def num_blocks(self) -> int:
         return len(self.blocks())
+
+    def default_trainable_blocks(self) -> int:
+        """``--trainable-blocks`` when not given: the family's :attr:`default_trainable`, at most every block."""
+        return _trainable_blocks(self.default_trainable, self.num_blocks)
 
     def stem_parameters_and_modules(self) -> tuple[list[nn.Parameter], list[nn.Module]]:
         """Parameters and modules of the stem (frozen unless every block trains)."""
@@ -147,6 +137,11 @@ class EfficientNetTrunk(Trunk):
 
     family = "efficientnet"
     stem_names = ("conv_stem", "bn1")
+    # Of 8 blocks: the 1x1 head conv alone. On real pa100k-mini crops (12 tasks, 300 held) it is as
+    # good as also training the last MBConv stage (mean mA 0.695 vs 0.692) at under half the time,
+    # and it keeps 12 tasks within 3x one task (bench/train.py). On the synthetic demo set, far
+    # from ImageNet, 2 blocks retrieve better (sound mAP@10 0.44 vs 0.33) at 1.65x the time (bench/freezing.py).
+    default_trainable = 1
 
     def __init__(self, model: nn.Module, proj: nn.Module | None = None) -> None:
         super().__init__(model, proj)
@@ -176,6 +171,7 @@ class EfficientNetTrunk(Trunk):
 
 class ViTTrunk(Trunk):
     family = "vit"
+    default_trainable = None  # a third of the layers
     stem_names = ("patch_embed", "pos_embed", "cls_token", "reg_token", "pos_drop", "patch_drop", "norm_pre")
 
     def blocks(self) -> list[nn.Module]:
@@ -197,6 +193,7 @@ class EvaTrunk(ViTTrunk):
     """timm's Eva (EVA02, also open_clip's EVA02 CLIP towers): blocks take a rotary embedding."""
 
     family = "eva"
+    default_trainable = None  # a third of the layers (8 of 24 for EVA-L)
     stem_names = ("patch_embed", "pos_embed", "cls_token", "reg_token", "pos_drop", "patch_drop", "norm_pre", "rope")
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,6 +221,7 @@ class ConvNeXtTrunk(Trunk):
     """Models with ``stem`` + ``stages`` (ConvNeXt and relatives)."""
 
     family = "convnext"
+    default_trainable = 1  # of 4 stages
     stem_names = ("stem",)
 
     def blocks(self) -> list[nn.Module]:
@@ -242,6 +240,7 @@ class ConvNeXtTrunk(Trunk):
 
 class ResNetTrunk(Trunk):
     family = "resnet"
+    default_trainable = 1  # of 4 stages (layer4)
     stem_names = ("conv1", "bn1", "act1", "maxpool")
 
     def blocks(self) -> list[nn.Module]:
@@ -259,6 +258,16 @@ _FAMILIES: list[tuple[Callable[[nn.Module], bool], type[Trunk]]] = [
     (lambda m: hasattr(m, "stem") and hasattr(m, "stages"), ConvNeXtTrunk),
     (lambda m: all(hasattr(m, f"layer{i}") for i in range(1, 5)) and hasattr(m, "conv1"), ResNetTrunk),
 ]
+
+
+#: Per-family defaults of ``--trainable-blocks``, read from the trunk classes (``None`` = a third).
+FAMILY_DEFAULT_TRAINABLE: dict[str, int | None] = {cls.family: cls.default_trainable for _, cls in _FAMILIES}
+
+
+def default_trainable_blocks(family: str, num_blocks: int) -> int:
+    """The default ``--trainable-blocks`` of ``family`` for a trunk of ``num_blocks`` blocks
+    (:meth:`Trunk.default_trainable_blocks` without an instance)."""
+    return _trainable_blocks(FAMILY_DEFAULT_TRAINABLE.get(family), num_blocks)
 
 
 def make_trunk(model: nn.Module, proj: nn.Module | None = None) -> Trunk:
