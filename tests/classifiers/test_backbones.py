@@ -80,3 +80,104 @@ def test_bad_specs_are_clear_errors(tmp_path):
         create_backbone("timm:no_such_model_xyz", pretrained=False)
     with pytest.raises(BackboneError, match="weights file not found"):
         create_backbone("timm:test_vit", weights=tmp_path / "missing.pth")
+
+
+def test_sources_table_covers_every_spec_form(tmp_path):
+    from attrret.classifiers.backbones import SOURCES, parse_spec
+
+    assert list(SOURCES) == ["builtin:", "timm:", "open_clip:", "checkpoint:"]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.pt").write_bytes(b"")
+    assert parse_spec("tf_efficientnet_lite0") == ("builtin", "tf_efficientnet_lite0", None)
+    assert parse_spec("builtin:tf_efficientnet_lite0") == ("builtin", "tf_efficientnet_lite0", None)
+    assert parse_spec("timm:test_vit") == ("timm", "test_vit", None)
+    assert parse_spec("open_clip:EVA02-B-16/merged2b") == ("open_clip", "EVA02-B-16", "merged2b")
+    assert parse_spec(str(tmp_path / "run")) == ("checkpoint", str(tmp_path / "run" / "model.pt"), None)
+    assert parse_spec(f"checkpoint:{tmp_path / 'run' / 'model.pt'}")[0] == "checkpoint"
+    with pytest.raises(BackboneError, match=r"unknown backbone 'nope': use tf_efficientnet_lite0, .*timm:<name>, "
+                                            r"open_clip:<arch>/<pretrained>, the path of an attrret model.pt"):
+        parse_spec("nope")
+    with pytest.raises(BackboneError, match="no built-in backbone"):
+        parse_spec("builtin:resnet50")
+
+
+def test_a_new_source_is_one_row(monkeypatch):
+    from attrret.classifiers import backbones
+
+    calls = []
+
+    def build(spec, name, tag, **kwargs):
+        calls.append((spec, name, tag, kwargs))
+        return "a backbone"
+
+    monkeypatch.setitem(backbones.SOURCES, "mine:", backbones.BackboneSource("mine:<name>", build))
+    assert create_backbone("mine:thing", pretrained=False, img_size=32) == "a backbone"
+    assert calls == [("mine:thing", "thing", None, {"weights": None, "pretrained": False, "img_size": 32})]
+
+
+def test_weights_file_only_for_timm(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    for spec in ("tf_efficientnet_lite0", "open_clip:RN50/openai"):
+        with pytest.raises(BackboneError, match="--weights is for timm:<name> backbones"):
+            create_backbone(spec, weights=weights)
+
+
+@pytest.mark.parametrize(
+    ("spec", "runnable"),
+    [
+        # the advice downloads the weights; without a hub the test builds the same model without them
+        ("timm:eva02_tiny_patch14_224.mim_in22k", ("pretrained=True", "pretrained=False")),
+        ("open_clip:RN50/openai", ("pretrained='openai'", "pretrained=None")),
+    ],
+)
+def test_advised_download_command_runs(spec, runnable, monkeypatch, tmp_path):
+    """The offline error's ``python -c`` advice names flags that exist and imports timm / open_clip
+    the way attrret must (with its torchvision shim), so it runs as written."""
+    import re
+    import subprocess
+    import sys
+
+    import huggingface_hub.constants as c
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(BackboneError) as err:
+        create_backbone(spec)
+    msg = str(err.value)
+    assert "--random-init" in msg and "--no-pretrained" not in msg
+    code = re.search(r'python -c "([^"]+)"', msg).group(1)
+    assert "ensure_torchvision()" in code and runnable[0] in code
+    proc = subprocess.run([sys.executable, "-c", code.replace(*runnable)], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_flags_named_by_backbone_errors_exist():
+    import inspect
+    import re
+
+    import typer
+
+    from attrret.classifiers import backbones
+    from attrret.cli import app
+
+    named = set(re.findall(r"--[a-z][\w-]+", inspect.getsource(backbones)))
+    train = typer.main.get_command(app).commands["train"]
+    flags = {o for p in train.params for o in (*p.opts, *p.secondary_opts)}
+    assert {"--weights", "--random-init"} <= named <= flags, named - flags
+
+
+def test_default_trainable_depth_lives_on_the_trunk_class():
+    from attrret.classifiers import trunks
+
+    assert trunks.EfficientNetTrunk.default_trainable == 1 and trunks.ResNetTrunk.default_trainable == 1
+    assert trunks.ConvNeXtTrunk.default_trainable == 1
+    assert trunks.ViTTrunk.default_trainable is None and trunks.EvaTrunk.default_trainable is None  # a third
+    assert trunks.FAMILY_DEFAULT_TRAINABLE == {"eva": None, "vit": None, "efficientnet": 1, "convnext": 1, "resnet": 1}
+    vit = create_backbone("timm:test_vit", pretrained=False, img_size=32).trunk
+    assert vit.default_trainable_blocks() == max(1, round(vit.num_blocks / 3))
+    assert vit.default_trainable_blocks() == trunks.default_trainable_blocks("vit", vit.num_blocks)
+    assert trunks.default_trainable_blocks("eva", 24) == 8 and trunks.default_trainable_blocks("efficientnet", 8) == 1

