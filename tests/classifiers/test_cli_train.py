@@ -27,10 +27,10 @@ def test_bad_task_is_one_line_exit_1(tiny_folder, tmp_path):
     assert r.returncode == 1 and "unknown task 'pedestrian.nose'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_unknown_crop_is_one_line_exit_1(tiny_folder, tmp_path, capsys):
+def test_unknown_crop_is_a_usage_error_naming_the_choices(tiny_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["train", "--task", "pedestrian.hat", "--data", str(tiny_folder), "--workdir", str(tmp_path / "w"),
               "--crop", "head", "--quiet"])
     err = capsys.readouterr().err
-    assert done.value.code == 1 and "crop must be one of full, top, upper, bottom, got 'head'" in err
+    assert done.value.code == 2 and "'head' is not one of 'full', 'top', 'upper', 'bottom'" in " ".join(err.replace("│", " ").split())
     assert "Traceback" not in err and not (tmp_path / "w" / "models").exists()

@@ -9,6 +9,10 @@ from typing import Optional
 
 import typer
 
+from attrret.cli.parse import WrappedHelp, choice
+
+Tta = choice("Tta", ("none", "flip"))
+
 baseline_app = typer.Typer(
     name="baseline",
     help="Baselines to compare attrret against (same data, same split, same budget).",
@@ -20,7 +24,7 @@ def _log(msg: str) -> None:
     print(f"[clip] {msg}", file=sys.stderr, flush=True)
 
 
-@baseline_app.command("clip")
+@baseline_app.command("clip", cls=WrappedHelp)
 def clip(
     data: Path = typer.Option(..., "--data", help="Track-2 folder (train/ + test/) or labels.txt + images/ (held split)."),
     out: Path = typer.Option(Path("attrret-work/clip"), "--out", help="Folder for clip.pt, submission.json, metrics.json."),
@@ -30,9 +34,9 @@ def clip(
     ),
     epochs: int = typer.Option(40, "--epochs", help="Epoch limit (whichever of epochs / time budget ends first)."),
     ema: bool = typer.Option(False, "--ema/--no-ema", help="Rank with an exponential moving average of the weights."),
-    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none | flip (mean of image and mirror embeddings)."),
+    tta: Tta = typer.Option(Tta.none, "--tta", help="Test-time augmentation; flip: the mean of image and mirror embeddings."),
     kl_positives: bool = typer.Option(False, "--kl-positives/--no-kl-positives", help="KL loss: captions with equal attributes in a batch are positives."),
-    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="ImageNet weights for the image tower (attrret's backbone factory)."),
+    pretrained: bool = typer.Option(True, "--pretrained/--random-init", help="ImageNet weights for the image tower (attrret's backbone factory) or random init."),
     text_pretrained: Optional[str] = typer.Option(None, "--text-pretrained", help="open_clip:ARCH/TAG pretrained text tower (needs a hub or local weights)."),
     image_size: int = typer.Option(192, "--image-size", help="Square input size (resize and pad); above the classifiers' 160 px default."),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -48,8 +52,6 @@ def clip(
     from attrret.baseline.clip import run_clip_baseline
     from attrret.baseline.config import ClipConfig
 
-    if tta not in ("none", "flip"):
-        raise typer.BadParameter("use none or flip", param_hint="--tta")
     try:
         config = ClipConfig(
             pretrained=pretrained,
@@ -60,7 +62,7 @@ def clip(
             epochs=epochs,
             time_budget=time_budget,
             ema=ema,
-            tta_flip=tta == "flip",
+            tta_flip=tta is Tta.flip,
             kl_positives=kl_positives,
             amp=amp,
             seed=seed,

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from attrret.cli.parse import WrappedHelp
+
 data_app = typer.Typer(help="Datasets: generate the synthetic Track-2 benchmark.", no_args_is_help=True)
 
 
-@data_app.command("synth")
+@data_app.command("synth", cls=WrappedHelp)
 def synth(
     out: Path = typer.Option(..., "--out", help="Output folder (Track-2 layout); must not exist unless --force."),
     pedestrians: int = typer.Option(1200, "--pedestrians", min=0, help="Number of pedestrian images."),

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from attrret.cli.parse import WrappedHelp
+
 
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where data, models, index, submission and report go.")] = Path("attrret-work"),
@@ -29,4 +31,4 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", cls=WrappedHelp)(demo)

@@ -3,25 +3,64 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF
+from attrret.parser.inputs import FORMATS
+
+
+_HYPHEN = "\ue000"  # stands for "-" while wrapping: a private-use character, one column wide
+
+
+class WrappedHelp(TyperCommand):
+    """A command whose ``--help`` wraps to the terminal and never truncates.
+
+    Rich's option table cuts long option names, metavars and words with "…" on an
+    80-column terminal; click's plain help wraps them instead (never inside an option name).
+    Errors keep the app's style (the top-level group prints them). Shared by every command
+    module: ``app.command(name, cls=WrappedHelp)``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["rich_markup_mode"] = None
+        super().__init__(*args, **kwargs)
+
+    def get_help(self, ctx) -> str:
+        # click's formatter (typer's vendored one), told not to break lines at hyphens
+        formatter = ctx.make_formatter()
+        write_text, write_dl = formatter.write_text, formatter.write_dl
+        formatter.write_text = lambda text: write_text(text.replace("-", _HYPHEN))
+        formatter.write_dl = lambda rows, *args, **kwargs: write_dl(
+            [(term, text.replace("-", _HYPHEN)) for term, text in rows], *args, **kwargs)
+        self.format_help(ctx, formatter)
+        return formatter.getvalue().replace(_HYPHEN, "-").rstrip("\n")
+
+
+def choice(name: str, values) -> type[Enum]:
+    """A ``str`` Enum of ``values`` (each member named and valued as itself), for a Typer
+    option whose choices are listed once, where the library defines them, and shown in help."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+InputFormat = choice("InputFormat", FORMATS)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
-    app.command("parse")(parse)
+    app.command("parse", cls=WrappedHelp)(parse)
 
 
 def parse(
-    input: Annotated[str, typer.Argument(help="Captions: .txt (one per line), .jsonl (key 'caption' or 'text'), a Track-2 label file, or - for stdin.")],
+    input: Annotated[str, typer.Argument(metavar="INPUT", help="Captions: .txt (one per line), .jsonl (key 'caption' or 'text'), a Track-2 label file, or - for stdin.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write JSON Lines here (atomically) instead of stdout.")] = None,
     code: Annotated[bool, typer.Option("--code", help="Add 'code21' (pedestrians, ? = unknown bit) or 'attribute' (vehicles).")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Warn about bad lines and parse the rest instead of stopping.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="Input format: auto, txt, jsonl or label.")] = "auto",
+    fmt: Annotated[InputFormat, typer.Option("--format", help="Input format (auto: detected from the input).")] = InputFormat.auto,
     fuzzy_cutoff: Annotated[float, typer.Option("--fuzzy-cutoff", min=1, max=100, help="Minimum rapidfuzz ratio for a misspelt word.")] = DEFAULT_FUZZY_CUTOFF,
 ) -> None:
     """Parse captions into attribute values: stated, implied by the Track-2 grammar, or unknown."""
@@ -35,6 +74,7 @@ def parse(
     from attrret.parser.inputs import STDIN_NAME, read_captions
     from attrret.schema import load_schema
 
+    fmt = fmt.value
     skipped = 0
 
     def warn(err: InputError) -> None:

@@ -9,10 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from attrret.cli.parse import WrappedHelp
+
 
 def register(app: typer.Typer) -> None:
     """Add ``report`` to ``app``."""
-    app.command("report")(report)
+    app.command("report", cls=WrappedHelp)(report)
 
 
 def report(

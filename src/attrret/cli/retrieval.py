@@ -9,6 +9,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from attrret.cli.parse import WrappedHelp, choice
+from attrret.retrieval.ranker import GATES, SCORINGS
+from attrret.retrieval.topk import BACKENDS
+
+Tta = choice("Tta", ("flip", "none"))
+Scoring = choice("Scoring", SCORINGS)
+KindGate = choice("KindGate", GATES)
+Backend = choice("Backend", BACKENDS)
+
 
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
@@ -38,8 +47,8 @@ def predict(
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir with W/models/<task>/model.pt (see --img-sizes for ensembles).")] = Path("attrret-work"),
     models: Annotated[Optional[list[Path]], typer.Option("--models", "-m", help="Ensemble member: a models root (<task>/model.pt inside) or one task dir; repeat for several. Overrides --workdir.")] = None,
     img_sizes: Annotated[Optional[str], typer.Option("--img-sizes", help="Resolution ensemble, e.g. 224,320: one member per size, found among W/models and W/*/models (train each with `attrret train --workdir W/r224 --img-size 224`, ...) by the size in their checkpoints; with --models, keeps the members of these sizes.")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Comma-separated member weights, in member order (default equal).")] = None,
-    tta: Annotated[str, typer.Option("--tta", help="flip (average with the mirrored image) or none.")] = "flip",
+    member_weights: Annotated[Optional[str], typer.Option("--member-weights", help="Comma-separated ensemble member weights, in member order (default equal).")] = None,
+    tta: Annotated[Tta, typer.Option("--tta", help="flip: average with the mirrored image.")] = Tta.flip,
     split: Annotated[str, typer.Option(help="Split of a Track-2 folder to index.")] = "test",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
@@ -49,30 +58,28 @@ def predict(
     from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval.predict import build_index, find_members
 
-    if tta not in ("flip", "none"):
-        raise typer.BadParameter("--tta must be flip or none")
     out = out or workdir / "index"
     refuse_overwriting_inputs({"--out": out}, {"--images": images})
-    members = find_members(None if models else workdir, models or (), _ints(img_sizes, "--img-sizes"), _floats(weights, "--weights"))
+    members = find_members(None if models else workdir, models or (), _ints(img_sizes, "--img-sizes"), _floats(member_weights, "--member-weights"))
     for i, m in enumerate(members):
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, {m.img_size}px, weight {m.weight:g})")
-    s = build_index(images, out, members, tta_flip=tta == "flip", split=split, batch_size=batch_size, device=device, progress=not quiet)
+    s = build_index(images, out, members, tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet)
     typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
 
 
 def rank(
-    queries: Annotated[Path, typer.Option("--queries", "-q", help="test_text.txt (one caption per line) or a label file.")],
+    queries: Annotated[Path, typer.Option("--queries", "-Q", help="test_text.txt (one caption per line) or a label file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Submission JSON (Track-2 format, query order kept).")],
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict.")] = Path("attrret-work/index"),
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="Results per query.")] = 10,
-    scoring: Annotated[str, typer.Option(help="euclidean (published keyword distance) | linear (reference code variant).")] = "euclidean",
+    scoring: Annotated[Scoring, typer.Option(help="euclidean: the published keyword distance; linear: the reference code's variant.")] = Scoring.euclidean,
     use_implied: Annotated[bool, typer.Option("--use-implied/--stated-only", help="Also enforce values the Track-2 grammar implies.")] = False,
     hidden_priors: Annotated[bool, typer.Option("--hidden-priors/--no-hidden-priors", help="Soft targets for groups the caption hides, learned from training labels.")] = False,
     priors_from: Annotated[Optional[Path], typer.Option(help="Training labels for --hidden-priors (default: the data the index's pedestrian models were trained on).")] = None,
     priors_holdout: Annotated[int, typer.Option(min=0, help="With --priors-from: leave out the fixed holdout_split(N, seed 0).")] = 0,
-    kind_gate: Annotated[str, typer.Option(help="hard: rank only images the router calls the query's kind; soft: add --kind-penalty x P(other kind).")] = "hard",
+    kind_gate: Annotated[KindGate, typer.Option(help="hard: rank only images the router calls the query's kind; soft: add --kind-penalty x P(other kind).")] = KindGate.hard,
     kind_penalty: Annotated[float, typer.Option(min=0.0)] = 1.0,
-    backend: Annotated[str, typer.Option(help="numba (fused sparse product + top-k scan, fastest on CPUs) | torch (blocked matmul) | faiss; results are identical.")] = "numba",
+    backend: Annotated[Backend, typer.Option(help="numba: fused sparse product + top-k scan, fastest on CPUs; torch: blocked matmul; results are identical on every backend.")] = Backend.numba,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="JSONL: per query and result, matched / conflicted / unknown groups.")] = None,
 ) -> None:
     """Rank the gallery for every caption and write the Track-2 submission."""
@@ -84,7 +91,8 @@ def rank(
     from attrret.retrieval.ranker import RankOptions
 
     try:
-        options = RankOptions(k=k, scoring=scoring, use_implied=use_implied, gate=kind_gate, penalty=kind_penalty, backend=backend)
+        options = RankOptions(k=k, scoring=scoring.value, use_implied=use_implied, gate=kind_gate.value, penalty=kind_penalty,
+                              backend=backend.value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     refuse_overwriting_inputs({"--out": out, "--explain": explain},
@@ -156,6 +164,6 @@ def evaluate(
 
 def register(app: typer.Typer) -> None:
     """Add ``predict``, ``rank`` and ``evaluate`` to the app."""
-    app.command("predict")(predict)
-    app.command("rank")(rank)
-    app.command("evaluate")(evaluate)
+    app.command("predict", cls=WrappedHelp)(predict)
+    app.command("rank", cls=WrappedHelp)(rank)
+    app.command("evaluate", cls=WrappedHelp)(evaluate)

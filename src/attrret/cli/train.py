@@ -7,6 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from attrret.cli.parse import WrappedHelp, choice
+
+# The library's choices (classifiers.inputs.CROPS, classifiers.train._BALANCES / _TAIL_NORMS),
+# restated because importing them imports torch; tests/cli/test_choices.py keeps them equal.
+Crop = choice("Crop", ("full", "top", "upper", "bottom"))
+TailNorm = choice("TailNorm", ("frozen", "batch"))
+Balance = choice("Balance", ("none", "weighted", "sqrt"))
+
 
 def _table(results) -> str:
     rows = ["| task | train | val | best epoch | val acc | val mA | holdout acc | holdout mA | img/s |",
@@ -29,19 +37,19 @@ def train(
     task: Annotated[str, typer.Option("--task", "-t", help="Task (vehicle.color, pedestrian.hat, router, ...), pedestrian, vehicle or all.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Track-2 folder or labels.txt + images/ folder.")],
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Models go to W/models/<task>/, the trunk cache to W/cache/.")] = Path("attrret-work"),
-    backbone: Annotated[str, typer.Option(help="tf_efficientnet_lite0 | timm:<name> | open_clip:<arch>/<pretrained> | path/to/model.pt")] = "tf_efficientnet_lite0",
-    weights: Annotated[Optional[Path], typer.Option(help="State-dict file for a timm:<name> backbone (offline weights).")] = None,
+    backbone: Annotated[str, typer.Option(help="tf_efficientnet_lite0, timm:<name>, open_clip:<arch>/<pretrained> or path/to/model.pt.")] = "tf_efficientnet_lite0",
+    weights: Annotated[Optional[Path], typer.Option(help="Trunk weights: a state-dict file for a timm:<name> backbone (offline weights).")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained/--random-init", help="Start from pretrained weights or random init.")] = True,
     img_size: Annotated[int, typer.Option(help="Square input size in pixels; 0 = the backbone's native size.")] = 160,
     epochs: Annotated[int, typer.Option(min=1)] = 8,
     batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     trainable_blocks: Annotated[Optional[int], typer.Option(min=0, help="Train the last N blocks/stages + head (default: per backbone family).")] = None,
-    tail_norm: Annotated[str, typer.Option(help="BatchNorms of the trained tail: frozen (pretrained statistics, 1.5-2x faster) | batch.")] = "frozen",
+    tail_norm: Annotated[TailNorm, typer.Option(help="BatchNorms of the trained tail: frozen keeps the pretrained statistics (1.5-2x faster); batch estimates them.")] = TailNorm.frozen,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
-    balance: Annotated[str, typer.Option(help="Class-imbalance handling: none | weighted | sqrt.")] = "weighted",
+    balance: Annotated[Balance, typer.Option(help="Class-imbalance handling: weighted (inverse class frequency), sqrt (its square root) or none.")] = Balance.weighted,
     ema: Annotated[float, typer.Option(min=0.0, max=1.0, help="EMA decay (e.g. 0.999); 0 = off.")] = 0.0,
-    crop: Annotated[str, typer.Option(help="Input region: full | top | upper | bottom.")] = "full",
+    crop: Annotated[Crop, typer.Option(help="Input region of each image.")] = Crop.full,
     holdout: Annotated[int, typer.Option(min=0, help="Keep the fixed holdout_split(N, seed 0) out of training; report it.")] = 0,
     fold: Annotated[Optional[str], typer.Option(help="Select on stratified fold k of K, as k/K.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -59,7 +67,8 @@ def train(
     config = TrainConfig(
         task=task, data=str(data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
         pretrained=pretrained, img_size=img_size or None, epochs=epochs, batch_size=batch_size, lr=lr,
-        trainable_blocks=trainable_blocks, tail_norm=tail_norm, label_smoothing=label_smoothing, balance=balance, ema=ema, crop=crop,
+        trainable_blocks=trainable_blocks, tail_norm=tail_norm.value, label_smoothing=label_smoothing, balance=balance.value, ema=ema,
+        crop=crop.value,
         holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
     )
@@ -72,4 +81,4 @@ def train(
 
 def register(app: typer.Typer) -> None:
     """Add ``train`` to the app."""
-    app.command("train")(train)
+    app.command("train", cls=WrappedHelp)(train)
