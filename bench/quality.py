@@ -241,7 +241,7 @@ def run_dataset(ds: Dataset, key: str, args: argparse.Namespace) -> list[dict]:
     log(f"{ds.name}: CLIP baseline (budget {budget and round(budget)} s)")
     for options in args.variants:
         res = run_baseline(ds, work / ("clip" + "".join(f"-{k}" for k in sorted(options))), budget, args.quick,
-                           pretrained=not args.no_pretrained, **options)
+                           pretrained=not args.random_init, **options)
         rows.append(_row(ds, res))
     return rows
 
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=None, help="attrret training epochs (default: attrret train's default)")
     p.add_argument("--baseline-only", action="store_true", help="skip attrret (its budget then comes from --budget)")
     p.add_argument("--quick", action="store_true", help="small synthetic set and few epochs (a smoke run, not for the README)")
-    p.add_argument("--no-pretrained", action="store_true", help="random image-tower weights for the baseline (smoke runs only)")
+    p.add_argument("--random-init", action="store_true", help="random image-tower weights for the baseline (smoke runs only)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     args.variants = [VARIANTS[v] for v in args.variants.split(",")]

@@ -175,7 +175,7 @@ def _cli() -> typer.Typer:
 def test_cli_trains_ranks_and_prints_metrics(tiny_vehicles, tmp_path):
     result = CliRunner().invoke(
         _cli(),
-        ["baseline", "clip", "--data", str(tiny_vehicles), "--out", str(tmp_path / "w"), "--no-pretrained",
+        ["baseline", "clip", "--data", str(tiny_vehicles), "--out", str(tmp_path / "w"), "--random-init",
          "--image-size", "64", "--epochs", "1", "--batch-size", "32", "--tta", "flip", "--threads", "2"],
     )
     assert result.exit_code == 0, result.output
@@ -185,7 +185,7 @@ def test_cli_trains_ranks_and_prints_metrics(tiny_vehicles, tmp_path):
 
 
 def test_cli_bad_data_is_a_domain_error(tmp_path):
-    result = CliRunner().invoke(_cli(), ["baseline", "clip", "--data", str(tmp_path / "missing"), "--no-pretrained"])
+    result = CliRunner().invoke(_cli(), ["baseline", "clip", "--data", str(tmp_path / "missing"), "--random-init"])
     assert isinstance(result.exception, AttrretError)
     assert "missing" in str(result.exception)
 

@@ -28,7 +28,7 @@ def _commands(group, path: tuple[str, ...] = ()) -> dict:
 
 COMMANDS = _commands(typer.main.get_command(app))
 #: Commands whose module does not use attrret.cli.parse.WrappedHelp yet: rich cuts their help.
-NOT_WRAPPED = {("serve",)}
+NOT_WRAPPED: set = set()
 
 
 @pytest.fixture(scope="module")

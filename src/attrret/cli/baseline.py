@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from attrret.cli.parse import WrappedHelp, choice
+from attrret.cli.options import WrappedHelp, choice
 
 Tta = choice("Tta", ("none", "flip"))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from attrret.cli.parse import WrappedHelp
+from attrret.cli.options import WrappedHelp
 
 data_app = typer.Typer(help="Datasets: generate the synthetic Track-2 benchmark.", no_args_is_help=True)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.parse import WrappedHelp
+from attrret.cli.options import WrappedHelp
 
 
 def demo(

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.parse import WrappedHelp, choice
+from attrret.cli.options import WrappedHelp, choice
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 

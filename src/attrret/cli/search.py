@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from attrret.cli.options import WrappedHelp, choice
+from attrret.schema import SUBJECTS
 
-class Kind(str, Enum):
-    pedestrian = "pedestrian"
-    vehicle = "vehicle"
+
+Kind = choice("Kind", SUBJECTS)
 
 
 def _queries(args: list[str]) -> list[str]:
@@ -54,7 +54,7 @@ def _print_result(result, echo=typer.echo) -> None:
 
 
 def search(
-    queries: Annotated[list[str], typer.Argument(help="Queries, e.g. 'man with glasses, no hat'; '-' reads one per line from stdin.", show_default=False)],
+    queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="Queries, e.g. 'man with glasses, no hat'; '-' reads one per line from stdin.", show_default=False)],
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict (no models needed).")] = Path("attrret-work/index"),
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="Results per query.")] = 10,
     kind: Annotated[Optional[Kind], typer.Option(help="Keep only queries of this kind (others get no results and a warning).")] = None,
@@ -86,7 +86,7 @@ def search(
 
 
 def attributes(
-    images: Annotated[Optional[list[Path]], typer.Argument(help="Images or folders to run the models on directly (with --workdir); without them, the records of every image in --index.", show_default=False)] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(metavar="[IMAGE_OR_DIR]...", help="Images or folders to run the models on directly (with --workdir); without them, the records of every image in --index.", show_default=False)] = None,
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict (used when no IMAGES are given).")] = Path("attrret-work/index"),
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir with W/models/<task>/model.pt (used with IMAGES).")] = Path("attrret-work"),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file: .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
@@ -125,5 +125,5 @@ def attributes(
 
 def register(app: typer.Typer) -> None:
     """Add ``search`` and ``attributes`` to the app."""
-    app.command("search")(search)
-    app.command("attributes")(attributes)
+    app.command("search", cls=WrappedHelp)(search)
+    app.command("attributes", cls=WrappedHelp)(attributes)

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from attrret.cli.options import WrappedHelp
+
 
 def serve(
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict. Reopened by the server when predict replaces it.")] = Path("attrret-work/index"),
@@ -103,4 +105,4 @@ def _Server(config):  # noqa: N802 - a class made on demand: uvicorn is imported
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to the app."""
-    app.command("serve")(serve)
+    app.command("serve", cls=WrappedHelp)(serve)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.parse import WrappedHelp, choice
+from attrret.cli.options import WrappedHelp, choice
 
 # The library's choices (classifiers.inputs.CROPS, classifiers.train._BALANCES / _TAIL_NORMS),
 # restated because importing them imports torch; tests/cli/test_choices.py keeps them equal.
