@@ -54,7 +54,7 @@ def _print_result(result, echo=typer.echo) -> None:
 
 
 def search(
-    queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="Queries, e.g. 'man with glasses, no hat'; '-' reads one per line from stdin.", show_default=False)],
+    queries: Annotated[list[str], typer.Argument(metavar="QUERY", help="Queries, e.g. 'man with glasses, no hat'; '-' reads one per line from stdin.", show_default=False)],
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict (no models needed).")] = Path("attrret-work/index"),
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="Results per query.")] = 10,
     kind: Annotated[Optional[Kind], typer.Option(help="Keep only queries of this kind (others get no results and a warning).")] = None,
@@ -86,7 +86,7 @@ def search(
 
 
 def attributes(
-    images: Annotated[Optional[list[Path]], typer.Argument(metavar="[IMAGE_OR_DIR]...", help="Images or folders to run the models on directly (with --workdir); without them, the records of every image in --index.", show_default=False)] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(metavar="IMAGE_OR_DIR", help="Images or folders to run the models on directly (with --workdir); without them, the records of every image in --index.", show_default=False)] = None,
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict (used when no IMAGES are given).")] = Path("attrret-work/index"),
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir with W/models/<task>/model.pt (used with IMAGES).")] = Path("attrret-work"),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file: .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
