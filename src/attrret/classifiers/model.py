@@ -140,6 +140,10 @@ class Classifier(nn.Module):
 
     def front_hash(self) -> str:
         """Hash of every tensor the front depends on: equal hash => identical front output."""
+        return self.front_sha256()[:20]
+
+    def front_sha256(self) -> str:
+        """The full sha256 that :meth:`front_hash` abbreviates (recorded in lean checkpoints)."""
         h = hashlib.sha256(f"cut={self.cut}".encode())
         seen: set[int] = set()
         tensors: list[tuple[str, torch.Tensor]] = []
@@ -154,4 +158,4 @@ class Classifier(nn.Module):
             seen.add(id(t))
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()[:20]
+        return h.hexdigest()

@@ -6,7 +6,9 @@ every such task's tail: 16 tasks on one backbone cost one front pass plus 16 sma
 16 full forwards. The group is ONE model: each task's tail weights are loaded into it in turn
 (a copy of a few hundred thousand numbers) and its own head applied, so the trunk is built
 once per group, not once per task (building one, with timm's factory and a dummy forward, was
-most of what one image through 16 tasks cost). Probabilities are softmax outputs averaged over
+most of what one image through 16 tasks cost). Lean checkpoints (checkpoint.py) hold only that
+tail and head; the group's front comes from its pretrained weights, built once per process and
+checked against each checkpoint's front hash. Probabilities are softmax outputs averaged over
 the image and its horizontal flip.
 """
 
@@ -20,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attrret.classifiers.backbones import Preprocess, rebuild_backbone
-from attrret.classifiers.checkpoint import Checkpoint, list_model_dirs, load_checkpoint
+from attrret.classifiers.backbones import Preprocess
+from attrret.classifiers.checkpoint import Checkpoint, build_classifier, list_model_dirs, load_checkpoint
 from attrret.classifiers.inputs import load_input, to_tensor
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import autocast, resolve_device, tune_malloc
@@ -36,16 +38,9 @@ def _preprocess(meta: dict) -> Preprocess:
 
 
 def build_model(ck: Checkpoint) -> Classifier:
-    """Rebuild a checkpoint's classifier (architecture from its meta, weights from its state)."""
-    meta = ck.meta
-    bb = rebuild_backbone(meta["backbone"]["arch"], _preprocess(meta))
-    model = Classifier(bb.trunk, bb.feature_dim, len(meta["classes"]), int(meta["trainable_blocks"]),
-                       frozen_tail_norms=meta.get("tail_norm") == "frozen")
-    try:
-        model.load_state_dict(ck.state_dict, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ck.path}: weights do not fit {meta['backbone']['arch']}: {str(exc)[:300]}") from None
-    return model.eval()
+    """Rebuild a checkpoint's classifier (architecture from its meta; the front from the file, or
+    for a lean checkpoint from its pretrained weights, hash-checked; the tail and head from the file)."""
+    return build_classifier(ck)
 
 
 class _TaskTail(NamedTuple):
@@ -60,7 +55,7 @@ class _TaskTail(NamedTuple):
 def _task_tail(ck: Checkpoint, model: Classifier) -> _TaskTail:
     """The tail and head of ``ck``, checked against the group's model (``model``)."""
     keys = model.tail_keys() - {"head.weight", "head.bias"}
-    sd = ck.state_dict
+    sd = ck.stored  # lean or whole, it holds every tail key
     missing = sorted(k for k in [*keys, "head.weight", "head.bias"] if k not in sd)
     if missing:
         raise CheckpointError(f"{ck.path}: weights do not fit {ck.meta['backbone']['arch']}: missing {missing[:3]}")
