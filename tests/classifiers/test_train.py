@@ -181,3 +181,56 @@ def test_balanced_loss_weights_samples_by_their_class():
     expected = (per[0] * 1 + per[1] * 3 + per[2] * 3) / 7
     assert torch.allclose(train_mod.balanced_cross_entropy(logits, target, w), expected)
     assert torch.allclose(train_mod.balanced_cross_entropy(logits, target, None), per.mean())
+
+
+def test_history_loss_is_the_epoch_mean_over_batches(trained, tmp_path, monkeypatch):
+    data, cfg, (gender, _) = trained
+    real, batches = train_mod.balanced_cross_entropy, []
+
+    def recording(logits, target, *args, **kwargs):
+        loss = real(logits, target, *args, **kwargs)
+        batches.append((float(loss.detach()), len(target)))
+        return loss
+
+    monkeypatch.setattr(train_mod, "balanced_cross_entropy", recording)
+    result = train_tasks(TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "w"), "epochs": 1}), progress=False)[0]
+    assert len(batches) > 1 and len({round(b[0], 6) for b in batches}) > 1  # several batches, different losses
+    mean = sum(loss * n for loss, n in batches) / sum(n for _, n in batches)
+    assert result.history[0]["loss"] == pytest.approx(mean, rel=1e-6)
+    assert result.history[0]["loss"] != pytest.approx(batches[-1][0], rel=1e-6)  # not the last batch's
+
+
+def test_best_epoch_is_a_typed_record():
+    import dataclasses
+
+    first = train_mod.BestEpoch()
+    assert first.epoch == -1 and first.state is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.epoch = 3
+    val = {"mA": 0.5, "accuracy": 0.6, "n": 4}
+    assert first.beaten_by(val, has_val=True)
+    best = train_mod.BestEpoch(0, 0.5, val, {"head.bias": torch.zeros(2)})
+    assert not best.beaten_by({**val, "mA": 0.5}, has_val=True)  # a tie keeps the earlier epoch
+    assert best.beaten_by({**val, "mA": 0.1}, has_val=False)  # no selection split: the last epoch wins
+    again = train_mod.BestEpoch.from_snapshot(best.snapshot())
+    assert again.epoch == 0 and again.mA == 0.5 and again.val == val and torch.equal(again.state["head.bias"], torch.zeros(2))
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"device": "cuda:x"}, "unknown device"),
+    ({"crop": "left"}, "crop must be one of full"),
+    ({"tail_norm": "group"}, "tail_norm must be one of frozen, batch"),
+    ({"balance": "oversample"}, "balance must be one of"),
+    ({"fold": "1-5"}, "--fold must look like k/K"),
+    ({"fold": "5/5"}, "need K >= 2 and 0 <= k < K"),
+    ({"holdout": -1}, "holdout must be >= 0"),
+])
+def test_train_config_refuses_unknown_choices(change, says):
+    from attrret.errors import OptionError
+
+    with pytest.raises(OptionError, match=None) as err:
+        TrainConfig(**change)
+    assert says in str(err.value)
+    for ok in ({"device": "cuda:1"}, {"device": "cpu"}, {"fold": "0/5"}, {"crop": "upper"}):
+        TrainConfig(**ok)  # a device this machine lacks is refused when training starts, not here

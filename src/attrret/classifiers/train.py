@@ -4,14 +4,17 @@ Per task: cross-entropy (label smoothing), AdamW (weight decay 1e-5), linear war
 cosine, bf16 autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and
 EMA, per-epoch accuracy and mA on the selection split, best epoch (by mA) kept. Everything
 random derives from ``(seed, task, epoch)``, so a run is reproducible and ``--resume`` after an
-interruption continues exactly where the last finished epoch left off.
+interruption continues exactly where the last finished epoch left off. The loop per task reads
+top to bottom in :func:`_train_one`: :func:`resume`, then per epoch :func:`run_epoch` and
+:func:`save_last`, then :func:`save_best`, over one small state object (``_TaskRun``).
 
 Multi-process: launched under ``torchrun`` (``WORLD_SIZE`` > 1), every rank trains the same
 model on its shard of each batch through DistributedDataParallel (gloo on CPU, nccl on GPU);
 rank 0 builds the trunk cache and writes files, every rank evaluates the full selection split,
 so all ranks pick the same best epoch.
 
-Outputs per task: ``W/models/<task>/model.pt`` (self-describing, see checkpoint.py),
+Outputs per task: ``W/models/<task>/model.pt`` (self-describing, see checkpoint.py; lean, the
+tail and head only, when the front is the default backbone's pinned pretrained weights),
 ``metrics.json`` (history, best epoch, val and holdout metrics), ``config.json`` (the config).
 """
 
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 
 from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
 from attrret.classifiers.cache import FrontCache, open_or_build
-from attrret.classifiers.checkpoint import save_checkpoint
+from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.inputs import CROPS, augment_image, color_safe, load_input, to_tensor
 from attrret.classifiers.metrics import classification_metrics
@@ -50,12 +53,13 @@ from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, load_schema
 
-__all__ = ["TrainConfig", "TaskResult", "train_tasks", "balanced_cross_entropy"]
+__all__ = ["TrainConfig", "TaskResult", "BestEpoch", "train_tasks", "balanced_cross_entropy"]
 
 
 TASK_LOCK_PREFIX = LOCK_PREFIX + "train-"  # W/models/.attrret-train-<task>.lock
 _BALANCES = ("none", "weighted", "sqrt")
 _TAIL_NORMS = ("frozen", "batch")
+_DEVICE_TYPES = ("cpu", "cuda", "mps")  # and "auto"; whether this machine has one is checked when training starts
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,17 @@ class TrainConfig:
                                      ("crop", self.crop, tuple(CROPS))):
             if value not in choices:
                 raise OptionError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        kind, _, index = self.device.partition(":")
+        if self.device != "auto" and not (kind in _DEVICE_TYPES and (not index or index.isdigit())):
+            raise OptionError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if self.holdout < 0:
+            raise OptionError(f"holdout must be >= 0 images, got {self.holdout}")
+        if self.fold:
+            k, _, n = self.fold.partition("/")
+            if not (k.isdigit() and n.isdigit()):
+                raise OptionError(f"--fold must look like k/K (e.g. 0/5), got {self.fold!r}")
+            if not (int(n) >= 2 and int(k) < int(n)):
+                raise OptionError(f"--fold {self.fold}: need K >= 2 and 0 <= k < K")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -369,20 +384,98 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
     return results
 
 
+@dataclass(frozen=True)
+class BestEpoch:
+    """The epoch kept so far: the best selection-split mA (every epoch beats the last when
+    there is no selection split). ``state`` is that epoch's :meth:`Classifier.tail_state_dict`."""
+
+    epoch: int = -1
+    mA: float = -1.0
+    val: dict | None = None
+    state: dict[str, torch.Tensor] | None = None
+
+    def beaten_by(self, val: dict, has_val: bool) -> bool:
+        return val["mA"] > self.mA or not has_val
+
+    def snapshot(self) -> dict:
+        """The ``best_*`` entries of ``last.pt``."""
+        return {"best_epoch": self.epoch, "best_mA": self.mA, "best_state": self.state, "best_val": self.val}
+
+    @classmethod
+    def from_snapshot(cls, state: dict) -> BestEpoch:
+        return cls(state["best_epoch"], state["best_mA"], state["best_val"], state["best_state"])
+
+
+@dataclass
+class _TaskRun:
+    """One task's training state, carried from epoch to epoch (and what ``last.pt`` saves)."""
+
+    task: str
+    classes: tuple[str, ...]
+    resolved: dict  # the config as this task ran it
+    model: Classifier
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    ema: torch.nn.Module | None  # torch.optim.swa_utils.AveragedModel
+    weights: torch.Tensor | None  # class weights of the loss
+    inputs: _Inputs
+    steps: int  # optimiser steps per epoch
+    front_hash: str
+    next_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: BestEpoch = BestEpoch()
+    train_time: float = 0.0
+    train_seen: int = 0
+
+    @property
+    def eval_model(self) -> Classifier:
+        return self.ema.module if self.ema is not None else self.model
+
+
 def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, n_blocks: int, cache: FrontCache | None,
                device: torch.device, d: _Dist, prog, log, fingerprint: str) -> TaskResult:
-    task, classes = group.task, group.classes
-    out_dir = Path(config.workdir) / "models" / task
-    resolved = {**config.as_dict(), "task": task, "trainable_blocks": n_blocks}
-    if config.resume and (out_dir / "metrics.json").is_file():
-        done = json.loads((out_dir / "metrics.json").read_text())
-        if done.get("complete") and _same_run(done.get("config"), resolved):
-            log(f"{task}: already trained with this config, skipped (--resume)")
-            return TaskResult(task, out_dir, classes, done["n_train"], done["n_val"], done["n_holdout"], done["best_epoch"],
-                              done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
+    """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
+    out_dir = Path(config.workdir) / "models" / group.task
+    resolved = {**config.as_dict(), "task": group.task, "trainable_blocks": n_blocks}
+    done = _already_trained(config, group, out_dir, resolved, log)
+    if done is not None:
+        return done
+    run = _start(config, group, td, backbone, n_blocks, cache, device, d, resolved)
+    last_path = out_dir / "last.pt"
+    if config.resume:
+        resume(run, last_path, log)
+    bar = prog.add_task(f"{group.task:<22}", total=run.steps * config.epochs, completed=run.next_epoch * run.steps, ips=0.0, loss=0.0)
+    t_task = time.perf_counter()
+    for epoch in range(run.next_epoch, config.epochs):
+        run_epoch(run, config, td, epoch, device, d,
+                  on_step=lambda loss: prog.update(bar, advance=1, ips=run.train_seen / max(run.train_time, 1e-9), loss=loss))
+        entry = run.history[-1]
+        log(f"{group.task}: epoch {epoch + 1}/{config.epochs} {entry['seconds']:.1f} s, "
+            f"val acc {entry['val']['accuracy']:.3f} mA {entry['val']['mA']:.3f}")
+        if d.main:
+            save_last(run, last_path)
+    return save_best(run, config, group, td, backbone, cache, device, d, fingerprint, out_dir, time.perf_counter() - t_task)
 
-    torch.manual_seed(_task_seed(config.seed, task))
-    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(classes), n_blocks,
+
+def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved: dict, log) -> TaskResult | None:
+    """With ``--resume``, the result of a finished training of this same config (then nothing runs)."""
+    if not (config.resume and (out_dir / "metrics.json").is_file()):
+        return None
+    done = json.loads((out_dir / "metrics.json").read_text())
+    if not (done.get("complete") and _same_run(done.get("config"), resolved)):
+        return None
+    log(f"{group.task}: already trained with this config, skipped (--resume)")
+    return TaskResult(group.task, out_dir, group.classes, done["n_train"], done["n_val"], done["n_holdout"], done["best_epoch"],
+                      done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
+
+
+def _start(config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, n_blocks: int, cache: FrontCache | None,
+           device: torch.device, d: _Dist, resolved: dict) -> _TaskRun:
+    """A fresh model (seeded per task), optimiser, schedule, loss weights and EMA for one task."""
+    torch.manual_seed(_task_seed(config.seed, group.task))
+    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(group.classes), n_blocks,
                        frozen_tail_norms=config.tail_norm == "frozen").to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -391,116 +484,133 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    params = model.trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    per_rank = config.batch_size
-    steps = max(1, math.ceil(len(td.train) / (per_rank * d.world)))
-    total = steps * config.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(round(config.warmup_epochs * steps))))
-    weights = _class_weights(td.train, len(classes), config.balance)
-    weights = weights.to(device) if weights is not None else None
-    scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and config.amp) else None
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = max(1, math.ceil(len(td.train) / (config.batch_size * d.world)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps * config.epochs, int(round(config.warmup_epochs * steps))))
+    weights = _class_weights(td.train, len(group.classes), config.balance)
     ema = None
     if config.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
-    inputs = _Inputs(model, backbone, config.crop, cache, device, config.amp)
-    eval_model = (lambda: ema.module) if ema is not None else (lambda: model)
+    return _TaskRun(
+        task=group.task, classes=group.classes, resolved=resolved, model=model, net=net, opt=opt, sched=sched,
+        scaler=torch.amp.GradScaler("cuda") if (device.type == "cuda" and config.amp) else None, ema=ema,
+        weights=weights.to(device) if weights is not None else None,
+        inputs=_Inputs(model, backbone, config.crop, cache, device, config.amp), steps=steps,
+        front_hash=model.front_hash(),  # snapshots hold the tail only; resume checks they fit this front
+    )
 
-    start_epoch, history, best = 0, [], {"epoch": -1, "mA": -1.0, "state": None, "val": None}
-    last_path = out_dir / "last.pt"
-    front_hash = model.front_hash()  # snapshots hold the tail only; resume checks they fit this front
-    state = None
-    if config.resume and last_path.is_file():
-        try:  # attrret wrote it; a torn one (a crash, a full disk) must not block the run
-            state = torch.load(last_path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                raise ValueError("not a resume state")
-        except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds on a torn zip
-            log(f"{task}: warning: {last_path} is damaged ({type(exc).__name__}); starting afresh")
-            state = None
-    if state is not None:
-        if _same_run(state.get("config"), resolved) and state.get("front_hash") == front_hash:
-            try:
-                model.load_tail_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                sched.load_state_dict(state["scheduler"])
-                if ema is not None and state.get("ema") is not None:
-                    ema.load_state_dict(state["ema"])
-            except (KeyError, ValueError, RuntimeError) as exc:
-                raise AttrretError(f"{last_path} does not fit this model ({exc}); delete it or train without --resume") from None
-            start_epoch, history = state["epoch"] + 1, list(state["history"])
-            best = {"epoch": state["best_epoch"], "mA": state["best_mA"], "state": state["best_state"], "val": state["best_val"]}
-            log(f"{task}: resumed after epoch {state['epoch'] + 1}")
-        else:
-            log(f"{task}: {last_path} is from another config or front; starting afresh")
 
-    bar = prog.add_task(f"{task:<22}", total=total, completed=start_epoch * steps, ips=0.0, loss=0.0)
-    train_time, train_seen, t_task = 0.0, 0, time.perf_counter()
-    photometric = color_safe(task)
+def resume(run: _TaskRun, last_path: Path, log) -> None:
+    """Continue after the last finished epoch saved in ``last_path``, when it is from this same
+    run and front; a damaged or foreign one is reported and training starts afresh."""
+    if not last_path.is_file():
+        return
+    try:  # attrret wrote it; a torn one (a crash, a full disk) must not block the run
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError("not a resume state")
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds on a torn zip
+        log(f"{run.task}: warning: {last_path} is damaged ({type(exc).__name__}); starting afresh")
+        return
+    if not (_same_run(state.get("config"), run.resolved) and state.get("front_hash") == run.front_hash):
+        log(f"{run.task}: {last_path} is from another config or front; starting afresh")
+        return
+    try:
+        run.model.load_tail_state_dict(state["model"])
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+        if run.ema is not None and state.get("ema") is not None:
+            run.ema.load_state_dict(state["ema"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise AttrretError(f"{last_path} does not fit this model ({exc}); delete it or train without --resume") from None
+    run.next_epoch, run.history = state["epoch"] + 1, list(state["history"])
+    run.best = BestEpoch.from_snapshot(state)
+    log(f"{run.task}: resumed after epoch {state['epoch'] + 1}")
+
+
+def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, device: torch.device, d: _Dist,
+              on_step: Callable[[float], None] = lambda loss: None) -> None:
+    """Train one epoch (every random choice from ``(seed, task, epoch)``), evaluate it on the
+    selection split, append its history entry and keep it if it is the best so far.
+
+    The history's ``loss`` is this rank's mean training loss over the epoch's batches.
+    """
+    seed = _task_seed(config.seed, run.task, epoch + 1)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    per_rank = config.batch_size
+    order = rng.permutation(len(td.train))
+    need = run.steps * per_rank * d.world  # every rank runs the same number of equal batches
+    order = np.resize(order, need) if len(order) < need else order[:need]
+    shard = order[d.rank :: d.world]
     labels = np.array([y for _, y in td.train])
-    for epoch in range(start_epoch, config.epochs):
-        seed = _task_seed(config.seed, task, epoch + 1)
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(td.train))
-        need = steps * per_rank * d.world  # every rank runs the same number of equal batches
-        order = np.resize(order, need) if len(order) < need else order[:need]
-        shard = order[d.rank :: d.world]
-        net.train()
-        t0 = time.perf_counter()
-        for s in range(steps):
-            idx = shard[s * per_rank : (s + 1) * per_rank]
-            x = _channels_last(inputs.train_batch([td.train[i][0] for i in idx], rng, photometric), device)
-            y = torch.from_numpy(labels[idx]).to(device)
-            with autocast(device, config.amp):
-                logits = net(x, from_front=True)
-            loss = balanced_cross_entropy(logits.float(), y, weights, config.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            # Test-only (attrret.faults): killed right after the first optimiser step of epoch N,
-            # a well-defined point mid-epoch with epoch N-1's last.pt on disk.
-            fault_point("ATTRRET_TEST_KILL_AT_EPOCH", str(epoch + 1))
-            n = len(idx) * d.world
-            train_seen += n
-            elapsed = train_time + time.perf_counter() - t0
-            prog.update(bar, advance=1, ips=train_seen / max(elapsed, 1e-9), loss=float(loss.detach()))
-        epoch_seconds = time.perf_counter() - t0
-        train_time += epoch_seconds
-        if not math.isfinite(float(loss.detach())):
-            raise AttrretError(f"{task}: training diverged in epoch {epoch + 1} (loss is {float(loss.detach())}); "
-                               "lower --lr and train again")
-        if d.world > 1:  # DDP syncs gradients; make norm statistics identical on every rank too
-            import torch.distributed as dist
+    photometric = color_safe(run.task)
+    run.net.train()
+    t_start = t0 = time.perf_counter()
+    loss_sum, loss_n = 0.0, 0
+    for s in range(run.steps):
+        idx = shard[s * per_rank : (s + 1) * per_rank]
+        x = _channels_last(run.inputs.train_batch([td.train[i][0] for i in idx], rng, photometric), device)
+        y = torch.from_numpy(labels[idx]).to(device)
+        with autocast(device, config.amp):
+            logits = run.net(x, from_front=True)
+        loss = balanced_cross_entropy(logits.float(), y, run.weights, config.label_smoothing)
+        run.opt.zero_grad(set_to_none=True)
+        if run.scaler is not None:
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.opt)
+            run.scaler.update()
+        else:
+            loss.backward()
+            run.opt.step()
+        run.sched.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        # Test-only (attrret.faults): killed right after the first optimiser step of epoch N,
+        # a well-defined point mid-epoch with epoch N-1's last.pt on disk.
+        fault_point("ATTRRET_TEST_KILL_AT_EPOCH", str(epoch + 1))
+        batch_loss = float(loss.detach())
+        loss_sum, loss_n = loss_sum + batch_loss * len(idx), loss_n + len(idx)
+        run.train_seen += len(idx) * d.world
+        now = time.perf_counter()
+        run.train_time, t0 = run.train_time + (now - t0), now
+        on_step(batch_loss)
+    epoch_seconds = t0 - t_start
+    mean_loss = loss_sum / max(1, loss_n)
+    if not math.isfinite(mean_loss):
+        raise AttrretError(f"{run.task}: training diverged in epoch {epoch + 1} (loss is {mean_loss}); "
+                           "lower --lr and train again")
+    if d.world > 1:  # DDP syncs gradients; make norm statistics identical on every rank too
+        import torch.distributed as dist
 
-            for b in model.buffers():
-                dist.broadcast(b, 0)
-        val = _evaluate(eval_model(), inputs, td.val, classes, config.batch_size, device, config.amp)
-        history.append({"epoch": epoch, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], "seconds": epoch_seconds,
+        for b in run.model.buffers():
+            dist.broadcast(b, 0)
+    val = _evaluate(run.eval_model, run.inputs, td.val, run.classes, config.batch_size, device, config.amp)
+    run.history.append({"epoch": epoch, "loss": mean_loss, "lr": run.sched.get_last_lr()[0], "seconds": epoch_seconds,
                         "val": _summary(val)})
-        log(f"{task}: epoch {epoch + 1}/{config.epochs} {epoch_seconds:.1f} s, val acc {val['accuracy']:.3f} mA {val['mA']:.3f}")
-        if val["mA"] > best["mA"] or not td.val:
-            best = {"epoch": epoch, "mA": val["mA"], "val": val, "state": eval_model().tail_state_dict()}
-        if d.main:
-            with atomic_path(last_path) as tmp:  # a name unique to this process: two runs never share a temp file
-                torch.save({"config": resolved, "front_hash": front_hash, "epoch": epoch, "history": history,
-                            "model": model.tail_state_dict(),
-                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                            "ema": ema.state_dict() if ema is not None else None, "best_epoch": best["epoch"],
-                            "best_mA": best["mA"], "best_state": best["state"], "best_val": best["val"]}, tmp)
+    if run.best.beaten_by(val, bool(td.val)):
+        run.best = BestEpoch(epoch, val["mA"], val, run.eval_model.tail_state_dict())
+    run.next_epoch = epoch + 1
 
-    final = model  # training is over: the best epoch's tail goes into the same network
-    final.load_tail_state_dict(best["state"])
+
+def save_last(run: _TaskRun, last_path: Path) -> None:
+    """``last.pt``: everything ``resume`` needs to continue after this epoch, written atomically
+    (under a temporary name unique to this process, renamed into place when complete)."""
+    with atomic_path(last_path) as tmp:
+        torch.save({"config": run.resolved, "front_hash": run.front_hash, "epoch": run.next_epoch - 1, "history": run.history,
+                    "model": run.model.tail_state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+                    "ema": run.ema.state_dict() if run.ema is not None else None, **run.best.snapshot()}, tmp)
+
+
+def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, cache: FrontCache | None,
+              device: torch.device, d: _Dist, fingerprint: str, out_dir: Path, seconds: float) -> TaskResult:
+    """Load the best epoch into the model, evaluate it on the holdout and (rank 0) write
+    ``model.pt``, ``config.json`` and ``metrics.json``, then remove ``last.pt``."""
+    task, classes, best = group.task, group.classes, run.best
+    final = run.model  # training is over: the best epoch's tail goes into the same network
+    final.load_tail_state_dict(best.state)
     final.eval()
     if not all(bool(torch.isfinite(t).all()) for t in final.state_dict().values() if t.is_floating_point()):
         raise AttrretError(f"{task}: the trained weights are not finite (NaN or inf); lower --lr and train again")
@@ -509,34 +619,35 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
         holdout = _evaluate(final, _Inputs(final, backbone, config.crop, cache, device, config.amp), td.holdout, classes,
                             config.batch_size, device, config.amp)
     digest = _state_digest(final)
-    seconds = time.perf_counter() - t_task
-    ips = train_seen / train_time if train_time else 0.0
+    ips = run.train_seen / run.train_time if run.train_time else 0.0
     metrics = {
-        "task": task, "classes": list(classes), "complete": True, "best_epoch": best["epoch"], "val": best["val"],
+        "task": task, "classes": list(classes), "complete": True, "best_epoch": best.epoch, "val": best.val,
         "val_source": td.val_source, "holdout": holdout, "holdout_source": td.holdout_source if td.holdout else None,
-        "history": history, "n_train": len(td.train), "n_val": len(td.val), "n_holdout": len(td.holdout),
-        "train_seconds": train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": resolved,
+        "history": run.history, "n_train": len(td.train), "n_val": len(td.val), "n_holdout": len(td.holdout),
+        "train_seconds": run.train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": run.resolved,
     }
     if d.main:
+        front = front_record(backbone, final)
         meta = {
             "task": task, "subject": group.subject, "group": group.name, "classes": list(classes),
             "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
                          "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
-            "preprocess": backbone.preprocess.as_dict(), "crop": config.crop, "trainable_blocks": n_blocks,
+            "preprocess": backbone.preprocess.as_dict(), "crop": config.crop, "trainable_blocks": final.trainable_blocks,
             "tail_norm": config.tail_norm,
-            "cut": final.cut, "front_hash": front_hash, "schema_fingerprint": fingerprint,
-            "metrics": {"best_epoch": best["epoch"], "val": _summary(best["val"]), "holdout": _summary(holdout) if holdout else None},
-            "config": resolved,
+            "cut": final.cut, **front, "schema_fingerprint": fingerprint,
+            "metrics": {"best_epoch": best.epoch, "val": _summary(best.val), "holdout": _summary(holdout) if holdout else None},
+            "config": run.resolved,
         }
-        save_checkpoint(out_dir / "model.pt", meta, final.state_dict())
-        atomic_write_text(out_dir / "config.json", json.dumps(resolved, indent=2))
+        # Lean (the front rebuilt from its pinned pretrained weights): the tail and head only.
+        save_checkpoint(out_dir / "model.pt", meta, final.tail_state_dict() if front["front"] == FRONT_PRETRAINED else final.state_dict())
+        atomic_write_text(out_dir / "config.json", json.dumps(run.resolved, indent=2))
         atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
-        last_path.unlink(missing_ok=True)
+        (out_dir / "last.pt").unlink(missing_ok=True)
     if d.world > 1:
-        print(f"[rank {d.rank}/{d.world}] {task}: weights sha256={digest} best_epoch={best['epoch']} "
-              f"val_mA={best['mA']:.6f}", file=sys.stderr, flush=True)
-    return TaskResult(task, out_dir, classes, len(td.train), len(td.val), len(td.holdout), best["epoch"], best["val"],
-                      holdout, history, seconds, ips, digest)
+        print(f"[rank {d.rank}/{d.world}] {task}: weights sha256={digest} best_epoch={best.epoch} "
+              f"val_mA={best.mA:.6f}", file=sys.stderr, flush=True)
+    return TaskResult(task, out_dir, classes, len(td.train), len(td.val), len(td.holdout), best.epoch, best.val,
+                      holdout, run.history, seconds, ips, digest)
 
 
 def _same_run(saved: dict | None, current: dict) -> bool:
