@@ -12,6 +12,9 @@ folder outside the project. Each row runs in fresh processes, interleaved, media
   of tasks sharing a front; each task keeps only its tail and head) vs the way it did before
   (one model, with timm's factory and a dummy forward to size the head, per task).
 
+Also the checkpoint size per task: ``model.pt`` as written (lean: tail, head and the identity
+of the pretrained front) beside the same model saved whole (the previous format).
+
 Prints a Markdown table; writes ``bench/results/attributes.json``.
 """
 
@@ -60,6 +63,24 @@ def child(mode: str, workdir: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t0, "models": len(models)}))
 
 
+def checkpoint_sizes(workdir: Path, tmp: Path) -> dict[str, float]:
+    """Mean bytes per task: the ``model.pt`` files as written now (lean: tail, head and the
+    identity of the pretrained front) and the same models saved whole (every trunk tensor, as
+    checkpoints were before), with ``torch.save`` in the same run."""
+    import torch
+
+    from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint
+
+    lean, whole = [], []
+    for d in list_model_dirs(workdir):
+        ck = load_checkpoint(d)
+        lean.append((d / "model.pt").stat().st_size)
+        out = tmp / "whole.pt"
+        torch.save({"meta": ck.meta, "state_dict": build_classifier(ck).state_dict()}, out)
+        whole.append(out.stat().st_size)
+    return {"lean": sum(lean) / len(lean), "whole": sum(whole) / len(whole), "tasks": len(lean)}
+
+
 def timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -84,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([*attrret, "train", "--task", "all", "--data", str(data), "--workdir", str(work), "--epochs", "1", "--quiet"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         image = sorted((data / "test" / "test_images").iterdir())[0]
+        sizes = checkpoint_sizes(work, Path(tmp))
         runs: dict[str, list[float]] = {"command": [], "shared": [], "per-task": []}
         models = 0
         for _ in range(args.rounds):
@@ -102,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| model set-up, one model per front (now) | {med['shared']:.2f} | {min(runs['shared']):.2f} |")
     print(f"| model set-up, one model per task (before) | {med['per-task']:.2f} | {min(runs['per-task']):.2f} |")
     print(f"\nmodel set-up: {med['per-task'] / med['shared']:.1f}x faster with one build per front")
-    res = {**json_header("attributes"), "models": models, "rounds": runs, "median_s": med}
+    print(f"\ncheckpoint size per task (mean of {sizes['tasks']}): {sizes['lean'] / 2**20:.2f} MiB as written (lean: tail, "
+          f"head and the front's identity) vs {sizes['whole'] / 2**20:.2f} MiB saved whole (every trunk tensor, the "
+          f"previous format): {sizes['whole'] / sizes['lean']:.1f}x smaller")
+    res = {**json_header("attributes"), "models": models, "rounds": runs, "median_s": med, "checkpoint_bytes": sizes}
     atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
     return 0
 
