@@ -294,8 +294,11 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
             U[:, -1] += options.penalty
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
         k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
+        # With a cache the whole gallery is prepared anyway: one chunk per kind, so each call
+        # hands the scan threads one piece of work instead of one per 32,768 rows.
+        chunk = {} if cache is None else {"chunk_rows": max(len(index), 1)}
         top = exact_topk(index.probs, Scoring(U, V, const), k, cols=cols, rows=gallery_rows, backend=options.backend,
-                         groups=list(local.values()), cache=None if cache is None else cache.gallery)
+                         groups=list(local.values()), cache=None if cache is None else cache.gallery, **chunk)
         fallbacks += top.fallbacks
         short = set(np.flatnonzero((top.rows < 0).any(axis=1)).tolist())  # fewer than k images of this kind
         for r, (j, got, d) in enumerate(zip(members, top.rows, top.dist)):
