@@ -51,6 +51,19 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
+def require_chromium() -> str:
+    """The Chromium binary for a browser test: a failure on CI (where .ci/run installs it), a
+    skip elsewhere."""
+    import pytest
+
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but /usr/bin/chromium is missing: .ci/run should have installed it")
+        pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it and runs this test")
+    return path
+
+
 def _high_fd(fd: int) -> int:
     new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(fd)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from .pictures import draw_crop
 
 # Vehicles first, then pedestrians, as in every Track-2 file. Codes agree with the captions.
 LABEL_LINES = [
@@ -45,22 +47,7 @@ class Track2Set:
 
 def draw(name: str, i: int) -> Image.Image:
     """A crop-like picture: a tall figure for pedestrians, a wide box with wheels for vehicles."""
-    colour = COLOURS[i % len(COLOURS)]
-    if name.startswith("vehicle_"):
-        im = Image.new("RGB", (160, 96), (110, 110, 115))
-        d = ImageDraw.Draw(im)
-        d.rectangle((14, 30, 146, 72), fill=colour)
-        d.rectangle((40, 14, 118, 34), fill=tuple(c // 2 for c in colour))
-        for x in (40, 120):
-            d.ellipse((x - 12, 62, x + 12, 86), fill=(20, 20, 20))
-    else:
-        im = Image.new("RGB", (64, 160), (150, 160, 150))
-        d = ImageDraw.Draw(im)
-        d.ellipse((22, 8, 42, 28), fill=(230, 190, 160))
-        d.rectangle((16, 30, 48, 90), fill=colour)
-        d.rectangle((18, 90, 30, 150), fill=(40, 40, 60))
-        d.rectangle((34, 90, 46, 150), fill=(40, 40, 60))
-    return im
+    return draw_crop(name.startswith("vehicle_"), COLOURS[i % len(COLOURS)])
 
 
 def make_track2_set(root: Path) -> Track2Set:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from PIL import Image
 
 from attrret.report import build_report
 
-from .cdp import Browser, chromium_path
+from .cdp import Browser, require_chromium
 from .conftest import Track2Set
 from .pagedata import page_data
 
@@ -24,12 +23,7 @@ PAGE_SIZE = 4  # 10 queries -> pages of 4, 4 and 2
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but /usr/bin/chromium is missing: .ci/run should have installed it")
-        pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it and runs this test")
-    return path
+    return require_chromium()
 
 
 def evaluate_json(track2_set: Track2Set) -> dict:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+from report.pictures import draw_crop
 
 from attrret.retrieval.index import IndexHeader, write_index
 from attrret.schema import load_schema
@@ -50,21 +51,7 @@ def _one_hot(size: int, at: int, p: float = 0.9) -> list[float]:
 
 def draw(name: str, colour: tuple[int, int, int]) -> Image.Image:
     """A crop-like picture: a tall figure for pedestrians, a wide box with wheels for vehicles."""
-    if "ped_" not in name:
-        im = Image.new("RGB", (160, 96), (110, 110, 115))
-        d = ImageDraw.Draw(im)
-        d.rectangle((14, 30, 146, 72), fill=colour)
-        d.rectangle((40, 14, 118, 34), fill=tuple(c // 2 for c in colour))
-        for x in (40, 120):
-            d.ellipse((x - 12, 62, x + 12, 86), fill=(20, 20, 20))
-    else:
-        im = Image.new("RGB", (64, 160), (150, 160, 150))
-        d = ImageDraw.Draw(im)
-        d.ellipse((22, 8, 42, 28), fill=(230, 190, 160))
-        d.rectangle((16, 30, 48, 90), fill=colour)
-        d.rectangle((18, 90, 30, 150), fill=(40, 40, 60))
-        d.rectangle((34, 90, 46, 150), fill=(40, 40, 60))
-    return im
+    return draw_crop("ped_" not in name, colour)
 
 
 #: name -> (kind, {task: class}) for the classes the rows are confident about; the rest random.

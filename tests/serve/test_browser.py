@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from PIL import Image
 
-from report.cdp import Browser, chromium_path
+from report.cdp import Browser, require_chromium
 
 from .conftest import Server, ServeSet, get, start_server, stop_server
 
@@ -30,12 +29,7 @@ ODD = "odd/<b>white</b> bus #1?%&.jpg"
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but /usr/bin/chromium is missing: .ci/run should have installed it")
-        pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it and runs this test")
-    return path
+    return require_chromium()
 
 
 CHIPS = """Array.from(document.querySelectorAll('#chips .chip')).map(c =>
