@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from bench import json_header  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.retrieval.index import IndexHeader, write_index  # noqa: E402
+from attrret.retrieval.predict import task_columns  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
 
 QUERY = "A female pedestrian who is a minor, with her body facing the camera and carrying a backpack."
@@ -49,10 +50,8 @@ TARGET_S = 1.5
 def write_random_index(path: Path, n: int, seed: int = 0) -> None:
     schema = load_schema()
     rng = np.random.default_rng(seed)
-    columns, at = {}, 0
-    for g in schema.tasks:
-        columns[g.task] = (at, at + g.size)
-        at += g.size
+    columns = task_columns(None, schema)
+    at = max(stop for _, stop in columns.values())
     probs = np.empty((n, at), np.float32)
     for task, (a, b) in columns.items():
         x = rng.gamma(1.0, size=(n, b - a)).astype(np.float32)

@@ -95,14 +95,13 @@ def queries(seed: int = 0) -> list[str]:
 def write_synthetic_index(path: Path, n: int, image: Path, seed: int = 0, chunk: int = 100_000) -> float:
     """Write an ``n``-image index (module doc) at ``path``; returns the seconds it took."""
     from attrret.retrieval.index import IndexHeader, write_index
+    from attrret.retrieval.predict import task_columns
     from attrret.schema import load_schema
 
     t = time.perf_counter()
     schema = load_schema()
-    columns, at = {}, 0
-    for g in schema.tasks:
-        columns[g.task] = (at, at + g.size)
-        at += g.size
+    columns = task_columns(None, schema)
+    at = max(stop for _, stop in columns.values())
     rng = np.random.default_rng(seed)
     probs = np.empty((n, at), np.float32)
     for s in range(0, n, chunk):

@@ -14,6 +14,7 @@ from attrret.attributes import image_record
 from attrret.parser import CaptionParser
 from attrret.parser.export import query_record
 from attrret.retrieval.index import IndexHeader, open_index, write_index
+from attrret.retrieval.predict import task_columns
 from attrret.retrieval.ranker import RankOptions, explain, rank
 from attrret.schema import load_schema
 from attrret.search import MAX_K, MAX_QUERY_CHARS, Searcher, UnknownImage, _Combiner, _Request
@@ -32,10 +33,8 @@ def write_gallery(path: Path, images: Path, seed: int = 0, n: int = 40) -> Path:
     """A real index over ``n`` drawn images: random peaky probabilities, a router column, and two
     images with known attributes (``woman_backpack.jpg``, ``red_geely_suv.jpg``)."""
     rng = np.random.default_rng(seed)
-    columns, at = {}, 0
-    for g in SCHEMA.tasks:
-        columns[g.task] = (at, at + g.size)
-        at += g.size
+    columns = task_columns(None, SCHEMA)
+    at = max(stop for _, stop in columns.values())
     names = [f"img_{i:03d}.jpg" for i in range(n)] + ["woman_backpack.jpg", "red_geely_suv.jpg"]
     probs = np.zeros((len(names), at), np.float32)
     for i in range(len(names)):

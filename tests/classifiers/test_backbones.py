@@ -43,20 +43,25 @@ def test_preprocessing_is_read_from_the_model():
     assert other.arch == "timm:test_efficientnet" and other.family == "efficientnet"
 
 
+def offline_error(spec: str, monkeypatch, tmp_path) -> str:
+    """The message of building ``spec`` offline with empty hub and torch caches."""
+    import huggingface_hub.constants as c
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(BackboneError) as err:
+        create_backbone(spec)
+    return str(err.value)
+
+
 @pytest.mark.parametrize(
     "spec",
     ["timm:eva02_tiny_patch14_224.mim_in22k", "open_clip:EVA02-B-16/merged2b_s8b_b131k"],
 )
 def test_offline_missing_weights_fail_at_once_with_instructions(spec, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
-    import huggingface_hub.constants as c
-
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    with pytest.raises(BackboneError) as err:
-        create_backbone(spec)
-    msg = str(err.value)
+    msg = offline_error(spec, monkeypatch, tmp_path)
     assert "HF_HUB_OFFLINE" in msg and "download once" in msg and "tf_efficientnet_lite0" in msg
 
 
@@ -138,15 +143,7 @@ def test_advised_download_command_runs(spec, runnable, monkeypatch, tmp_path):
     import subprocess
     import sys
 
-    import huggingface_hub.constants as c
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    with pytest.raises(BackboneError) as err:
-        create_backbone(spec)
-    msg = str(err.value)
+    msg = offline_error(spec, monkeypatch, tmp_path)
     assert "--random-init" in msg and "--no-pretrained" not in msg
     code = re.search(r'python -c "([^"]+)"', msg).group(1)
     assert "ensure_torchvision()" in code and runnable[0] in code

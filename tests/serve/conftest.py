@@ -33,6 +33,7 @@ from PIL import Image
 from report.pictures import draw_crop
 
 from attrret.retrieval.index import IndexHeader, write_index
+from attrret.retrieval.predict import task_columns
 from attrret.schema import load_schema
 
 
@@ -77,10 +78,8 @@ def make_serve_set(root: Path, seed: int = 0) -> ServeSet:
     rng = np.random.default_rng(seed)
     gallery = root / "gallery"
     tasks = list(schema.tasks)
-    columns, at = {}, 0
-    for t in tasks:
-        columns[t.task] = (at, at + t.size)
-        at += t.size
+    columns = task_columns(None, schema)
+    at = max(stop for _, stop in columns.values())
     names = list(ROWS)
     probs = np.zeros((len(names), at), np.float32)
     files, paths = [], {}

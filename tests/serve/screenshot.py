@@ -110,14 +110,13 @@ def draw_vehicle(v: dict) -> Image.Image:
 def make_gallery(root: Path, n_ped: int = 40, n_veh: int = 16, seed: int = 3) -> Path:
     """Draw the gallery and write its index (module doc); returns the index folder."""
     from attrret.retrieval.index import IndexHeader, write_index
+    from attrret.retrieval.predict import task_columns
     from attrret.schema import load_schema
 
     schema = load_schema()
     rng = np.random.default_rng(seed)
-    columns, at = {}, 0
-    for g in schema.tasks:
-        columns[g.task] = (at, at + g.size)
-        at += g.size
+    columns = task_columns(None, schema)
+    at = max(stop for _, stop in columns.values())
     gallery = root / "gallery"
     gallery.mkdir(parents=True)
     names, rows, files = [], [], []

@@ -244,9 +244,10 @@ def _model_entries(members: Sequence[Member], out: Path) -> list[dict]:
     return rows
 
 
-def task_columns(tasks: Sequence[str], schema: Schema) -> dict[str, tuple[int, int]]:
-    """Index column layout: ``task -> [start, stop)``, the given tasks in schema order."""
-    have = set(tasks)
+def task_columns(tasks: Sequence[str] | None, schema: Schema) -> dict[str, tuple[int, int]]:
+    """Index column layout: ``task -> [start, stop)``, the given tasks (None: every task of the
+    schema) in schema order. ``IndexHeader.width`` is the last stop."""
+    have = {g.task for g in schema.tasks} if tasks is None else set(tasks)
     columns, at = {}, 0
     for g in schema.tasks:
         if g.task in have:
