@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   creates .venv with the pinned dependencies if missing, then runs `attrret demo`
-#   make test   creates .venv with the pinned dependencies if missing, then runs the tests
+#   make test   creates .venv with the pinned dependencies if missing, then runs the fast tests (not `slow`)
+# make test-all runs every test, each CLI case of tests/bad_input in a process of its own (what CI runs)
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.attrret-installed
 
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test test-all bench venv clean
 
 venv: $(STAMP)
 
@@ -22,7 +23,10 @@ demo: $(STAMP)
 	$(BIN)/attrret demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	ATTRRET_TEST_SUBPROCESS=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,15 +1,25 @@
-"""Shared helpers of the bad-input matrix: run the real console script, check one clear error.
+"""Shared helpers of the bad-input matrix: run the console entry point, check one clear error.
 
-Every test here drives ``python -m attrret`` in a subprocess, exactly as a user would, and
-checks the contract of issue 7: exit code 1, one ``attrret: error:`` line naming the file
-(and line), no traceback, and no partial output left behind.
+Every test here drives ``attrret.cli.main`` -- the function ``python -m attrret`` and the
+console script call -- with the user's arguments and checks the contract of issue 7: exit
+code 1, one ``attrret: error:`` line naming the file (and line), no traceback, and no partial
+output left behind.
+
+:func:`attrret` runs it in this process (stdio captured, the working directory changed for
+the call), so the matrix pays the torch and timm imports once instead of once per case. Runs
+that need a process of their own -- fault injection through environment variables (a fault
+point signals its own process), ``preexec_fn`` -- get a fresh ``python -m attrret``, and
+``ATTRRET_TEST_SUBPROCESS=1`` (``make test-all``) runs every case that way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import traceback
 import zlib
 from pathlib import Path
 
@@ -23,10 +33,56 @@ TINY_TRAIN = ("--backbone", "timm:test_vit", "--random-init", "--img-size", "32"
 
 def attrret(*args: object, timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None,
             preexec_fn=None) -> subprocess.CompletedProcess:
-    """Run the console script the way a user does (fresh process, real exit code)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "attrret", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=cwd, preexec_fn=preexec_fn)
+    """Run ``attrret ARGS`` and return what a user would see: exit code, stdout and stderr.
+
+    In this process unless it needs its own (``env`` or ``preexec_fn`` given, or
+    ``ATTRRET_TEST_SUBPROCESS=1``; see the module doc).
+    """
+    argv = [str(a) for a in args]
+    if env or preexec_fn or os.environ.get("ATTRRET_TEST_SUBPROCESS") == "1":
+        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+        return subprocess.run([sys.executable, "-m", "attrret", *argv], capture_output=True, text=True,
+                              env=full_env, timeout=timeout, cwd=cwd, preexec_fn=preexec_fn)
+    return run_in_process(argv, cwd)
+
+
+def run_in_process(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``attrret.cli.main(argv)`` with stdin empty and stdout/stderr captured (text streams
+    with a byte ``buffer``, like a real process's). An exception that escapes ``main`` is what
+    Python would print for it: a traceback on stderr and exit code 1."""
+    from attrret.cli import main
+
+    streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="replace") for _ in range(2)]
+    stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
+    code: int = 0
+    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(streams[0]), \
+            contextlib.redirect_stderr(streams[1]), _stdin(stdin):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - reported the way the interpreter would report it
+            traceback.print_exc()
+            code = 1
+    out, err = (_read(s) for s in streams)
+    return subprocess.CompletedProcess(["attrret", *argv], code, out, err)
+
+
+@contextlib.contextmanager
+def _stdin(stream: io.TextIOWrapper):
+    saved, sys.stdin = sys.stdin, stream
+    try:
+        yield
+    finally:
+        sys.stdin = saved
+
+
+def _read(stream: io.TextIOWrapper) -> str:
+    """Everything written to ``stream`` (the command may have closed it, as a broken pipe does)."""
+    raw = stream.buffer
+    if not stream.closed:
+        stream.flush()
+    return raw.getvalue().decode("utf-8", errors="replace") if not raw.closed else ""
 
 
 def error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:

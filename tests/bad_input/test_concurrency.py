@@ -15,8 +15,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.bad_input.conftest import attrret
+
+#: Several real processes on one index (about half a minute): ``make test-all`` and CI run them.
+pytestmark = pytest.mark.slow
 
 
 def _content(index: Path) -> tuple[list[str], str]:

@@ -24,7 +24,8 @@ from PIL import Image
 
 from .conftest import attrret, leftovers, make_folder
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and FIFOs are POSIX")
+#: Real processes killed at fault points (about a minute in all): ``make test-all`` and CI run them.
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and FIFOs are POSIX"), pytest.mark.slow]
 
 TASK = "pedestrian.gender"
 #: --no-cache: every step decodes its images and runs the whole backbone (the full input path).
