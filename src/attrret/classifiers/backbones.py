@@ -324,7 +324,9 @@ def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: HW 
             "towers (EVA02-B/L CLIP, ...). Use timm:<name> for plain ViTs"
         )
     pcfg = open_clip.get_model_preprocess_cfg(model)
-    h, w = parse_hw(pcfg.get("size", 224))
+    # the native size from the architecture's config: the preprocess config says the forced one
+    native = (open_clip.get_model_config(arch) or {}).get("vision_cfg", {}).get("image_size") or pcfg.get("size", 224)
+    h, w = parse_hw(native)
     pre = Preprocess(h, w, tuple(pcfg["mean"]), tuple(pcfg["std"])) if "mean" in pcfg else None
     return visual.trunk, visual.head, pre, source
 
