@@ -21,7 +21,9 @@ from attrret.data.images import load_image, resize_pad
 from attrret.geometry import CROPS
 from attrret.schema import Schema, load_schema
 
-__all__ = ["CROPS", "load_input", "to_tensor", "load_batch", "front_views", "channels_last", "augment_image", "color_safe", "crop_image"]
+__all__ = ["CROPS", "load_input", "to_tensor", "load_batch", "front_views", "channels_last", "augment_image", "color_safe",
+           "crop_image"]
+
 
 def color_safe(task: str, schema: Schema | None = None) -> bool:
     """Whether photometric jitter keeps ``task``'s label true (flips and geometry always do):
