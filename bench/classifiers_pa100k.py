@@ -1,6 +1,6 @@
 """Real-image classifier quality: the 12 pedestrian tasks on pa100k-mini, three ways, same run.
 
-    .venv/bin/python bench/classifiers_pa100k.py [--data DIR] [--epochs E] [--img-size N] [--workdir W]
+    .venv/bin/python bench/classifiers_pa100k.py [--data DIR] [--epochs E] [--img-size HxW] [--workdir W]
 
 Split: ``attrret.data.splits.holdout_split`` (1,500 images sorted by name, permuted with
 numpy seed 0, the last 300 held out). The 300 held images are never used for training or
@@ -38,6 +38,7 @@ from bench import json_header  # noqa: E402
 from attrret.classifiers.data import load_task_data  # noqa: E402
 from attrret.classifiers.metrics import classification_metrics  # noqa: E402
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
+from attrret.geometry import parse_hw  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
 
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--workdir", default=str(ROOT / "attrret-work" / "bench-pa100k"))
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    ap.add_argument("--img-size", type=int, default=TrainConfig.img_size)
+    ap.add_argument("--img-size", type=parse_hw, default=TrainConfig.img_size,
+                    help="HxW or N; default: each subject's schema input")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "classifiers_pa100k.json"))
     ap.add_argument("--only", choices=("pretrained", "random init"), help="Train one method only (no table).")
     args = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """Synthetic classifier quality: every task (12 pedestrian, 3 vehicle, router) on the demo set.
 
-    .venv/bin/python bench/classifiers_synth.py [--data DIR] [--epochs E] [--img-size S]
+    .venv/bin/python bench/classifiers_synth.py [--data DIR] [--epochs E] [--img-size HxW]
 
 Generates the demo set (``attrret.data.synth.generate`` with its default ``SynthConfig``:
 2,400 images, Track-2 layout) into a temporary folder unless ``--data`` names one, then
@@ -34,6 +34,7 @@ from bench import json_header  # noqa: E402
 from attrret.classifiers.data import load_task_data  # noqa: E402
 from attrret.classifiers.metrics import classification_metrics  # noqa: E402
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
+from attrret.geometry import hw_label, parse_hw  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
 
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=None, help="An existing synthetic Track-2 folder (default: generate the demo set).")
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    ap.add_argument("--img-size", type=int, default=TrainConfig.img_size)
+    ap.add_argument("--img-size", type=parse_hw, default=TrainConfig.img_size,
+                    help="HxW or N; default: each subject's schema input")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "classifiers_synth.json"))
     args = ap.parse_args(argv)
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['val']['mA']:.3f} | {r['test']['accuracy']:.3f} | {r['test']['mA']:.3f} | "
               f"{r['majority']['accuracy']:.3f} | {r['majority']['mA']:.3f} |")
     print(f"\nDemo set (`SynthConfig()`, seed 0) generated in {gen_s:.0f} s; `attrret train --task all` defaults "
-          f"({args.img_size} px, {args.epochs} epochs): {train_s:.0f} s for the 16 tasks, one shared trunk cache. "
+          f"({hw_label(args.img_size) if args.img_size else 'schema-default'} px, {args.epochs} epochs): {train_s:.0f} s for the 16 tasks, one shared trunk cache. "
           f"Test = test/test_label.txt (full labels); vehicle train labels are incomplete like Track-2's, hence "
           f"the smaller type/brand train counts.")
     out = {

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
+from attrret.geometry import hw_label, parse_hw  # noqa: E402
 from attrret.data.track2 import write_submission  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from bench import json_header  # noqa: E402
@@ -39,7 +40,7 @@ from attrret.retrieval.rank import rank_captions, read_queries  # noqa: E402
 from attrret.retrieval.ranker import RankOptions  # noqa: E402
 
 
-def run_setting(data: Path, workdir: Path, blocks: int, tail_norm: str, epochs: int, img_size: int) -> dict:
+def run_setting(data: Path, workdir: Path, blocks: int, tail_norm: str, epochs: int, img_size: tuple[int, int] | None) -> dict:
     """Train all 16 tasks with one freezing setting, then rank and score the test split."""
     cfg = TrainConfig(task="all", data=str(data), workdir=str(workdir), epochs=epochs, img_size=img_size,
                       trainable_blocks=blocks, tail_norm=tail_norm)
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", default="1,2", help="Comma-separated --trainable-blocks values; the first is the reference.")
     ap.add_argument("--tail-norms", default="frozen", help="Comma-separated --tail-norm values (frozen, batch).")
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    ap.add_argument("--img-size", type=int, default=TrainConfig.img_size)
+    ap.add_argument("--img-size", type=parse_hw, default=TrainConfig.img_size,
+                    help="HxW or N; default: each subject's schema input")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "freezing.json"))
     args = ap.parse_args(argv)
     settings = [(int(b), n) for b in args.blocks.split(",") for n in args.tail_norms.split(",")]
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"blocks {blocks}, {norm}: {rows[-1]['train_s']:.0f} s", file=sys.stderr, flush=True)
 
     ref = rows[0]["train_s"]
-    print(f"Demo set (`SynthConfig()`, seed 0), router + 15 tasks, {args.img_size} px, {args.epochs} epochs, "
+    print(f"Demo set (`SynthConfig()`, seed 0), router + 15 tasks, {hw_label(args.img_size) if args.img_size else 'schema-default'} px, {args.epochs} epochs, "
           "default ranker; EfficientNet-Lite0 has 8 blocks (7 MBConv stages + the 1x1 head conv)\n")
     print("| trainable blocks | tail norms | train s | x first row | official mAP@10 | sound mAP@10 | R@1 | "
           "pedestrian sound mAP@10 | vehicle sound mAP@10 |")

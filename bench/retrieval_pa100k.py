@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     members = [find_members(reuse[s])[0] if s in reuse else _train(args.data, work / f"r{s}", s, args.epochs, args.retrain)
                for s in sizes]
     for s, m in zip(sizes, members):
-        if m.img_size != s:
-            raise SystemExit(f"member for {s}px was trained at {m.img_size}px: {m.label}")
+        if m.img_sizes != ((s, s),):
+            raise SystemExit(f"member for {s}px was trained at {m.img_sizes}: {m.label}")
     t_train = time.perf_counter() - t0
     indexes = {
         f"{sizes[0]}px, flip TTA": ([members[0]], True),

@@ -1,6 +1,6 @@
 """Training cost: one task vs all 12 pedestrian tasks, with and without the shared trunk cache.
 
-    .venv/bin/python bench/train.py [--n-images N] [--epochs E] [--img-size S] [--data DIR]
+    .venv/bin/python bench/train.py [--n-images N] [--epochs E] [--img-size HxW] [--data DIR]
 
 Real pa100k-mini images (the first ``--n-images`` label lines, referenced in place through a
 temporary labels.txt + a symlink to the image folder; nothing is copied). Four runs in the
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from attrret.classifiers.train import TrainConfig, train_tasks  # noqa: E402
+from attrret.geometry import hw_label, parse_hw  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from bench import json_header  # noqa: E402
 
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--n-images", type=int, default=600)
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    ap.add_argument("--img-size", type=int, default=TrainConfig.img_size)
+    ap.add_argument("--img-size", type=parse_hw, default=TrainConfig.img_size,
+                    help="HxW or N; default: each subject's schema input")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
     args = ap.parse_args(argv)
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_cache = by["12 tasks, cache"]["wall_s"] / by["1 task, cache"]["wall_s"]
     speedup = by["12 tasks, no cache"]["wall_s"] / by["12 tasks, cache"]["wall_s"]
 
-    print(f"pa100k-mini, first {args.n_images} images, {args.img_size} px, {args.epochs} epochs, default backbone and freezing\n")
+    print(f"pa100k-mini, first {args.n_images} images, {hw_label(args.img_size) if args.img_size else 'schema-default'} px, {args.epochs} epochs, default backbone and freezing\n")
     print("| run | tasks | wall s | train img/s | x one task (same mode) | x one task with cache |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in runs:

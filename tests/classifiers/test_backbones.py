@@ -37,10 +37,26 @@ def test_random_init_is_not_imagenet():
 
 def test_preprocessing_is_read_from_the_model():
     lite = create_backbone(img_size=64)
-    assert lite.preprocess.mean == (0.5, 0.5, 0.5) and lite.native_size == 224 and lite.preprocess.size == 64
+    assert lite.preprocess.mean == (0.5, 0.5, 0.5) and lite.native_size == 224 and lite.preprocess.hw == (64, 64)
     other = create_backbone("timm:test_efficientnet", pretrained=False, img_size=48)
     assert other.preprocess.mean == pytest.approx((0.485, 0.456, 0.406))
     assert other.arch == "timm:test_efficientnet" and other.family == "efficientnet"
+
+
+def test_inputs_are_rectangles_for_cnns_and_transformers():
+    """A CNN takes any H x W as it is; a ViT is built for the H x W patch grid; a size a model
+    cannot take is one BackboneError naming --img-size, not a traceback from inside timm."""
+    cnn = create_backbone("timm:test_efficientnet", pretrained=False, img_size=(64, 32))
+    assert cnn.preprocess.hw == (64, 32) and cnn.feature_dim == create_backbone("timm:test_efficientnet", pretrained=False, img_size=32).feature_dim
+    tall = create_backbone("timm:test_vit", pretrained=False, img_size=(64, 32))
+    square = create_backbone("timm:test_vit", pretrained=False, img_size=(32, 32))
+    assert tall.preprocess.hw == (64, 32)
+    with torch.no_grad():  # 16 px patches: 4 x 2 of them against 2 x 2
+        assert tall.trunk.stem(torch.zeros(1, 3, 64, 32)).shape[1] - square.trunk.stem(torch.zeros(1, 3, 32, 32)).shape[1] == 4
+    with pytest.raises(BackboneError, match=r"'timm:test_vit' cannot take a 48x20 input \(--img-size 48x20\): .*divisible"):
+        create_backbone("timm:test_vit", pretrained=False, img_size=(48, 20))
+    with pytest.raises(BackboneError, match=r"'timm:test_maxvit' cannot take a 20x20 input \(--img-size 20x20\)"):
+        create_backbone("timm:test_maxvit", pretrained=False, img_size=20)
 
 
 def offline_error(spec: str, monkeypatch, tmp_path) -> str:
@@ -117,7 +133,7 @@ def test_a_new_source_is_one_row(monkeypatch):
 
     monkeypatch.setitem(backbones.SOURCES, "mine:", backbones.BackboneSource("mine:<name>", build))
     assert create_backbone("mine:thing", pretrained=False, img_size=32) == "a backbone"
-    assert calls == [("mine:thing", "thing", None, {"weights": None, "pretrained": False, "img_size": 32})]
+    assert calls == [("mine:thing", "thing", None, {"weights": None, "pretrained": False, "img_size": (32, 32)})]
 
 
 def test_weights_file_only_for_timm(tmp_path):

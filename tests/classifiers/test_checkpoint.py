@@ -67,6 +67,26 @@ def test_old_whole_checkpoint_loads_and_predicts_the_same(lean):
     assert np.array_equal(mixed["router"], predict_probs([old / "models" / "router"], images, progress=False)["router"])
 
 
+def test_a_checkpoint_from_before_rectangles_is_a_square_input(lean, tmp_path):
+    """Checkpoints written before inputs were H x W record ``"preprocess": {"size": N, ...}``:
+    they load as N x N and predict as they did; their index member is N x N."""
+    from attrret.retrieval.predict import find_members
+
+    images, w, _ = lean
+    for task in TASKS:
+        ck = load_checkpoint(w / "models" / task)
+        pre = ck.meta["preprocess"]
+        assert set(pre) == {"height", "width", "mean", "std"}
+        old_meta = {**ck.meta, "preprocess": {"size": 32, "mean": pre["mean"], "std": pre["std"]}}
+        save_checkpoint(tmp_path / "models" / task / "model.pt", old_meta, ck.stored)
+        old = load_checkpoint(tmp_path / "models" / task)
+        assert old.preprocess == ck.preprocess and old.preprocess.hw == (32, 32)
+    got = predict_probs([tmp_path / "models" / t for t in TASKS], images, progress=False)
+    want = predict_probs([w / "models" / t for t in TASKS], images, progress=False)
+    assert all(np.array_equal(got[t], want[t]) for t in TASKS)
+    assert [m.img_sizes for m in find_members(tmp_path)] == [((32, 32),)]
+
+
 def test_lean_checkpoint_is_a_backbone(lean):
     _, w, old = lean
     got = create_backbone(str(w / "models" / "router")).trunk.state_dict()

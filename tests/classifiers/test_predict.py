@@ -10,7 +10,6 @@ import torch
 from tiny_classifier_data import make_folder
 
 from attrret.classifiers import checkpoint as checkpoint_mod
-from attrret.classifiers import predict as predict_mod
 from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
 from attrret.classifiers.inputs import load_input, to_tensor
 from attrret.classifiers.model import Classifier
@@ -37,7 +36,7 @@ def flip_tta_reference(ck, images) -> np.ndarray:
     from attrret.classifiers.runtime import autocast
 
     model = build_model(ck).to(memory_format=torch.channels_last)
-    pre = predict_mod._preprocess(ck.meta)
+    pre = ck.preprocess
     x = torch.stack([to_tensor(load_input(i, pre), pre) for i in images])
     with torch.no_grad(), autocast(torch.device("cpu")):
         views = [v.contiguous(memory_format=torch.channels_last) for v in (x, torch.flip(x, dims=[3]))]
@@ -103,6 +102,6 @@ def test_a_checkpoint_is_a_backbone(workdir):
     _, w = workdir
     ck = load_checkpoint(w / "models" / "router")
     bb = create_backbone(str(w / "models" / "router"))
-    assert bb.arch == "timm:test_efficientnet" and bb.preprocess.size == 32
+    assert bb.arch == "timm:test_efficientnet" and bb.preprocess.hw == (32, 32)
     got = bb.trunk.state_dict()
     assert all(torch.equal(got[k[len("trunk."):]], v) for k, v in ck.state_dict.items() if k.startswith("trunk."))

@@ -39,7 +39,7 @@ def test_outputs_and_self_describing_checkpoint(trained):
     ck = load_checkpoint(d)
     meta = ck.meta
     assert ck.task == "pedestrian.gender" and ck.classes == ("female", "male")
-    assert meta["backbone"]["arch"] == "timm:test_efficientnet" and meta["preprocess"]["size"] == 32
+    assert meta["backbone"]["arch"] == "timm:test_efficientnet" and ck.preprocess.hw == (32, 32)
     assert meta["trainable_blocks"] == 1 and meta["schema_fingerprint"] == load_schema().fingerprint
     assert meta["config"]["holdout"] == 8 and meta["metrics"]["best_epoch"] == gender.best_epoch
     metrics = json.loads((d / "metrics.json").read_text())

@@ -85,3 +85,15 @@ def test_choices_match_the_library():
     assert values(retrieval.Backend) == BACKENDS and values(retrieval.Scoring) == SCORINGS
     assert values(retrieval.KindGate) == GATES and values(parse.InputFormat) == FORMATS
     assert all(isinstance(m, str) for m in retrieval.Backend)
+
+
+def test_sizes_are_one_form_on_every_flag(tmp_path):
+    """``--img-size`` (train) and ``--img-sizes`` (predict) read sizes with the same parser: HxW
+    or N, and anything else is a usage error (exit 2) naming the flag and the accepted form."""
+    for args, flag in ((("train", "--task", "router", "--data", tmp_path, "--img-size", "256by128"), "--img-size"),
+                       (("predict", "--images", tmp_path, "--workdir", tmp_path, "--img-sizes", "256x128,320x"), "--img-sizes")):
+        proc = attrret(*args)
+        err = " ".join(proc.stderr.replace("│", " ").split())
+        assert proc.returncode == 2 and f"Invalid value for {flag}:" in err and "expected HxW (height x width" in err, err
+    proc = attrret("predict", "--images", tmp_path, "--workdir", tmp_path, "--img-sizes", "256x128,320", "-q")
+    assert proc.returncode == 1 and "no model set trained at 256x128" in proc.stderr, proc.stderr  # accepted, then looked for

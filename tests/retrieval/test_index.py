@@ -72,3 +72,22 @@ def test_damaged_index_refused(index_factory):
     (idx.path / idx.header.probs_file).write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="damaged"):
         open_index(idx.path)
+
+
+def test_image_sizes_are_height_x_width_and_old_square_sizes_still_read(index_factory):
+    """Headers record each model input as [H, W]; one from before rectangles (``[160]``) is 160 x 160."""
+    idx = index_factory({"a.jpg": PED})
+    hp = idx.path / "header.json"
+    doc = json.loads(hp.read_text())
+    assert idx.header.img_sizes == ((32, 32),) and doc["img_sizes"] == [[32, 32]]
+    doc["img_sizes"] = [[256, 128], [128, 192]]
+    hp.write_text(json.dumps(doc))
+    assert open_index(idx.path).header.img_sizes == ((256, 128), (128, 192))
+    doc["img_sizes"] = [160]
+    hp.write_text(json.dumps(doc))
+    assert open_index(idx.path).header.img_sizes == ((160, 160),)
+    for bad in ([[256, 0]], [[256]], [[256, 128, 3]], ["256x128"]):
+        doc["img_sizes"] = bad
+        hp.write_text(json.dumps(doc))
+        with pytest.raises(CheckpointError, match="'img_sizes' must be a list of positive sizes"):
+            open_index(idx.path)

@@ -73,9 +73,9 @@ def test_ensemble_is_the_weighted_mean(trained, tmp_path):
     assert ie.header.weights == (1.0, 3.0) and len(ie.header.models) == 2 * len(ia.header.models)
     with pytest.raises(CheckpointError, match="2 ensemble members"):
         find_members(None, models=[work / "models", work / "models"], weights=[1.0])
-    with pytest.raises(CheckpointError, match="no model set trained at 999px"):
+    with pytest.raises(CheckpointError, match="no model set trained at 999x999"):
         find_members(work, img_sizes=[999])
-    assert [m.img_size for m in find_members(work, img_sizes=[32])] == [32]
+    assert [m.img_sizes for m in find_members(work, img_sizes=[32])] == [((32, 32),)]
 
 
 def test_stale_index_refused(trained, tmp_path):

@@ -115,3 +115,31 @@ def test_training_hints_are_data_and_not_part_of_the_fingerprint(schema_dir):
     toml.write_text(toml.read_text(encoding="utf-8").replace("photometric = false", "sparkle = true"), encoding="utf-8")
     with pytest.raises(ValueError, match="unknown hints"):
         load_schema(schema_dir)
+
+
+def test_input_and_crop_hints_default_per_file_and_per_group(schema_dir):
+    """The default model input is data: a tall one for pedestrians, a wide one for vehicles, from
+    each file's ``[hints]``; a group's own hints win (its crop here); neither is in the fingerprint."""
+    s = load_schema()
+    assert {g.input for g in s.pedestrian.groups} == {(256, 128)} and {g.input for g in s.vehicle.groups} == {(128, 192)}
+    assert s.router.input == (160, 160) and {g.crop for g in s.tasks} == {"full"}
+    toml = schema_dir / "pedestrian.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text.replace('input = "256x128"', 'input = "192x96"')
+                    .replace('name = "hat"\n', 'name = "hat"\nhints = { crop = "top", input = "64" }\n'), encoding="utf-8")
+    custom = load_schema(schema_dir)
+    assert custom.task("pedestrian.hat").crop == "top" and custom.task("pedestrian.hat").input == (64, 64)
+    assert custom.task("pedestrian.gender").crop == "full" and custom.task("pedestrian.gender").input == (192, 96)
+    assert custom.fingerprint == s.fingerprint
+
+
+@pytest.mark.parametrize(("hint", "message"), [('crop = "left"', "hint crop must be one of full, top, upper, bottom"),
+                                               ('input = "256by128"', "hint input: expected HxW"),
+                                               ('input = "0x128"', "hint input: an input size must be positive"),
+                                               ("photometric = 1", "hint photometric must be true or false")])
+def test_bad_hints_are_refused_naming_the_file_and_group(schema_dir, hint, message):
+    toml = schema_dir / "pedestrian.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', f'name = "hat"\nhints = {{ {hint} }}\n'),
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match=f"pedestrian.toml: group 'hat': {message}"):
+        load_schema(schema_dir)

@@ -70,7 +70,7 @@ class TrainedClip:
         out = []
         for start in range(0, len(paths), batch_size):
             sl = slice(start, start + batch_size)
-            feats = front_features(self.model, paths[sl], self.config.image_size, flips=self.config.tta_flip,
+            feats = front_features(self.model, paths[sl], flips=self.config.tta_flip,
                                    batch_size=batch_size, wheres=wheres[sl] if wheres else None, amp=self.config.amp)
             with autocast(torch.device("cpu"), self.config.amp):
                 views = [self.model.encode_image(feats[:, v].float()) for v in range(feats.shape[1])]
@@ -136,7 +136,7 @@ def train_clip(
     if config.text_pretrained:
         tokenizer = CaptionTokenizer(model.text.context_length, arch=tokenizer.arch)
     say(f"caching frozen front features of {len(records)} images ({config.image_size}px, with flips)")
-    feats = front_features(model, [r.path for r in records], config.image_size, flips=config.flip_train,
+    feats = front_features(model, [r.path for r in records], flips=config.flip_train,
                            wheres=[r.where for r in records], amp=config.amp)
     cache_seconds = clock() - started
     say(f"cached {tuple(feats.shape)} in {cache_seconds:.1f}s; training")

@@ -1,9 +1,13 @@
-"""Images -> pixel tensors -> frozen-front features, computed once and reused every epoch.
+"""Images -> frozen-front features, computed once and reused every epoch.
 
 The front of the image backbone is frozen, so its output for an image never changes during
 training: computing it once per (image, flip) and keeping it (float16, in memory) turns each
 training step into a pass over the small trainable tail only. For the default backbone at
 160 px the cache is 192 x 5 x 5 values per view, about 19 KB per image with its flip.
+
+Images reach the front through the classifiers' one preprocessing path
+(:func:`attrret.classifiers.inputs.load_batch` and ``front_views``), so the baseline sees its
+inputs exactly as attrret's classifiers do: the comparison is of methods, not of resizing.
 """
 
 from __future__ import annotations
@@ -11,37 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from attrret.classifiers.runtime import autocast
-from attrret.data.images import load_image, resize_pad
+from attrret.classifiers.inputs import front_views, load_batch
 
-__all__ = ["load_pixels", "front_features"]
-
-
-def load_pixels(
-    paths: Sequence[Path], size: int, mean: Sequence[float], std: Sequence[float], wheres: Sequence[str | None] | None = None
-) -> torch.Tensor:
-    """Load, resize-and-pad and normalise ``paths`` into ``float32[N,3,size,size]``.
-
-    ``wheres`` (label ``file:line`` per image) makes a decode error name the label line too.
-    """
-    out = torch.empty(len(paths), 3, size, size)
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    for i, path in enumerate(paths):
-        im = resize_pad(load_image(path, wheres[i] if wheres else None), size)
-        arr = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        out[i] = (arr - m) / s
-    return out
+__all__ = ["front_features"]
 
 
-@torch.no_grad()
 def front_features(
     model,
     paths: Sequence[Path],
-    size: int,
     *,
     flips: bool = True,
     batch_size: int = 64,
@@ -51,18 +34,17 @@ def front_features(
 ) -> torch.Tensor:
     """Frozen-front features ``float16[N, V, C, h, w]`` with V = 2 (image, mirrored) or 1.
 
-    Images are decoded batch by batch so memory holds one batch of pixels at a time. ``amp``:
-    bfloat16 autocast where the CPU has oneDNN bf16 kernels, as attrret's classifiers
-    use it (1.5-1.8x on AVX-512; fp32 on AVX2-only CPUs, see ``runtime.autocast``).
+    ``model.preprocess`` says the input (size, normalisation). Images are decoded batch by batch
+    so memory holds one batch of pixels at a time. ``wheres`` (label ``file:line`` per image)
+    makes a decode error name the label line too. ``amp``: bfloat16 autocast where the CPU has
+    oneDNN bf16 kernels, as attrret's classifiers use it (1.5-1.8x on AVX-512; fp32 on
+    AVX2-only CPUs, see ``runtime.autocast``).
     """
     chunks = []
     for start in range(0, len(paths), batch_size):
         stop = min(start + batch_size, len(paths))
-        px = load_pixels(paths[start:stop], size, model.mean, model.std, wheres[start:stop] if wheres else None)
-        with autocast(torch.device("cpu"), amp):
-            views = [model.encode_front(px)]
-            if flips:
-                views.append(model.encode_front(torch.flip(px, dims=[-1])))
+        px = load_batch(paths[start:stop], model.preprocess, wheres=wheres[start:stop] if wheres else None)
+        views = front_views(model.encode_front, px, torch.device("cpu"), amp, flips=flips)
         chunks.append(torch.stack(views, dim=1).to(torch.float16))
         if progress:
             progress(stop, len(paths))

@@ -112,7 +112,7 @@ class ClipModel(nn.Module):
         bb = _create_backbone(config, pretrained=config.pretrained and load_weights)
         self.trunk = bb.trunk
         self.cut = self.trunk.num_blocks - config.trainable_stages
-        self.mean, self.std = bb.preprocess.mean, bb.preprocess.std
+        self.preprocess = bb.preprocess  # the input its front takes (baseline/features.py)
         for p in self._front_parameters():
             p.requires_grad_(False)
         self.image_proj = nn.Linear(bb.feature_dim, config.embed_dim, bias=False)

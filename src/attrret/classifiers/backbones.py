@@ -35,6 +35,7 @@ from torch import nn
 from attrret._torchvision import ensure_torchvision
 from attrret.classifiers.trunks import Trunk, make_trunk
 from attrret.errors import AttrretError
+from attrret.geometry import HW, hw_label, parse_hw
 
 __all__ = [
     "DEFAULT_BACKBONE",
@@ -73,14 +74,32 @@ class BackboneError(AttrretError):
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Model input: square ``size`` x ``size`` RGB, normalised with ``mean``/``std`` (0-1 scale)."""
+    """Model input: ``height`` x ``width`` RGB, normalised with ``mean``/``std`` (0-1 scale).
 
-    size: int
+    A rectangle, not a square: pedestrian crops are tall and vehicle crops wide, and the
+    aspect-preserving resize-pad (:func:`attrret.data.images.resize_pad`) fills it.
+    """
+
+    height: int
+    width: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
+    @property
+    def hw(self) -> HW:
+        """``(height, width)``: the order of a tensor's last two dimensions."""
+        return (self.height, self.width)
+
     def as_dict(self) -> dict:
-        return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
+        """The checkpoint / cache-manifest form (plain JSON types)."""
+        return {"height": self.height, "width": self.width, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        """Read :meth:`as_dict`'s form; checkpoints from before rectangles, ``{"size": N, ...}``,
+        are N x N inputs."""
+        h, w = parse_hw([d["height"], d["width"]] if "height" in d else d["size"])
+        return cls(h, w, tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
 
 
 @dataclass(frozen=True)
@@ -91,7 +110,7 @@ class Backbone:
     arch: str  # how to rebuild the architecture without weights: "timm:<name>" or "open_clip:<arch>"
     trunk: Trunk
     preprocess: Preprocess
-    native_size: int
+    native_size: int  # the side of the square input the weights were trained at
     weights: str  # human-readable provenance of the initial weights
     feature_dim: int
 
@@ -203,21 +222,45 @@ def _no_weights(spec: str, how: str) -> BackboneError:
 
 
 # --------------------------------------------------------------------------- factory
-def _timm_create(name: str, img_size: int | None, **kwargs) -> nn.Module:
+def _wrong_input(spec: str, hw: HW, why: Exception) -> BackboneError:
+    first = (str(why).strip().splitlines() or [type(why).__name__])[0][:200].rstrip(".")
+    return BackboneError(f"backbone {spec!r} cannot take a {hw_label(hw)} input (--img-size {hw_label(hw)}): {first}; "
+                         "give an input size it supports (e.g. its native square size)")
+
+
+def _timm_create(name: str, img_size: HW | None, **kwargs) -> nn.Module:
     import timm
 
     try:
         if img_size:
-            try:
+            try:  # transformers are built for the H x W patch grid (position embeddings resampled)
                 return timm.create_model(name, img_size=img_size, **kwargs)
-            except TypeError:
-                pass  # a CNN: resolution is free, no img_size argument
+            except TypeError as exc:
+                if "img_size" not in str(exc):
+                    raise
+                # a CNN: no img_size argument, any H x W works
         return timm.create_model(name, **kwargs)
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError, TypeError, AssertionError, ArithmeticError) as exc:
+        if img_size and not _takes_input(name, img_size):
+            raise _wrong_input(f"timm:{name}", img_size, exc) from None
         raise BackboneError(f"cannot build timm:{name}: {type(exc).__name__}: {exc}") from None
 
 
-def _build_timm(name: str, weights: Path | None, pretrained: bool, img_size: int | None) -> tuple[nn.Module, str]:
+def _takes_input(name: str, img_size: HW) -> bool:
+    """Whether timm builds ``name``'s bare architecture for an ``img_size`` input: tells a size
+    the model cannot take from a failure of its weights, so the message blames the right one."""
+    import timm
+
+    try:
+        timm.create_model(name, img_size=img_size, pretrained=False, num_classes=0)
+    except TypeError as exc:
+        return "img_size" in str(exc)  # a CNN: takes any size
+    except Exception:  # noqa: BLE001 - whatever the architecture raises, it does not take the size
+        return False
+    return True
+
+
+def _build_timm(name: str, weights: Path | None, pretrained: bool, img_size: HW | None) -> tuple[nn.Module, str]:
     import timm
 
     if not timm.is_model(name.split(".")[0]):
@@ -243,7 +286,7 @@ def _build_timm(name: str, weights: Path | None, pretrained: bool, img_size: int
     return model, f"hub:{hub_id or url}"
 
 
-def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: int | None) -> tuple[nn.Module, nn.Module, Preprocess | None, str]:
+def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: HW | None) -> tuple[nn.Module, nn.Module, Preprocess | None, str]:
     ensure_torchvision()
     import open_clip
 
@@ -269,7 +312,7 @@ def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: int
             load, source = tag, f"hub:{hub or cfg.get('url')}"
     elif pretrained and not tag:
         raise BackboneError(f"open_clip:{arch} needs a pretrained tag or file: open_clip:{arch}/<pretrained>")
-    kwargs = {"force_image_size": img_size} if img_size else {}
+    kwargs = {"force_image_size": img_size} if img_size else {}  # (H, W): open_clip builds its timm tower for it
     try:
         model = open_clip.create_model(arch, pretrained=load, **kwargs)
     except (RuntimeError, OSError, ValueError) as exc:
@@ -281,9 +324,10 @@ def _build_open_clip(arch: str, tag: str | None, pretrained: bool, img_size: int
             "towers (EVA02-B/L CLIP, ...). Use timm:<name> for plain ViTs"
         )
     pcfg = open_clip.get_model_preprocess_cfg(model)
-    size = pcfg.get("size", 224)
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    pre = Preprocess(int(size), tuple(pcfg["mean"]), tuple(pcfg["std"])) if "mean" in pcfg else None
+    # the native size from the architecture's config: the preprocess config says the forced one
+    native = (open_clip.get_model_config(arch) or {}).get("vision_cfg", {}).get("image_size") or pcfg.get("size", 224)
+    h, w = parse_hw(native)
+    pre = Preprocess(h, w, tuple(pcfg["mean"]), tuple(pcfg["std"])) if "mean" in pcfg else None
     return visual.trunk, visual.head, pre, source
 
 
@@ -292,17 +336,18 @@ def _timm_preprocess(model: nn.Module) -> Preprocess:
     from timm.data import resolve_data_config
 
     cfg = resolve_data_config({}, model=model)
-    return Preprocess(int(cfg["input_size"][-1]), tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"]))
+    _, h, w = cfg["input_size"]
+    return Preprocess(int(h), int(w), tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"]))
 
 
 # --------------------------------------------------------------------------- sources
 def _assemble(spec: str, arch: str, model: nn.Module, proj: nn.Module | None, pre: Preprocess | None,
-              source: str, img_size: int | None) -> Backbone:
+              source: str, img_size: HW | None) -> Backbone:
     trunk = make_trunk(model, proj)
     native = pre or _timm_preprocess(model)
-    size = img_size or native.size
-    preprocess = Preprocess(size, native.mean, native.std)
-    return Backbone(spec, arch, trunk.eval(), preprocess, native.size, source, _feature_dim(trunk, size))
+    h, w = img_size or native.hw
+    preprocess = dataclasses.replace(native, height=h, width=w)
+    return Backbone(spec, arch, trunk.eval(), preprocess, native.height, source, _feature_dim(trunk, preprocess.hw, spec))
 
 
 def _no_weights_file(spec: str, weights: Path | None, instead: str) -> None:
@@ -317,7 +362,7 @@ def _split_builtin(rest: str) -> tuple[str, str | None]:
 
 
 def _build_builtin(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
-                   img_size: int | None) -> Backbone:
+                   img_size: HW | None) -> Backbone:
     _no_weights_file(spec, weights, "brings its own")
     model = efficientnet_lite_imagenet(name, pretrained=pretrained)
     model.reset_classifier(0)
@@ -326,7 +371,7 @@ def _build_builtin(spec: str, name: str, tag: str | None, *, weights: Path | Non
 
 
 def _build_timm_source(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
-                       img_size: int | None) -> Backbone:
+                       img_size: HW | None) -> Backbone:
     model, source = _build_timm(name, weights, pretrained, img_size)
     return _assemble(spec, f"timm:{name}", model, None, None, source, img_size)
 
@@ -337,7 +382,7 @@ def _split_open_clip(rest: str) -> tuple[str, str | None]:
 
 
 def _build_open_clip_source(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
-                            img_size: int | None) -> Backbone:
+                            img_size: HW | None) -> Backbone:
     _no_weights_file(spec, weights, "takes a local weights file as open_clip:<arch>/<file>")
     model, proj, pre, source = _build_open_clip(name, tag, pretrained, img_size)
     return _assemble(spec, f"open_clip:{name}", model, proj, pre, source, img_size)
@@ -353,7 +398,7 @@ def _split_checkpoint(rest: str) -> tuple[str, str | None]:
 
 
 def _build_checkpoint(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
-                      img_size: int | None) -> Backbone:
+                      img_size: HW | None) -> Backbone:
     _no_weights_file(spec, weights, "brings its own (the checkpoint's trunk)")
     return _from_checkpoint(Path(name), img_size)
 
@@ -403,46 +448,53 @@ def create_backbone(
     *,
     weights: str | Path | None = None,
     pretrained: bool = True,
-    img_size: int | None = None,
+    img_size: HW | int | None = None,
 ) -> Backbone:
     """Build ``spec`` (see the module doc) as a :class:`Backbone` ready for partial freezing.
 
-    ``img_size`` is the training resolution (``None``: the model's native one); transformers
-    are built for it (position embeddings resampled), CNNs take any size.
+    ``img_size`` is the training input ``(height, width)`` (an int: a square; ``None``: the
+    model's native size). Transformers are built for it (position embeddings resampled), CNNs
+    take any size; one that cannot take it is a :class:`BackboneError` naming ``--img-size``.
     """
     ensure_torchvision()
     kind, name, tag = parse_spec(spec)
     source = SOURCES[f"{kind}:"]
-    return source.build(spec, name, tag, weights=Path(weights) if weights else None, pretrained=pretrained, img_size=img_size)
+    hw = parse_hw(img_size) if img_size is not None else None
+    return source.build(spec, name, tag, weights=Path(weights) if weights else None, pretrained=pretrained, img_size=hw)
 
 
 def rebuild_backbone(arch: str, preprocess: Preprocess) -> Backbone:
     """The architecture of a saved checkpoint, without weights (the checkpoint brings them)."""
-    return dataclasses.replace(_arch_only(arch, preprocess.size), preprocess=preprocess)
+    return dataclasses.replace(_arch_only(arch, preprocess.hw), preprocess=preprocess)
 
 
-def _from_checkpoint(path: Path, img_size: int | None) -> Backbone:
+def _from_checkpoint(path: Path, img_size: HW | None) -> Backbone:
     from attrret.classifiers.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
-    pre = Preprocess(**{k: (tuple(v) if k != "size" else int(v)) for k, v in ck.meta["preprocess"].items()})
+    pre = ck.preprocess
     if img_size:
-        pre = Preprocess(img_size, pre.mean, pre.std)
-    bb = _arch_only(ck.meta["backbone"]["arch"], pre.size)
+        pre = dataclasses.replace(pre, height=img_size[0], width=img_size[1])
+    bb = _arch_only(ck.meta["backbone"]["arch"], pre.hw)
     trunk_sd = {k[len("trunk."):]: v for k, v in ck.state_dict.items() if k.startswith("trunk.")}
     bb.trunk.load_state_dict(trunk_sd, strict=True)
     return Backbone(str(path), bb.arch, bb.trunk, pre, bb.native_size, f"checkpoint:{path}", bb.feature_dim)
 
 
-def _arch_only(arch: str, size: int) -> Backbone:
+def _arch_only(arch: str, hw: HW) -> Backbone:
     kind, _, name = arch.partition(":")
     spec = f"builtin:{name}" if kind == "timm" and name in BUILTIN else arch
-    return create_backbone(spec, pretrained=False, img_size=size)
+    return create_backbone(spec, pretrained=False, img_size=hw)
 
 
-def _feature_dim(trunk: Trunk, size: int) -> int:
-    with torch.no_grad():
-        x = trunk.stem(torch.zeros(1, 3, size, size))
-        for i in range(trunk.num_blocks):
-            x = trunk.block(i, x)
-        return int(trunk.post(x).shape[-1])
+def _feature_dim(trunk: Trunk, hw: HW, spec: str) -> int:
+    """The width of the pooled features, from one zero input of the training size: also the
+    check that the trunk takes that size at all (a model built for another grid refuses it)."""
+    try:
+        with torch.no_grad():
+            x = trunk.stem(torch.zeros(1, 3, *hw))
+            for i in range(trunk.num_blocks):
+                x = trunk.block(i, x)
+            return int(trunk.post(x).shape[-1])
+    except (RuntimeError, AssertionError, ValueError, ArithmeticError) as exc:
+        raise _wrong_input(spec, hw, exc) from None

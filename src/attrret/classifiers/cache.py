@@ -5,7 +5,7 @@ task and every epoch, so its output for an image at a resolution and flip never 
 compute it once and keep it as a float16 ``.npy`` memory map under ``W/cache/<key>/``, where
 the key hashes everything the output depends on: rebuildable architecture, the front's weight
 tensors (so a changed or random init can never match), resolution, cut point, crop and
-normalisation. Each image set gets its own file beside a manifest listing every image with
+normalisation (the input's H x W among them). Each image set gets its own file beside a manifest listing every image with
 its size and mtime; a manifest that does not match the files on disk is rebuilt, so the
 cache is never stale. Files are written to a temporary name and renamed, manifest last.
 
@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from attrret.classifiers.backbones import Preprocess
-from attrret.classifiers.inputs import load_input, to_tensor
+from attrret.classifiers.inputs import front_views, load_batch
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.runtime import autocast
 from attrret.io import atomic_path, atomic_write_text
 
 __all__ = ["CACHE_VERSION", "FrontCache", "cache_key", "front_shape", "open_or_build"]
@@ -62,7 +61,7 @@ def cache_key(arch: str, front_hash: str, pre: Preprocess, cut: int, crop: str) 
 
 def front_shape(model: Classifier, pre: Preprocess) -> tuple[int, ...]:
     with torch.no_grad():
-        return tuple(model.front(torch.zeros(1, 3, pre.size, pre.size)).shape[1:])
+        return tuple(model.front(torch.zeros(1, 3, *pre.hw)).shape[1:])
 
 
 def _stat(path: str) -> list:
@@ -135,12 +134,8 @@ def open_or_build(
         model.eval()
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
-            x = torch.stack([to_tensor(load_input(p, pre, crop), pre) for p in chunk]).to(device)
-            with torch.no_grad(), autocast(device, amp):
-                for view, xv in enumerate((x, torch.flip(x, dims=[3]))):
-                    if xv.dim() == 4 and device.type == "cpu":
-                        xv = xv.contiguous(memory_format=torch.channels_last)
-                    out[start : start + len(chunk), view] = model.front(xv).float().cpu().numpy().astype(np.float16)
+            for view, f in enumerate(front_views(model.front, load_batch(chunk, pre, crop), device, amp)):
+                out[start : start + len(chunk), view] = f.cpu().numpy().astype(np.float16)
             if progress:
                 progress(len(chunk))
         out.flush()

@@ -30,6 +30,7 @@ from attrret.classifiers.backbones import BUILTIN, Backbone, BackboneError, Prep
 from attrret.classifiers.inputs import CROPS
 from attrret.classifiers.model import Classifier
 from attrret.errors import CheckpointError
+from attrret.geometry import HW
 from attrret.io import atomic_write_bytes
 from attrret.schema import load_schema
 
@@ -61,8 +62,8 @@ class Checkpoint:
 
     @property
     def preprocess(self) -> Preprocess:
-        p = self.meta["preprocess"]
-        return Preprocess(int(p["size"]), tuple(p["mean"]), tuple(p["std"]))
+        """The input this task was trained on (an old ``{"size": N}`` record: N x N)."""
+        return Preprocess.from_dict(self.meta["preprocess"])
 
     @property
     def task(self) -> str:
@@ -108,8 +109,11 @@ def _check_archive_size(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
                               f"{path.stat().st_size / 2**20:,.1f} MiB file (not what torch.save writes); refusing to load it")
 
 
-def load_checkpoint(path: str | Path, *, check_schema: bool = True) -> Checkpoint:
+def load_checkpoint(path: str | Path, *, check_schema: bool = True, mmap: bool = False) -> Checkpoint:
     """Load ``path`` (a ``model.pt`` or its directory) with ``weights_only=True``.
+
+    ``mmap``: map the tensors instead of reading them, for callers that only read the meta (a
+    whole EVA-L task checkpoint is over a gigabyte).
 
     Raises :class:`CheckpointError` for a missing file, a file that is not a weights-only
     attrret checkpoint, or one trained under another schema (the message names both
@@ -122,7 +126,7 @@ def load_checkpoint(path: str | Path, *, check_schema: bool = True) -> Checkpoin
         raise CheckpointError(f"{path}: no such checkpoint")
     _check_archive_size(path)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a weights-only attrret checkpoint ({first[:200]})") from None
@@ -166,9 +170,12 @@ def _check_meta(path: Path, meta: object, state_dict: object) -> None:
         raise bad("'classes' must be two or more distinct names")
     if not isinstance(meta["backbone"].get("arch"), str):
         raise bad("'backbone.arch' is missing")
-    size = pre.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-        raise bad(f"'preprocess.size' must be a positive number of pixels, got {size!r}")
+    # height and width; or, in checkpoints from before rectangles, size (N x N). Every one present is checked.
+    keys = [k for k in ("size", "height", "width") if k in pre] if "size" in pre else ["height", "width"]
+    for key in keys:
+        v = pre.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise bad(f"'preprocess.{key}' must be a positive number of pixels, got {v!r}")
     for key in ("mean", "std"):
         v = pre.get(key)
         if not (isinstance(v, list | tuple) and len(v) == 3 and all(map(number, v))) or key == "std" and min(v) <= 0:
@@ -245,10 +252,10 @@ def front_record(backbone: Backbone, model: Classifier) -> dict:
     return {"front": FRONT_PRETRAINED, "front_hash": digest[:20], "front_sha256": digest, "front_source": source}
 
 
-@functools.lru_cache(maxsize=2)
-def _pretrained_backbone(name: str, size: int) -> Backbone:
-    """One pretrained build of built-in ``name`` per size per process; callers copy its trunk."""
-    return create_backbone(name, pretrained=True, img_size=size)
+@functools.lru_cache(maxsize=4)
+def _pretrained_backbone(name: str, hw: HW) -> Backbone:
+    """One pretrained build of built-in ``name`` per input size per process; callers copy its trunk."""
+    return create_backbone(name, pretrained=True, img_size=hw)
 
 
 def build_classifier(ck: Checkpoint) -> Classifier:
@@ -258,7 +265,7 @@ def build_classifier(ck: Checkpoint) -> Classifier:
     arch = meta["backbone"]["arch"]
     if ck.lean:
         try:
-            bb = _pretrained_backbone(_builtin_name(arch), int(meta["preprocess"]["size"]))
+            bb = _pretrained_backbone(_builtin_name(arch), ck.preprocess.hw)
         except BackboneError as exc:
             raise CheckpointError(f"{ck.path}: cannot rebuild its frozen front ({meta.get('front_source')}): {exc}") from None
         trunk, feature_dim = copy.deepcopy(bb.trunk), bb.feature_dim

@@ -1,11 +1,14 @@
-"""Image -> normalised tensor, with the per-task crop and label-preserving augmentation.
+"""The one preprocessing path: image -> crop -> resize-pad -> tensor -> (image, flip) -> frozen front.
 
-Kept inside the classifiers package (on :func:`attrret.data.images.load_image` and
-``resize_pad``) so training and inference preprocess identically.
+Training (cached and on the fly), the trunk cache, predict and the CLIP baseline all go through
+:func:`load_batch` and :func:`front_views`, so "the same preprocessing" holds by construction
+rather than by four copies kept in step. Only training adds something: label-preserving
+augmentation (:func:`augment_image`), passed to :func:`load_batch` as ``transform``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +16,14 @@ import torch
 from PIL import Image, ImageEnhance
 
 from attrret.classifiers.backbones import Preprocess
+from attrret.classifiers.runtime import autocast
 from attrret.data.images import load_image, resize_pad
+from attrret.geometry import CROPS
 from attrret.schema import Schema, load_schema
 
-__all__ = ["CROPS", "load_input", "to_tensor", "augment_image", "color_safe"]
+__all__ = ["CROPS", "load_input", "to_tensor", "load_batch", "front_views", "channels_last", "augment_image", "color_safe",
+           "crop_image"]
 
-#: Vertical crop regions (top, bottom) as fractions of the image height. Each crop is a different
-#: model input, so the trunk cache and predict key their features by it.
-CROPS: dict[str, tuple[float, float]] = {"full": (0.0, 1.0), "top": (0.0, 0.5), "upper": (0.0, 0.6), "bottom": (0.4, 1.0)}
 
 def color_safe(task: str, schema: Schema | None = None) -> bool:
     """Whether photometric jitter keeps ``task``'s label true (flips and geometry always do):
@@ -39,6 +42,7 @@ def crop_image(im: Image.Image, crop: str) -> Image.Image:
 
 
 def to_tensor(im: Image.Image, pre: Preprocess) -> torch.Tensor:
+    """A model-input image as ``float32[3, H, W]``, normalised with ``pre``'s mean and std."""
     arr = np.asarray(im, dtype=np.float32) / 255.0
     t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
     mean = torch.tensor(pre.mean).view(3, 1, 1)
@@ -47,8 +51,37 @@ def to_tensor(im: Image.Image, pre: Preprocess) -> torch.Tensor:
 
 
 def load_input(path: str | Path, pre: Preprocess, crop: str = "full", where: str | None = None) -> Image.Image:
-    """Decode, crop and resize-pad ``path`` to the model's square input (a PIL image)."""
-    return resize_pad(crop_image(load_image(path, where), crop), pre.size)
+    """Decode, crop and resize-pad ``path`` to the model's ``H x W`` input (a PIL image)."""
+    return resize_pad(crop_image(load_image(path, where), crop), pre.hw)
+
+
+def load_batch(paths: Sequence[str | Path], pre: Preprocess, crop: str = "full", wheres: Sequence[str | None] | None = None,
+               transform: Callable[[Image.Image], Image.Image] | None = None) -> torch.Tensor:
+    """``float32[N, 3, H, W]`` model inputs for ``paths`` (in order), on the CPU.
+
+    ``wheres`` (a label ``file:line`` per image) makes a decode error name the label line too;
+    ``transform`` (training's augmentation) is applied to each resized image, in order.
+    """
+    ims = (load_input(p, pre, crop, wheres[i] if wheres else None) for i, p in enumerate(paths))
+    return torch.stack([to_tensor(transform(im) if transform else im, pre) for im in ims])
+
+
+def front_views(front: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device, amp: bool = True,
+                flips: bool = True) -> list[torch.Tensor]:
+    """The frozen front's float32 output for the batch ``x`` and (``flips``) its mirror image.
+
+    ``x`` goes to ``device`` in channels-last layout on a CPU (the layout oneDNN's convolutions
+    are fastest in) and runs without gradients under :func:`runtime.autocast`. The flip is the
+    one augmentation the trunk cache keeps and predict's test-time augmentation.
+    """
+    x = x.to(device)
+    with torch.no_grad(), autocast(device, amp):
+        return [front(channels_last(v, device)).float() for v in ((x, torch.flip(x, dims=[3])) if flips else (x,))]
+
+
+def channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A 4-d batch in channels-last layout on a CPU (as the CPU models are), else unchanged."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and device.type == "cpu" else x
 
 
 def augment_image(im: Image.Image, rng: np.random.Generator, photometric: bool) -> Image.Image:

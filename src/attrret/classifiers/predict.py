@@ -1,7 +1,7 @@
 """Batch inference for the index: per-task probabilities for a gallery, sharing the frozen front.
 
-Models whose checkpoints agree on (architecture, front weight hash, preprocessing, cut, crop,
-tail norms) compute the same front output, so it is computed once per image batch and fed to
+Models whose checkpoints agree on (architecture, front weight hash, preprocessing -- the input's
+H x W among it --, cut, crop, tail norms) compute the same front output, so it is computed once per image batch and fed to
 every such task's tail: 16 tasks on one backbone cost one front pass plus 16 small tails, not
 16 full forwards. The group is ONE model: each task's tail weights are loaded into it in turn
 (a copy of a few hundred thousand numbers) and its own head applied, so the trunk is built
@@ -22,19 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attrret.classifiers.backbones import Preprocess
 from attrret.classifiers.checkpoint import Checkpoint, build_classifier, list_model_dirs, load_checkpoint
-from attrret.classifiers.inputs import load_input, to_tensor
+from attrret.classifiers.inputs import front_views, load_batch
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import autocast, resolve_device, tune_malloc
 from attrret.errors import CheckpointError
 
 __all__ = ["predict_probs", "load_checkpoint", "list_model_dirs", "build_model"]
-
-
-def _preprocess(meta: dict) -> Preprocess:
-    p = meta["preprocess"]
-    return Preprocess(int(p["size"]), tuple(p["mean"]), tuple(p["std"]))
 
 
 def build_model(ck: Checkpoint) -> Classifier:
@@ -62,10 +56,10 @@ def _task_tail(ck: Checkpoint, model: Classifier) -> _TaskTail:
     return _TaskTail({k: sd[k] for k in keys}, sd["head.weight"].float(), sd["head.bias"].float())
 
 
-def _group_key(meta: dict) -> tuple:
-    p = meta["preprocess"]
-    return (meta["backbone"]["arch"], meta["front_hash"], p["size"], tuple(p["mean"]), tuple(p["std"]), meta["cut"],
-            meta.get("crop", "full"), meta.get("tail_norm"))
+def _group_key(ck: Checkpoint) -> tuple:
+    """Checkpoints with equal keys compute the same front output for an image (module doc)."""
+    meta = ck.meta
+    return (meta["backbone"]["arch"], meta["front_hash"], ck.preprocess, meta["cut"], meta.get("crop", "full"), meta.get("tail_norm"))
 
 
 def _load_tail(model: Classifier, tail: _TaskTail, ck: Checkpoint) -> None:
@@ -101,7 +95,7 @@ def predict_probs(
         raise CheckpointError(f"several models for the same task: {', '.join(dup)}")
     groups: dict[tuple, list[Checkpoint]] = {}
     for ck in cks:
-        groups.setdefault(_group_key(ck.meta), []).append(ck)
+        groups.setdefault(_group_key(ck), []).append(ck)
     out = {ck.task: np.zeros((len(images), len(ck.classes)), np.float32) for ck in cks}
     paths = [Path(p) for p in images]
 
@@ -118,19 +112,15 @@ def predict_probs(
             if dev.type == "cpu":
                 model = model.to(memory_format=torch.channels_last)
             tails = [_task_tail(ck, model) for ck in members]
-            pre, crop = _preprocess(members[0].meta), members[0].meta.get("crop", "full")
+            pre, crop = members[0].preprocess, members[0].meta.get("crop", "full")
             bar = prog.add_task(f"predict {len(members)} task(s), group {gi + 1}/{len(groups)}", total=len(paths))
             with torch.no_grad():
                 for s in range(0, len(paths), batch_size):
                     chunk = paths[s : s + batch_size]
-                    x = torch.stack([to_tensor(load_input(p, pre, crop), pre) for p in chunk]).to(dev)
-                    views = [x, torch.flip(x, dims=[3])] if tta_flip else [x]
+                    views = front_views(model.front, load_batch(chunk, pre, crop), dev, flips=tta_flip)
                     acc = [0.0] * len(members)
-                    for xv in views:
-                        if dev.type == "cpu":
-                            xv = xv.contiguous(memory_format=torch.channels_last)
+                    for a in views:
                         with autocast(dev):
-                            a = model.front(xv)
                             f = None
                             for k, tail in enumerate(tails):
                                 if tail.state or f is None:  # a head-only task reuses the features

@@ -38,17 +38,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
+from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, Preprocess, create_backbone
 from attrret.classifiers.cache import FrontCache, open_or_build
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
-from attrret.classifiers.inputs import CROPS, augment_image, color_safe, load_input, to_tensor
+from attrret.classifiers.inputs import CROPS, augment_image, channels_last, color_safe, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import autocast, precision, resolve_device, seed_everything, tune_malloc
 from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError, OptionError
 from attrret.faults import fault_point
+from attrret.geometry import HW, hw_label, parse_hw
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, load_schema
@@ -72,7 +73,9 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     weights: str | None = None  # timm:<name> weights file
     pretrained: bool = True  # False: random init (the baseline the README compares against)
-    img_size: int | None = 160  # CPU-friendly; None = the backbone's native size
+    # The model input H x W for every task (an int or "HxW" is read by geometry.parse_hw); None:
+    # each task's schema default (its file's ``input`` hint: tall for pedestrians, wide for vehicles).
+    img_size: HW | None = None
     epochs: int = 8
     batch_size: int = 64
     lr: float = 1e-3
@@ -83,7 +86,7 @@ class TrainConfig:
     ema: float = 0.0  # EMA decay per step (e.g. 0.999); 0 = off
     trainable_blocks: int | None = None  # None = the family default (trunks.FAMILY_DEFAULT_TRAINABLE)
     tail_norm: str = "frozen"  # frozen: the tail's BatchNorms keep the pretrained statistics and affine | batch
-    crop: str = "full"  # full | top | upper | bottom (see inputs.CROPS)
+    crop: str | None = None  # full | top | upper | bottom (geometry.CROPS) for every task; None: each task's schema hint
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -118,14 +121,17 @@ class TrainConfig:
             raise OptionError(f"EMA decay must be in [0, 1), got {self.ema}")
         if not 0.0 < self.val_fraction < 1.0:
             raise OptionError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
-        if self.img_size is not None and self.img_size <= 0:
-            raise OptionError(f"image size must be a positive number of pixels, got {self.img_size}")
+        if self.img_size is not None:
+            try:
+                object.__setattr__(self, "img_size", parse_hw(self.img_size))
+            except ValueError as exc:
+                raise OptionError(f"image size: {exc}") from None
         if self.epochs < 1 or self.batch_size < 1:
             raise OptionError("epochs and batch size must be at least 1")
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
             raise OptionError(f"trainable blocks must be >= 0, got {self.trainable_blocks}")
         for name, value, choices in (("balance", self.balance, _BALANCES), ("tail_norm", self.tail_norm, _TAIL_NORMS),
-                                     ("crop", self.crop, tuple(CROPS))):
+                                     ("crop", "full" if self.crop is None else self.crop, tuple(CROPS))):
             if value not in choices:
                 raise OptionError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         kind, _, index = self.device.partition(":")
@@ -141,7 +147,16 @@ class TrainConfig:
                 raise OptionError(f"--fold {self.fold}: need K >= 2 and 0 <= k < K")
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain JSON types (``img_size`` as ``[H, W]``), as ``config.json`` and ``last.pt`` store it,
+        so a saved config compares equal to the one it was made from (``--resume``)."""
+        d = dataclasses.asdict(self)
+        d["img_size"] = list(self.img_size) if self.img_size else None
+        return d
+
+    def task_input(self, group: Group) -> tuple[HW | None, str]:
+        """The input size (None: the backbone's native one) and crop ``group``'s task trains on:
+        ``img_size`` / ``crop`` when given, else the group's schema hints."""
+        return self.img_size or group.input, self.crop or group.crop
 
 
 @dataclass(frozen=True)
@@ -242,31 +257,23 @@ def _state_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and device.type == "cpu" else x
-
-
 class _Inputs:
-    """Model inputs for a batch: cached front output, or images through the frozen front."""
+    """Model inputs for a batch: cached front output, or images through the frozen front
+    (:func:`inputs.load_batch` and :func:`inputs.front_views`, the path predict takes)."""
 
-    def __init__(self, model: Classifier, backbone: Backbone, crop: str, cache: FrontCache | None, device: torch.device, amp: bool) -> None:
-        self.model, self.pre, self.crop, self.cache, self.device, self.amp = model, backbone.preprocess, crop, cache, device, amp
+    def __init__(self, model: Classifier, pre: Preprocess, crop: str, cache: FrontCache | None, device: torch.device, amp: bool) -> None:
+        self.model, self.pre, self.crop, self.cache, self.device, self.amp = model, pre, crop, cache, device, amp
 
     def train_batch(self, paths: Sequence[str], rng: np.random.Generator, photometric: bool) -> torch.Tensor:
         if self.cache is not None:
             return self.cache.batch(paths, rng.integers(0, 2, len(paths))).to(self.device)
-        ims = [augment_image(load_input(p, self.pre, self.crop), rng, photometric) for p in paths]
-        return self._front(torch.stack([to_tensor(im, self.pre) for im in ims]))
+        x = load_batch(paths, self.pre, self.crop, transform=lambda im: augment_image(im, rng, photometric))
+        return front_views(self.model.front, x, self.device, self.amp, flips=False)[0]
 
     def eval_views(self, paths: Sequence[str]) -> list[torch.Tensor]:
         if self.cache is not None:
             return [self.cache.batch(paths, [v] * len(paths)).to(self.device) for v in (0, 1)]
-        x = torch.stack([to_tensor(load_input(p, self.pre, self.crop), self.pre) for p in paths])
-        return [self._front(x), self._front(torch.flip(x, dims=[3]))]
-
-    def _front(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), autocast(self.device, self.amp):
-            return self.model.front(_channels_last(x.to(self.device), self.device)).float()
+        return front_views(self.model.front, load_batch(paths, self.pre, self.crop), self.device, self.amp)
 
 
 def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device, amp: bool) -> np.ndarray:
@@ -279,7 +286,7 @@ def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], b
             probs = 0
             for xv in inputs.eval_views(paths):
                 with autocast(device, amp):
-                    logits = model(_channels_last(xv, device), from_front=True)
+                    logits = model(channels_last(xv, device), from_front=True)
                 probs = probs + logits.float().softmax(-1)
             out.append((probs / 2).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
@@ -325,63 +332,95 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
     groups = tuple(g for g in groups if g.task in data)
     if not groups:
         raise AttrretError(f"no trainable task in {config.data} for --task {config.task}")
+    # Tasks that train on the same input (size and crop) share one backbone and one trunk cache.
+    by_input: dict[tuple[HW | None, str], list[Group]] = {}
+    for g in groups:
+        by_input.setdefault(config.task_input(g), []).append(g)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[ips]:>6.0f} img/s  loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
+    results: dict[str, TaskResult] = {}
+    with Progress(*columns, console=console, disable=not (progress and d.main)) as prog:
+        images = _cache_images(config, data) if config.cache else []
+        for (hw, crop), members in by_input.items():
+            inp = _prepare_input(config, hw, crop, images, device, d, prog, log)
+            for g in members:
+                # One training per task directory at a time (rank 0 writes it; the kernel frees the lock if we die).
+                task_dir = Path(config.workdir) / "models" / g.task  # the lock lives beside it: the task dir keeps its layout
+                lock = (file_lock(task_dir.parent / f"{TASK_LOCK_PREFIX}{g.task}.lock", waiting=f"{g.task}: waiting for another training of it in {task_dir}",
+                                  log=log) if d.main else contextlib.nullcontext())
+                with lock:
+                    results[g.task] = _train_one(config, g, data[g.task], inp, device, d, prog, log, schema.fingerprint)
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return [results[g.task] for g in groups]
+
+
+@dataclass(frozen=True)
+class _SharedInput:
+    """What the tasks training on one model input (size and crop) share: the backbone built for
+    that size, how many of its blocks train, and the trunk cache of its front (None: on the fly)."""
+
+    backbone: Backbone
+    crop: str
+    n_blocks: int
+    cache: FrontCache | None
+
+    @property
+    def pre(self) -> Preprocess:
+        return self.backbone.preprocess
+
+
+def _cache_images(config: TrainConfig, data: dict[str, TaskData]) -> list[str]:
+    """Every image of the data set, not only this run's tasks': later runs on other tasks of the
+    same data then find the same cache."""
+    from attrret.data.records import load_records
+
+    return sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part}
+                  | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", skip_bad=True, decode=config.skip_bad)})
+
+
+def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[str], device: torch.device, d: _Dist,
+                   prog, log) -> _SharedInput:
+    """Build the backbone for input size ``hw`` and open (or build) its trunk cache for ``crop``.
+
+    Seeded afresh, so a randomly initialised front is the same whichever other inputs the run
+    also trains: a task's result does not depend on the tasks trained beside it.
+    """
     seed_everything(config.seed)
-    backbone = create_backbone(config.backbone, weights=config.weights, pretrained=config.pretrained, img_size=config.img_size)
+    backbone = create_backbone(config.backbone, weights=config.weights, pretrained=config.pretrained, img_size=hw)
     n_blocks = config.trainable_blocks
     if n_blocks is None:
         n_blocks = default_trainable_blocks(backbone.family, backbone.trunk.num_blocks)
     elif n_blocks > backbone.trunk.num_blocks:  # a typo (20 for 2) would silently train the whole trunk
         raise OptionError(f"--trainable-blocks {n_blocks}: {backbone.arch} has {backbone.trunk.num_blocks} blocks "
                           f"(give 0..{backbone.trunk.num_blocks}; {backbone.trunk.num_blocks} trains the whole trunk)")
-    proto = Classifier(backbone.trunk, backbone.feature_dim, 2, n_blocks).to(device)
-    log(f"backbone {backbone.arch} ({backbone.family}, {backbone.weights}), {backbone.preprocess.size}px, "
+    log(f"backbone {backbone.arch} ({backbone.family}, {backbone.weights}), input {hw_label(backbone.preprocess.hw)} px, crop {crop}, "
         f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device} ({precision(device, config.amp)}), world {d.world}")
-
-    workdir = Path(config.workdir)
     cache = None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    if config.cache:
+        proto = Classifier(backbone.trunk, backbone.feature_dim, 2, n_blocks).to(device)
+        bar = prog.add_task(f"trunk cache {hw_label(backbone.preprocess.hw)} {crop}", total=len(images), ips=0.0, loss=0.0)
+        t0 = time.perf_counter()
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[ips]:>6.0f} img/s  loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not (progress and d.main)) as prog:
-        if config.cache:
-            # Every image of the data set, not only this run's tasks': later runs on other tasks
-            # of the same data then find the same cache.
-            from attrret.data.records import load_records
+        def advance(n: int) -> None:
+            done = prog.tasks[bar].completed + n
+            prog.update(bar, advance=n, ips=done / max(1e-9, time.perf_counter() - t0))
 
-            images = sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part}
-                            | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", skip_bad=True, decode=config.skip_bad)})
-            bar = prog.add_task("trunk cache", total=len(images), ips=0.0, loss=0.0)
-            t0 = time.perf_counter()
-
-            def advance(n: int) -> None:
-                done = prog.tasks[bar].completed + n
-                prog.update(bar, advance=n, ips=done / max(1e-9, time.perf_counter() - t0))
-
-            kwargs = dict(arch=backbone.arch, pre=backbone.preprocess, crop=config.crop, images=images, workdir=workdir,
-                          device=device, amp=config.amp, batch_size=config.batch_size,
-                          budget_bytes=int(config.cache_budget_gb * 2**30), log=log, progress=advance)
-            if d.main:
-                cache = open_or_build(proto, **kwargs)
-            _barrier(d)
-            if not d.main:
-                cache = open_or_build(proto, **kwargs, build=False)
-            prog.update(bar, completed=len(images))
-        results = []
-        for g in groups:
-            # One training per task directory at a time (rank 0 writes it; the kernel frees the lock if we die).
-            task_dir = Path(config.workdir) / "models" / g.task  # the lock lives beside it: the task dir keeps its layout
-            lock = (file_lock(task_dir.parent / f"{TASK_LOCK_PREFIX}{g.task}.lock", waiting=f"{g.task}: waiting for another training of it in {task_dir}",
-                              log=log) if d.main else contextlib.nullcontext())
-            with lock:
-                results.append(_train_one(config, g, data[g.task], backbone, n_blocks, cache, device, d, prog, log,
-                                          schema.fingerprint))
-    if d.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
-    return results
+        kwargs = dict(arch=backbone.arch, pre=backbone.preprocess, crop=crop, images=images, workdir=Path(config.workdir),
+                      device=device, amp=config.amp, batch_size=config.batch_size,
+                      budget_bytes=int(config.cache_budget_gb * 2**30), log=log, progress=advance)
+        if d.main:
+            cache = open_or_build(proto, **kwargs)
+        _barrier(d)
+        if not d.main:
+            cache = open_or_build(proto, **kwargs, build=False)
+        prog.update(bar, completed=len(images))
+    return _SharedInput(backbone, crop, n_blocks, cache)
 
 
 @dataclass(frozen=True)
@@ -434,15 +473,17 @@ class _TaskRun:
         return self.ema.module if self.ema is not None else self.model
 
 
-def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, n_blocks: int, cache: FrontCache | None,
-               device: torch.device, d: _Dist, prog, log, fingerprint: str) -> TaskResult:
+def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: _Dist, prog, log,
+               fingerprint: str) -> TaskResult:
     """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
     out_dir = Path(config.workdir) / "models" / group.task
-    resolved = {**config.as_dict(), "task": group.task, "trainable_blocks": n_blocks}
+    # the config as this task ran it: its own input size and crop, whether given or from the schema
+    resolved = {**config.as_dict(), "task": group.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
+                "crop": inp.crop}
     done = _already_trained(config, group, out_dir, resolved, log)
     if done is not None:
         return done
-    run = _start(config, group, td, backbone, n_blocks, cache, device, d, resolved)
+    run = _start(config, group, td, inp, device, d, resolved)
     last_path = out_dir / "last.pt"
     if config.resume:
         resume(run, last_path, log)
@@ -456,7 +497,7 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, backbone: Backbo
             f"val acc {entry['val']['accuracy']:.3f} mA {entry['val']['mA']:.3f}")
         if d.main:
             save_last(run, last_path)
-    return save_best(run, config, group, td, backbone, cache, device, d, fingerprint, out_dir, time.perf_counter() - t_task)
+    return save_best(run, config, group, td, inp, device, d, fingerprint, out_dir, time.perf_counter() - t_task)
 
 
 def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved: dict, log) -> TaskResult | None:
@@ -471,11 +512,11 @@ def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved:
                       done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
 
 
-def _start(config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, n_blocks: int, cache: FrontCache | None,
-           device: torch.device, d: _Dist, resolved: dict) -> _TaskRun:
+def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: _Dist, resolved: dict) -> _TaskRun:
     """A fresh model (seeded per task), optimiser, schedule, loss weights and EMA for one task."""
     torch.manual_seed(_task_seed(config.seed, group.task))
-    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(group.classes), n_blocks,
+    backbone = inp.backbone
+    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(group.classes), inp.n_blocks,
                        frozen_tail_norms=config.tail_norm == "frozen").to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -497,7 +538,7 @@ def _start(config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, 
         task=group.task, classes=group.classes, resolved=resolved, model=model, net=net, opt=opt, sched=sched,
         scaler=torch.amp.GradScaler("cuda") if (device.type == "cuda" and config.amp) else None, ema=ema,
         weights=weights.to(device) if weights is not None else None,
-        inputs=_Inputs(model, backbone, config.crop, cache, device, config.amp), steps=steps,
+        inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.amp), steps=steps,
         front_hash=model.front_hash(),  # snapshots hold the tail only; resume checks they fit this front
     )
 
@@ -552,7 +593,7 @@ def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, devi
     loss_sum, loss_n = 0.0, 0
     for s in range(run.steps):
         idx = shard[s * per_rank : (s + 1) * per_rank]
-        x = _channels_last(run.inputs.train_batch([td.train[i][0] for i in idx], rng, photometric), device)
+        x = channels_last(run.inputs.train_batch([td.train[i][0] for i in idx], rng, photometric), device)
         y = torch.from_numpy(labels[idx]).to(device)
         with autocast(device, config.amp):
             logits = run.net(x, from_front=True)
@@ -604,8 +645,8 @@ def save_last(run: _TaskRun, last_path: Path) -> None:
                     "ema": run.ema.state_dict() if run.ema is not None else None, **run.best.snapshot()}, tmp)
 
 
-def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, backbone: Backbone, cache: FrontCache | None,
-              device: torch.device, d: _Dist, fingerprint: str, out_dir: Path, seconds: float) -> TaskResult:
+def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: _Dist,
+              fingerprint: str, out_dir: Path, seconds: float) -> TaskResult:
     """Load the best epoch into the model, evaluate it on the holdout and (rank 0) write
     ``model.pt``, ``config.json`` and ``metrics.json``, then remove ``last.pt``."""
     task, classes, best = group.task, group.classes, run.best
@@ -616,7 +657,7 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, ba
         raise AttrretError(f"{task}: the trained weights are not finite (NaN or inf); lower --lr and train again")
     holdout = None
     if td.holdout:
-        holdout = _evaluate(final, _Inputs(final, backbone, config.crop, cache, device, config.amp), td.holdout, classes,
+        holdout = _evaluate(final, _Inputs(final, inp.pre, inp.crop, inp.cache, device, config.amp), td.holdout, classes,
                             config.batch_size, device, config.amp)
     digest = _state_digest(final)
     ips = run.train_seen / run.train_time if run.train_time else 0.0
@@ -627,12 +668,13 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, ba
         "train_seconds": run.train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": run.resolved,
     }
     if d.main:
+        backbone = inp.backbone
         front = front_record(backbone, final)
         meta = {
             "task": task, "subject": group.subject, "group": group.name, "classes": list(classes),
             "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
                          "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
-            "preprocess": backbone.preprocess.as_dict(), "crop": config.crop, "trainable_blocks": final.trainable_blocks,
+            "preprocess": inp.pre.as_dict(), "crop": inp.crop, "trainable_blocks": final.trainable_blocks,
             "tail_norm": config.tail_norm,
             "cut": final.cut, **front, "schema_fingerprint": fingerprint,
             "metrics": {"best_epoch": best.epoch, "val": _summary(best.val), "holdout": _summary(holdout) if holdout else None},

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 
+import typer
 from typer.core import TyperCommand
 
-__all__ = ["WrappedHelp", "choice"]
+from attrret.geometry import HW, parse_hw, parse_hw_list
+
+__all__ = ["WrappedHelp", "choice", "size_option", "sizes_option"]
 
 _HYPHEN = "\ue000"  # stands for "-" while wrapping: a private-use character, one column wide
 
@@ -39,3 +42,20 @@ def choice(name: str, values) -> type[Enum]:
     """A ``str`` Enum of ``values`` (each member named and valued as itself), for a Typer
     option whose choices are listed once, where the library defines them, and shown in help."""
     return Enum(name, {v: v for v in values}, type=str)
+
+
+def size_option(text: str, flag: str) -> HW:
+    """One input size, ``HxW`` or ``N`` (:func:`attrret.geometry.parse_hw`); anything else is a
+    usage error naming ``flag`` (exit 2)."""
+    try:
+        return parse_hw(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def sizes_option(text: str, flag: str) -> tuple[HW, ...]:
+    """Comma-separated input sizes, each as :func:`size_option` reads one."""
+    try:
+        return parse_hw_list(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None

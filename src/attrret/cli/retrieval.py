@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice
+from attrret.cli.options import WrappedHelp, choice, sizes_option
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
@@ -21,15 +21,6 @@ Backend = choice("Backend", BACKENDS)
 
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def _ints(text: Optional[str], what: str) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{what}: expected comma-separated integers, got {text!r}") from None
 
 
 def _floats(text: Optional[str], what: str) -> tuple[float, ...]:
@@ -46,7 +37,7 @@ def predict(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default W/index). Re-running on a grown gallery predicts only new or changed images.")] = None,
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir with W/models/<task>/model.pt (see --img-sizes for ensembles).")] = Path("attrret-work"),
     models: Annotated[Optional[list[Path]], typer.Option("--models", "-m", help="Ensemble member: a models root (<task>/model.pt inside) or one task dir; repeat for several. Overrides --workdir.")] = None,
-    img_sizes: Annotated[Optional[str], typer.Option("--img-sizes", help="Resolution ensemble, e.g. 224,320: one member per size, found among W/models and W/*/models (train each with `attrret train --workdir W/r224 --img-size 224`, ...) by the size in their checkpoints; with --models, keeps the members of these sizes.")] = None,
+    img_sizes: Annotated[Optional[str], typer.Option("--img-sizes", metavar="HxW,...", help="Resolution ensemble, e.g. 256x128,320x160 (height x width; N is N x N): one member per size, found among W/models and W/*/models (train each with `attrret train --workdir W/r320 --img-size 320x160`, ...) by the input sizes in their checkpoints; with --models, keeps the members of these sizes.")] = None,
     member_weights: Annotated[Optional[str], typer.Option("--member-weights", help="Comma-separated ensemble member weights, in member order (default equal).")] = None,
     tta: Annotated[Tta, typer.Option("--tta", help="flip: average with the mirrored image.")] = Tta.flip,
     split: Annotated[str, typer.Option(help="Split of a Track-2 folder to index.")] = "test",
@@ -56,13 +47,14 @@ def predict(
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index."""
     from attrret.io import refuse_overwriting_inputs
-    from attrret.retrieval.predict import build_index, find_members
+    from attrret.retrieval.predict import build_index, find_members, member_sizes
 
     out = out or workdir / "index"
     refuse_overwriting_inputs({"--out": out}, {"--images": images})
-    members = find_members(None if models else workdir, models or (), _ints(img_sizes, "--img-sizes"), _floats(member_weights, "--member-weights"))
+    members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
+                           _floats(member_weights, "--member-weights"))
     for i, m in enumerate(members):
-        _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, {m.img_size}px, weight {m.weight:g})")
+        _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
     s = build_index(images, out, members, tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet)
     typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
 

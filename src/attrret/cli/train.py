@@ -7,11 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice
+from attrret.cli.options import WrappedHelp, choice, size_option
+from attrret.geometry import CROPS, hw_label
+from attrret.schema import load_schema
 
-# The library's choices (classifiers.inputs.CROPS, classifiers.train._BALANCES / _TAIL_NORMS),
-# restated because importing them imports torch; tests/cli/test_choices.py keeps them equal.
-Crop = choice("Crop", ("full", "top", "upper", "bottom"))
+Crop = choice("Crop", tuple(CROPS))
+# The library's choices (classifiers.train._BALANCES / _TAIL_NORMS), restated because importing
+# them imports torch; tests/cli/test_flags.py keeps them equal.
 TailNorm = choice("TailNorm", ("frozen", "batch"))
 Balance = choice("Balance", ("none", "weighted", "sqrt"))
 
@@ -33,6 +35,12 @@ def _table(results) -> str:
     return "\n".join(rows)
 
 
+def _schema_inputs() -> str:
+    """The default input per subject, as the schema's hints give it (for the help)."""
+    inputs = {g.subject: g.input for g in load_schema().tasks}
+    return ", ".join(f"{subject} {hw_label(hw) if hw else 'native'}" for subject, hw in inputs.items())
+
+
 def train(
     task: Annotated[str, typer.Option("--task", "-t", help="Task (vehicle.color, pedestrian.hat, router, ...), pedestrian, vehicle or all.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Track-2 folder or labels.txt + images/ folder.")],
@@ -40,7 +48,7 @@ def train(
     backbone: Annotated[str, typer.Option(help="tf_efficientnet_lite0, timm:<name>, open_clip:<arch>/<pretrained> or path/to/model.pt.")] = "tf_efficientnet_lite0",
     weights: Annotated[Optional[Path], typer.Option(help="Trunk weights: a state-dict file for a timm:<name> backbone (offline weights).")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained/--random-init", help="Start from pretrained weights or random init.")] = True,
-    img_size: Annotated[int, typer.Option(help="Square input size in pixels; 0 = the backbone's native size.")] = 160,
+    img_size: Annotated[Optional[str], typer.Option(metavar="HxW", help=f"Model input for every task: height x width in pixels (e.g. 256x128), or N for N x N. Default: each subject's input from the schema ({_schema_inputs()}).")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 8,
     batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
@@ -49,7 +57,7 @@ def train(
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
     balance: Annotated[Balance, typer.Option(help="Class-imbalance handling: weighted (inverse class frequency), sqrt (its square root) or none.")] = Balance.weighted,
     ema: Annotated[float, typer.Option(min=0.0, max=1.0, help="EMA decay (e.g. 0.999); 0 = off.")] = 0.0,
-    crop: Annotated[Crop, typer.Option(help="Input region of each image.")] = Crop.full,
+    crop: Annotated[Optional[Crop], typer.Option(help="Input region of each image, for every task. Default: each task's crop hint in the schema (full).")] = None,
     holdout: Annotated[int, typer.Option(min=0, help="Keep the fixed holdout_split(N, seed 0) out of training; report it.")] = 0,
     fold: Annotated[Optional[str], typer.Option(help="Select on stratified fold k of K, as k/K.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -66,9 +74,9 @@ def train(
 
     config = TrainConfig(
         task=task, data=str(data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
-        pretrained=pretrained, img_size=img_size or None, epochs=epochs, batch_size=batch_size, lr=lr,
+        pretrained=pretrained, img_size=size_option(img_size, "--img-size") if img_size is not None else None, epochs=epochs, batch_size=batch_size, lr=lr,
         trainable_blocks=trainable_blocks, tail_norm=tail_norm.value, label_smoothing=label_smoothing, balance=balance.value, ema=ema,
-        crop=crop.value,
+        crop=crop.value if crop else None,
         holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
     )

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from attrret.errors import CheckpointError
+from attrret.geometry import HW, parse_hw
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Schema, load_schema
@@ -48,14 +49,17 @@ class IndexHeader:
     schema: str
     count: int
     columns: dict[str, tuple[int, int]]  # task -> [start, stop) in probs
-    models: tuple[dict, ...]  # {"task", "path", "relpath", "sha256", "img_size", "backbone", "member", "weight", ...}
-    img_sizes: tuple[int, ...]
+    models: tuple[dict, ...]  # {"task", "path", "relpath", "sha256", "img_size": [H, W], "backbone", "member", "weight", ...}
+    img_sizes: tuple[HW, ...]  # every model input H x W, sorted (an int N, as older headers have it: N x N)
     tta: str  # "flip" | "none"
     weights: tuple[float, ...]
     source: str = ""
     probs_file: str = ""
     names_file: str = ""
     format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "img_sizes", tuple(parse_hw(s) for s in self.img_sizes))
 
     @property
     def width(self) -> int:
@@ -73,7 +77,7 @@ class IndexHeader:
         return {
             "format": self.format, "schema": self.schema, "count": self.count,
             "columns": {k: list(v) for k, v in self.columns.items()}, "models": [dict(m) for m in self.models],
-            "img_sizes": list(self.img_sizes), "tta": self.tta, "weights": list(self.weights),
+            "img_sizes": [list(s) for s in self.img_sizes], "tta": self.tta, "weights": list(self.weights),
             "source": self.source, "probs_file": self.probs_file, "names_file": self.names_file,
         }
 
@@ -106,8 +110,11 @@ class IndexHeader:
             raise bad("columns", "an object of task -> [start, stop] with whole numbers start < stop")
         if not all(isinstance(m, dict) for m in models):
             raise bad("models", "a list of model objects")
-        if not all(count(x) and x > 0 for x in sizes):
-            raise bad("img_sizes", "a list of positive sizes")
+        def size(x: object) -> bool:  # [H, W]; or N (N x N) in headers from before rectangles
+            return (count(x) and x > 0) or (isinstance(x, list) and len(x) == 2 and all(count(v) and v > 0 for v in x))
+
+        if not all(map(size, sizes)):
+            raise bad("img_sizes", "a list of positive sizes [H, W]")
         if not all(isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
             raise bad("weights", "a list of finite numbers")
         if tta not in ("flip", "none"):

@@ -7,9 +7,9 @@ mean of the probabilities of the members that have that task.
 - ``models=[DIR, ...]``: each DIR is a member root (``DIR/<task>/model.pt``) or one task dir
   (``DIR/model.pt``, a member of its own), in the given order;
 - otherwise from ``workdir`` W: with no ``img_sizes``, the single member ``W/models``; with
-  ``img_sizes=(224, 320)``, one member per size, found among ``W/models`` and ``W/*/models``
-  (e.g. ``W/r224/models`` from ``attrret train --workdir W/r224 --img-size 224``) by the input
-  size recorded in their checkpoints.
+  ``img_sizes=((256, 128), (320, 160))``, one member per size, found among ``W/models`` and
+  ``W/*/models`` (e.g. ``W/r320/models`` from ``attrret train --workdir W/r320 --img-size
+  320x160``) by the input sizes (H x W) recorded in their checkpoints; an int N is N x N.
 
 ``weights`` align with the members in that order (default: equal).
 
@@ -22,6 +22,7 @@ changes probabilities differs, everything is recomputed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import sys
@@ -33,6 +34,7 @@ import numpy as np
 
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
+from attrret.geometry import HW, hw_label, parse_hw
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
@@ -55,12 +57,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 @dataclass(frozen=True)
 class Member:
-    """One ensemble member: task model dirs (schema order), its weight and input size."""
+    """One ensemble member: task model dirs (schema order), its weight, and the input sizes its
+    tasks were trained at (several when each subject trained at its own schema default)."""
 
     label: str
     task_dirs: tuple[Path, ...]
     weight: float = 1.0
-    img_size: int | None = None
+    img_sizes: tuple[HW, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,64 +163,73 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
     return out
 
 
-def _img_size(task_dir: Path) -> int | None:
+def _img_sizes(task_dirs: Sequence[Path]) -> tuple[HW, ...]:
+    """The distinct input sizes ``task_dirs``' checkpoints were trained at, in task order."""
     from attrret.classifiers.checkpoint import load_checkpoint
 
-    return int(load_checkpoint(task_dir).meta["preprocess"]["size"])
+    sizes = (load_checkpoint(d, mmap=True).preprocess.hw for d in task_dirs)  # mmap: only the meta is read
+    return tuple(dict.fromkeys(sizes))
+
+
+def member_sizes(member: Member) -> str:
+    """``256x128 128x192``: how a member's input sizes are shown."""
+    return " ".join(map(hw_label, member.img_sizes))
 
 
 def find_members(
     workdir: str | Path | None,
     models: Sequence[str | Path] = (),
-    img_sizes: Sequence[int] = (),
+    img_sizes: Sequence[HW | int] = (),
     weights: Sequence[float] = (),
     schema: Schema | None = None,
 ) -> list[Member]:
-    """Resolve the ensemble members (see module doc); errors say what was looked for."""
+    """Resolve the ensemble members (see module doc); errors say what was looked for.
+
+    ``img_sizes`` are ``(H, W)`` (an int N: N x N); a member matches a size its checkpoints
+    were trained at, and one member matching several is taken once.
+    """
     from attrret.classifiers.checkpoint import task_model_dirs  # torch: only when models are used
 
     schema = schema or load_schema()
+    wanted = tuple(parse_hw(s) for s in img_sizes)
     members: list[Member] = []
     if models:
         for m in models:
             dirs = tuple(task_model_dirs(m))
             if not dirs:
                 raise CheckpointError(f"{m}: no model.pt here nor in <task>/ subfolders")
-            members.append(Member(str(m), dirs, img_size=_img_size(dirs[0])))
-        if img_sizes:
-            members = [m for m in members if m.img_size in img_sizes]
+            members.append(Member(str(m), dirs, img_sizes=_img_sizes(dirs)))
+        if wanted:
+            members = [m for m in members if set(m.img_sizes) & set(wanted)]
     elif workdir is not None:
         w = Path(workdir)
-        if not img_sizes:
+        if not wanted:
             dirs = tuple(task_model_dirs(w / "models"))
             if not dirs:
                 raise CheckpointError(f"{w}/models: no trained models (run attrret train --workdir {w}, or give --models)")
-            members.append(Member(str(w / "models"), dirs, img_size=_img_size(dirs[0])))
+            members.append(Member(str(w / "models"), dirs, img_sizes=_img_sizes(dirs)))
         else:
             roots = [w / "models"] + sorted(p / "models" for p in w.iterdir() if p.is_dir() and p.name != "models") if w.is_dir() else []
-            found: dict[int, list[Member]] = {}
-            for r in roots:
-                dirs = tuple(task_model_dirs(r))
-                if dirs:
-                    size = _img_size(dirs[0])
-                    found.setdefault(size, []).append(Member(str(r), dirs, img_size=size))
-            for s in img_sizes:
-                if s not in found:
-                    have = ", ".join(f"{k}px: {[m.label for m in v]}" for k, v in sorted(found.items())) or "none"
-                    raise CheckpointError(f"no model set trained at {s}px under {w} (found {have})")
-                if len(found[s]) > 1:
-                    raise CheckpointError(f"several model sets trained at {s}px under {w}: {[m.label for m in found[s]]}; use --models")
-                members.append(found[s][0])
+            found = [Member(str(r), dirs, img_sizes=_img_sizes(dirs)) for r in roots if (dirs := tuple(task_model_dirs(r)))]
+            for hw in wanted:
+                hits = [m for m in found if hw in m.img_sizes]
+                if not hits:
+                    have = "; ".join(f"{m.label}: {member_sizes(m)}" for m in found) or "none"
+                    raise CheckpointError(f"no model set trained at {hw_label(hw)} under {w} (found {have})")
+                if len(hits) > 1:
+                    raise CheckpointError(f"several model sets trained at {hw_label(hw)} under {w}: {[m.label for m in hits]}; use --models")
+                if hits[0] not in members:
+                    members.append(hits[0])
     else:
         raise CheckpointError("no models: give --workdir or --models")
     if not members:
-        raise CheckpointError(f"no model set matches --img-sizes {','.join(map(str, img_sizes))}")
+        raise CheckpointError(f"no model set matches --img-sizes {','.join(map(hw_label, wanted))}")
     if weights:
         if len(weights) != len(members):
             raise CheckpointError(f"{len(weights)} weights for {len(members)} ensemble members ({', '.join(m.label for m in members)})")
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise CheckpointError("ensemble weights must be >= 0 with a positive sum")
-        members = [Member(m.label, m.task_dirs, float(wt), m.img_size) for m, wt in zip(members, weights)]
+        members = [dataclasses.replace(m, weight=float(wt)) for m, wt in zip(members, weights)]
     return members
 
 
@@ -235,7 +247,7 @@ def _model_entries(members: Sequence[Member], out: Path) -> list[dict]:
             path = ck.path.resolve()
             rows.append({
                 "member": i, "task": ck.task, "path": str(path), "relpath": os.path.relpath(path, out.resolve()),
-                "sha256": file_sha256(ck.path), "img_size": int(ck.meta["preprocess"]["size"]),
+                "sha256": file_sha256(ck.path), "img_size": list(ck.preprocess.hw),
                 "backbone": str(ck.meta.get("backbone", {}).get("arch", "")), "weight": m.weight,
                 # older checkpoints recorded the data path as typed; resolve it once, here
                 "train_data": str(Path(data).resolve()) if isinstance(data, str) and data else None,
@@ -359,7 +371,7 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
     tasks, at = list(columns), max((stop for _, stop in columns.values()), default=0)
     header = IndexHeader(
         schema=schema.fingerprint, count=len(gallery), columns=columns, models=tuple(entries),
-        img_sizes=tuple(sorted({e["img_size"] for e in entries})), tta="flip" if tta_flip else "none",
+        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta="flip" if tta_flip else "none",
         weights=tuple(m.weight for m in members), source=str(Path(src).resolve()),
     )
     stats = [_stat(p) for _, p in gallery]

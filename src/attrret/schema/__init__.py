@@ -17,6 +17,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from attrret.geometry import CROPS, HW, parse_hw
+
 __all__ = ["Group", "Subject", "Schema", "load_schema", "SUBJECTS"]
 
 #: Subjects an image or caption can be about, in router-class order.
@@ -31,9 +33,11 @@ class Group:
     name: str
     classes: tuple[str, ...]
     bits: tuple[int, ...] = ()
-    # Training hints (``[groups.hints]`` in the TOML). They change how a task trains, not what
-    # its columns mean, so they are not part of the fingerprint.
+    # Training hints (``hints`` of the group, defaults from the file's ``[hints]`` table). They
+    # change how a task trains, not what its columns mean, so they are not part of the fingerprint.
     photometric: bool = True  # brightness/contrast jitter keeps the label true (not for colours)
+    input: HW | None = None  # the default model input H x W (``input = "256x128"``); None: the backbone's native square
+    crop: str = "full"  # the default input region (attrret.geometry.CROPS)
 
     @property
     def task(self) -> str:
@@ -141,20 +145,36 @@ class Schema:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_HINTS = {"photometric"}
+_HINTS = {"photometric", "input", "crop"}
+
+
+def _read_hints(hints: dict, where: str) -> dict:
+    """The :class:`Group` fields a ``hints`` table sets, checked: a typo or a bad value is an
+    error naming the file, not a default silently used."""
+    unknown = sorted(set(hints) - _HINTS)
+    if unknown:
+        raise ValueError(f"{where}: unknown hints {unknown}; known: {sorted(_HINTS)}")
+    out = dict(hints)
+    if "photometric" in out and not isinstance(out["photometric"], bool):
+        raise ValueError(f"{where}: hint photometric must be true or false, got {out['photometric']!r}")
+    if "input" in out:
+        try:
+            out["input"] = parse_hw(out["input"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: hint input: {exc}") from None
+    if "crop" in out and out["crop"] not in CROPS:
+        raise ValueError(f"{where}: hint crop must be one of {', '.join(CROPS)}, got {out['crop']!r}")
+    return out
 
 
 def _read_subject(data: dict, source: str) -> tuple[str, tuple[Group, ...], int | None]:
     subject = data["subject"]
     code_bits = data.get("code_bits")
+    defaults = _read_hints(data.get("hints", {}), source)  # the file's [hints]: every group's defaults
     groups = []
     for raw in data["groups"]:
-        hints = raw.get("hints", {})
-        unknown = sorted(set(hints) - _HINTS)
-        if unknown:
-            raise ValueError(f"{source}: group {raw['name']!r}: unknown hints {unknown}; known: {sorted(_HINTS)}")
-        g = Group(subject, raw["name"], tuple(raw["classes"]), tuple(raw.get("bits", ())),
-                  photometric=bool(hints.get("photometric", True)))
+        hints = {**defaults, **_read_hints(raw.get("hints", {}), f"{source}: group {raw['name']!r}")}
+        g = Group(subject, raw["name"], tuple(raw["classes"]), tuple(raw.get("bits", ())), **hints)
         if len(set(g.classes)) != g.size or g.size < 2:
             raise ValueError(f"{source}: group {g.name!r} needs at least two distinct classes")
         if g.bits:
