@@ -27,6 +27,13 @@ from .conftest import attrret, leftovers, make_folder
 #: Real processes killed at fault points (about a minute in all): ``make test-all`` and CI run them.
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and FIFOs are POSIX"), pytest.mark.slow]
 
+@pytest.fixture(autouse=True)
+def _real_processes(monkeypatch):
+    """Every run here is a process of its own: a resumed run must match the killed one's thread
+    count (``OMP_NUM_THREADS=1``, see conftest.attrret) for its weights to agree bit for bit."""
+    monkeypatch.setenv("ATTRRET_TEST_SUBPROCESS", "1")
+
+
 TASK = "pedestrian.gender"
 #: --no-cache: every step decodes its images and runs the whole backbone (the full input path).
 TRAIN = ("train", "--task", TASK, "--backbone", "timm:test_vit", "--random-init", "--img-size", "48", "--epochs", "5",
