@@ -60,7 +60,7 @@ def child(mode: str, workdir: str) -> None:
     else:  # what predict_probs does: one model per front group, each task's tail kept beside it
         groups: dict[tuple, list] = {}
         for ck in cks:
-            groups.setdefault(_group_key(ck.meta), []).append(ck)
+            groups.setdefault(_group_key(ck), []).append(ck)
         models = []
         for members in groups.values():
             model = build_model(members[0])
@@ -72,8 +72,6 @@ def child_predict(mode: str, workdir: str, image: str) -> None:
     """Probabilities for one image from every task of ``workdir``, timed by the parent from process
     start. ``now``: ``predict_probs`` (one model per front group, lean checkpoints). ``before``:
     the previous path, each checkpoint built into its own model and run on the image."""
-    from pathlib import Path
-
     from attrret.classifiers.checkpoint import list_model_dirs
 
     dirs = list_model_dirs(workdir)
@@ -84,7 +82,7 @@ def child_predict(mode: str, workdir: str, image: str) -> None:
     else:
         import torch
 
-        from attrret.classifiers.inputs import load_input, to_tensor
+        from attrret.classifiers.inputs import load_batch
         from attrret.classifiers.predict import build_model, load_checkpoint
 
         probs = {}
@@ -92,7 +90,7 @@ def child_predict(mode: str, workdir: str, image: str) -> None:
             for d in dirs:
                 ck = load_checkpoint(d)
                 model = build_model(ck)
-                x = to_tensor(load_input(image, ck.preprocess, ck.meta.get("crop", "full")), ck.preprocess)[None]
+                x = load_batch([image], ck.preprocess, ck.meta.get("crop", "full"))
                 probs[ck.task] = sum(model(v).softmax(-1) for v in (x, torch.flip(x, dims=[3]))) / 2
     print(json.dumps({"tasks": len(probs)}))
 
