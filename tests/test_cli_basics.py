@@ -42,3 +42,12 @@ def test_start_up_imports_no_heavy_library():
     proc = sh(sys.executable, "-c", code)
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout) == []
+
+
+def test_version_prints_the_installed_distribution_version():
+    from importlib import metadata
+
+    proc = sh(str(ATTRRET), "--version")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == f"attrret {metadata.version('attrret')}"
+    assert sh(str(ATTRRET), "-V").stdout == proc.stdout

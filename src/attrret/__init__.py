@@ -7,12 +7,24 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from attrret.search import Hit, Searcher, SearchResult
 
-__all__ = ["Searcher", "SearchResult", "Hit"]
+__all__ = ["Searcher", "SearchResult", "Hit", "__version__"]
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is the one place it is written)."""
+    try:
+        return metadata.version("attrret")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def __getattr__(name: str):

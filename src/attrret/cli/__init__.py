@@ -35,6 +35,22 @@ baseline.register(app)
 demo.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from attrret import __version__
+
+        typer.echo(f"attrret {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="Print the installed version and exit."),
+) -> None:
+    """Attribute-based text-to-image retrieval for traffic scenes (pedestrians and vehicles)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: domain errors become one line on stderr and exit code 1.
 
