@@ -72,12 +72,13 @@ def test_predict_gives_what_training_evaluated(tall):
         model = build_model(ck).to(memory_format=torch.channels_last)
         items = [(p, 0) for p in images]
         on_the_fly = train_mod._Inputs(model, ck.preprocess, "full", None, CPU, True)
-        assert np.allclose(got[task], train_mod._predict(model, on_the_fly, items, 4, CPU, True), atol=tolerance())
+        t = ck.meta["temperature"]
+        assert np.allclose(got[task], train_mod._predict(model, on_the_fly, items, 4, CPU, True, t), atol=tolerance())
         cache = train_mod.open_or_build(model, arch=ck.meta["backbone"]["arch"], pre=ck.preprocess, crop="full", images=images,
                                         workdir=w, device=CPU, budget_bytes=2**30)
         assert cache.reused  # the cache training built
         cached = train_mod._Inputs(model, ck.preprocess, "full", cache, CPU, True)
-        assert np.allclose(got[task], train_mod._predict(model, cached, items, 4, CPU, True), atol=1e-2)  # float16 features
+        assert np.allclose(got[task], train_mod._predict(model, cached, items, 4, CPU, True, t), atol=1e-2)  # float16 features
     assert load_batch(images[:2], ck.preprocess).shape == (2, 3, 64, 32)
 
 
@@ -128,7 +129,8 @@ def test_without_img_size_each_task_trains_at_its_schema_input_and_crop(hinted_s
     probs = predict_probs([gender.path.parent], images, progress=False)["pedestrian.gender"]
     model = build_model(gender).to(memory_format=torch.channels_last)
     top, full = (train_mod._predict(model, train_mod._Inputs(model, gender.preprocess, crop, None, CPU, True),
-                                    [(str(p), 0) for p in images], 4, CPU, True) for crop in ("top", "full"))
+                                    [(str(p), 0) for p in images], 4, CPU, True, gender.meta["temperature"])
+                 for crop in ("top", "full"))
     assert np.allclose(probs, top, atol=tolerance()) and not np.allclose(probs, full, atol=1e-4)
 
 

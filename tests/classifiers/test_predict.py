@@ -40,7 +40,8 @@ def flip_tta_reference(ck, images) -> np.ndarray:
     x = torch.stack([to_tensor(load_input(i, pre), pre) for i in images])
     with torch.no_grad(), autocast(torch.device("cpu")):
         views = [v.contiguous(memory_format=torch.channels_last) for v in (x, torch.flip(x, dims=[3]))]
-        return (sum(model(v).float().softmax(-1) for v in views) / 2).numpy()
+        t = ck.meta.get("temperature", 1.0)  # the task's fitted temperature (calibration.py)
+        return (sum((model(v).float() / t).softmax(-1) for v in views) / 2).numpy()
 
 
 def tolerance() -> float:

@@ -182,6 +182,9 @@ def _check_meta(path: Path, meta: object, state_dict: object) -> None:
             raise bad(f"'preprocess.{key}' must be three finite numbers" + (" > 0" if key == "std" else ""))
     if meta["trainable_blocks"] < 0:
         raise bad("'trainable_blocks' must be >= 0")
+    t = meta.get("temperature", 1.0)  # absent in checkpoints from before calibration: 1.0
+    if not (number(t) and t > 0):
+        raise bad(f"'temperature' must be a finite number > 0, got {t!r}")
     if meta.get("crop", "full") not in CROPS:
         raise bad(f"'crop' must be one of {', '.join(CROPS)}, got {meta.get('crop')!r}")
     front = meta.get("front", FRONT_STORED)

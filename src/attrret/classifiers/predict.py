@@ -8,8 +8,8 @@ every such task's tail: 16 tasks on one backbone cost one front pass plus 16 sma
 once per group, not once per task (building one, with timm's factory and a dummy forward, was
 most of what one image through 16 tasks cost). Lean checkpoints (checkpoint.py) hold only that
 tail and head; the group's front comes from its pretrained weights, built once per process and
-checked against each checkpoint's front hash. Probabilities are softmax outputs averaged over
-the image and its horizontal flip.
+checked against each checkpoint's front hash. Probabilities are softmax outputs, at the task's
+fitted temperature (calibration.py), averaged over the image and its horizontal flip.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class _TaskTail(NamedTuple):
     state: dict[str, torch.Tensor]
     weight: torch.Tensor
     bias: torch.Tensor
+    temperature: float  # the softmax temperature fitted at training (calibration.py); 1.0 in older checkpoints
 
 
 def _task_tail(ck: Checkpoint, model: Classifier) -> _TaskTail:
@@ -53,7 +54,8 @@ def _task_tail(ck: Checkpoint, model: Classifier) -> _TaskTail:
     missing = sorted(k for k in [*keys, "head.weight", "head.bias"] if k not in sd)
     if missing:
         raise CheckpointError(f"{ck.path}: weights do not fit {ck.meta['backbone']['arch']}: missing {missing[:3]}")
-    return _TaskTail({k: sd[k] for k in keys}, sd["head.weight"].float(), sd["head.bias"].float())
+    return _TaskTail({k: sd[k] for k in keys}, sd["head.weight"].float(), sd["head.bias"].float(),
+                     float(ck.meta.get("temperature", 1.0)))
 
 
 def _group_key(ck: Checkpoint) -> tuple:
@@ -127,7 +129,7 @@ def predict_probs(
                                     _load_tail(model, tail, members[k])
                                     f = model.features(a, from_front=True).float()
                                 logits = F.linear(f, tail.weight.to(dev), tail.bias.to(dev))
-                                acc[k] = acc[k] + logits.softmax(-1)
+                                acc[k] = acc[k] + (logits / tail.temperature).softmax(-1)
                     for ck, probs in zip(members, acc):
                         out[ck.task][s : s + len(chunk)] = (probs / len(views)).cpu().numpy()
                     prog.update(bar, advance=len(chunk))

@@ -2,7 +2,8 @@
 
 Per task: cross-entropy (label smoothing), AdamW (weight decay 1e-5), linear warm-up then
 cosine, bf16 autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and
-EMA, per-epoch accuracy and mA on the selection split, best epoch (by mA) kept. Everything
+EMA, per-epoch accuracy and mA on the selection split, best epoch (by mA) kept, then a softmax
+temperature fitted on the selection split (calibration.py) and stored with it. Everything
 random derives from ``(seed, task, epoch)``, so a run is reproducible and ``--resume`` after an
 interruption continues exactly where the last finished epoch left off. The loop per task reads
 top to bottom in :func:`_train_one`: :func:`resume`, then per epoch :func:`run_epoch` and
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 
 from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, Preprocess, create_backbone
 from attrret.classifiers.cache import FrontCache, open_or_build
+from attrret.classifiers.calibration import fit_temperature, view_nll
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.inputs import CROPS, augment_image, channels_last, color_safe, front_views, load_batch
@@ -84,6 +86,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     balance: str = "weighted"  # none | weighted (inverse class frequency) | sqrt
     ema: float = 0.0  # EMA decay per step (e.g. 0.999); 0 = off
+    calibrate: bool = True  # fit a softmax temperature on the selection split (calibration.py); False: T = 1
     trainable_blocks: int | None = None  # None = the family default (trunks.FAMILY_DEFAULT_TRAINABLE)
     tail_norm: str = "frozen"  # frozen: the tail's BatchNorms keep the pretrained statistics and affine | batch
     crop: str | None = None  # full | top | upper | bottom (geometry.CROPS) for every task; None: each task's schema hint
@@ -276,20 +279,27 @@ class _Inputs:
         return front_views(self.model.front, load_batch(paths, self.pre, self.crop), self.device, self.amp)
 
 
-def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device, amp: bool) -> np.ndarray:
-    """Softmax probabilities averaged over the image and its flip (the same TTA as predict)."""
+def _view_logits(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device,
+                 amp: bool) -> np.ndarray:
+    """Float32 logits ``(2, n, classes)``: the image and its flip (the views predict averages)."""
     model.eval()
-    out = []
+    out: list[np.ndarray] = []
     with torch.no_grad():
         for s in range(0, len(items), batch_size):
             paths = [p for p, _ in items[s : s + batch_size]]
-            probs = 0
+            views = []
             for xv in inputs.eval_views(paths):
                 with autocast(device, amp):
-                    logits = model(channels_last(xv, device), from_front=True)
-                probs = probs + logits.float().softmax(-1)
-            out.append((probs / 2).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+                    views.append(model(channels_last(xv, device), from_front=True).float().cpu().numpy())
+            out.append(np.stack(views))
+    return np.concatenate(out, axis=1) if out else np.zeros((2, 0, 0), np.float32)
+
+
+def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device, amp: bool,
+             temperature: float = 1.0) -> np.ndarray:
+    """Softmax probabilities at ``temperature`` averaged over the image and its flip (what predict computes)."""
+    logits = torch.from_numpy(_view_logits(model, inputs, items, batch_size, device, amp))
+    return (logits / temperature).softmax(-1).mean(0).numpy()
 
 
 def _evaluate(model, inputs, items, classes, batch_size, device, amp) -> dict:
@@ -655,10 +665,11 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, in
     final.eval()
     if not all(bool(torch.isfinite(t).all()) for t in final.state_dict().values() if t.is_floating_point()):
         raise AttrretError(f"{task}: the trained weights are not finite (NaN or inf); lower --lr and train again")
+    inputs = _Inputs(final, inp.pre, inp.crop, inp.cache, device, config.amp)
+    calibration = _calibrate(final, inputs, td.val, config) if config.calibrate else None
     holdout = None
     if td.holdout:
-        holdout = _evaluate(final, _Inputs(final, inp.pre, inp.crop, inp.cache, device, config.amp), td.holdout, classes,
-                            config.batch_size, device, config.amp)
+        holdout = _evaluate(final, inputs, td.holdout, classes, config.batch_size, device, config.amp)
     digest = _state_digest(final)
     ips = run.train_seen / run.train_time if run.train_time else 0.0
     metrics = {
@@ -666,6 +677,7 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, in
         "val_source": td.val_source, "holdout": holdout, "holdout_source": td.holdout_source if td.holdout else None,
         "history": run.history, "n_train": len(td.train), "n_val": len(td.val), "n_holdout": len(td.holdout),
         "train_seconds": run.train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": run.resolved,
+        "calibration": calibration,
     }
     if d.main:
         backbone = inp.backbone
@@ -677,6 +689,7 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, in
             "preprocess": inp.pre.as_dict(), "crop": inp.crop, "trainable_blocks": final.trainable_blocks,
             "tail_norm": config.tail_norm,
             "cut": final.cut, **front, "schema_fingerprint": fingerprint,
+            "temperature": calibration["temperature"] if calibration else 1.0,
             "metrics": {"best_epoch": best.epoch, "val": _summary(best.val), "holdout": _summary(holdout) if holdout else None},
             "config": run.resolved,
         }
@@ -690,6 +703,17 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, in
               f"val_mA={best.mA:.6f}", file=sys.stderr, flush=True)
     return TaskResult(task, out_dir, classes, len(td.train), len(td.val), len(td.holdout), best.epoch, best.val,
                       holdout, run.history, seconds, ips, digest)
+
+
+def _calibrate(model: Classifier, inputs: _Inputs, val: Sequence[Sample], config: TrainConfig) -> dict | None:
+    """The task's softmax temperature fitted on the selection split (:mod:`calibration`), with
+    that split's NLL before and after; None without a selection split (nothing to fit on)."""
+    if not val:
+        return None
+    logits = _view_logits(model, inputs, val, config.batch_size, inputs.device, config.amp)
+    labels = np.array([y for _, y in val])
+    t = fit_temperature(logits, labels)
+    return {"temperature": t, "fitted_on": len(val), "val_nll": view_nll(logits, labels), "val_nll_calibrated": view_nll(logits, labels, t)}
 
 
 def _same_run(saved: dict | None, current: dict) -> bool:

@@ -57,6 +57,7 @@ def train(
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
     balance: Annotated[Balance, typer.Option(help="Class-imbalance handling: weighted (inverse class frequency), sqrt (its square root) or none.")] = Balance.weighted,
     ema: Annotated[float, typer.Option(min=0.0, max=1.0, help="EMA decay (e.g. 0.999); 0 = off.")] = 0.0,
+    calibrate: Annotated[bool, typer.Option(help="Fit each task's softmax temperature on its selection split and apply it at predict.")] = True,
     crop: Annotated[Optional[Crop], typer.Option(help="Input region of each image, for every task. Default: each task's crop hint in the schema (full).")] = None,
     holdout: Annotated[int, typer.Option(min=0, help="Keep the fixed holdout_split(N, seed 0) out of training; report it.")] = 0,
     fold: Annotated[Optional[str], typer.Option(help="Select on stratified fold k of K, as k/K.")] = None,
@@ -75,7 +76,7 @@ def train(
     config = TrainConfig(
         task=task, data=str(data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
         pretrained=pretrained, img_size=size_option(img_size, "--img-size") if img_size is not None else None, epochs=epochs, batch_size=batch_size, lr=lr,
-        trainable_blocks=trainable_blocks, tail_norm=tail_norm.value, label_smoothing=label_smoothing, balance=balance.value, ema=ema,
+        trainable_blocks=trainable_blocks, tail_norm=tail_norm.value, label_smoothing=label_smoothing, balance=balance.value, ema=ema, calibrate=calibrate,
         crop=crop.value if crop else None,
         holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
