@@ -132,3 +132,46 @@ def test_bad_options_rejected():
         RankOptions(scoring="cosine")
     with pytest.raises(ValueError):
         RankOptions(backend="annoy")
+
+
+def test_loglik_charges_a_confident_mistake_more_than_euclidean(index_factory):
+    """Euclidean saturates at 2 per group; minus the log-likelihood does not (ranker module doc)."""
+    hat = load_schema().pedestrian.group("hat").classes
+    no = [1.0 if c == "no" else 0.0 for c in hat]
+    mix = lambda p_no: [p_no * x + (1 - p_no) * (1 - x) for x in no]  # noqa: E731
+    idx = index_factory({
+        "a.jpg": ped(gender=[1.0, 0.0], hat=mix(0.05)),  # sure female, wrongly sure of a hat
+        "b.jpg": ped(gender=[0.3, 0.7], hat=mix(0.3)),  # unsure of both
+    })
+    q = q_ped({"gender": "female", "hat": "no"})
+    assert names(idx, rank(idx, [q], RankOptions(k=2))) == ["a.jpg", "b.jpg"]  # 1.805 < 1.96
+    ll = rank(idx, [q], RankOptions(k=2, scoring="loglik"))
+    assert names(idx, ll) == ["b.jpg", "a.jpg"]
+    assert ll.dist[0] == pytest.approx([-2 * np.log(0.3), -np.log(1 - 1e-6) - np.log(0.05)], rel=1e-6)
+
+
+def test_loglik_soft_gate_adds_minus_log_kind(index_factory):
+    idx = index_factory({"car.jpg": {**VEH, "pedestrian.gender": [1.0, 0.0]}, "p1.jpg": ped(gender=[0.6, 0.4])})
+    soft = rank(idx, [q_ped({"gender": "female"})], RankOptions(k=2, gate="soft", penalty=1.0, scoring="loglik"))
+    assert names(idx, soft) == ["p1.jpg", "car.jpg"]
+    assert soft.dist[0] == pytest.approx([-np.log(0.6) - np.log(0.95), -np.log(1 - 1e-6) - np.log(0.1)], rel=1e-6)
+
+
+def test_loglik_with_a_rank_cache_is_the_same_ranking(index_factory):
+    from attrret.retrieval.ranker import RankCache
+
+    rng = np.random.default_rng(1)
+    rows = {}
+    for i in range(200):
+        d = {"router": [0.9, 0.1] if i % 4 else [0.1, 0.9]}
+        for g in load_schema().pedestrian.groups:
+            p = rng.random(g.size) ** 3
+            d[g.task] = list(p / p.sum())
+        rows[f"{i:04d}.jpg"] = d
+    idx = index_factory(rows)
+    qs = [q_ped({"gender": "female", "age": "18-60"}), q_ped({"gender": "male", "hat": "yes", "bag": "none"})]
+    cache = RankCache(idx, load_schema())
+    for scoring in ("euclidean", "loglik", "euclidean"):  # both layouts in one cache, neither disturbing the other
+        opts = RankOptions(k=10, scoring=scoring)
+        a, b = rank(idx, qs, opts), rank(idx, qs, opts, cache=cache)
+        assert all((x == y).all() for x, y in zip(a.rows, b.rows)) and all(np.array_equal(x, y) for x, y in zip(a.dist, b.dist))

@@ -64,7 +64,7 @@ def rank(
     out: Annotated[Path, typer.Option("--out", "-o", help="Submission JSON (Track-2 format, query order kept).")],
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict.")] = Path("attrret-work/index"),
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="Results per query.")] = 10,
-    scoring: Annotated[Scoring, typer.Option(help="euclidean: the published keyword distance; linear: the reference code's variant.")] = Scoring.euclidean,
+    scoring: Annotated[Scoring, typer.Option(help="euclidean: the published keyword distance; linear: the reference code's variant; loglik: minus the log-probability of the stated classes.")] = Scoring.euclidean,
     use_implied: Annotated[bool, typer.Option("--use-implied/--stated-only", help="Also enforce values the Track-2 grammar implies.")] = False,
     hidden_priors: Annotated[bool, typer.Option("--hidden-priors/--no-hidden-priors", help="Soft targets for groups the caption hides, learned from training labels.")] = False,
     priors_from: Annotated[Optional[Path], typer.Option(help="Training labels for --hidden-priors (default: the data the index's pedestrian models were trained on).")] = None,

@@ -4,7 +4,12 @@ Scoring (per query, over the index columns of the query's subject):
 
 - ``euclidean`` (default, the published keyword-only distance): ``Σ_g Σ_k (c_gk − p_gk)²``
   over the groups the caption STATES (an explicit negation such as "no hat" is stated);
-- ``linear`` (the reference code's variant): ``Σ_g Σ_k (c_gk − p_gk)·c_gk``.
+- ``linear`` (the reference code's variant): ``Σ_g Σ_k (c_gk − p_gk)·c_gk``;
+- ``loglik``: the negative log-likelihood of the stated values, ``−Σ_g log p_g(c_g)``
+  (a soft prior target t: the cross-entropy ``−Σ_k t_k log p_k``). Why: the Euclidean distance
+  saturates (a wrong class costs at most 2 per group), so one confident mistake weighs no more
+  than a few timid ones; the log-likelihood makes the image's probability of the whole
+  caption, ``Π_g p_g(c_g)``, the score, as a Bayes classifier would.
 
 Set constraints. A query may also constrain a group to a set of classes: ``either`` ("black
 or white": S = the classes named) or ``negated`` ("not black": S = the group's other classes;
@@ -31,6 +36,15 @@ and ``z = c`` on set groups of two or more classes (0 elsewhere), ``m`` the grou
 
 so every backend of :func:`attrret.retrieval.topk.exact_topk` ranks sets with the same exact
 search (tests/retrieval check them against a numpy brute force, each backend).
+
+``loglik`` ranks over a transformed gallery, :class:`NegLogGallery`: the columns ``−log p`` and
+then ``−log(1 − p)`` (probabilities clipped to ``[ε, 1 − ε]``, ``ε = 1e-6``, so a sure mistake
+costs about 13.8, not infinity). A stated class weighs its ``−log p`` column. A set group
+weighs the ``−log(1 − p_k)`` columns of its excluded classes N, ``Σ_{k∈N} −log(1 − p_k)``:
+exact for one excluded class (``not black`` is ``−log(1 − p_black)``), and otherwise a lower
+bound of ``−log p(S) = −log(1 − Σ_N p_k)`` that is exact when the excluded mass sits on one
+class. The product form is then linear (``V = 0``, no constant), with the same exact search.
+A soft kind gate adds ``penalty · −log P(router says the query's kind)``.
 
 Options studied on real images (bench/retrieval_pa100k.py, README): ``use_implied`` also
 enforces the grammar's implied values; ``priors`` adds a soft target for groups the caption
@@ -61,24 +75,72 @@ from attrret.retrieval.priors import HiddenPriors
 from attrret.retrieval.topk import BACKENDS, GalleryCache, Scoring, exact_topk
 from attrret.schema import SUBJECTS, Group, Schema, load_schema
 
-__all__ = ["SCORING_RULES", "SCORINGS", "RankOptions", "QueryPlan", "Ranking", "RankCache", "rank", "explain"]
+__all__ = ["SCORING_RULES", "SCORINGS", "ScoringRule", "Targets", "NegLogGallery", "RankOptions", "QueryPlan", "Ranking", "RankCache", "rank", "explain"]
 
-def _euclidean(C: np.ndarray, M: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class Targets(NamedTuple):
+    """What the queries ask of each selected column (queries x columns; module doc): targets
+    ``C``, group masks ``M``, set masks ``Z`` (1 on the allowed classes of a set of two or more),
+    ``W`` (1 on every column of such a set's group) and each query's number of set groups."""
+
+    C: np.ndarray
+    M: np.ndarray
+    Z: np.ndarray
+    W: np.ndarray
+    n_sets: np.ndarray
+
+
+def _shared_const(t: Targets) -> np.ndarray:
+    return (t.M * t.C * t.C).sum(axis=1) - t.Z.sum(axis=1) + t.n_sets
+
+
+def _euclidean(t: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(c − p)²`` per class, the set distance on set groups (module doc)."""
-    return -2.0 * M * C + Z, M - Z
+    return -2.0 * t.M * t.C + t.Z, t.M - t.Z, _shared_const(t)
 
 
-def _linear(C: np.ndarray, M: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _linear(t: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(c − p)·c``: the reference code's variant (``1 − p(S)`` on set groups)."""
-    return -M * C, np.zeros_like(M)
+    return -t.M * t.C, np.zeros_like(t.M), _shared_const(t)
 
 
-#: Scoring rules: name -> the product-form weights ``(U, V)`` of queries with targets ``C``,
-#: group masks ``M`` and set masks ``Z`` (queries x columns; module doc). Every rule shares
-#: the constant ``Σ m c² − Σ z + (number of set groups)``. A new rule is one row here.
-SCORING_RULES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
-    "euclidean": _euclidean,
-    "linear": _linear,
+def _loglik(t: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights over the :class:`NegLogGallery` columns ``[−log p, −log(1 − p)]`` (module doc)."""
+    U = np.concatenate([t.M * t.C * (1.0 - t.W), t.W * (1.0 - t.C)], axis=1)
+    return U, np.zeros_like(U), np.zeros(len(U))
+
+
+class NegLogGallery:
+    """A read-only view of a gallery matrix ``P`` (N x C) as ``[−log p, −log(1 − p)]`` (N x 2C),
+    computed per block read, so a memory-mapped index is never copied whole (module doc)."""
+
+    EPS = 1e-6
+
+    def __init__(self, P) -> None:
+        self.P = P
+        self.shape = (P.shape[0], 2 * P.shape[1])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        p = np.clip(np.asarray(self.P[rows], dtype=np.float64), self.EPS, 1.0 - self.EPS)
+        return np.concatenate([-np.log(p), -np.log1p(-p)], axis=-1).astype(np.float32)
+
+
+class ScoringRule(NamedTuple):
+    """How a scoring reads the gallery: ``weights`` gives the product form ``(U, V, const)`` of
+    the queries' :class:`Targets`; ``neglog``: over :class:`NegLogGallery` columns (twice the
+    selected columns) instead of the probabilities."""
+
+    weights: Callable[[Targets], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    neglog: bool = False
+
+
+#: Scoring rules by name (module doc). A new rule is one row here.
+SCORING_RULES: dict[str, ScoringRule] = {
+    "euclidean": ScoringRule(_euclidean),
+    "linear": ScoringRule(_linear),
+    "loglik": ScoringRule(_loglik, neglog=True),
 }
 SCORINGS = tuple(SCORING_RULES)
 GATES = ("hard", "soft")
@@ -152,6 +214,7 @@ class RankCache:
         self.kinds = index.router_kinds(schema)
         self._rows = [] if self.kinds is None else [np.flatnonzero(self.kinds == ki) for ki in range(len(SUBJECTS))]
         self.gallery = GalleryCache()
+        self.neglog = NegLogGallery(index.probs)  # loglik's view of the gallery (its prepared chunks go in ``gallery``)
 
     def rows(self, ki: int) -> np.ndarray:
         """Rows the router calls kind ``ki`` (the same array object every call: the cache's key)."""
@@ -196,9 +259,8 @@ def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, prio
     return QueryPlan(q.kind, enforced, soft, tuple(q.unknown), missing, allowed)
 
 
-def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[str, slice], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Targets ``C``, masks ``M`` and set masks ``Z`` (queries x ``width``) of ``plans`` over
-    ``groups``' columns, and each query's number of set groups (module doc).
+def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[str, slice], width: int) -> Targets:
+    """The :class:`Targets` (queries x ``width``) of ``plans`` over ``groups``' columns (module doc).
 
     Hard values are gathered in one pass of C-level iteration (no per-value Python step):
     each (group, value) pair maps to its column, a mask row covers the whole group of every
@@ -219,6 +281,7 @@ def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[st
     in_group[at, group_of_col[hot]] = True
     M = in_group[:, group_of_col].astype(np.float64)
     Z = np.zeros((len(plans), width))
+    W = np.zeros((len(plans), width))
     n_sets = np.zeros(len(plans))
     for r, p in enumerate(plans):
         for g, t in p.priors.items():
@@ -230,8 +293,9 @@ def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[st
             C[r, cols] = 1.0
             if len(cols) > 1:
                 Z[r, cols] = 1.0
+                W[r, local[g]] = 1.0
                 n_sets[r] += 1
-    return C, M, Z, n_sets
+    return Targets(C, M, Z, W, n_sets)
 
 
 def rank(
@@ -287,18 +351,21 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
         elif kinds is not None:
             other = index.cols(schema.router.task).start + (1 - ki)
             cols = np.append(cols, other)
-        C, M, Z, n_sets = _targets([plans[j] for j in members], groups, local, len(cols))
-        const = (M * C * C).sum(axis=1) - Z.sum(axis=1) + n_sets
-        U, V = SCORING_RULES[options.scoring](C, M, Z)
+        rule = SCORING_RULES[options.scoring]
+        U, V, const = rule.weights(_targets([plans[j] for j in members], groups, local, len(cols)))
+        gallery, square_groups = index.probs, list(local.values())
+        if rule.neglog:
+            gallery = cache.neglog if cache is not None else NegLogGallery(index.probs)
+            cols, square_groups = np.concatenate([cols, cols + index.probs.shape[1]]), []
         if kinds is not None and options.gate == "soft":
-            U[:, -1] += options.penalty
+            U[:, -1] += options.penalty  # the other kind's column (neglog: -log P(this kind))
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
         k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
         # With a cache the whole gallery is prepared anyway: one chunk per kind, so each call
         # hands the scan threads one piece of work instead of one per 32,768 rows.
         chunk = {} if cache is None else {"chunk_rows": max(len(index), 1)}
-        top = exact_topk(index.probs, Scoring(U, V, const), k, cols=cols, rows=gallery_rows, backend=options.backend,
-                         groups=list(local.values()), cache=None if cache is None else cache.gallery, **chunk)
+        top = exact_topk(gallery, Scoring(U, V, const), k, cols=cols, rows=gallery_rows, backend=options.backend,
+                         groups=square_groups, cache=None if cache is None else cache.gallery, **chunk)
         fallbacks += top.fallbacks
         short = set(np.flatnonzero((top.rows < 0).any(axis=1)).tolist())  # fewer than k images of this kind
         for r, (j, got, d) in enumerate(zip(members, top.rows, top.dist)):
