@@ -87,3 +87,17 @@ def test_label_relevance_track2_rules():
     assert r.is_relevant(3, "p0") and r.n_relevant(3) == 2
     assert r.is_relevant(4, "v1") and not r.is_relevant(4, "v2") and r.n_relevant(4) == 2
     assert not r.is_relevant(0, "unknown.jpg")
+
+
+def test_partial_relevance_drops_unjudged_images_before_the_cut():
+    from attrret.retrieval.metrics import PartialRelevance, evaluate_lists
+
+    labels = {"a": {"brand": "Audi"}, "b": {"color": "red"}, "c": {"brand": "Audi", "type": "SUV"}, "d": {"brand": "BMW"}}
+    rel = PartialRelevance(["an Audi", "a red Audi"], [{"brand": "Audi"}, {"brand": "Audi", "color": "red"}],
+                           list(labels), list(labels.values()))
+    assert [rel.is_judged(0, n) for n in "abcd"] == [True, False, True, True]
+    assert rel.n_relevant(0) == 2 and rel.n_relevant(1) == 0  # no image settles both groups
+    # "b" is unjudged for query 0: dropped, so "c" moves up to rank 2 inside k = 2
+    got = evaluate_lists([["a", "b", "c", "d"], ["a", "b"]], rel, ["vehicle", "vehicle"], k=2)["all"]
+    assert got.sound_map == pytest.approx((1.0 + 0.0) / 2) and got.official_map == pytest.approx(0.5)
+    assert got.recall[1] == pytest.approx(0.5)

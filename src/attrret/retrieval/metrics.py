@@ -33,6 +33,7 @@ __all__ = [
     "Relevance",
     "SetRelevance",
     "LabelRelevance",
+    "PartialRelevance",
     "Scores",
     "evaluate_lists",
     "label_keys",
@@ -161,6 +162,46 @@ class LabelRelevance:
         return self.captions[j]
 
 
+class PartialRelevance:
+    """Relevance from incomplete labels (vehicles-mini, Track-2's own training vehicles): each
+    query states some groups' values, each image knows some groups' values.
+
+    An image is *judged* for a query when its labels settle every group the query states;
+    it is relevant when, besides, each stated value equals the image's. Unjudged images are
+    neither hits nor misses: :func:`evaluate_lists` drops them from a list before cutting it
+    at k (:meth:`is_judged`), as TREC-style evaluation of incomplete judgements does.
+    """
+
+    def __init__(self, texts: Sequence[str], stated: Sequence[Mapping[str, str]], images: Sequence[str],
+                 labels: Sequence[Mapping[str, str]]) -> None:
+        if len(texts) != len(stated) or len(images) != len(labels):
+            raise ValueError("one stated mapping per query text and one label mapping per image")
+        self.texts, self.stated = tuple(texts), tuple(dict(s) for s in stated)
+        self.labels = {name: dict(v) for name, v in zip(images, labels)}
+        self._n = [sum(self._relevant(s, v) for v in self.labels.values()) for s in self.stated]
+
+    @staticmethod
+    def _relevant(stated: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+        return bool(stated) and all(labels.get(g) == c for g, c in stated.items())
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def is_judged(self, j: int, name: str) -> bool:
+        labels = self.labels.get(name)
+        return labels is not None and all(g in labels for g in self.stated[j])
+
+    def is_relevant(self, j: int, name: str) -> bool:
+        labels = self.labels.get(name)
+        return labels is not None and self._relevant(self.stated[j], labels)
+
+    def n_relevant(self, j: int) -> int:
+        return self._n[j]
+
+    def text(self, j: int) -> str:
+        return self.texts[j]
+
+
 @dataclass(frozen=True)
 class Scores:
     """Mean metrics over a set of queries."""
@@ -187,12 +228,17 @@ def evaluate_lists(
 ) -> dict[str, Scores]:
     """Score ``lists[j]`` against query ``j``; returns ``{"all": ..., "pedestrian": ..., "vehicle": ...}``.
 
-    Kinds with no query are left out; a query of unknown kind counts in "all" only.
+    Kinds with no query are left out; a query of unknown kind counts in "all" only. With a
+    relevance that has ``is_judged`` (:class:`PartialRelevance`), unjudged names are dropped
+    from each list before it is cut at ``k``.
     """
     if len(lists) != len(relevance):
         raise ValueError(f"{len(lists)} result lists for {len(relevance)} queries")
+    judged = getattr(relevance, "is_judged", None)
     per: list[tuple[str | None, float, float, dict[int, float]]] = []
     for j, names in enumerate(lists):
+        if judged is not None:
+            names = [n for n in names if judged(j, n)]
         rel = lambda n, j=j: relevance.is_relevant(j, n)  # noqa: E731
         per.append(
             (
