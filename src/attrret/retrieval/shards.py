@@ -16,8 +16,9 @@ computed in (the kernels a batch shape selects), so shards are cut at whole batc
 image is computed in the very batch a single run puts it in. The header is the plan's (model
 paths relative to the index recomputed where the merge writes it), rows are sorted by name
 and the data files are named by a hash of their content (attrret.retrieval.index). What stays
-the user's part, as for any two runs: the same machine kind, threads (``OMP_NUM_THREADS``;
-torchrun sets 1 per process) and library versions.
+the user's part, as for any two runs: the same machine kind, library versions and, on CPUs,
+thread count (``OMP_NUM_THREADS``; torchrun sets 1 per process): a reduction split over more
+threads adds in another order. A merge warns when its shards ran with different thread counts.
 
 Incremental runs work as in a single run: the plan reuses the unchanged rows of the index
 already at OUT (shard 0 carries them) and only the other images are split among the shards.
@@ -40,7 +41,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -158,6 +158,7 @@ class Shard:
     probs: np.ndarray  # (len(names), header.width) float32
     predicted: int  # rows computed here; the rest were reused
     removed: int  # the plan's: rows of the old index whose image is gone
+    threads: int = 0  # torch's intra-op threads when predicting (0: unknown); module doc
     where: str = ""  # the folder it was read from, for messages
 
     @property
@@ -170,6 +171,8 @@ def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, m
                   predict_fn: Callable | None = None) -> Shard:
     """Predict shard ``spec`` of ``plan``: its whole batches of ``plan.todo`` (:func:`batch_slice`).
     Shard 0 also takes the reused rows, from ``reused`` (:func:`attrret.retrieval.predict.plan_build`)."""
+    import torch
+
     from attrret.schema import load_schema
 
     rows = [plan.todo[k] for k in batch_slice(len(plan.todo), batch_size, spec)]
@@ -188,7 +191,8 @@ def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, m
             rows += kept
             probs = np.concatenate([probs, reused[kept]])
     return Shard(spec, batch_size, plan_digest(plan, batch_size), plan.header, tuple(plan.names[i] for i in rows),
-                 tuple(plan.files[i] for i in rows), np.ascontiguousarray(probs, np.float32), predicted, plan.removed)
+                 tuple(plan.files[i] for i in rows), np.ascontiguousarray(probs, np.float32), predicted, plan.removed,
+                 torch.get_num_threads())
 
 
 # --------------------------------------------------------------------------- shard folders
@@ -209,7 +213,8 @@ def write_shard(path: str | Path, shard: Shard) -> Path:
     token = hashlib.sha256(probs.tobytes() + json.dumps(shard.names).encode()).hexdigest()[:12]
     probs_file = f"probs-{token}.npy"
     meta = {"format": SHARD_FORMAT, "shard": shard.spec.index, "of": shard.spec.count, "batch_size": shard.batch_size,
-            "plan": shard.plan, "predicted": shard.predicted, "removed": shard.removed, "probs_file": probs_file,
+            "plan": shard.plan, "predicted": shard.predicted, "removed": shard.removed, "threads": shard.threads,
+            "probs_file": probs_file,
             "header": shard.header.to_json(), "names": list(shard.names), "files": list(shard.files)}
     path.mkdir(parents=True, exist_ok=True)
     with file_lock(path / WRITE_LOCK, waiting=f"waiting for another writer of {path} to finish"):
@@ -247,7 +252,7 @@ def read_shard(path: str | Path) -> Shard:
             spec = ShardSpec(int(meta["shard"]), int(meta["of"]))
             shard = Shard(spec, int(meta["batch_size"]), str(meta["plan"]), IndexHeader.from_json(meta["header"], str(sp)),
                           tuple(meta["names"]), tuple(meta["files"]), probs, int(meta["predicted"]), int(meta["removed"]),
-                          str(path))
+                          int(meta.get("threads", 0)), str(path))
         except (KeyError, TypeError, ValueError, OSError, EOFError) as exc:
             raise CheckpointError(f"{path}: damaged shard ({type(exc).__name__}: {exc}); re-run its attrret predict --shard") from None
     if (probs.ndim != 2 or probs.dtype != np.float32 or probs.shape != (len(shard.names), shard.header.width)
@@ -334,6 +339,10 @@ def merge_shards(shards: Sequence[Shard], out: str | Path, *,
                  log: Callable[[str], None] = _stderr) -> BuildSummary:
     """Write the index ``out`` from all N shards of one run, under its write lock."""
     out = Path(out)
+    threads = sorted({s.threads for s in shards})
+    if len(threads) > 1:
+        log(f"attrret: warning: the shards were predicted with {', '.join(map(str, threads))} threads: the index may "
+            "differ in the last bits from any single run (set OMP_NUM_THREADS alike for byte-identical results)")
     with _locked_output(out, log):
         return _merge_locked(shards, out)
 
@@ -367,8 +376,17 @@ def merge_shard_dirs(paths: Sequence[str | Path], out: str | Path, *, remove: bo
     summary = merge_shards([read_shard(p) for p in paths], out, log=log)
     if remove:
         for p in paths:
-            shutil.rmtree(p)
+            _remove_shard(p)
     return summary
+
+
+def _remove_shard(path: Path) -> None:
+    """Delete what attrret wrote in a shard folder, and the folder if that was all."""
+    for p in path.iterdir():
+        if p.name == SHARD_FILE or _own_file(p.name):
+            p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 # --------------------------------------------------------------------------- torchrun
