@@ -419,60 +419,89 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
     predicting a shard (module doc). Rank 0 returns the summary, the others None.
 
     Collectives carry Python objects over gloo (a gloo group beside nccl on GPUs). When a rank
-    fails it prints its own error; the others stop with exit code 1 and rank 0 writes nothing.
+    fails it raises its own error; the others stop too and rank 0 writes nothing.
     """
     import torch
     import torch.distributed as dist
 
     from attrret.classifiers.runtime import init_dist, resolve_device
 
-    out = Path(out)
     device = _rank_device(device)
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     d = init_dist(dev)
-    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-    spec = ShardSpec(d.rank, d.world)
-    progress = progress and d.main
     try:
-        if not d.main:
-            box: list = [None]
-            dist.broadcast_object_list(box, src=0, group=group)
-            if box[0] is None:
-                raise _Failed("stopped: rank 0 failed (its error says why)")
-            mine = _predict_or_failure(box[0], None, spec, members, batch_size, device, progress, predict_fn)
-            dist.gather_object(mine if isinstance(mine, Shard) else None, None, dst=0, group=group)
-            if not isinstance(mine, Shard):
-                raise mine
-            return None
-        with _locked_output(out, log):
-            try:
-                plan, reused = plan_build(src, out, members, list_gallery(src, split), tta_flip=tta_flip, log=log)
-            except BaseException:
-                dist.broadcast_object_list([None], src=0, group=group)
-                raise
-            dist.broadcast_object_list([plan], src=0, group=group)
-            log(f"{len(plan.todo)} of {len(plan.names)} images to predict on {d.world} ranks")
-            mine = _predict_or_failure(plan, reused, spec, members, batch_size, device, progress, predict_fn)
-            shards: list = [None] * d.world
-            dist.gather_object(mine if isinstance(mine, Shard) else None, shards, dst=0, group=group)
-            if not isinstance(mine, Shard):
-                raise mine
-            failed = [str(r) for r, s in enumerate(shards) if s is None]
-            if failed:
-                raise _Failed(f"rank(s) {', '.join(failed)} failed (their errors say why); {out} not written")
-            return _merge_locked(shards, out)
+        group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+        ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, progress and d.main, predict_fn)
+        if d.main:
+            return _lead(ranks, src, Path(out), split, tta_flip, log)
+        _follow(ranks)
+        return None
     finally:
         dist.destroy_process_group()
 
 
-def _predict_or_failure(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, members: Sequence[Member],
-                        batch_size: int, device: str, progress: bool, predict_fn: Callable | None) -> Shard | Exception:
-    """The shard, or the exception that stopped it: a failing rank still reaches the gather
-    (sending None) instead of leaving the others waiting, then raises it."""
+@dataclass(frozen=True)
+class _Ranks:
+    """What a rank of a torchrun predict needs besides the plan."""
+
+    spec: ShardSpec  # this rank's shard: rank of world
+    group: object  # the gloo process group of the object collectives (None: the default group)
+    members: Sequence[Member]
+    batch_size: int
+    device: str
+    progress: bool
+    predict_fn: Callable | None
+
+
+def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool, log: Callable[[str], None]) -> BuildSummary:
+    """Rank 0: lock the index, plan, send the plan, predict shard 0, gather, write."""
+    import torch.distributed as dist
+
+    sent = False
     try:
-        return predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
-                             predict_fn=predict_fn)
+        with _locked_output(out, log):
+            plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split), tta_flip=tta_flip, log=log)
+            dist.broadcast_object_list([plan], src=0, group=ranks.group)
+            sent = True
+            log(f"{len(plan.todo)} of {len(plan.names)} images to predict on {ranks.spec.count} ranks")
+            shards = _exchange(ranks, plan, reused)
+            return _merge_locked(shards, out)
+    except BaseException:
+        if not sent:  # the other ranks wait for the plan: tell them there is none
+            dist.broadcast_object_list([None], src=0, group=ranks.group)
+        raise
+
+
+def _follow(ranks: _Ranks) -> None:
+    """Any other rank: receive the plan, predict its shard, send it to rank 0."""
+    import torch.distributed as dist
+
+    box: list = [None]
+    dist.broadcast_object_list(box, src=0, group=ranks.group)
+    if box[0] is None:
+        raise _Failed("stopped: rank 0 failed (its error says why)")
+    _exchange(ranks, box[0], None)
+
+
+def _exchange(ranks: _Ranks, plan: BuildPlan, reused: np.ndarray | None) -> list[Shard]:
+    """Predict this rank's shard and gather every shard at rank 0 (the list there; empty
+    elsewhere). A failing rank still joins the gather, sending None, then raises its error."""
+    import torch.distributed as dist
+
+    error: Exception | None = None
+    try:
+        mine: Shard | None = predict_shard(plan, reused, ranks.spec, ranks.members, batch_size=ranks.batch_size,
+                                           device=ranks.device, progress=ranks.progress, predict_fn=ranks.predict_fn)
     except Exception as exc:
-        return exc
+        mine, error = None, exc
+    main = ranks.spec.index == 0
+    shards: list = [None] * ranks.spec.count if main else []
+    dist.gather_object(mine, shards if main else None, dst=0, group=ranks.group)
+    if error is not None:
+        raise error
+    failed = [str(r) for r, s in enumerate(shards) if s is None]
+    if failed:
+        raise _Failed(f"rank(s) {', '.join(failed)} failed (their errors say why); the index is not written")
+    return shards
