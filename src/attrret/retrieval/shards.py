@@ -37,6 +37,7 @@ images changed between two array jobs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -463,6 +464,8 @@ def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool,
     try:
         with _locked_output(out, log):
             plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split), tta_flip=tta_flip, log=log)
+            # images by absolute path: ranks on other nodes may run in another directory
+            plan = dataclasses.replace(plan, paths=tuple(Path(f["path"]) for f in plan.files))
             dist.broadcast_object_list([plan], src=0, group=ranks.group)
             sent = True
             log(f"{len(plan.todo)} of {len(plan.names)} images to predict on {ranks.spec.count} ranks")
