@@ -1,4 +1,4 @@
-"""Process-level set-up shared by training and inference: device, threads, precision, seeds."""
+"""Process-level set-up shared by training and inference: device, threads, precision, seeds, torchrun ranks."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import ctypes
 import functools
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attrret.errors import AttrretError
 
-__all__ = ["resolve_device", "autocast", "cpu_bf16_is_fast", "precision", "seed_everything", "tune_malloc"]
+__all__ = ["Dist", "init_dist", "barrier", "resolve_device", "autocast", "cpu_bf16_is_fast", "precision", "seed_everything", "tune_malloc"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -98,3 +99,34 @@ def tune_malloc() -> None:
         libc.mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
     except (OSError, AttributeError):
         pass
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place among ``torchrun``'s ranks (rank 0 of 1 when not launched by it)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_dist(device: torch.device) -> Dist:
+    """Join torchrun's process group (``WORLD_SIZE`` > 1): nccl on GPU, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def barrier(d: Dist) -> None:
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 import zlib
@@ -47,7 +46,7 @@ from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.inputs import CROPS, augment_image, channels_last, color_safe, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.runtime import autocast, precision, resolve_device, seed_everything, tune_malloc
+from attrret.classifiers.runtime import Dist, autocast, barrier, init_dist, precision, resolve_device, seed_everything, tune_malloc
 from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError, OptionError
 from attrret.faults import fault_point
@@ -180,35 +179,6 @@ class TaskResult:
     skipped: bool = False
 
 
-# --------------------------------------------------------------------------- distributed
-@dataclass(frozen=True)
-class _Dist:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_dist(device: torch.device) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size())
-
-
-def _barrier(d: _Dist) -> None:
-    if d.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 # --------------------------------------------------------------------------- helpers
 def _task_seed(seed: int, task: str, epoch: int = 0) -> int:
     return (seed * 1_000_003 + zlib.crc32(task.encode()) + epoch * 7919) % 2**31
@@ -322,7 +292,7 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
-    d = _init_dist(device)
+    d = init_dist(device)
     schema = load_schema()
     try:
         groups = schema.select_tasks(config.task)
@@ -394,7 +364,7 @@ def _cache_images(config: TrainConfig, data: dict[str, TaskData]) -> list[str]:
                   | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", skip_bad=True, decode=config.skip_bad)})
 
 
-def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[str], device: torch.device, d: _Dist,
+def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[str], device: torch.device, d: Dist,
                    prog, log) -> _SharedInput:
     """Build the backbone for input size ``hw`` and open (or build) its trunk cache for ``crop``.
 
@@ -426,7 +396,7 @@ def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[s
                       budget_bytes=int(config.cache_budget_gb * 2**30), log=log, progress=advance)
         if d.main:
             cache = open_or_build(proto, **kwargs)
-        _barrier(d)
+        barrier(d)
         if not d.main:
             cache = open_or_build(proto, **kwargs, build=False)
         prog.update(bar, completed=len(images))
@@ -483,7 +453,7 @@ class _TaskRun:
         return self.ema.module if self.ema is not None else self.model
 
 
-def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: _Dist, prog, log,
+def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, prog, log,
                fingerprint: str) -> TaskResult:
     """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
     out_dir = Path(config.workdir) / "models" / group.task
@@ -522,7 +492,7 @@ def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved:
                       done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
 
 
-def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: _Dist, resolved: dict) -> _TaskRun:
+def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, resolved: dict) -> _TaskRun:
     """A fresh model (seeded per task), optimiser, schedule, loss weights and EMA for one task."""
     torch.manual_seed(_task_seed(config.seed, group.task))
     backbone = inp.backbone
@@ -581,7 +551,7 @@ def resume(run: _TaskRun, last_path: Path, log) -> None:
     log(f"{run.task}: resumed after epoch {state['epoch'] + 1}")
 
 
-def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, device: torch.device, d: _Dist,
+def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, device: torch.device, d: Dist,
               on_step: Callable[[float], None] = lambda loss: None) -> None:
     """Train one epoch (every random choice from ``(seed, task, epoch)``), evaluate it on the
     selection split, append its history entry and keep it if it is the best so far.
@@ -655,7 +625,7 @@ def save_last(run: _TaskRun, last_path: Path) -> None:
                     "ema": run.ema.state_dict() if run.ema is not None else None, **run.best.snapshot()}, tmp)
 
 
-def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: _Dist,
+def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist,
               fingerprint: str, out_dir: Path, seconds: float) -> TaskResult:
     """Load the best epoch into the model, evaluate it on the holdout and (rank 0) write
     ``model.pt``, ``config.json`` and ``metrics.json``, then remove ``last.pt``."""

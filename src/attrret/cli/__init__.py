@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from attrret.cli import baseline, data, demo, parse, report, retrieval, search, serve, train
+from attrret.cli import baseline, data, demo, index, parse, report, retrieval, search, serve, train
 from attrret.errors import AttrretError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ parse.register(app)
 data.register(app)
 train.register(app)
 retrieval.register(app)
+index.register(app)
 search.register(app)
 serve.register(app)
 report.register(app)

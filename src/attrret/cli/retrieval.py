@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -44,18 +45,37 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Predict only shard I of N (0 <= I < N) into OUT.shard-I-of-N/ (or --shard-out); `attrret index merge` then writes OUT from all N, byte-identical to one run. Under torchrun, ranks shard by themselves.")] = None,
+    shard_out: Annotated[Optional[Path], typer.Option("--shard-out", help="With --shard: the shard folder to write (default OUT.shard-I-of-N beside OUT).")] = None,
 ) -> None:
-    """Run the router and every trained task over a gallery into a memory-mappable index."""
+    """Run the router and every trained task over a gallery into a memory-mappable index.
+
+    Sharded over processes or machines: launched by torchrun, or --shard I/N + attrret index merge (docs/sharding.md).
+    """
     from attrret.io import refuse_overwriting_inputs
+    from attrret.retrieval import shards
     from attrret.retrieval.predict import build_index, find_members, member_sizes
 
     out = out or workdir / "index"
-    refuse_overwriting_inputs({"--out": out}, {"--images": images})
+    spec = shards.parse_shard(shard) if shard is not None else None
+    if shard_out is not None and spec is None:
+        raise typer.BadParameter("--shard-out needs --shard I/N")
+    world = shards.torchrun_world()
+    if spec is not None and world > 1:
+        raise typer.BadParameter("--shard is for separate jobs; under torchrun the ranks shard by themselves")
+    refuse_overwriting_inputs({"--out": out, "--shard-out": shard_out}, {"--images": images})
     members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
                            _floats(member_weights, "--member-weights"))
-    for i, m in enumerate(members):
+    for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
-    s = build_index(images, out, members, tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet)
+    settings = dict(tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet)
+    if spec is not None:
+        where, part = shards.build_shard(images, out, members, spec, shard_out=shard_out, **settings)
+        typer.echo(f"{where}: shard {spec} of {out}: {len(part.names)} images ({part.predicted} predicted)")
+        return
+    s = shards.build_index_distributed(images, out, members, **settings) if world > 1 else build_index(images, out, members, **settings)
+    if s is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
 
 

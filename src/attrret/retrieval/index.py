@@ -10,7 +10,8 @@ Layout of an index directory::
 Rows are sorted by image name, so the row index IS the name order and the ranker's
 tie-break by row is a tie-break by name. ``probs`` opens with ``np.load(mmap_mode="r")``.
 
-Atomicity: data files get a fresh token and are fully written before ``header.json`` is
+Atomicity: data files get a token (a hash of their content: equal indexes are equal byte for
+byte, whoever wrote them) and are fully written before ``header.json`` is
 atomically replaced to point at them; only then are files no header references removed. A
 reader always sees the old complete index or the new complete one, never a mix, and an
 interrupted run leaves the previous index intact.
@@ -18,10 +19,10 @@ interrupted run leaves the previous index intact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,12 +193,13 @@ def write_index(
     probs = np.ascontiguousarray(np.asarray(probs, dtype=np.float32)[order]) if len(order) else np.zeros((0, header.width), np.float32)
     names = [names[i] for i in order]
     files = [dict(files[i]) for i in order]
-    token = uuid.uuid4().hex[:12]
+    names_text = json.dumps({"names": names, "files": files}, ensure_ascii=False)
+    token = _content_token(probs, names_text)
     probs_file, names_file = f"probs-{token}.npy", f"names-{token}.json"
     with atomic_path(path / probs_file) as tmp:  # atomic_path fsyncs before the rename
         with open(tmp, "wb") as f:
             np.save(f, probs)
-    atomic_write_text(path / names_file, json.dumps({"names": names, "files": files}, ensure_ascii=False))
+    atomic_write_text(path / names_file, names_text)
     final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file})
     with file_lock(path / READ_LOCK):  # no reader is between reading the header and opening its files
         atomic_write_text(path / "header.json", json.dumps(final.to_json(), indent=1, ensure_ascii=False) + "\n")
@@ -205,6 +207,16 @@ def write_index(
             if _data_file(old.name) and old.name not in (probs_file, names_file):
                 old.unlink(missing_ok=True)
     return open_index(path)
+
+
+def _content_token(probs: np.ndarray, names_text: str) -> str:
+    """The data files' name token: a hash of what they hold, so equal content gives equal bytes
+    everywhere (two runs, a sharded run and a single one, attrret.retrieval.shards). A name that
+    is already there holds the same content, so replacing it is invisible to a reader."""
+    h = hashlib.sha256(f"{probs.dtype.str}{probs.shape}".encode())
+    h.update(probs.tobytes())
+    h.update(names_text.encode("utf-8"))
+    return h.hexdigest()[:12]
 
 
 def _data_file(name: str) -> bool:

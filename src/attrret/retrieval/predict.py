@@ -17,6 +17,9 @@ Incremental runs: a row of the existing index is reused when the image's path, s
 mtime are unchanged and every model (by checkpoint hash), the TTA and the weights are the
 same; only new or changed images are predicted, removed ones are dropped. If anything that
 changes probabilities differs, everything is recomputed.
+
+Sharded runs (``torchrun``, ``--shard i/N``): attrret.retrieval.shards splits the images to
+predict (``BuildPlan.todo``) among processes and merges their rows into the same index.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "Member",
     "BuildSummary",
+    "BuildPlan",
+    "plan_build",
     "list_gallery",
     "find_members",
     "build_index",
@@ -361,6 +366,42 @@ def build_index(
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
                   tta_flip: bool, batch_size: int, device: str, progress: bool, log: Callable[[str], None],
                   predict_fn: Callable | None) -> BuildSummary:
+    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log)
+    todo = list(plan.todo)
+    if todo:
+        probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], load_schema(), columns=plan.header.columns,
+                                        tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress,
+                                        predict_fn=predict_fn)
+    # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
+    # predicted and the index not yet written.
+    fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
+    write_index(out, probs, plan.names, plan.files, plan.header)
+    return plan.summary(out)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a predict run into an index does before any model runs: the header it will write,
+    the gallery in listing order, and which of its rows to predict (``todo``, in that order:
+    predict_probs batches them so); the others are reused from the existing index.
+    attrret.retrieval.shards splits ``todo`` among processes."""
+
+    header: IndexHeader
+    names: tuple[str, ...]
+    paths: tuple[Path, ...]
+    files: tuple[dict, ...]  # per row: {"path", "size", "mtime_ns"}
+    todo: tuple[int, ...]
+    removed: int  # rows of the existing index whose image is gone
+
+    def summary(self, out: Path) -> BuildSummary:
+        n = len(self.names)
+        return BuildSummary(Path(out), n, len(self.todo), n - len(self.todo), self.removed, tuple(self.header.columns))
+
+
+def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,
+               tta_flip: bool, log: Callable[[str], None]) -> tuple[BuildPlan, np.ndarray]:
+    """The plan of a run into ``out`` (see BuildPlan) and a float32 ``(len(gallery), width)``
+    array holding the reused rows (zero where a row is to be predicted)."""
     schema = load_schema()
     names = [n for n, _ in gallery]
     if len(set(names)) != len(names):
@@ -368,7 +409,7 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
         raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
     entries = _model_entries(members, out)
     columns = task_columns([e["task"] for e in entries], schema)
-    tasks, at = list(columns), max((stop for _, stop in columns.values()), default=0)
+    at = max((stop for _, stop in columns.values()), default=0)
     header = IndexHeader(
         schema=schema.fingerprint, count=len(gallery), columns=columns, models=tuple(entries),
         img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta="flip" if tta_flip else "none",
@@ -397,11 +438,5 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
             else:
                 todo.append(i)
         removed = len(set(old.names) - set(names))
-    if todo:
-        probs[todo], _ = ensemble_probs(members, [gallery[i][1] for i in todo], schema, columns=columns, tta_flip=tta_flip,
-                                        batch_size=batch_size, device=device, progress=progress, predict_fn=predict_fn)
-    # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
-    # predicted and the index not yet written.
-    fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
-    write_index(out, probs, names, stats, header)
-    return BuildSummary(Path(out), len(gallery), len(todo), len(gallery) - len(todo), removed, tuple(tasks))
+    plan = BuildPlan(header, tuple(names), tuple(p for _, p in gallery), tuple(stats), tuple(todo), removed)
+    return plan, probs

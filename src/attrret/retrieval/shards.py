@@ -1,0 +1,510 @@
+"""Sharded ``attrret predict``: several processes predict slices of one gallery, one merge writes
+the index a single process would have written, byte for byte.
+
+Two ways to run it, one code path (plan, :func:`predict_shard`, :func:`merge_shards`):
+
+- under ``torchrun`` (``WORLD_SIZE`` > 1), :func:`build_index_distributed`: rank 0 locks the
+  index and plans the run, every rank predicts its shard, rank 0 gathers the shards (through
+  the process group: no shared folder needed) and writes the index;
+- without it (a SLURM job array), ``attrret predict --shard i/N`` (:func:`build_shard`) writes
+  shard i to a folder (``OUT.shard-<i>-of-<N>/`` by default) and ``attrret index merge``
+  (:func:`merge_shard_dirs`) writes the index from all N.
+
+Why the bytes are equal. A run predicts the images of ``BuildPlan.todo`` (listing order) in
+batches of ``--batch-size``; a probability can differ in its last bit with the batch it was
+computed in (the kernels a batch shape selects), so shards are cut at whole batches: every
+image is computed in the very batch a single run puts it in. The header is the plan's (model
+paths relative to the index recomputed where the merge writes it), rows are sorted by name
+and the data files are named by a hash of their content (attrret.retrieval.index). What stays
+the user's part, as for any two runs: the same machine kind, library versions and, on CPUs,
+thread count (``OMP_NUM_THREADS``; torchrun sets 1 per process): a reduction split over more
+threads adds in another order. A merge warns when its shards ran with different thread counts.
+
+Incremental runs work as in a single run: the plan reuses the unchanged rows of the index
+already at OUT (shard 0 carries them) and only the other images are split among the shards.
+
+A shard folder (format ``attrret-index-shard/1``)::
+
+    shard.json          shard i of N, batch size, plan digest, the whole index's header, and
+                        the names + source files of its rows
+    probs-<token>.npy   its rows' probabilities, float32
+
+Every shard records a digest of its plan (header, gallery listing with sizes and mtimes, the
+images to predict, batch size): a merge refuses shards that planned different runs, e.g. when
+images changed between two array jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attrret.errors import AttrretError, CheckpointError, OptionError
+from attrret.io import atomic_path, atomic_write_text
+from attrret.locks import LOCK_PREFIX, file_lock
+from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_writable, is_index, write_index
+from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build
+
+__all__ = [
+    "SHARD_FORMAT",
+    "ShardSpec",
+    "Shard",
+    "parse_shard",
+    "shard_path",
+    "find_shards",
+    "batch_slice",
+    "plan_digest",
+    "predict_shard",
+    "write_shard",
+    "read_shard",
+    "merge_shards",
+    "build_shard",
+    "merge_shard_dirs",
+    "torchrun_world",
+    "build_index_distributed",
+]
+
+SHARD_FORMAT = "attrret-index-shard/1"
+SHARD_FILE = "shard.json"
+_SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Shard ``index`` of ``count`` (0-based)."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> ShardSpec:
+    """``"i/N"`` with ``0 <= i < N``."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m:
+        raise OptionError(f"--shard {text!r}: expected I/N, e.g. 0/4 (shard I of N, counted from 0)")
+    i, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or i >= n:
+        raise OptionError(f"--shard {text}: need 0 <= I < N (shards of {n} are numbered 0..{n - 1})")
+    return ShardSpec(i, n)
+
+
+def shard_path(out: str | Path, spec: ShardSpec) -> Path:
+    """Where ``predict --shard`` writes shard ``spec`` of the index ``out`` by default."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.shard-{spec.index}-of-{spec.count}")
+
+
+def find_shards(out: str | Path) -> list[Path]:
+    """The shard folders beside ``out`` (``OUT.shard-<i>-of-<N>``), by N then i."""
+    out = Path(out)
+    found = []
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.is_dir():
+        for p in parent.iterdir():
+            m = _SHARD_NAME.search(p.name)
+            if m and p.name[: m.start()] == out.name and p.is_dir():
+                found.append((int(m.group(2)), int(m.group(1)), p))
+    return [p for _, _, p in sorted(found)]
+
+
+def batch_slice(n: int, batch_size: int, spec: ShardSpec) -> range:
+    """Positions ``[start, stop)`` of shard ``spec`` among ``n`` images to predict: whole batches of
+    ``batch_size`` (module doc), as even as whole batches allow, in order."""
+    batches = -(-n // batch_size)
+    lo, hi = spec.index * batches // spec.count, (spec.index + 1) * batches // spec.count
+    return range(min(lo * batch_size, n), min(hi * batch_size, n))
+
+
+def _header_where_free(header: IndexHeader) -> dict:
+    """The header without what depends on where the index is written (model relpaths)."""
+    d = header.to_json()
+    d["models"] = [{k: v for k, v in m.items() if k != "relpath"} for m in d["models"]]
+    return d
+
+
+def plan_digest(plan: BuildPlan, batch_size: int) -> str:
+    """What every shard of one run must agree on (module doc), hashed."""
+    payload = {"header": _header_where_free(plan.header), "names": list(plan.names), "files": list(plan.files),
+               "todo": list(plan.todo), "batch_size": batch_size}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The rows one shard computed (and, for shard 0, the rows reused from the existing index)."""
+
+    spec: ShardSpec
+    batch_size: int
+    plan: str  # plan_digest
+    header: IndexHeader  # the whole index's, as planned
+    names: tuple[str, ...]
+    files: tuple[dict, ...]
+    probs: np.ndarray  # (len(names), header.width) float32
+    predicted: int  # rows computed here; the rest were reused
+    removed: int  # the plan's: rows of the old index whose image is gone
+    threads: int = 0  # torch's intra-op threads when predicting (0: unknown); module doc
+    where: str = ""  # the folder it was read from, for messages
+
+    @property
+    def label(self) -> str:
+        return self.where or f"shard {self.spec}"
+
+
+def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, members: Sequence[Member], *,
+                  batch_size: int = 64, device: str = "auto", progress: bool = True,
+                  predict_fn: Callable | None = None) -> Shard:
+    """Predict shard ``spec`` of ``plan``: its whole batches of ``plan.todo`` (:func:`batch_slice`).
+    Shard 0 also takes the reused rows, from ``reused`` (:func:`attrret.retrieval.predict.plan_build`)."""
+    import torch
+
+    from attrret.schema import load_schema
+
+    rows = [plan.todo[k] for k in batch_slice(len(plan.todo), batch_size, spec)]
+    probs = np.zeros((len(rows), plan.header.width), np.float32)
+    if rows:
+        probs, _ = ensemble_probs(members, [plan.paths[i] for i in rows], load_schema(), columns=plan.header.columns,
+                                  tta_flip=plan.header.tta == "flip", batch_size=batch_size, device=device,
+                                  progress=progress, predict_fn=predict_fn)
+    predicted = len(rows)
+    if spec.index == 0:
+        todo = set(plan.todo)
+        kept = [i for i in range(len(plan.names)) if i not in todo]
+        if kept:
+            if reused is None:
+                raise ValueError("shard 0 of an incremental run needs the reused rows")
+            rows += kept
+            probs = np.concatenate([probs, reused[kept]])
+    return Shard(spec, batch_size, plan_digest(plan, batch_size), plan.header, tuple(plan.names[i] for i in rows),
+                 tuple(plan.files[i] for i in rows), np.ascontiguousarray(probs, np.float32), predicted, plan.removed,
+                 torch.get_num_threads())
+
+
+# --------------------------------------------------------------------------- shard folders
+def _check_shard_writable(path: Path) -> None:
+    """Write a shard only into a missing folder, a shard, or a folder of only attrret's own files."""
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: exists and is not an index shard directory")
+    if path.is_dir() and not (path / SHARD_FILE).is_file() and any(not _own_file(p.name) for p in path.iterdir()):
+        raise CheckpointError(f"{path}: directory exists and is not an attrret index shard; refusing to write into it")
+
+
+def write_shard(path: str | Path, shard: Shard) -> Path:
+    """Write ``shard`` to the folder ``path`` atomically: the probabilities first, then
+    ``shard.json`` naming them; a reader sees the old shard or the new one."""
+    path = Path(path)
+    _check_shard_writable(path)
+    probs = np.ascontiguousarray(shard.probs, np.float32)
+    token = hashlib.sha256(probs.tobytes() + json.dumps(shard.names).encode()).hexdigest()[:12]
+    probs_file = f"probs-{token}.npy"
+    meta = {"format": SHARD_FORMAT, "shard": shard.spec.index, "of": shard.spec.count, "batch_size": shard.batch_size,
+            "plan": shard.plan, "predicted": shard.predicted, "removed": shard.removed, "threads": shard.threads,
+            "probs_file": probs_file,
+            "header": shard.header.to_json(), "names": list(shard.names), "files": list(shard.files)}
+    path.mkdir(parents=True, exist_ok=True)
+    with file_lock(path / WRITE_LOCK, waiting=f"waiting for another writer of {path} to finish"):
+        with atomic_path(path / probs_file) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, probs)
+        with file_lock(path / READ_LOCK):
+            atomic_write_text(path / SHARD_FILE, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+            for old in path.glob("probs-*.npy"):
+                if old.name != probs_file:
+                    old.unlink(missing_ok=True)
+    return path
+
+
+def read_shard(path: str | Path) -> Shard:
+    """Open a shard folder, refusing anything else and damaged shards (one clear error)."""
+    path = Path(path)
+    sp = path / SHARD_FILE
+    if not sp.is_file():
+        what = "an index, not a shard" if is_index(path) else "no shard.json" if path.is_dir() else "no such directory"
+        raise CheckpointError(f"{path}: not an attrret index shard ({what}); shards come from attrret predict --shard I/N")
+    lock = file_lock(path / READ_LOCK, shared=True) if os.access(path, os.W_OK) else contextlib.nullcontext()
+    with lock:
+        try:
+            meta = json.loads(sp.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{sp}: damaged shard ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != SHARD_FORMAT:
+            raise CheckpointError(f"{sp}: not an {SHARD_FORMAT} shard")
+        try:
+            pf = meta["probs_file"]
+            if not isinstance(pf, str) or not re.fullmatch(r"probs-[0-9a-f]+\.npy", pf):
+                raise ValueError(f"bad probs file name {pf!r}")
+            probs = np.load(path / pf)
+            spec = ShardSpec(int(meta["shard"]), int(meta["of"]))
+            shard = Shard(spec, int(meta["batch_size"]), str(meta["plan"]), IndexHeader.from_json(meta["header"], str(sp)),
+                          tuple(meta["names"]), tuple(meta["files"]), probs, int(meta["predicted"]), int(meta["removed"]),
+                          int(meta.get("threads", 0)), str(path))
+        except (KeyError, TypeError, ValueError, OSError, EOFError) as exc:
+            raise CheckpointError(f"{path}: damaged shard ({type(exc).__name__}: {exc}); re-run its attrret predict --shard") from None
+    if (probs.ndim != 2 or probs.dtype != np.float32 or probs.shape != (len(shard.names), shard.header.width)
+            or len(shard.files) != len(shard.names) or not 0 <= spec.index < spec.count):
+        raise CheckpointError(f"{path}: damaged shard (probs {probs.shape}, {len(shard.names)} names, "
+                              f"shard {spec}); re-run its attrret predict --shard")
+    return shard
+
+
+# --------------------------------------------------------------------------- merge
+def _check_shards(shards: Sequence[Shard]) -> None:
+    """All N shards of one run, once each (module doc); one clear error otherwise."""
+    if not shards:
+        raise CheckpointError("no shards to merge")
+    first = shards[0]
+    n = first.spec.count
+    for s in shards:
+        if s.spec.count != n:
+            raise CheckpointError(f"{s.label} is shard {s.spec} but {first.label} is shard {first.spec}: "
+                                  "shards of different runs")
+    seen: dict[int, Shard] = {}
+    for s in shards:
+        if s.spec.index in seen:
+            raise CheckpointError(f"shard {s.spec} given twice: {seen[s.spec.index].label} and {s.label}")
+        seen[s.spec.index] = s
+    missing = [i for i in range(n) if i not in seen]
+    if missing:
+        raise CheckpointError(f"missing shard(s) {', '.join(map(str, missing))} of {n}; "
+                              f"run attrret predict --shard I/{n} for each")
+    for s in shards:
+        if s.batch_size != first.batch_size:
+            raise CheckpointError(f"{s.label} was predicted with --batch-size {s.batch_size}, {first.label} with "
+                                  f"{first.batch_size}; re-run it with {first.batch_size}")
+        if s.header.settings() != first.header.settings():
+            raise CheckpointError(f"{s.label} was predicted with other models or settings than {first.label}; re-run it")
+        if s.plan != first.plan:
+            raise CheckpointError(f"{s.label} planned another run than {first.label} (the gallery or the index at the "
+                                  "output changed between them); re-run every shard")
+    owner: dict[str, Shard] = {}
+    for s in shards:
+        for name in s.names:
+            if name in owner:
+                raise CheckpointError(f"image {name!r} is in both {owner[name].label} and {s.label}")
+            owner[name] = s
+    if len(owner) != first.header.count:
+        raise CheckpointError(f"the shards hold {len(owner)} images, their gallery {first.header.count}; "
+                              "a shard is damaged, re-run it")
+
+
+@contextlib.contextmanager
+def _locked_output(out: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold ``out``'s write lock (one writer per index, attrret.locks); a failed first write
+    leaves no folder behind, like attrret.retrieval.predict.build_index."""
+    check_writable(out)
+    created = not out.exists()
+    try:
+        with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret writer of {out} to finish", log=log):
+            yield
+    except BaseException:
+        if created and not is_index(out) and out.is_dir():
+            for p in out.iterdir():
+                if p.name.startswith(LOCK_PREFIX):
+                    p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _merge_locked(shards: Sequence[Shard], out: Path) -> BuildSummary:
+    _check_shards(shards)
+    head = shards[0].header
+    where = out.resolve()
+    models = tuple({**m, "relpath": os.path.relpath(m["path"], where)} if "relpath" in m else dict(m) for m in head.models)
+    header = IndexHeader(**{**head.__dict__, "models": models})
+    names = [n for s in shards for n in s.names]
+    files = [f for s in shards for f in s.files]
+    probs = np.concatenate([s.probs for s in shards]) if names else np.zeros((0, head.width), np.float32)
+    write_index(out, probs, names, files, header)
+    predicted = sum(s.predicted for s in shards)
+    return BuildSummary(out, len(names), predicted, len(names) - predicted, shards[0].removed, tuple(head.columns))
+
+
+def merge_shards(shards: Sequence[Shard], out: str | Path, *,
+                 log: Callable[[str], None] = _stderr) -> BuildSummary:
+    """Write the index ``out`` from all N shards of one run, under its write lock."""
+    out = Path(out)
+    threads = sorted({s.threads for s in shards})
+    if len(threads) > 1:
+        log(f"attrret: warning: the shards were predicted with {', '.join(map(str, threads))} threads: the index may "
+            "differ in the last bits from any single run (set OMP_NUM_THREADS alike for byte-identical results)")
+    with _locked_output(out, log):
+        return _merge_locked(shards, out)
+
+
+# --------------------------------------------------------------------------- runs
+def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spec: ShardSpec, *,
+                shard_out: str | Path | None = None, tta_flip: bool = True, split: str = "test", batch_size: int = 64,
+                device: str = "auto", progress: bool = True, log: Callable[[str], None] = _stderr,
+                predict_fn: Callable | None = None) -> tuple[Path, Shard]:
+    """``attrret predict --shard``: plan the run into the index ``out`` (reading, not locking, the
+    index there), predict shard ``spec`` and write it to ``shard_out`` (default
+    :func:`shard_path`). ``out`` itself is written by :func:`merge_shard_dirs`."""
+    out = Path(out)
+    check_writable(out)
+    target = Path(shard_out) if shard_out is not None else shard_path(out, spec)
+    _check_shard_writable(target)
+    plan, reused = plan_build(src, out, members, list_gallery(src, split), tta_flip=tta_flip, log=log)
+    shard = predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
+                          predict_fn=predict_fn)
+    return write_shard(target, shard), shard
+
+
+def merge_shard_dirs(paths: Sequence[str | Path], out: str | Path, *, remove: bool = False,
+                     log: Callable[[str], None] = _stderr) -> BuildSummary:
+    """``attrret index merge``: the index ``out`` from shard folders (default: those beside it).
+    With ``remove``, the shard folders are deleted once the index is written."""
+    out = Path(out)
+    paths = [Path(p) for p in paths] or find_shards(out)
+    if not paths:
+        raise CheckpointError(f"no shards given and none beside {out} ({out.name}.shard-I-of-N)")
+    summary = merge_shards([read_shard(p) for p in paths], out, log=log)
+    if remove:
+        for p in paths:
+            _remove_shard(p)
+    return summary
+
+
+def _remove_shard(path: Path) -> None:
+    """Delete what attrret wrote in a shard folder, and the folder if that was all."""
+    for p in path.iterdir():
+        if p.name == SHARD_FILE or _own_file(p.name):
+            p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+# --------------------------------------------------------------------------- torchrun
+def torchrun_world() -> int:
+    """How many processes torchrun launched (1 when it did not)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+class _Failed(AttrretError):
+    """Another rank failed; it printed its own error."""
+
+
+def _rank_device(device: str) -> str:
+    """Under torchrun each rank takes its own GPU, ``cuda:LOCAL_RANK`` (unless one is named)."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
+
+
+def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = True,
+                            split: str = "test", batch_size: int = 64, device: str = "auto", progress: bool = True,
+                            log: Callable[[str], None] = _stderr,
+                            predict_fn: Callable | None = None) -> BuildSummary | None:
+    """``torchrun ... attrret predict``: the index a single ``build_index`` would write, each rank
+    predicting a shard (module doc). Rank 0 returns the summary, the others None.
+
+    Collectives carry Python objects over gloo (a gloo group beside nccl on GPUs). When a rank
+    fails it raises its own error; the others stop too and rank 0 writes nothing.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from attrret.classifiers.runtime import init_dist, resolve_device
+
+    device = _rank_device(device)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    d = init_dist(dev)
+    try:
+        group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+        ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, progress and d.main, predict_fn)
+        if d.main:
+            return _lead(ranks, src, Path(out), split, tta_flip, log)
+        _follow(ranks)
+        return None
+    finally:
+        dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class _Ranks:
+    """What a rank of a torchrun predict needs besides the plan."""
+
+    spec: ShardSpec  # this rank's shard: rank of world
+    group: object  # the gloo process group of the object collectives (None: the default group)
+    members: Sequence[Member]
+    batch_size: int
+    device: str
+    progress: bool
+    predict_fn: Callable | None
+
+
+def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool, log: Callable[[str], None]) -> BuildSummary:
+    """Rank 0: lock the index, plan, send the plan, predict shard 0, gather, write."""
+    import torch.distributed as dist
+
+    sent = False
+    try:
+        with _locked_output(out, log):
+            plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split), tta_flip=tta_flip, log=log)
+            # images by absolute path: ranks on other nodes may run in another directory
+            plan = dataclasses.replace(plan, paths=tuple(Path(f["path"]) for f in plan.files))
+            dist.broadcast_object_list([plan], src=0, group=ranks.group)
+            sent = True
+            log(f"{len(plan.todo)} of {len(plan.names)} images to predict on {ranks.spec.count} ranks")
+            shards = _exchange(ranks, plan, reused)
+            return _merge_locked(shards, out)
+    except BaseException:
+        if not sent:  # the other ranks wait for the plan: tell them there is none
+            dist.broadcast_object_list([None], src=0, group=ranks.group)
+        raise
+
+
+def _follow(ranks: _Ranks) -> None:
+    """Any other rank: receive the plan, predict its shard, send it to rank 0."""
+    import torch.distributed as dist
+
+    box: list = [None]
+    dist.broadcast_object_list(box, src=0, group=ranks.group)
+    if box[0] is None:
+        raise _Failed("stopped: rank 0 failed (its error says why)")
+    _exchange(ranks, box[0], None)
+
+
+def _exchange(ranks: _Ranks, plan: BuildPlan, reused: np.ndarray | None) -> list[Shard]:
+    """Predict this rank's shard and gather every shard at rank 0 (the list there; empty
+    elsewhere). A failing rank still joins the gather, sending None, then raises its error."""
+    import torch.distributed as dist
+
+    error: Exception | None = None
+    try:
+        mine: Shard | None = predict_shard(plan, reused, ranks.spec, ranks.members, batch_size=ranks.batch_size,
+                                           device=ranks.device, progress=ranks.progress, predict_fn=ranks.predict_fn)
+    except Exception as exc:
+        mine, error = None, exc
+    main = ranks.spec.index == 0
+    shards: list = [None] * ranks.spec.count if main else []
+    dist.gather_object(mine, shards if main else None, dst=0, group=ranks.group)
+    if error is not None:
+        raise error
+    failed = [str(r) for r, s in enumerate(shards) if s is None]
+    if failed:
+        raise _Failed(f"rank(s) {', '.join(failed)} failed (their errors say why); the index is not written")
+    return shards
