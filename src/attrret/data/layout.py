@@ -57,7 +57,8 @@ def check_replaceable(out: Path, force: bool, *, marker: str, layout: Iterable[s
     if not entries:
         return
     if marker_json(out, marker) is None:
-        raise InputError(f"output folder is not a {what} attrret made (no valid {marker}); "
+        article = "an" if what[0] in "aeiou" else "a"
+        raise InputError(f"output folder is not {article} {what} attrret made (no valid {marker}); "
                          "refusing to replace it, name a new folder", out)
     foreign = sorted(entries - set(layout) - {marker})
     if foreign:

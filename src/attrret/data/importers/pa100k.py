@@ -61,10 +61,11 @@ def _strings(arr, key: str, mat: Path) -> list[str]:
 
 def _load(mat: Path) -> dict:
     import scipy.io  # lazy: only this importer needs scipy
+    from scipy.io.matlab import MatReadError
 
     try:
         return scipy.io.loadmat(str(mat), squeeze_me=True)
-    except (ValueError, TypeError, OSError, NotImplementedError) as exc:
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
         raise InputError(f"not a readable MATLAB .mat file ({exc})", mat) from None
 
 
