@@ -63,12 +63,18 @@ def _check_paths(src: Path, out: Path) -> None:
 
 
 def _assign_splits(items: list[SourceImage], options: ImportOptions) -> list[tuple[str, SourceImage]]:
-    free = [it.identity for it in items if it.split is None]
+    """Each image's split: its source's, else its identity's (when another image of it has one),
+    else :func:`identity_split` of the identities left."""
+    given: dict[str, str] = {}
+    for it in items:
+        if it.split is not None:
+            given.setdefault(it.identity, it.split)
+    free = [it.identity for it in items if it.split is None and it.identity not in given]
     try:
         by_id = identity_split(free, options.val_fraction, options.test_fraction, options.seed) if free else {}
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    return [(it.split or by_id[it.identity], it) for it in items]
+    return [(it.split or given.get(it.identity) or by_id[it.identity], it) for it in items]
 
 
 def _check_images(items: list[SourceImage], source: Source, options: ImportOptions) -> list[SourceImage]:
