@@ -10,6 +10,8 @@ from PIL import Image
 
 from attrret.cli import main
 
+PETA_MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "peta-mini"  # real PETA crops, by path
+
 
 def tiny_image(path: Path, seed: int, size: tuple[int, int] = (16, 32)) -> Path:
     """A small real image file (format from the suffix), its pixels drawn from ``seed``."""

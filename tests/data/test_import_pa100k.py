@@ -18,7 +18,6 @@ from attrret.retrieval.index import open_index
 from attrret.schema import load_schema
 from attrret.schema.codes import values_to_code21
 
-from conftest import PA100K_MINI
 from import_fixtures import error_line, run, tiny_image
 
 

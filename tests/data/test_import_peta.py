@@ -13,10 +13,7 @@ from attrret.data.importers.build import import_dataset
 from attrret.data.records import load_records
 from attrret.schema import load_schema
 
-from conftest import REAL
-from import_fixtures import error_line, run, tiny_image
-
-PETA_MINI = REAL / "peta-mini"
+from import_fixtures import PETA_MINI, error_line, run, tiny_image
 
 # identity -> its Label.txt attributes; VIPeR files are <id>_<n>.bmp, CUHK keys are whole names
 LABELS = {

@@ -34,6 +34,7 @@ from attrret.data.splits import identity_split
 from attrret.data.track2 import check_image_name, unknown_file
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
+from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import load_schema
 
 __all__ = ["MARKER", "ImportSummary", "import_dataset"]
@@ -141,11 +142,22 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
     start = time.perf_counter()
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    schema = load_schema()
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
     if not src.exists():
         raise InputError("no such file or directory", src)
     _check_paths(src, out)
+    with file_lock(out.parent / f"{LOCK_PREFIX}import-{out.name}.lock",
+                   waiting=f"waiting for another import into {out}"):
+        return _import_locked(fmt, src, out, options, link=link, force=force, progress=progress,
+                              on_progress=on_progress, start=start)
+
+
+def _import_locked(fmt: str, src: Path, out: Path, options: ImportOptions, *, link: bool, force: bool, progress: bool,
+                   on_progress: Callable[[int, int], None] | None, start: float) -> ImportSummary:
+    """The import itself, under the output's lock (two imports into one folder take turns)."""
+    from attrret.data.importers import FORMATS
+
+    schema = load_schema()
     check_replaceable(out, force, marker=MARKER, layout=_LAYOUT, what="imported set")
     source = FORMATS[fmt].read(src, options)
     items = _check_images(source.items, source, options)
