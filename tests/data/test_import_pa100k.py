@@ -122,7 +122,9 @@ def test_pa100k_errors_are_one_clear_line(pa100k, tmp_path, capsys):
     # --force replaces that earlier import, but never a folder attrret did not make
     assert run("data", "import", "pa100k", pa100k, "--out", tmp_path / "o", "--skip-missing", "--force",
                capsys=capsys)[0] == 0
-    assert "use --force" in err()
+    assert "output folder exists and is not empty (use --force" in err()
+    (tmp_path / "empty").mkdir()  # an empty folder made beforehand is fine
+    assert run("data", "import", "pa100k", pa100k, "--out", tmp_path / "empty", "--skip-missing", capsys=capsys)[0] == 0
     mine = tmp_path / "mine"
     (mine / "train").mkdir(parents=True)
     (mine / "notes.txt").write_text("keep me")

@@ -36,11 +36,13 @@ def marker_json(out: Path, marker: str) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def check_replaceable(out: Path, force: bool, *, marker: str, layout: Iterable[str], what: str) -> None:
+def check_replaceable(out: Path, force: bool, *, marker: str, layout: Iterable[str], what: str,
+                      empty_ok: bool = False) -> None:
     """Refuse an output folder that attrret may not replace.
 
-    ``force`` replaces an empty folder, or an earlier set of the same kind: one that carries a
-    valid ``marker`` and nothing at its top level beyond ``layout``. Anything else (the current
+    An empty folder is replaced with ``force``, or always with ``empty_ok``. ``force`` also
+    replaces an earlier set of the same kind: one that carries a valid ``marker`` and nothing
+    at its top level beyond ``layout``. Anything else (the current
     directory, a user's own folder, a set someone added files to) is refused, so attrret never
     deletes what it did not create. ``what`` names the set in messages ("synthetic set").
     """
@@ -51,11 +53,12 @@ def check_replaceable(out: Path, force: bool, *, marker: str, layout: Iterable[s
         return
     if not out.is_dir() or out.is_symlink():
         raise InputError("output path exists and is not a folder; name a new folder", out)
-    if not force:
-        raise InputError(f"output folder exists (use --force to replace an earlier {what})", out)
     entries = {p.name for p in out.iterdir()}
-    if not entries:
+    if not entries and (force or empty_ok):  # an empty folder (made beforehand): nothing to lose
         return
+    if not force:
+        state = "exists and is not empty" if empty_ok else "exists"
+        raise InputError(f"output folder {state} (use --force to replace an earlier {what})", out)
     if marker_json(out, marker) is None:
         article = "an" if what[0] in "aeiou" else "a"
         raise InputError(f"output folder is not {article} {what} attrret made (no valid {marker}); "

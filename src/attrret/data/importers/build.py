@@ -158,7 +158,7 @@ def _import_locked(fmt: str, src: Path, out: Path, options: ImportOptions, *, li
     from attrret.data.importers import FORMATS
 
     schema = load_schema()
-    check_replaceable(out, force, marker=MARKER, layout=_LAYOUT, what="imported set")
+    check_replaceable(out, force, marker=MARKER, layout=_LAYOUT, what="imported set", empty_ok=True)
     source = FORMATS[fmt].read(src, options)
     items = _check_images(source.items, source, options)
     if not items:
