@@ -57,3 +57,16 @@ def test_parse_fold():
     for bad in ("5/5", "x", "1/1"):
         with pytest.raises(AttrretError):
             parse_fold(bad)
+
+
+def test_the_identity_split_keeps_identities_whole_and_is_seeded_and_order_free():
+    from attrret.data.splits import identity_split
+
+    ids = [f"person{i % 40}" for i in range(100)]  # 40 identities, several images each
+    split = identity_split(ids, 0.1, 0.25, seed=3)
+    assert set(split) == set(ids)
+    assert Counter(split.values()) == {"train": 26, "val": 4, "test": 10}  # fractions count identities
+    assert identity_split(list(reversed(ids)), 0.1, 0.25, seed=3) == split
+    assert identity_split(ids, 0.1, 0.25, seed=4) != split
+    with pytest.raises(ValueError, match="sum to less than 1"):
+        identity_split(ids, 0.5, 0.5)

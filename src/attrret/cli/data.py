@@ -1,4 +1,5 @@
-"""``attrret data``: dataset commands (``synth``: generate the synthetic Track-2 benchmark)."""
+"""``attrret data``: dataset commands (``synth``: generate the synthetic Track-2 benchmark;
+``import``: turn PA-100K, PETA or a CSV into the Track-2 layout)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from pathlib import Path
 
 import typer
 
-from attrret.cli.options import WrappedHelp
+from attrret.cli.options import WrappedHelp, choice
+from attrret.data.importers import FORMATS
 
-data_app = typer.Typer(help="Datasets: generate the synthetic Track-2 benchmark.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: generate the synthetic Track-2 benchmark, or import PA-100K, PETA or a CSV.",
+                       no_args_is_help=True)
+ImportFormat = choice("ImportFormat", FORMATS)
+Kind = choice("Kind", ("pedestrian", "vehicle"))
 
 
 @data_app.command("synth", cls=WrappedHelp)
@@ -41,6 +46,60 @@ def synth(
     Console().print(table)
     if summary.preview:
         Console(stderr=True).print(f"preview: {summary.preview}")
+
+
+@data_app.command("import", cls=WrappedHelp)
+def import_(
+    fmt: ImportFormat = typer.Argument(..., metavar="FORMAT", help="Source format: " + "; ".join(
+        f"{f.name}: {f.help}" for f in FORMATS.values()) + "."),
+    src: Path = typer.Argument(..., metavar="SRC", help="The source: PA-100K folder or annotation.mat; PETA release folder; CSV file."),
+    out: Path = typer.Option(..., "--out", help="Output folder (Track-2 layout); must not exist unless --force."),
+    images: Path = typer.Option(None, "--images", help="Image folder, when not in the format's usual place "
+                                "(pa100k: data/, release_data/release_data/, images/ or beside annotation.mat; "
+                                "csv: paths relative to the CSV's folder)."),
+    kind: Kind = typer.Option(None, "--kind", help="csv: the subject of every row, when the CSV has no kind column."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.95,
+                                       help="Share of identities in val/ (sources without a split: peta, csv)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.0, max=0.95,
+                                        help="Share of identities in test/ (sources without a split: peta, csv)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the identity split and of the caption phrasing."),
+    link: bool = typer.Option(False, "--link", help="Hard-link the images instead of copying them "
+                              "(copies where the file system cannot link; the source is never changed)."),
+    skip_missing: bool = typer.Option(False, "--skip-missing",
+                                      help="Leave out images the labels list but the folder lacks (counted), "
+                                      "instead of stopping."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier imported set (never another folder)."),
+) -> None:
+    """Import a labelled pedestrian/vehicle dataset into the Track-2 layout that train and predict read."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from attrret.data.importers import ImportOptions
+    from attrret.data.importers.build import import_dataset
+
+    options = ImportOptions(images=images, kind=kind.value if kind else None, val_fraction=val_fraction,
+                            test_fraction=test_fraction, seed=seed, skip_missing=skip_missing)
+    summary = import_dataset(fmt.value, src, out, options, link=link, force=force, progress=True)
+    console = Console()
+    splits = list(summary.counts)
+    table = Table(title=f"{fmt.value} imported into {summary.out} ({summary.seconds:.1f} s)")
+    table.add_column("split")
+    for col in ("vehicles", "pedestrians", "total"):
+        table.add_column(col, justify="right")
+    for split, c in summary.counts.items():
+        table.add_row(split, str(c["vehicle"]), str(c["pedestrian"]), str(c["vehicle"] + c["pedestrian"]))
+    console.print(table)
+    groups = sorted({g for k in summary.known.values() for g in k}, key=lambda g: (not g.startswith("vehicle"), g))
+    known = Table(title="images with a known label, per group (the rest are unknown and skipped by that task)")
+    known.add_column("group")
+    for split in splits:
+        known.add_column(split, justify="right")
+    for g in groups:
+        known.add_row(g, *(str(summary.known.get(s, {}).get(g, 0)) for s in splits))
+    console.print(known)
+    err = Console(stderr=True)
+    for reason, n in sorted(summary.skipped.items()):
+        err.print(f"note: {n} x {reason}")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from attrret.schema import Schema, load_schema
 from attrret.schema.codes import values_to_vehicle_text
 
-__all__ = ["pedestrian_caption", "all_pedestrian_captions", "vehicle_caption", "vehicle_prefixes"]
+__all__ = ["pedestrian_caption", "known_pedestrian_caption", "all_pedestrian_captions", "vehicle_caption", "vehicle_prefixes"]
 
 _SUBJECT = {
     "female": (
@@ -84,7 +84,7 @@ def _carry(values: Mapping[str, str]) -> tuple[str, ...] | None:
 
 def _pedestrian_slots(values: Mapping[str, str]) -> list[tuple[str, ...]]:
     """The caption as a list of slots, each a tuple of alternatives; joined they form the text."""
-    missing = [g for g in ("gender", "age", "orientation", "hat", "glasses", "handbag", "bag", "holding", "sleeve", "upper", "coat", "skirt") if g not in values]
+    missing = [g for g in _GROUPS if g not in values]
     if missing:
         raise ValueError(f"a pedestrian caption needs every group; missing: {', '.join(missing)}")
     female = values["gender"] == "female"
@@ -125,6 +125,63 @@ def _pedestrian_slots(values: Mapping[str, str]) -> list[tuple[str, ...]]:
 def pedestrian_caption(values: Mapping[str, str], rng: np.random.Generator) -> str:
     """A Track-2 pedestrian caption for complete pedestrian values, phrasing drawn with ``rng``."""
     return "".join(alts[int(rng.integers(len(alts)))] if len(alts) > 1 else alts[0] for alts in _pedestrian_slots(values))
+
+
+_GROUPS = ("gender", "age", "orientation", "hat", "glasses", "handbag", "bag", "holding", "sleeve", "upper", "coat", "skirt")
+_BARE_SUBJECT = {"female": ("A female pedestrian", "A walking woman"), "male": ("A male pedestrian", "A walking man")}
+
+
+def _known_slots(values: Mapping[str, str]) -> list[tuple[str, ...]]:
+    """Slots of a caption that states only the known groups (imported labels may lack some).
+
+    The Track-2 grammar always states gender, age and orientation; here a clause whose group
+    is unknown is left out and the sentence joined around it, and an unknown flag or carry
+    group is treated as "not stated" (nothing is claimed about it).
+    """
+    gender = values.get("gender")
+    pos, pron = {"female": ("her", "She"), "male": ("his", "He")}.get(gender, ("their", "The pedestrian"))
+    slots: list[tuple[str, ...]] = []
+    if "age" in values:
+        slots += [_SUBJECT[gender] if gender else ("A pedestrian who is",), (" ",), _AGE[values["age"]]]
+        join = " and "
+    else:
+        slots.append(_BARE_SUBJECT[gender] if gender else ("A pedestrian",))
+        join = " "
+    if "orientation" in values:
+        orient = _ORIENT[values["orientation"]].format(pos=pos)
+        slots.append((", " + orient,) if "age" in values else (" " + orient.removeprefix("and is "),))
+        join = " and "
+    carry = _carry({g: values.get(g, "") for g in ("handbag", "bag", "holding")})
+    if carry:
+        slots += [(join,), carry]
+    worn: list[tuple[str, ...]] = []
+    for group, item in (("hat", ("a hat",)), ("glasses", ("glasses",)), ("coat", _COAT)):
+        if values.get(group) == "yes":
+            worn.append(item)
+    second: list[tuple[str, ...]] = []
+    if worn:
+        second.append(("wearning ",))
+        for i, item in enumerate(worn):
+            second += [(",",), item] if i else [item]
+    else:
+        if "sleeve" in values:
+            second += [("in ",), _SLEEVE[values["sleeve"]]]
+        if values.get("upper", "none") != "none":
+            second += [(" with " if second else "with ",), _UPPER[values["upper"]]]
+        if values.get("skirt") == "yes":
+            second += [(" and " if second else "",), _SKIRT]
+    if second:
+        slots += [(f". {pron} is ",), *second]
+    slots.append((".",))
+    return slots
+
+
+def known_pedestrian_caption(values: Mapping[str, str], rng: np.random.Generator) -> str:
+    """:func:`pedestrian_caption` when every group is known; otherwise a caption stating only the
+    known groups (same phrases, unknown clauses left out; see :func:`_known_slots`)."""
+    if all(g in values for g in _GROUPS):
+        return pedestrian_caption(values, rng)
+    return "".join(alts[int(rng.integers(len(alts)))] if len(alts) > 1 else alts[0] for alts in _known_slots(values))
 
 
 def all_pedestrian_captions(values: Mapping[str, str]) -> Iterator[str]:

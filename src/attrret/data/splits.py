@@ -6,6 +6,8 @@
   documented 1,200 train / 300 held split.
 - :func:`stratified_split`: a selection split in which every class keeps its proportion.
 - :func:`fold_split`: fold ``fold`` of a stratified ``n_folds``-fold split (``--fold k/K``).
+- :func:`identity_split`: train / val / test by identity (``attrret data import`` of a set
+  without a split): no person is in two splits.
 
 Items are anything; the stratified splits read each item's class with ``label`` (default:
 ``item[1]``, the class index of a ``(path, class)`` training sample). Every function is
@@ -21,7 +23,7 @@ import numpy as np
 
 from attrret.errors import AttrretError
 
-__all__ = ["PA100K_MINI_HOLDOUT", "holdout_split", "stratified_split", "fold_split", "parse_fold"]
+__all__ = ["PA100K_MINI_HOLDOUT", "holdout_split", "stratified_split", "fold_split", "identity_split", "parse_fold"]
 
 T = TypeVar("T")
 
@@ -82,6 +84,23 @@ def fold_split(items: Sequence[T], fold: int, n_folds: int, seed: int = 0,
         raise ValueError(f"need n_folds >= 2 and 0 <= fold < n_folds, got fold={fold}, n_folds={n_folds}")
     val_idx = {i for idx in _by_class(items, seed, label) for j, i in enumerate(idx) if j % n_folds == fold}
     return _partition(items, val_idx)
+
+
+def identity_split(identities: Sequence[str], val_fraction: float, test_fraction: float, seed: int = 0) -> dict[str, str]:
+    """``{identity: "train" | "val" | "test"}``: the distinct identities, sorted, permuted with
+    ``numpy.random.default_rng(seed)``; the first ``round(test_fraction * n)`` go to test, the
+    next ``round(val_fraction * n)`` to val, the rest to train. Fractions count identities, not
+    images, and every image of an identity follows it, so no person is in two splits."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val and test fractions must be in [0, 1) and sum to less than 1, got {val_fraction} and {test_fraction}")
+    ordered = sorted(set(identities))
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    n_test = round(test_fraction * len(ordered))
+    n_val = round(val_fraction * len(ordered))
+    out = {}
+    for rank, i in enumerate(perm):
+        out[ordered[i]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    return out
 
 
 def parse_fold(spec: str | None) -> tuple[int, int] | None:

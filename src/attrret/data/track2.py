@@ -6,6 +6,12 @@
 - the submission: ``{"results": [{"text": line, "image_names": [...]}, ...]}`` in caption order;
 - the organisers' ground truth ``test_gt.txt``: ``text$img1$img2...``.
 
+A pedestrian code has a bit for every group, so a label file alone cannot say that a group
+is unknown (imported PETA images have no orientation). A sparse side file beside the label
+file, ``<split>_unknown.jsonl`` for ``<split>_label.txt`` (``labels_unknown.jsonl`` for
+``labels.txt``), lists per image the groups to drop: ``{"image": "x.jpg", "unknown": ["orientation"]}``.
+:func:`read_label_file` applies it, so every reader sees those groups as unknown.
+
 Captions are kept byte-exact: only the line terminator (``\\n`` or ``\\r\\n``) is removed.
 Every error names the file and line. With ``skip_bad=True`` a bad line is reported through
 ``on_skip`` and left out instead of stopping the read.
@@ -34,6 +40,7 @@ __all__ = [
     "read_gt",
     "write_gt",
     "check_image_name",
+    "unknown_file",
 ]
 
 SkipHandler = Callable[[InputError], None]
@@ -154,6 +161,48 @@ def read_label_file(
         out.append(LabelLine(image, kind, attribute, caption, values, no))
     if not out:
         raise InputError("no label lines", path)
+    side = unknown_file(path)
+    if side.is_file():  # groups the code cannot leave out (see the module note)
+        unknown = _read_unknown(side, {ll.image: ll for ll in out}, schema, strict=not skip_bad)
+        out = [ll if ll.image not in unknown else
+               LabelLine(ll.image, ll.kind, ll.attribute, ll.caption,
+                         {g: c for g, c in ll.values.items() if g not in unknown[ll.image]}, ll.line)
+               for ll in out]
+    return out
+
+
+def unknown_file(label_file: str | Path) -> Path:
+    """The side file naming the unknown groups of ``label_file``'s lines (it may not exist)."""
+    label_file = Path(label_file)
+    return label_file.with_name(label_file.stem.removesuffix("_label") + "_unknown.jsonl")
+
+
+def _read_unknown(path: Path, lines: dict[str, LabelLine], schema: Schema, strict: bool = True) -> dict[str, list[str]]:
+    """``{image: [unknown groups]}`` from a side file; every image must be a pedestrian of the label file
+    (``strict=False``: images whose label line was skipped as bad are passed over)."""
+    out: dict[str, list[str]] = {}
+    for no, text in iter_lines(path):
+        if not text.strip():
+            continue
+        try:
+            doc = json.loads(text)
+            image, unknown = doc["image"], doc["unknown"]
+            if not isinstance(image, str) or not isinstance(unknown, list):
+                raise TypeError
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError('expected {"image": name, "unknown": [group, ...]}', path, no) from None
+        ll = lines.get(image)
+        if ll is None and not strict:
+            continue
+        if ll is None:
+            raise InputError(f"image {image!r} is not in the label file beside it", path, no)
+        if ll.kind != "pedestrian":
+            raise InputError(f"image {image!r} is a vehicle (its label text already leaves groups out)", path, no)
+        bad = [g for g in unknown if g not in schema.pedestrian.group_names]
+        if bad:
+            raise InputError(f"not pedestrian groups: {', '.join(map(str, bad))} "
+                             f"(valid: {', '.join(schema.pedestrian.group_names)})", path, no)
+        out[image] = unknown
     return out
 
 

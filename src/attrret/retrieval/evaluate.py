@@ -29,6 +29,11 @@ def load_relevance(*, gt: str | Path | None = None, labels: str | Path | None = 
             raise InputError(
                 "vehicle attribute is incomplete (relevance needs colour, brand and type)", labels, incomplete[0].line
             )
+        unknown = [ll for ll in lines if ll.kind == "pedestrian" and len(ll.values) < len(schema.pedestrian.groups)]
+        if unknown:
+            missing = [g for g in schema.pedestrian.group_names if g not in unknown[0].values]
+            raise InputError(f"pedestrian labels leave groups unknown ({', '.join(missing)}; see the "
+                             "_unknown.jsonl beside it): relevance needs every group", labels, unknown[0].line)
         keys = label_keys([ll.values for ll in lines], [ll.kind for ll in lines], schema)
         rel = LabelRelevance([ll.image for ll in lines], [ll.kind for ll in lines], [ll.caption for ll in lines], keys)
         return rel, [ll.kind for ll in lines]

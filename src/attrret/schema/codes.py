@@ -21,6 +21,7 @@ __all__ = [
     "parse_code21",
     "code21_to_values",
     "values_to_code21",
+    "decode_groups",
     "values_to_onehot",
     "onehot_to_values",
     "vehicle_text_to_values",
@@ -63,6 +64,19 @@ def code21_to_values(bits: Sequence[int] | str, subject: Subject) -> dict[str, s
     if len(bits) != subject.code_bits:
         raise CodeError(f"code has {len(bits)} bits, expected {subject.code_bits}")
     return {g.name: _group_from_bits(g, bits) for g in subject.groups}
+
+
+def decode_groups(bits: Sequence[int], subject: Subject) -> tuple[dict[str, str], list[str]]:
+    """Like :func:`code21_to_values`, but a group whose bits break its rule (two one-hot bits set,
+    none where one is required) is returned among the invalid group names instead of raising:
+    an importer keeps the rest of the image's labels and leaves that group unknown."""
+    values, invalid = {}, []
+    for g in subject.groups:
+        try:
+            values[g.name] = _group_from_bits(g, bits)
+        except CodeError:
+            invalid.append(g.name)
+    return values, invalid
 
 
 def values_to_code21(values: Mapping[str, str], subject: Subject) -> tuple[int, ...]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import string
 import time
 from collections.abc import Callable
@@ -34,11 +33,11 @@ from attrret.data.captions import pedestrian_caption, vehicle_caption
 from attrret.data.synth.pedestrian import render_pedestrian
 from attrret.data.synth.priors import sample_pedestrian, sample_vehicle, train_vehicle_label
 from attrret.data.synth.relevance import relevant_sets
+from attrret.data.layout import check_replaceable, label_line, marker_json, partial_folder, publish
 from attrret.data.track2 import write_gt
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
 from attrret.schema import Schema, load_schema
-from attrret.schema.codes import values_to_code21, values_to_vehicle_text
 from attrret.data.synth.vehicle import render_vehicle
 
 __all__ = ["SynthConfig", "SynthSummary", "SynthItem", "plan", "generate", "marker_config", "MARKER"]
@@ -150,15 +149,6 @@ def _render_one(job: tuple[str, dict[str, str], tuple[int, int, int], str, int])
     im.save(path, format="JPEG", quality=quality)
 
 
-def _label_line(item: SynthItem, schema: Schema) -> str:
-    attribute = (
-        values_to_vehicle_text(item.label, schema)
-        if item.kind == "vehicle"
-        else ",".join(map(str, values_to_code21(item.values, schema.pedestrian)))
-    )
-    return f"{item.image}${attribute}${item.caption}\n"
-
-
 def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = False, *, force: bool = False,
              on_progress: Callable[[int, int], None] | None = None) -> SynthSummary:
     """Generate the benchmark into ``out`` (must not exist unless ``force``); returns the counts.
@@ -170,9 +160,7 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
     schema = load_schema()
     out = Path(os.path.abspath(out))
     _check_replaceable(out, force)
-    tmp = out.parent / f".{out.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = partial_folder(out)
     items = plan(config, schema)
     for split in ("train", "val", "test"):
         (tmp / split / f"{split}_images").mkdir(parents=True, exist_ok=True)
@@ -184,7 +172,7 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
         rows = [it for it in items if it.split == split]
         counts[split] = {k: sum(it.kind == k for it in rows) for k in ("vehicle", "pedestrian")}
         if rows:
-            atomic_write_text(tmp / split / f"{split}_label.txt", "".join(_label_line(it, schema) for it in rows))
+            atomic_write_text(tmp / split / f"{split}_label.txt", "".join(label_line(it.image, it.kind, it.label, it.caption, schema) for it in rows))
     test = [it for it in items if it.split == "test"]
     if test:
         atomic_write_text(tmp / "test" / "test_text.txt", "".join(it.caption + "\n" for it in test))
@@ -199,19 +187,14 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
     seconds = time.perf_counter() - start
     marker = {"config": asdict(config), "counts": counts, "schema": schema.fingerprint, "seconds": round(seconds, 2)}
     atomic_write_text(tmp / MARKER, json.dumps(marker, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    publish(tmp, out)
     return SynthSummary(out, counts, seconds, preview)
 
 
 def marker_config(out: Path) -> dict | None:
     """The ``SynthConfig`` (as a dict) recorded in ``out/synth.json``, or ``None`` when ``out``
     holds no valid completion marker: then attrret did not make it, or did not finish it."""
-    try:
-        config = json.loads((out / MARKER).read_text(encoding="utf-8")).get("config")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return None
+    config = (marker_json(out, MARKER) or {}).get("config")
     return config if isinstance(config, dict) else None
 
 
@@ -220,32 +203,12 @@ _LAYOUT = frozenset({"train", "val", "test", MARKER, "preview.png"})
 
 
 def _check_replaceable(out: Path, force: bool) -> None:
-    """Refuse an output folder that attrret may not replace.
-
-    ``--force`` replaces an empty folder, or an earlier synthetic set: one that carries
-    ``synth.json`` (the completion marker) and nothing at its top level beyond the synthetic
-    layout. Anything else (the current directory, a user's own Track-2 folder, a synthetic set
-    someone added files to) is refused, so attrret never deletes what it did not create.
-    """
-    if Path.cwd().is_relative_to(out):  # the current directory, one above it, or the root
-        raise InputError("refusing to write the synthetic set over the current directory or one above it; "
-                         "name a new folder", out)
-    if not out.exists() and not out.is_symlink():
-        return
-    if not out.is_dir() or out.is_symlink():
-        raise InputError("output path exists and is not a folder; name a new folder", out)
-    if not force:
-        raise InputError("output folder exists (use --force to replace an earlier synthetic set)", out)
-    entries = {p.name for p in out.iterdir()}
-    if not entries:
-        return
-    if marker_config(out) is None:
+    """Refuse an output folder that is not an earlier synthetic set (see :func:`check_replaceable`)."""
+    if force and out.is_dir() and not out.is_symlink() and any(out.iterdir()) and marker_json(out, MARKER) is not None \
+            and marker_config(out) is None:
         raise InputError("output folder is not a synthetic set attrret made (no valid synth.json); "
                          "refusing to replace it, name a new folder", out)
-    foreign = sorted(entries - _LAYOUT)
-    if foreign:
-        raise InputError(f"output folder holds files attrret did not create ({', '.join(foreign[:3])}); "
-                         "refusing to replace it", out)
+    check_replaceable(out, force, marker=MARKER, layout=_LAYOUT, what="synthetic set")
 
 
 def _run_jobs(jobs: list, workers: int, progress: bool, on_progress: Callable[[int, int], None] | None) -> None:

@@ -1,0 +1,80 @@
+"""A CSV table -> source images: the simplest way to bring any labelled crops to attrret.
+
+Columns: ``image`` (a path relative to the CSV's folder, or to ``--images``), one column per
+group named as in the schema (``gender``, ``age``, ... ; ``color``, ``type``, ``brand``) holding
+a class name or nothing (unknown), and optionally ``kind`` (``pedestrian`` / ``vehicle``; else
+``--kind``), ``split`` (``train`` / ``val`` / ``test``; empty = split by identity) and
+``identity`` (a person or vehicle id, so its images share a split; default: the image).
+Output names are the image paths with ``/`` replaced by ``_``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path, PurePosixPath
+
+from attrret.data.importers.source import ImportOptions, Source, SourceImage
+from attrret.data.records import SPLITS
+from attrret.errors import InputError
+from attrret.schema import load_schema
+
+__all__ = ["read"]
+
+_META = ("image", "kind", "split", "identity")
+
+
+def read(src: Path, options: ImportOptions) -> Source:
+    schema = load_schema()
+    subjects = {s.name: s for s in (schema.pedestrian, schema.vehicle)}
+    if not src.is_file():
+        raise InputError("no such CSV file", src)
+    base = options.images or src.parent
+    try:
+        text = src.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", src) from None
+    rows = csv.DictReader(text.splitlines())
+    columns = [c.strip() for c in rows.fieldnames or []]
+    if "image" not in columns:
+        raise InputError(f"no 'image' column (columns: {', '.join(columns) or 'none'})", src)
+    if options.kind is not None and options.kind not in subjects:
+        raise InputError(f"unknown kind {options.kind!r}; use pedestrian or vehicle")
+    kinds = [options.kind] if options.kind and "kind" not in columns else list(subjects)
+    if "kind" not in columns and options.kind is None:
+        raise InputError("no 'kind' column: give --kind pedestrian or --kind vehicle", src)
+    valid = list(_META) + [g for k in kinds for g in subjects[k].group_names]
+    bad = [c for c in columns if c not in valid]
+    if bad:
+        raise InputError(f"unknown column {bad[0]!r}; valid columns: {', '.join(valid)}", src)
+    source = Source([])
+    for no, raw in enumerate(rows, 2):
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        kind = row.get("kind") or options.kind
+        if kind not in subjects:
+            raise InputError(f"kind {kind!r} is not pedestrian or vehicle", src, no)
+        subject = subjects[kind]
+        values = {}
+        for col, cls in row.items():
+            if col in _META or not cls:
+                continue
+            if col not in subject.group_names:
+                raise InputError(f"{col} is not a {kind} group (valid: {', '.join(subject.group_names)})", src, no)
+            classes = subject.group(col).classes
+            if cls not in classes:
+                raise InputError(f"{col}: unknown class {cls!r}; valid: {', '.join(classes)}", src, no)
+            values[col] = cls
+        if kind == "vehicle" and not values:
+            raise InputError("a vehicle needs at least one of color, type, brand", src, no)
+        split = row.get("split") or None
+        if split is not None and split not in SPLITS:
+            raise InputError(f"split {split!r}; use one of {', '.join(SPLITS)} or leave it empty", src, no)
+        image = row.get("image", "")
+        if not image:
+            raise InputError("empty image path", src, no)
+        rel = PurePosixPath(image.replace("\\", "/"))
+        path = Path(image) if rel.is_absolute() else base / rel
+        name = path.name if rel.is_absolute() else "_".join(p for p in rel.parts if p not in (".", ""))
+        source.items.append(SourceImage(path, name, kind, values, split, row.get("identity") or name, f"{src}:{no}"))
+    if not source.items:
+        raise InputError("no rows", src)
+    return source

@@ -1,0 +1,133 @@
+"""PETA release layout -> source images with Track-2 pedestrian values.
+
+``SRC/<subset>/archive/`` holds the subset's images and one ``Label.txt`` (Latin-1), one line
+per identity: ``<id> attribute attribute ...``. An image's identity key is its file name up
+to the first ``_`` (CUHK: the whole file name), so every image of a person gets that
+person's labels. The mapping onto attrret's groups (the one behind
+``shared/data/peta-mini/values.jsonl``; docs/import.md has the table):
+
+- gender, age, hat, glasses (sunglasses only), bag, sleeve, upper (no splice), skirt: mapped;
+- orientation, handbag, holding, coat: PETA has no such attribute; they stay unknown.
+
+Images with both a backpack and a messenger bag are skipped (which one is "the" bag?), as
+are images whose identity has no label line. PETA has no split: the writer splits by
+identity (``subset/key``), so no person is in two splits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attrret.data.importers.source import ImportOptions, Source, SourceImage
+from attrret.errors import InputError
+
+__all__ = ["PETA_ATTRIBUTES", "map_attributes", "identity_key", "read"]
+
+_COLOURS = ("Black", "Blue", "Brown", "Green", "Grey", "Orange", "Pink", "Purple", "Red", "White", "Yellow")
+# PETA's vocabulary: 61 binary attributes and 4 colour attributes of 11 colours each.
+PETA_ATTRIBUTES = frozenset({
+    "personalLess15", "personalLess30", "personalLess45", "personalLess60", "personalLarger60",
+    "personalMale", "personalFemale",
+    "accessoryHat", "accessoryMuffler", "accessoryNothing", "accessorySunglasses", "accessoryHeadphone",
+    "accessoryHairBand", "accessoryKerchief",
+    "carryingBackpack", "carryingMessengerBag", "carryingOther", "carryingNothing", "carryingPlasticBags",
+    "carryingBabyBuggy", "carryingShoppingTro", "carryingUmbrella", "carryingFolder", "carryingLuggageCase",
+    "carryingSuitcase",
+    "hairLong", "hairShort", "hairBald",
+    "upperBodyCasual", "upperBodyFormal", "upperBodyJacket", "upperBodyLogo", "upperBodyPlaid",
+    "upperBodyShortSleeve", "upperBodyLongSleeve", "upperBodyNoSleeve", "upperBodyThinStripes",
+    "upperBodyThickStripes", "upperBodyTshirt", "upperBodyOther", "upperBodyVNeck", "upperBodySuit",
+    "upperBodySweater",
+    "lowerBodyCasual", "lowerBodyFormal", "lowerBodyJeans", "lowerBodyShorts", "lowerBodyShortSkirt",
+    "lowerBodyTrousers", "lowerBodyLongSkirt", "lowerBodyCapri", "lowerBodyHotPants", "lowerBodySuits",
+    "lowerBodyPlaid", "lowerBodyLogo", "lowerBodyThinStripes", "lowerBodyThickStripes",
+    "footwearBoots", "footwearLeatherShoes", "footwearSandals", "footwearShoes", "footwearSneakers",
+    "footwearStocking",
+} | {f"{part}{c}" for part in ("upperBody", "lowerBody", "hair", "footwear") for c in _COLOURS})
+
+_IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg"}
+_AGE = {"personalLess15": "under18", "personalLess30": "18-60", "personalLess45": "18-60",
+        "personalLess60": "18-60", "personalLarger60": "over60"}
+_PATTERN = {"upperBodyThinStripes": "stripe", "upperBodyThickStripes": "stripe", "upperBodyLogo": "logo",
+            "upperBodyPlaid": "plaid"}
+BOTH_BAGS = "both a backpack and a messenger bag"
+
+
+def map_attributes(attrs: set[str]) -> dict[str, str] | None:
+    """PETA attributes -> ``{group: class}`` for the groups they settle; ``None``: skip the image."""
+    if {"carryingBackpack", "carryingMessengerBag"} <= attrs:
+        return None
+    values: dict[str, str] = {}
+    female, male = "personalFemale" in attrs, "personalMale" in attrs
+    if female != male:
+        values["gender"] = "female" if female else "male"
+    ages = {_AGE[a] for a in attrs if a in _AGE}
+    if len(ages) == 1:
+        values["age"] = ages.pop()
+    values["hat"] = "yes" if "accessoryHat" in attrs else "no"
+    values["glasses"] = "yes" if "accessorySunglasses" in attrs else "no"
+    values["bag"] = ("backpack" if "carryingBackpack" in attrs
+                     else "shoulder" if "carryingMessengerBag" in attrs else "none")
+    short = bool({"upperBodyShortSleeve", "upperBodyNoSleeve"} & attrs)
+    long = "upperBodyLongSleeve" in attrs
+    if short != long:
+        values["sleeve"] = "short" if short else "long"
+    patterns = {_PATTERN[a] for a in attrs if a in _PATTERN}
+    if len(patterns) <= 1:
+        values["upper"] = patterns.pop() if patterns else "none"
+    values["skirt"] = "yes" if {"lowerBodyShortSkirt", "lowerBodyLongSkirt"} & attrs else "no"
+    return values
+
+
+def identity_key(subset: str, file_name: str) -> str:
+    """The ``Label.txt`` key of an image: the name up to the first ``_``; CUHK: the whole name."""
+    return file_name if subset == "CUHK" else file_name.split("_", 1)[0]
+
+
+def _read_labels(path: Path) -> dict[str, set[str]]:
+    if not path.is_file():
+        raise InputError("missing Label.txt (PETA lists each subset's labels there)", path)
+    labels: dict[str, set[str]] = {}
+    for no, line in enumerate(path.read_bytes().decode("latin-1").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        key, attrs = fields[0], set(fields[1:])
+        bad = sorted(attrs - PETA_ATTRIBUTES)
+        if bad:
+            raise InputError(f"unknown PETA attribute {bad[0]!r} (docs/import.md lists the vocabulary)", path, no)
+        labels.setdefault(key, attrs)
+    return labels
+
+
+def _subsets(src: Path) -> list[tuple[str, Path]]:
+    if not src.is_dir():
+        raise InputError("no such folder (expected the PETA release: <subset>/archive/ + Label.txt)", src)
+    if (src / "archive").is_dir():  # one subset given directly
+        return [(src.name, src / "archive")]
+    found = sorted((p.name, p / "archive") for p in src.iterdir() if (p / "archive").is_dir())
+    if not found:
+        raise InputError("no PETA subsets: expected SRC/<subset>/archive/ with images and Label.txt", src)
+    return found
+
+
+def read(src: Path, options: ImportOptions) -> Source:
+    source = Source([])
+    for subset, archive in _subsets(src):
+        labels = _read_labels(archive / "Label.txt")
+        by_number = {int(k): v for k, v in labels.items() if k.isdigit()}
+        for image in sorted(p for p in archive.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()):
+            key = identity_key(subset, image.name)
+            attrs = labels.get(key)
+            if attrs is None and key.isdigit():  # "1" in Label.txt for "001_..." and the like
+                attrs = by_number.get(int(key))
+            if attrs is None:
+                source.skip("no Label.txt line for the image's identity")
+                continue
+            values = map_attributes(attrs)
+            if values is None:
+                source.skip(BOTH_BAGS)
+                continue
+            source.items.append(SourceImage(image, f"{subset}_{image.name}", "pedestrian", values, None,
+                                            f"{subset}/{key}", str(archive / "Label.txt")))
+    return source

@@ -1,0 +1,151 @@
+"""``attrret data import peta``: PETA's release layout -> Track-2 folder, values mapped, split by identity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attrret.classifiers.data import load_task_data
+from attrret.data.importers import ImportOptions
+from attrret.data.importers.build import import_dataset
+from attrret.data.records import load_records
+from attrret.schema import load_schema
+
+from import_fixtures import PETA_MINI, error_line, run, tiny_image
+
+# identity -> its Label.txt attributes; VIPeR files are <id>_<n>.bmp, CUHK keys are whole names
+LABELS = {
+    "VIPeR": {
+        "001": "personalFemale personalLess30 upperBodyShortSleeve upperBodyLogo lowerBodyShortSkirt carryingMessengerBag",
+        "002": "personalMale personalLess45 upperBodyLongSleeve carryingBackpack accessoryHat",
+        "003": "personalMale personalLarger60 upperBodyLongSleeve upperBodyPlaid accessorySunglasses",
+        "004": "personalFemale personalLess15 upperBodyNoSleeve upperBodyThinStripes upperBodyLogo",
+        "005": "personalMale personalLess30 carryingBackpack carryingMessengerBag",  # both bags: skipped
+        "006": "personalMale personalFemale personalLess30 personalLarger60 upperBodyLongSleeve upperBodyShortSleeve",
+    },
+    "CUHK": {
+        "0001.png": "personalMale personalLess30 upperBodyLongSleeve",
+        "0002.png": "personalFemale personalLess45 upperBodyShortSleeve lowerBodyLongSkirt",
+    },
+}
+
+
+def make_peta(root: Path) -> Path:
+    seed = 0
+    for subset, labels in LABELS.items():
+        archive = root / subset / "archive"
+        archive.mkdir(parents=True)
+        (archive / "Label.txt").write_bytes("".join(f"{k} {v}\n" for k, v in labels.items()).encode("latin-1"))
+        for key in labels:
+            names = [key] if subset == "CUHK" else [f"{key}_{n}.bmp" for n in (1, 2)]
+            for name in names:
+                seed += 1
+                tiny_image(archive / name, seed)
+    return root
+
+
+@pytest.fixture
+def peta(tmp_path) -> Path:
+    return make_peta(tmp_path / "peta")
+
+
+def imported_values(out: Path) -> dict[str, tuple[str, dict[str, str]]]:
+    """output image name -> (split, values) through the one reader train uses."""
+    return {r.image: (r.label_file.parent.name, r.values) for r in load_records(out, "all")}
+
+
+def test_peta_values_follow_the_mapping_and_unknown_groups_stay_unknown(peta, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, stderr = run("data", "import", "peta", peta, "--out", out, "--val-fraction", "0.2",
+                               "--test-fraction", "0.2", capsys=capsys)
+    assert code == 0, stderr
+    got = imported_values(out)
+    assert len(got) == 5 * 2 + 2  # VIPeR 005 (both bags) skipped
+    assert "VIPeR_005_1.bmp" not in got and "2 x both a backpack and a messenger bag" in " ".join(stderr.split())
+    v1 = got["VIPeR_001_1.bmp"][1]
+    assert v1 == {"gender": "female", "age": "18-60", "hat": "no", "glasses": "no", "bag": "shoulder",
+                  "sleeve": "short", "upper": "logo", "skirt": "yes"}
+    assert got["VIPeR_002_2.bmp"][1] == {"gender": "male", "age": "18-60", "hat": "yes", "glasses": "no",
+                                             "bag": "backpack", "sleeve": "long", "upper": "none", "skirt": "no"}
+    assert got["VIPeR_003_1.bmp"][1]["glasses"] == "yes" and got["VIPeR_003_1.bmp"][1]["age"] == "over60"
+    assert got["VIPeR_003_1.bmp"][1]["upper"] == "plaid"
+    v4 = got["VIPeR_004_1.bmp"][1]
+    assert v4["age"] == "under18" and v4["sleeve"] == "short" and "upper" not in v4  # two patterns: unknown
+    v6 = got["VIPeR_006_1.bmp"][1]  # contradictory gender, age, sleeve: unknown
+    assert not {"gender", "age", "sleeve"} & set(v6) and v6["bag"] == "none"
+    assert got["CUHK_0002.png"][1]["skirt"] == "yes"
+    # PETA has no orientation, handbag, holding or long coat: never known
+    assert all(not {"orientation", "handbag", "holding", "coat"} & set(v) for _, v in got.values())
+    # the summary: per-split counts and per-group known counts
+    assert "pedestrian.gender" in stdout and "pedestrian.orientation" not in stdout and "train" in stdout
+
+
+def test_the_identity_split_keeps_each_person_in_one_split_and_is_seeded(peta, tmp_path, capsys):
+    opts = ImportOptions(val_fraction=0.25, test_fraction=0.25, seed=5)
+    a = import_dataset("peta", peta, tmp_path / "a", opts)
+    b = import_dataset("peta", peta, tmp_path / "b", opts)
+    got_a, got_b = imported_values(a.out), imported_values(b.out)
+    assert {k: s for k, (s, _) in got_a.items()} == {k: s for k, (s, _) in got_b.items()}
+    split_of: dict[str, set[str]] = {}
+    for name, (split, _) in got_a.items():
+        split_of.setdefault(name if name.startswith("CUHK") else name.rsplit("_", 1)[0], set()).add(split)
+    assert all(len(s) == 1 for s in split_of.values())
+    assert {s for (s, _) in got_a.values()} == {"train", "val", "test"}
+    for split in ("train", "val", "test"):  # the bytes too: same seed, same files
+        assert (a.out / split / f"{split}_label.txt").read_bytes() == (b.out / split / f"{split}_label.txt").read_bytes()
+    other = imported_values(import_dataset("peta", peta, tmp_path / "c", ImportOptions(val_fraction=0.25, test_fraction=0.25, seed=6)).out)
+    assert {k: s for k, (s, _) in other.items()} != {k: s for k, (s, _) in got_a.items()}
+
+
+def test_training_data_skips_unknown_groups_per_task(peta, tmp_path):
+    out = import_dataset("peta", peta, tmp_path / "out", ImportOptions(val_fraction=0.0, test_fraction=0.0)).out
+    schema = load_schema()
+    groups = [schema.task("pedestrian.gender"), schema.task("pedestrian.orientation"), schema.task("pedestrian.upper")]
+    untrainable: list[str] = []
+    data = load_task_data(out, groups, on_untrainable=untrainable.append, val_fraction=0.3)
+    assert "pedestrian.orientation" not in data and "pedestrian.orientation" in untrainable[0]
+    gender = data["pedestrian.gender"]
+    assert len(gender.train) + len(gender.val) == 12 - 2  # VIPeR 006 has no gender
+    upper = data["pedestrian.upper"]
+    assert len(upper.train) + len(upper.val) == 12 - 2  # VIPeR 004 has two patterns
+
+
+def test_peta_errors_are_one_clear_line(peta, tmp_path, capsys):
+    (peta / "CUHK" / "archive" / "Label.txt").unlink()
+    line = error_line(*run("data", "import", "peta", peta, "--out", tmp_path / "o", capsys=capsys)[:3:2])
+    assert "CUHK/archive/Label.txt: missing Label.txt" in line
+    (peta / "CUHK" / "archive" / "Label.txt").write_text("0001.png personalMale upperBodyGlitter\n", encoding="latin-1")
+    line = error_line(*run("data", "import", "peta", peta, "--out", tmp_path / "o", capsys=capsys)[:3:2])
+    assert "Label.txt:1: unknown PETA attribute 'upperBodyGlitter'" in line
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+    line = error_line(*run("data", "import", "peta", peta, "--out", peta / "CUHK" / "o", capsys=capsys)[:3:2])
+    assert "the output folder is inside the source" in line
+    (tmp_path / "empty").mkdir()
+    line = error_line(*run("data", "import", "peta", tmp_path / "empty", "--out", tmp_path / "o", capsys=capsys)[:3:2])
+    assert "no PETA subsets" in line
+
+
+def test_the_real_peta_mini_imports_to_its_documented_values(tmp_path, capsys):
+    if not (PETA_MINI / "raw").is_dir():
+        pytest.skip(f"{PETA_MINI} not available")
+    summary = import_dataset("peta", PETA_MINI / "raw", tmp_path / "peta", link=True)
+    expected = {}
+    for line in (PETA_MINI / "values.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        expected[str((PETA_MINI / doc["image"]).resolve())] = doc["values"]
+    sources = {}
+    for line in (summary.out / "sources.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        sources[doc["image"]] = str(Path(doc["source"]).resolve())
+    records = load_records(summary.out, "all")
+    got = {sources[r.image]: r.values for r in records}
+    assert len(records) == 2500 and summary.skipped == {}
+    assert got == expected
+    # no PETA identity in two splits
+    ids: dict[str, set[str]] = {}
+    for r in records:
+        subset, name = r.image.split("_", 1)
+        ids.setdefault(f"{subset}/{name if subset == 'CUHK' else name.split('_')[0]}", set()).add(r.label_file.parent.name)
+    assert all(len(s) == 1 for s in ids.values())
