@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice, sizes_option
+from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema, sizes_option
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
@@ -44,18 +44,21 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index."""
     from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval.predict import build_index, find_members, member_sizes
 
+    schema = resolve_schema(schema_dir)
     out = out or workdir / "index"
     refuse_overwriting_inputs({"--out": out}, {"--images": images})
     members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
-                           _floats(member_weights, "--member-weights"))
+                           _floats(member_weights, "--member-weights"), schema=schema)
     for i, m in enumerate(members):
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
-    s = build_index(images, out, members, tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet)
+    s = build_index(images, out, members, tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet,
+                    schema=schema)
     typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
 
 
@@ -73,6 +76,7 @@ def rank(
     kind_penalty: Annotated[float, typer.Option(min=0.0)] = 1.0,
     backend: Annotated[Backend, typer.Option(help="numba: fused sparse product + top-k scan, fastest on CPUs; torch: blocked matmul; results are identical on every backend.")] = Backend.numba,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="JSONL: per query and result, matched / conflicted / unknown groups.")] = None,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Rank the gallery for every caption and write the Track-2 submission."""
     from attrret.data.track2 import write_submission
@@ -90,13 +94,14 @@ def rank(
     refuse_overwriting_inputs({"--out": out, "--explain": explain},
                               {"--queries": queries, "--index": index, "--index header": index / "header.json",
                                "--priors-from": priors_from})
-    idx = open_index(index)
+    schema = resolve_schema(schema_dir)
+    idx = open_index(index, schema)
     check_fresh(idx)
-    texts = read_queries(queries)
+    texts = read_queries(queries, schema)
     priors = None
     if hidden_priors:
-        priors = priors_from_data(priors_from, priors_holdout) if priors_from else priors_for_index(idx)
-    run = rank_captions(idx, texts, options, priors)
+        priors = priors_from_data(priors_from, priors_holdout, schema) if priors_from else priors_for_index(idx, schema)
+    run = rank_captions(idx, texts, options, priors, schema)
     for w in run.ranking.warnings:
         _err(f"attrret: warning: {w}")
     _warn_queries(queries, run)
@@ -138,13 +143,14 @@ def evaluate(
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Complete test_label.txt (line j = caption j's image); relevance by the Track-2 rules.")] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Official mAP@10 (organisers' formula), sound mAP@10, R@1/5/10, per kind and overall."""
     from attrret.retrieval.evaluate import evaluate_submission
 
     if (gt is None) == (labels is None):
         raise typer.BadParameter("give exactly one of --gt or --labels")
-    scores = evaluate_submission(submission, gt=gt, labels=labels, k=k)
+    scores = evaluate_submission(submission, gt=gt, labels=labels, k=k, schema=resolve_schema(schema_dir))
     if as_json:
         typer.echo(json.dumps({name: s.to_json() for name, s in scores.items()}, indent=1))
         return
