@@ -86,5 +86,5 @@ def test_index_from_another_schema_is_refused(tiny, tmp_path):
     (idx / "header.json").write_text(json.dumps({**head, "schema": FOREIGN}))
     q.write_text("A female pedestrian.\n")
     error_line(attrret("rank", "--queries", q, "--index", idx, "-o", sub),
-               f"{idx}: index was made under schema {FOREIGN}, but the schema in use is {load_schema().fingerprint} (packaged)")
+               f"{idx}: index was made under schema {FOREIGN}", f"but the schema in use is {load_schema().fingerprint} (packaged)")
     assert not sub.exists() and leftovers(tmp_path) == []
