@@ -23,7 +23,8 @@ from PIL import Image
 
 from attrret.classifiers.checkpoint import load_checkpoint
 from attrret.schema import SCHEMA_FILES, load_schema
-from attrret.schema.codes import values_to_code21
+from attrret.errors import SchemaError
+from attrret.schema.codes import code21_to_values, values_to_code21
 
 UMBRELLA = '''
 [[groups]]
@@ -97,6 +98,7 @@ def make_data(out: Path, schema, n_ped: int = 24, n_veh: int = 16) -> Path:
     lines = []
     colors = {"beige": (220, 205, 160), "red": (200, 30, 30), "blue": (30, 40, 200)}
     brands = schema.vehicle.group("brand").classes[:3]
+    types = schema.vehicle.group("type").classes[:2]
     for i in range(n_ped):
         values = {g.name: g.classes[int(rng.integers(g.size))] for g in schema.pedestrian.groups if g.bits}
         if "umbrella" in values:
@@ -114,7 +116,7 @@ def make_data(out: Path, schema, n_ped: int = 24, n_veh: int = 16) -> Path:
         px = np.full((16, 24, 3), colors[color], np.uint8) + rng.integers(0, 12, size=(16, 24, 3)).astype(np.uint8)
         name = f"v{i:03d}.png"
         Image.fromarray(px).save(out / "images" / name)
-        lines.append(f"{name}${color} {brands[i % len(brands)]}.$A {color} car.")
+        lines.append(f"{name}${color} {brands[i % len(brands)]} {types[i % len(types)]}.$A {color} car.")
     (out / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 
@@ -193,11 +195,29 @@ def test_train_predict_rank_search_with_the_toy_schema(toy, tmp_path):
     assert found[0]["results"][0]["predicted"]["umbrella"] in ("yes", "no")
     assert found[1]["results"][0]["predicted"]["color"] in schema.task("vehicle.color").classes
 
+    # evaluate: the labels (22-field codes, beige cars) are the relevance, read with the toy schema
+    labelled = tmp_path / "labelled.json"
+    ok(attrret("rank", "--queries", data / "labels.txt", "--index", idx, "-o", labelled, "--kind-gate", "soft",
+               "--schema", sdir))
+    scores = json.loads(ok(attrret("evaluate", "-s", labelled, "--labels", data / "labels.txt", "--json",
+                                   "--schema", sdir)).stdout)
+    assert scores["pedestrian"]["n"] == 24 and scores["vehicle"]["n"] == 16
+    # report (per-attribute accuracy from the index) and attributes: the new group has its rows
+    page = tmp_path / "report.html"
+    ok(attrret("report", "-s", labelled, "--labels", data / "labels.txt", "--images", data / "images", "--index", idx,
+               "-o", page, "--schema", sdir))
+    assert "pedestrian.umbrella" in page.read_text(encoding="utf-8")
+    records = [json.loads(ln) for ln in ok(attrret("attributes", "--index", idx, "--schema", sdir)).stdout.splitlines()]
+    assert len(records) == 40 and any("pedestrian.umbrella" in r["groups"] for r in records)
+    assert any(r["groups"].get("vehicle.color", {}).get("probs", {}).get("beige") is not None for r in records)
+
     # the same index under the packaged schema: refused, naming both schemas
     err = error_line(attrret("rank", "--queries", queries, "--index", idx, "-o", tmp_path / "sub2.json"))
     assert f"index was made under schema {schema.fingerprint} ({sdir.resolve()})" in err
     assert f"the schema in use is {load_schema().fingerprint} (packaged)" in err
     assert not (tmp_path / "sub2.json").exists()
+    err = error_line(attrret("serve", "--index", idx, "--port", "0"))
+    assert f"index was made under schema {schema.fingerprint}" in err
     # and the toy checkpoints under the packaged schema
     err = error_line(attrret("predict", "--images", data, "--workdir", work, "-o", tmp_path / "idx2", "--quiet"))
     assert f"was made under schema {schema.fingerprint} ({sdir.resolve()})" in err and "(packaged)" in err
@@ -219,6 +239,31 @@ def test_default_schema_checkpoint_under_the_toy_schema(toy, tmp_path):
     # toy labels (22-field codes) under the packaged schema: the label line is named
     err = error_line(attrret("train", "--task", "router", "--data", toy[2], "--workdir", tmp_path / "w1", *TRAIN))
     assert "labels.txt:1: code has 22 fields, expected 21" in err
+
+
+def test_a_group_without_bits_stays_unknown_in_the_code(tmp_path):
+    """A custom group with no code bits: label codes decode without it (unknown), and a code
+    is written from the other groups."""
+    sdir = packaged_schema_dir(tmp_path / "s")
+    with open(sdir / "pedestrian.toml", "a", encoding="utf-8") as f:
+        f.write('\n[[groups]]\nname = "scarf"\nclasses = ["yes", "no"]\n')
+    schema = load_schema(sdir)
+    code = "1,0,1,0,1,0,0,0,0,1,0,0,0,1,0,0,0,0,0,0,0"
+    values = code21_to_values(code, schema.pedestrian)
+    assert "scarf" not in values and values == code21_to_values(code, load_schema().pedestrian)
+    assert values_to_code21({**values, "scarf": "yes"}, schema.pedestrian) == tuple(map(int, code.split(",")))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('name = "brand"', 'name = "make"'), "needs the groups color, type, brand"),
+    (lambda t: t.replace('subject = "vehicle"', 'subject = "truck"'), "subject must be 'vehicle'"),
+    (lambda t: t.replace('name = "type"', 'name = "body.type"'), "a word without '.'"),
+])
+def test_vehicle_file_rules(tmp_path, edit, message):
+    sdir = packaged_schema_dir(tmp_path / "s")
+    (sdir / "vehicle.toml").write_text(edit((sdir / "vehicle.toml").read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(SchemaError, match=message):
+        load_schema(sdir)
 
 
 @pytest.mark.parametrize("breakage, message", [
