@@ -258,6 +258,7 @@ def test_a_group_without_bits_stays_unknown_in_the_code(tmp_path):
     (lambda t: t.replace('name = "brand"', 'name = "make"'), "needs the groups color, type, brand"),
     (lambda t: t.replace('subject = "vehicle"', 'subject = "truck"'), "subject must be 'vehicle'"),
     (lambda t: t.replace('name = "type"', 'name = "body.type"'), "a word without '.'"),
+    (lambda t: t.replace('  "yellow",\n]', '  "yellow",\n  "sky blue",\n]'), "color classes must be one word each"),
 ])
 def test_vehicle_file_rules(tmp_path, edit, message):
     sdir = packaged_schema_dir(tmp_path / "s")

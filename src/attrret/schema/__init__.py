@@ -24,7 +24,8 @@ from pathlib import Path
 from attrret.errors import CheckpointError, SchemaError
 from attrret.geometry import CROPS, HW, parse_hw
 
-__all__ = ["Group", "Subject", "Schema", "load_schema", "SUBJECTS", "SCHEMA_FILES", "LEXICON_FILE", "PACKAGED"]
+__all__ = ["Group", "Subject", "Schema", "load_schema", "SUBJECTS", "SCHEMA_FILES", "LEXICON_FILE", "PACKAGED",
+           "VEHICLE_LABEL_GROUPS"]
 
 #: Subjects an image or caption can be about, in router-class order.
 SUBJECTS: tuple[str, ...] = ("pedestrian", "vehicle")
@@ -303,6 +304,11 @@ def _build(directory: Path | None) -> Schema:
     if missing:
         raise SchemaError(f"{_source(directory, 'vehicle.toml')}: needs the groups {', '.join(VEHICLE_LABEL_GROUPS)} "
                           f"(vehicle labels are '[colour] [brand] [type].' text); missing: {', '.join(missing)}")
+    for name in ("color", "type"):  # one word each, so that a label's first and last words can be them
+        spaced = [c for c in subjects["vehicle"].group(name).classes if len(c.split()) != 1]
+        if spaced:
+            raise SchemaError(f"{_source(directory, 'vehicle.toml')}: {name} classes must be one word each "
+                              f"(vehicle labels are '[colour] [brand] [type].' text): {spaced}")
     data, source = _load_toml(directory, "router.toml")
     _, routers, _ = _read_subject(data, source, "router")
     if len(routers) != 1 or routers[0].name != "router" or routers[0].classes != SUBJECTS:
