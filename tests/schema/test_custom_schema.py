@@ -292,3 +292,23 @@ def test_a_bad_schema_directory_is_one_clear_error(tmp_path, breakage, message):
         sdir = tmp_path / "nowhere"
     err = error_line(attrret("parse", "-", "--schema", sdir))
     assert message in err, err
+
+
+def test_resume_never_reuses_a_task_of_another_schema(tmp_path):
+    """``train --resume`` skips a finished task only when it was trained under the same schema:
+    under another one it trains again, and the checkpoint then records the new schema."""
+    from attrret.classifiers.train import TrainConfig, train_tasks
+
+    sdir = packaged_schema_dir(tmp_path / "s")  # + a group without bits: the same labels, another vocabulary
+    with open(sdir / "pedestrian.toml", "a", encoding="utf-8") as f:
+        f.write('\n[[groups]]\nname = "scarf"\nclasses = ["yes", "no"]\n')
+    other = load_schema(sdir)
+    data = make_data(tmp_path / "data", load_schema(), n_ped=8, n_veh=8)
+    cfg = TrainConfig(task="router", data=str(data), workdir=str(tmp_path / "w"), backbone="timm:test_efficientnet",
+                      pretrained=False, img_size=32, epochs=1, batch_size=8, resume=True)
+    assert not train_tasks(cfg, progress=False)[0].skipped
+    assert train_tasks(cfg, progress=False)[0].skipped  # same schema: already trained
+    again = train_tasks(cfg, progress=False, schema=other)[0]
+    assert not again.skipped
+    ck = load_checkpoint(tmp_path / "w" / "models" / "router", schema=other)
+    assert ck.meta["schema_fingerprint"] == other.fingerprint and ck.meta["config"]["schema"] == other.fingerprint
