@@ -312,3 +312,26 @@ def test_resume_never_reuses_a_task_of_another_schema(tmp_path):
     assert not again.skipped
     ck = load_checkpoint(tmp_path / "w" / "models" / "router", schema=other)
     assert ck.meta["schema_fingerprint"] == other.fingerprint and ck.meta["config"]["schema"] == other.fingerprint
+
+
+def test_clip_baseline_records_its_schema(toy, tmp_path):
+    """The CLIP baseline checkpoint is refused under another schema, naming both."""
+    import torch
+
+    from attrret.baseline.clip import load_clip, save_clip, train_clip
+    from attrret.baseline.config import ClipConfig
+    from attrret.data.records import load_records
+    from attrret.errors import CheckpointError
+
+    sdir, schema, data, _ = toy
+    records = load_records(data, "all", schema=schema)
+    trained = train_clip(records, ClipConfig(pretrained=False, image_size=32, trainable_stages=1, embed_dim=32, text_width=32,
+                                             text_layers=1, text_heads=2, batch_size=16, epochs=1, threads=1, seed=0))
+    path = tmp_path / "clip.pt"
+    save_clip(path, trained, schema)
+    doc = torch.load(path, weights_only=True)
+    assert doc["schema_fingerprint"] == schema.fingerprint and doc["schema_source"] == str(sdir.resolve())
+    assert load_clip(path, schema).config == trained.config
+    with pytest.raises(CheckpointError, match=rf"made under schema {schema.fingerprint} \(.*\), but the schema in use is "
+                                              rf"{load_schema().fingerprint} \(packaged\)"):
+        load_clip(path)
