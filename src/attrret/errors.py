@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["AttrretError", "InputError", "CheckpointError", "OptionError"]
+__all__ = ["AttrretError", "InputError", "CheckpointError", "OptionError", "SchemaError"]
 
 
 class AttrretError(Exception):
@@ -30,6 +30,14 @@ class CheckpointError(AttrretError):
 
 class OptionError(AttrretError, ValueError):
     """An option out of range (a non-finite learning rate, a size <= 0, an unknown choice).
+
+    A ``ValueError`` for library callers, one clear ``attrret: error:`` line on the CLI.
+    """
+
+
+class SchemaError(AttrretError, ValueError):
+    """A schema directory that cannot be used: a missing file, bad TOML, or a vocabulary that
+    contradicts itself (a lexicon naming an unknown group). Names the file.
 
     A ``ValueError`` for library callers, one clear ``attrret: error:`` line on the CLI.
     """

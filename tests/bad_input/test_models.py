@@ -27,7 +27,8 @@ def test_checkpoint_from_another_schema_is_refused(tiny, tmp_path):
     save_checkpoint(tmp_path / "m" / "router" / "model.pt", {**ck.meta, "schema_fingerprint": FOREIGN}, ck.state_dict)
     data, out = tiny[0], tmp_path / "idx"
     proc = attrret("predict", "--images", data, "--models", tmp_path / "m", "-o", out, "--quiet")
-    error_line(proc, "model.pt: trained under schema " + FOREIGN, f"the current schema is {load_schema().fingerprint}")
+    error_line(proc, "model.pt: checkpoint of router was made under schema " + FOREIGN,
+               f"but the schema in use is {load_schema().fingerprint} (packaged)", "--schema DIR")
     assert not out.exists()
 
 
@@ -85,5 +86,5 @@ def test_index_from_another_schema_is_refused(tiny, tmp_path):
     (idx / "header.json").write_text(json.dumps({**head, "schema": FOREIGN}))
     q.write_text("A female pedestrian.\n")
     error_line(attrret("rank", "--queries", q, "--index", idx, "-o", sub),
-               f"index built under schema {FOREIGN}, the current schema is {load_schema().fingerprint}")
+               f"{idx}: index was made under schema {FOREIGN}", f"but the schema in use is {load_schema().fingerprint} (packaged)")
     assert not sub.exists() and leftovers(tmp_path) == []

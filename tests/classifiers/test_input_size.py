@@ -96,7 +96,7 @@ def test_the_index_records_each_models_input(tall, tmp_path):
 
 
 @pytest.fixture()
-def hinted_schema(tmp_path, monkeypatch):
+def hinted_schema(tmp_path):
     """The packaged schema with small inputs (pedestrian 48x24, router 32x32) and a top crop for
     gender, as the one training reads."""
     for name in ("pedestrian.toml", "vehicle.toml", "router.toml"):
@@ -107,7 +107,6 @@ def hinted_schema(tmp_path, monkeypatch):
         (tmp_path / "schema" / name).write_text(text, encoding="utf-8")
     schema = load_schema(tmp_path / "schema")
     assert schema.fingerprint == load_schema().fingerprint  # hints are not the vocabulary
-    monkeypatch.setattr(train_mod, "load_schema", lambda: schema)
     return schema
 
 
@@ -115,8 +114,8 @@ def test_without_img_size_each_task_trains_at_its_schema_input_and_crop(hinted_s
     data = make_folder(tmp_path / "data")
     cfg = TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(tmp_path / "w"), **TINY)
     assert cfg.img_size is None and cfg.crop is None
-    train_tasks(cfg, progress=False)
-    train_tasks(TrainConfig(**{**cfg.as_dict(), "task": "router"}), progress=False)
+    train_tasks(cfg, progress=False, schema=hinted_schema)
+    train_tasks(TrainConfig(**{**cfg.as_dict(), "task": "router"}), progress=False, schema=hinted_schema)
     gender, router = (load_checkpoint(tmp_path / "w" / "models" / t) for t in ("pedestrian.gender", "router"))
     assert gender.preprocess.hw == (48, 24) and gender.meta["crop"] == "top"
     assert router.preprocess.hw == (32, 32) and router.meta["crop"] == "full"
@@ -137,7 +136,7 @@ def test_without_img_size_each_task_trains_at_its_schema_input_and_crop(hinted_s
 def test_an_explicit_img_size_and_crop_apply_to_every_task(hinted_schema, tmp_path):
     data = make_folder(tmp_path / "data")
     cfg = TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(tmp_path / "w"), img_size=40, crop="full", **TINY)
-    train_tasks(cfg, progress=False)
+    train_tasks(cfg, progress=False, schema=hinted_schema)
     gender = load_checkpoint(tmp_path / "w" / "models" / "pedestrian.gender")
     assert gender.preprocess.hw == (40, 40) and gender.meta["crop"] == "full"
 

@@ -31,7 +31,7 @@ from attrret.data.splits import PA100K_MINI_HOLDOUT, holdout_split
 from attrret.data.track2 import read_submission, read_test_text, write_submission
 from attrret.errors import CheckpointError, InputError
 from attrret.io import atomic_path, atomic_write_text
-from attrret.schema import load_schema
+from attrret.schema import Schema, load_schema
 
 __all__ = [
     "ClipRun",
@@ -153,12 +153,15 @@ def train_clip(
     return TrainedClip(trained, tokenizer, config, history)
 
 
-def save_clip(path: str | Path, trained: TrainedClip) -> None:
-    """A self-describing checkpoint, loadable with ``torch.load(weights_only=True)``."""
+def save_clip(path: str | Path, trained: TrainedClip, schema: Schema | None = None) -> None:
+    """A self-describing checkpoint, loadable with ``torch.load(weights_only=True)``; it records
+    ``schema`` (None: the packaged one), the schema its training labels were read with."""
+    schema = schema or load_schema()
     doc = {
         "format": CHECKPOINT_FORMAT,
         "config": trained.config.to_dict(),
-        "schema_fingerprint": load_schema().fingerprint,
+        "schema_fingerprint": schema.fingerprint,
+        "schema_source": schema.source,
         "kept_ids": list(trained.tokenizer.kept_ids) if trained.tokenizer.kept_ids is not None else None,
         "context_length": trained.tokenizer.context_length,
         "arch": trained.tokenizer.arch,
@@ -169,8 +172,9 @@ def save_clip(path: str | Path, trained: TrainedClip) -> None:
         torch.save(doc, tmp)
 
 
-def load_clip(path: str | Path) -> TrainedClip:
-    """Load a checkpoint written by ``save_clip``; anything else is a clear ``CheckpointError``."""
+def load_clip(path: str | Path, schema: Schema | None = None) -> TrainedClip:
+    """Load a checkpoint written by ``save_clip`` under ``schema`` (None: the packaged one);
+    anything else, or one of another schema, is a clear ``CheckpointError``."""
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -179,8 +183,11 @@ def load_clip(path: str | Path) -> TrainedClip:
         raise CheckpointError(f"{path}: not a CLIP baseline checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a CLIP baseline checkpoint (format {doc.get('format') if isinstance(doc, dict) else None!r})")
-    if doc["schema_fingerprint"] != load_schema().fingerprint:
-        raise CheckpointError(f"{path}: trained under another attribute schema; retrain it")
+    fingerprint = doc.get("schema_fingerprint")
+    if not isinstance(fingerprint, str):
+        raise CheckpointError(f"{path}: not a CLIP baseline checkpoint (no schema fingerprint)")
+    (schema or load_schema()).check_made_with(fingerprint, doc.get("schema_source"), f"{path}: CLIP baseline",
+                                              "use the schema it was trained with, or retrain it")
     config = ClipConfig.from_dict(doc["config"])
     tokenizer = CaptionTokenizer(doc["context_length"], doc["kept_ids"], arch=doc.get("arch"))
     model = build_model(config, tokenizer.vocab_size, load_weights=False)
@@ -204,7 +211,7 @@ class EvalSet:
         return [p.name for p in self.gallery]
 
 
-def resolve_eval_data(data: str | Path) -> tuple[list[Record], EvalSet]:
+def resolve_eval_data(data: str | Path, schema: Schema | None = None) -> tuple[list[Record], EvalSet]:
     """The training records and the evaluation set for ``data``, split as attrret's classifiers split it.
 
     - ``labels.txt`` + ``images/`` (pa100k-mini): the fixed ``holdout_split`` (1,200 / 300 for
@@ -213,17 +220,19 @@ def resolve_eval_data(data: str | Path) -> tuple[list[Record], EvalSet]:
     - a Track-2 folder: train on ``train``; the gallery is ``test`` (its labelled records when
       ``test_label.txt`` exists, else every image in ``test/test_images``), the queries
       ``test/test_text.txt`` (else the test records' captions).
+
+    Labels are read with ``schema`` (None: the packaged one).
     """
     data = Path(data)
     if (data / "labels.txt").is_file() or data.is_file():
-        records = load_records(data, "all")
+        records = load_records(data, "all", schema=schema)
         train, held = holdout_split(records, min(PA100K_MINI_HOLDOUT, max(1, len(records) // 5)))
         return train, EvalSet("held", tuple(r.path for r in held), tuple(r.caption for r in held), tuple(held))
-    train = load_records(data, "train")
+    train = load_records(data, "train", schema=schema)
     test_dir = data / "test"
     text_file = test_dir / "test_text.txt"
     if (test_dir / "test_label.txt").is_file():
-        test = load_records(data, "test")
+        test = load_records(data, "test", schema=schema)
         queries = read_test_text(text_file) if text_file.is_file() else [r.caption for r in test]
         gt = test_dir / "test_gt.txt"
         return train, EvalSet("test", tuple(r.path for r in test), tuple(queries), tuple(test), gt if gt.is_file() else None)
@@ -237,7 +246,7 @@ def resolve_eval_data(data: str | Path) -> tuple[list[Record], EvalSet]:
     return train, EvalSet("test", tuple(gallery), tuple(read_test_text(text_file)), None, gt if gt.is_file() else None)
 
 
-def score_submission(submission: Path, evalset: EvalSet) -> dict | None:
+def score_submission(submission: Path, evalset: EvalSet, schema: Schema | None = None) -> dict | None:
     """Official / sound mAP@10 and R@K of a submission, with attrret's own metrics, when relevance is known.
 
     Relevance: ``test_gt.txt`` when present, else the gallery labels by the Track-2 rules
@@ -247,12 +256,12 @@ def score_submission(submission: Path, evalset: EvalSet) -> dict | None:
     from attrret.retrieval.metrics import LabelRelevance, evaluate_lists, label_keys
 
     if evalset.gt is not None:
-        scores = evaluate_submission(submission, gt=evalset.gt)
+        scores = evaluate_submission(submission, gt=evalset.gt, schema=schema)
     elif evalset.records is not None and [r.caption for r in evalset.records] == list(evalset.queries):
         recs = evalset.records
         if any(r.kind == "vehicle" and len(r.values) < 3 for r in recs):
             return None  # incomplete vehicle labels cannot decide relevance
-        keys = label_keys([r.values for r in recs], [r.kind for r in recs], load_schema())
+        keys = label_keys([r.values for r in recs], [r.kind for r in recs], schema or load_schema())
         rel = LabelRelevance([r.image for r in recs], [r.kind for r in recs], [r.caption for r in recs], keys)
         scores = evaluate_lists([names for _, names in read_submission(submission)], rel, [r.kind for r in recs])
     else:
@@ -278,16 +287,18 @@ def run_clip_baseline(
     submission: str | Path | None = None,
     k: int = 10,
     log: Callable[[str], None] | None = None,
+    schema: Schema | None = None,
 ) -> ClipRun:
     """Train on ``data``'s training split, rank its evaluation set, write everything under ``out``.
 
     Writes ``out/clip.pt`` (checkpoint), ``out/submission.json`` (Track-2 format, caption
     order) and ``out/metrics.json`` (config, training history, timings, sizes, and the scores
-    when relevance is known: ``test_gt.txt`` or the held split's labels).
+    when relevance is known: ``test_gt.txt`` or the held split's labels). ``schema`` (None:
+    the packaged one) reads the labels and is recorded in the checkpoint.
     """
     out = Path(out)
     say = log or (lambda _msg: None)
-    train, evalset = resolve_eval_data(data)
+    train, evalset = resolve_eval_data(data, schema)
     say(f"training on {len(train)} pairs; ranking {len(evalset.queries)} captions over {len(evalset.gallery)} images")
     trained = train_clip(train, config, log=say)
     t0 = time.monotonic()
@@ -298,7 +309,7 @@ def run_clip_baseline(
     sub_path = Path(submission) if submission else out / "submission.json"
     write_submission(sub_path, [(q, [names[i] for i in row]) for q, row in zip(evalset.queries, top)])
     ckpt = out / "clip.pt"
-    save_clip(ckpt, trained)
+    save_clip(ckpt, trained, schema)
     h = trained.history
     metrics = {
         "method": "clip-baseline",
@@ -310,7 +321,7 @@ def run_clip_baseline(
         "config": config.to_dict(),
         "history": asdict(h) if h else None,
         "rank_seconds": rank_seconds,
-        "scores": score_submission(sub_path, evalset),
+        "scores": score_submission(sub_path, evalset, schema),
     }
     metrics_file = out / "metrics.json"
     atomic_write_text(metrics_file, json.dumps(metrics, indent=2) + "\n")

@@ -471,7 +471,7 @@ def rebuild_backbone(arch: str, preprocess: Preprocess) -> Backbone:
 def _from_checkpoint(path: Path, img_size: HW | None) -> Backbone:
     from attrret.classifiers.checkpoint import load_checkpoint
 
-    ck = load_checkpoint(path)
+    ck = load_checkpoint(path, check_schema=False)  # only its trunk is used: any schema's checkpoint will do
     pre = ck.preprocess
     if img_size:
         pre = dataclasses.replace(pre, height=img_size[0], width=img_size[1])

@@ -32,7 +32,7 @@ from attrret.classifiers.model import Classifier
 from attrret.errors import CheckpointError
 from attrret.geometry import HW
 from attrret.io import atomic_write_bytes
-from attrret.schema import load_schema
+from attrret.schema import Schema, load_schema
 
 __all__ = ["FORMAT", "FRONT_PRETRAINED", "FRONT_STORED", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "list_model_dirs", "task_model_dirs", "front_record", "build_classifier"]
@@ -109,15 +109,15 @@ def _check_archive_size(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
                               f"{path.stat().st_size / 2**20:,.1f} MiB file (not what torch.save writes); refusing to load it")
 
 
-def load_checkpoint(path: str | Path, *, check_schema: bool = True, mmap: bool = False) -> Checkpoint:
+def load_checkpoint(path: str | Path, *, schema: Schema | None = None, check_schema: bool = True, mmap: bool = False) -> Checkpoint:
     """Load ``path`` (a ``model.pt`` or its directory) with ``weights_only=True``.
 
     ``mmap``: map the tensors instead of reading them, for callers that only read the meta (a
     whole EVA-L task checkpoint is over a gigabyte).
 
     Raises :class:`CheckpointError` for a missing file, a file that is not a weights-only
-    attrret checkpoint, or one trained under another schema (the message names both
-    fingerprints).
+    attrret checkpoint, or one trained under another schema than ``schema`` (None: the
+    packaged one; the message names both fingerprints and schema directories).
     """
     path = Path(path)
     if path.is_dir():
@@ -135,12 +135,9 @@ def load_checkpoint(path: str | Path, *, check_schema: bool = True, mmap: bool =
     _check_meta(path, blob["meta"], blob["state_dict"])
     ck = Checkpoint(path, blob["meta"], blob["state_dict"])
     if check_schema:
-        schema = load_schema()
-        if ck.schema_fingerprint != schema.fingerprint:
-            raise CheckpointError(
-                f"{path}: trained under schema {ck.schema_fingerprint}, but the current schema is {schema.fingerprint}; "
-                "retrain this task (attrret train) with the current vocabulary"
-            )
+        schema = schema or load_schema()
+        schema.check_made_with(ck.schema_fingerprint, ck.meta.get("schema_source"), f"{path}: checkpoint of {ck.task}",
+                               "use the schema it was trained with, or retrain this task (attrret train) with this one")
         try:
             known = schema.task(ck.task).classes
         except KeyError:
@@ -205,12 +202,12 @@ def _check_meta(path: Path, meta: object, state_dict: object) -> None:
         raise bad(f"the head has shape {got} for {len(classes)} classes")
 
 
-def list_model_dirs(workdir: str | Path) -> list[Path]:
+def list_model_dirs(workdir: str | Path, schema: Schema | None = None) -> list[Path]:
     """``W/models/<task>/`` directories holding a ``model.pt``, in schema task order."""
-    return task_model_dirs(Path(workdir) / "models")
+    return task_model_dirs(Path(workdir) / "models", schema)
 
 
-def task_model_dirs(root: str | Path) -> list[Path]:
+def task_model_dirs(root: str | Path, schema: Schema | None = None) -> list[Path]:
     """The task directories of a models root (``<root>/<task>/model.pt``), in schema task order;
     ``[root]`` when ``root`` is itself one task's directory; ``[]`` when it holds none."""
     root = Path(root)
@@ -218,7 +215,7 @@ def task_model_dirs(root: str | Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         return []
-    order = {g.task: i for i, g in enumerate(load_schema().tasks)}
+    order = {g.task: i for i, g in enumerate((schema or load_schema()).tasks)}
     dirs = [d for d in root.iterdir() if (d / "model.pt").is_file()]
     return sorted(dirs, key=lambda d: (order.get(d.name, len(order)), d.name))
 

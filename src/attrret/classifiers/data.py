@@ -21,7 +21,7 @@ from pathlib import Path
 from attrret.data.records import Record, load_records
 from attrret.data.splits import fold_split, holdout_split, parse_fold, stratified_split
 from attrret.errors import InputError
-from attrret.schema import Group
+from attrret.schema import Group, Schema
 
 __all__ = ["Sample", "TaskData", "labels_for", "load_task_data"]
 
@@ -61,6 +61,7 @@ def load_task_data(
     data: str | Path,
     groups: Sequence[Group],
     *,
+    schema: Schema | None = None,
     holdout: int = 0,
     holdout_seed: int = 0,
     fold: str | None = None,
@@ -75,17 +76,18 @@ def load_task_data(
 
     With ``skip_bad``, bad label lines and missing images are left out and reported through
     ``on_skip`` (default: one warning line each on stderr, so nothing is dropped silently);
-    undecodable images too (every image is then decoded once up front)."""
+    undecodable images too (every image is then decoded once up front). Labels are read with
+    ``schema`` (None: the packaged one), the schema of ``groups``."""
     if skip_bad and on_skip is None:
         on_skip = _warn_skipped
     root = Path(data)
     track2 = root.is_dir() and _split_exists(root, "train")
-    pool = load_records(root, "train", skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
+    pool = load_records(root, "train", schema=schema, skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
     val_records: list[Record] | None = None
     held: list[Record] = []
     holdout_source = ""
     if track2 and _split_exists(root, "val") and not fold:
-        val_records = load_records(root, "val", skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
+        val_records = load_records(root, "val", schema=schema, skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
     if holdout:
         try:
             pool, held = holdout_split(pool, holdout, holdout_seed)
@@ -93,7 +95,7 @@ def load_task_data(
             raise InputError(str(exc), root) from None
         holdout_source = f"holdout_split(n={holdout}, seed={holdout_seed})"
     elif track2 and _split_exists(root, "test"):
-        held = load_records(root, "test", skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
+        held = load_records(root, "test", schema=schema, skip_bad=skip_bad, on_skip=on_skip, decode=skip_bad)
         holdout_source = "test/test_label.txt"
     folds = parse_fold(fold)
     out: dict[str, TaskData] = {}

@@ -27,6 +27,7 @@ from attrret.classifiers.inputs import front_views, load_batch
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import autocast, resolve_device, tune_malloc
 from attrret.errors import CheckpointError
+from attrret.schema import Schema
 
 __all__ = ["predict_probs", "load_checkpoint", "list_model_dirs", "build_model"]
 
@@ -81,16 +82,18 @@ def predict_probs(
     batch_size: int = 64,
     device: str = "cpu",
     progress: bool = True,
+    schema: Schema | None = None,
 ) -> dict[str, np.ndarray]:
     """Per task name, float32 ``(len(images), n_classes)`` probabilities in ``images`` order.
 
     Each entry of ``model_dirs`` is ``W/models/<task>/`` (or a ``model.pt``). Raises
-    :class:`CheckpointError` for a foreign schema or a non-checkpoint, and
+    :class:`CheckpointError` for a checkpoint of another schema than ``schema`` (None: the
+    packaged one) or a non-checkpoint, and
     :class:`attrret.errors.InputError` (naming the file) for an unreadable image.
     """
     tune_malloc()
     dev = resolve_device(device)
-    cks = [load_checkpoint(Path(d)) for d in model_dirs]
+    cks = [load_checkpoint(Path(d), schema=schema) for d in model_dirs]
     tasks = [ck.task for ck in cks]
     if len(set(tasks)) != len(tasks):
         dup = sorted({t for t in tasks if tasks.count(t) > 1})

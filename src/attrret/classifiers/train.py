@@ -43,7 +43,7 @@ from attrret.classifiers.cache import FrontCache, open_or_build
 from attrret.classifiers.calibration import fit_temperature, view_nll
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
-from attrret.classifiers.inputs import CROPS, augment_image, channels_last, color_safe, front_views, load_batch
+from attrret.classifiers.inputs import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import Dist, autocast, barrier, init_dist, precision, resolve_device, seed_everything, tune_malloc
@@ -53,7 +53,7 @@ from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.schema import Group, load_schema
+from attrret.schema import Group, Schema, load_schema
 
 __all__ = ["TrainConfig", "TaskResult", "BestEpoch", "train_tasks", "balanced_cross_entropy"]
 
@@ -284,8 +284,9 @@ def _summary(m: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- main entry
-def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
-    """Train every task of ``config.task`` (a task name, ``pedestrian``, ``vehicle`` or ``all``)."""
+def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | None = None) -> list[TaskResult]:
+    """Train every task of ``config.task`` (a task name, ``pedestrian``, ``vehicle`` or ``all``)
+    of ``schema`` (None: the packaged one); its fingerprint and directory go into every checkpoint."""
     if not config.data:
         raise AttrretError("no training data given (--data DIR)")
     tune_malloc()
@@ -293,7 +294,7 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
     d = init_dist(device)
-    schema = load_schema()
+    schema = schema or load_schema()
     try:
         groups = schema.select_tasks(config.task)
     except KeyError as exc:
@@ -306,7 +307,7 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
     def log(msg: str) -> None:
         console.print(msg, highlight=False, markup=False)
 
-    data = load_task_data(config.data, groups, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
+    data = load_task_data(config.data, groups, schema=schema, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
                           val_fraction=config.val_fraction, seed=config.seed, skip_bad=config.skip_bad,
                         on_untrainable=log if len(groups) > 1 else None)
     groups = tuple(g for g in groups if g.task in data)
@@ -322,7 +323,7 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
                TextColumn("{task.fields[ips]:>6.0f} img/s  loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
     results: dict[str, TaskResult] = {}
     with Progress(*columns, console=console, disable=not (progress and d.main)) as prog:
-        images = _cache_images(config, data) if config.cache else []
+        images = _cache_images(config, data, schema) if config.cache else []
         for (hw, crop), members in by_input.items():
             inp = _prepare_input(config, hw, crop, images, device, d, prog, log)
             for g in members:
@@ -331,7 +332,7 @@ def train_tasks(config: TrainConfig, progress: bool = True) -> list[TaskResult]:
                 lock = (file_lock(task_dir.parent / f"{TASK_LOCK_PREFIX}{g.task}.lock", waiting=f"{g.task}: waiting for another training of it in {task_dir}",
                                   log=log) if d.main else contextlib.nullcontext())
                 with lock:
-                    results[g.task] = _train_one(config, g, data[g.task], inp, device, d, prog, log, schema.fingerprint)
+                    results[g.task] = _train_one(config, g, data[g.task], inp, device, d, prog, log, schema)
     if d.world > 1:
         import torch.distributed as dist
 
@@ -355,13 +356,13 @@ class _SharedInput:
         return self.backbone.preprocess
 
 
-def _cache_images(config: TrainConfig, data: dict[str, TaskData]) -> list[str]:
+def _cache_images(config: TrainConfig, data: dict[str, TaskData], schema: Schema) -> list[str]:
     """Every image of the data set, not only this run's tasks': later runs on other tasks of the
     same data then find the same cache."""
     from attrret.data.records import load_records
 
     return sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part}
-                  | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", skip_bad=True, decode=config.skip_bad)})
+                  | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", schema=schema, skip_bad=True, decode=config.skip_bad)})
 
 
 def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[str], device: torch.device, d: Dist,
@@ -442,6 +443,7 @@ class _TaskRun:
     inputs: _Inputs
     steps: int  # optimiser steps per epoch
     front_hash: str
+    photometric: bool = True  # the group's hint: brightness/contrast jitter keeps its label true
     next_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best: BestEpoch = BestEpoch()
@@ -454,12 +456,13 @@ class _TaskRun:
 
 
 def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, prog, log,
-               fingerprint: str) -> TaskResult:
+               schema: Schema) -> TaskResult:
     """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
     out_dir = Path(config.workdir) / "models" / group.task
-    # the config as this task ran it: its own input size and crop, whether given or from the schema
+    # the config as this task ran it: its own input size and crop, whether given or from the
+    # schema, and the schema (so --resume never continues or reuses a task of another schema)
     resolved = {**config.as_dict(), "task": group.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
-                "crop": inp.crop}
+                "crop": inp.crop, "schema": schema.fingerprint}
     done = _already_trained(config, group, out_dir, resolved, log)
     if done is not None:
         return done
@@ -477,7 +480,7 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInpu
             f"val acc {entry['val']['accuracy']:.3f} mA {entry['val']['mA']:.3f}")
         if d.main:
             save_last(run, last_path)
-    return save_best(run, config, group, td, inp, device, d, fingerprint, out_dir, time.perf_counter() - t_task)
+    return save_best(run, config, group, td, inp, device, d, schema, out_dir, time.perf_counter() - t_task)
 
 
 def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved: dict, log) -> TaskResult | None:
@@ -515,7 +518,7 @@ def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, d
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
     return _TaskRun(
-        task=group.task, classes=group.classes, resolved=resolved, model=model, net=net, opt=opt, sched=sched,
+        task=group.task, classes=group.classes, resolved=resolved, photometric=group.photometric, model=model, net=net, opt=opt, sched=sched,
         scaler=torch.amp.GradScaler("cuda") if (device.type == "cuda" and config.amp) else None, ema=ema,
         weights=weights.to(device) if weights is not None else None,
         inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.amp), steps=steps,
@@ -567,7 +570,7 @@ def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, devi
     order = np.resize(order, need) if len(order) < need else order[:need]
     shard = order[d.rank :: d.world]
     labels = np.array([y for _, y in td.train])
-    photometric = color_safe(run.task)
+    photometric = run.photometric
     run.net.train()
     t_start = t0 = time.perf_counter()
     loss_sum, loss_n = 0.0, 0
@@ -626,7 +629,7 @@ def save_last(run: _TaskRun, last_path: Path) -> None:
 
 
 def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist,
-              fingerprint: str, out_dir: Path, seconds: float) -> TaskResult:
+              schema: Schema, out_dir: Path, seconds: float) -> TaskResult:
     """Load the best epoch into the model, evaluate it on the holdout and (rank 0) write
     ``model.pt``, ``config.json`` and ``metrics.json``, then remove ``last.pt``."""
     task, classes, best = group.task, group.classes, run.best
@@ -658,7 +661,7 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, in
                          "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
             "preprocess": inp.pre.as_dict(), "crop": inp.crop, "trainable_blocks": final.trainable_blocks,
             "tail_norm": config.tail_norm,
-            "cut": final.cut, **front, "schema_fingerprint": fingerprint,
+            "cut": final.cut, **front, "schema_fingerprint": schema.fingerprint, "schema_source": schema.source,
             "temperature": calibration["temperature"] if calibration else 1.0,
             "metrics": {"best_epoch": best.epoch, "val": _summary(best.val), "holdout": _summary(holdout) if holdout else None},
             "config": run.resolved,

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice
+from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
 
 Tta = choice("Tta", ("none", "flip"))
 
@@ -44,6 +44,7 @@ def clip(
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CPUs with oneDNN bf16 kernels (as the classifiers)."),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Train a CLIP-style dual encoder on DATA's training split and rank its test (or held) set by cosine similarity.
 
@@ -70,7 +71,7 @@ def clip(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    run = run_clip_baseline(data, out, config, submission=submission, log=_log)
+    run = run_clip_baseline(data, out, config, submission=submission, log=_log, schema=resolve_schema(schema_dir))
     _log(f"wrote {run.submission}, {run.checkpoint}, {run.metrics_file}")
     print(json.dumps(run.metrics))
 

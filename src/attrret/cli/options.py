@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from typer.core import TyperCommand
 
 from attrret.geometry import HW, parse_hw, parse_hw_list
 
-__all__ = ["WrappedHelp", "choice", "size_option", "sizes_option"]
+if TYPE_CHECKING:
+    from attrret.schema import Schema
+
+__all__ = ["WrappedHelp", "choice", "size_option", "sizes_option", "SCHEMA_ENV", "SchemaDir", "resolve_schema"]
+
+#: The environment variable naming a custom schema directory (``--schema`` wins over it).
+SCHEMA_ENV = "ATTRRET_SCHEMA"
+
+#: The ``--schema DIR`` option every command that reads or writes schema-shaped things takes:
+#: the flag, else ``$ATTRRET_SCHEMA``, else the packaged schema. Give it to :func:`resolve_schema`.
+SchemaDir = Annotated[Optional[Path], typer.Option(
+    "--schema", envvar=SCHEMA_ENV, metavar="DIR", show_default=False, show_envvar=True,
+    help="Custom schema directory (pedestrian.toml, vehicle.toml, router.toml, lexicon.toml; see docs/schema.md). "
+         "Default: the packaged schema.")]
 
 _HYPHEN = "\ue000"  # stands for "-" while wrapping: a private-use character, one column wide
 
@@ -59,3 +74,17 @@ def sizes_option(text: str, flag: str) -> tuple[HW, ...]:
         return parse_hw_list(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def resolve_schema(directory: Path | None) -> Schema:
+    """The schema a command runs with: the packaged one for ``None``, else ``directory``'s,
+    checked whole up front (its three vocabulary files and its lexicon), so a bad directory is
+    one :class:`attrret.errors.SchemaError` line before any work starts."""
+    from attrret.schema import load_schema
+
+    schema = load_schema(directory)
+    if directory is not None:
+        from attrret.parser.lexicon import load_lexicon
+
+        load_lexicon(schema)
+    return schema

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice
+from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF
 from attrret.parser.inputs import FORMATS
 
@@ -28,6 +28,7 @@ def parse(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Warn about bad lines and parse the rest instead of stopping.")] = False,
     fmt: Annotated[InputFormat, typer.Option("--format", help="Input format (auto: detected from the input).")] = InputFormat.auto,
     fuzzy_cutoff: Annotated[float, typer.Option("--fuzzy-cutoff", min=1, max=100, help="Minimum rapidfuzz ratio for a misspelt word.")] = DEFAULT_FUZZY_CUTOFF,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Parse captions into attribute values: stated, implied by the Track-2 grammar, or unknown."""
     import json
@@ -38,7 +39,6 @@ def parse(
     from attrret.parser import CaptionParser
     from attrret.parser.export import query_record
     from attrret.parser.inputs import STDIN_NAME, read_captions
-    from attrret.schema import load_schema
 
     fmt = fmt.value
     skipped = 0
@@ -48,7 +48,7 @@ def parse(
         skipped += 1
         print(f"attrret: warning: skipped {err}", file=sys.stderr)
 
-    schema = load_schema()
+    schema = resolve_schema(schema_dir)
     refuse_overwriting_inputs({"--output": output}, {"INPUT": None if input == "-" else input})
     if input == "-":
         lines, _ = read_captions(STDIN_NAME, fmt=fmt, skip_bad=skip_bad, on_skip=warn, data=sys.stdin.buffer.read(), schema=schema)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp
+from attrret.cli.options import SchemaDir, WrappedHelp, resolve_schema
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +32,7 @@ def report(
     ] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="Results shown and scored per query.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Write one HTML page (thumbnails inlined, works offline): metrics, each query's parsed
     caption and top-K thumbnails with agreement badges and right/wrong marks, per-attribute
@@ -39,6 +40,7 @@ def report(
     from attrret.io import refuse_overwriting_inputs
     from attrret.report import build_report
 
+    schema = resolve_schema(schema_dir)
     refuse_overwriting_inputs({"--out": out}, {"--submission": submission, "--labels": labels, "--gt": gt,
                                                "--images": images, "--index": index})
 
@@ -50,6 +52,7 @@ def report(
         images=images,
         index=index,
         k=k,
+        schema=schema,
         progress=lambda msg: print(f"attrret report: {msg}", file=sys.stderr),
     )
     if summary.missing_images:

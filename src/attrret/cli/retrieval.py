@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice, sizes_option
+from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema, sizes_option
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
@@ -47,6 +47,7 @@ def predict(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Predict only shard I of N (0 <= I < N) into OUT.shard-I-of-N/ (or --shard-out); `attrret index merge` then writes OUT from all N, byte-identical to one run. Under torchrun, ranks shard by themselves.")] = None,
     shard_out: Annotated[Optional[Path], typer.Option("--shard-out", help="With --shard: the shard folder to write (default OUT.shard-I-of-N beside OUT).")] = None,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index.
 
@@ -56,6 +57,7 @@ def predict(
     from attrret.retrieval import shards
     from attrret.retrieval.predict import build_index, find_members, member_sizes
 
+    schema = resolve_schema(schema_dir)
     out = out or workdir / "index"
     spec = shards.parse_shard(shard) if shard is not None else None
     if shard_out is not None and spec is None:
@@ -65,10 +67,10 @@ def predict(
         raise typer.BadParameter("--shard is for separate jobs; under torchrun the ranks shard by themselves")
     refuse_overwriting_inputs({"--out": out, "--shard-out": shard_out}, {"--images": images})
     members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
-                           _floats(member_weights, "--member-weights"))
+                           _floats(member_weights, "--member-weights"), schema=schema)
     for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
-    settings = dict(tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet)
+    settings = dict(tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet, schema=schema)
     if spec is not None:
         where, part = shards.build_shard(images, out, members, spec, shard_out=shard_out, **settings)
         typer.echo(f"{where}: shard {spec} of {out}: {len(part.names)} images ({part.predicted} predicted)")
@@ -93,6 +95,7 @@ def rank(
     kind_penalty: Annotated[float, typer.Option(min=0.0)] = 1.0,
     backend: Annotated[Backend, typer.Option(help="numba: fused sparse product + top-k scan, fastest on CPUs; torch: blocked matmul; results are identical on every backend.")] = Backend.numba,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="JSONL: per query and result, matched / conflicted / unknown groups.")] = None,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Rank the gallery for every caption and write the Track-2 submission."""
     from attrret.data.track2 import write_submission
@@ -110,13 +113,14 @@ def rank(
     refuse_overwriting_inputs({"--out": out, "--explain": explain},
                               {"--queries": queries, "--index": index, "--index header": index / "header.json",
                                "--priors-from": priors_from})
-    idx = open_index(index)
+    schema = resolve_schema(schema_dir)
+    idx = open_index(index, schema)
     check_fresh(idx)
-    texts = read_queries(queries)
+    texts = read_queries(queries, schema)
     priors = None
     if hidden_priors:
-        priors = priors_from_data(priors_from, priors_holdout) if priors_from else priors_for_index(idx)
-    run = rank_captions(idx, texts, options, priors)
+        priors = priors_from_data(priors_from, priors_holdout, schema) if priors_from else priors_for_index(idx, schema)
+    run = rank_captions(idx, texts, options, priors, schema)
     for w in run.ranking.warnings:
         _err(f"attrret: warning: {w}")
     _warn_queries(queries, run)
@@ -158,13 +162,14 @@ def evaluate(
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Complete test_label.txt (line j = caption j's image); relevance by the Track-2 rules.")] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Official mAP@10 (organisers' formula), sound mAP@10, R@1/5/10, per kind and overall."""
     from attrret.retrieval.evaluate import evaluate_submission
 
     if (gt is None) == (labels is None):
         raise typer.BadParameter("give exactly one of --gt or --labels")
-    scores = evaluate_submission(submission, gt=gt, labels=labels, k=k)
+    scores = evaluate_submission(submission, gt=gt, labels=labels, k=k, schema=resolve_schema(schema_dir))
     if as_json:
         typer.echo(json.dumps({name: s.to_json() for name, s in scores.items()}, indent=1))
         return

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice
+from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
 from attrret.schema import SUBJECTS
 
 
@@ -59,6 +59,7 @@ def search(
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000, help="Results per query.")] = 10,
     kind: Annotated[Optional[Kind], typer.Option(help="Keep only queries of this kind (others get no results and a warning).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query and line, as the Python API's SearchResult.to_json().")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Search the gallery for each query: its parse, then the ranked images with matched and conflicted groups."""
     from attrret.retrieval.ranker import RankOptions
@@ -69,7 +70,8 @@ def search(
         raise typer.BadParameter("no queries (give them as arguments, or '-' with one per line on stdin)")
     # A few queries in a fresh process: the NumPy scan answers before numba's kernels would
     # have loaded (~1 s); many queries: the numba scan (results are identical).
-    searcher = Searcher.open(index, options=RankOptions(backend="numpy" if len(texts) <= 64 else "numba"))
+    searcher = Searcher.open(index, options=RankOptions(backend="numpy" if len(texts) <= 64 else "numba"),
+                             schema=resolve_schema(schema_dir))
     try:
         results = searcher.search_many(texts, k=k, kind=kind.value if kind else None)
     except ValueError as exc:
@@ -93,13 +95,13 @@ def attributes(
     tta: Annotated[bool, typer.Option("--tta-flip/--no-tta", help="With IMAGES: average with the mirrored image, as predict does.")] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Per-image attributes: kind with its router probability, and per group the predicted class, its probability and the distribution."""
     from attrret.attributes import FORMATS, index_records, predict_records, write_records
     from attrret.io import refuse_overwriting_inputs
-    from attrret.schema import load_schema
 
-    schema = load_schema()
+    schema = resolve_schema(schema_dir)
     if out is not None and out.suffix.lower() not in FORMATS:
         raise typer.BadParameter(f"--out {out}: use a {', '.join(FORMATS)} file")
     if images:
@@ -107,8 +109,8 @@ def attributes(
 
         if out is not None:
             refuse_overwriting_inputs({"--out": out}, {f"IMAGE {i + 1}": p for i, p in enumerate(images)})
-        gallery = [item for src in images for item in list_gallery(src)]
-        records = predict_records(gallery, find_members(workdir), schema, tta_flip=tta, device=device, progress=not quiet)
+        gallery = [item for src in images for item in list_gallery(src, schema=schema)]
+        records = predict_records(gallery, find_members(workdir, schema=schema), schema, tta_flip=tta, device=device, progress=not quiet)
     else:
         from attrret.retrieval.index import open_index
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp
+from attrret.cli.options import SchemaDir, WrappedHelp, resolve_schema
 
 
 def serve(
@@ -17,6 +17,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port; the line on stderr names it).")] = 8000,
     token: Annotated[Optional[str], typer.Option("--token", envvar="ATTRRET_TOKEN", show_envvar=True, help="Require this token on every /api/ and /images/ request (header 'Authorization: Bearer T' or ?token=T; open the page as http://HOST:PORT/?token=T). Prefer ATTRRET_TOKEN: other users can read a command line.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request on stderr (off by default: URLs may carry the token).")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Serve a search page and a JSON API (/api/search, /api/parse, /api/images/NAME/attributes, /docs) over an index."""
     import gc
@@ -25,6 +26,7 @@ def serve(
     from attrret.errors import InputError, OptionError
     from attrret.serve import check_token, is_loopback
 
+    schema = resolve_schema(schema_dir)
     if token is not None:
         try:
             check_token(token)
@@ -58,7 +60,7 @@ def serve(
             print(message, file=sys.stderr, flush=True)
             gc.freeze()  # a reopened index's objects are long-lived too
 
-        searcher = Searcher.open(index, log=log)
+        searcher = Searcher.open(index, schema=schema, log=log)
         searcher.warm()  # prepare the gallery now, not on the first query
         # The index's names, rows and files live as long as the server: move them out of the
         # cycle collector's sight. A full collection otherwise walks them all (~150 ms on a

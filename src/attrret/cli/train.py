@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice, size_option
+from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema, size_option
 from attrret.geometry import CROPS, hw_label
 from attrret.schema import load_schema
 
@@ -36,7 +36,7 @@ def _table(results) -> str:
 
 
 def _schema_inputs() -> str:
-    """The default input per subject, as the schema's hints give it (for the help)."""
+    """The default input per subject, as the packaged schema's hints give it (for the help)."""
     inputs = {g.subject: g.input for g in load_schema().tasks}
     return ", ".join(f"{subject} {hw_label(hw) if hw else 'native'}" for subject, hw in inputs.items())
 
@@ -69,10 +69,12 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad label lines / missing images with a warning.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Train single-task attribute classifiers (partial fine-tuning over a shared cached trunk)."""
     from attrret.classifiers.train import TrainConfig, train_tasks
 
+    schema = resolve_schema(schema_dir)
     config = TrainConfig(
         task=task, data=str(data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
         pretrained=pretrained, img_size=size_option(img_size, "--img-size") if img_size is not None else None, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -81,7 +83,7 @@ def train(
         holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
     )
-    results = train_tasks(config, progress=not quiet)
+    results = train_tasks(config, progress=not quiet, schema=schema)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

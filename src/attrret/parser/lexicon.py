@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from attrret.errors import SchemaError
 from attrret.schema import SUBJECTS, Schema
 
 __all__ = ["Entry", "Lexicon", "load_lexicon", "LexiconError", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
@@ -38,8 +39,9 @@ def tokenize(text: str) -> list[str]:
     return [t.lower().replace("’", "'") for t in TOKEN.findall(text)]
 
 
-class LexiconError(ValueError):
-    """The lexicon file contradicts the schema or itself."""
+class LexiconError(SchemaError):
+    """The lexicon file contradicts the schema or itself (a :class:`SchemaError`: the lexicon
+    is part of a schema directory, and the CLI prints it as one line)."""
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,21 @@ def _words(data: dict, table: str, key: str) -> frozenset[str]:
 
 
 def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
-    """Load and validate the lexicon (default: the packaged ``lexicon.toml``)."""
+    """Load and validate the lexicon: ``path``, else the schema's own (``lexicon.toml`` in its
+    directory), else the packaged ``lexicon.toml``."""
+    path = path if path is not None else schema.lexicon_path
     if path is None:
         text = resources.files("attrret.parser").joinpath("lexicon.toml").read_text(encoding="utf-8")
         source = "attrret/parser/lexicon.toml"
     else:
-        text, source = Path(path).read_text(encoding="utf-8"), str(path)
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise LexiconError(f"{source}: missing; a schema directory holds the parser's lexicon.toml too "
+                               "(copy the packaged one, see docs/schema.md)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LexiconError(f"{source}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -81,6 +81,7 @@ def build_report(
     page_size: int = 50,
     parse: Callable[[str], Query] | None = None,
     progress: Callable[[str], None] | None = None,
+    schema: Schema | None = None,
 ) -> ReportSummary:
     """Write a self-contained HTML retrieval report of ``submission`` to ``out`` (atomically).
 
@@ -93,7 +94,8 @@ def build_report(
     per-attribute accuracy and confusion. ``parse`` replaces the default
     ``CaptionParser().parse`` (e.g. a parser built with other options). Bad inputs raise
     :class:`InputError` (with ``attrret evaluate``'s messages for a submission that does not
-    match the labels or gt), an unusable index :class:`CheckpointError`.
+    match the labels or gt), an unusable index :class:`CheckpointError`. ``schema`` (None: the
+    packaged one) reads the labels, parses the captions and opens the index.
     """
     from attrret.retrieval import metrics as M
     from attrret.retrieval.evaluate import evaluate_submission, load_relevance
@@ -104,12 +106,12 @@ def build_report(
         raise InputError(f"k must be at least 1, got {k}")
     if page_size < 1:
         raise InputError(f"page size must be at least 1, got {page_size}")
+    schema = schema or load_schema()
     if parse is None:
         from attrret.parser import CaptionParser
 
-        parse = CaptionParser().parse
+        parse = CaptionParser(schema).parse
     say = progress or (lambda _msg: None)
-    schema = load_schema()
     submission, out = Path(submission), Path(out)
     folder = _image_folder(images, labels or gt)
     rows = read_submission(submission)
@@ -127,8 +129,8 @@ def build_report(
     # Metrics from the very function `attrret evaluate` calls; relevance (for the marks) from its loader.
     relevance, metrics = None, None
     if labels is not None or gt is not None:
-        metrics = {kind: s.to_json() for kind, s in evaluate_submission(submission, gt=gt, labels=labels, k=k).items()}
-        relevance, _ = load_relevance(gt=gt, labels=labels)
+        metrics = {kind: s.to_json() for kind, s in evaluate_submission(submission, gt=gt, labels=labels, k=k, schema=schema).items()}
+        relevance, _ = load_relevance(gt=gt, labels=labels, schema=schema)
     lists = [names[:k] for _, names in rows]
 
     predicted = _load_predictions(index, schema) if index is not None else None

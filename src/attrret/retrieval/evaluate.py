@@ -12,14 +12,15 @@ from pathlib import Path
 from attrret.data.track2 import read_gt, read_label_file, read_submission
 from attrret.errors import InputError
 from attrret.retrieval.metrics import LabelRelevance, Scores, SetRelevance, evaluate_lists, label_keys
-from attrret.schema import load_schema
+from attrret.schema import Schema, load_schema
 
 __all__ = ["load_relevance", "evaluate_submission"]
 
 
-def load_relevance(*, gt: str | Path | None = None, labels: str | Path | None = None):
-    """``(relevance, kinds)`` from ``test_gt.txt`` or from a complete label file."""
-    schema = load_schema()
+def load_relevance(*, gt: str | Path | None = None, labels: str | Path | None = None, schema: Schema | None = None):
+    """``(relevance, kinds)`` from ``test_gt.txt`` or from a complete label file, read with
+    ``schema`` (None: the packaged one): its label codes and its caption lexicon."""
+    schema = schema or load_schema()
     if (gt is None) == (labels is None):
         raise InputError("give exactly one of --gt or --labels")
     if labels is not None:
@@ -40,15 +41,16 @@ def load_relevance(*, gt: str | Path | None = None, labels: str | Path | None = 
     rows = read_gt(gt)
     from attrret.parser import CaptionParser
 
-    kinds = [q.kind for q in CaptionParser().parse_many([t for t, _ in rows])]
+    kinds = [q.kind for q in CaptionParser(schema).parse_many([t for t, _ in rows])]
     return SetRelevance.from_rows(rows), kinds
 
 
 def evaluate_submission(
-    submission: str | Path, *, gt: str | Path | None = None, labels: str | Path | None = None, k: int = 10
+    submission: str | Path, *, gt: str | Path | None = None, labels: str | Path | None = None, k: int = 10,
+    schema: Schema | None = None,
 ) -> dict[str, Scores]:
     results = read_submission(submission)
-    rel, kinds = load_relevance(gt=gt, labels=labels)
+    rel, kinds = load_relevance(gt=gt, labels=labels, schema=schema)
     source = gt if gt is not None else labels
     if len(results) != len(rel):
         raise InputError(f"{len(results)} results but {source} has {len(rel)} queries", submission)

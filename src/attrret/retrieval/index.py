@@ -58,6 +58,9 @@ class IndexHeader:
     probs_file: str = ""
     names_file: str = ""
     format: str = FORMAT
+    # The schema directory (or "packaged") beside its fingerprint: which --schema to open it
+    # with. Empty in headers from before custom schemas.
+    schema_source: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_sizes", tuple(parse_hw(s) for s in self.img_sizes))
@@ -76,7 +79,7 @@ class IndexHeader:
 
     def to_json(self) -> dict:
         return {
-            "format": self.format, "schema": self.schema, "count": self.count,
+            "format": self.format, "schema": self.schema, "schema_source": self.schema_source, "count": self.count,
             "columns": {k: list(v) for k, v in self.columns.items()}, "models": [dict(m) for m in self.models],
             "img_sizes": [list(s) for s in self.img_sizes], "tta": self.tta, "weights": list(self.weights),
             "source": self.source, "probs_file": self.probs_file, "names_file": self.names_file,
@@ -126,7 +129,7 @@ class IndexHeader:
             img_sizes=tuple(sizes), tta=tta,
             weights=tuple(float(w) for w in weights), source=get("source", str, "a path", ""),
             probs_file=get("probs_file", str, "a file name"), names_file=get("names_file", str, "a file name"),
-            format=get("format", str, "a format name"),
+            format=get("format", str, "a format name"), schema_source=get("schema_source", str, "a schema directory", ""),
         )
 
 
@@ -139,6 +142,8 @@ class Index:
     probs: np.ndarray  # (N, C) float32, memory-mapped read-only
     names: tuple[str, ...]
     files: tuple[dict, ...] = field(repr=False, default=())  # per row: {"path", "size", "mtime_ns"}
+    # The schema it was opened (and checked) with: what reads its columns uses this one.
+    schema: Schema | None = field(repr=False, default=None, compare=False)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -155,7 +160,7 @@ class Index:
 
     def router_kinds(self, schema: Schema | None = None) -> np.ndarray | None:
         """Per row, the router's class index (0 pedestrian, 1 vehicle), or None without a router."""
-        schema = schema or load_schema()
+        schema = schema or self.schema or load_schema()
         task = schema.router.task
         if not self.has(task):
             return None
@@ -181,8 +186,10 @@ def write_index(
     names: Sequence[str],
     files: Sequence[Mapping],
     header: IndexHeader,
+    schema: Schema | None = None,
 ) -> Index:
-    """Write an index atomically (see module doc); rows are re-ordered by name here."""
+    """Write an index atomically (see module doc); rows are re-ordered by name here. Returns it
+    opened with ``schema`` (None: the packaged one), the schema of ``header``."""
     path = Path(path)
     check_writable(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -206,7 +213,7 @@ def write_index(
         for old in path.iterdir():
             if _data_file(old.name) and old.name not in (probs_file, names_file):
                 old.unlink(missing_ok=True)
-    return open_index(path)
+    return open_index(path, schema)
 
 
 def _content_token(probs: np.ndarray, names_text: str) -> str:
@@ -268,11 +275,8 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
         raise CheckpointError(f"{hp}: not an {FORMAT} index (format {raw.get('format') if isinstance(raw, dict) else None!r})")
     header = IndexHeader.from_json(raw, str(hp))
     schema = schema or load_schema()
-    current = schema.fingerprint
-    if header.schema != current:
-        raise CheckpointError(
-            f"{path}: index built under schema {header.schema}, the current schema is {current}; re-run attrret predict"
-        )
+    schema.check_made_with(header.schema, header.schema_source, f"{path}: index",
+                           "open it with the schema it was built with, or re-run attrret predict")
     _check_layout(header, schema, hp)
     try:
         probs = np.load(path / header.probs_file, mmap_mode="r")
@@ -286,4 +290,4 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
         raise CheckpointError(
             f"{path}: damaged index (probs {probs.shape}, {len(names)} names, header says {header.count} x {header.width})"
         )
-    return Index(path, header, probs, names, tuple(meta.get("files", ())))
+    return Index(path, header, probs, names, tuple(meta.get("files", ())), schema)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import sys
@@ -115,7 +116,7 @@ def _image_files(folder: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]:
+def list_gallery(src: str | Path, split: str = "test", schema: Schema | None = None) -> list[tuple[str, Path]]:
     """``[(name, path)]`` of a gallery: an image folder, a Track-2 folder, a label file or a list file.
 
     - Track-2 folder: the images of ``<split>/<split>_images/`` (all of them, labelled or not);
@@ -132,7 +133,7 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
         if t2.is_dir():
             return _image_files(t2)
         if (src / "labels.txt").is_file():
-            return list_gallery(src / "labels.txt")
+            return list_gallery(src / "labels.txt", schema=schema)
         found = _image_files(src)
         if not found:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder", src)
@@ -144,7 +145,7 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
     if is_label_file(src):  # its images where attrret.data.records.find_label_files says
         from attrret.data.records import load_records
 
-        return [(r.image, r.path) for r in load_records(src, check_images=True)]
+        return [(r.image, r.path) for r in load_records(src, schema=schema, check_images=True)]
     out, seen = [], {}
     for no, text in iter_lines(src):
         line = text.strip()
@@ -168,11 +169,11 @@ def list_gallery(src: str | Path, split: str = "test") -> list[tuple[str, Path]]
     return out
 
 
-def _img_sizes(task_dirs: Sequence[Path]) -> tuple[HW, ...]:
+def _img_sizes(task_dirs: Sequence[Path], schema: Schema | None = None) -> tuple[HW, ...]:
     """The distinct input sizes ``task_dirs``' checkpoints were trained at, in task order."""
     from attrret.classifiers.checkpoint import load_checkpoint
 
-    sizes = (load_checkpoint(d, mmap=True).preprocess.hw for d in task_dirs)  # mmap: only the meta is read
+    sizes = (load_checkpoint(d, schema=schema, mmap=True).preprocess.hw for d in task_dirs)  # mmap: only the meta is read
     return tuple(dict.fromkeys(sizes))
 
 
@@ -200,22 +201,22 @@ def find_members(
     members: list[Member] = []
     if models:
         for m in models:
-            dirs = tuple(task_model_dirs(m))
+            dirs = tuple(task_model_dirs(m, schema))
             if not dirs:
                 raise CheckpointError(f"{m}: no model.pt here nor in <task>/ subfolders")
-            members.append(Member(str(m), dirs, img_sizes=_img_sizes(dirs)))
+            members.append(Member(str(m), dirs, img_sizes=_img_sizes(dirs, schema)))
         if wanted:
             members = [m for m in members if set(m.img_sizes) & set(wanted)]
     elif workdir is not None:
         w = Path(workdir)
         if not wanted:
-            dirs = tuple(task_model_dirs(w / "models"))
+            dirs = tuple(task_model_dirs(w / "models", schema))
             if not dirs:
                 raise CheckpointError(f"{w}/models: no trained models (run attrret train --workdir {w}, or give --models)")
-            members.append(Member(str(w / "models"), dirs, img_sizes=_img_sizes(dirs)))
+            members.append(Member(str(w / "models"), dirs, img_sizes=_img_sizes(dirs, schema)))
         else:
             roots = [w / "models"] + sorted(p / "models" for p in w.iterdir() if p.is_dir() and p.name != "models") if w.is_dir() else []
-            found = [Member(str(r), dirs, img_sizes=_img_sizes(dirs)) for r in roots if (dirs := tuple(task_model_dirs(r)))]
+            found = [Member(str(r), dirs, img_sizes=_img_sizes(dirs, schema)) for r in roots if (dirs := tuple(task_model_dirs(r, schema)))]
             for hw in wanted:
                 hits = [m for m in found if hw in m.img_sizes]
                 if not hits:
@@ -238,7 +239,7 @@ def find_members(
     return members
 
 
-def _model_entries(members: Sequence[Member], out: Path) -> list[dict]:
+def _model_entries(members: Sequence[Member], out: Path, schema: Schema) -> list[dict]:
     """One header entry per checkpoint. Paths are recorded resolved, and also relative to the
     index (``relpath``): a workdir copied or moved with its index finds its own models."""
     from attrret.classifiers.checkpoint import load_checkpoint
@@ -246,7 +247,7 @@ def _model_entries(members: Sequence[Member], out: Path) -> list[dict]:
     rows = []
     for i, m in enumerate(members):
         for d in m.task_dirs:
-            ck = load_checkpoint(d)
+            ck = load_checkpoint(d, schema=schema)
             cfg = ck.meta.get("config", {}) if isinstance(ck.meta.get("config"), dict) else {}
             data = cfg.get("data")
             path = ck.path.resolve()
@@ -291,7 +292,9 @@ def ensemble_probs(
     Refuses non-finite probabilities: NaN weights (a diverged or damaged model) would rank one
     image first for every query."""
     if predict_fn is None:
-        from attrret.classifiers.predict import predict_probs as predict_fn
+        from attrret.classifiers.predict import predict_probs
+
+        predict_fn = functools.partial(predict_probs, schema=schema)
     acc: dict[str, np.ndarray] = {}
     wsum: dict[str, float] = {}
     for m in members:
@@ -339,20 +342,22 @@ def build_index(
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     predict_fn: Callable | None = None,
+    schema: Schema | None = None,
 ) -> BuildSummary:
-    """Predict every gallery image of ``src`` with the ensemble into the index at ``out``.
+    """Predict every gallery image of ``src`` with the ensemble into the index at ``out``,
+    under ``schema`` (None: the packaged one; the members' checkpoints must be of it).
 
     One run at a time per index: a second ``predict`` into ``out`` waits for the first
     (``attrret.locks``), then reuses what it predicted.
     """
     out = Path(out)
     check_writable(out)
-    gallery = list_gallery(src, split)
+    gallery = list_gallery(src, split, schema)
     created = not out.exists()
     try:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                                 progress=progress, log=log, predict_fn=predict_fn)
+                                 progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema())
     except BaseException:
         if created and not is_index(out):  # a failed first build leaves no folder behind
             for p in out.iterdir():
@@ -365,17 +370,17 @@ def build_index(
 
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
                   tta_flip: bool, batch_size: int, device: str, progress: bool, log: Callable[[str], None],
-                  predict_fn: Callable | None) -> BuildSummary:
-    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log)
+                  predict_fn: Callable | None, schema: Schema) -> BuildSummary:
+    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema)
     todo = list(plan.todo)
     if todo:
-        probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], load_schema(), columns=plan.header.columns,
+        probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], schema, columns=plan.header.columns,
                                         tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress,
                                         predict_fn=predict_fn)
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
     # predicted and the index not yet written.
     fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
-    write_index(out, probs, plan.names, plan.files, plan.header)
+    write_index(out, probs, plan.names, plan.files, plan.header, schema)
     return plan.summary(out)
 
 
@@ -399,19 +404,19 @@ class BuildPlan:
 
 
 def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,
-               tta_flip: bool, log: Callable[[str], None]) -> tuple[BuildPlan, np.ndarray]:
+               tta_flip: bool, log: Callable[[str], None], schema: Schema | None = None) -> tuple[BuildPlan, np.ndarray]:
     """The plan of a run into ``out`` (see BuildPlan) and a float32 ``(len(gallery), width)``
     array holding the reused rows (zero where a row is to be predicted)."""
-    schema = load_schema()
+    schema = schema or load_schema()
     names = [n for n, _ in gallery]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
-    entries = _model_entries(members, out)
+    entries = _model_entries(members, out, schema)
     columns = task_columns([e["task"] for e in entries], schema)
     at = max((stop for _, stop in columns.values()), default=0)
     header = IndexHeader(
-        schema=schema.fingerprint, count=len(gallery), columns=columns, models=tuple(entries),
+        schema=schema.fingerprint, schema_source=schema.source, count=len(gallery), columns=columns, models=tuple(entries),
         img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta="flip" if tta_flip else "none",
         weights=tuple(m.weight for m in members), source=str(Path(src).resolve()),
     )

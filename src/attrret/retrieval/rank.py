@@ -18,12 +18,13 @@ from attrret.schema import Schema, load_schema
 __all__ = ["read_queries", "priors_from_data", "priors_for_index", "RankRun", "rank_captions", "write_explain", "query_warnings"]
 
 
-def read_queries(path: str | Path) -> list[str]:
-    """Captions of ``test_text.txt`` (one per line, byte-exact) or of a label file (its caption field)."""
+def read_queries(path: str | Path, schema: Schema | None = None) -> list[str]:
+    """Captions of ``test_text.txt`` (one per line, byte-exact) or of a label file (its caption
+    field; its labels are checked against ``schema``, None: the packaged one)."""
     from attrret.data.track2 import is_label_file, read_label_file, read_test_text
 
     if is_label_file(path):
-        return [ll.caption for ll in read_label_file(path)]
+        return [ll.caption for ll in read_label_file(path, schema)]
     return read_test_text(path)
 
 
@@ -43,6 +44,7 @@ def priors_from_data(data: str | Path, holdout: int = 0, schema: Schema | None =
 
 def priors_for_index(index: Index, schema: Schema | None = None) -> HiddenPriors:
     """Hidden priors from the training labels recorded in the index's pedestrian checkpoints."""
+    schema = schema or index.schema
     for m in index.header.models:
         if m["task"].startswith("pedestrian.") and m.get("train_data"):
             data = Path(m["train_data"])
@@ -61,11 +63,15 @@ class RankRun:
     queries: list[Query]  # the parsed captions, for warnings about what each one ignored
 
 
-def rank_captions(index: Index, texts: Sequence[str], options: RankOptions, priors: HiddenPriors | None = None) -> RankRun:
+def rank_captions(index: Index, texts: Sequence[str], options: RankOptions, priors: HiddenPriors | None = None,
+                  schema: Schema | None = None) -> RankRun:
+    """Parse ``texts`` with ``schema``'s lexicon and rank them (None: the schema the index was
+    opened with, else the packaged one)."""
     from attrret.parser import CaptionParser
 
-    queries = CaptionParser().parse_many(list(texts))
-    ranking = rank(index, queries, options, priors)
+    schema = schema or index.schema or load_schema()
+    queries = CaptionParser(schema).parse_many(list(texts))
+    ranking = rank(index, queries, options, priors, schema)
     results = [(t, [index.names[r] for r in rows]) for t, rows in zip(texts, ranking.rows)]
     return RankRun(list(texts), results, ranking, queries)
 

@@ -310,7 +310,7 @@ def rank(
     is paused meanwhile (a plan and two arrays per query, no cycles: :mod:`attrret.gcpause`).
     ``cache``: kept across calls over the same index (a long-lived searcher)."""
     with gc_paused():
-        return _rank(index, queries, options, priors, schema or load_schema(), cache)
+        return _rank(index, queries, options, priors, schema or index.schema or load_schema(), cache)
 
 
 def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: HiddenPriors | None, schema: Schema,
@@ -382,7 +382,7 @@ def explain(index: Index, ranking: Ranking, texts: Sequence[str], schema: Schema
     """Per query, per result: which enforced groups the image's argmax matches, which conflict,
     which the query left unknown, and which were scored by a prior. A set-constrained group
     (``allowed``: "not black", "black or white") matches when the argmax is an allowed class."""
-    schema = schema or load_schema()
+    schema = schema or index.schema or load_schema()
     out = []
     for j, (plan, rows, dist) in enumerate(zip(ranking.plans, ranking.rows, ranking.dist)):
         results = []

@@ -54,6 +54,7 @@ from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_writable, is_index, write_index
 from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build
+from attrret.schema import Schema, load_schema
 
 __all__ = [
     "SHARD_FORMAT",
@@ -169,17 +170,15 @@ class Shard:
 
 def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, members: Sequence[Member], *,
                   batch_size: int = 64, device: str = "auto", progress: bool = True,
-                  predict_fn: Callable | None = None) -> Shard:
+                  predict_fn: Callable | None = None, schema: Schema | None = None) -> Shard:
     """Predict shard ``spec`` of ``plan``: its whole batches of ``plan.todo`` (:func:`batch_slice`).
     Shard 0 also takes the reused rows, from ``reused`` (:func:`attrret.retrieval.predict.plan_build`)."""
     import torch
 
-    from attrret.schema import load_schema
-
     rows = [plan.todo[k] for k in batch_slice(len(plan.todo), batch_size, spec)]
     probs = np.zeros((len(rows), plan.header.width), np.float32)
     if rows:
-        probs, _ = ensemble_probs(members, [plan.paths[i] for i in rows], load_schema(), columns=plan.header.columns,
+        probs, _ = ensemble_probs(members, [plan.paths[i] for i in rows], schema or load_schema(), columns=plan.header.columns,
                                   tta_flip=plan.header.tta == "flip", batch_size=batch_size, device=device,
                                   progress=progress, predict_fn=predict_fn)
     predicted = len(rows)
@@ -322,7 +321,7 @@ def _locked_output(out: Path, log: Callable[[str], None]) -> Iterator[None]:
         raise
 
 
-def _merge_locked(shards: Sequence[Shard], out: Path) -> BuildSummary:
+def _merge_locked(shards: Sequence[Shard], out: Path, schema: Schema | None) -> BuildSummary:
     _check_shards(shards)
     head = shards[0].header
     where = out.resolve()
@@ -331,13 +330,13 @@ def _merge_locked(shards: Sequence[Shard], out: Path) -> BuildSummary:
     names = [n for s in shards for n in s.names]
     files = [f for s in shards for f in s.files]
     probs = np.concatenate([s.probs for s in shards]) if names else np.zeros((0, head.width), np.float32)
-    write_index(out, probs, names, files, header)
+    write_index(out, probs, names, files, header, schema)
     predicted = sum(s.predicted for s in shards)
     return BuildSummary(out, len(names), predicted, len(names) - predicted, shards[0].removed, tuple(head.columns))
 
 
 def merge_shards(shards: Sequence[Shard], out: str | Path, *,
-                 log: Callable[[str], None] = _stderr) -> BuildSummary:
+                 log: Callable[[str], None] = _stderr, schema: Schema | None = None) -> BuildSummary:
     """Write the index ``out`` from all N shards of one run, under its write lock."""
     out = Path(out)
     threads = sorted({s.threads for s in shards})
@@ -345,14 +344,14 @@ def merge_shards(shards: Sequence[Shard], out: str | Path, *,
         log(f"attrret: warning: the shards were predicted with {', '.join(map(str, threads))} threads: the index may "
             "differ in the last bits from any single run (set OMP_NUM_THREADS alike for byte-identical results)")
     with _locked_output(out, log):
-        return _merge_locked(shards, out)
+        return _merge_locked(shards, out, schema)
 
 
 # --------------------------------------------------------------------------- runs
 def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spec: ShardSpec, *,
                 shard_out: str | Path | None = None, tta_flip: bool = True, split: str = "test", batch_size: int = 64,
                 device: str = "auto", progress: bool = True, log: Callable[[str], None] = _stderr,
-                predict_fn: Callable | None = None) -> tuple[Path, Shard]:
+                predict_fn: Callable | None = None, schema: Schema | None = None) -> tuple[Path, Shard]:
     """``attrret predict --shard``: plan the run into the index ``out`` (reading, not locking, the
     index there), predict shard ``spec`` and write it to ``shard_out`` (default
     :func:`shard_path`). ``out`` itself is written by :func:`merge_shard_dirs`."""
@@ -360,21 +359,21 @@ def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spe
     check_writable(out)
     target = Path(shard_out) if shard_out is not None else shard_path(out, spec)
     _check_shard_writable(target)
-    plan, reused = plan_build(src, out, members, list_gallery(src, split), tta_flip=tta_flip, log=log)
+    plan, reused = plan_build(src, out, members, list_gallery(src, split, schema), tta_flip=tta_flip, log=log, schema=schema)
     shard = predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
-                          predict_fn=predict_fn)
+                          predict_fn=predict_fn, schema=schema)
     return write_shard(target, shard), shard
 
 
 def merge_shard_dirs(paths: Sequence[str | Path], out: str | Path, *, remove: bool = False,
-                     log: Callable[[str], None] = _stderr) -> BuildSummary:
+                     log: Callable[[str], None] = _stderr, schema: Schema | None = None) -> BuildSummary:
     """``attrret index merge``: the index ``out`` from shard folders (default: those beside it).
     With ``remove``, the shard folders are deleted once the index is written."""
     out = Path(out)
     paths = [Path(p) for p in paths] or find_shards(out)
     if not paths:
         raise CheckpointError(f"no shards given and none beside {out} ({out.name}.shard-I-of-N)")
-    summary = merge_shards([read_shard(p) for p in paths], out, log=log)
+    summary = merge_shards([read_shard(p) for p in paths], out, log=log, schema=schema)
     if remove:
         for p in paths:
             _remove_shard(p)
@@ -415,7 +414,7 @@ def _rank_device(device: str) -> str:
 def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = True,
                             split: str = "test", batch_size: int = 64, device: str = "auto", progress: bool = True,
                             log: Callable[[str], None] = _stderr,
-                            predict_fn: Callable | None = None) -> BuildSummary | None:
+                            predict_fn: Callable | None = None, schema: Schema | None = None) -> BuildSummary | None:
     """``torchrun ... attrret predict``: the index a single ``build_index`` would write, each rank
     predicting a shard (module doc). Rank 0 returns the summary, the others None.
 
@@ -434,7 +433,8 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
     d = init_dist(dev)
     try:
         group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-        ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, progress and d.main, predict_fn)
+        ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, progress and d.main, predict_fn,
+                       schema or load_schema())
         if d.main:
             return _lead(ranks, src, Path(out), split, tta_flip, log)
         _follow(ranks)
@@ -454,6 +454,7 @@ class _Ranks:
     device: str
     progress: bool
     predict_fn: Callable | None
+    schema: Schema
 
 
 def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool, log: Callable[[str], None]) -> BuildSummary:
@@ -463,14 +464,15 @@ def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool,
     sent = False
     try:
         with _locked_output(out, log):
-            plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split), tta_flip=tta_flip, log=log)
+            plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split, ranks.schema), tta_flip=tta_flip, log=log,
+                                      schema=ranks.schema)
             # images by absolute path: ranks on other nodes may run in another directory
             plan = dataclasses.replace(plan, paths=tuple(Path(f["path"]) for f in plan.files))
             dist.broadcast_object_list([plan], src=0, group=ranks.group)
             sent = True
             log(f"{len(plan.todo)} of {len(plan.names)} images to predict on {ranks.spec.count} ranks")
             shards = _exchange(ranks, plan, reused)
-            return _merge_locked(shards, out)
+            return _merge_locked(shards, out, ranks.schema)
     except BaseException:
         if not sent:  # the other ranks wait for the plan: tell them there is none
             dist.broadcast_object_list([None], src=0, group=ranks.group)
@@ -496,7 +498,8 @@ def _exchange(ranks: _Ranks, plan: BuildPlan, reused: np.ndarray | None) -> list
     error: Exception | None = None
     try:
         mine: Shard | None = predict_shard(plan, reused, ranks.spec, ranks.members, batch_size=ranks.batch_size,
-                                           device=ranks.device, progress=ranks.progress, predict_fn=ranks.predict_fn)
+                                           device=ranks.device, progress=ranks.progress, predict_fn=ranks.predict_fn,
+                                           schema=ranks.schema)
     except Exception as exc:
         mine, error = None, exc
     main = ranks.spec.index == 0

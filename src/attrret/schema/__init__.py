@@ -5,6 +5,10 @@ The vocabulary lives in the TOML files beside this module (``pedestrian.toml``,
 parser's class vocabulary and index columns are all read from here, so adding an attribute
 group is one edit to a data file. ``Schema.fingerprint`` hashes the vocabulary so that
 checkpoints and indexes built under another vocabulary are refused instead of misread.
+
+A custom schema is a directory holding the same three files plus the parser's
+``lexicon.toml`` (docs/schema.md): ``load_schema(DIR)``. The loaded :class:`Schema` remembers
+its directory, so the lexicon is found beside it and an error can say which schema made what.
 """
 
 from __future__ import annotations
@@ -17,12 +21,24 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from attrret.errors import CheckpointError, SchemaError
 from attrret.geometry import CROPS, HW, parse_hw
 
-__all__ = ["Group", "Subject", "Schema", "load_schema", "SUBJECTS"]
+__all__ = ["Group", "Subject", "Schema", "load_schema", "SUBJECTS", "SCHEMA_FILES", "LEXICON_FILE", "PACKAGED",
+           "VEHICLE_LABEL_GROUPS"]
 
 #: Subjects an image or caption can be about, in router-class order.
 SUBJECTS: tuple[str, ...] = ("pedestrian", "vehicle")
+
+#: The files of a schema directory: the vocabulary, then the parser's lexicon.
+SCHEMA_FILES: tuple[str, ...] = ("pedestrian.toml", "vehicle.toml", "router.toml")
+LEXICON_FILE = "lexicon.toml"
+
+#: How the packaged schema is named where a schema directory would be (``Schema.source``).
+PACKAGED = "packaged"
+
+#: Vehicle groups every schema has: Track-2 vehicle labels are ``[colour] [brand] [type].`` text.
+VEHICLE_LABEL_GROUPS: tuple[str, ...] = ("color", "type", "brand")
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,32 @@ class Schema:
     pedestrian: Subject
     vehicle: Subject
     router: Group
+    # Where it was read from (None: the packaged files). Not part of the vocabulary: two
+    # directories with equal files are the same schema (equal fingerprints, equal values).
+    directory: Path | None = field(default=None, compare=False)
+
+    @property
+    def source(self) -> str:
+        """The schema directory (absolute), or ``packaged``: recorded beside the fingerprint in
+        what is made with it, so a refusal can say which schema to use instead."""
+        return PACKAGED if self.directory is None else str(Path(self.directory).resolve())
+
+    @property
+    def lexicon_path(self) -> Path | None:
+        """The parser's lexicon of this schema: ``DIR/lexicon.toml`` (None: the packaged one)."""
+        return None if self.directory is None else Path(self.directory) / LEXICON_FILE
+
+    def check_made_with(self, fingerprint: str, source: object, what: str, fix: str) -> None:
+        """Refuse ``what`` (a checkpoint, an index, ...) made under another schema, with a
+        :class:`CheckpointError` naming both schemas (fingerprint and directory) and ``fix``.
+
+        ``source`` is the directory the piece recorded (absent in pieces from before custom
+        schemas: they were made with the packaged one, or say nothing)."""
+        if fingerprint == self.fingerprint:
+            return
+        made = f"schema {fingerprint}" + (f" ({source})" if isinstance(source, str) and source else "")
+        raise CheckpointError(f"{what} was made under {made}, but the schema in use is {self.fingerprint} "
+                              f"({self.source}); {fix} (--schema DIR / ATTRRET_SCHEMA select the schema)")
 
     @property
     def subjects(self) -> dict[str, Subject]:
@@ -153,45 +195,65 @@ def _read_hints(hints: dict, where: str) -> dict:
     error naming the file, not a default silently used."""
     unknown = sorted(set(hints) - _HINTS)
     if unknown:
-        raise ValueError(f"{where}: unknown hints {unknown}; known: {sorted(_HINTS)}")
+        raise SchemaError(f"{where}: unknown hints {unknown}; known: {sorted(_HINTS)}")
     out = dict(hints)
     if "photometric" in out and not isinstance(out["photometric"], bool):
-        raise ValueError(f"{where}: hint photometric must be true or false, got {out['photometric']!r}")
+        raise SchemaError(f"{where}: hint photometric must be true or false, got {out['photometric']!r}")
     if "input" in out:
         try:
             out["input"] = parse_hw(out["input"])
         except ValueError as exc:
-            raise ValueError(f"{where}: hint input: {exc}") from None
+            raise SchemaError(f"{where}: hint input: {exc}") from None
     if "crop" in out and out["crop"] not in CROPS:
-        raise ValueError(f"{where}: hint crop must be one of {', '.join(CROPS)}, got {out['crop']!r}")
+        raise SchemaError(f"{where}: hint crop must be one of {', '.join(CROPS)}, got {out['crop']!r}")
     return out
 
 
-def _read_subject(data: dict, source: str) -> tuple[str, tuple[Group, ...], int | None]:
-    subject = data["subject"]
+def _read_subject(data: dict, source: str, expected: str) -> tuple[str, tuple[Group, ...], int | None]:
+    subject = data.get("subject")
+    if subject != expected:
+        raise SchemaError(f"{source}: subject must be {expected!r}, got {subject!r}")
     code_bits = data.get("code_bits")
+    if code_bits is not None and (not isinstance(code_bits, int) or isinstance(code_bits, bool) or code_bits < 1):
+        raise SchemaError(f"{source}: code_bits must be a whole number >= 1, got {code_bits!r}")
     defaults = _read_hints(data.get("hints", {}), source)  # the file's [hints]: every group's defaults
+    raws = data.get("groups")
+    if not isinstance(raws, list) or not raws:
+        raise SchemaError(f"{source}: needs at least one [[groups]] table")
     groups = []
-    for raw in data["groups"]:
-        hints = {**defaults, **_read_hints(raw.get("hints", {}), f"{source}: group {raw['name']!r}")}
-        g = Group(subject, raw["name"], tuple(raw["classes"]), tuple(raw.get("bits", ())), **hints)
+    for i, raw in enumerate(raws):
+        if not isinstance(raw, dict):
+            raise SchemaError(f"{source}: groups must be [[groups]] tables")
+        name, classes, bits = raw.get("name"), raw.get("classes"), raw.get("bits", [])
+        if not isinstance(name, str) or not name.strip() or "." in name:
+            raise SchemaError(f"{source}: group #{i + 1} needs a name (a word without '.'), got {name!r}")
+        if not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() for c in classes):
+            raise SchemaError(f"{source}: group {name!r}: classes must be a list of names")
+        if not isinstance(bits, list) or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in bits):
+            raise SchemaError(f"{source}: group {name!r}: bits must be a list of bit positions >= 0")
+        hints = {**defaults, **_read_hints(raw.get("hints", {}), f"{source}: group {name!r}")}
+        g = Group(subject, name, tuple(classes), tuple(bits), **hints)
         if len(set(g.classes)) != g.size or g.size < 2:
-            raise ValueError(f"{source}: group {g.name!r} needs at least two distinct classes")
+            raise SchemaError(f"{source}: group {g.name!r} needs at least two distinct classes")
         if g.bits:
             if code_bits is None:
-                raise ValueError(f"{source}: group {g.name!r} has bits but the subject declares no code_bits")
+                raise SchemaError(f"{source}: group {g.name!r} has bits but the subject declares no code_bits")
             ok = (len(g.bits) == 1 and g.size == 2) or len(g.bits) in (g.size, g.size - 1)
             if not ok:
-                raise ValueError(f"{source}: group {g.name!r}: {len(g.bits)} bits cannot encode {g.size} classes")
+                raise SchemaError(f"{source}: group {g.name!r}: {len(g.bits)} bits cannot encode {g.size} classes")
         groups.append(g)
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
-        raise ValueError(f"{source}: duplicate group names")
+        raise SchemaError(f"{source}: duplicate group names")
     if code_bits is not None:
         used = sorted(b for g in groups for b in g.bits)
         if used != list(range(code_bits)):
-            raise ValueError(f"{source}: bits must cover 0..{code_bits - 1} exactly once")
+            raise SchemaError(f"{source}: bits must cover 0..{code_bits - 1} exactly once")
     return subject, tuple(groups), code_bits
+
+
+def _source(directory: Path | None, name: str) -> str:
+    return f"attrret/schema/{name}" if directory is None else str(Path(directory) / name)
 
 
 def _load_toml(directory: Path | None, name: str) -> tuple[dict, str]:
@@ -199,13 +261,30 @@ def _load_toml(directory: Path | None, name: str) -> tuple[dict, str]:
         text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
         return tomllib.loads(text), f"attrret/schema/{name}"
     path = Path(directory) / name
-    return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: missing; a schema directory holds {', '.join(SCHEMA_FILES)} and {LEXICON_FILE} "
+                          "(copy the packaged ones, see docs/schema.md)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return tomllib.loads(text), str(path)
+    except tomllib.TOMLDecodeError as exc:
+        raise SchemaError(f"{path}: not valid TOML: {exc}") from None
 
 
-def load_schema(directory: Path | None = None) -> Schema:
-    """Load the schema from ``directory`` (default: the packaged TOML files)."""
+def load_schema(directory: str | Path | None = None) -> Schema:
+    """Load the schema from ``directory`` (default: the packaged TOML files).
+
+    Raises :class:`attrret.errors.SchemaError` (a ``ValueError``) naming the file for a missing
+    directory or file, bad TOML, or a vocabulary that contradicts itself. The lexicon is read
+    by :func:`attrret.parser.lexicon.load_lexicon` (``schema.lexicon_path``)."""
     if directory is None:
         return _default_schema()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SchemaError(f"{directory}: not a schema directory (no such directory)")
     return _build(directory)
 
 
@@ -217,12 +296,21 @@ def _default_schema() -> Schema:
 
 def _build(directory: Path | None) -> Schema:
     subjects = {}
-    for fname in ("pedestrian.toml", "vehicle.toml"):
-        data, source = _load_toml(directory, fname)
-        name, groups, code_bits = _read_subject(data, source)
+    for name in SUBJECTS:
+        data, source = _load_toml(directory, f"{name}.toml")
+        _, groups, code_bits = _read_subject(data, source, name)
         subjects[name] = Subject(name, groups, code_bits)
+    missing = [g for g in VEHICLE_LABEL_GROUPS if g not in subjects["vehicle"].group_names]
+    if missing:
+        raise SchemaError(f"{_source(directory, 'vehicle.toml')}: needs the groups {', '.join(VEHICLE_LABEL_GROUPS)} "
+                          f"(vehicle labels are '[colour] [brand] [type].' text); missing: {', '.join(missing)}")
+    for name in ("color", "type"):  # one word each, so that a label's first and last words can be them
+        spaced = [c for c in subjects["vehicle"].group(name).classes if len(c.split()) != 1]
+        if spaced:
+            raise SchemaError(f"{_source(directory, 'vehicle.toml')}: {name} classes must be one word each "
+                              f"(vehicle labels are '[colour] [brand] [type].' text): {spaced}")
     data, source = _load_toml(directory, "router.toml")
-    _, (router,), _ = _read_subject(data, source)
-    if router.classes != SUBJECTS:
-        raise ValueError(f"{source}: router classes must be {SUBJECTS}")
-    return Schema(subjects["pedestrian"], subjects["vehicle"], router)
+    _, routers, _ = _read_subject(data, source, "router")
+    if len(routers) != 1 or routers[0].name != "router" or routers[0].classes != SUBJECTS:
+        raise SchemaError(f"{source}: one group named 'router' with classes {list(SUBJECTS)}")
+    return Schema(subjects["pedestrian"], subjects["vehicle"], routers[0], directory)

@@ -58,12 +58,13 @@ def _group_from_bits(g: Group, bits: Sequence[int]) -> str:
 
 
 def code21_to_values(bits: Sequence[int] | str, subject: Subject) -> dict[str, str]:
-    """Decode a Track-2 pedestrian code into ``{group: class}`` for every group."""
+    """Decode a Track-2 pedestrian code into ``{group: class}`` for every group the code holds
+    (a custom schema's group without ``bits`` is not in the code: it stays unknown)."""
     if isinstance(bits, str):
         bits = parse_code21(bits, subject)
     if len(bits) != subject.code_bits:
         raise CodeError(f"code has {len(bits)} bits, expected {subject.code_bits}")
-    return {g.name: _group_from_bits(g, bits) for g in subject.groups}
+    return {g.name: _group_from_bits(g, bits) for g in subject.groups if g.bits}
 
 
 def decode_groups(bits: Sequence[int], subject: Subject) -> tuple[dict[str, str], list[str]]:
@@ -80,12 +81,15 @@ def decode_groups(bits: Sequence[int], subject: Subject) -> tuple[dict[str, str]
 
 
 def values_to_code21(values: Mapping[str, str], subject: Subject) -> tuple[int, ...]:
-    """Encode complete named values into the Track-2 code (every group must be given)."""
+    """Encode complete named values into the Track-2 code (every group with bits must be given;
+    groups without bits are not in the code and are left out)."""
     extra = sorted(set(values) - set(subject.group_names))
     if extra:  # a misspelt group would otherwise be dropped silently
         raise CodeError(f"not {subject.name} groups: {', '.join(extra)}")
     bits = [0] * subject.code_bits
     for g in subject.groups:
+        if not g.bits:
+            continue
         if g.name not in values:
             raise CodeError(f"{g.name} is unknown: a code needs every group")
         i = g.index(values[g.name])
