@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from attrret.cli import baseline, data, demo, parse, report, retrieval, search, serve, train
+from attrret.cli import baseline, data, demo, export, parse, report, retrieval, search, serve, train
 from attrret.errors import AttrretError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ search.register(app)
 serve.register(app)
 report.register(app)
 baseline.register(app)
+export.register(app)
 demo.register(app)
 
 

@@ -14,6 +14,7 @@ from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
 Tta = choice("Tta", ("flip", "none"))
+Runtime = choice("Runtime", ("torch", "onnx"))
 Scoring = choice("Scoring", SCORINGS)
 KindGate = choice("KindGate", GATES)
 Backend = choice("Backend", BACKENDS)
@@ -44,13 +45,33 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    runtime: Annotated[Runtime, typer.Option("--runtime", help="torch: the checkpoints with PyTorch; onnx: a graph from attrret export onnx (give --onnx), run by onnxruntime; its ensemble and flip TTA are fixed at export.")] = Runtime.torch,
+    onnx: Annotated[Optional[Path], typer.Option("--onnx", help="With --runtime onnx: the .onnx file attrret export onnx wrote.")] = None,
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index."""
     from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval.predict import build_index, find_members, member_sizes
 
     out = out or workdir / "index"
-    refuse_overwriting_inputs({"--out": out}, {"--images": images})
+    refuse_overwriting_inputs({"--out": out}, {"--images": images, "--onnx": onnx})
+    if runtime is Runtime.onnx:
+        if onnx is None:
+            raise typer.BadParameter("--runtime onnx needs --onnx FILE (write one with attrret export onnx)", param_hint="--onnx")
+        fixed = [flag for flag, given in (("--models", models), ("--img-sizes", img_sizes), ("--member-weights", member_weights),
+                                          ("--tta none", tta is Tta.none)) if given]
+        if fixed:
+            raise typer.BadParameter(f"{', '.join(fixed)}: the graph's ensemble and flip TTA are fixed when it is exported; "
+                                     "give them to attrret export onnx instead", param_hint="--runtime onnx")
+        from attrret.export.onnx_runtime import open_graph
+
+        graph = open_graph(onnx, device)
+        _err(f"graph {onnx}: {len(graph.info.columns)} tasks, inputs {', '.join(i.name for i in graph.info.inputs)}, "
+             f"onnxruntime on {graph.providers[0]}")
+        s = build_index(images, out, [], split=split, batch_size=batch_size, progress=not quiet, graph=graph)
+        typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
+        return
+    if onnx is not None:
+        raise typer.BadParameter("--onnx is read only with --runtime onnx", param_hint="--onnx")
     members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
                            _floats(member_weights, "--member-weights"))
     for i, m in enumerate(members):

@@ -16,7 +16,9 @@ mean of the probabilities of the members that have that task.
 Incremental runs: a row of the existing index is reused when the image's path, size and
 mtime are unchanged and every model (by checkpoint hash), the TTA and the weights are the
 same; only new or changed images are predicted, removed ones are dropped. If anything that
-changes probabilities differs, everything is recomputed.
+changes probabilities differs, everything is recomputed. An index built by onnxruntime from an
+exported graph (``graph=``, :mod:`attrret.export.onnx_runtime`) records the graph file's hash
+and the checkpoint hashes it was exported from: its rows are reused only under that same graph.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +41,9 @@ from attrret.geometry import HW, hw_label, parse_hw
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
+
+if TYPE_CHECKING:
+    from attrret.export.onnx_runtime import OnnxGraph
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -334,9 +340,12 @@ def build_index(
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     predict_fn: Callable | None = None,
+    graph: OnnxGraph | None = None,
 ) -> BuildSummary:
     """Predict every gallery image of ``src`` with the ensemble into the index at ``out``.
 
+    With ``graph`` (:func:`attrret.export.onnx_runtime.open_graph`, whose ensemble is fixed at
+    export; ``members`` is then empty) onnxruntime runs that graph instead of PyTorch the models.
     One run at a time per index: a second ``predict`` into ``out`` waits for the first
     (``attrret.locks``), then reuses what it predicted.
     """
@@ -347,7 +356,7 @@ def build_index(
     try:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                                 progress=progress, log=log, predict_fn=predict_fn)
+                                 progress=progress, log=log, predict_fn=predict_fn, graph=graph)
     except BaseException:
         if created and not is_index(out):  # a failed first build leaves no folder behind
             for p in out.iterdir():
@@ -360,19 +369,24 @@ def build_index(
 
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
                   tta_flip: bool, batch_size: int, device: str, progress: bool, log: Callable[[str], None],
-                  predict_fn: Callable | None) -> BuildSummary:
+                  predict_fn: Callable | None, graph: OnnxGraph | None = None) -> BuildSummary:
     schema = load_schema()
     names = [n for n, _ in gallery]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
-    entries = _model_entries(members, out)
+    if graph is not None:
+        from attrret.export.onnx_runtime import graph_model_entries
+
+        entries, weights, tta = graph_model_entries(graph, out), graph.info.weights, graph.info.tta
+    else:
+        entries, weights, tta = _model_entries(members, out), tuple(m.weight for m in members), "flip" if tta_flip else "none"
     columns = task_columns([e["task"] for e in entries], schema)
     tasks, at = list(columns), max((stop for _, stop in columns.values()), default=0)
     header = IndexHeader(
         schema=schema.fingerprint, count=len(gallery), columns=columns, models=tuple(entries),
-        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta="flip" if tta_flip else "none",
-        weights=tuple(m.weight for m in members), source=str(Path(src).resolve()),
+        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=tta,
+        weights=weights, source=str(Path(src).resolve()),
     )
     stats = [_stat(p) for _, p in gallery]
     old: Index | None = None
@@ -397,7 +411,11 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
             else:
                 todo.append(i)
         removed = len(set(old.names) - set(names))
-    if todo:
+    if todo and graph is not None:
+        from attrret.export.onnx_runtime import graph_probs
+
+        probs[todo] = graph_probs(graph, [gallery[i][1] for i in todo], batch_size=batch_size, progress=progress)
+    elif todo:
         probs[todo], _ = ensemble_probs(members, [gallery[i][1] for i in todo], schema, columns=columns, tta_flip=tta_flip,
                                         batch_size=batch_size, device=device, progress=progress, predict_fn=predict_fn)
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
