@@ -20,8 +20,8 @@ def fp32(monkeypatch):
 
 @pytest.fixture(scope="session")
 def geo_workdir(tmp_path_factory) -> tuple[Path, Path]:
-    """``(data, workdir)``: pedestrian.gender on the offline pretrained tf_efficientnet_lite0 (a lean
-    checkpoint) at 64x32; on timm's random ``test_efficientnet`` (a stored front), pedestrian.hat at
+    """``(data, workdir)``: pedestrian.gender (2 classes) and .age (3) on the offline pretrained
+    tf_efficientnet_lite0 (lean checkpoints, one shared front) at 64x32; on timm's random ``test_efficientnet`` (a stored front), pedestrian.hat at
     64x32 with the ``top`` crop and the router head-only at 24x24. Three preprocessings, three fronts."""
     from attrret.classifiers.train import TrainConfig, train_tasks
 
@@ -30,6 +30,7 @@ def geo_workdir(tmp_path_factory) -> tuple[Path, Path]:
     base = TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(root / "w"), img_size=(64, 32), epochs=1,
                        batch_size=8, crop="full", device="cpu")
     train_tasks(base, progress=False)
+    train_tasks(TrainConfig(**{**base.as_dict(), "task": "pedestrian.age"}), progress=False)  # gender's front, 3 classes
     tiny = {**base.as_dict(), "backbone": "timm:test_efficientnet", "pretrained": False}
     train_tasks(TrainConfig(**{**tiny, "task": "pedestrian.hat", "crop": "top"}), progress=False)
     train_tasks(TrainConfig(**{**tiny, "task": "router", "img_size": (24, 24), "trainable_blocks": 0}), progress=False)

@@ -56,7 +56,8 @@ def test_one_input_per_preprocessing_and_parity_with_predict(geo_workdir, export
     assert len(pre["mean"]) == len(pre["std"]) == 3
     # the models it was built from, by content hash
     hashes = {m["task"]: m["sha256"] for m in info.models}
-    assert hashes == {t: file_sha256(w / "models" / t / "model.pt") for t in ("pedestrian.gender", "pedestrian.hat", "router")}
+    tasks = ("pedestrian.gender", "pedestrian.age", "pedestrian.hat", "router")
+    assert hashes == {t: file_sha256(w / "models" / t / "model.pt") for t in tasks}
 
     paths = images(data)
     want, columns = ensemble_probs(find_members(w), paths, load_schema(), device="cpu", progress=False)
@@ -171,6 +172,9 @@ def test_existing_output_is_replaced_only_with_force_and_only_if_ours(geo_workdi
     proc = cli("export", "onnx", "--models", str(w / "models" / "router"), "-o", str(mine), "--force")
     assert "opset 18, inputs images [N,3,24,24], output probs [N,2]" in proc.stdout
     assert list(open_graph(mine).info.columns) == ["router"]
+    # deterministic: the same checkpoints give the same bytes, so a re-export keeps indexes fresh
+    export_onnx(members, tmp_path / "again.onnx", log=lambda s: None)
+    assert file_sha256(tmp_path / "again.onnx") == file_sha256(mine)
     theirs = tmp_path / "notes.onnx"
     theirs.write_text("my notes\n")
     with pytest.raises(InputError, match="not a graph attrret exported; refusing"):

@@ -318,6 +318,7 @@ def _build(members: Sequence, log: Callable[[str], None]) -> tuple[_Graph, Graph
             if j:
                 tail = _task_tail(ck, model)
                 _load_tail(model, tail, ck)
+                model.head = nn.Linear(tail.weight.shape[1], tail.weight.shape[0])  # its own class count
                 with torch.no_grad():
                     model.head.weight.copy_(tail.weight)
                     model.head.bias.copy_(tail.bias)
