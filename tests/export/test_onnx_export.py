@@ -17,7 +17,7 @@ from attrret.classifiers.inputs import load_batch
 from attrret.classifiers.predict import build_model
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.export.onnx import OPSET, GraphInfo, export_onnx
-from attrret.export.onnx_runtime import graph_probs, open_graph
+from attrret.export.onnx_runtime import graph_probs, open_graph, providers_for
 from attrret.retrieval.index import open_index
 from attrret.retrieval.predict import build_index, check_fresh, ensemble_probs, file_sha256, find_members
 from attrret.schema import load_schema
@@ -224,6 +224,17 @@ def test_missing_onnxruntime_says_how_to_install(exported, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     with pytest.raises(AttrretError, match=re.escape('pip install "attrret[onnx]"')):
         open_graph(exported)
+
+
+def test_devices_map_to_onnxruntime_providers():
+    cpu_only = ["CPUExecutionProvider"]
+    assert providers_for("auto", cpu_only) == providers_for("cpu", cpu_only) == cpu_only
+    assert providers_for("auto", ["CUDAExecutionProvider", *cpu_only])[0] == "CUDAExecutionProvider"
+    assert providers_for("cuda:1", ["CUDAExecutionProvider", *cpu_only])[0] == ("CUDAExecutionProvider", {"device_id": 1})
+    with pytest.raises(AttrretError, match="no CUDA provider"):
+        providers_for("cuda", cpu_only)
+    with pytest.raises(AttrretError, match="unsupported device"):
+        providers_for("tpu", cpu_only)
 
 
 def test_metadata_round_trips(exported):

@@ -43,6 +43,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -275,7 +276,7 @@ def _build(members: Sequence, log: Callable[[str], None]) -> tuple[_Graph, Graph
     from attrret.schema import load_schema
 
     schema = load_schema()
-    entries = _model_entries(members, Path.cwd())
+    entries = _model_entries(members, Path.cwd())  # predict's header entries; their paths are dropped below
     cks = [(mi, load_checkpoint(d)) for mi, m in enumerate(members) for d in m.task_dirs]
     for mi, m in enumerate(members):
         tasks = [ck.task for i, ck in cks if i == mi]
@@ -387,8 +388,6 @@ def _to_onnx(graph, info: GraphInfo) -> bytes:
 
 def _check(graph, info: GraphInfo, blob: bytes) -> float:
     """Max |onnxruntime - PyTorch| on a random batch of 3 (not the export's 2: the batch axis is dynamic)."""
-    import numpy as np
-
     ort = require("onnxruntime")
     gen = torch.Generator().manual_seed(1)
     x = tuple(torch.randn(3, 3, i.height, i.width, generator=gen) for i in info.inputs)

@@ -37,20 +37,21 @@ class OnnxGraph:
     providers: tuple[str, ...]
 
 
-def providers_for(device: str, available: Sequence[str]) -> list[str]:
+def providers_for(device: str, available: Sequence[str]) -> list:
     """onnxruntime execution providers for ``--device``: ``auto`` takes CUDA when this onnxruntime
-    has it, ``cuda`` requires it, ``cpu`` never uses it."""
+    has it, ``cuda`` / ``cuda:N`` require it, ``cpu`` never uses it."""
     cuda = "CUDAExecutionProvider" in available
     if device == "auto":
         return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and (index == "" or index.isdigit()):
         if not cuda:
             raise AttrretError(f"--device {device}: this onnxruntime has no CUDA provider (it has {', '.join(available)}); "
                                "use --device cpu or auto, or install onnxruntime-gpu")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise AttrretError(f"unsupported device {device!r} for --runtime onnx; use auto, cpu or cuda")
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+    raise AttrretError(f"unsupported device {device!r} for --runtime onnx; use auto, cpu, cuda or cuda:N")
 
 
 def open_graph(path: str | Path, device: str = "auto") -> OnnxGraph:
