@@ -240,6 +240,7 @@ def test_devices_map_to_onnxruntime_providers():
 def test_metadata_round_trips(exported):
     info = open_graph(exported).info
     assert GraphInfo.from_metadata(info.to_metadata(), "x") == info
-    damaged = {**info.to_metadata(), "attrret.columns": "{not json"}
-    with pytest.raises(InputError, match="damaged attrret metadata"):
-        GraphInfo.from_metadata(damaged, "x")
+    for key, value in (("attrret.columns", "{not json"), ("attrret.opset", "eighteen"), ("attrret.inputs", "[]"),
+                       ("attrret.preprocess.images_24x24", '{"input": "images_24x24", "height": 0}')):
+        with pytest.raises(InputError, match="damaged attrret metadata"):
+            GraphInfo.from_metadata({**info.to_metadata(), key: value}, "x")

@@ -168,7 +168,9 @@ class GraphInfo:
             return value
 
         names = get("inputs", list)
-        inputs = tuple(GraphInput.from_json(json.loads(props.get(f"{_KEY}preprocess.{n}", "null")), where) for n in names)
+        if not names or not all(isinstance(n, str) for n in names):
+            raise InputError("damaged attrret metadata: attrret.inputs must list the input names", where)
+        inputs = tuple(GraphInput.from_json(get(f"preprocess.{n}", dict), where) for n in names)
         if [i.name for i in inputs] != names:
             raise InputError("damaged attrret metadata: input names disagree with their preprocessing entries", where)
         columns, classes = get("columns", dict), get("classes", dict)
@@ -177,9 +179,12 @@ class GraphInfo:
         models, weights = get("models", list), get("weights", list)
         if not all(isinstance(m, dict) for m in models) or not all(isinstance(w, int | float) for w in weights):
             raise InputError("damaged attrret metadata: models or weights", where)
+        opset = get("opset", str)
+        if not opset.isdigit():
+            raise InputError(f"damaged attrret metadata: attrret.opset {opset!r} is not a number", where)
         return cls(schema=get("schema", str), inputs=inputs, columns={t: (v[0], v[1]) for t, v in columns.items()},
                    classes={t: tuple(c) for t, c in classes.items()}, models=tuple(models),
-                   weights=tuple(float(w) for w in weights), tta=get("tta", str), opset=int(get("opset", str)), format=fmt)
+                   weights=tuple(float(w) for w in weights), tta=get("tta", str), opset=int(opset), format=fmt)
 
 
 @dataclass(frozen=True)
