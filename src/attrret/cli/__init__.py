@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from attrret.cli import baseline, data, demo, index, parse, report, retrieval, search, serve, train
+from attrret.cli import baseline, data, demo, export, index, parse, report, retrieval, search, serve, train
 from attrret.errors import AttrretError
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ search.register(app)
 serve.register(app)
 report.register(app)
 baseline.register(app)
+export.register(app)
 demo.register(app)
 
 

@@ -15,6 +15,7 @@ from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
 Tta = choice("Tta", ("flip", "none"))
+Runtime = choice("Runtime", ("torch", "onnx"))
 Scoring = choice("Scoring", SCORINGS)
 KindGate = choice("KindGate", GATES)
 Backend = choice("Backend", BACKENDS)
@@ -48,6 +49,8 @@ def predict(
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Predict only shard I of N (0 <= I < N) into OUT.shard-I-of-N/ (or --shard-out); `attrret index merge` then writes OUT from all N, byte-identical to one run. Under torchrun, ranks shard by themselves.")] = None,
     shard_out: Annotated[Optional[Path], typer.Option("--shard-out", help="With --shard: the shard folder to write (default OUT.shard-I-of-N beside OUT).")] = None,
     schema_dir: SchemaDir = None,
+    runtime: Annotated[Runtime, typer.Option("--runtime", help="torch: the checkpoints with PyTorch; onnx: a graph from attrret export onnx (give --onnx), run by onnxruntime; its ensemble and flip TTA are fixed at export.")] = Runtime.torch,
+    onnx: Annotated[Optional[Path], typer.Option("--onnx", help="With --runtime onnx: the .onnx file attrret export onnx wrote.")] = None,
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index.
 
@@ -65,7 +68,27 @@ def predict(
     world = shards.torchrun_world()
     if spec is not None and world > 1:
         raise typer.BadParameter("--shard is for separate jobs; under torchrun the ranks shard by themselves")
-    refuse_overwriting_inputs({"--out": out, "--shard-out": shard_out}, {"--images": images})
+    refuse_overwriting_inputs({"--out": out, "--shard-out": shard_out}, {"--images": images, "--onnx": onnx})
+    if runtime is Runtime.onnx:
+        if spec is not None or world > 1:
+            raise typer.BadParameter("sharded predict runs the checkpoints with PyTorch; give one process the graph", param_hint="--runtime onnx")
+        if onnx is None:
+            raise typer.BadParameter("--runtime onnx needs --onnx FILE (write one with attrret export onnx)", param_hint="--onnx")
+        fixed = [flag for flag, given in (("--models", models), ("--img-sizes", img_sizes), ("--member-weights", member_weights),
+                                          ("--tta none", tta is Tta.none)) if given]
+        if fixed:
+            raise typer.BadParameter(f"{', '.join(fixed)}: the graph's ensemble and flip TTA are fixed when it is exported; "
+                                     "give them to attrret export onnx instead", param_hint="--runtime onnx")
+        from attrret.export.onnx_runtime import open_graph
+
+        graph = open_graph(onnx, device, schema)
+        _err(f"graph {onnx}: {len(graph.info.columns)} tasks, inputs {', '.join(i.name for i in graph.info.inputs)}, "
+             f"onnxruntime on {graph.providers[0]}")
+        s = build_index(images, out, [], split=split, batch_size=batch_size, progress=not quiet, graph=graph, schema=schema)
+        typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
+        return
+    if onnx is not None:
+        raise typer.BadParameter("--onnx is read only with --runtime onnx", param_hint="--onnx")
     members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
                            _floats(member_weights, "--member-weights"), schema=schema)
     for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once

@@ -20,6 +20,9 @@ changes probabilities differs, everything is recomputed.
 
 Sharded runs (``torchrun``, ``--shard i/N``): attrret.retrieval.shards splits the images to
 predict (``BuildPlan.todo``) among processes and merges their rows into the same index.
+An index built by onnxruntime from an
+exported graph (``graph=``, :mod:`attrret.export.onnx_runtime`) records the graph file's hash
+and the checkpoint hashes it was exported from: its rows are reused only under that same graph.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +46,9 @@ from attrret.geometry import HW, hw_label, parse_hw
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
+
+if TYPE_CHECKING:
+    from attrret.export.onnx_runtime import OnnxGraph
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -343,10 +350,13 @@ def build_index(
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     predict_fn: Callable | None = None,
     schema: Schema | None = None,
+    graph: OnnxGraph | None = None,
 ) -> BuildSummary:
     """Predict every gallery image of ``src`` with the ensemble into the index at ``out``,
     under ``schema`` (None: the packaged one; the members' checkpoints must be of it).
 
+    With ``graph`` (:func:`attrret.export.onnx_runtime.open_graph`, whose ensemble is fixed at
+    export; ``members`` is then empty) onnxruntime runs that graph instead of PyTorch the models.
     One run at a time per index: a second ``predict`` into ``out`` waits for the first
     (``attrret.locks``), then reuses what it predicted.
     """
@@ -357,7 +367,7 @@ def build_index(
     try:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                                 progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema())
+                                 progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph)
     except BaseException:
         if created and not is_index(out):  # a failed first build leaves no folder behind
             for p in out.iterdir():
@@ -370,10 +380,14 @@ def build_index(
 
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
                   tta_flip: bool, batch_size: int, device: str, progress: bool, log: Callable[[str], None],
-                  predict_fn: Callable | None, schema: Schema) -> BuildSummary:
-    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema)
+                  predict_fn: Callable | None, schema: Schema, graph: OnnxGraph | None = None) -> BuildSummary:
+    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema, graph=graph)
     todo = list(plan.todo)
-    if todo:
+    if todo and graph is not None:
+        from attrret.export.onnx_runtime import graph_probs
+
+        probs[todo] = graph_probs(graph, [plan.paths[i] for i in todo], batch_size=batch_size, progress=progress)
+    elif todo:
         probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], schema, columns=plan.header.columns,
                                         tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress,
                                         predict_fn=predict_fn)
@@ -404,7 +418,8 @@ class BuildPlan:
 
 
 def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,
-               tta_flip: bool, log: Callable[[str], None], schema: Schema | None = None) -> tuple[BuildPlan, np.ndarray]:
+               tta_flip: bool, log: Callable[[str], None], schema: Schema | None = None,
+               graph: OnnxGraph | None = None) -> tuple[BuildPlan, np.ndarray]:
     """The plan of a run into ``out`` (see BuildPlan) and a float32 ``(len(gallery), width)``
     array holding the reused rows (zero where a row is to be predicted)."""
     schema = schema or load_schema()
@@ -412,13 +427,19 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
-    entries = _model_entries(members, out, schema)
+    if graph is not None:
+        from attrret.export.onnx_runtime import graph_model_entries
+
+        entries, weights, tta = graph_model_entries(graph, out), graph.info.weights, graph.info.tta
+    else:
+        entries = _model_entries(members, out, schema)
+        weights, tta = tuple(m.weight for m in members), "flip" if tta_flip else "none"
     columns = task_columns([e["task"] for e in entries], schema)
     at = max((stop for _, stop in columns.values()), default=0)
     header = IndexHeader(
         schema=schema.fingerprint, schema_source=schema.source, count=len(gallery), columns=columns, models=tuple(entries),
-        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta="flip" if tta_flip else "none",
-        weights=tuple(m.weight for m in members), source=str(Path(src).resolve()),
+        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=tta,
+        weights=weights, source=str(Path(src).resolve()),
     )
     stats = [_stat(p) for _, p in gallery]
     old: Index | None = None

@@ -1,0 +1,430 @@
+"""``attrret export onnx``: the whole predict step as ONE ONNX graph, for runtimes without PyTorch.
+
+The graph maps preprocessed images to the index's probability row: every task of every
+ensemble member (router included), the columns in the index's order
+(:func:`attrret.retrieval.predict.task_columns`), each task's probabilities computed as
+:func:`attrret.classifiers.predict.predict_probs` computes them -- softmax of the logits divided
+by the checkpoint's temperature (``meta["temperature"]``, 1 when absent), averaged over the image
+and its horizontal flip -- and, with several members, their weighted mean
+(:func:`attrret.retrieval.predict.ensemble_probs`). Tasks that share a frozen front (same key
+as predict groups them by) share one front in the graph: it runs once on the image and its
+mirror, and each task's tail and head read its output.
+
+Inputs. Resizing and decoding stay outside the graph (ONNX has no JPEG decoder, and PIL's
+resampling is what the models were trained on). One graph input per distinct preprocessing
+(size ``H x W``, mean, std, crop): ``images`` when every task shares one, else
+``images_<H>x<W>`` (``_<crop>`` added for a crop other than ``full``; ``_<k>`` when two still
+share a name). Each is ``float32[batch, 3, H, W]``; every input gets the same images, in the same
+order. The output ``probs`` is ``float32[batch, width]``.
+
+Metadata (``metadata_props``, JSON values) says how to make each input (``attrret.preprocess.
+<input>``) and what the columns are; :class:`GraphInfo` reads and writes it. docs/onnx.md is the
+user's description of all this.
+
+Exporter: ``torch.onnx.export(dynamo=True)``, torch 2.13's default (torch.export + onnxscript;
+the TorchScript exporter it replaces is deprecated), at :data:`OPSET`, the lowest opset it
+implements. The graph is checked against the PyTorch models with onnxruntime before it is
+written (atomically, one self-contained file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import io
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from attrret.errors import AttrretError, CheckpointError, InputError
+from attrret.geometry import CROPS, hw_label
+from attrret.schema import Schema
+
+__all__ = ["OPSET", "FORMAT", "PAD_RGB", "GraphInput", "GraphInfo", "ExportSummary", "require", "export_onnx",
+           "is_attrret_graph"]
+
+#: The ONNX opset of exported graphs: the lowest torch 2.13's (dynamo) exporter implements, so
+#: the widest range of runtimes (onnxruntime >= 1.14) reads them.
+OPSET = 18
+FORMAT = "attrret-onnx/1"
+#: Padding colour of the resize-pad (attrret.data.images.resize_pad), written to the metadata.
+PAD_RGB = (128, 128, 128)
+#: Largest |difference| between the graph in onnxruntime and the PyTorch models on the export
+#: check; fp32 rounding is about 1e-6, so more means the exporter changed the maths.
+CHECK_TOLERANCE = 1e-4
+
+_KEY = "attrret."
+_RESIZE = ("keep the aspect: scale = min(W / w, H / h), resize to (round(w * scale), round(h * scale)) (at least 1) "
+           "with PIL's BILINEAR filter and reducing_gap=2.0, paste centred at ((W - new_w) // 2, (H - new_h) // 2) "
+           "on an H x W canvas of pad_rgb")
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional ONNX dependency, or one clear error saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise AttrretError(f'{module} is not installed; install the ONNX extra: pip install "attrret[onnx]"') from None
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    """One graph input: its name and how an image becomes it (``attrret.classifiers.inputs.load_batch``)."""
+
+    name: str
+    height: int
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop: str = "full"
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def preprocess(self):
+        """The :class:`attrret.classifiers.backbones.Preprocess` that ``load_batch`` takes."""
+        from attrret.classifiers.backbones import Preprocess
+
+        return Preprocess(self.height, self.width, self.mean, self.std)
+
+    def to_json(self) -> dict:
+        top, bottom = CROPS[self.crop]
+        return {"input": self.name, "layout": "NCHW", "dtype": "float32", "channels": "RGB",
+                "height": self.height, "width": self.width, "crop": self.crop, "crop_band": [top, bottom],
+                "resize": _RESIZE, "pad_rgb": list(PAD_RGB), "scale": 1 / 255,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, d: object, where: str) -> GraphInput:
+        def number(x: object) -> bool:
+            return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+        ok = (isinstance(d, dict) and isinstance(d.get("input"), str) and d.get("crop", "full") in CROPS
+              and all(isinstance(d.get(k), int) and not isinstance(d.get(k), bool) and d[k] > 0 for k in ("height", "width"))
+              and all(isinstance(d.get(k), list) and len(d[k]) == 3 and all(map(number, d[k])) for k in ("mean", "std")))
+        if not ok or min(d["std"]) <= 0:
+            raise InputError("damaged attrret metadata: an input's preprocessing is not height, width, mean, std, crop", where)
+        return cls(d["input"], d["height"], d["width"], tuple(map(float, d["mean"])), tuple(map(float, d["std"])),
+                   d.get("crop", "full"))
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """What an exported graph's metadata says: its inputs (in graph order), output columns, the
+    checkpoints it was built from (by content hash) and the ensemble weights."""
+
+    schema: str
+    inputs: tuple[GraphInput, ...]
+    columns: dict[str, tuple[int, int]]
+    classes: dict[str, tuple[str, ...]]
+    models: tuple[dict, ...]  # per checkpoint: member, task, sha256, img_size, crop, backbone, weight, temperature, input, ...
+    weights: tuple[float, ...]
+    tta: str = "flip"
+    opset: int = OPSET
+    format: str = FORMAT
+
+    @property
+    def width(self) -> int:
+        return max((stop for _, stop in self.columns.values()), default=0)
+
+    def to_metadata(self) -> dict[str, str]:
+        """``metadata_props``: plain strings, JSON where structured."""
+        meta = {"format": self.format, "opset": str(self.opset), "schema": self.schema, "tta": self.tta,
+                "inputs": json.dumps([i.name for i in self.inputs]),
+                "columns": json.dumps({t: list(c) for t, c in self.columns.items()}),
+                "classes": json.dumps({t: list(c) for t, c in self.classes.items()}),
+                "models": json.dumps(list(self.models)), "weights": json.dumps(list(self.weights))}
+        meta.update({f"preprocess.{i.name}": json.dumps(i.to_json()) for i in self.inputs})
+        return {_KEY + k: v for k, v in meta.items()}
+
+    @classmethod
+    def from_metadata(cls, props: Mapping[str, str], where: str) -> GraphInfo:
+        """Read :meth:`to_metadata`'s form; anything else is an :class:`InputError` naming ``where``."""
+        fmt = props.get(_KEY + "format")
+        if fmt is None:
+            raise InputError("an ONNX model, but not one attrret exported (no attrret.format metadata); "
+                             "make one with attrret export onnx", where)
+        if fmt != FORMAT:
+            raise InputError(f"exported as {fmt!r}, this attrret reads {FORMAT!r}; re-export it with attrret export onnx", where)
+
+        def get(key: str, kind: type) -> Any:
+            try:
+                value = json.loads(props[_KEY + key]) if kind is not str else props[_KEY + key]
+            except (KeyError, json.JSONDecodeError):
+                value = None
+            if not isinstance(value, kind):
+                raise InputError(f"damaged attrret metadata: {_KEY + key} is missing or not a {kind.__name__}", where)
+            return value
+
+        names = get("inputs", list)
+        if not names or not all(isinstance(n, str) for n in names):
+            raise InputError("damaged attrret metadata: attrret.inputs must list the input names", where)
+        inputs = tuple(GraphInput.from_json(get(f"preprocess.{n}", dict), where) for n in names)
+        if [i.name for i in inputs] != names:
+            raise InputError("damaged attrret metadata: input names disagree with their preprocessing entries", where)
+        columns, classes = get("columns", dict), get("classes", dict)
+        if not all(isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v) for v in columns.values()):
+            raise InputError("damaged attrret metadata: columns must be task -> [start, stop]", where)
+        models, weights = get("models", list), get("weights", list)
+        if not all(isinstance(m, dict) for m in models) or not all(isinstance(w, int | float) for w in weights):
+            raise InputError("damaged attrret metadata: models or weights", where)
+        opset = get("opset", str)
+        if not opset.isdigit():
+            raise InputError(f"damaged attrret metadata: attrret.opset {opset!r} is not a number", where)
+        return cls(schema=get("schema", str), inputs=inputs, columns={t: (v[0], v[1]) for t, v in columns.items()},
+                   classes={t: tuple(c) for t, c in classes.items()}, models=tuple(models),
+                   weights=tuple(float(w) for w in weights), tta=get("tta", str), opset=int(opset), format=fmt)
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    info: GraphInfo
+    bytes: int
+    sha256: str
+    max_diff: float  # onnxruntime vs PyTorch on the export check
+
+
+def is_attrret_graph(path: Path) -> bool:
+    """Whether ``path`` is a graph attrret exported (the only kind ``--force`` replaces)."""
+    onnx = require("onnx")
+    if not path.is_file() or path.stat().st_size > 2**31:  # never ours: one protobuf file holds at most 2 GB
+        return False
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf raises several kinds on a file that is not ONNX
+        return False
+    return any(p.key == _KEY + "format" and p.value.startswith("attrret-onnx/") for p in model.metadata_props)
+
+
+def check_output(out: Path, force: bool) -> None:
+    """Refuse to write over anything but an earlier attrret export, and over that only with ``force``."""
+    if out.is_dir():
+        raise InputError("is a directory; name the .onnx file to write", out)
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise InputError("exists; add --force to replace an earlier attrret export", out)
+        if not is_attrret_graph(out):
+            raise InputError("exists and is not a graph attrret exported; refusing to overwrite it", out)
+
+
+def _input_names(keys: Sequence[tuple[Any, str]]) -> list[str]:
+    """Graph input names for distinct (preprocess, crop) keys (module doc)."""
+    if len(keys) == 1:
+        return ["images"]
+    base = [f"images_{hw_label(pre.hw)}" + ("" if crop == "full" else f"_{crop}") for pre, crop in keys]
+    seen: dict[str, int] = {}
+    out = []
+    for b in base:
+        seen[b] = seen.get(b, 0) + 1
+        out.append(b if base.count(b) == 1 else f"{b}_{seen[b]}")
+    return out
+
+
+def _temperature(ck) -> float:
+    t = ck.meta.get("temperature", 1.0)
+    if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t > 0):
+        raise CheckpointError(f"{ck.path}: damaged checkpoint metadata: 'temperature' must be a number > 0, got {t!r}")
+    return float(t)
+
+
+class _Graph(nn.Module):
+    """Preprocessed images (one tensor per graph input) -> the index's probability row.
+
+    ``fronts[g]`` runs on graph input ``front_input[g]``; tail model ``k`` (its front shared with
+    ``fronts[tail_front[k]]``) adds its tail and head; ``combine[c]`` lists the ``(tail, weight)``
+    pairs whose weighted sum is column group ``c``.
+    """
+
+    def __init__(self, fronts, front_input, tails, tail_front, temperatures, combine) -> None:
+        super().__init__()
+        self.fronts = nn.ModuleList(fronts)
+        self.tails = nn.ModuleList(tails)
+        self.front_input, self.tail_front = list(front_input), list(tail_front)
+        self.temperatures, self.combine = list(temperatures), [list(c) for c in combine]
+
+    def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        n = images[0].shape[0]
+        # the front once per group, on the batch and its mirror image together
+        feats = [front.front(torch.cat([images[i], torch.flip(images[i], dims=[3])]))
+                 for front, i in zip(self.fronts, self.front_input)]
+        probs = []
+        for tail, g, t in zip(self.tails, self.tail_front, self.temperatures):
+            logits = tail(feats[g], from_front=True)
+            p = (logits if t == 1.0 else logits / t).softmax(-1)
+            probs.append((p[:n] + p[n:]) / 2)  # predict's flip TTA: (image + mirror) / 2
+        cols = []
+        for parts in self.combine:
+            if len(parts) == 1 and parts[0][1] == 1.0:
+                cols.append(probs[parts[0][0]])
+            else:
+                cols.append(sum(w * probs[k] for k, w in parts))
+        return torch.cat(cols, 1)
+
+
+def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None = None) -> tuple[_Graph, GraphInfo]:
+    """The PyTorch module of the graph and its :class:`GraphInfo`."""
+    from attrret.classifiers.checkpoint import load_checkpoint
+    from attrret.classifiers.predict import _group_key, _load_tail, _task_tail, build_model
+    from attrret.retrieval.predict import _model_entries, task_columns
+    from attrret.schema import load_schema
+
+    schema = schema or load_schema()
+    entries = _model_entries(members, Path.cwd(), schema)  # predict's header entries; their paths are dropped below
+    cks = [(mi, load_checkpoint(d, schema=schema)) for mi, m in enumerate(members) for d in m.task_dirs]
+    for mi, m in enumerate(members):
+        tasks = [ck.task for i, ck in cks if i == mi]
+        if len(set(tasks)) != len(tasks):
+            raise CheckpointError(f"several models for the same task in {m.label}: "
+                                  f"{', '.join(sorted({t for t in tasks if tasks.count(t) > 1}))}")
+    columns = task_columns([ck.task for _, ck in cks], schema)
+    wsum: dict[str, float] = {}
+    for mi, ck in cks:
+        wsum[ck.task] = wsum.get(ck.task, 0.0) + members[mi].weight
+    zero = [t for t in columns if wsum[t] <= 0]
+    if zero:
+        raise CheckpointError(f"task {zero[0]}: every member predicting it has weight 0")
+
+    # inputs, in order of first use; fronts (predict's groups) per input
+    keys: list[tuple[Any, str]] = []
+    groups: dict[tuple, list[int]] = {}  # group key -> indices into cks
+    for k, (mi, ck) in enumerate(cks):
+        if members[mi].weight == 0:
+            continue  # adds nothing to any column (ensemble_probs weighs it by 0)
+        key = (ck.preprocess, ck.meta.get("crop", "full"))
+        if key not in keys:
+            keys.append(key)
+        groups.setdefault(_group_key(ck), []).append(k)
+    names = _input_names(keys)
+    inputs = tuple(GraphInput(n, pre.height, pre.width, pre.mean, pre.std, crop) for n, (pre, crop) in zip(names, keys))
+
+    fronts, front_input, tails, tail_front, temps = [], [], [], [], []
+    tail_of: dict[int, int] = {}  # index into cks -> index into tails
+    for gi, ks in enumerate(groups.values()):
+        first = cks[ks[0]][1]
+        base = build_model(first)
+        fronts.append(base)
+        front_input.append(keys.index((first.preprocess, first.meta.get("crop", "full"))))
+        # the front's modules are shared, not copied: each task adds only its tail and head
+        shared = {id(x): x for x in (*base.frozen_modules(), *base._frozen_loose_parameters())}
+        for j, k in enumerate(ks):
+            ck = cks[k][1]
+            model = base if j == 0 else copy.deepcopy(base, memo=dict(shared))
+            if j:
+                tail = _task_tail(ck, model)
+                _load_tail(model, tail, ck)
+                model.head = nn.Linear(tail.weight.shape[1], tail.weight.shape[0])  # its own class count
+                with torch.no_grad():
+                    model.head.weight.copy_(tail.weight)
+                    model.head.bias.copy_(tail.bias)
+            tail_of[k] = len(tails)
+            tails.append(model.eval())
+            tail_front.append(gi)
+            temps.append(_temperature(ck))
+    combine = []
+    for task in columns:
+        parts = [(tail_of[k], members[mi].weight / wsum[task]) for k, (mi, ck) in enumerate(cks)
+                 if ck.task == task and k in tail_of]
+        combine.append(parts)
+    for e, (mi, ck) in zip(entries, cks):
+        for key in ("path", "relpath"):  # where they were on the exporting machine: the hash identifies them
+            e.pop(key, None)
+        e.update({"crop": ck.meta.get("crop", "full"), "temperature": _temperature(ck),
+                  "input": names[keys.index((ck.preprocess, ck.meta.get("crop", "full")))] if members[mi].weight else None})
+    info = GraphInfo(schema=schema.fingerprint, inputs=inputs, columns=columns,
+                     classes={t: schema.task(t).classes for t in columns}, models=tuple(entries),
+                     weights=tuple(m.weight for m in members))
+    log(f"graph: {len(columns)} task(s) from {len(tails)} model(s) on {len(fronts)} shared front(s), {info.width} columns, "
+        "input(s): " + ", ".join(f"{i.name} [N, 3, {i.height}, {i.width}]" for i in inputs))
+    return _Graph(fronts, front_input, tails, tail_front, temps, combine).eval(), info
+
+
+def _quiet():
+    """Silence the exporter's own progress lines (stdout) and deprecation chatter: stdout is for results."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def _to_onnx(graph, info: GraphInfo) -> bytes:
+    """Export ``graph`` (dynamic batch), metadata attached; the serialized model."""
+    require("onnxscript")  # torch's dynamo exporter imports it
+    require("onnx")
+    gen = torch.Generator().manual_seed(0)
+    example = tuple(torch.randn(2, 3, i.height, i.width, generator=gen) for i in info.inputs)
+    batch = torch.export.Dim("batch")
+    shapes = (tuple({0: batch} for _ in example),)  # one entry, forward(*images): a tuple of per-input dims
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(graph, example, None, input_names=[i.name for i in info.inputs], output_names=["probs"],
+                                        opset_version=OPSET, dynamo=True, dynamic_shapes=shapes,
+                                        verbose=False)
+            proto = program.model_proto
+    except AttrretError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; say which model and why
+        cause = exc.__cause__ or exc  # torch wraps the real reason in three pages of advice
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise CheckpointError(f"torch.onnx could not export these models ({type(cause).__name__}: {first[:300]})") from None
+    proto.producer_name = "attrret"
+    proto.doc_string = ("attrret attribute probabilities: preprocessed images (see metadata attrret.preprocess.<input>) -> "
+                        "probs, the columns in attrret.columns")
+    del proto.metadata_props[:]
+    for k, v in info.to_metadata().items():
+        proto.metadata_props.add(key=k, value=v)
+    try:
+        return proto.SerializeToString()
+    except ValueError as exc:  # protobuf's 2 GB limit
+        raise CheckpointError(f"the graph is too large for one ONNX file ({exc}); export fewer members or tasks") from None
+
+
+def _check(graph, info: GraphInfo, blob: bytes) -> float:
+    """Max |onnxruntime - PyTorch| on a random batch of 3 (not the export's 2: the batch axis is dynamic)."""
+    ort = require("onnxruntime")
+    gen = torch.Generator().manual_seed(1)
+    x = tuple(torch.randn(3, 3, i.height, i.width, generator=gen) for i in info.inputs)
+    with torch.no_grad():
+        want = graph(*x).numpy()
+    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    got = session.run(["probs"], {i.name: t.numpy() for i, t in zip(info.inputs, x)})[0]
+    return float(np.abs(got - want).max()) if want.size else 0.0
+
+
+def export_onnx(members: Sequence, out: str | Path, *, force: bool = False,
+                log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), schema: Schema | None = None) -> ExportSummary:
+    """Export the ensemble ``members`` (:func:`attrret.retrieval.predict.find_members`) to ``out``.
+
+    ``out`` must not exist, unless ``force`` and it is an earlier attrret export. The graph is
+    checked against the PyTorch models with onnxruntime before it is written (atomically).
+    """
+    from attrret.io import atomic_write_bytes
+    from attrret.retrieval.predict import file_sha256
+
+    out = Path(out)
+    check_output(out, force)
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # before minutes of work, not after
+        require(module)
+    graph, info = _build(members, log, schema)
+    log(f"exporting with torch.onnx (dynamo, opset {OPSET}) ...")
+    blob = _to_onnx(graph, info)
+    diff = _check(graph, info, blob)
+    if not diff <= CHECK_TOLERANCE:
+        raise CheckpointError(f"the exported graph disagrees with the PyTorch models (max |dp| = {diff:.2e} > "
+                              f"{CHECK_TOLERANCE:g}); nothing written")
+    check_output(out, force)  # again: another process may have written it meanwhile
+    atomic_write_bytes(out, blob)
+    return ExportSummary(out, info, len(blob), file_sha256(out), diff)
