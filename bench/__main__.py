@@ -2,15 +2,15 @@
 
     .venv/bin/python -m bench                    # every bench/*.py, defaults
     .venv/bin/python -m bench parse rank         # only those
-    .venv/bin/python -m bench --update-readme    # also replace the README's results block
+    .venv/bin/python -m bench --update-docs      # also replace the results block of docs/benchmarks.md
 
 Each module's ``main()`` runs with its own defaults; whatever it prints (its Markdown table)
 is echoed and collected into ``bench/results/summary.md`` as one section per benchmark, each
 stamped with the date, the machine and its load (each module also writes its own JSON under
 ``bench/results/``). Sections of benchmarks not run this time are kept from the previous
-summary, so rerunning one benchmark refreshes only its section. ``--update-readme`` copies
+summary, so rerunning one benchmark refreshes only its section. ``--update-docs`` copies
 the summary between the ``<!-- bench:begin -->`` / ``<!-- bench:end -->`` markers of
-README.md, so every number there comes from this command. A failing benchmark is reported
+docs/benchmarks.md, so every number there comes from this command. A failing benchmark is reported
 and the others still run.
 """
 
@@ -34,7 +34,7 @@ RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 #: Run order: cheap timing benchmarks first, on an otherwise idle machine.
 ORDER = ("parse", "rank", "serve", "train", "demo", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality",
-         "freezing")
+         "freezing", "accuracy")
 SECTION = "### `bench/"
 
 
@@ -87,7 +87,7 @@ def _read_sections(path: Path) -> dict[str, str]:
     return out
 
 
-def update_readme(summary: str, readme: Path = ROOT / "README.md") -> None:
+def update_docs(summary: str, readme: Path = ROOT / "docs" / "benchmarks.md") -> None:
     text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
@@ -101,7 +101,7 @@ def update_readme(summary: str, readme: Path = ROOT / "README.md") -> None:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(available())})")
-    ap.add_argument("--update-readme", action="store_true", help="replace README.md's results block with this run's summary")
+    ap.add_argument("--update-docs", action="store_true", help="replace docs/benchmarks.md's results block with this run's summary")
     args = ap.parse_args(argv)
     names = args.names or available()
     unknown = sorted(set(names) - set(available()))
@@ -145,9 +145,9 @@ def main(argv: list[str]) -> int:
 
     atomic_write_text(RESULTS / "summary.md", summary + "\n")
     print(f"\n[bench] summary: {RESULTS / 'summary.md'}", file=sys.stderr)
-    if args.update_readme:
-        update_readme(summary)
-        print("[bench] README.md results block updated", file=sys.stderr)
+    if args.update_docs:
+        update_docs(summary)
+        print("[bench] docs/benchmarks.md results block updated", file=sys.stderr)
     if failed:
         print(f"[bench] not met or failed: {'; '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,0 +1,277 @@
+"""Accuracy on real images: the published ablation (the structure of the paper's Table 1), extended.
+
+    .venv/bin/python -m bench accuracy                        # both subjects, every row
+    .venv/bin/python bench/accuracy.py --subjects vehicle     # one subject
+    .venv/bin/python bench/accuracy.py --quick                # the default rows only
+
+Every row trains through the library exactly as ``attrret train`` does (the defaults unless the
+row says otherwise), predicts the held images into an index (``build_index``, flip TTA) and
+ranks the held captions (``rank_captions``). Trained models are kept under ``--workdir`` and
+reused when their configuration is unchanged (``--retrain`` to train again); each row's train
+time is the wall time of the training that produced it, stored beside its models.
+
+Splits, fixed and documented:
+
+- **pedestrians**, ``../shared/data/pa100k-mini``: ``holdout_split(1,500, n=300, seed 0)`` (names
+  sorted, numpy seed-0 permutation, the last 300 held); training selects epochs and fits
+  temperatures on a stratified 15% of the other 1,200. Queries: the 300 held captions over
+  the 300 held images, relevance by the Track-2 rule from full labels.
+- **vehicles**, ``../shared/data/vehicles-mini``: ``holdout_split(6,151, n=1,230, seed 0)`` (20%),
+  the same rule. Labels are incomplete (brand and sometimes type, or colour only), so each task
+  trains on the images that label it. Queries: the distinct held captions; an image whose
+  labels leave a stated group unknown is unjudged and dropped from the list before it is cut
+  at 10 (``PartialRelevance``); relevant = every stated group equal.
+
+Rows (each: official and sound mAP@10, R@1, train time):
+
+- ``default``: ``attrret train --task SUBJECT`` (decoupled single-task models, partial
+  freezing, the schema's input size, full crops, calibrated), ``rank`` (euclidean, keywords only);
+- scoring: ``--scoring linear`` / ``loglik``; calibration: the same models at ``T = 1``;
+- parsing (pedestrians): all groups (``--use-implied``, ``--hidden-priors``, both);
+- geometry: the old square default (160 x 160);
+- crops (pedestrians): hat and glasses trained on the top of the crop, the rest unchanged;
+- ensemble: the default plus a 320 x 160 (pedestrian) / 160 x 240 (vehicle) member, equal weights;
+- backbone: ``tf_efficientnet_lite2``;
+- freezing: ``--trainable-blocks 2`` (the last MBConv stage trains too).
+
+Not rows: one multi-task model (a shared trunk with all heads) and full fine-tuning of every
+block. attrret has no multi-task trainer, and full fine-tuning at these sizes runs at about 7 to
+22 images/s on this 2-core machine (docs/platform.md), so 12 tasks x 8 epochs x 1,200 images
+would take hours. The JSON records both as not run.
+
+Prints Markdown tables; writes ``bench/results/accuracy.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench import json_header  # noqa: E402
+from attrret.data.records import Record, load_records  # noqa: E402
+from attrret.data.splits import holdout_split  # noqa: E402
+from attrret.io import atomic_write_text  # noqa: E402
+from attrret.retrieval.index import open_index  # noqa: E402
+from attrret.retrieval.metrics import LabelRelevance, PartialRelevance, evaluate_lists, label_keys  # noqa: E402
+from attrret.retrieval.predict import Member, build_index  # noqa: E402
+from attrret.retrieval.rank import priors_from_data, rank_captions  # noqa: E402
+from attrret.retrieval.ranker import RankOptions  # noqa: E402
+from attrret.schema import load_schema  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+SUBJECTS = {
+    "pedestrian": {"data": DATA / "pa100k-mini", "holdout": 300, "bigger": (320, 160), "crop_tasks": ("hat", "glasses")},
+    "vehicle": {"data": DATA / "vehicles-mini", "holdout": 1230, "bigger": (160, 240), "crop_tasks": ()},
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One trained configuration: TrainConfig overrides for some of a subject's tasks."""
+
+    name: str
+    overrides: dict = field(default_factory=dict)
+    groups: tuple[str, ...] = ()  # () = every group of the subject
+
+
+def _setups(subject: str, quick: bool) -> list[Setup]:
+    spec = SUBJECTS[subject]
+    out = [Setup("default")]
+    if quick:
+        return out
+    out += [Setup("square 160", {"img_size": 160}), Setup("bigger", {"img_size": spec["bigger"]}),
+            Setup("lite2", {"backbone": "tf_efficientnet_lite2"}), Setup("2 blocks", {"trainable_blocks": 2})]
+    if spec["crop_tasks"]:
+        out.append(Setup("top crop", {"crop": "top"}, spec["crop_tasks"]))
+    return out
+
+
+def _train(subject: str, setup: Setup, work: Path, retrain: bool) -> tuple[dict[str, Path], float]:
+    """Task dirs of ``setup`` (trained now, or reused) and the wall time of the training that made them."""
+    from attrret.classifiers.train import TrainConfig, train_tasks
+
+    spec = SUBJECTS[subject]
+    w = work / subject / setup.name.replace(" ", "-")
+    stamp = w / "bench_train.json"
+    schema = load_schema()
+    groups = setup.groups or tuple(g.name for g in schema.subject(subject).groups)
+    dirs = {g: w / "models" / f"{subject}.{g}" for g in groups}
+    cfg = dict(data=str(spec["data"]), workdir=str(w), holdout=spec["holdout"], **setup.overrides)
+    if not retrain and stamp.exists() and json.loads(stamp.read_text())["config"] == _jsonable(cfg) and all(
+            (d / "model.pt").exists() for d in dirs.values()):
+        return dirs, json.loads(stamp.read_text())["seconds"]
+    if w.exists():
+        shutil.rmtree(w)
+    print(f"{subject} / {setup.name}: training {len(groups)} task(s) ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    for task in [subject] if not setup.groups else [f"{subject}.{g}" for g in groups]:
+        train_tasks(TrainConfig(task=task, **cfg), progress=False)
+    seconds = time.perf_counter() - t0
+    atomic_write_text(stamp, json.dumps({"config": _jsonable(cfg), "seconds": seconds}))
+    return dirs, seconds
+
+
+def _jsonable(cfg: dict) -> dict:
+    return json.loads(json.dumps(cfg, default=list))
+
+
+def _untempered(dirs: dict[str, Path], out: Path) -> dict[str, Path]:
+    """Copies of the checkpoints with their fitted temperature replaced by 1 (no calibration)."""
+    from attrret.classifiers.checkpoint import load_checkpoint, save_checkpoint
+
+    copies = {}
+    for g, d in dirs.items():
+        ck = load_checkpoint(d)
+        copies[g] = out / d.name
+        copies[g].mkdir(parents=True, exist_ok=True)
+        save_checkpoint(copies[g] / "model.pt", {**ck.meta, "temperature": 1.0}, ck.stored)
+    return copies
+
+
+@dataclass(frozen=True)
+class Held:
+    """The held images and the queries over them, with their relevance."""
+
+    records: list[Record]
+    captions: list[str]
+    kinds: list[str]
+    relevance: object
+    listing: Path
+
+
+def _held(subject: str, work: Path) -> Held:
+    spec, schema = SUBJECTS[subject], load_schema()
+    recs = [r for r in load_records(spec["data"], schema=schema) if r.kind == subject]
+    _, held = holdout_split(recs, spec["holdout"])
+    listing = work / subject / "held.txt"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(listing, "".join(f"{r.path}\n" for r in held))
+    if subject == "pedestrian":
+        rel = LabelRelevance([r.image for r in held], [r.kind for r in held], [r.caption for r in held],
+                             label_keys([r.values for r in held], [r.kind for r in held], schema))
+        captions = [r.caption for r in held]
+    else:
+        from attrret.parser import CaptionParser
+
+        captions = sorted({r.caption for r in held})
+        stated = [q.stated for q in CaptionParser().parse_many(captions)]
+        rel = PartialRelevance(captions, stated, [r.image for r in held], [r.values for r in held])
+    return Held(held, captions, [subject] * len(captions), rel, listing)
+
+
+def _classification(dirs: dict[str, Path]) -> dict[str, dict]:
+    """Per task: held accuracy and mA, as training measured them (metrics.json ``holdout``)."""
+    out = {}
+    for g, d in dirs.items():
+        h = json.loads((d / "metrics.json").read_text())["holdout"]
+        out[g] = {"accuracy": h["accuracy"], "mA": h["mA"], "n": h["n"]}
+    return out
+
+
+def _score(held: Held, members: Sequence[Member], path: Path, options: RankOptions, priors=None) -> dict:
+    build_index(held.listing, path, members, progress=False, log=lambda s: None)
+    run = rank_captions(open_index(path), held.captions, options, priors)
+    return evaluate_lists([names for _, names in run.results], held.relevance, held.kinds)["all"].to_json()
+
+
+def run_subject(subject: str, work: Path, quick: bool, retrain: bool, log: Callable[[str], None]) -> dict:
+    held = _held(subject, work)
+    trained = {s.name: (s, *_train(subject, s, work, retrain)) for s in _setups(subject, quick)}
+    _, base, t_base = trained["default"]
+    rows: list[dict] = []
+
+    def row(name: str, dirs: dict[str, Path], seconds: float, options: RankOptions = RankOptions(), priors=None,
+            extra: Sequence[dict[str, Path]] = ()) -> None:
+        members = [Member(name, tuple(d.values())) for d in (dirs, *extra)]
+        slug = name.replace(" ", "_").replace("/", "_").replace("+", "_").replace("=", "")
+        scores = _score(held, members, work / subject / "index" / slug, options, priors)
+        rows.append({"row": name, "train_s": round(seconds, 1), **scores})
+        log(f"{subject} | {name} | {scores['official_map@10']:.4f} | {scores['sound_map@10']:.4f} | {scores['R@1']:.3f}")
+
+    row("default", base, t_base)
+    for scoring in ("linear", "loglik"):
+        row(f"--scoring {scoring}", base, t_base, RankOptions(scoring=scoring))
+    plain = _untempered(base, work / subject / "T1")
+    row("no calibration (T = 1)", plain, t_base)
+    row("no calibration, --scoring loglik", plain, t_base, RankOptions(scoring="loglik"))
+    if subject == "pedestrian" and not quick:
+        priors = priors_from_data(SUBJECTS[subject]["data"], holdout=SUBJECTS[subject]["holdout"])
+        row("all groups: --use-implied", base, t_base, RankOptions(use_implied=True))
+        row("all groups: --hidden-priors", base, t_base, priors=priors)
+        row("all groups: both", base, t_base, RankOptions(use_implied=True), priors)
+    names = {"square 160": "geometry: 160 x 160 (the old default)", "lite2": "backbone: tf_efficientnet_lite2",
+             "2 blocks": "--trainable-blocks 2"}
+    for key, label in names.items():
+        if key in trained:
+            row(label, trained[key][1], trained[key][2])
+    if "top crop" in trained:
+        _, crop_dirs, t_crop = trained["top crop"]
+        row(f"top crop for {', '.join(crop_dirs)}", {**base, **crop_dirs}, t_base + t_crop)
+    if "bigger" in trained:
+        _, big, t_big = trained["bigger"]
+        hw = SUBJECTS[subject]["bigger"]
+        row(f"{hw[0]} x {hw[1]} alone", big, t_big)
+        row(f"ensemble: default + {hw[0]} x {hw[1]}", base, t_base + t_big, extra=[big])
+    return {"subject": subject, "data": str(SUBJECTS[subject]["data"]), "holdout": SUBJECTS[subject]["holdout"],
+            "queries": len(held.captions), "gallery": len(held.records), "rows": rows,
+            "classification": {name: _classification(t[1]) for name, t in trained.items()}}
+
+
+def _print(res: dict) -> None:
+    print(f"\n**{res['subject']}s** ({Path(res['data']).name}: {res['queries']} queries over {res['gallery']} held images)\n")
+    print("| row | official mAP@10 | sound mAP@10 | R@1 | train (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in res["rows"]:
+        print(f"| {r['row']} | {r['official_map@10']:.4f} | {r['sound_map@10']:.4f} | {r['R@1']:.3f} | {r['train_s']:.0f} |")
+    cls = res["classification"]
+    setups = list(cls)
+    tasks = list(cls["default"])
+    print(f"\nheld accuracy / mA per task ({res['subject']}s)\n")
+    print("| task | " + " | ".join(setups) + " |")
+    print("|---|" + "---:|" * len(setups))
+    for t in tasks:
+        cells = [f"{cls[s][t]['accuracy']:.3f} / {cls[s][t]['mA']:.3f}" if t in cls[s] else "-" for s in setups]
+        print(f"| {t} (n={cls['default'][t]['n']}) | " + " | ".join(cells) + " |")
+    means = [sum(v["mA"] for v in cls[s].values()) / len(cls[s]) for s in setups]
+    print("| **mean mA** | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--subjects", default="pedestrian,vehicle")
+    ap.add_argument("--workdir", default=str(ROOT / "attrret-work" / "bench-accuracy"))
+    ap.add_argument("--quick", action="store_true", help="the default rows only (one training per subject)")
+    ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "accuracy.json"))
+    args = ap.parse_args(argv)
+    work = Path(args.workdir)
+    t0 = time.perf_counter()
+    results = []
+    for subject in args.subjects.split(","):
+        if not SUBJECTS[subject]["data"].is_dir():
+            print(f"{SUBJECTS[subject]['data']}: not here, {subject}s skipped", file=sys.stderr)
+            continue
+        results.append(run_subject(subject, work, args.quick, args.retrain, lambda s: print(s, file=sys.stderr, flush=True)))
+        _print(results[-1])
+    doc = {**json_header("accuracy"), "quick": args.quick, "total_s": round(time.perf_counter() - t0, 1), "subjects": results,
+           "not_run": {"multi-task model": "no multi-task trainer in attrret",
+                       "full fine-tuning": "hours on a 2-core CPU at these input sizes (docs/platform.md speeds)"}}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
