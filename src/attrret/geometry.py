@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["HW", "CROPS", "parse_hw", "parse_hw_list", "hw_label"]
+__all__ = ["HW", "CROPS", "parse_hw", "parse_hw_list", "hw_label", "scale_hw"]
 
 #: An input size: ``(height, width)`` in pixels.
 HW = tuple[int, int]
@@ -53,6 +53,12 @@ def parse_hw(value: str | int | Sequence[int]) -> HW:
 def parse_hw_list(text: str) -> tuple[HW, ...]:
     """Comma-separated sizes, ``"256x128,320x160"`` or ``"224,320"``, each read by :func:`parse_hw`."""
     return tuple(parse_hw(part) for part in text.split(",") if part.strip())
+
+
+def scale_hw(hw: HW, scale: float, multiple: int = 8) -> HW:
+    """``hw`` times ``scale``, each side rounded to a multiple of ``multiple`` pixels (at least one
+    multiple): ``(256, 128) x 1.25 -> (320, 160)``. Strided trunks want sides divisible by 8 or 32."""
+    return (max(multiple, round(hw[0] * scale / multiple) * multiple), max(multiple, round(hw[1] * scale / multiple) * multiple))
 
 
 def hw_label(hw: HW) -> str:

@@ -73,6 +73,7 @@ def test_new_flags_are_accepted(tmp_path):
 def test_choices_match_the_library():
     from attrret.classifiers import train as lib_train
     from attrret.classifiers.inputs import CROPS
+    from attrret.classifiers.recipes import RECIPES
     from attrret.cli import parse, retrieval, train
     from attrret.parser.inputs import FORMATS
     from attrret.retrieval.ranker import GATES, SCORINGS
@@ -83,6 +84,7 @@ def test_choices_match_the_library():
 
     assert values(train.Crop) == tuple(CROPS)
     assert values(train.TailNorm) == lib_train._TAIL_NORMS and values(train.Balance) == lib_train._BALANCES
+    assert values(train.Recipe) == tuple(RECIPES)
     assert values(retrieval.Backend) == BACKENDS and values(retrieval.Scoring) == SCORINGS
     assert values(retrieval.KindGate) == GATES and values(parse.InputFormat) == FORMATS
     assert all(isinstance(m, str) for m in retrieval.Backend)

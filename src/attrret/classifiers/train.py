@@ -50,7 +50,7 @@ from attrret.classifiers.runtime import Dist, autocast, barrier, init_dist, prec
 from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError, OptionError
 from attrret.faults import fault_point
-from attrret.geometry import HW, hw_label, parse_hw
+from attrret.geometry import HW, hw_label, parse_hw, scale_hw
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, Schema, load_schema
@@ -77,6 +77,7 @@ class TrainConfig:
     # The model input H x W for every task (an int or "HxW" is read by geometry.parse_hw); None:
     # each task's schema default (its file's ``input`` hint: tall for pedestrians, wide for vehicles).
     img_size: HW | None = None
+    input_scale: float = 1.0  # without img_size: each schema input size times this (geometry.scale_hw); recipes.py
     epochs: int = 8
     batch_size: int = 64
     lr: float = 1e-3
@@ -119,6 +120,7 @@ class TrainConfig:
         finite("warmup epochs", self.warmup_epochs, 0.0)
         finite("label smoothing", self.label_smoothing, 0.0)
         finite("cache budget", self.cache_budget_gb, 0.0)
+        finite("input scale", self.input_scale, 0.0, strict=True)
         if not 0.0 <= self.ema < 1.0:
             raise OptionError(f"EMA decay must be in [0, 1), got {self.ema}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -158,7 +160,8 @@ class TrainConfig:
     def task_input(self, group: Group) -> tuple[HW | None, str]:
         """The input size (None: the backbone's native one) and crop ``group``'s task trains on:
         ``img_size`` / ``crop`` when given, else the group's schema hints."""
-        return self.img_size or group.input, self.crop or group.crop
+        hw = self.img_size or (scale_hw(group.input, self.input_scale) if group.input and self.input_scale != 1.0 else group.input)
+        return hw, self.crop or group.crop
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ Crop = choice("Crop", tuple(CROPS))
 # them imports torch; tests/cli/test_flags.py keeps them equal.
 TailNorm = choice("TailNorm", ("frozen", "batch"))
 Balance = choice("Balance", ("none", "weighted", "sqrt"))
+# classifiers.recipes.RECIPES, restated for the same reason (tests/cli/test_flags.py keeps them equal)
+Recipe = choice("Recipe", ("fast", "default", "accurate"))
 
 
 def _table(results) -> str:
@@ -69,9 +71,11 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad label lines / missing images with a warning.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    recipe: Annotated[Recipe, typer.Option(help="Ensemble members to train: default (one, at the schema's input sizes), accurate (also a member at 1.25x, in W/members/x1.25/), fast (one at 0.75x). attrret predict finds every member without flags.")] = Recipe.default,
     schema_dir: SchemaDir = None,
 ) -> None:
     """Train single-task attribute classifiers (partial fine-tuning over a shared cached trunk)."""
+    from attrret.classifiers.recipes import recipe_configs
     from attrret.classifiers.train import TrainConfig, train_tasks
 
     schema = resolve_schema(schema_dir)
@@ -83,11 +87,18 @@ def train(
         holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
     )
-    results = train_tasks(config, progress=not quiet, schema=schema)
+    if img_size is not None and recipe is not Recipe.default:
+        raise typer.BadParameter("--img-size trains every member at one size; a recipe scales the schema's sizes per member",
+                                 param_hint="--recipe")
     import os
 
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(_table(results))
+    members = recipe_configs(config, recipe.value)
+    for member in members:
+        if len(members) > 1 and not quiet:
+            typer.echo(f"member {member.workdir} (input x{member.input_scale:g})", err=True)
+        results = train_tasks(member, progress=not quiet, schema=schema)
+        if int(os.environ.get("RANK", "0")) == 0:
+            typer.echo(_table(results))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,9 @@ mean of the probabilities of the members that have that task.
 
 - ``models=[DIR, ...]``: each DIR is a member root (``DIR/<task>/model.pt``) or one task dir
   (``DIR/model.pt``, a member of its own), in the given order;
-- otherwise from ``workdir`` W: with no ``img_sizes``, the single member ``W/models``; with
+- otherwise from ``workdir`` W: with no ``img_sizes``, ``W/models`` and every member a training
+  recipe added (``W/members/<name>/models``, :mod:`attrret.classifiers.recipes`), so
+  ``attrret train --recipe accurate`` then ``attrret predict`` ensembles without flags; with
   ``img_sizes=((256, 128), (320, 160))``, one member per size, found among ``W/models`` and
   ``W/*/models`` (e.g. ``W/r320/models`` from ``attrret train --workdir W/r320 --img-size
   320x160``) by the input sizes (H x W) recorded in their checkpoints; an int N is N x N.
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from attrret.classifiers.recipes import MEMBERS_DIR
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
@@ -221,6 +224,8 @@ def find_members(
             if not dirs:
                 raise CheckpointError(f"{w}/models: no trained models (run attrret train --workdir {w}, or give --models)")
             members.append(Member(str(w / "models"), dirs, img_sizes=_img_sizes(dirs, schema)))
+            extra = sorted((w / MEMBERS_DIR).glob("*/models")) if (w / MEMBERS_DIR).is_dir() else []
+            members += [Member(str(r), dirs, img_sizes=_img_sizes(dirs, schema)) for r in extra if (dirs := tuple(task_model_dirs(r, schema)))]
         else:
             roots = [w / "models"] + sorted(p / "models" for p in w.iterdir() if p.is_dir() and p.name != "models") if w.is_dir() else []
             found = [Member(str(r), dirs, img_sizes=_img_sizes(dirs, schema)) for r in roots if (dirs := tuple(task_model_dirs(r, schema)))]
