@@ -14,17 +14,46 @@ groups unknown (PETA has no orientation). Such groups are written with their las
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from attrret.errors import InputError
 from attrret.schema import Schema
 from attrret.schema.codes import values_to_code21, values_to_vehicle_text
 
-__all__ = ["marker_json", "check_replaceable", "partial_folder", "publish", "label_line", "unknown_line"]
+__all__ = ["marker_json", "check_replaceable", "partial_folder", "publish", "label_line", "unknown_line", "job_progress"]
+
+
+@contextlib.contextmanager
+def job_progress(label: str, total: int, progress: bool,
+                 on_progress: Callable[[int, int], None] | None) -> Iterator[Callable[[int], None]]:
+    """``done(i)``: report that ``i`` of ``total`` images are written, on a transient bar on stderr
+    (with ``progress``) and to ``on_progress(i, total)`` (library callers, tests). The one
+    progress loop of the folders attrret writes image by image (synth, import)."""
+    bar = task = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        bar = Progress(console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task(label, total=total)
+
+    def done(i: int) -> None:
+        if bar is not None:
+            bar.update(task, completed=i)
+        if on_progress:
+            on_progress(i, total)
+
+    try:
+        yield done
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 def marker_json(out: Path, marker: str) -> dict | None:

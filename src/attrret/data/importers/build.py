@@ -28,7 +28,7 @@ import numpy as np
 
 from attrret.data.captions import known_pedestrian_caption, vehicle_caption
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
-from attrret.data.layout import check_replaceable, label_line, partial_folder, publish, unknown_line
+from attrret.data.layout import check_replaceable, job_progress, label_line, partial_folder, publish, unknown_line
 from attrret.data.records import SPLITS
 from attrret.data.splits import identity_split
 from attrret.data.track2 import check_image_name, unknown_file
@@ -113,24 +113,10 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 
 def _copy_images(jobs: list[tuple[Path, Path]], link: bool, progress: bool,
                  on_progress: Callable[[int, int], None] | None) -> None:
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        bar = Progress(console=Console(stderr=True), transient=True)
-        bar.start()
-        task = bar.add_task("linking images" if link else "copying images", total=len(jobs))
-    try:
+    with job_progress("linking images" if link else "copying images", len(jobs), progress, on_progress) as done:
         for i, (src, dst) in enumerate(jobs, 1):
             _place(src, dst, link)
-            if bar:
-                bar.update(task, completed=i)
-            if on_progress:
-                on_progress(i, len(jobs))
-    finally:
-        if bar:
-            bar.stop()
+            done(i)
 
 
 def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOptions = ImportOptions(), *,

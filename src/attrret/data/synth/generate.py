@@ -33,7 +33,7 @@ from attrret.data.captions import pedestrian_caption, vehicle_caption
 from attrret.data.synth.pedestrian import render_pedestrian
 from attrret.data.synth.priors import sample_pedestrian, sample_vehicle, train_vehicle_label
 from attrret.data.synth.relevance import relevant_sets
-from attrret.data.layout import check_replaceable, label_line, marker_json, partial_folder, publish
+from attrret.data.layout import check_replaceable, job_progress, label_line, marker_json, partial_folder, publish
 from attrret.data.track2 import write_gt
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
@@ -212,30 +212,13 @@ def _check_replaceable(out: Path, force: bool) -> None:
 
 
 def _run_jobs(jobs: list, workers: int, progress: bool, on_progress: Callable[[int, int], None] | None) -> None:
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        bar = Progress(console=Console(stderr=True), transient=True)
-        bar.start()
-        task = bar.add_task("rendering", total=len(jobs))
-    try:
+    with job_progress("rendering", len(jobs), progress, on_progress) as done:
         if workers > 1 and len(jobs) > 50:
             ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
             with ctx.Pool(workers) as pool:
                 for i, _ in enumerate(pool.imap_unordered(_render_one, jobs, chunksize=16), 1):
-                    if bar:
-                        bar.update(task, completed=i)
-                    if on_progress:
-                        on_progress(i, len(jobs))
+                    done(i)
         else:
             for i, job in enumerate(jobs, 1):
                 _render_one(job)
-                if bar:
-                    bar.update(task, completed=i)
-                if on_progress:
-                    on_progress(i, len(jobs))
-    finally:
-        if bar:
-            bar.stop()
+                done(i)
