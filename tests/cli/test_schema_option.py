@@ -18,7 +18,7 @@ from attrret.errors import SchemaError
 from attrret.schema import SCHEMA_FILES, load_schema
 
 COMMANDS = {("train",), ("predict",), ("rank",), ("evaluate",), ("search",), ("attributes",), ("serve",), ("parse",),
-            ("report",), ("baseline", "clip"), ("index", "merge"), ("export", "onnx")}
+            ("report",), ("baseline", "clip"), ("index", "merge"), ("export", "onnx"), ("data", "import")}
 
 
 def _commands(group, path=()):

@@ -118,3 +118,21 @@ def test_the_unknown_side_file_is_checked_and_applied_by_every_label_reader(tmp_
         with pytest.raises(InputError, match="train_unknown.jsonl:1: ") as exc:
             read_label_file(label)
         assert why in str(exc.value)
+
+
+def test_a_custom_schema_imports_its_own_groups_and_classes(tmp_path, capsys):
+    """--schema: a CSV column for a group only a custom schema has (umbrella, bit 21 of a 22-bit
+    code) and a colour only it has (beige) reach the label files, and read back under that schema."""
+    from attrret.schema import load_schema
+
+    from tests.schema.test_custom_schema import make_toy_schema
+
+    schema_dir = make_toy_schema(tmp_path / "schema")
+    text = "image,kind,split,gender,umbrella,color\np.png,pedestrian,train,female,yes,\nv.jpg,vehicle,train,,,beige\n"
+    csv = make_csv(tmp_path / "src", text)
+    code, _, err = run("data", "import", "csv", csv, "--out", tmp_path / "out", "--schema", schema_dir, capsys=capsys)
+    assert code == 0, err
+    recs = {r.image: r.values for r in load_records(tmp_path / "out", "all", schema=load_schema(schema_dir))}
+    assert recs == {"p.png": {"gender": "female", "umbrella": "yes"}, "v.jpg": {"color": "beige"}}
+    code, _, err = run("data", "import", "csv", csv, "--out", tmp_path / "out2", capsys=capsys)  # the packaged schema
+    assert code == 1 and "umbrella" in err

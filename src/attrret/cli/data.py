@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from attrret.cli.options import WrappedHelp, choice
+from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
 from attrret.data.importers import FORMATS
 
 data_app = typer.Typer(help="Datasets: generate the synthetic Track-2 benchmark, or import PA-100K, PETA or a CSV.",
@@ -69,6 +69,7 @@ def import_(
                                       help="Leave out images the labels list but the folder lacks (counted), "
                                       "instead of stopping."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier imported set (never another folder)."),
+    schema_dir: SchemaDir = None,
 ) -> None:
     """Import a labelled pedestrian/vehicle dataset into the Track-2 layout that train and predict read."""
     from rich.console import Console
@@ -79,7 +80,7 @@ def import_(
 
     options = ImportOptions(images=images, kind=kind.value if kind else None, val_fraction=val_fraction,
                             test_fraction=test_fraction, seed=seed, skip_missing=skip_missing)
-    summary = import_dataset(fmt.value, src, out, options, link=link, force=force, progress=True)
+    summary = import_dataset(fmt.value, src, out, options, link=link, force=force, progress=True, schema=resolve_schema(schema_dir))
     console = Console()
     splits = list(summary.counts)
     table = Table(title=f"{fmt.value} imported into {summary.out} ({summary.seconds:.1f} s)")

@@ -35,7 +35,7 @@ from attrret.data.track2 import check_image_name, unknown_file
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.schema import load_schema
+from attrret.schema import Schema, load_schema
 
 __all__ = ["MARKER", "ImportSummary", "import_dataset"]
 
@@ -121,8 +121,9 @@ def _copy_images(jobs: list[tuple[Path, Path]], link: bool, progress: bool,
 
 def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOptions = ImportOptions(), *,
                    link: bool = False, force: bool = False, progress: bool = False,
-                   on_progress: Callable[[int, int], None] | None = None) -> ImportSummary:
-    """Import ``src`` in format ``fmt`` (a key of :data:`attrret.data.importers.FORMATS`) into ``out``."""
+                   on_progress: Callable[[int, int], None] | None = None, schema: Schema | None = None) -> ImportSummary:
+    """Import ``src`` in format ``fmt`` (a key of :data:`attrret.data.importers.FORMATS`) into ``out``,
+    labelled under ``schema`` (None: the packaged one)."""
     from attrret.data.importers import FORMATS
 
     start = time.perf_counter()
@@ -135,17 +136,16 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
     with file_lock(out.parent / f"{LOCK_PREFIX}import-{out.name}.lock",
                    waiting=f"waiting for another import into {out}"):
         return _import_locked(fmt, src, out, options, link=link, force=force, progress=progress,
-                              on_progress=on_progress, start=start)
+                              on_progress=on_progress, start=start, schema=schema or load_schema())
 
 
 def _import_locked(fmt: str, src: Path, out: Path, options: ImportOptions, *, link: bool, force: bool, progress: bool,
-                   on_progress: Callable[[int, int], None] | None, start: float) -> ImportSummary:
+                   on_progress: Callable[[int, int], None] | None, start: float, schema: Schema) -> ImportSummary:
     """The import itself, under the output's lock (two imports into one folder take turns)."""
     from attrret.data.importers import FORMATS
 
-    schema = load_schema()
     check_replaceable(out, force, marker=MARKER, layout=_LAYOUT, what="imported set", empty_ok=True)
-    source = FORMATS[fmt].read(src, options)
+    source = FORMATS[fmt].read(src, options, schema)
     items = _check_images(source.items, source, options)
     if not items:
         raise InputError("nothing to import (every image was skipped)", src)

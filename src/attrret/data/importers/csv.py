@@ -16,15 +16,15 @@ from pathlib import Path, PurePosixPath
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
 from attrret.data.records import SPLITS
 from attrret.errors import InputError
-from attrret.schema import load_schema
+from attrret.schema import Schema, load_schema
 
 __all__ = ["read"]
 
 _META = ("image", "kind", "split", "identity")
 
 
-def read(src: Path, options: ImportOptions) -> Source:
-    schema = load_schema()
+def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Source:
+    schema = schema or load_schema()
     subjects = {s.name: s for s in (schema.pedestrian, schema.vehicle)}
     if not src.is_file():
         raise InputError("no such CSV file", src)

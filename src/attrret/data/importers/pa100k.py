@@ -17,7 +17,7 @@ import numpy as np
 
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
 from attrret.errors import InputError
-from attrret.schema import load_schema
+from attrret.schema import Schema, load_schema
 from attrret.schema.codes import decode_groups
 
 __all__ = ["PA100K_ATTRIBUTES", "TRACK2_BIT", "read", "find_annotation"]
@@ -82,8 +82,8 @@ def _image_folder(src: Path, mat: Path, first: str, options: ImportOptions) -> P
     raise InputError(f"image {first!r} not found in {', '.join(str(c) for c in cands)}; give --images DIR", src)
 
 
-def read(src: Path, options: ImportOptions) -> Source:
-    schema = load_schema()
+def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Source:
+    schema = schema or load_schema()
     mat = find_annotation(src)
     doc = _load(mat)
     present = [s for s in _SPLITS if f"{s}_images_name" in doc or f"{s}_label" in doc]

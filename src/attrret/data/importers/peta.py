@@ -20,6 +20,7 @@ from pathlib import Path
 
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
 from attrret.errors import InputError
+from attrret.schema import Schema
 
 __all__ = ["PETA_ATTRIBUTES", "map_attributes", "identity_key", "read"]
 
@@ -111,7 +112,9 @@ def _subsets(src: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def read(src: Path, options: ImportOptions) -> Source:
+def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Source:
+    """PETA's groups are the packaged schema's pedestrian groups by name (``schema`` is accepted
+    for the registry's one signature; a custom schema must keep those groups)."""
     source = Source([])
     for subset, archive in _subsets(src):
         labels = _read_labels(archive / "Label.txt")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attrret.schema import Schema
+
 __all__ = ["ImportOptions", "SourceImage", "Source", "Format"]
 
 
@@ -52,12 +54,12 @@ class Source:
 
 @dataclass(frozen=True)
 class Format:
-    """A row of the format registry: the module whose ``read(src, options)`` parses the format."""
+    """A row of the format registry: the module whose ``read(src, options, schema)`` parses the format."""
 
     name: str
     module: str
     help: str
 
     @property
-    def read(self) -> Callable[[Path, ImportOptions], Source]:
+    def read(self) -> Callable[[Path, ImportOptions, Schema], Source]:
         return importlib.import_module(self.module).read
