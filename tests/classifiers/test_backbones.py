@@ -188,11 +188,11 @@ def test_flags_named_by_backbone_errors_exist():
 def test_default_trainable_depth_lives_on_the_trunk_class():
     from attrret.classifiers import trunks
 
-    assert trunks.EfficientNetTrunk.default_trainable == 1 and trunks.ResNetTrunk.default_trainable == 1
+    assert trunks.EfficientNetTrunk.default_trainable == 2 and trunks.ResNetTrunk.default_trainable == 1
     assert trunks.ConvNeXtTrunk.default_trainable == 1
     assert trunks.ViTTrunk.default_trainable is None and trunks.EvaTrunk.default_trainable is None  # a third
-    assert trunks.FAMILY_DEFAULT_TRAINABLE == {"eva": None, "vit": None, "efficientnet": 1, "convnext": 1, "resnet": 1}
+    assert trunks.FAMILY_DEFAULT_TRAINABLE == {"eva": None, "vit": None, "efficientnet": 2, "convnext": 1, "resnet": 1}
     vit = create_backbone("timm:test_vit", pretrained=False, img_size=32).trunk
     assert vit.default_trainable_blocks() == max(1, round(vit.num_blocks / 3))
     assert vit.default_trainable_blocks() == trunks.default_trainable_blocks("vit", vit.num_blocks)
-    assert trunks.default_trainable_blocks("eva", 24) == 8 and trunks.default_trainable_blocks("efficientnet", 8) == 1
+    assert trunks.default_trainable_blocks("eva", 24) == 8 and trunks.default_trainable_blocks("efficientnet", 8) == 2

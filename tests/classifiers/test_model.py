@@ -59,7 +59,7 @@ def test_a_training_step_leaves_the_front_untouched():
 def test_cut_points_and_family_defaults():
     assert cut_for(7, 2) == 6 and cut_for(7, 7) == 0 and cut_for(7, 9) == 0 and cut_for(7, 0) == 9
     assert default_trainable_blocks("eva", 24) == 8  # the published EVA-L recipe
-    assert default_trainable_blocks("efficientnet", 8) == 1
+    assert default_trainable_blocks("efficientnet", 8) == 2
     bb = create_backbone("timm:test_vit", pretrained=False, img_size=32)
     everything = Classifier(bb.trunk, bb.feature_dim, 2, trainable_blocks=99)
     assert all(p.requires_grad for p in everything.parameters())

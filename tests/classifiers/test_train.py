@@ -40,7 +40,7 @@ def test_outputs_and_self_describing_checkpoint(trained):
     meta = ck.meta
     assert ck.task == "pedestrian.gender" and ck.classes == ("female", "male")
     assert meta["backbone"]["arch"] == "timm:test_efficientnet" and ck.preprocess.hw == (32, 32)
-    assert meta["trainable_blocks"] == 1 and meta["schema_fingerprint"] == load_schema().fingerprint
+    assert meta["trainable_blocks"] == 2 and meta["schema_fingerprint"] == load_schema().fingerprint
     assert meta["config"]["holdout"] == 8 and meta["metrics"]["best_epoch"] == gender.best_epoch
     metrics = json.loads((d / "metrics.json").read_text())
     assert len(metrics["history"]) == 2 and metrics["holdout"]["n"] == gender.n_holdout > 0
