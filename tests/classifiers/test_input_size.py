@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny_classifier_data import make_folder
+from tiny_classifier_data import make_folder, small_input_schema
 
 from attrret.classifiers import train as train_mod
 from attrret.classifiers.cache import cache_key, front_shape
@@ -99,13 +98,7 @@ def test_the_index_records_each_models_input(tall, tmp_path):
 def hinted_schema(tmp_path):
     """The packaged schema with small inputs (pedestrian 48x24, router 32x32) and a top crop for
     gender, as the one training reads."""
-    for name in ("pedestrian.toml", "vehicle.toml", "router.toml"):
-        text = resources.files("attrret.schema").joinpath(name).read_text(encoding="utf-8")
-        text = text.replace('input = "256x128"', 'input = "48x24"').replace('input = "160x160"', 'input = "32x32"')
-        text = text.replace('name = "gender"\n', 'name = "gender"\nhints = { crop = "top" }\n')
-        (tmp_path / "schema" / name).parent.mkdir(exist_ok=True)
-        (tmp_path / "schema" / name).write_text(text, encoding="utf-8")
-    schema = load_schema(tmp_path / "schema")
+    schema = small_input_schema(tmp_path / "schema", gender_crop="top")
     assert schema.fingerprint == load_schema().fingerprint  # hints are not the vocabulary
     return schema
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import pytest
-from tiny_classifier_data import make_folder
+from tiny_classifier_data import make_folder, small_input_schema
 
 from attrret.classifiers.checkpoint import load_checkpoint
 from attrret.classifiers.recipes import RECIPES, recipe_configs
@@ -43,13 +42,7 @@ def test_recipe_configs_place_members_and_scale_inputs(tmp_path):
 
 @pytest.fixture()
 def small_schema(tmp_path) -> object:
-    """The packaged schema with small input hints (pedestrian 48x24, router 32x32)."""
-    for name in ("pedestrian.toml", "vehicle.toml", "router.toml"):
-        text = resources.files("attrret.schema").joinpath(name).read_text(encoding="utf-8")
-        text = text.replace('input = "256x128"', 'input = "48x24"').replace('input = "160x160"', 'input = "32x32"')
-        (tmp_path / "schema").mkdir(exist_ok=True)
-        (tmp_path / "schema" / name).write_text(text, encoding="utf-8")
-    return load_schema(tmp_path / "schema")
+    return small_input_schema(tmp_path / "schema")
 
 
 def test_an_accurate_recipe_is_an_ensemble_predict_finds_without_flags(small_schema, tmp_path: Path):

@@ -1,7 +1,9 @@
-"""Tiny labelled image folders for the classifier tests (generated, a few KB)."""
+"""Tiny labelled image folders for the classifier tests (generated, a few KB), and a schema whose
+default input sizes are small enough for them."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +40,18 @@ def make_folder(root: Path, n_ped: int = 24, n_veh: int = 8, seed: int = 0) -> P
         lines.append(f"{name}${attr}$This is a {attr}")
     (root / "labels.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def small_input_schema(directory: Path, gender_crop: str | None = None):
+    """The packaged schema with small input hints (pedestrian 48x24, router 32x32) and, if given,
+    a crop hint for gender: schema defaults a tiny test can train at."""
+    from attrret.schema import load_schema
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("pedestrian.toml", "vehicle.toml", "router.toml"):
+        text = resources.files("attrret.schema").joinpath(name).read_text(encoding="utf-8")
+        text = text.replace('input = "256x128"', 'input = "48x24"').replace('input = "160x160"', 'input = "32x32"')
+        if gender_crop:
+            text = text.replace('name = "gender"\n', f'name = "gender"\nhints = {{ crop = "{gender_crop}" }}\n')
+        (directory / name).write_text(text, encoding="utf-8")
+    return load_schema(directory)
