@@ -101,3 +101,17 @@ def test_partial_relevance_drops_unjudged_images_before_the_cut():
     got = evaluate_lists([["a", "b", "c", "d"], ["a", "b"]], rel, ["vehicle", "vehicle"], k=2)["all"]
     assert got.sound_map == pytest.approx((1.0 + 0.0) / 2) and got.official_map == pytest.approx(0.5)
     assert got.recall[1] == pytest.approx(0.5)
+
+
+def test_partial_relevance_refuses_lists_cut_before_the_drop():
+    """A top-2 list whose unjudged name was dropped would count the empty place as a miss:
+    the ranking must go deeper than k, and evaluate_lists says so instead of scoring it."""
+    from attrret.retrieval.metrics import PartialRelevance, evaluate_lists
+
+    labels = {"a": {"brand": "Audi"}, "b": {"color": "red"}, "c": {"brand": "Audi"}}
+    rel = PartialRelevance(["an Audi"], [{"brand": "Audi"}], list(labels), list(labels.values()))
+    assert rel.n_judged(0) == 2
+    with pytest.raises(ValueError, match="rank deeper"):
+        evaluate_lists([["a", "b"]], rel, ["vehicle"], k=2)
+    got = evaluate_lists([["a", "b", "c"]], rel, ["vehicle"], k=2)["all"]
+    assert got.sound_map == pytest.approx(1.0)

@@ -656,29 +656,37 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, in
         "calibration": calibration,
     }
     if d.main:
-        backbone = inp.backbone
-        front = front_record(backbone, final)
-        meta = {
-            "task": task, "subject": group.subject, "group": group.name, "classes": list(classes),
-            "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
-                         "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
-            "preprocess": inp.pre.as_dict(), "crop": inp.crop, "trainable_blocks": final.trainable_blocks,
-            "tail_norm": config.tail_norm,
-            "cut": final.cut, **front, "schema_fingerprint": schema.fingerprint, "schema_source": schema.source,
-            "temperature": calibration["temperature"] if calibration else 1.0,
-            "metrics": {"best_epoch": best.epoch, "val": _summary(best.val), "holdout": _summary(holdout) if holdout else None},
-            "config": run.resolved,
-        }
-        # Lean (the front rebuilt from its pinned pretrained weights): the tail and head only.
-        save_checkpoint(out_dir / "model.pt", meta, final.tail_state_dict() if front["front"] == FRONT_PRETRAINED else final.state_dict())
-        atomic_write_text(out_dir / "config.json", json.dumps(run.resolved, indent=2))
-        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        write_task_model(out_dir, final, group, inp, config, schema, metrics)
         (out_dir / "last.pt").unlink(missing_ok=True)
     if d.world > 1:
         print(f"[rank {d.rank}/{d.world}] {task}: weights sha256={digest} best_epoch={best.epoch} "
               f"val_mA={best.mA:.6f}", file=sys.stderr, flush=True)
     return TaskResult(task, out_dir, classes, len(td.train), len(td.val), len(td.holdout), best.epoch, best.val,
                       holdout, run.history, seconds, ips, digest)
+
+
+def write_task_model(out_dir: Path, model: Classifier, group: Group, inp: _SharedInput, config: TrainConfig, schema: Schema,
+                     metrics: dict) -> None:
+    """Write one task's ``model.pt``, ``config.json`` and ``metrics.json`` (``metrics`` as
+    :func:`save_best` builds it: best epoch, val, holdout, calibration, the resolved config)."""
+    backbone, calibration, holdout = inp.backbone, metrics["calibration"], metrics["holdout"]
+    front = front_record(backbone, model)
+    meta = {
+        "task": group.task, "subject": group.subject, "group": group.name, "classes": list(group.classes),
+        "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
+                     "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
+        "preprocess": inp.pre.as_dict(), "crop": inp.crop, "trainable_blocks": model.trainable_blocks,
+        "tail_norm": config.tail_norm,
+        "cut": model.cut, **front, "schema_fingerprint": schema.fingerprint, "schema_source": schema.source,
+        "temperature": calibration["temperature"] if calibration else 1.0,
+        "metrics": {"best_epoch": metrics["best_epoch"], "val": _summary(metrics["val"]),
+                    "holdout": _summary(holdout) if holdout else None},
+        "config": metrics["config"],
+    }
+    # Lean (the front rebuilt from its pinned pretrained weights): the tail and head only.
+    save_checkpoint(out_dir / "model.pt", meta, model.tail_state_dict() if front["front"] == FRONT_PRETRAINED else model.state_dict())
+    atomic_write_text(out_dir / "config.json", json.dumps(metrics["config"], indent=2))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
 
 
 def _calibrate(model: Classifier, inputs: _Inputs, val: Sequence[Sample], config: TrainConfig) -> dict | None:

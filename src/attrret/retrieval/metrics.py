@@ -179,6 +179,7 @@ class PartialRelevance:
         self.texts, self.stated = tuple(texts), tuple(dict(s) for s in stated)
         self.labels = {name: dict(v) for name, v in zip(images, labels)}
         self._n = [sum(self._relevant(s, v) for v in self.labels.values()) for s in self.stated]
+        self._judged = [sum(all(g in v for g in s) for v in self.labels.values()) for s in self.stated]
 
     @staticmethod
     def _relevant(stated: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -197,6 +198,11 @@ class PartialRelevance:
 
     def n_relevant(self, j: int) -> int:
         return self._n[j]
+
+    def n_judged(self, j: int) -> int:
+        """How many labelled images query ``j`` can judge: a list that keeps fewer than
+        ``min(k, n_judged)`` of them after the drop was cut too early."""
+        return self._judged[j]
 
     def text(self, j: int) -> str:
         return self.texts[j]
@@ -230,7 +236,9 @@ def evaluate_lists(
 
     Kinds with no query are left out; a query of unknown kind counts in "all" only. With a
     relevance that has ``is_judged`` (:class:`PartialRelevance`), unjudged names are dropped
-    from each list before it is cut at ``k``.
+    from each list before it is cut at ``k``, so those lists must be ranked deeper than ``k``
+    (the whole gallery is safe): a list that keeps fewer than ``k`` judged names while the
+    gallery holds more is refused, because scoring it would count the dropped places as misses.
     """
     if len(lists) != len(relevance):
         raise ValueError(f"{len(lists)} result lists for {len(relevance)} queries")
@@ -238,7 +246,14 @@ def evaluate_lists(
     per: list[tuple[str | None, float, float, dict[int, float]]] = []
     for j, names in enumerate(lists):
         if judged is not None:
-            names = [n for n in names if judged(j, n)]
+            kept = [n for n in names if judged(j, n)]
+            if len(kept) < min(k, relevance.n_judged(j)) and len(kept) < len(names):
+                raise ValueError(
+                    f"query {j} ({relevance.text(j)!r}): {len(names) - len(kept)} of its {len(names)} results are "
+                    f"unjudged and only {len(kept)} judged remain, fewer than k = {k}; rank deeper than k "
+                    "(the whole gallery) so unjudged images are dropped before the cut"
+                )
+            names = kept
         rel = lambda n, j=j: relevance.is_relevant(j, n)  # noqa: E731
         per.append(
             (
