@@ -234,3 +234,19 @@ def test_train_config_refuses_unknown_choices(change, says):
     assert says in str(err.value)
     for ok in ({"device": "cuda:1"}, {"device": "cpu"}, {"fold": "0/5"}, {"crop": "upper"}):
         TrainConfig(**ok)  # a device this machine lacks is refused when training starts, not here
+
+
+def test_a_schema_epochs_hint_is_how_long_the_task_trains(tmp_path):
+    """Without --epochs each task trains its group's schema hint, and records that number."""
+    from tiny_classifier_data import small_input_schema
+
+    schema_dir = tmp_path / "schema"
+    small_input_schema(schema_dir)
+    toml = schema_dir / "pedestrian.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('input = "48x24"', 'input = "48x24"\nepochs = 2'), encoding="utf-8")
+    schema = load_schema(schema_dir)
+    data = make_folder(tmp_path / "data")
+    result = train_tasks(TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(tmp_path / "w"), backbone="timm:test_efficientnet",
+                                     pretrained=False, batch_size=8, val_fraction=0.25), progress=False, schema=schema)[0]
+    assert len(result.history) == 2
+    assert json.loads((result.model_dir / "config.json").read_text())["epochs"] == 2

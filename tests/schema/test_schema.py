@@ -117,6 +117,21 @@ def test_training_hints_are_data_and_not_part_of_the_fingerprint(schema_dir):
         load_schema(schema_dir)
 
 
+def test_epochs_hint_sets_how_long_a_task_trains_unless_epochs_is_given(schema_dir):
+    """Epochs are a training hint per subject file or group (bench/recipe.py chose them on the
+    selection split); an explicit --epochs wins, and without either the trainer's default holds."""
+    from attrret.classifiers.train import DEFAULT_EPOCHS, TrainConfig
+
+    toml = schema_dir / "pedestrian.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', 'name = "hat"\nhints = { epochs = 3 }\n'),
+                    encoding="utf-8")
+    custom = load_schema(schema_dir)
+    assert custom.fingerprint == load_schema().fingerprint
+    hat, gender = custom.task("pedestrian.hat"), custom.task("pedestrian.gender")
+    assert TrainConfig().task_epochs(hat) == 3 and TrainConfig(epochs=5).task_epochs(hat) == 5
+    assert TrainConfig().task_epochs(gender) == (gender.epochs or DEFAULT_EPOCHS)
+
+
 def test_input_and_crop_hints_default_per_file_and_per_group(schema_dir):
     """The default model input is data: a tall one for pedestrians, a wide one for vehicles, from
     each file's ``[hints]``; a group's own hints win (its crop here); neither is in the fingerprint."""
@@ -136,7 +151,9 @@ def test_input_and_crop_hints_default_per_file_and_per_group(schema_dir):
 @pytest.mark.parametrize(("hint", "message"), [('crop = "left"', "hint crop must be one of full, top, upper, bottom"),
                                                ('input = "256by128"', "hint input: expected HxW"),
                                                ('input = "0x128"', "hint input: an input size must be positive"),
-                                               ("photometric = 1", "hint photometric must be true or false")])
+                                               ("photometric = 1", "hint photometric must be true or false"),
+                                               ("epochs = 0", "hint epochs must be a whole number >= 1"),
+                                               ('epochs = "30"', "hint epochs must be a whole number >= 1")])
 def test_bad_hints_are_refused_naming_the_file_and_group(schema_dir, hint, message):
     toml = schema_dir / "pedestrian.toml"
     toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', f'name = "hat"\nhints = {{ {hint} }}\n'),

@@ -23,6 +23,7 @@ Single process, no ``--resume``: this is a measurement tool, not a second traini
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -81,6 +82,7 @@ def train_multitask(config: TrainConfig, *, schema: Schema | None = None,
     if len(inputs_of) != 1:
         raise AttrretError(f"a multi-task model needs one input size and crop for every task; {config.task} has {sorted(map(str, inputs_of))}")
     (hw, crop), = inputs_of
+    config = dataclasses.replace(config, epochs=max(config.task_epochs(g) for g in groups))
     with Progress(disable=True) as prog:
         inp = _prepare_input(config, hw, crop, _cache_images(config, data, schema) if config.cache else [], device, d, prog, log)
     tasks = [g.task for g in groups]

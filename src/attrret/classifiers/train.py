@@ -58,6 +58,7 @@ from attrret.schema import Group, Schema, load_schema
 __all__ = ["TrainConfig", "TaskResult", "BestEpoch", "train_tasks", "balanced_cross_entropy"]
 
 
+DEFAULT_EPOCHS = 8  # without --epochs and without a schema hint
 TASK_LOCK_PREFIX = LOCK_PREFIX + "train-"  # W/models/.attrret-train-<task>.lock
 _BALANCES = ("none", "weighted", "sqrt")
 _TAIL_NORMS = ("frozen", "batch")
@@ -78,7 +79,7 @@ class TrainConfig:
     # each task's schema default (its file's ``input`` hint: tall for pedestrians, wide for vehicles).
     img_size: HW | None = None
     input_scale: float = 1.0  # without img_size: each schema input size times this (geometry.scale_hw); recipes.py
-    epochs: int = 8
+    epochs: int | None = None  # None: each task's schema hint (``epochs``), else DEFAULT_EPOCHS; task_epochs()
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -130,7 +131,7 @@ class TrainConfig:
                 object.__setattr__(self, "img_size", parse_hw(self.img_size))
             except ValueError as exc:
                 raise OptionError(f"image size: {exc}") from None
-        if self.epochs < 1 or self.batch_size < 1:
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1:
             raise OptionError("epochs and batch size must be at least 1")
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
             raise OptionError(f"trainable blocks must be >= 0, got {self.trainable_blocks}")
@@ -156,6 +157,11 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["img_size"] = list(self.img_size) if self.img_size else None
         return d
+
+    def task_epochs(self, group: Group) -> int:
+        """How many epochs ``group``'s task trains: ``epochs`` when given, else the group's schema
+        hint (chosen per subject on the selection split by bench/recipe.py), else DEFAULT_EPOCHS."""
+        return self.epochs or group.epochs or DEFAULT_EPOCHS
 
     def task_input(self, group: Group) -> tuple[HW | None, str]:
         """The input size (None: the backbone's native one) and crop ``group``'s task trains on:
@@ -461,6 +467,7 @@ class _TaskRun:
 def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, prog, log,
                schema: Schema) -> TaskResult:
     """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
+    config = dataclasses.replace(config, epochs=config.task_epochs(group))  # the task's own, as it runs and is recorded
     out_dir = Path(config.workdir) / "models" / group.task
     # the config as this task ran it: its own input size and crop, whether given or from the
     # schema, and the schema (so --resume never continues or reuses a task of another schema)

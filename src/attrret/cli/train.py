@@ -43,6 +43,14 @@ def _schema_inputs() -> str:
     return ", ".join(f"{subject} {hw_label(hw) if hw else 'native'}" for subject, hw in inputs.items())
 
 
+def _schema_epochs() -> str:
+    """The default epochs per subject, as the packaged schema's hints give them (for the help)."""
+    from attrret.classifiers.train import DEFAULT_EPOCHS
+
+    epochs = {g.subject: g.epochs or DEFAULT_EPOCHS for g in load_schema().tasks}
+    return ", ".join(f"{subject} {n}" for subject, n in epochs.items())
+
+
 def train(
     task: Annotated[str, typer.Option("--task", "-t", help="Task (vehicle.color, pedestrian.hat, router, ...), pedestrian, vehicle or all.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Track-2 folder or labels.txt + images/ folder.")],
@@ -51,7 +59,7 @@ def train(
     weights: Annotated[Optional[Path], typer.Option(help="Trunk weights: a state-dict file for a timm:<name> backbone (offline weights).")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained/--random-init", help="Start from pretrained weights or random init.")] = True,
     img_size: Annotated[Optional[str], typer.Option(metavar="HxW", help=f"Model input for every task: height x width in pixels (e.g. 256x128), or N for N x N. Default: each subject's input from the schema ({_schema_inputs()}).")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help=f"Training epochs for every task. Default: each group's schema hint ({_schema_epochs()}).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     trainable_blocks: Annotated[Optional[int], typer.Option(min=0, help="Train the last N blocks/stages + head (default: per backbone family).")] = None,

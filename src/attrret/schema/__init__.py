@@ -54,6 +54,7 @@ class Group:
     photometric: bool = True  # brightness/contrast jitter keeps the label true (not for colours)
     input: HW | None = None  # the default model input H x W (``input = "256x128"``); None: the backbone's native square
     crop: str = "full"  # the default input region (attrret.geometry.CROPS)
+    epochs: int | None = None  # training epochs when ``attrret train`` gets no --epochs; None: the trainer's default
 
     @property
     def task(self) -> str:
@@ -187,7 +188,7 @@ class Schema:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_HINTS = {"photometric", "input", "crop"}
+_HINTS = {"photometric", "input", "crop", "epochs"}
 
 
 def _read_hints(hints: dict, where: str) -> dict:
@@ -206,6 +207,8 @@ def _read_hints(hints: dict, where: str) -> dict:
             raise SchemaError(f"{where}: hint input: {exc}") from None
     if "crop" in out and out["crop"] not in CROPS:
         raise SchemaError(f"{where}: hint crop must be one of {', '.join(CROPS)}, got {out['crop']!r}")
+    if "epochs" in out and not (isinstance(out["epochs"], int) and not isinstance(out["epochs"], bool) and out["epochs"] >= 1):
+        raise SchemaError(f"{where}: hint epochs must be a whole number >= 1, got {out['epochs']!r}")
     return out
 
 
