@@ -130,6 +130,10 @@ def test_epochs_hint_sets_how_long_a_task_trains_unless_epochs_is_given(schema_d
     hat, gender = custom.task("pedestrian.hat"), custom.task("pedestrian.gender")
     assert TrainConfig().task_epochs(hat) == 3 and TrainConfig(epochs=5).task_epochs(hat) == 5
     assert TrainConfig().task_epochs(gender) == (gender.epochs or DEFAULT_EPOCHS)
+    # the packaged vehicles train longer and faster (bench/recipe.py); --lr wins over the hint
+    brand = load_schema().task("vehicle.brand")
+    assert TrainConfig().for_task(brand).epochs == 30 and TrainConfig().task_lr(brand) == 2e-3
+    assert TrainConfig(lr=5e-4).for_task(brand).lr == 5e-4
 
 
 def test_input_and_crop_hints_default_per_file_and_per_group(schema_dir):
@@ -153,7 +157,9 @@ def test_input_and_crop_hints_default_per_file_and_per_group(schema_dir):
                                                ('input = "0x128"', "hint input: an input size must be positive"),
                                                ("photometric = 1", "hint photometric must be true or false"),
                                                ("epochs = 0", "hint epochs must be a whole number >= 1"),
-                                               ('epochs = "30"', "hint epochs must be a whole number >= 1")])
+                                               ('epochs = "30"', "hint epochs must be a whole number >= 1"),
+                                               ("lr = 0", "hint lr must be a finite number > 0"),
+                                               ('lr = "fast"', "hint lr must be a finite number > 0")])
 def test_bad_hints_are_refused_naming_the_file_and_group(schema_dir, hint, message):
     toml = schema_dir / "pedestrian.toml"
     toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', f'name = "hat"\nhints = {{ {hint} }}\n'),

@@ -82,7 +82,8 @@ def train_multitask(config: TrainConfig, *, schema: Schema | None = None,
     if len(inputs_of) != 1:
         raise AttrretError(f"a multi-task model needs one input size and crop for every task; {config.task} has {sorted(map(str, inputs_of))}")
     (hw, crop), = inputs_of
-    config = dataclasses.replace(config, epochs=max(config.task_epochs(g) for g in groups))
+    config = dataclasses.replace(config, epochs=max(config.task_epochs(g) for g in groups),
+                                 lr=max(config.task_lr(g) for g in groups))
     with Progress(disable=True) as prog:
         inp = _prepare_input(config, hw, crop, _cache_images(config, data, schema) if config.cache else [], device, d, prog, log)
     tasks = [g.task for g in groups]

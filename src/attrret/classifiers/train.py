@@ -59,6 +59,7 @@ __all__ = ["TrainConfig", "TaskResult", "BestEpoch", "train_tasks", "balanced_cr
 
 
 DEFAULT_EPOCHS = 8  # without --epochs and without a schema hint
+DEFAULT_LR = 1e-3  # without --lr and without a schema hint
 TASK_LOCK_PREFIX = LOCK_PREFIX + "train-"  # W/models/.attrret-train-<task>.lock
 _BALANCES = ("none", "weighted", "sqrt")
 _TAIL_NORMS = ("frozen", "batch")
@@ -81,7 +82,7 @@ class TrainConfig:
     input_scale: float = 1.0  # without img_size: each schema input size times this (geometry.scale_hw); recipes.py
     epochs: int | None = None  # None: each task's schema hint (``epochs``), else DEFAULT_EPOCHS; task_epochs()
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None: each task's schema hint (``lr``), else DEFAULT_LR; task_lr()
     weight_decay: float = 1e-5
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
@@ -116,7 +117,8 @@ class TrainConfig:
             if not (math.isfinite(value) and (value > low if strict else value >= low)):
                 raise OptionError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value}")
 
-        finite("learning rate", self.lr, 0.0, strict=True)
+        if self.lr is not None:
+            finite("learning rate", self.lr, 0.0, strict=True)
         finite("weight decay", self.weight_decay, 0.0)
         finite("warmup epochs", self.warmup_epochs, 0.0)
         finite("label smoothing", self.label_smoothing, 0.0)
@@ -162,6 +164,14 @@ class TrainConfig:
         """How many epochs ``group``'s task trains: ``epochs`` when given, else the group's schema
         hint (chosen per subject on the selection split by bench/recipe.py), else DEFAULT_EPOCHS."""
         return self.epochs or group.epochs or DEFAULT_EPOCHS
+
+    def task_lr(self, group: Group) -> float:
+        """The peak learning rate of ``group``'s task: ``lr``, else its schema hint, else DEFAULT_LR."""
+        return self.lr or group.lr or DEFAULT_LR
+
+    def for_task(self, group: Group) -> TrainConfig:
+        """This config with ``group``'s epochs and learning rate resolved (what the task runs and records)."""
+        return dataclasses.replace(self, epochs=self.task_epochs(group), lr=self.task_lr(group))
 
     def task_input(self, group: Group) -> tuple[HW | None, str]:
         """The input size (None: the backbone's native one) and crop ``group``'s task trains on:
@@ -467,7 +477,7 @@ class _TaskRun:
 def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, prog, log,
                schema: Schema) -> TaskResult:
     """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
-    config = dataclasses.replace(config, epochs=config.task_epochs(group))  # the task's own, as it runs and is recorded
+    config = config.for_task(group)  # the task's own epochs and lr, as it runs and records them
     out_dir = Path(config.workdir) / "models" / group.task
     # the config as this task ran it: its own input size and crop, whether given or from the
     # schema, and the schema (so --resume never continues or reuses a task of another schema)

@@ -51,6 +51,14 @@ def _schema_epochs() -> str:
     return ", ".join(f"{subject} {n}" for subject, n in epochs.items())
 
 
+def _schema_lrs() -> str:
+    """The default peak learning rate per subject, from the packaged schema's hints (for the help)."""
+    from attrret.classifiers.train import DEFAULT_LR
+
+    lrs = {g.subject: g.lr or DEFAULT_LR for g in load_schema().tasks}
+    return ", ".join(f"{subject} {lr:g}" for subject, lr in lrs.items())
+
+
 def train(
     task: Annotated[str, typer.Option("--task", "-t", help="Task (vehicle.color, pedestrian.hat, router, ...), pedestrian, vehicle or all.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Track-2 folder or labels.txt + images/ folder.")],
@@ -61,7 +69,7 @@ def train(
     img_size: Annotated[Optional[str], typer.Option(metavar="HxW", help=f"Model input for every task: height x width in pixels (e.g. 256x128), or N for N x N. Default: each subject's input from the schema ({_schema_inputs()}).")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help=f"Training epochs for every task. Default: each group's schema hint ({_schema_epochs()}).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = 64,
-    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help=f"Peak learning rate for every task. Default: each group's schema hint ({_schema_lrs()}).")] = None,
     trainable_blocks: Annotated[Optional[int], typer.Option(min=0, help="Train the last N blocks/stages + head (default: per backbone family).")] = None,
     tail_norm: Annotated[TailNorm, typer.Option(help="BatchNorms of the trained tail: frozen keeps the pretrained statistics (1.5-2x faster); batch estimates them.")] = TailNorm.frozen,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,

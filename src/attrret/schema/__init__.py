@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -55,6 +56,7 @@ class Group:
     input: HW | None = None  # the default model input H x W (``input = "256x128"``); None: the backbone's native square
     crop: str = "full"  # the default input region (attrret.geometry.CROPS)
     epochs: int | None = None  # training epochs when ``attrret train`` gets no --epochs; None: the trainer's default
+    lr: float | None = None  # peak learning rate when ``attrret train`` gets no --lr; None: the trainer's default
 
     @property
     def task(self) -> str:
@@ -188,7 +190,7 @@ class Schema:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_HINTS = {"photometric", "input", "crop", "epochs"}
+_HINTS = {"photometric", "input", "crop", "epochs", "lr"}
 
 
 def _read_hints(hints: dict, where: str) -> dict:
@@ -209,6 +211,11 @@ def _read_hints(hints: dict, where: str) -> dict:
         raise SchemaError(f"{where}: hint crop must be one of {', '.join(CROPS)}, got {out['crop']!r}")
     if "epochs" in out and not (isinstance(out["epochs"], int) and not isinstance(out["epochs"], bool) and out["epochs"] >= 1):
         raise SchemaError(f"{where}: hint epochs must be a whole number >= 1, got {out['epochs']!r}")
+    if "lr" in out:
+        lr = out["lr"]
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+            raise SchemaError(f"{where}: hint lr must be a finite number > 0, got {lr!r}")
+        out["lr"] = float(lr)
     return out
 
 
