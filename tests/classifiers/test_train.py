@@ -250,3 +250,17 @@ def test_a_schema_epochs_hint_is_how_long_the_task_trains(tmp_path):
                                      pretrained=False, batch_size=8, val_fraction=0.25), progress=False, schema=schema)[0]
     assert len(result.history) == 2
     assert json.loads((result.model_dir / "config.json").read_text())["epochs"] == 2
+
+
+def test_resume_of_a_finished_run_builds_no_cache(trained, tmp_path):
+    """--resume on tasks already trained with this config skips them without opening (or, after
+    the images' timestamps changed, rebuilding) a trunk cache it would not read."""
+    import shutil
+
+    data, cfg, _ = trained
+    w = tmp_path / "w"
+    first = train_tasks(TrainConfig(**{**cfg.as_dict(), "workdir": str(w), "resume": True}), progress=False)
+    shutil.rmtree(w / "cache")
+    again = train_tasks(TrainConfig(**{**cfg.as_dict(), "workdir": str(w), "resume": True}), progress=False)
+    assert not first[0].skipped and again[0].skipped and again[0].weights_sha256 == first[0].weights_sha256
+    assert not (w / "cache").exists()

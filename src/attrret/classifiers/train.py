@@ -344,7 +344,10 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
     with Progress(*columns, console=console, disable=not (progress and d.main)) as prog:
         images = _cache_images(config, data, schema) if config.cache else []
         for (hw, crop), members in by_input.items():
-            inp = _prepare_input(config, hw, crop, images, device, d, prog, log)
+            # A finished run (--resume, same config) needs no cache: nothing rebuilds one it will not read.
+            inp = _prepare_input(config, hw, crop, images, device, d, prog, log,
+                                 need_cache=lambda inp: not all(_already_trained(config, g, _task_dir(config, g), _resolved(config, g, inp, schema))
+                                                                for g in members))
             for g in members:
                 # One training per task directory at a time (rank 0 writes it; the kernel frees the lock if we die).
                 task_dir = Path(config.workdir) / "models" / g.task  # the lock lives beside it: the task dir keeps its layout
@@ -385,8 +388,9 @@ def _cache_images(config: TrainConfig, data: dict[str, TaskData], schema: Schema
 
 
 def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[str], device: torch.device, d: Dist,
-                   prog, log) -> _SharedInput:
-    """Build the backbone for input size ``hw`` and open (or build) its trunk cache for ``crop``.
+                   prog, log, need_cache: Callable[[_SharedInput], bool] = lambda inp: True) -> _SharedInput:
+    """Build the backbone for input size ``hw`` and open (or build) its trunk cache for ``crop``,
+    unless ``need_cache`` says this input's tasks will not read it.
 
     Seeded afresh, so a randomly initialised front is the same whichever other inputs the run
     also trains: a task's result does not depend on the tasks trained beside it.
@@ -402,7 +406,7 @@ def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[s
     log(f"backbone {backbone.arch} ({backbone.family}, {backbone.weights}), input {hw_label(backbone.preprocess.hw)} px, crop {crop}, "
         f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device} ({precision(device, config.amp)}), world {d.world}")
     cache = None
-    if config.cache:
+    if config.cache and need_cache(_SharedInput(backbone, crop, n_blocks, None)):
         proto = Classifier(backbone.trunk, backbone.feature_dim, 2, n_blocks).to(device)
         bar = prog.add_task(f"trunk cache {hw_label(backbone.preprocess.hw)} {crop}", total=len(images), ips=0.0, loss=0.0)
         t0 = time.perf_counter()
@@ -478,11 +482,8 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInpu
                schema: Schema) -> TaskResult:
     """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
     config = config.for_task(group)  # the task's own epochs and lr, as it runs and records them
-    out_dir = Path(config.workdir) / "models" / group.task
-    # the config as this task ran it: its own input size and crop, whether given or from the
-    # schema, and the schema (so --resume never continues or reuses a task of another schema)
-    resolved = {**config.as_dict(), "task": group.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
-                "crop": inp.crop, "schema": schema.fingerprint}
+    out_dir = _task_dir(config, group)
+    resolved = _resolved(config, group, inp, schema)
     done = _already_trained(config, group, out_dir, resolved, log)
     if done is not None:
         return done
@@ -503,7 +504,20 @@ def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInpu
     return save_best(run, config, group, td, inp, device, d, schema, out_dir, time.perf_counter() - t_task)
 
 
-def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved: dict, log) -> TaskResult | None:
+def _task_dir(config: TrainConfig, group: Group) -> Path:
+    return Path(config.workdir) / "models" / group.task
+
+
+def _resolved(config: TrainConfig, group: Group, inp: _SharedInput, schema: Schema) -> dict:
+    """The config as ``group``'s task runs it: its own epochs, lr, input size and crop, whether
+    given or from the schema, and the schema (so --resume never continues or reuses a task of
+    another schema)."""
+    config = config.for_task(group)
+    return {**config.as_dict(), "task": group.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
+            "crop": inp.crop, "schema": schema.fingerprint}
+
+
+def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved: dict, log=lambda s: None) -> TaskResult | None:
     """With ``--resume``, the result of a finished training of this same config (then nothing runs)."""
     if not (config.resume and (out_dir / "metrics.json").is_file()):
         return None
