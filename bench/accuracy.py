@@ -94,7 +94,12 @@ class Setup:
     multitask: bool = False  # one shared tail with every group's head (classifiers/multitask.py)
 
 
-def _setups(subject: str, quick: bool) -> list[Setup]:
+def _setups(subject: str, quick: bool, only: Sequence[str] = ()) -> list[Setup]:
+    out = _all_setups(subject, quick)
+    return [s for s in out if s.name == "default" or s.name in only] if only else out
+
+
+def _all_setups(subject: str, quick: bool) -> list[Setup]:
     spec = SUBJECTS[subject]
     out = [Setup("default")]
     if quick:
@@ -116,6 +121,13 @@ def _train(subject: str, setup: Setup, work: Path, retrain: bool) -> tuple[dict[
 
     spec = SUBJECTS[subject]
     w = work / subject / setup.name.replace(" ", "-")
+    # one trunk cache directory per subject: caches are keyed by front, input and crop, so setups
+    # that keep the default front (multi-task, the default itself) share theirs instead of rebuilding
+    shared = work / subject / "default" / "cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    w.mkdir(parents=True, exist_ok=True)
+    if not (w / "cache").exists():
+        (w / "cache").symlink_to(shared.resolve(), target_is_directory=True)
     stamp = w / "bench_train.json"
     schema = load_schema()
     groups = setup.groups or tuple(g.name for g in schema.subject(subject).groups)
@@ -208,9 +220,10 @@ def _score(held: Held, members: Sequence[Member], path: Path, options: RankOptio
     return evaluate_lists([names for _, names in run.results], held.relevance, held.kinds)["all"].to_json()
 
 
-def run_subject(subject: str, work: Path, quick: bool, retrain: bool, log: Callable[[str], None]) -> dict:
+def run_subject(subject: str, work: Path, quick: bool, retrain: bool, log: Callable[[str], None],
+                only: Sequence[str] = ()) -> dict:
     held = _held(subject, work)
-    trained = {s.name: (s, *_train(subject, s, work, retrain)) for s in _setups(subject, quick)}
+    trained = {s.name: (s, *_train(subject, s, work, retrain)) for s in _setups(subject, quick, only)}
     _, base, t_base = trained["default"]
     rows: list[dict] = []
 
@@ -278,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=str(ROOT / "attrret-work" / "bench-accuracy"))
     ap.add_argument("--quick", action="store_true", help="the default rows only (one training per subject)")
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--setups", default="", help="comma-separated setup names to train besides the default "
+                    "(square 160, bigger, lite2, 1 block, top crop, multi-task, multi-task full); default: all")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "accuracy.json"))
     args = ap.parse_args(argv)
     work = Path(args.workdir)
@@ -287,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         if not SUBJECTS[subject]["data"].is_dir():
             print(f"{SUBJECTS[subject]['data']}: not here, {subject}s skipped", file=sys.stderr)
             continue
-        results.append(run_subject(subject, work, args.quick, args.retrain, lambda s: print(s, file=sys.stderr, flush=True)))
+        results.append(run_subject(subject, work, args.quick, args.retrain, lambda s: print(s, file=sys.stderr, flush=True),
+                                   [n for n in args.setups.split(",") if n]))
         _print(results[-1])
     doc = {**json_header("accuracy"), "quick": args.quick, "total_s": round(time.perf_counter() - t0, 1), "subjects": results,
            "not_run": {"decoupled full fine-tuning": "one full fine-tuning per task: hours on a 2-core CPU; measured on the multi-task model"}}
