@@ -33,7 +33,7 @@ Rows (each: official and sound mAP@10, R@1, train time):
 - geometry: the old square default (160 x 160);
 - crops (pedestrians): hat and glasses trained on the top of the crop, the rest unchanged;
 - ensemble: the default plus a 320 x 160 (pedestrian) / 160 x 240 (vehicle) member, equal weights;
-- backbone (pedestrians): ``tf_efficientnet_lite2``;
+- backbone (pedestrians): ``tf_efficientnet_lite1`` and ``lite2``;
 - freezing (pedestrians): ``--trainable-blocks 1`` (the 1x1 head conv alone, the old default; the
   default trains the last MBConv stage too);
 - decoupled vs multi-task: one shared tail with every group's head
@@ -106,7 +106,8 @@ def _all_setups(subject: str, quick: bool) -> list[Setup]:
         return out
     out += [Setup("square 160", {"img_size": 160}), Setup("bigger", {"img_size": spec["bigger"]})]
     if subject == "pedestrian":  # extensions: each vehicle setup rebuilds a 6,151-image trunk cache
-        out += [Setup("lite2", {"backbone": "tf_efficientnet_lite2"}), Setup("1 block", {"trainable_blocks": 1})]
+        out += [Setup("lite1", {"backbone": "tf_efficientnet_lite1"}), Setup("lite2", {"backbone": "tf_efficientnet_lite2"}),
+                Setup("1 block", {"trainable_blocks": 1})]
     if spec["crop_tasks"]:
         out.append(Setup("top crop", {"crop": "top"}, spec["crop_tasks"]))
     out += [Setup("multi-task", multitask=True),
@@ -248,7 +249,8 @@ def run_subject(subject: str, work: Path, quick: bool, retrain: bool, log: Calla
         row("all groups: both", base, t_base, RankOptions(use_implied=True), priors)
     names = {"multi-task": "multi-task: one shared tail, every head (partial freezing)",
              "multi-task full": f"multi-task, full fine-tuning ({SUBJECTS[subject]['full_epochs']} epochs, lr {FULL_LR:g})",
-             "square 160": "geometry: 160 x 160 (the old default)", "lite2": "backbone: tf_efficientnet_lite2",
+             "square 160": "geometry: 160 x 160 (the old default)", "lite1": "backbone: tf_efficientnet_lite1",
+             "lite2": "backbone: tf_efficientnet_lite2",
              "1 block": "--trainable-blocks 1 (the head conv alone)"}
     for key, label in names.items():
         if key in trained:
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the default rows only (one training per subject)")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--setups", default="", help="comma-separated setup names to train besides the default "
-                    "(square 160, bigger, lite2, 1 block, top crop, multi-task, multi-task full); default: all")
+                    "(square 160, bigger, lite1, lite2, 1 block, top crop, multi-task, multi-task full); default: all")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "accuracy.json"))
     args = ap.parse_args(argv)
     work = Path(args.workdir)
