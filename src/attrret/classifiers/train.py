@@ -350,7 +350,7 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
                                                                 for g in members))
             for g in members:
                 # One training per task directory at a time (rank 0 writes it; the kernel frees the lock if we die).
-                task_dir = Path(config.workdir) / "models" / g.task  # the lock lives beside it: the task dir keeps its layout
+                task_dir = _task_dir(config, g)  # the lock lives beside it: the task dir keeps its layout
                 lock = (file_lock(task_dir.parent / f"{TASK_LOCK_PREFIX}{g.task}.lock", waiting=f"{g.task}: waiting for another training of it in {task_dir}",
                                   log=log) if d.main else contextlib.nullcontext())
                 with lock:
