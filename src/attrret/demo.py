@@ -45,6 +45,7 @@ class DemoConfig:
     data: Path | None = None  # a user's Track-2 folder instead of the synthetic set
     seed: int = 0
     device: str = "auto"
+    precision: str | None = None  # auto | fp32 | bf16 | fp16; None: $ATTRRET_PRECISION, else auto
 
     @property
     def sizes(self) -> Sizes:
@@ -104,7 +105,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = lambda s: print(s,
 
     sizes = config.sizes
     train_cfg = TrainConfig(task="all", data=str(data), workdir=str(w), img_size=sizes.img_size, epochs=sizes.epochs,
-                            seed=config.seed, device=config.device)
+                            seed=config.seed, device=config.device, precision=config.precision)
     results = train_tasks(train_cfg, progress=True)
     lap("train")
 
@@ -113,7 +114,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = lambda s: print(s,
     if not queries.is_file():
         raise InputError("no test/test_text.txt to rank", data)
     index_dir = w / "index"
-    build_index(data, index_dir, find_members(w), split="test", device=config.device, log=log)
+    build_index(data, index_dir, find_members(w), split="test", device=config.device, precision=config.precision, log=log)
     lap("predict")
 
     from attrret.retrieval.index import open_index

@@ -29,6 +29,7 @@ import torch
 from attrret.classifiers.backbones import Preprocess
 from attrret.classifiers.inputs import front_views, load_batch
 from attrret.classifiers.model import Classifier
+from attrret.classifiers.runtime import Precision, resolve_precision
 from attrret.io import atomic_path, atomic_write_text
 
 __all__ = ["CACHE_VERSION", "FrontCache", "cache_key", "front_shape", "open_or_build"]
@@ -51,9 +52,11 @@ class FrontCache:
         return torch.from_numpy(np.ascontiguousarray(self.features[idx, np.asarray(views)])).float()
 
 
-def cache_key(arch: str, front_hash: str, pre: Preprocess, cut: int, crop: str) -> str:
+def cache_key(arch: str, front_hash: str, pre: Preprocess, cut: int, crop: str, precision: str = "fp32") -> str:
+    """The cache folder's name: everything the front output depends on, the precision that
+    computes it among them (a bf16 front is not an fp32 one; neither run reuses the other's)."""
     blob = json.dumps(
-        {"v": CACHE_VERSION, "arch": arch, "front": front_hash, "pre": pre.as_dict(), "cut": cut, "crop": crop},
+        {"v": CACHE_VERSION, "arch": arch, "front": front_hash, "pre": pre.as_dict(), "cut": cut, "crop": crop, "precision": precision},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -82,7 +85,7 @@ def open_or_build(
     images: Sequence[str],
     workdir: Path,
     device: torch.device,
-    amp: bool = True,
+    precision: Precision | str | None = None,
     batch_size: int = 64,
     budget_bytes: int,
     log: Callable[[str], None] = lambda s: None,
@@ -96,6 +99,7 @@ def open_or_build(
     cache is opened (used by DDP ranks other than 0 after rank 0 built it).
     """
     paths = sorted(set(images))
+    prec = precision if isinstance(precision, Precision) else resolve_precision(precision, device)
     shape = front_shape(model, pre)
     need = estimate_bytes(len(paths), shape)
     if need > budget_bytes:
@@ -104,7 +108,7 @@ def open_or_build(
             f"exceeds the budget of {budget_bytes / 2**30:.2f} GiB (raise --cache-budget-gb); computing the front on the fly"
         )
         return None
-    key = cache_key(arch, model.front_hash(), pre, model.cut, crop)
+    key = cache_key(arch, model.front_hash(), pre, model.cut, crop, prec.name)
     directory = Path(workdir) / "cache" / key
     set_id = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
     manifest_path, data_path = directory / f"{set_id}.json", directory / f"{set_id}.npy"
@@ -134,13 +138,13 @@ def open_or_build(
         model.eval()
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
-            for view, f in enumerate(front_views(model.front, load_batch(chunk, pre, crop), device, amp)):
+            for view, f in enumerate(front_views(model.front, load_batch(chunk, pre, crop), device, prec)):
                 out[start : start + len(chunk), view] = f.cpu().numpy().astype(np.float16)
             if progress:
                 progress(len(chunk))
         out.flush()
         del out
-    manifest = {"key": key, "arch": arch, "preprocess": pre.as_dict(), "cut": model.cut, "crop": crop,
+    manifest = {"key": key, "arch": arch, "preprocess": pre.as_dict(), "cut": model.cut, "crop": crop, "precision": prec.name,
                 "shape": list(shape), "views": ["image", "hflip"], "images": stats}
     atomic_write_text(manifest_path, json.dumps(manifest))
     log(f"trunk cache built: {directory} ({len(paths)} images, {need / 2**20:.1f} MiB)")

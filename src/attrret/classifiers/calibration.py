@@ -19,13 +19,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-__all__ = ["TEMPERATURE_RANGE", "fit_temperature", "view_nll"]
+__all__ = ["TEMPERATURE_RANGE", "fit_temperature", "view_nll", "view_probs"]
 
 #: The temperatures searched (log-spaced): beyond them a task is either a hard argmax or noise.
 TEMPERATURE_RANGE = (0.05, 20.0)
 _GRID = 49
 _GOLDEN_STEPS = 40
+
+
+def view_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The probabilities attrret reports: ``mean_v softmax(logits[v] / T)``, always in float32.
+
+    ``logits`` is ``(views, n, classes)`` (the image and its flip, or one view) in any floating
+    dtype; the division, softmax and mean run in float32 whatever autocast region is active, so
+    a bf16 or fp16 model hands float32 probabilities to NumPy. The one definition of the
+    post-processing: training's evaluation, calibration's target, predict and export use it.
+    """
+    with torch.autocast(logits.device.type, enabled=False):
+        return (logits.float() / float(temperature)).softmax(-1).mean(0)
 
 
 def view_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:

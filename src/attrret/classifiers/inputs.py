@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageEnhance
 
 from attrret.classifiers.backbones import Preprocess
-from attrret.classifiers.runtime import autocast
+from attrret.classifiers.runtime import Precision, autocast
 from attrret.data.images import load_image, resize_pad
 from attrret.geometry import CROPS
 from attrret.schema import Schema, load_schema
@@ -66,16 +66,17 @@ def load_batch(paths: Sequence[str | Path], pre: Preprocess, crop: str = "full",
     return torch.stack([to_tensor(transform(im) if transform else im, pre) for im in ims])
 
 
-def front_views(front: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device, amp: bool = True,
-                flips: bool = True) -> list[torch.Tensor]:
+def front_views(front: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
+                precision: Precision | str | None = None, flips: bool = True) -> list[torch.Tensor]:
     """The frozen front's float32 output for the batch ``x`` and (``flips``) its mirror image.
 
     ``x`` goes to ``device`` in channels-last layout on a CPU (the layout oneDNN's convolutions
-    are fastest in) and runs without gradients under :func:`runtime.autocast`. The flip is the
-    one augmentation the trunk cache keeps and predict's test-time augmentation.
+    are fastest in) and runs without gradients under :func:`runtime.autocast` in ``precision``
+    (None: ``$ATTRRET_PRECISION``, else auto). The flip is the one augmentation the trunk cache
+    keeps and predict's test-time augmentation.
     """
     x = x.to(device)
-    with torch.no_grad(), autocast(device, amp):
+    with torch.no_grad(), autocast(device, precision):
         return [front(channels_last(v, device)).float() for v in ((x, torch.flip(x, dims=[3])) if flips else (x,))]
 
 

@@ -11,6 +11,7 @@ Stage indices: 0 = stem, 1..K = blocks, K+1 = post (norms, head conv, pooling, p
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import torch
@@ -120,6 +121,19 @@ class Classifier(nn.Module):
             missing, extra = sorted(keys - set(state)), sorted(set(state) - keys)
             raise ValueError(f"not a tail state of this model (missing {missing[:3]}, unexpected {extra[:3]})")
         self.load_state_dict(state, strict=False)
+
+    def share_front(self) -> "Classifier":
+        """A copy that shares this model's front tensors (the same objects: no memory, the same
+        front hash) and owns copies of its tail and head, for another task on the same front.
+
+        Why: predict runs several tasks behind one front, and each task's tail must be its own
+        module. Loading each task's weights into one shared module in turn is wrong under
+        autocast, which caches the low-precision copy of every weight for a whole region: the
+        second task would run the first task's cached tail.
+        """
+        memo: dict[int, object] = {id(t): t for m in self.frozen_modules() for t in (*m.parameters(), *m.buffers())}
+        memo.update({id(p): p for p in self._frozen_loose_parameters()})
+        return copy.deepcopy(self, memo)
 
     # -- compute -------------------------------------------------------------------------------
     def front(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,8 +36,8 @@ from attrret.classifiers.data import TaskData, load_task_data
 from attrret.classifiers.inputs import channels_last
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.calibration import fit_temperature, view_nll
-from attrret.classifiers.runtime import Dist, autocast, resolve_device, tune_malloc
+from attrret.classifiers.calibration import fit_temperature, view_nll, view_probs
+from attrret.classifiers.runtime import Dist, autocast, grad_scaler, resolve_device, resolve_precision, tune_malloc
 from attrret.classifiers.train import (
     TaskResult,
     TrainConfig,
@@ -69,6 +69,9 @@ def train_multitask(config: TrainConfig, *, schema: Schema | None = None,
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
+    prec = resolve_precision(config.precision, device)
+    config = dataclasses.replace(config, precision=prec.name)  # what runs is what checkpoints record
+    log(f"precision: {prec.describe()}")
     d = Dist()
     schema = schema or load_schema()
     groups = schema.select_tasks(config.task)
@@ -110,7 +113,8 @@ def train_multitask(config: TrainConfig, *, schema: Schema | None = None,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps * config.epochs, int(round(config.warmup_epochs * steps))))
     weights = [_class_weights(data[g.task].train, n, config.balance) for g, n in zip(groups, sizes)]
     weights = [w.to(device) if w is not None else None for w in weights]
-    inputs = _Inputs(model, inp.pre, inp.crop, inp.cache, device, config.amp)
+    scaler = grad_scaler(prec)
+    inputs = _Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision)
     photometric = all(g.photometric for g in groups)
     resolved = {**config.as_dict(), "task": config.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
                 "crop": inp.crop, "schema": schema.fingerprint, "multitask": tasks}
@@ -132,15 +136,20 @@ def train_multitask(config: TrainConfig, *, schema: Schema | None = None,
                 continue
             x = channels_last(inputs.train_batch([train_paths[i] for i in idx], rng, photometric), device)
             y = torch.from_numpy(labels[idx]).to(device)
-            with autocast(device, config.amp):
+            with autocast(device, prec):
                 logits = model(x, from_front=True)
             logits = logits.float()
             terms = [balanced_cross_entropy(logits[y[:, t] >= 0, sl], y[y[:, t] >= 0, t], w, config.label_smoothing)
                      for t, (sl, w) in enumerate(zip(slices, weights)) if bool((y[:, t] >= 0).any())]
             loss = torch.stack(terms).mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             sched.step()
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
@@ -201,7 +210,7 @@ def _split_logits(model: Classifier, inputs: _Inputs, data: dict[str, TaskData],
     if not paths:
         return {}
     at = {p: i for i, p in enumerate(paths)}
-    logits = _view_logits(model, inputs, [(p, 0) for p in paths], config.batch_size, device, config.amp)
+    logits = _view_logits(model, inputs, [(p, 0) for p in paths], config.batch_size, device, config.precision)
     out = {}
     for g, sl in zip(groups, slices):
         items = getattr(data[g.task], split)
@@ -216,7 +225,7 @@ def _split_metrics(model: Classifier, inputs: _Inputs, data: dict[str, TaskData]
     out = {}
     for task, lv in _split_logits(model, inputs, data, groups, slices, split, config, device).items():
         g = next(g for g in groups if g.task == task)
-        probs = torch.from_numpy(lv).softmax(-1).mean(0).numpy()
+        probs = view_probs(torch.from_numpy(lv)).numpy()
         truth = np.array([y for _, y in getattr(data[task], split)])
         out[task] = classification_metrics(truth, probs.argmax(1), g.classes)
     return out

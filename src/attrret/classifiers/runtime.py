@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from attrret.errors import AttrretError
+from attrret.precisions import PRECISION_ENV, PRECISIONS
 
-__all__ = ["Dist", "init_dist", "barrier", "resolve_device", "autocast", "cpu_bf16_is_fast", "precision", "seed_everything", "tune_malloc"]
+__all__ = ["Dist", "init_dist", "barrier", "resolve_device", "autocast", "cpu_bf16_is_fast", "Precision", "PRECISIONS",
+           "PRECISION_ENV", "resolve_precision", "grad_scaler", "seed_everything", "tune_malloc"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -51,30 +53,107 @@ def cpu_bf16_is_fast() -> bool:
         return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
-def _mixed_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """The autocast dtype for ``device``, or None for fp32: the one place the policy lives."""
-    if enabled and device.type == "cuda":
-        return torch.float16
-    if enabled and device.type == "cpu" and cpu_bf16_is_fast():
-        return torch.bfloat16
-    return None
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """Mixed precision where it pays: fp16 AMP on GPU, bf16 on CPUs with oneDNN bf16 kernels.
+@dataclass(frozen=True)
+class Precision:
+    """The precision a model runs in on one device: what ``--precision`` resolved to.
 
-    Elsewhere (AVX2-only CPUs, MPS) this is a no-op and the model runs in fp32.
+    ``name`` (``fp32``, ``bf16`` or ``fp16``) is what actually runs, and what logs, checkpoints
+    and index headers record; ``requested`` is what was asked for (``auto`` or a name). Build
+    one with :func:`resolve_precision`; use it with :meth:`autocast`.
+
+    Why an explicit object rather than a property of the host: the bf16 and fp16 paths are the
+    ones most current servers and every GPU take, and a path chosen only by the host is a path
+    the tests of another host never run. Anything can force any precision the device can run.
     """
-    dtype = _mixed_dtype(device, enabled)
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+    name: str
+    device_type: str
+    requested: str = "auto"
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype, or None for fp32 (no autocast at all)."""
+        return _DTYPES[self.name]
+
+    @property
+    def mixed(self) -> bool:
+        return self.dtype is not None
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range."""
+        return self.name == "fp16"
+
+    def autocast(self):
+        """An autocast region in this precision (a no-op for fp32).
+
+        Autocast caches the low-precision copy of each weight for the whole region; code that
+        changes a weight in place inside one region reads the stale copy. Nothing in attrret
+        does (each task runs its own module); keep it so.
+        """
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        """For logs: ``bf16 autocast (auto: oneDNN bf16 kernels on this CPU)`` and the like."""
+        what = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 AMP" if self.device_type == "cuda" else "fp16 autocast"}[self.name]
+        if self.requested == "auto":
+            why = {"cuda": "CUDA", "cpu": "oneDNN bf16 kernels on this CPU" if self.name == "bf16" else "no oneDNN bf16 kernels on this CPU"}
+            return f"{what} (auto: {why.get(self.device_type, self.device_type)})"
+        if self.device_type == "cpu" and self.mixed and not cpu_bf16_is_fast():
+            return f"{what} (forced; this CPU has no native {self.name} kernels, so it runs slower than fp32)"
+        return f"{what} (forced)"
 
 
-def precision(device: torch.device, enabled: bool = True) -> str:
-    """What :func:`autocast` will run in, for logs: ``fp16 AMP``, ``bf16 autocast`` or ``fp32``."""
-    dtype = _mixed_dtype(device, enabled)
-    if dtype is not None:
-        return "fp16 AMP" if dtype == torch.float16 else "bf16 autocast"
-    return "fp32 (no oneDNN bf16 kernels on this CPU)" if enabled and device.type == "cpu" else "fp32"
+def resolve_precision(requested: str | None, device: torch.device) -> Precision:
+    """What ``requested`` (None: ``$ATTRRET_PRECISION``, else ``auto``) runs as on ``device``.
+
+    ``auto``: fp16 AMP on CUDA, bf16 on CPUs with oneDNN bf16 kernels (AVX-512 or newer), fp32
+    elsewhere (AVX2-only CPUs, where bf16 convolutions are about 11x slower, and MPS). A forced
+    ``bf16`` or ``fp16`` runs on any CPU (PyTorch emulates what the CPU lacks, only slower); a
+    precision the device cannot run at all is one :class:`AttrretError`.
+    """
+    src = "--precision"
+    if requested is None:
+        requested, src = os.environ.get(PRECISION_ENV) or "auto", f"{PRECISION_ENV}"
+    requested = str(requested).strip().lower()
+    if requested not in PRECISIONS:
+        raise AttrretError(f"{src} {requested!r}: use one of {', '.join(PRECISIONS)}")
+    kind = device.type
+    if requested == "auto":
+        name = "fp16" if kind == "cuda" else "bf16" if kind == "cpu" and cpu_bf16_is_fast() else "fp32"
+        return Precision(name, kind, "auto")
+    if requested != "fp32":
+        dtype = _DTYPES[requested]
+        if not torch.amp.is_autocast_available(kind):
+            raise AttrretError(f"{src} {requested}: torch {torch.__version__} has no autocast on {kind}; use fp32")
+        if kind == "cuda" and requested == "bf16" and not torch.cuda.is_bf16_supported():
+            raise AttrretError(f"{src} bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bf16 support; "
+                               "use fp16 or fp32")
+        try:
+            with torch.autocast(kind, dtype=dtype):
+                pass
+        except (RuntimeError, ValueError) as exc:  # torch refuses the dtype on this device
+            raise AttrretError(f"{src} {requested}: torch {torch.__version__} cannot autocast {kind} to {requested} "
+                               f"({str(exc).splitlines()[0][:160]}); use fp32") from None
+    return Precision(requested, kind, requested)
+
+
+def autocast(device: torch.device, precision: Precision | str | None = None):
+    """An autocast region for ``device`` in ``precision`` (a :class:`Precision`, or what
+    :func:`resolve_precision` takes); see :meth:`Precision.autocast`."""
+    if not isinstance(precision, Precision):
+        precision = resolve_precision(precision, device)
+    return precision.autocast()
+
+
+def grad_scaler(precision: Precision) -> torch.amp.GradScaler | None:
+    """Loss scaling for fp16 training (CUDA and CPU alike); None in fp32 and bf16."""
+    return torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
 
 
 def seed_everything(seed: int) -> None:

@@ -40,13 +40,14 @@ import torch.nn.functional as F
 
 from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, Preprocess, create_backbone
 from attrret.classifiers.cache import FrontCache, open_or_build
-from attrret.classifiers.calibration import fit_temperature, view_nll
+from attrret.classifiers.calibration import fit_temperature, view_nll, view_probs
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.inputs import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.runtime import Dist, autocast, barrier, init_dist, precision, resolve_device, seed_everything, tune_malloc
+from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
+                                         seed_everything, tune_malloc)
 from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError, OptionError
 from attrret.faults import fault_point
@@ -94,7 +95,9 @@ class TrainConfig:
     crop: str | None = None  # full | top | upper | bottom (geometry.CROPS) for every task; None: each task's schema hint
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    # auto | fp32 | bf16 | fp16 (runtime.resolve_precision); None: $ATTRRET_PRECISION, else auto.
+    # train_tasks records the precision that ran (fp32, bf16 or fp16) in its place.
+    precision: str | None = None
     resume: bool = False
     holdout: int = 0  # labels.txt folders: keep holdout_split(n, holdout_seed) out of training
     holdout_seed: int = 0
@@ -124,6 +127,8 @@ class TrainConfig:
         finite("label smoothing", self.label_smoothing, 0.0)
         finite("cache budget", self.cache_budget_gb, 0.0)
         finite("input scale", self.input_scale, 0.0, strict=True)
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 <= self.ema < 1.0:
             raise OptionError(f"EMA decay must be in [0, 1), got {self.ema}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -253,23 +258,23 @@ class _Inputs:
     """Model inputs for a batch: cached front output, or images through the frozen front
     (:func:`inputs.load_batch` and :func:`inputs.front_views`, the path predict takes)."""
 
-    def __init__(self, model: Classifier, pre: Preprocess, crop: str, cache: FrontCache | None, device: torch.device, amp: bool) -> None:
-        self.model, self.pre, self.crop, self.cache, self.device, self.amp = model, pre, crop, cache, device, amp
+    def __init__(self, model: Classifier, pre: Preprocess, crop: str, cache: FrontCache | None, device: torch.device, precision: str) -> None:
+        self.model, self.pre, self.crop, self.cache, self.device, self.precision = model, pre, crop, cache, device, precision
 
     def train_batch(self, paths: Sequence[str], rng: np.random.Generator, photometric: bool) -> torch.Tensor:
         if self.cache is not None:
             return self.cache.batch(paths, rng.integers(0, 2, len(paths))).to(self.device)
         x = load_batch(paths, self.pre, self.crop, transform=lambda im: augment_image(im, rng, photometric))
-        return front_views(self.model.front, x, self.device, self.amp, flips=False)[0]
+        return front_views(self.model.front, x, self.device, self.precision, flips=False)[0]
 
     def eval_views(self, paths: Sequence[str]) -> list[torch.Tensor]:
         if self.cache is not None:
             return [self.cache.batch(paths, [v] * len(paths)).to(self.device) for v in (0, 1)]
-        return front_views(self.model.front, load_batch(paths, self.pre, self.crop), self.device, self.amp)
+        return front_views(self.model.front, load_batch(paths, self.pre, self.crop), self.device, self.precision)
 
 
 def _view_logits(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device,
-                 amp: bool) -> np.ndarray:
+                 precision: str) -> np.ndarray:
     """Float32 logits ``(2, n, classes)``: the image and its flip (the views predict averages)."""
     model.eval()
     out: list[np.ndarray] = []
@@ -278,23 +283,22 @@ def _view_logits(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample
             paths = [p for p, _ in items[s : s + batch_size]]
             views = []
             for xv in inputs.eval_views(paths):
-                with autocast(device, amp):
+                with autocast(device, precision):
                     views.append(model(channels_last(xv, device), from_front=True).float().cpu().numpy())
             out.append(np.stack(views))
     return np.concatenate(out, axis=1) if out else np.zeros((2, 0, 0), np.float32)
 
 
-def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device, amp: bool,
+def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device, precision: str,
              temperature: float = 1.0) -> np.ndarray:
     """Softmax probabilities at ``temperature`` averaged over the image and its flip (what predict computes)."""
-    logits = torch.from_numpy(_view_logits(model, inputs, items, batch_size, device, amp))
-    return (logits / temperature).softmax(-1).mean(0).numpy()
+    return view_probs(torch.from_numpy(_view_logits(model, inputs, items, batch_size, device, precision)), temperature).numpy()
 
 
-def _evaluate(model, inputs, items, classes, batch_size, device, amp) -> dict:
+def _evaluate(model, inputs, items, classes, batch_size, device, precision) -> dict:
     if not items:
         return classification_metrics(np.zeros(0, int), np.zeros(0, int), classes)
-    probs = _predict(model, inputs, items, batch_size, device, amp)
+    probs = _predict(model, inputs, items, batch_size, device, precision)
     return classification_metrics(np.array([y for _, y in items]), probs.argmax(1), classes)
 
 
@@ -312,6 +316,8 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
+    prec = resolve_precision(config.precision, device)
+    config = dataclasses.replace(config, precision=prec.name)  # what runs is what checkpoints record
     d = init_dist(device)
     schema = schema or load_schema()
     try:
@@ -325,6 +331,8 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
 
     def log(msg: str) -> None:
         console.print(msg, highlight=False, markup=False)
+
+    log(f"precision: {prec.describe()}")
 
     data = load_task_data(config.data, groups, schema=schema, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
                           val_fraction=config.val_fraction, seed=config.seed, skip_bad=config.skip_bad,
@@ -404,7 +412,7 @@ def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[s
         raise OptionError(f"--trainable-blocks {n_blocks}: {backbone.arch} has {backbone.trunk.num_blocks} blocks "
                           f"(give 0..{backbone.trunk.num_blocks}; {backbone.trunk.num_blocks} trains the whole trunk)")
     log(f"backbone {backbone.arch} ({backbone.family}, {backbone.weights}), input {hw_label(backbone.preprocess.hw)} px, crop {crop}, "
-        f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device} ({precision(device, config.amp)}), world {d.world}")
+        f"last {n_blocks} of {backbone.trunk.num_blocks} blocks trainable, device {device} ({config.precision}), world {d.world}")
     cache = None
     if config.cache and need_cache(_SharedInput(backbone, crop, n_blocks, None)):
         proto = Classifier(backbone.trunk, backbone.feature_dim, 2, n_blocks).to(device)
@@ -416,7 +424,7 @@ def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[s
             prog.update(bar, advance=n, ips=done / max(1e-9, time.perf_counter() - t0))
 
         kwargs = dict(arch=backbone.arch, pre=backbone.preprocess, crop=crop, images=images, workdir=Path(config.workdir),
-                      device=device, amp=config.amp, batch_size=config.batch_size,
+                      device=device, precision=config.precision, batch_size=config.batch_size,
                       budget_bytes=int(config.cache_budget_gb * 2**30), log=log, progress=advance)
         if d.main:
             cache = open_or_build(proto, **kwargs)
@@ -553,9 +561,9 @@ def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, d
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
     return _TaskRun(
         task=group.task, classes=group.classes, resolved=resolved, photometric=group.photometric, model=model, net=net, opt=opt, sched=sched,
-        scaler=torch.amp.GradScaler("cuda") if (device.type == "cuda" and config.amp) else None, ema=ema,
+        scaler=grad_scaler(resolve_precision(config.precision, device)), ema=ema,
         weights=weights.to(device) if weights is not None else None,
-        inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.amp), steps=steps,
+        inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision), steps=steps,
         front_hash=model.front_hash(),  # snapshots hold the tail only; resume checks they fit this front
     )
 
@@ -612,7 +620,7 @@ def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, devi
         idx = shard[s * per_rank : (s + 1) * per_rank]
         x = channels_last(run.inputs.train_batch([td.train[i][0] for i in idx], rng, photometric), device)
         y = torch.from_numpy(labels[idx]).to(device)
-        with autocast(device, config.amp):
+        with autocast(device, config.precision):
             logits = run.net(x, from_front=True)
         loss = balanced_cross_entropy(logits.float(), y, run.weights, config.label_smoothing)
         run.opt.zero_grad(set_to_none=True)
@@ -645,7 +653,7 @@ def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, devi
 
         for b in run.model.buffers():
             dist.broadcast(b, 0)
-    val = _evaluate(run.eval_model, run.inputs, td.val, run.classes, config.batch_size, device, config.amp)
+    val = _evaluate(run.eval_model, run.inputs, td.val, run.classes, config.batch_size, device, config.precision)
     run.history.append({"epoch": epoch, "loss": mean_loss, "lr": run.sched.get_last_lr()[0], "seconds": epoch_seconds,
                         "val": _summary(val)})
     if run.best.beaten_by(val, bool(td.val)):
@@ -672,11 +680,11 @@ def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, in
     final.eval()
     if not all(bool(torch.isfinite(t).all()) for t in final.state_dict().values() if t.is_floating_point()):
         raise AttrretError(f"{task}: the trained weights are not finite (NaN or inf); lower --lr and train again")
-    inputs = _Inputs(final, inp.pre, inp.crop, inp.cache, device, config.amp)
+    inputs = _Inputs(final, inp.pre, inp.crop, inp.cache, device, config.precision)
     calibration = _calibrate(final, inputs, td.val, config) if config.calibrate else None
     holdout = None
     if td.holdout:
-        holdout = _evaluate(final, inputs, td.holdout, classes, config.batch_size, device, config.amp)
+        holdout = _evaluate(final, inputs, td.holdout, classes, config.batch_size, device, config.precision)
     digest = _state_digest(final)
     ips = run.train_seen / run.train_time if run.train_time else 0.0
     metrics = {
@@ -707,7 +715,7 @@ def write_task_model(out_dir: Path, model: Classifier, group: Group, inp: _Share
         "backbone": {"spec": backbone.spec, "arch": backbone.arch, "weights": backbone.weights,
                      "family": backbone.family, "feature_dim": backbone.feature_dim, "native_size": backbone.native_size},
         "preprocess": inp.pre.as_dict(), "crop": inp.crop, "trainable_blocks": model.trainable_blocks,
-        "tail_norm": config.tail_norm,
+        "tail_norm": config.tail_norm, "precision": config.precision,  # the precision it trained in
         "cut": model.cut, **front, "schema_fingerprint": schema.fingerprint, "schema_source": schema.source,
         "temperature": calibration["temperature"] if calibration else 1.0,
         "metrics": {"best_epoch": metrics["best_epoch"], "val": _summary(metrics["val"]),
@@ -725,7 +733,7 @@ def _calibrate(model: Classifier, inputs: _Inputs, val: Sequence[Sample], config
     that split's NLL before and after; None without a selection split (nothing to fit on)."""
     if not val:
         return None
-    logits = _view_logits(model, inputs, val, config.batch_size, inputs.device, config.amp)
+    logits = _view_logits(model, inputs, val, config.batch_size, inputs.device, config.precision)
     labels = np.array([y for _, y in val])
     t = fit_temperature(logits, labels)
     return {"temperature": t, "fitted_on": len(val), "val_nll": view_nll(logits, labels), "val_nll_calibrated": view_nll(logits, labels, t)}

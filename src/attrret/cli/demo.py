@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import WrappedHelp
+from attrret.cli.options import PrecisionOption, WrappedHelp, precision_value
 
 
 def demo(
@@ -16,11 +16,13 @@ def demo(
     data: Annotated[Optional[Path], typer.Option("--data", help="Run on your own Track-2 folder instead of the synthetic set.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data generation and training.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: PrecisionOption = None,
 ) -> None:
     """Synthesize the demo set, train router + 15 tasks, predict, rank, evaluate, write the report."""
     from attrret.demo import DemoConfig, format_tables, run_demo
 
-    result = run_demo(DemoConfig(workdir=workdir, fast=fast, data=data, seed=seed, device=device))
+    result = run_demo(DemoConfig(workdir=workdir, fast=fast, data=data, seed=seed, device=device,
+                                        precision=precision_value(precision)))
     typer.echo(format_tables(result))
     typer.echo(f"\nsubmission: {result.submission}")
     if result.report:

@@ -10,11 +10,13 @@ import typer
 from typer.core import TyperCommand
 
 from attrret.geometry import HW, parse_hw, parse_hw_list
+from attrret.precisions import PRECISION_ENV, PRECISIONS
 
 if TYPE_CHECKING:
     from attrret.schema import Schema
 
-__all__ = ["WrappedHelp", "choice", "size_option", "sizes_option", "SCHEMA_ENV", "SchemaDir", "resolve_schema"]
+__all__ = ["WrappedHelp", "choice", "size_option", "sizes_option", "SCHEMA_ENV", "SchemaDir", "resolve_schema", "PrecisionChoice",
+           "PrecisionOption", "precision_value"]
 
 #: The environment variable naming a custom schema directory (``--schema`` wins over it).
 SCHEMA_ENV = "ATTRRET_SCHEMA"
@@ -88,3 +90,20 @@ def resolve_schema(directory: Path | None) -> Schema:
 
         load_lexicon(schema)
     return schema
+
+
+PrecisionChoice = choice("PrecisionChoice", PRECISIONS)
+
+#: The ``--precision`` option of every command that runs a model (train, predict, attributes,
+#: export, demo): the flag, else ``$ATTRRET_PRECISION``, else ``auto``. Give it to
+#: :func:`precision_value`; attrret.classifiers.runtime.resolve_precision says what each runs as.
+PrecisionOption = Annotated[Optional[PrecisionChoice], typer.Option(  # type: ignore[valid-type]
+    "--precision", envvar=PRECISION_ENV, show_default=False, show_envvar=True, case_sensitive=False,
+    help="auto (default): fp16 AMP on CUDA, bf16 on CPUs with oneDNN bf16 kernels (AVX-512), else fp32. "
+         "fp32 | bf16 | fp16 force one on any device that can run it (bf16 on a CPU without native kernels runs, "
+         "only slower). What ran is recorded in logs, checkpoints and the index header.")]
+
+
+def precision_value(option: Enum | None) -> str | None:
+    """The library's ``precision`` argument for a :data:`PrecisionOption` value."""
+    return option.value if option is not None else None

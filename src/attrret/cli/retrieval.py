@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema, sizes_option
+from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema, sizes_option
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
@@ -45,6 +45,7 @@ def predict(
     split: Annotated[str, typer.Option(help="Split of a Track-2 folder to index.")] = "test",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: PrecisionOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Predict only shard I of N (0 <= I < N) into OUT.shard-I-of-N/ (or --shard-out); `attrret index merge` then writes OUT from all N, byte-identical to one run. Under torchrun, ranks shard by themselves.")] = None,
     shard_out: Annotated[Optional[Path], typer.Option("--shard-out", help="With --shard: the shard folder to write (default OUT.shard-I-of-N beside OUT).")] = None,
@@ -75,9 +76,11 @@ def predict(
         if onnx is None:
             raise typer.BadParameter("--runtime onnx needs --onnx FILE (write one with attrret export onnx)", param_hint="--onnx")
         fixed = [flag for flag, given in (("--models", models), ("--img-sizes", img_sizes), ("--member-weights", member_weights),
-                                          ("--tta none", tta is Tta.none)) if given]
+                                          ("--tta none", tta is Tta.none),
+                                          (f"--precision {precision_value(precision)}", precision_value(precision) not in (None, "auto", "fp32")))
+                 if given]
         if fixed:
-            raise typer.BadParameter(f"{', '.join(fixed)}: the graph's ensemble and flip TTA are fixed when it is exported; "
+            raise typer.BadParameter(f"{', '.join(fixed)}: the graph's ensemble, flip TTA and float32 precision are fixed when it is exported; "
                                      "give them to attrret export onnx instead", param_hint="--runtime onnx")
         from attrret.export.onnx_runtime import open_graph
 
@@ -93,7 +96,8 @@ def predict(
                            _floats(member_weights, "--member-weights"), schema=schema)
     for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
-    settings = dict(tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, progress=not quiet, schema=schema)
+    settings = dict(tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, precision=precision_value(precision),
+                    progress=not quiet, schema=schema)
     if spec is not None:
         where, part = shards.build_shard(images, out, members, spec, shard_out=shard_out, **settings)
         typer.echo(f"{where}: shard {spec} of {out}: {len(part.names)} images ({part.predicted} predicted)")

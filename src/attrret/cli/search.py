@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
+from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema
 from attrret.schema import SUBJECTS
 
 
@@ -94,6 +94,7 @@ def attributes(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file: .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
     tta: Annotated[bool, typer.Option("--tta-flip/--no-tta", help="With IMAGES: average with the mirrored image, as predict does.")] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: PrecisionOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     schema_dir: SchemaDir = None,
 ) -> None:
@@ -110,7 +111,8 @@ def attributes(
         if out is not None:
             refuse_overwriting_inputs({"--out": out}, {f"IMAGE {i + 1}": p for i, p in enumerate(images)})
         gallery = [item for src in images for item in list_gallery(src, schema=schema)]
-        records = predict_records(gallery, find_members(workdir, schema=schema), schema, tta_flip=tta, device=device, progress=not quiet)
+        records = predict_records(gallery, find_members(workdir, schema=schema), schema, tta_flip=tta, device=device,
+                                  precision=precision_value(precision), progress=not quiet)
     else:
         from attrret.retrieval.index import open_index
 

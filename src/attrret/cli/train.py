@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema, size_option
+from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema, size_option
 from attrret.geometry import CROPS, hw_label
 from attrret.schema import load_schema
 
@@ -81,6 +81,7 @@ def train(
     fold: Annotated[Optional[str], typer.Option(help="Select on stratified fold k of K, as k/K.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: PrecisionOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (skip finished tasks).")] = False,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Shared frozen-trunk cache.")] = True,
     cache_budget_gb: Annotated[float, typer.Option(min=0.0)] = 4.0,
@@ -100,7 +101,7 @@ def train(
         pretrained=pretrained, img_size=size_option(img_size, "--img-size") if img_size is not None else None, epochs=epochs, batch_size=batch_size, lr=lr,
         trainable_blocks=trainable_blocks, tail_norm=tail_norm.value, label_smoothing=label_smoothing, balance=balance.value, ema=ema, calibrate=calibrate,
         crop=crop.value if crop else None,
-        holdout=holdout, fold=fold, seed=seed, device=device, resume=resume, cache=cache,
+        holdout=holdout, fold=fold, seed=seed, device=device, precision=precision_value(precision), resume=resume, cache=cache,
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
     )
     if img_size is not None and recipe is not Recipe.default:

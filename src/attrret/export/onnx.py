@@ -30,7 +30,6 @@ written (atomically, one self-contained file).
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib
 import io
 import json
@@ -47,8 +46,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from attrret.classifiers.runtime import Precision
+
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.geometry import CROPS, hw_label
+from attrret.precisions import MIXED_TOLERANCE
 from attrret.schema import Schema
 
 __all__ = ["OPSET", "FORMAT", "PAD_RGB", "GraphInput", "GraphInfo", "ExportSummary", "require", "export_onnx",
@@ -277,7 +279,7 @@ class _Graph(nn.Module):
 def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None = None) -> tuple[_Graph, GraphInfo]:
     """The PyTorch module of the graph and its :class:`GraphInfo`."""
     from attrret.classifiers.checkpoint import load_checkpoint
-    from attrret.classifiers.predict import _group_key, _load_tail, _task_tail, build_model
+    from attrret.classifiers.predict import _group_key, build_model, task_model
     from attrret.retrieval.predict import _model_entries, task_columns
     from attrret.schema import load_schema
 
@@ -317,18 +319,9 @@ def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None 
         base = build_model(first)
         fronts.append(base)
         front_input.append(keys.index((first.preprocess, first.meta.get("crop", "full"))))
-        # the front's modules are shared, not copied: each task adds only its tail and head
-        shared = {id(x): x for x in (*base.frozen_modules(), *base._frozen_loose_parameters())}
-        for j, k in enumerate(ks):
+        for j, k in enumerate(ks):  # each task its own tail and head; the front's tensors are shared
             ck = cks[k][1]
-            model = base if j == 0 else copy.deepcopy(base, memo=dict(shared))
-            if j:
-                tail = _task_tail(ck, model)
-                _load_tail(model, tail, ck)
-                model.head = nn.Linear(tail.weight.shape[1], tail.weight.shape[0])  # its own class count
-                with torch.no_grad():
-                    model.head.weight.copy_(tail.weight)
-                    model.head.bias.copy_(tail.bias)
+            model = task_model(ck, base, j == 0)
             tail_of[k] = len(tails)
             tails.append(model.eval())
             tail_front.append(gi)
@@ -392,25 +385,32 @@ def _to_onnx(graph, info: GraphInfo) -> bytes:
         raise CheckpointError(f"the graph is too large for one ONNX file ({exc}); export fewer members or tasks") from None
 
 
-def _check(graph, info: GraphInfo, blob: bytes) -> float:
-    """Max |onnxruntime - PyTorch| on a random batch of 3 (not the export's 2: the batch axis is dynamic)."""
+def _check(graph, info: GraphInfo, blob: bytes, precision: Precision) -> float:
+    """Max |onnxruntime - PyTorch| on a random batch of 3 (not the export's 2: the batch axis is
+    dynamic), PyTorch running in ``precision`` (the graph itself is float32)."""
     ort = require("onnxruntime")
     gen = torch.Generator().manual_seed(1)
     x = tuple(torch.randn(3, 3, i.height, i.width, generator=gen) for i in info.inputs)
-    with torch.no_grad():
-        want = graph(*x).numpy()
+    with torch.no_grad(), precision.autocast():
+        want = graph(*x).float().numpy()
     session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
     got = session.run(["probs"], {i.name: t.numpy() for i, t in zip(info.inputs, x)})[0]
     return float(np.abs(got - want).max()) if want.size else 0.0
 
 
 def export_onnx(members: Sequence, out: str | Path, *, force: bool = False,
-                log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), schema: Schema | None = None) -> ExportSummary:
+                log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), schema: Schema | None = None,
+                precision: str | None = "fp32") -> ExportSummary:
     """Export the ensemble ``members`` (:func:`attrret.retrieval.predict.find_members`) to ``out``.
 
     ``out`` must not exist, unless ``force`` and it is an earlier attrret export. The graph is
-    checked against the PyTorch models with onnxruntime before it is written (atomically).
+    float32, traced in float32 whatever ``precision``; it is checked with onnxruntime, before it
+    is written (atomically), against the PyTorch models run on the CPU in ``precision`` (``fp32``:
+    within :data:`CHECK_TOLERANCE`; ``bf16``/``fp16``/``auto`` resolving to one, within
+    :data:`attrret.precisions.MIXED_TOLERANCE`, what predict in that precision may differ by).
     """
+    from attrret.classifiers.runtime import resolve_precision
+
     from attrret.io import atomic_write_bytes
     from attrret.retrieval.predict import file_sha256
 
@@ -421,10 +421,12 @@ def export_onnx(members: Sequence, out: str | Path, *, force: bool = False,
     graph, info = _build(members, log, schema)
     log(f"exporting with torch.onnx (dynamo, opset {OPSET}) ...")
     blob = _to_onnx(graph, info)
-    diff = _check(graph, info, blob)
-    if not diff <= CHECK_TOLERANCE:
-        raise CheckpointError(f"the exported graph disagrees with the PyTorch models (max |dp| = {diff:.2e} > "
-                              f"{CHECK_TOLERANCE:g}); nothing written")
+    prec = resolve_precision(precision, torch.device("cpu"))
+    tolerance = CHECK_TOLERANCE if prec.name == "fp32" else MIXED_TOLERANCE
+    diff = _check(graph, info, blob, prec)
+    if not diff <= tolerance:
+        raise CheckpointError(f"the exported graph disagrees with the PyTorch models in {prec.name} (max |dp| = {diff:.2e} > "
+                              f"{tolerance:g}); nothing written")
     check_output(out, force)  # again: another process may have written it meanwhile
     atomic_write_bytes(out, blob)
     return ExportSummary(out, info, len(blob), file_sha256(out), diff)

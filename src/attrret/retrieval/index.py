@@ -34,6 +34,7 @@ from attrret.errors import CheckpointError
 from attrret.geometry import HW, parse_hw
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
+from attrret.precisions import PRECISION_NAMES
 from attrret.schema import Schema, load_schema
 
 __all__ = ["FORMAT", "IndexHeader", "Index", "write_index", "open_index", "is_index"]
@@ -61,6 +62,10 @@ class IndexHeader:
     # The schema directory (or "packaged") beside its fingerprint: which --schema to open it
     # with. Empty in headers from before custom schemas.
     schema_source: str = ""
+    # The precision the probabilities were computed in (fp32, bf16 or fp16; runtime.Precision).
+    # Rows of two precisions differ within rounding, so they are not reused across them. Empty in
+    # headers from before it was recorded.
+    precision: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_sizes", tuple(parse_hw(s) for s in self.img_sizes))
@@ -75,7 +80,7 @@ class IndexHeader:
         where = ("path", "relpath", "train_data")
         return {"schema": self.schema, "columns": {k: list(v) for k, v in self.columns.items()},
                 "models": [{k: v for k, v in m.items() if k not in where} for m in self.models],
-                "tta": self.tta, "weights": list(self.weights)}
+                "tta": self.tta, "weights": list(self.weights), "precision": self.precision}
 
     def to_json(self) -> dict:
         return {
@@ -83,6 +88,7 @@ class IndexHeader:
             "columns": {k: list(v) for k, v in self.columns.items()}, "models": [dict(m) for m in self.models],
             "img_sizes": [list(s) for s in self.img_sizes], "tta": self.tta, "weights": list(self.weights),
             "source": self.source, "probs_file": self.probs_file, "names_file": self.names_file,
+            "precision": self.precision,
         }
 
     @classmethod
@@ -123,6 +129,9 @@ class IndexHeader:
             raise bad("weights", "a list of finite numbers")
         if tta not in ("flip", "none"):
             raise bad("tta", '"flip" or "none"')
+        precision = get("precision", str, '"fp32", "bf16" or "fp16"', "")
+        if precision not in ("", *PRECISION_NAMES):
+            raise bad("precision", '"fp32", "bf16" or "fp16"')
         return cls(
             schema=get("schema", str, "a schema fingerprint"), count=n,
             columns={k: (v[0], v[1]) for k, v in columns.items()}, models=tuple(dict(m) for m in models),
@@ -130,6 +139,7 @@ class IndexHeader:
             weights=tuple(float(w) for w in weights), source=get("source", str, "a path", ""),
             probs_file=get("probs_file", str, "a file name"), names_file=get("names_file", str, "a file name"),
             format=get("format", str, "a format name"), schema_source=get("schema_source", str, "a schema directory", ""),
+            precision=precision,
         )
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "ensemble_probs",
     "file_sha256",
     "task_columns",
+    "run_precision",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -295,11 +296,13 @@ def ensemble_probs(
     tta_flip: bool = True,
     batch_size: int = 64,
     device: str = "auto",
+    precision: str | None = None,
     progress: bool = True,
     predict_fn: Callable | None = None,
 ) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
     """Float32 ``(len(paths), width)`` probabilities of the weighted ensemble (module doc) and
     their column layout (``columns``, or every task the members predict, in schema order).
+    ``precision``: as :func:`attrret.classifiers.runtime.resolve_precision` takes it.
 
     Refuses non-finite probabilities: NaN weights (a diverged or damaged model) would rank one
     image first for every query."""
@@ -310,7 +313,8 @@ def ensemble_probs(
     acc: dict[str, np.ndarray] = {}
     wsum: dict[str, float] = {}
     for m in members:
-        res = predict_fn(list(m.task_dirs), list(paths), tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress)
+        res = predict_fn(list(m.task_dirs), list(paths), tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision,
+                         progress=progress)
         for t, p in res.items():
             acc[t] = acc.get(t, 0.0) + m.weight * np.asarray(p, np.float64)
             wsum[t] = wsum.get(t, 0.0) + m.weight
@@ -324,6 +328,18 @@ def ensemble_probs(
     if bad:
         raise CheckpointError(f"the models of {', '.join(bad)} give non-finite probabilities; retrain them")
     return probs, columns
+
+
+def run_precision(precision: str | None, device: str, graph: OnnxGraph | None = None) -> str:
+    """The precision a predict run computes in, as its header records it: ``fp32`` for an
+    onnxruntime graph (exported in float32), else ``precision`` resolved for ``device``
+    (:func:`attrret.classifiers.runtime.resolve_precision`; a precision the device cannot run
+    is one clear error before any work)."""
+    if graph is not None:
+        return "fp32"
+    from attrret.classifiers.runtime import resolve_device, resolve_precision
+
+    return resolve_precision(precision, resolve_device(device)).name
 
 
 def check_fresh(index: Index) -> None:
@@ -351,6 +367,7 @@ def build_index(
     split: str = "test",
     batch_size: int = 64,
     device: str = "auto",
+    precision: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     predict_fn: Callable | None = None,
@@ -363,7 +380,9 @@ def build_index(
     With ``graph`` (:func:`attrret.export.onnx_runtime.open_graph`, whose ensemble is fixed at
     export; ``members`` is then empty) onnxruntime runs that graph instead of PyTorch the models.
     One run at a time per index: a second ``predict`` into ``out`` waits for the first
-    (``attrret.locks``), then reuses what it predicted.
+    (``attrret.locks``), then reuses what it predicted. ``precision`` (``auto``, ``fp32``, ``bf16``,
+    ``fp16``; None: ``$ATTRRET_PRECISION``, else auto) is resolved for ``device`` and recorded in
+    the header; rows computed in another precision are not reused.
     """
     out = Path(out)
     check_writable(out)
@@ -372,7 +391,7 @@ def build_index(
     try:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                                 progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph)
+                                 precision=run_precision(precision, device, graph), progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph)
     except BaseException:
         if created and not is_index(out):  # a failed first build leaves no folder behind
             for p in out.iterdir():
@@ -384,9 +403,10 @@ def build_index(
 
 
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
-                  tta_flip: bool, batch_size: int, device: str, progress: bool, log: Callable[[str], None],
+                  tta_flip: bool, batch_size: int, device: str, precision: str, progress: bool, log: Callable[[str], None],
                   predict_fn: Callable | None, schema: Schema, graph: OnnxGraph | None = None) -> BuildSummary:
-    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema, graph=graph)
+    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema, graph=graph,
+                             precision=precision)
     todo = list(plan.todo)
     if todo and graph is not None:
         from attrret.export.onnx_runtime import graph_probs
@@ -394,8 +414,8 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
         probs[todo] = graph_probs(graph, [plan.paths[i] for i in todo], batch_size=batch_size, progress=progress)
     elif todo:
         probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], schema, columns=plan.header.columns,
-                                        tta_flip=tta_flip, batch_size=batch_size, device=device, progress=progress,
-                                        predict_fn=predict_fn)
+                                        tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision,
+                                        progress=progress, predict_fn=predict_fn)
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
     # predicted and the index not yet written.
     fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
@@ -424,9 +444,10 @@ class BuildPlan:
 
 def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,
                tta_flip: bool, log: Callable[[str], None], schema: Schema | None = None,
-               graph: OnnxGraph | None = None) -> tuple[BuildPlan, np.ndarray]:
+               graph: OnnxGraph | None = None, precision: str = "fp32") -> tuple[BuildPlan, np.ndarray]:
     """The plan of a run into ``out`` (see BuildPlan) and a float32 ``(len(gallery), width)``
-    array holding the reused rows (zero where a row is to be predicted)."""
+    array holding the reused rows (zero where a row is to be predicted). ``precision`` is the
+    resolved one the rows are computed in (:func:`run_precision`)."""
     schema = schema or load_schema()
     names = [n for n, _ in gallery]
     if len(set(names)) != len(names):
@@ -444,7 +465,7 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
     header = IndexHeader(
         schema=schema.fingerprint, schema_source=schema.source, count=len(gallery), columns=columns, models=tuple(entries),
         img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=tta,
-        weights=weights, source=str(Path(src).resolve()),
+        weights=weights, source=str(Path(src).resolve()), precision=precision,
     )
     stats = [_stat(p) for _, p in gallery]
     old: Index | None = None

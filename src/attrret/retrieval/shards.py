@@ -53,7 +53,7 @@ from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_writable, is_index, write_index
-from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build
+from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
 
 __all__ = [
@@ -180,7 +180,7 @@ def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, m
     if rows:
         probs, _ = ensemble_probs(members, [plan.paths[i] for i in rows], schema or load_schema(), columns=plan.header.columns,
                                   tta_flip=plan.header.tta == "flip", batch_size=batch_size, device=device,
-                                  progress=progress, predict_fn=predict_fn)
+                                  precision=plan.header.precision or None, progress=progress, predict_fn=predict_fn)
     predicted = len(rows)
     if spec.index == 0:
         todo = set(plan.todo)
@@ -350,7 +350,7 @@ def merge_shards(shards: Sequence[Shard], out: str | Path, *,
 # --------------------------------------------------------------------------- runs
 def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spec: ShardSpec, *,
                 shard_out: str | Path | None = None, tta_flip: bool = True, split: str = "test", batch_size: int = 64,
-                device: str = "auto", progress: bool = True, log: Callable[[str], None] = _stderr,
+                device: str = "auto", precision: str | None = None, progress: bool = True, log: Callable[[str], None] = _stderr,
                 predict_fn: Callable | None = None, schema: Schema | None = None) -> tuple[Path, Shard]:
     """``attrret predict --shard``: plan the run into the index ``out`` (reading, not locking, the
     index there), predict shard ``spec`` and write it to ``shard_out`` (default
@@ -359,7 +359,8 @@ def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spe
     check_writable(out)
     target = Path(shard_out) if shard_out is not None else shard_path(out, spec)
     _check_shard_writable(target)
-    plan, reused = plan_build(src, out, members, list_gallery(src, split, schema), tta_flip=tta_flip, log=log, schema=schema)
+    plan, reused = plan_build(src, out, members, list_gallery(src, split, schema), tta_flip=tta_flip, log=log, schema=schema,
+                              precision=run_precision(precision, device))
     shard = predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
                           predict_fn=predict_fn, schema=schema)
     return write_shard(target, shard), shard
@@ -412,8 +413,8 @@ def _rank_device(device: str) -> str:
 
 
 def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = True,
-                            split: str = "test", batch_size: int = 64, device: str = "auto", progress: bool = True,
-                            log: Callable[[str], None] = _stderr,
+                            split: str = "test", batch_size: int = 64, device: str = "auto", precision: str | None = None,
+                            progress: bool = True, log: Callable[[str], None] = _stderr,
                             predict_fn: Callable | None = None, schema: Schema | None = None) -> BuildSummary | None:
     """``torchrun ... attrret predict``: the index a single ``build_index`` would write, each rank
     predicting a shard (module doc). Rank 0 returns the summary, the others None.
@@ -433,8 +434,8 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
     d = init_dist(dev)
     try:
         group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-        ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, progress and d.main, predict_fn,
-                       schema or load_schema())
+        ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, run_precision(precision, device),
+                       progress and d.main, predict_fn, schema or load_schema())
         if d.main:
             return _lead(ranks, src, Path(out), split, tta_flip, log)
         _follow(ranks)
@@ -452,6 +453,7 @@ class _Ranks:
     members: Sequence[Member]
     batch_size: int
     device: str
+    precision: str  # resolved (runtime.resolve_precision): rank 0's plan records it
     progress: bool
     predict_fn: Callable | None
     schema: Schema
@@ -465,7 +467,7 @@ def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool,
     try:
         with _locked_output(out, log):
             plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split, ranks.schema), tta_flip=tta_flip, log=log,
-                                      schema=ranks.schema)
+                                      schema=ranks.schema, precision=ranks.precision)
             # images by absolute path: ranks on other nodes may run in another directory
             plan = dataclasses.replace(plan, paths=tuple(Path(f["path"]) for f in plan.files))
             dist.broadcast_object_list([plan], src=0, group=ranks.group)
