@@ -13,9 +13,9 @@ from tests.classifiers.tiny_classifier_data import make_folder
 def fp32(monkeypatch):
     """PyTorch predict in fp32 (bf16 autocast on CPUs with fast bf16 would round to about 3 digits),
     so the graph can be held to 1e-4."""
-    from attrret.classifiers import runtime
+    from attrret.precisions import PRECISION_ENV
 
-    monkeypatch.setattr(runtime, "cpu_bf16_is_fast", lambda: False)
+    monkeypatch.setenv(PRECISION_ENV, "fp32")
 
 
 @pytest.fixture(scope="session")
