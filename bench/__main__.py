@@ -34,7 +34,7 @@ RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 #: Run order: cheap timing benchmarks first, on an otherwise idle machine.
 ORDER = ("parse", "rank", "serve", "train", "demo", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality",
-         "freezing", "recipe", "accuracy", "budget")
+         "freezing", "recipe", "accuracy", "budget", "precision")
 SECTION = "### `bench/"
 
 
@@ -69,11 +69,11 @@ def machine() -> str:
         mem = f", {kb / 2**20:.0f} GiB RAM"
     import torch
 
-    from attrret.classifiers.runtime import precision
+    from attrret.classifiers.runtime import resolve_precision
 
     isa = torch.backends.cpu.get_cpu_capability()
     return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu or 'unknown CPU'}, {isa}){mem}, "
-            f"Python {platform.python_version()}, no GPU used, models in {precision(torch.device('cpu')).split(' (')[0]}")
+            f"Python {platform.python_version()}, no GPU used, models in {resolve_precision(None, torch.device('cpu')).describe()}")
 
 
 def _read_sections(path: Path) -> dict[str, str]:

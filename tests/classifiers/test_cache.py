@@ -27,7 +27,7 @@ def setup(tiny_folder: Path):
 
 def _open(bb, model, images, workdir, logs, budget=2**30):
     return open_or_build(model, arch=bb.arch, pre=bb.preprocess, crop="full", images=images, workdir=workdir,
-                         device=torch.device("cpu"), amp=False, batch_size=4, budget_bytes=budget, log=logs.append)
+                         device=torch.device("cpu"), precision="fp32", batch_size=4, budget_bytes=budget, log=logs.append)
 
 
 def test_features_are_the_front_output_and_are_reused(setup, tmp_path):

@@ -77,8 +77,8 @@ def test_load_batch_applies_the_transform_to_each_image_in_order(tmp_path):
 def test_front_views_are_the_front_of_the_image_and_of_its_mirror():
     x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
     conv = torch.nn.Conv2d(3, 5, 3, padding=1)
-    image, mirror = front_views(conv, x, torch.device("cpu"), amp=False)
+    image, mirror = front_views(conv, x, torch.device("cpu"), precision="fp32")
     with torch.no_grad():
         assert torch.allclose(image, conv(x), atol=1e-5) and torch.allclose(mirror, conv(torch.flip(x, dims=[3])), atol=1e-5)
     assert image.dtype == torch.float32 and not image.requires_grad
-    assert len(front_views(conv, x, torch.device("cpu"), amp=False, flips=False)) == 1
+    assert len(front_views(conv, x, torch.device("cpu"), precision="fp32", flips=False)) == 1

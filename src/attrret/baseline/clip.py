@@ -71,17 +71,17 @@ class TrainedClip:
         for start in range(0, len(paths), batch_size):
             sl = slice(start, start + batch_size)
             feats = front_features(self.model, paths[sl], flips=self.config.tta_flip,
-                                   batch_size=batch_size, wheres=wheres[sl] if wheres else None, amp=self.config.amp)
-            with autocast(torch.device("cpu"), self.config.amp):
-                views = [self.model.encode_image(feats[:, v].float()) for v in range(feats.shape[1])]
+                                   batch_size=batch_size, wheres=wheres[sl] if wheres else None, precision=self.config.precision)
+            with autocast(torch.device("cpu"), self.config.precision):
+                views = [self.model.encode_image(feats[:, v].float()).float() for v in range(feats.shape[1])]
             out.append(torch.nn.functional.normalize(torch.stack(views).mean(0), dim=-1))
         return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
 
     @torch.no_grad()
     def embed_texts(self, captions: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         self.model.eval()
-        with autocast(torch.device("cpu"), self.config.amp):
-            out = [self.model.encode_text(self.tokenizer(captions[i : i + batch_size])) for i in range(0, len(captions), batch_size)]
+        with autocast(torch.device("cpu"), self.config.precision):
+            out = [self.model.encode_text(self.tokenizer(captions[i : i + batch_size])).float() for i in range(0, len(captions), batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
 
     def rank(self, captions: Sequence[str], paths: Sequence[Path], k: int = 10, **kw) -> list[list[int]]:
@@ -137,7 +137,7 @@ def train_clip(
         tokenizer = CaptionTokenizer(model.text.context_length, arch=tokenizer.arch)
     say(f"caching frozen front features of {len(records)} images ({config.image_size}px, with flips)")
     feats = front_features(model, [r.path for r in records], flips=config.flip_train,
-                           wheres=[r.where for r in records], amp=config.amp)
+                           wheres=[r.where for r in records], precision=config.precision)
     cache_seconds = clock() - started
     say(f"cached {tuple(feats.shape)} in {cache_seconds:.1f}s; training")
     tokens = tokenizer(captions)

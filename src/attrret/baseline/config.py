@@ -40,7 +40,8 @@ class ClipConfig:
     tta_flip: bool = False
     kl_positives: bool = False  # captions with equal attribute values in a batch are positives (KL loss)
     flip_train: bool = True  # random horizontal flip during training (the cache holds both)
-    amp: bool = True  # bfloat16 autocast on CPUs with oneDNN bf16 kernels, like attrret's classifiers
+    # auto | fp32 | bf16 | fp16, as attrret's classifiers take it (runtime.resolve_precision); None: $ATTRRET_PRECISION, else auto
+    precision: str | None = None
     seed: int = 0
     threads: int | None = None
 

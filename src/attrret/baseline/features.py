@@ -30,21 +30,21 @@ def front_features(
     batch_size: int = 64,
     wheres: Sequence[str | None] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    amp: bool = False,
+    precision: str | None = "fp32",
 ) -> torch.Tensor:
     """Frozen-front features ``float16[N, V, C, h, w]`` with V = 2 (image, mirrored) or 1.
 
     ``model.preprocess`` says the input (size, normalisation). Images are decoded batch by batch
     so memory holds one batch of pixels at a time. ``wheres`` (label ``file:line`` per image)
-    makes a decode error name the label line too. ``amp``: bfloat16 autocast where the CPU has
-    oneDNN bf16 kernels, as attrret's classifiers use it (1.5-1.8x on AVX-512; fp32 on
-    AVX2-only CPUs, see ``runtime.autocast``).
+    makes a decode error name the label line too. ``precision``: as attrret's classifiers take
+    it (``auto``: bf16 autocast where the CPU has oneDNN bf16 kernels, 1.5-1.8x on AVX-512; see
+    ``runtime.resolve_precision``).
     """
     chunks = []
     for start in range(0, len(paths), batch_size):
         stop = min(start + batch_size, len(paths))
         px = load_batch(paths[start:stop], model.preprocess, wheres=wheres[start:stop] if wheres else None)
-        views = front_views(model.encode_front, px, torch.device("cpu"), amp, flips=flips)
+        views = front_views(model.encode_front, px, torch.device("cpu"), precision, flips=flips)
         chunks.append(torch.stack(views, dim=1).to(torch.float16))
         if progress:
             progress(stop, len(paths))

@@ -158,9 +158,10 @@ def train_contrastive(
             x = features[idx, view].float()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, elapsed)
-            with autocast(torch.device("cpu"), config.amp):
+            with autocast(torch.device("cpu"), config.precision):
                 img = model.encode_image(x)
                 txt = model.encode_text(tokens[idx])
+            img, txt = img.float(), txt.float()  # the similarity and the loss in float32
             logits = model.scale() * img @ txt.t()
             if key_codes is not None:
                 loss = kl_positive_loss(logits, key_codes[idx][:, idx])

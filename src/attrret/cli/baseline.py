@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
+from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema
 
 Tta = choice("Tta", ("none", "flip"))
 
@@ -41,7 +41,7 @@ def clip(
     image_size: int = typer.Option(192, "--image-size", help="Square input size (resize and pad); above the classifiers' 160 px default."),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(5e-4, "--lr"),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CPUs with oneDNN bf16 kernels (as the classifiers)."),
+    precision: PrecisionOption = None,
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
     schema_dir: SchemaDir = None,
@@ -65,7 +65,7 @@ def clip(
             ema=ema,
             tta_flip=tta is Tta.flip,
             kl_positives=kl_positives,
-            amp=amp,
+            precision=precision_value(precision),
             seed=seed,
             threads=threads,
         )
