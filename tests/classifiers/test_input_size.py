@@ -56,7 +56,7 @@ def test_the_checkpoint_config_and_cache_record_the_input(tall):
     assert saved["shape"] == list(front_shape(model, pre))
     square = dataclasses.replace(pre, width=64)
     assert front_shape(model, square) != front_shape(model, pre)  # 64x64 is another input...
-    key = lambda p: cache_key(ck.meta["backbone"]["arch"], model.front_hash(), p, model.cut, "full")  # noqa: E731
+    key = lambda p: cache_key(ck.meta["backbone"]["arch"], model.front_hash(), p, model.cut, "full", ck.meta["precision"])  # noqa: E731
     assert key(square) != key(pre) == saved["key"]  # ...with its own cache
 
 
@@ -70,14 +70,14 @@ def test_predict_gives_what_training_evaluated(tall):
         ck = load_checkpoint(w / "models" / task)
         model = build_model(ck).to(memory_format=torch.channels_last)
         items = [(p, 0) for p in images]
-        on_the_fly = train_mod._Inputs(model, ck.preprocess, "full", None, CPU, True)
+        on_the_fly = train_mod._Inputs(model, ck.preprocess, "full", None, CPU, None)
         t = ck.meta["temperature"]
-        assert np.allclose(got[task], train_mod._predict(model, on_the_fly, items, 4, CPU, True, t), atol=tolerance())
+        assert np.allclose(got[task], train_mod._predict(model, on_the_fly, items, 4, CPU, None, t), atol=tolerance())
         cache = train_mod.open_or_build(model, arch=ck.meta["backbone"]["arch"], pre=ck.preprocess, crop="full", images=images,
                                         workdir=w, device=CPU, budget_bytes=2**30)
         assert cache.reused  # the cache training built
-        cached = train_mod._Inputs(model, ck.preprocess, "full", cache, CPU, True)
-        assert np.allclose(got[task], train_mod._predict(model, cached, items, 4, CPU, True, t), atol=1e-2)  # float16 features
+        cached = train_mod._Inputs(model, ck.preprocess, "full", cache, CPU, None)
+        assert np.allclose(got[task], train_mod._predict(model, cached, items, 4, CPU, None, t), atol=1e-2)  # float16 features
     assert load_batch(images[:2], ck.preprocess).shape == (2, 3, 64, 32)
 
 
@@ -120,8 +120,8 @@ def test_without_img_size_each_task_trains_at_its_schema_input_and_crop(hinted_s
     images = sorted((data / "images").glob("*.jpg"))[:4]
     probs = predict_probs([gender.path.parent], images, progress=False)["pedestrian.gender"]
     model = build_model(gender).to(memory_format=torch.channels_last)
-    top, full = (train_mod._predict(model, train_mod._Inputs(model, gender.preprocess, crop, None, CPU, True),
-                                    [(str(p), 0) for p in images], 4, CPU, True, gender.meta["temperature"])
+    top, full = (train_mod._predict(model, train_mod._Inputs(model, gender.preprocess, crop, None, CPU, None),
+                                    [(str(p), 0) for p in images], 4, CPU, None, gender.meta["temperature"])
                  for crop in ("top", "full"))
     assert np.allclose(probs, top, atol=tolerance()) and not np.allclose(probs, full, atol=1e-4)
 

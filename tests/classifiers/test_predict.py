@@ -72,8 +72,9 @@ def test_probabilities_match_each_model_with_flip_tta(workdir, monkeypatch):
 
 
 def test_each_front_is_built_once_for_all_its_tasks(workdir, monkeypatch):
-    """Tasks that share a front share one model (each task's tail loaded into it in turn), not one each:
-    the build, with its dummy forward, was most of a one-image predict's time."""
+    """Tasks that share a front share one built trunk (each further task a tail module of its own
+    on the same front tensors), not one build each: the build, with its dummy forward, was most of
+    a one-image predict's time."""
     data, w = workdir
     builds = []
     real = checkpoint_mod.rebuild_backbone

@@ -88,7 +88,8 @@ def predict(
         _err(f"graph {onnx}: {len(graph.info.columns)} tasks, inputs {', '.join(i.name for i in graph.info.inputs)}, "
              f"onnxruntime on {graph.providers[0]}")
         s = build_index(images, out, [], split=split, batch_size=batch_size, progress=not quiet, graph=graph, schema=schema)
-        typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
+        typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), "
+                   f"precision {s.precision}, tasks: {', '.join(s.tasks)}")
         return
     if onnx is not None:
         raise typer.BadParameter("--onnx is read only with --runtime onnx", param_hint="--onnx")
@@ -105,7 +106,8 @@ def predict(
     s = shards.build_index_distributed(images, out, members, **settings) if world > 1 else build_index(images, out, members, **settings)
     if s is None:  # a torchrun rank other than 0: rank 0 reports
         return
-    typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), tasks: {', '.join(s.tasks)}")
+    typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), "
+               f"precision {s.precision}, tasks: {', '.join(s.tasks)}")
 
 
 def rank(

@@ -91,6 +91,7 @@ class BuildSummary:
     reused: int
     removed: int
     tasks: tuple[str, ...]
+    precision: str = ""  # what the predicted rows were computed in (the header's)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -439,7 +440,8 @@ class BuildPlan:
 
     def summary(self, out: Path) -> BuildSummary:
         n = len(self.names)
-        return BuildSummary(Path(out), n, len(self.todo), n - len(self.todo), self.removed, tuple(self.header.columns))
+        return BuildSummary(Path(out), n, len(self.todo), n - len(self.todo), self.removed, tuple(self.header.columns),
+                            self.header.precision)
 
 
 def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,

@@ -332,7 +332,7 @@ def _merge_locked(shards: Sequence[Shard], out: Path, schema: Schema | None) -> 
     probs = np.concatenate([s.probs for s in shards]) if names else np.zeros((0, head.width), np.float32)
     write_index(out, probs, names, files, header, schema)
     predicted = sum(s.predicted for s in shards)
-    return BuildSummary(out, len(names), predicted, len(names) - predicted, shards[0].removed, tuple(head.columns))
+    return BuildSummary(out, len(names), predicted, len(names) - predicted, shards[0].removed, tuple(head.columns), head.precision)
 
 
 def merge_shards(shards: Sequence[Shard], out: str | Path, *,
