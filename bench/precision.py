@@ -1,7 +1,7 @@
 """Speed and accuracy per precision: train and predict on pa100k-mini in fp32 and bf16, one run, one host.
 
     .venv/bin/python -m bench precision
-    .venv/bin/python bench/precision.py --epochs 16            # the default recipe (about 2 x 12 minutes here)
+    .venv/bin/python bench/precision.py --epochs 4             # a quicker look (about 4 minutes here)
     .venv/bin/python bench/precision.py --precisions fp32,bf16,fp16
 
 For each precision, in a fresh workdir of its own (so its trunk cache is built inside the timed
@@ -10,10 +10,12 @@ library, then ``predict`` of the 300 held images into an index (flip TTA) and ``
 captions, exactly as bench/accuracy.py's default row (same split, same relevance rule). Reports
 per precision: train wall time and its ratio to fp32, predict images/s and its ratio, mean held
 mA over the 12 tasks, official and sound mAP@10, and the largest probability difference from
-the fp32 index of the same images (different models, so this is not the rounding tolerance).
+the fp32 index of the same images (different models, so this is not the rounding tolerance);
+then the fp32 models predicting the same images in each other precision: the largest, 99th
+percentile and mean probability difference and the top-10 overlap, the tolerance docs/precision.md states.
 Names the host's CPU and the flags that decide ``auto`` (avx2, avx512f, avx512_bf16, amx_bf16,
-avx512_fp16). The default of 4 epochs keeps the run inside a session; the ratios are what it is
-for. Prints a Markdown table; writes ``bench/results/precision.json``.
+avx512_fp16). Each task trains the default recipe's epochs (the schema's hint) unless
+``--epochs`` says otherwise. Prints a Markdown table; writes ``bench/results/precision.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench import json_header  # noqa: E402
 from bench.accuracy import SUBJECTS, _held  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
@@ -58,7 +62,7 @@ def cpu() -> dict:
             "onednn_bf16": cpu_bf16_is_fast(), "threads": torch.get_num_threads()}
 
 
-def run(precision: str, work: Path, epochs: int) -> dict:
+def run(precision: str, work: Path, epochs: int | None) -> dict:
     """Train the pedestrian tasks in ``precision``, predict and rank the held split; timings and scores."""
     from attrret.classifiers.train import TrainConfig, train_tasks
     from attrret.retrieval.index import open_index
@@ -71,7 +75,7 @@ def run(precision: str, work: Path, epochs: int) -> dict:
     held = _held("pedestrian", work)
     cfg = TrainConfig(task="pedestrian", data=str(spec["data"]), workdir=str(work / "w"), holdout=spec["holdout"], epochs=epochs,
                       precision=precision, device="cpu")
-    print(f"{precision}: training 12 pedestrian tasks, {epochs} epochs ...", file=sys.stderr, flush=True)
+    print(f"{precision}: training 12 pedestrian tasks, {epochs or 'default'} epochs ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     results = train_tasks(cfg, progress=False)
     train_s = time.perf_counter() - t0
@@ -87,13 +91,34 @@ def run(precision: str, work: Path, epochs: int) -> dict:
     return {"precision": precision, "train_s": train_s, "predict_s": predict_s, "predict_images": len(held.records),
             "predict_images_per_s": len(held.records) / predict_s, "mean_held_mA": sum(held_ma) / len(held_ma),
             "retrieval": scores, "header_precision": ix.header.precision, "names": list(ix.names),
-            "probs": ix.probs}
+            "probs": np.array(ix.probs), "lists": [names for _, names in run_.results], "dirs": [str(d) for d in dirs]}
+
+
+def same_models(ref: dict, precision: str, work: Path) -> dict:
+    """``ref``'s models (trained in ``ref['precision']``) predicting the held images in
+    ``precision``: how far the index is from ``ref``'s, the tolerance docs/precision.md states."""
+    from attrret.retrieval.index import open_index
+    from attrret.retrieval.predict import Member, build_index
+    from attrret.retrieval.rank import rank_captions
+    from attrret.retrieval.ranker import RankOptions
+
+    held = _held("pedestrian", work)
+    index = work / f"index-{precision}"
+    build_index(held.listing, index, [Member("models", tuple(map(Path, ref["dirs"])))], precision=precision, device="cpu",
+                progress=False, log=lambda s: None)
+    ix = open_index(index)
+    dp = np.abs(np.array(ix.probs) - ref["probs"])
+    lists = [names for _, names in rank_captions(ix, held.captions, RankOptions()).results]
+    overlap = [len(set(a) & set(b)) / max(len(a), len(b)) if (a or b) else 1.0 for a, b in zip(lists, ref["lists"])]
+    return {"models": ref["precision"], "predict": precision, "max_abs_dp": float(dp.max()), "mean_abs_dp": float(dp.mean()),
+            "p99_abs_dp": float(np.quantile(dp, 0.99)), "top10_overlap": float(np.mean(overlap)),
+            "identical_top10": float(np.mean([a == b for a, b in zip(lists, ref["lists"])]))}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--precisions", default="fp32,bf16", help="Comma-separated; the first is the reference of the ratios.")
-    ap.add_argument("--epochs", type=int, default=4, help="Epochs per task (the default recipe trains 16).")
+    ap.add_argument("--epochs", type=int, default=None, help="Epochs per task (default: the schema's hint, 16 for pedestrians).")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "precision.json"))
     args = ap.parse_args(argv)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
@@ -102,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="attrret-bench-precision-") as tmp:
         for p in precisions:
             runs.append(run(p, Path(tmp) / p, args.epochs))
+        cross = [same_models(runs[0], p, Path(tmp) / runs[0]["precision"]) for p in precisions[1:]]
     ref = runs[0]
-    import numpy as np
 
     print(f"Host: {host['model']}; flags: {', '.join(host['flags']) or 'none of ' + ', '.join(FLAGS)}; torch CPU capability "
           f"{host['torch_capability']}; oneDNN bf16 kernels: {'yes' if host['onednn_bf16'] else 'no'}; {host['threads']} threads. "
-          f"pa100k-mini, 12 pedestrian tasks, {args.epochs} epochs, 1,200 training / 300 held images.\n")
+          f"pa100k-mini, 12 pedestrian tasks, {args.epochs or 'the default'} epochs, 1,200 training / 300 held images.\n")
     print(f"| precision | train s | train speed vs {ref['precision']} | predict img/s | predict speed vs {ref['precision']} | "
           "mean held mA | official mAP@10 | sound mAP@10 | max abs dp vs first |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -120,9 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['precision']} | {r['train_s']:.0f} | {r['train_speedup']:.2f}x | {r['predict_images_per_s']:.1f} | "
               f"{r['predict_speedup']:.2f}x | {r['mean_held_mA']:.3f} | {m['official_map@10']:.3f} | {m['sound_map@10']:.3f} | "
               f"{r['max_abs_dp_vs_first']:.3f} |")
+    print(f"\nThe same models ({ref['precision']}-trained) predicting the 300 held images in each precision: the rounding "
+          "tolerance (docs/precision.md: at most 0.1 per entry).\n")
+    print("| models | predict | max abs dp | 99th pct abs dp | mean abs dp | top-10 overlap | identical top-10 lists |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for c in cross:
+        print(f"| {c['models']} | {c['predict']} | {c['max_abs_dp']:.3f} | {c['p99_abs_dp']:.4f} | {c['mean_abs_dp']:.4f} | "
+              f"{c['top10_overlap']:.3f} | {c['identical_top10']:.3f} |")
     for r in runs:
-        del r["probs"], r["names"]
-    doc = {**json_header("precision"), "cpu": host, "epochs": args.epochs, "runs": runs}
+        del r["probs"], r["names"], r["lists"], r["dirs"]
+    doc = {**json_header("precision"), "cpu": host, "epochs": args.epochs, "runs": runs, "same_models": cross}
     atomic_write_text(Path(args.out), json.dumps(doc, indent=2))
     return 0
 
