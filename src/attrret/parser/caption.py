@@ -68,7 +68,7 @@ from functools import lru_cache
 from attrret.gcpause import gc_paused
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN, FuzzyIndex
 from attrret.parser.grammar import implied_values, sentence_form, track2_clauses, track2_form, track2_vehicle_pattern
-from attrret.parser.lexicon import EITHER, NEGATED, STATED, TOKEN, Lexicon, LexiconError, load_lexicon, tokenize
+from attrret.parser.lexicon import EITHER, NEGATED, STATED, TOKEN, Entry, Lexicon, LexiconError, load_lexicon, tokenize
 from attrret.parser.query import Query, Span
 from attrret.schema import SUBJECTS, Schema, load_schema
 
@@ -87,6 +87,10 @@ _CLAUSE_END = re.compile(r"([.;!?] )(?=\S)")
 # cut, since "hat: no" is read as one, but a phrase holding it would be confusing all the same).
 _ENDS_CLAUSE = frozenset(".,;:!?")
 _KEY_VALUE = frozenset(":=")
+# What may follow a value written without a separator ("hat no, backpack yes"): the clause ends.
+_VALUE_END = frozenset([",", ";", ".", "!", "?", "and", "&"])
+# "early thirties" (30-33), "mid thirties", "late thirties" (37-39): years within a decade.
+_DECADE_PART = {"early": (0, 3), "mid": (4, 6), "late": (7, 9)}
 
 # The kinds a caption can have, in the order Clause.readings lists them.
 _KINDS: tuple[str | None, ...] = (*SUBJECTS, None)
@@ -188,8 +192,35 @@ class CaptionParser:
             (e.subject, tuple((g, STATED, c) for g, c in e.sets), lex.negation_of(e, self.schema), e.cue)
             for e in lex.entries
         ]
+        self._yields = [e.yields_to for e in lex.entries]
+        self._openers = lex.negation_openers
+        self._neg_phrases: dict[str, list[tuple[str, ...]]] = {}
+        for toks in lex.negation_phrases:  # longest first (the lexicon sorts them)
+            self._neg_phrases.setdefault(toks[0], []).append(toks)
+        # Values no phrase lists, read by rule (step 1): `key: value` forms and ages as decades,
+        # approximations and ranges. Each meaning gets an entry number after the lexicon's own.
+        self._keys = lex.keys
+        self._key_first = {k[0] for k in lex.keys}
+        self._key_values = lex.key_values
+        self._ages = lex.ages
+        self._phrase_keys = {tuple(tokenize(p)) for e in lex.entries for p in e.phrases}
+        self._rule_entry: dict[tuple, int] = {}
         self._classes = {s: {g.name: g.classes for g in self.schema.subject(s).groups} for s in SUBJECTS}
         self._groups = {s: self.schema.subject(s).group_names for s in SUBJECTS}
+        for subject in SUBJECTS:
+            for group in self.schema.subject(subject).groups:
+                for cls in group.classes:
+                    e = Entry(subject, (f"{group.name}: {cls}",), ((group.name, cls),))
+                    self._rule_entry[(subject, group.name, (cls,))] = len(self._meaning)
+                    self._meaning.append((subject, ((group.name, STATED, cls),), lex.negation_of(e, self.schema), None))
+        if self._ages is not None:  # every run of adjacent age classes: one class states it, more allow them
+            classes = [c for c, _, _ in self._ages.ranges]
+            for a in range(len(classes)):
+                for b in range(a + 2, len(classes) + 1):
+                    run = tuple(classes[a:b])
+                    self._rule_entry[("pedestrian", self._ages.group, run)] = len(self._meaning)
+                    self._meaning.append(("pedestrian", tuple((self._ages.group, EITHER, c) for c in run), None, None))
+        self._yields += [()] * (len(self._meaning) - len(self._yields))
         self._read_clause = lru_cache(maxsize=clause_cache_size)(self.read_clause) if clause_cache_size > 0 else self.read_clause
         self._placed_spans = (
             lru_cache(maxsize=clause_cache_size)(self.place_spans) if clause_cache_size > 0 else self.place_spans
@@ -388,6 +419,10 @@ class CaptionParser:
                 for ptoks, size, entry in opts:
                     if size == 1 or lows[i : i + size] == ptoks:
                         cands.append((i, i + size, entry, False))
+        if self._key_first.intersection(lows):
+            cands += self._key_value_spans(lows)
+        if self._ages is not None and any(w[:1].isdigit() or w in self._ages.decades for w in lows):
+            cands += self._age_spans(lows, toks, starts)
         covered = [False] * n
         for s, e, _, _ in cands:
             for j in range(s, e):
@@ -422,35 +457,58 @@ class CaptionParser:
             chosen = cands
             taken = covered
         span_at = {c[0]: c for c in chosen}
+        if any(self._yields[c[2]] for c in chosen):  # "holding a handbag": the handbag, not holding
+            ignore_ = self._ignore
+            for c in list(chosen):
+                if self._yields[c[2]]:
+                    j = c[1]
+                    while j < n and lows[j] in ignore_ and j not in span_at:
+                        j += 1
+                    nxt = span_at.get(j)
+                    said = self._meaning[nxt[2]] if nxt is not None else None
+                    if said is not None and any(g in self._yields[c[2]] for g, _, _ in (*said[1], *(said[2] or ()))):
+                        del span_at[c[0]]
 
         # 4. mentions: (start, end, entry, fuzzy, negated, chain)
         mentions: list[tuple[int, int, int, bool, bool, int]] = []
         breaks, kv, yes, no = self._neg_breaks, _KEY_VALUE, self._yes, self._no
-        neg = pending_or = prefix = False
+        neg = pending_or = prefix = begun = False  # begun: the negated phrase has started
+        openers = self._openers
         last = -1  # the previous mention, while only ignorable words follow it
         listed: list[int] = []  # mentions of a comma list just before ("red, white or blue")
         i = 0
         while i < n:
             c = span_at.get(i)
             if c is not None:
+                if neg and begun and lows[i] in openers:  # "no cap holding a cup": the verb's phrase is not negated
+                    neg, last, pending_or = False, -1, False
                 end, negd = c[1], neg
                 skip = 0
                 if end + 1 < n and lows[end] in kv and (lows[end + 1] in yes or lows[end + 1] in no):
                     negd = (lows[end + 1] in no) != neg
                     skip = 2
+                elif end < n and (lows[end] in yes or lows[end] in no) and (end + 1 == n or lows[end + 1] in _VALUE_END):
+                    negd = (lows[end] in no) != neg  # "hat no", "backpack yes": a value with no separator
+                    skip = 1
                 chain = len(mentions)
                 if pending_or and last >= 0 and not negd and not mentions[last][4]:
                     chain = mentions[last][5]
                     self._join_list(mentions, listed, last, c[2])
                 mentions.append((i, end, c[2], c[3], negd, chain))
                 last, pending_or = len(mentions) - 1, False
+                begun = begun or neg
                 if prefix:
                     neg = prefix = False
                 i = end + skip
                 continue
             w = lows[i]
+            cue = self._neg_phrase_at(lows, i)
+            if cue:  # "anything but", "other than", "except": an exclusion reads as "not"
+                neg, begun, last, pending_or, prefix = True, False, -1, False, False
+                i += cue
+                continue
             if w in cues:
-                neg, last, pending_or = True, -1, False
+                neg, begun, last, pending_or = True, False, -1, False
                 prefix = i + 1 < n and lows[i + 1] == "-" and starts[i + 1] == starts[i] + len(toks[i])  # "non-black": one word
             elif w in ors:
                 pending_or = last >= 0
@@ -462,8 +520,11 @@ class CaptionParser:
             elif w in breaks or not w.isalnum():
                 neg, last, pending_or = False, -1, False
                 listed = []
-            elif w not in ignore:  # a content word nothing explains
+            elif w in openers and begun:  # a new phrase after the negated one: "without a scarf carrying ..."
+                neg, last, pending_or = False, -1, False
+            elif w not in ignore and w not in openers:  # a content word nothing explains
                 last, pending_or = -1, False
+                begun = begun or neg
             i += 1
 
         # 5 (votes) and 7 (unmatched runs), per caption kind
@@ -481,6 +542,108 @@ class CaptionParser:
                 base[j] = 2
         return Clause(tuple(votes[s] for s in SUBJECTS), votes["pedestrian"] - votes["vehicle"], text, tuple(toks),
                       tuple(starts), tuple(mentions), tuple(base))
+
+    def _neg_phrase_at(self, lows: list[str], i: int) -> int:
+        """The length of the exclusion phrase ("other than", "except") starting at token ``i``, or 0."""
+        for toks in self._neg_phrases.get(lows[i], ()):
+            if tuple(lows[i : i + len(toks)]) == toks:
+                return len(toks)
+        return 0
+
+    def _key_value_spans(self, lows: list[str]) -> list[tuple[int, int, int, bool]]:
+        """``key: value`` forms a phrase does not cover, as candidates (step 1): a key naming a
+        group (its name, plural or another name from ``[keys]``: "sleeve", "gender", "make"),
+        then ':' or '=' or nothing, then one of the group's classes or short forms ("short",
+        "M") or a yes / no word for a yes/no group; without a separator the value must end the
+        clause or come before a comma. A key that is itself a phrase with a yes / no value
+        ("hat: no", "bag: none") is the mention's own `key: value` (step 4), not this."""
+        out = []
+        n = len(lows)
+        for i in range(n):
+            if lows[i] not in self._key_first:
+                continue
+            for size in (3, 2, 1):
+                owner = self._keys.get(tuple(lows[i : i + size]))
+                if owner is None:
+                    continue
+                j = i + size
+                sep = j < n and lows[j] in _KEY_VALUE
+                j += sep
+                if j >= n:
+                    break
+                forms = self._key_values[owner]
+                classes = self._classes[owner[0]][owner[1]]
+                hit = None
+                for vsize in (3, 2, 1):
+                    cls = forms.get(tuple(lows[j : j + vsize]))
+                    if cls is not None and j + vsize <= n:
+                        hit = (cls, vsize)
+                        break
+                if hit is None and set(classes) == {"yes", "no"} and (lows[j] in self._yes or lows[j] in self._no):
+                    hit = ("yes" if lows[j] in self._yes else "no", 1)
+                if hit is None:
+                    break
+                end = j + hit[1]
+                if not sep and end < n and lows[end] not in _VALUE_END:
+                    break
+                if (lows[j] in self._yes or lows[j] in self._no) and tuple(lows[i : i + size]) in self._phrase_keys:
+                    break  # the mention's own key: value (step 4) keeps what its entry says ("bag: none")
+                out.append((i, end, self._rule_entry[(owner[0], owner[1], (hit[0],))], False))
+                break
+        return out
+
+    def _age_spans(self, lows: list[str], toks: list[str], starts: list[int]) -> list[tuple[int, int, int, bool]]:
+        """Ages no phrase lists, as candidates (step 1): decades ("sixties", "late fifties",
+        "40s"), a number after an approximation word ("around 40", "a girl of 15"), comparisons
+        ("under 30", "older than 45") and ranges ("25-35", "15 to 25", "between 30 and 45")
+        beside an age word. The years map onto the
+        age classes (lexicon ``[numbers]``); a span across a class boundary allows both."""
+        ages = self._ages
+        assert ages is not None
+        out = []
+        n = len(lows)
+
+        def add(a: int, b: int, lo: int, hi: int) -> None:
+            run = ages.classes(lo, hi)
+            if run:
+                out.append((a, b, self._rule_entry[("pedestrian", ages.group, run)], False))
+
+        for i, w in enumerate(lows):
+            decade = ages.decades.get(w)
+            if decade is None and len(w) == 3 and w.endswith("0s") and w[0].isdigit():
+                decade = int(w[:2])  # "40s"
+            if decade is not None:
+                lo, hi = (decade, 19) if decade == 13 else (decade, decade + 9)
+                a = i
+                if i and lows[i - 1] in _DECADE_PART:
+                    a = i - 1
+                    first, last = _DECADE_PART[lows[i - 1]]
+                    lo, hi = (decade + first, decade + last) if decade != 13 else (lo, hi)
+                add(a, i + 1, lo, hi)
+                continue
+            if not w.isdigit() or int(w) > 120:
+                continue
+            before = lows[i - 1] if i else ""
+            if before in ages.range_words or (before.isdigit() and i >= 2):
+                continue  # the second number of a range, read with the first
+            k = i + 1
+            if k + 1 < n and lows[k] in ages.range_words and lows[k + 1].isdigit() and int(w) < int(lows[k + 1]) <= 120:
+                if lows[k] == "and" and before != "between":
+                    continue
+                context = before in ages.approximately or before == "between" or (k + 2 < n and lows[k + 2] in ages.units)
+                if context:
+                    add(i - (before == "between"), k + 2, int(w), int(lows[k + 1]))
+                continue
+            than = i >= 2 and before == "than"
+            word = lows[i - 2] if than else before
+            if word in ages.below or word in ages.above:  # "under 30", "older than 45"
+                lo, hi = (0, int(w) - 1) if word in ages.below else (int(w) + 1, 120)
+                add(i - 1 - than, k, lo, hi)
+            elif before in ages.approximately and (k == n or lows[k] in ages.units or not lows[k].isalnum() or lows[k] in _VALUE_END):
+                add(i, k, int(w), int(w))
+            elif k + 1 < n and lows[k] == "-" and lows[k + 1] == "ish":
+                add(i, k + 2, int(w), int(w))
+        return out
 
     def _join_list(self, mentions: list[tuple[int, int, int, bool, bool, int]], listed: list[int], last: int,
                    entry: int) -> None:

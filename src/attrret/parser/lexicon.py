@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from attrret.errors import SchemaError
 from attrret.schema import SUBJECTS, Schema
 
-__all__ = ["Entry", "Lexicon", "load_lexicon", "LexiconError", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
+__all__ = ["AgeWords", "Entry", "Lexicon", "load_lexicon", "LexiconError", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
 
 #: How a mention constrains its group: it states the class, excludes it, or allows it among others.
 STATED, NEGATED, EITHER = "is", "not", "or"
@@ -58,6 +58,26 @@ class Entry:
     sets: tuple[tuple[str, str], ...] = ()
     negated: tuple[tuple[str, str], ...] | None = None
     cue: str | None = None
+    yields_to: tuple[str, ...] = ()  # groups whose mention right after this one replaces it ("holding a handbag")
+
+
+@dataclass(frozen=True)
+class AgeWords:
+    """The ``[ages]`` and ``[numbers]`` tables: how ages written as numbers, decades and ranges
+    map onto the age group's classes (``ranges``: class -> inclusive years)."""
+
+    group: str
+    ranges: tuple[tuple[str, int, int], ...]
+    decades: dict[str, int]
+    approximately: frozenset[str]
+    units: frozenset[str]
+    range_words: frozenset[str]
+    below: frozenset[str] = frozenset()
+    above: frozenset[str] = frozenset()
+
+    def classes(self, lo: int, hi: int) -> tuple[str, ...]:
+        """The classes whose years meet ``lo..hi`` (inclusive), in ``ranges`` order."""
+        return tuple(c for c, a, b in self.ranges if a <= hi and lo <= b)
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,11 @@ class Lexicon:
     yes_words: frozenset[str] = frozenset()
     no_words: frozenset[str] = frozenset()
     fuzzy_keep: frozenset[str] = frozenset()  # real words never fuzzed into a lexicon word
+    negation_openers: frozenset[str] = frozenset()  # end a negation once its phrase has begun
+    negation_phrases: tuple[tuple[str, ...], ...] = ()  # exclusions read as a cue ("other than")
+    keys: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)  # key tokens -> (subject, group)
+    key_values: dict[tuple[str, str], dict[tuple[str, ...], str]] = field(default_factory=dict)  # short forms per group
+    ages: AgeWords | None = None
 
     def negation_of(self, entry: Entry, schema: Schema) -> tuple[tuple[str, str, str], ...] | None:
         """What a negated mention of ``entry`` says, as ``(group, relation, class)`` triples.
@@ -145,7 +170,11 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
                 raise LexiconError(f"{where}: needs a non-empty list of phrases")
             sets = _check_sets(raw.get("set", {}), subject, schema, where)
             negated = _check_sets(raw["negated"], subject, schema, where) if "negated" in raw else None
-            entries.append(Entry(subject, phrases, sets, negated))
+            yields = tuple(raw.get("yields_to", ()))
+            bad = [g for g in yields if g not in schema.subject(subject).group_names]
+            if bad:
+                raise LexiconError(f"{where}: yields_to names no {subject} group: {', '.join(bad)}")
+            entries.append(Entry(subject, phrases, sets, negated, yields_to=yields))
 
     # Ages as numbers: every form with every number of each class's range (pedestrian phrases).
     numbers = data.get("numbers")
@@ -191,6 +220,15 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
                 raise LexiconError(f"{source}: phrase {p!r} is declared twice ({seen[key]} and {e.subject})")
             seen[key] = e.subject
 
+    keys, key_values = _keys(data, schema, source, seen)
+    ages = None
+    if numbers and "ages" in data:
+        raw = data["ages"]
+        ages = AgeWords(numbers["group"], tuple((c, int(lo), int(hi)) for c, (lo, hi) in numbers.get("ranges", {}).items()),
+                        {k.lower(): int(v) for k, v in raw.get("decades", {}).items()},
+                        frozenset(w.lower() for w in raw.get("approximately", ())), frozenset(w.lower() for w in raw.get("units", ())),
+                        frozenset(w.lower() for w in raw.get("range_words", ())), frozenset(w.lower() for w in raw.get("below", ())),
+                        frozenset(w.lower() for w in raw.get("above", ())))
     neg = data.get("negation", {})
     ignore = _words(data, "ignore", "words")
     stop = _words(data, "ignore", "stop_words")
@@ -210,4 +248,40 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
         yes_words=_words(data, "values", "yes"),
         no_words=_words(data, "values", "no"),
         fuzzy_keep=_words(data, "fuzzy", "keep"),
+        negation_openers=frozenset(w.lower() for w in neg.get("openers", ())),
+        negation_phrases=tuple(sorted({tuple(tokenize(p)) for p in neg.get("phrases", ())}, key=len, reverse=True)),
+        keys=keys,
+        key_values=key_values,
+        ages=ages,
     )
+
+
+def _keys(data: dict, schema: Schema, source: str,
+          phrases: dict[tuple[str, ...], str]) -> tuple[dict[tuple[str, ...], tuple[str, str]], dict[tuple[str, str], dict[tuple[str, ...], str]]]:
+    """The ``[keys]`` table: key tokens -> (subject, group), every group's name and plural
+    included, and per group the value forms -> class (class names, the ``[keys.short]`` forms)."""
+    table = data.get("keys", {})
+    short = table.get("short", {})
+    keys: dict[tuple[str, ...], tuple[str, str]] = {}
+    values: dict[tuple[str, str], dict[tuple[str, ...], str]] = {}
+    for subject in SUBJECTS:
+        for group in schema.subject(subject).groups:
+            names = [group.name, group.name + "s", *table.get(group.name, ())]
+            for name in names:
+                key = tuple(tokenize(name))
+                if keys.get(key, (subject, group.name)) != (subject, group.name):
+                    raise LexiconError(f"{source}: [keys] {name!r} names two groups ({keys[key][1]} and {group.name})")
+                keys[key] = (subject, group.name)
+            forms = {tuple(tokenize(c)): c for c in group.classes}
+            values[(subject, group.name)] = forms
+    for dotted, forms in short.items():
+        group_name, _, cls = dotted.partition(".")
+        owner = next(((s, g) for s in SUBJECTS for g in schema.subject(s).groups if g.name == group_name), None)
+        if owner is None or cls not in owner[1].classes:
+            raise LexiconError(f"{source}: [keys.short] {dotted!r} is not a group.class of the schema")
+        for f in forms:
+            values[(owner[0], group_name)][tuple(tokenize(str(f)))] = cls
+    unknown = sorted(g for g in table if g != "short" and not any(g == x.name for s in SUBJECTS for x in schema.subject(s).groups))
+    if unknown:
+        raise LexiconError(f"{source}: [keys] names no group of the schema: {', '.join(unknown)}")
+    return keys, values
