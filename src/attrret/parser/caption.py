@@ -5,17 +5,31 @@ Pipeline (each step a small, stated rule):
 1. Tokenise (:data:`attrret.parser.lexicon.TOKEN`: runs of word characters, "n't", single
    punctuation characters) and match lexicon phrases on lower-cased whole tokens ("hat" is
    never found inside "that"), through a table from a phrase's first token to the phrases.
+   Then values no phrase lists, by rule: ``key: value`` forms (below) and ages written as
+   decades, approximations, comparisons and ranges ("in his sixties", "around 40", "under
+   30", "25-35"; lexicon ``[ages]``): the years map onto the age classes (0-17, 18-60, 61 and
+   over), and a span across a boundary allows both classes ("sixties": 18-60 or over60).
 2. Tokens nothing explains (not matched, not a stop, grammar, negation or value word) are
    fuzzy-matched against lexicon phrases (see :mod:`attrret.parser.fuzzy`). Exact captions of
    the benchmark never reach rapidfuzz.
 3. Overlapping matches: the longest span wins, then exact before fuzzy, then the earliest
    ("not an adult" beats "adult"; "Balong Heavy Truck" beats "Truck").
 4. Mentions, left to right:
-   - negation: "no", "not", "without", "n't", ... negate every mention after them up to the
-     next punctuation or scope break ("and", "but", "with", ...); "or" does not end it, so
-     "no hat or glasses" negates both;
+   - negation scope (a rule, not a list of sentences): a cue ("no", "not", "without",
+     "never", "n't", "neither ... nor", and exclusions read as cues: "except", "other than",
+     "anything but", "apart from") covers the phrase it introduces and the phrases
+     coordinated with it by "or" or "nor" ("no hat or glasses", "neither a hat nor glasses").
+     It ends at punctuation, at a scope break ("and", "but", "with", "who", ...), and at a
+     word that opens a new phrase ("carrying", "wearing", "holding", "in", ...) once the
+     negated phrase has begun: "a woman without a scarf carrying a backpack" negates the
+     scarf only. Right after the cue, such a word belongs to the negated phrase ("not
+     wearing a hat", "who never has a hat"). The words are data (``[negation]`` of the
+     lexicon); tests/parser/test_negation_scope.py checks the rule over generated sentences;
    - ``key: value``: a mention followed by ``:`` or ``=`` and a yes / no word ("hat: no",
-     "glasses=no", "bag: none") is stated (yes) or negated (no);
+     "glasses=no", "bag: none"), or by the word alone at the end of a clause ("hat no"), is
+     stated (yes) or negated (no). Keys that are no phrase (a group's name, plural or another
+     name: "sleeve: short", "Gender: M", "make = honda") are read in step 1 with the group's
+     class names and short forms (lexicon ``[keys]``);
    - alternatives: mentions joined by "or" with only ignorable words between ("black or
      white", "a backpack or a shoulder bag"), and a comma list of one group before the "or"
      ("red, white or blue"), form one alternative. In one group it allows
@@ -517,8 +531,8 @@ class CaptionParser:
             elif w == "," and last >= 0 and not pending_or:  # a list goes on: "black, white, or grey"
                 listed = [*listed, last] if listed and listed[-1] == last - 1 else [last]
                 neg = False
-            elif w in breaks or not w.isalnum():
-                neg, last, pending_or = False, -1, False
+            elif not w.isalnum() or (w in breaks and (begun or not neg)):
+                neg, last, pending_or = False, -1, False  # a break right after a cue ("never has a hat") is the cue's own verb
                 listed = []
             elif w in openers and begun:  # a new phrase after the negated one: "without a scarf carrying ..."
                 neg, last, pending_or = False, -1, False

@@ -23,7 +23,7 @@ from pathlib import Path
 from attrret.errors import SchemaError
 from attrret.schema import SUBJECTS, Schema
 
-__all__ = ["AgeWords", "Entry", "Lexicon", "load_lexicon", "LexiconError", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
+__all__ = ["AgeWords", "Entry", "Lexicon", "load_lexicon", "variants", "LexiconError", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
 
 #: How a mention constrains its group: it states the class, excludes it, or allows it among others.
 STATED, NEGATED, EITHER = "is", "not", "or"
@@ -212,6 +212,7 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
             else:
                 entries[hit] = cue_entry
 
+    entries = variants(entries, data.get("variants", {}), _words(data, "ignore", "words"))
     seen: dict[tuple[str, ...], str] = {}
     for e in entries:
         for p in e.phrases:
@@ -254,6 +255,51 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
         key_values=key_values,
         ages=ages,
     )
+
+
+def variants(entries: list[Entry], table: dict, ignored: frozenset[str]) -> list[Entry]:
+    """``entries`` with the surface forms the ``[variants]`` table makes by rule added to each
+    (module doc of lexicon.toml's ``[variants]``): space / one word / hyphen forms of two-part
+    phrases, and British / American spellings. A form another entry declares, or an ignored
+    word, is never added, so a rule cannot change what a listed phrase means."""
+    parts = {w.lower() for w in table.get("parts", ())}
+    swaps: dict[str, str] = {}
+    for a, b in table.get("spelling", ()):
+        swaps[a.lower()], swaps[b.lower()] = b.lower(), a.lower()
+    owned = {tuple(tokenize(p)) for e in entries for p in e.phrases} | {(w,) for w in ignored}
+
+    def forms(phrase: str) -> set[str]:
+        toks = phrase.lower().split()
+        out: set[str] = set()
+        if len(toks) == 2 and all(t.isalpha() for t in toks):
+            out |= {"".join(toks), "-".join(toks)}
+        elif len(toks) == 1 and "-" in toks[0] and toks[0].count("-") == 1:
+            a, b = toks[0].split("-")
+            if a.isalpha() and b.isalpha():
+                out |= {a + b, f"{a} {b}"}
+        elif len(toks) == 1 and toks[0].isalpha():
+            word = toks[0]
+            for cut in range(2, len(word) - 1):
+                if word[:cut] in parts and word[cut:] in parts:
+                    out |= {f"{word[:cut]} {word[cut:]}", f"{word[:cut]}-{word[cut:]}"}
+        for form in [phrase.lower(), *out]:
+            words = form.split()
+            for i, w in enumerate(words):
+                if w in swaps:
+                    out.add(" ".join([*words[:i], swaps[w], *words[i + 1 :]]))
+        return out
+
+    result = []
+    for e in entries:
+        extra = []
+        for p in e.phrases:
+            for f in sorted(forms(p)):
+                key = tuple(tokenize(f))
+                if key not in owned:
+                    owned.add(key)
+                    extra.append(f)
+        result.append(Entry(e.subject, (*e.phrases, *extra), e.sets, e.negated, e.cue, e.yields_to) if extra else e)
+    return result
 
 
 def _keys(data: dict, schema: Schema, source: str,
