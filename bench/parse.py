@@ -61,7 +61,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # runnable from a checkout without installing
+# runnable from a checkout without installing; ATTRRET_PARSE_SRC: another source tree's parser (--against)
+sys.path.insert(0, os.environ.get("ATTRRET_PARSE_SRC") or str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))  # the bench package, when run as a script
 
 from attrret.data.track2 import read_label_file  # noqa: E402
@@ -153,11 +154,62 @@ def file_cost(clauses: float, new: float, hits: float, costs: dict[str, float]) 
     return clauses * costs["clause"] + new * costs["caption"] + hits * costs["hit"]
 
 
+def cold_row(rounds: int) -> dict:
+    """The cold, distinct, no-caption-cache row alone (what ``--against`` compares)."""
+    from attrret.parser import CaptionParser
+
+    schema = load_schema()
+    distinct = list(dict.fromkeys(ln.caption for src in SOURCES if src.exists() for ln in read_label_file(src, schema)))
+    t = timed(lambda p: p.parse_many(distinct), rounds, lambda: CaptionParser(schema, cache_size=0))
+    return {"captions": len(distinct), "wall_s": t.wall_s, "cpu_s": t.cpu_s, "captions_per_s": len(distinct) / t.wall_s,
+            "cpu_captions_per_s": len(distinct) / t.cpu_s}
+
+
+def against(ref: str, rounds: int, pairs: int = 3) -> dict:
+    """The cold row of git ``ref``'s parser and of this checkout's, alternated ``pairs`` times
+    in fresh processes of this one run (same host, same load), medians reported."""
+    import subprocess
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="attrret-parse-ref-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True).stdout
+        import io
+
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        runs: dict[str, list[dict]] = {ref: [], "this checkout": []}
+        for _ in range(pairs):
+            for label, src in ((ref, str(Path(tmp) / "src")), ("this checkout", str(ROOT / "src"))):
+                out = subprocess.run([sys.executable, __file__, "--cold-only", "--rounds", str(rounds)], check=True, capture_output=True,
+                                     text=True, env={**os.environ, "ATTRRET_PARSE_SRC": src})
+                runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {label: {k: statistics.median(r[k] for r in rs) for k in ("captions_per_s", "cpu_captions_per_s")} | {"runs": rs}
+            for label, rs in runs.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=0, help="repeat the real lines this often (default: to >= 50,000)")
     ap.add_argument("--rounds", type=int, default=5, help="timing rounds per method (median reported)")
+    ap.add_argument("--against", metavar="GIT_REF", help="also time the cold, distinct, no-cache row of that commit's parser beside "
+                    "this checkout's, alternating fresh processes in this run (before / after a parser change)")
+    ap.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.cold_only:
+        print(json.dumps(cold_row(args.rounds)))
+        return {}
+    if args.against:
+        cmp = against(args.against, args.rounds)
+        print(f"\nCold, distinct, no caption cache, {args.rounds} rounds x 3 alternating processes per parser:\n")
+        print("| parser | captions/s (wall) | CPU captions/s | target |")
+        print("|---|---:|---:|---|")
+        for label, r in cmp.items():
+            print(f"| {label} | {r['captions_per_s']:,.0f} | {r['cpu_captions_per_s']:,.0f} | "
+                  f"{'met' if r['captions_per_s'] >= TARGET else 'NOT met'} (>= {TARGET:,}) |")
+        atomic_write_text(RESULTS.with_name("parse_against.json"), json.dumps({**json_header("parse --against"), "ref": args.against,
+                                                                             "rows": cmp}, indent=2))
+        return cmp
 
     from attrret.parser import CaptionParser
 

@@ -82,7 +82,7 @@ from functools import lru_cache
 from attrret.gcpause import gc_paused
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN, FuzzyIndex
 from attrret.parser.grammar import implied_values, sentence_form, track2_clauses, track2_form, track2_vehicle_pattern
-from attrret.parser.lexicon import EITHER, NEGATED, STATED, TOKEN, Entry, Lexicon, LexiconError, load_lexicon, tokenize
+from attrret.parser.lexicon import EITHER, NEGATED, STATED, TOKEN, Entry, Lexicon, LexiconError, fold, load_lexicon, tokenize
 from attrret.parser.query import Query, Span
 from attrret.schema import SUBJECTS, Schema, load_schema
 
@@ -414,9 +414,7 @@ class CaptionParser:
             else:
                 toks += TOKEN.findall(piece)
         n = len(toks)
-        lows = [t.lower() for t in toks]
-        if "’" in text:
-            lows = [w.replace("’", "'") for w in lows]
+        lows = [t.lower() for t in toks] if text.isascii() else [fold(t) for t in toks]
         starts: list[int] = []
         pos = 0
         for t in toks:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 from attrret.errors import SchemaError
 from attrret.schema import SUBJECTS, Schema
 
-__all__ = ["AgeWords", "Entry", "Lexicon", "load_lexicon", "variants", "LexiconError", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
+__all__ = ["AgeWords", "Entry", "Lexicon", "load_lexicon", "variants", "LexiconError", "fold", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
 
 #: How a mention constrains its group: it states the class, excludes it, or allows it among others.
 STATED, NEGATED, EITHER = "is", "not", "or"
@@ -34,9 +35,19 @@ STATED, NEGATED, EITHER = "is", "not", "or"
 TOKEN = re.compile(r"\w+(?=n['’]t\b)|n['’]t\b|\w+|[^\w\s]", re.IGNORECASE)
 
 
+def fold(token: str) -> str:
+    """A token as phrases are matched: lower case, the typographic apostrophe as ``'``, accents
+    dropped ("Citroën" reads as "citroen"). ASCII tokens, nearly all of them, take the short path."""
+    low = token.lower()
+    if low.isascii():
+        return low
+    low = low.replace("’", "'")
+    return "".join(c for c in unicodedata.normalize("NFKD", low) if not unicodedata.combining(c))
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-cased tokens of ``text`` (the same rule for lexicon phrases and captions)."""
-    return [t.lower().replace("’", "'") for t in TOKEN.findall(text)]
+    """Folded tokens of ``text`` (:func:`fold`; the same rule for lexicon phrases and captions)."""
+    return [fold(t) for t in TOKEN.findall(text)]
 
 
 class LexiconError(SchemaError):
@@ -260,17 +271,21 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
 def variants(entries: list[Entry], table: dict, ignored: frozenset[str]) -> list[Entry]:
     """``entries`` with the surface forms the ``[variants]`` table makes by rule added to each
     (module doc of lexicon.toml's ``[variants]``): space / one word / hyphen forms of two-part
-    phrases, and British / American spellings. A form another entry declares, or an ignored
+    phrases, plurals of the nouns of ``plural_groups``, and British / American spellings. A form another entry declares, or an ignored
     word, is never added, so a rule cannot change what a listed phrase means."""
     parts = {w.lower() for w in table.get("parts", ())}
     swaps: dict[str, str] = {}
     for a, b in table.get("spelling", ()):
         swaps[a.lower()], swaps[b.lower()] = b.lower(), a.lower()
     owned = {tuple(tokenize(p)) for e in entries for p in e.phrases} | {(w,) for w in ignored}
+    plural_groups = set(table.get("plural_groups", ()))
 
-    def forms(phrase: str) -> set[str]:
+    def forms(phrase: str, plural: bool) -> set[str]:
         toks = phrase.lower().split()
         out: set[str] = set()
+        if plural and len(toks) == 1 and toks[0].isalpha() and len(toks[0]) > 2 and not toks[0].endswith("s"):
+            w = toks[0]
+            out.add(w[:-1] + "ies" if w.endswith("y") and w[-2] not in "aeiou" else w + "es" if w.endswith(("x", "ch", "sh")) else w + "s")
         if len(toks) == 2 and all(t.isalpha() for t in toks):
             out |= {"".join(toks), "-".join(toks)}
         elif len(toks) == 1 and "-" in toks[0] and toks[0].count("-") == 1:
@@ -292,8 +307,9 @@ def variants(entries: list[Entry], table: dict, ignored: frozenset[str]) -> list
     result = []
     for e in entries:
         extra = []
+        plural = bool(e.sets) and all(g in plural_groups for g, _ in e.sets) and e.cue is None
         for p in e.phrases:
-            for f in sorted(forms(p)):
+            for f in sorted(forms(p, plural)):
                 key = tuple(tokenize(f))
                 if key not in owned:
                     owned.add(key)
