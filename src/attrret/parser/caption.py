@@ -208,6 +208,7 @@ class CaptionParser:
         ]
         self._yields = [e.yields_to for e in lex.entries]
         self._openers = lex.negation_openers
+        self._neg_phrase_first = frozenset(t[0] for t in lex.negation_phrases)
         self._neg_phrases: dict[str, list[tuple[str, ...]]] = {}
         for toks in lex.negation_phrases:  # longest first (the lexicon sorts them)
             self._neg_phrases.setdefault(toks[0], []).append(toks)
@@ -442,6 +443,18 @@ class CaptionParser:
 
         # 2. leftover content words, fuzzed when long enough
         ignore, cues, ors = self._ignore, self._neg_cues, self._or
+        cue_at: dict[int, int] = {}  # exclusion phrases ("other than", "w/o"): start -> length
+        if self._neg_phrase_first.intersection(lows):
+            j = 0
+            while j < n:
+                size = 0 if covered[j] else self._neg_phrase_at(lows, j)
+                if size and not any(covered[j : j + size]):
+                    cue_at[j] = size
+                    for t in range(j, j + size):
+                        covered[t] = True
+                    j += size
+                else:
+                    j += 1
         leftovers = [j for j in range(n) if not covered[j] and lows[j].isalnum() and lows[j] not in ignore
                      and lows[j] not in cues and lows[j] not in ors]
         fuzzable = [False] * n
@@ -514,7 +527,7 @@ class CaptionParser:
                 i = end + skip
                 continue
             w = lows[i]
-            cue = self._neg_phrase_at(lows, i)
+            cue = cue_at.get(i, 0)
             if cue:  # "anything but", "other than", "except": an exclusion reads as "not"
                 neg, begun, last, pending_or, prefix = True, False, -1, False, False
                 i += cue
