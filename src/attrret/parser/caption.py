@@ -208,7 +208,9 @@ class CaptionParser:
         ]
         self._yields = [e.yields_to for e in lex.entries]
         self._openers = lex.negation_openers
-        self._neg_phrase_first = frozenset(t[0] for t in lex.negation_phrases)
+        self._neg_phrase_first = frozenset(t[0] for t in lex.negation_phrases) | ({"but"} if lex.but_after else frozenset())
+        self._but_after = lex.but_after
+        self._abbreviations = lex.abbreviations
         self._neg_phrases: dict[str, list[tuple[str, ...]]] = {}
         for toks in lex.negation_phrases:  # longest first (the lexicon sorts them)
             self._neg_phrases.setdefault(toks[0], []).append(toks)
@@ -416,6 +418,13 @@ class CaptionParser:
                 toks += TOKEN.findall(piece)
         n = len(toks)
         lows = [t.lower() for t in toks] if text.isascii() else [fold(t) for t in toks]
+        if "/" in lows and self._abbreviations:  # "w/": every token of it reads as "with"
+            for j in range(n):
+                if self._neg_phrase_at(lows, j):
+                    continue  # "w/o" is an exclusion, not "w/" then "o"
+                for abbr, word in self._abbreviations.items():
+                    if tuple(lows[j : j + len(abbr)]) == abbr:
+                        lows[j : j + len(abbr)] = [word] * len(abbr)
         starts: list[int] = []
         pos = 0
         for t in toks:
@@ -569,10 +578,13 @@ class CaptionParser:
                       tuple(starts), tuple(mentions), tuple(base))
 
     def _neg_phrase_at(self, lows: list[str], i: int) -> int:
-        """The length of the exclusion phrase ("other than", "except") starting at token ``i``, or 0."""
+        """The length of the exclusion phrase ("other than", "except") starting at token ``i``, or 0;
+        "but" counts when one of ``but_after`` comes within the three tokens before it ("any car but")."""
         for toks in self._neg_phrases.get(lows[i], ()):
             if tuple(lows[i : i + len(toks)]) == toks:
                 return len(toks)
+        if lows[i] == "but" and self._but_after.intersection(lows[max(0, i - 3) : i]):
+            return 1
         return 0
 
     def _key_value_spans(self, lows: list[str]) -> list[tuple[int, int, int, bool]]:
@@ -640,15 +652,21 @@ class CaptionParser:
             if decade is not None:
                 lo, hi = (decade, 19) if decade == 13 else (decade, decade + 9)
                 a = i
-                if i and lows[i - 1] in _DECADE_PART:
+                part = lows[i - 1] if i else ""
+                if part == "-" and i >= 2 and lows[i - 2] in _DECADE_PART:  # "mid-forties"
+                    part, a = lows[i - 2], i - 2
+                elif part in _DECADE_PART:
                     a = i - 1
-                    first, last = _DECADE_PART[lows[i - 1]]
+                if part in _DECADE_PART:
+                    first, last = _DECADE_PART[part]
                     lo, hi = (decade + first, decade + last) if decade != 13 else (lo, hi)
                 add(a, i + 1, lo, hi)
                 continue
             if not w.isdigit() or int(w) > 120:
                 continue
             before = lows[i - 1] if i else ""
+            if before in _KEY_VALUE and i >= 2 and lows[i - 2] in ages.approximately:
+                before = lows[i - 2]  # "age: 30"
             if before in ages.range_words or (before.isdigit() and i >= 2):
                 continue  # the second number of a range, read with the first
             k = i + 1

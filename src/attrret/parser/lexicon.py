@@ -109,6 +109,8 @@ class Lexicon:
     keys: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)  # key tokens -> (subject, group)
     key_values: dict[tuple[str, str], dict[tuple[str, ...], str]] = field(default_factory=dict)  # short forms per group
     ages: AgeWords | None = None
+    but_after: frozenset[str] = frozenset()  # "any car but a white one": "but" after these excludes
+    abbreviations: dict[tuple[str, ...], str] = field(default_factory=dict)  # "w/" -> "with"
 
     def negation_of(self, entry: Entry, schema: Schema) -> tuple[tuple[str, str, str], ...] | None:
         """What a negated mention of ``entry`` says, as ``(group, relation, class)`` triples.
@@ -265,6 +267,8 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
         keys=keys,
         key_values=key_values,
         ages=ages,
+        but_after=frozenset(w.lower() for w in neg.get("but_after", ())),
+        abbreviations={tuple(tokenize(k)): str(v).lower() for k, v in data.get("abbreviations", {}).items()},
     )
 
 
