@@ -105,6 +105,8 @@ _KEY_VALUE = frozenset(":=")
 _VALUE_END = frozenset([",", ";", ".", "!", "?", "and", "&"])
 # "early thirties" (30-33), "mid thirties", "late thirties" (37-39): years within a decade.
 _DECADE_PART = {"early": (0, 3), "mid": (4, 6), "late": (7, 9)}
+# Words that make the number after them an age whatever follows ("aged 25 carrying a bag").
+_AGE_WORDS = frozenset(["aged", "age", "ages"])
 
 # The kinds a caption can have, in the order Clause.readings lists them.
 _KINDS: tuple[str | None, ...] = (*SUBJECTS, None)
@@ -682,7 +684,10 @@ class CaptionParser:
             if word in ages.below or word in ages.above:  # "under 30", "older than 45"
                 lo, hi = (0, int(w) - 1) if word in ages.below else (int(w) + 1, 120)
                 add(i - 1 - than, k, lo, hi)
-            elif before in ages.approximately and (k == n or lows[k] in ages.units or not lows[k].isalnum() or lows[k] in _VALUE_END):
+            elif before in ages.approximately and (
+                    (i >= 2 and lows[i - 2] in _AGE_WORDS) or before in _AGE_WORDS  # "aged around 25 carrying ..."
+                    or k == n or lows[k] in ages.units or not lows[k].isalnum() or lows[k] in _VALUE_END
+                    or lows[k] in self._neg_breaks or lows[k] in self._openers):
                 add(i, k, int(w), int(w))
             elif k + 1 < n and lows[k] == "-" and lows[k + 1] == "ish":
                 add(i, k + 2, int(w), int(w))
