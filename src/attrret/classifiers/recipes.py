@@ -24,10 +24,15 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MemberRecipe", "RECIPES", "DEFAULT_RECIPE", "MEMBERS_DIR", "member_workdir", "recipe_configs"]
+__all__ = ["MemberRecipe", "RECIPES", "DEFAULT_RECIPE", "MEMBERS_DIR", "DEFAULT_EPOCHS", "DEFAULT_LR", "member_workdir", "recipe_configs"]
 
 #: Extra members train under ``W/members/<name>/``.
 MEMBERS_DIR = "members"
+#: How long and how fast a task trains when neither the command nor its schema group says
+#: (``--epochs`` / ``--lr``, then the group's ``epochs`` / ``lr`` hints). Here, torch-free, so
+#: that ``attrret --help`` and every command that runs no model can show them without torch.
+DEFAULT_EPOCHS = 8
+DEFAULT_LR = 1e-3
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.inputs import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
+from attrret.classifiers.recipes import DEFAULT_EPOCHS, DEFAULT_LR
 from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
                                          seed_everything, tune_malloc)
 from attrret.classifiers.trunks import default_trainable_blocks
@@ -59,8 +60,6 @@ from attrret.schema import Group, Schema, load_schema
 __all__ = ["TrainConfig", "TaskResult", "BestEpoch", "train_tasks", "balanced_cross_entropy"]
 
 
-DEFAULT_EPOCHS = 8  # without --epochs and without a schema hint
-DEFAULT_LR = 1e-3  # without --lr and without a schema hint
 TASK_LOCK_PREFIX = LOCK_PREFIX + "train-"  # W/models/.attrret-train-<task>.lock
 _BALANCES = ("none", "weighted", "sqrt")
 _TAIL_NORMS = ("frozen", "batch")

@@ -45,7 +45,7 @@ def _schema_inputs() -> str:
 
 def _schema_epochs() -> str:
     """The default epochs per subject, as the packaged schema's hints give them (for the help)."""
-    from attrret.classifiers.train import DEFAULT_EPOCHS
+    from attrret.classifiers.recipes import DEFAULT_EPOCHS
 
     epochs = {g.subject: g.epochs or DEFAULT_EPOCHS for g in load_schema().tasks}
     return ", ".join(f"{subject} {n}" for subject, n in epochs.items())
@@ -53,7 +53,7 @@ def _schema_epochs() -> str:
 
 def _schema_lrs() -> str:
     """The default peak learning rate per subject, from the packaged schema's hints (for the help)."""
-    from attrret.classifiers.train import DEFAULT_LR
+    from attrret.classifiers.recipes import DEFAULT_LR
 
     lrs = {g.subject: g.lr or DEFAULT_LR for g in load_schema().tasks}
     return ", ".join(f"{subject} {lr:g}" for subject, lr in lrs.items())
