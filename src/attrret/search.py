@@ -263,6 +263,17 @@ class Searcher:
             raise UnknownImage(f"the index records no source file for {name!r}")
         return Path(files[row]["path"])
 
+    def image_file(self, name: str) -> dict[str, Any]:
+        """What the index recorded of ``name``'s source file at indexing time: ``path`` (resolved
+        then), and ``size`` and ``mtime_ns`` where the index has them (a server checks that the
+        file it opens is still that one)."""
+        state = self._current()
+        row = self._row(name, state)
+        files = state.index.files
+        if row >= len(files) or not isinstance(files[row].get("path"), str):
+            raise UnknownImage(f"the index records no source file for {name!r}")
+        return dict(files[row])
+
     def attributes(self, name: str) -> dict[str, Any]:
         """The predicted attributes of one image: :func:`attrret.attributes.image_record`."""
         state = self._current()

@@ -17,6 +17,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port; the line on stderr names it).")] = 8000,
     token: Annotated[Optional[str], typer.Option("--token", envvar="ATTRRET_TOKEN", show_envvar=True, help="Require this token on every /api/ and /images/ request (header 'Authorization: Bearer T' or ?token=T; open the page as http://HOST:PORT/?token=T). Prefer ATTRRET_TOKEN: other users can read a command line.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request on stderr (off by default: URLs may carry the token).")] = False,
+    allowed_hosts: Annotated[Optional[str], typer.Option("--allowed-hosts", metavar="NAME,...", help="Host names (the Host header) the server answers, comma-separated; '*' for any. Default on a loopback address without a token: localhost and loopback addresses only (a web page elsewhere cannot reach the server through DNS rebinding); otherwise any.")] = None,
+    show_paths: Annotated[bool, typer.Option("--show-paths", help="Include each image's file path on the server in /api/images/NAME/attributes (off: clients are not told where files are).")] = False,
     schema_dir: SchemaDir = None,
 ) -> None:
     """Serve a search page and a JSON API (/api/search, /api/parse, /api/images/NAME/attributes, /docs) over an index."""
@@ -24,7 +26,7 @@ def serve(
     import socket
 
     from attrret.errors import InputError, OptionError
-    from attrret.serve import check_token, is_loopback
+    from attrret.serve import LOOPBACK_HOSTS, check_token, is_loopback
 
     schema = resolve_schema(schema_dir)
     if token is not None:
@@ -67,7 +69,13 @@ def serve(
         # million images, a pause every few hundred requests): 334 -> 491 queries/s and p99
         # 312 -> 128 ms with 32 threads on 1M images here. Refcounting still frees them.
         gc.freeze()
-        app = create_app(searcher, token=token)
+        if allowed_hosts is not None:
+            hosts: list[str] | None = [h.strip() for h in allowed_hosts.split(",") if h.strip()]
+            if not hosts:
+                raise OptionError("--allowed-hosts is empty; give host names, or '*' for any")
+        else:
+            hosts = sorted(LOOPBACK_HOSTS) if is_loopback(host) and not token else None
+        app = create_app(searcher, token=token, allowed_hosts=hosts, show_paths=show_paths)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         print(f"serving {len(searcher):,} images from {index} at http://{shown}:{bound}/", file=sys.stderr, flush=True)

@@ -8,6 +8,6 @@ anything else, a Content-Security-Policy on every response, names looked up in t
 
 from __future__ import annotations
 
-from attrret.serve.app import THUMB_MAX, THUMB_MIN, check_token, create_app, is_loopback
+from attrret.serve.app import LOOPBACK_HOSTS, THUMB_MAX, THUMB_MIN, check_token, create_app, host_allowed, is_loopback
 
-__all__ = ["create_app", "is_loopback", "check_token", "THUMB_MIN", "THUMB_MAX"]
+__all__ = ["create_app", "is_loopback", "host_allowed", "LOOPBACK_HOSTS", "check_token", "THUMB_MIN", "THUMB_MAX"]

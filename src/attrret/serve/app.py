@@ -13,8 +13,18 @@ Routes (every answer comes from the :class:`~attrret.search.Searcher`):
 Safety rules:
 
 - a name is looked up in the index and the file served is the index's recorded source path
-  (``Searcher.image_path``); a path is never taken from the request, so ``..%2Fx``,
+  (``Searcher.image_file``); a path is never taken from the request, so ``..%2Fx``,
   ``%2Fetc%2Fpasswd`` or any name the index does not hold is a 404;
+- the file served is the one indexed: it is opened without following a symlink in its last
+  component (``O_NOFOLLOW``), its real path must still be the recorded (resolved) path, so no
+  directory on the way was swapped for a symlink, and its size and modification time must be
+  those recorded at indexing time; otherwise 404 ("re-run attrret predict"). The bytes are read
+  from the descriptor that was checked, so the file cannot be swapped in between;
+- ``allowed_hosts``: the ``Host`` header must name one of them (a loopback server without a
+  token accepts only localhost names and loopback addresses by default), so a page on another
+  site cannot reach it through DNS rebinding; any other Host gets a 400;
+- no answer tells clients where files are on the server: the attributes record has no
+  ``path`` unless the operator asks (``show_paths``);
 - with a token, every route except the page, its static files, ``/healthz`` and the docs
   needs it (``Authorization: Bearer T`` or ``?token=T``), compared in constant time; deny by
   default, so a route added later is guarded too;
@@ -31,10 +41,15 @@ Searcher's JSON is already plain data; FastAPI's ``jsonable_encoder`` would walk
 
 from __future__ import annotations
 
+import errno
 import hmac
 import io
+import os
+import stat
 import json
+import mimetypes
 import threading
+from collections.abc import Sequence
 from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
@@ -50,7 +65,7 @@ from PIL import Image, ImageOps
 from attrret.errors import AttrretError, CheckpointError
 from attrret.search import MAX_K, MAX_QUERY_CHARS, UnknownImage
 
-__all__ = ["create_app", "is_loopback", "check_token", "THUMB_MIN", "THUMB_MAX", "CSP", "KINDS"]
+__all__ = ["create_app", "is_loopback", "check_token", "host_allowed", "LOOPBACK_HOSTS", "THUMB_MIN", "THUMB_MAX", "CSP", "KINDS"]
 
 #: Thumbnail sizes (``?size=N``: the JPEG fits N x N) the server agrees to make.
 THUMB_MIN, THUMB_MAX = 16, 1024
@@ -123,9 +138,10 @@ class _Guard:
     and costs next to nothing per request.
     """
 
-    def __init__(self, app: Any, token: str | None) -> None:
+    def __init__(self, app: Any, token: str | None, allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app
         self.token = token.encode("ascii") if token else None
+        self.allowed_hosts = allowed_hosts  # None: any Host
 
     def authorised(self, scope: dict) -> bool:
         assert self.token is not None
@@ -156,6 +172,11 @@ class _Guard:
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
             await send(message)
 
+        if self.allowed_hosts is not None and not host_allowed(_header(scope, b"host"), self.allowed_hosts):
+            detail = ("this server answers only requests addressed to " + ", ".join(sorted(self.allowed_hosts))
+                      + " (the Host header); add the name with --allowed-hosts")
+            await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send_with_headers)
+            return
         guarded = not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
         if self.token is not None and guarded and not self.authorised(scope):
             detail = "missing or wrong token: send the header 'Authorization: Bearer TOKEN' or add ?token=TOKEN"
@@ -179,6 +200,71 @@ class _Guard:
             raise
 
 
+#: Host names a loopback server accepts by default: the names that can only mean this machine.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _header(scope: dict, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """Whether the ``Host`` header ``host`` (``name``, ``name:port``, ``[v6]:port``) names one of
+    ``allowed`` (lower-case names or addresses; ``*`` allows any). Any ``127.x.x.x`` address
+    counts as ``127.0.0.1``, and ``*.localhost`` as ``localhost`` (RFC 6761: always loopback)."""
+    import ipaddress
+
+    if "*" in allowed:
+        return True
+    host = host.strip().lower()
+    if host.startswith("["):
+        name = host[1 : host.find("]")] if "]" in host else ""
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if not name:
+        return False
+    if name in allowed:
+        return True
+    if name.endswith(".localhost") and "localhost" in allowed:
+        return True
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return addr.is_loopback and ("127.0.0.1" in allowed if addr.version == 4 else "::1" in allowed)
+
+
+class _StaleFile(Exception):
+    """The file at an image's recorded path is not the one that was indexed."""
+
+
+def _open_indexed(record: dict) -> bytes:
+    """The bytes of the file ``record`` (``Searcher.image_file``) describes, read from a
+    descriptor opened without following a symlink and checked to be that very file; raises
+    :class:`_StaleFile` or ``OSError``."""
+    path = record["path"]
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise _StaleFile("is now a symbolic link") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _StaleFile("is not a regular file")
+        if os.path.realpath(path) != os.path.normpath(path):
+            raise _StaleFile("is now reached through a symbolic link")
+        size, mtime = record.get("size"), record.get("mtime_ns")
+        if (isinstance(size, int) and st.st_size != size) or (isinstance(mtime, int) and st.st_mtime_ns != mtime):
+            raise _StaleFile("changed since it was indexed")
+        return f.read()
+
+
 def _json(data: Any, status: int = 200, *, cache: str = "no-store") -> Response:
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return Response(body, status_code=status, media_type="application/json", headers={"Cache-Control": cache})
@@ -197,15 +283,16 @@ class _Thumbs:
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: Path, size: int) -> bytes:
-        st = path.stat()
-        key = (str(path), st.st_mtime_ns, st.st_size, size)
+    def get(self, record: dict, size: int, read: Any) -> bytes:
+        """The thumbnail of the indexed file ``record``, made from ``read()`` (its checked bytes)
+        when not cached; keyed by what the index recorded, which ``read`` verifies."""
+        key = (record["path"], record.get("mtime_ns"), record.get("size"), size)
         with self._lock:
             data = self._cache.get(key)
             if data is not None:
                 self._cache.move_to_end(key)
                 return data
-        data = _make_thumb(path, size)
+        data = _make_thumb(io.BytesIO(read()), size)
         with self._lock:
             self._cache[key] = data
             while len(self._cache) > self.capacity:
@@ -213,8 +300,8 @@ class _Thumbs:
         return data
 
 
-def _make_thumb(path: Path, size: int) -> bytes:
-    with Image.open(path) as im:
+def _make_thumb(source: Any, size: int) -> bytes:
+    with Image.open(source) as im:
         im.draft("RGB", (size, size))  # JPEG: let the decoder skip detail the thumbnail drops
         im = ImageOps.exif_transpose(im)
         if im.mode not in ("RGB", "L"):
@@ -225,12 +312,17 @@ def _make_thumb(path: Path, size: int) -> bytes:
     return buf.getvalue()
 
 
-def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret") -> FastAPI:
+def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret",
+               allowed_hosts: Sequence[str] | None = None, show_paths: bool = False) -> FastAPI:
     """The app over ``searcher`` (an opened :class:`attrret.search.Searcher`).
 
     ``token``: when given, every guarded route needs it (see the module doc). It must be
     printable ASCII without spaces (:func:`check_token`): it travels in an HTTP header and a URL.
+    ``allowed_hosts``: the Host names it answers (None: any; ``attrret serve`` gives the
+    loopback names on a loopback address without a token). ``show_paths``: put the server's
+    file paths in the attributes record (off: clients are not told where files are).
     """
+    hosts = frozenset(h.strip().lower().strip("[]") for h in allowed_hosts) if allowed_hosts is not None else None
     if token is not None:
         check_token(token)
     static = _static_dir()
@@ -309,9 +401,12 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
     @app.get("/api/images/{name:path}/attributes", summary="The predicted attributes of one image of the index")
     def attributes(name: str) -> Response:
         try:
-            return _json(searcher.attributes(name))
+            record = searcher.attributes(name)
         except UnknownImage:
             raise HTTPException(404, f"no image named {name!r} in the index") from None
+        if not show_paths:
+            record = {k: v for k, v in record.items() if k != "path"}
+        return _json(record)
 
     @app.get("/images/{name:path}", summary="An image of the index, or a JPEG thumbnail of it",
              response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
@@ -322,22 +417,32 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
                                              "absent: the file itself."),
     ) -> Response:
         try:
-            path = Path(searcher.image_path(name))
+            record = searcher.image_file(name)
         except UnknownImage:
             raise HTTPException(404, f"no image named {name!r} in the index") from None
-        if not path.is_file():
-            raise HTTPException(404, f"the file of image {name!r} is missing from disk")
+
+        def read() -> bytes:
+            try:
+                return _open_indexed(record)
+            except _StaleFile as exc:
+                raise HTTPException(404, f"the file of image {name!r} {exc}; re-run attrret predict") from None
+            except OSError:
+                raise HTTPException(404, f"the file of image {name!r} is missing from disk or unreadable") from None
+
         cache = "private, max-age=300"
         if size is None:
-            return FileResponse(path, headers={"Cache-Control": cache})
+            media = mimetypes.guess_type(record["path"])[0] or "application/octet-stream"
+            return Response(read(), media_type=media, headers={"Cache-Control": cache})
         try:
-            data = thumbs.get(path, size)
+            data = thumbs.get(record, size, read)
+        except HTTPException:
+            raise
         except (OSError, ValueError, Image.DecompressionBombError) as exc:  # undecodable, truncated, a decompression bomb
             raise HTTPException(422, f"image {name!r} cannot be decoded ({type(exc).__name__})") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": cache})
 
     app.mount("/static", StaticFiles(directory=static), name="static")
-    app.add_middleware(_Guard, token=token)
+    app.add_middleware(_Guard, token=token, allowed_hosts=hosts)
     return app
 
 
