@@ -120,6 +120,12 @@ class IndexHeader:
             raise bad("columns", "an object of task -> [start, stop] with whole numbers start < stop")
         if not all(isinstance(m, dict) for m in models):
             raise bad("models", "a list of model objects")
+        for m in models:  # what check_fresh and the explanations read of each
+            for key in ("task", "path", "sha256"):
+                if not isinstance(m.get(key), str) or not m[key]:
+                    raise bad("models", f"a list of model objects, each with a {key!r} string")
+            if "relpath" in m and not isinstance(m["relpath"], str):
+                raise bad("models", "a list of model objects whose 'relpath' is a string")
         def size(x: object) -> bool:  # [H, W]; or N (N x N) in headers from before rectangles
             return (count(x) and x > 0) or (isinstance(x, list) and len(x) == 2 and all(count(v) and v > 0 for v in x))
 
@@ -276,6 +282,35 @@ def _check_layout(header: IndexHeader, schema: Schema, hp: Path) -> None:
             raise CheckpointError(f"{hp}: damaged index header: data file {name!r} is not an index data file name")
 
 
+#: Probabilities may stray this far outside [0, 1] (float32 rounding of a softmax average).
+_PROB_SLACK = 1e-4
+_CHECK_ROWS = 65_536  # rows checked per step: bounded memory on a million-image index
+
+
+def check_rows(probs: np.ndarray, names: Sequence[object], files: Sequence[object], what: str, fix: str) -> None:
+    """Refuse rows a ranking cannot use (one :class:`CheckpointError` starting with ``what``,
+    ending with ``fix``): probabilities that are not finite or outside [0, 1], names that are not
+    unique non-empty strings, file records that are not objects. A NaN ranks one image first for
+    every query, and a repeated name lists one image twice."""
+    bad_names = [n for n in names if not isinstance(n, str) or not n]
+    if bad_names:
+        raise CheckpointError(f"{what}: image names must be non-empty strings, found {bad_names[0]!r}; {fix}")
+    if len(set(names)) != len(names):
+        seen: set[object] = set()
+        dup = next(n for n in names if n in seen or seen.add(n))
+        raise CheckpointError(f"{what}: image name {dup!r} appears twice; {fix}")
+    if not all(isinstance(f, dict) for f in files):
+        raise CheckpointError(f"{what}: file records must be objects; {fix}")
+    for start in range(0, len(probs), _CHECK_ROWS):
+        block = np.asarray(probs[start : start + _CHECK_ROWS])
+        if not np.isfinite(block).all():
+            row = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise CheckpointError(f"{what}: probabilities of {names[row]!r} are not finite (NaN or infinite); {fix}")
+        if block.size and (block.min() < -_PROB_SLACK or block.max() > 1 + _PROB_SLACK):
+            row = start + int(np.argwhere((block < -_PROB_SLACK) | (block > 1 + _PROB_SLACK))[0][0])
+            raise CheckpointError(f"{what}: probabilities of {names[row]!r} are outside [0, 1]; {fix}")
+
+
 def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
     try:
         raw = json.loads(hp.read_text(encoding="utf-8"))
@@ -300,4 +335,8 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
         raise CheckpointError(
             f"{path}: damaged index (probs {probs.shape}, {len(names)} names, header says {header.count} x {header.width})"
         )
-    return Index(path, header, probs, names, tuple(meta.get("files", ())), schema)
+    files = meta.get("files", [])
+    if not isinstance(files, list) or len(files) not in (0, len(names)):
+        raise CheckpointError(f"{path}: damaged index (names file: 'files' must list one record per image); re-run attrret predict")
+    check_rows(probs, names, files, f"{path}: damaged index", "re-run attrret predict")
+    return Index(path, header, probs, names, tuple(files), schema)

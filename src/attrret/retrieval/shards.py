@@ -52,7 +52,7 @@ import numpy as np
 from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_writable, is_index, write_index
+from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_rows, check_writable, is_index, write_index
 from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
 
@@ -95,14 +95,22 @@ class ShardSpec:
         return f"{self.index}/{self.count}"
 
 
+#: The most shards one run may have: more is a typo, and a merge sizes its checks by the count.
+MAX_SHARDS = 10_000
+
+
 def parse_shard(text: str) -> ShardSpec:
     """``"i/N"`` with ``0 <= i < N``."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m:
         raise OptionError(f"--shard {text!r}: expected I/N, e.g. 0/4 (shard I of N, counted from 0)")
+    if len(m.group(1)) > 9 or len(m.group(2)) > 9:
+        raise OptionError(f"--shard {text[:40]!r}: at most {MAX_SHARDS:,} shards")
     i, n = int(m.group(1)), int(m.group(2))
     if n < 1 or i >= n:
         raise OptionError(f"--shard {text}: need 0 <= I < N (shards of {n} are numbered 0..{n - 1})")
+    if n > MAX_SHARDS:
+        raise OptionError(f"--shard {text}: at most {MAX_SHARDS:,} shards (a merge holds one entry per shard)")
     return ShardSpec(i, n)
 
 
@@ -256,9 +264,10 @@ def read_shard(path: str | Path) -> Shard:
         except (KeyError, TypeError, ValueError, OSError, EOFError) as exc:
             raise CheckpointError(f"{path}: damaged shard ({type(exc).__name__}: {exc}); re-run its attrret predict --shard") from None
     if (probs.ndim != 2 or probs.dtype != np.float32 or probs.shape != (len(shard.names), shard.header.width)
-            or len(shard.files) != len(shard.names) or not 0 <= spec.index < spec.count):
+            or len(shard.files) != len(shard.names) or not 0 <= spec.index < spec.count <= MAX_SHARDS):
         raise CheckpointError(f"{path}: damaged shard (probs {probs.shape}, {len(shard.names)} names, "
                               f"shard {spec}); re-run its attrret predict --shard")
+    check_rows(probs, shard.names, shard.files, f"{path}: damaged shard", "re-run its attrret predict --shard")
     return shard
 
 
