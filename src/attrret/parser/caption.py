@@ -725,6 +725,7 @@ class CaptionParser:
         text, toks, starts, mentions, base = clause.text, clause.toks, clause.starts, clause.mentions, clause.base
         meaning = self._meaning
         values: list[tuple[str, str]] = []
+        stated_by: dict[str, set[str]] = {}  # group -> the classes ``values`` holds for it
         sets: list[Constraint] = []
         spans: list[Span] = []
         unsupported: list[str] = []
@@ -772,10 +773,11 @@ class CaptionParser:
                     spans.append(Span(w, a, b, group, cls, fuzzy, rel))
                     if rel != STATED:
                         sets.append((group, rel, (cls,)))
-                    elif any(g == group and c != cls for g, c in values):
+                    elif stated_by.get(group, {cls}) != {cls}:  # a set per group: linear, a 600 kB caption included
                         unsupported.append(w)  # a second value for the group ("a red and white bus")
                     else:
                         values.append((group, cls))
+                        stated_by.setdefault(group, set()).add(cls)
                 continue
             pairs = [meaning[m[2]][1] for m in ms]
             groups = {g for p in pairs for g, _, _ in p}
@@ -790,6 +792,7 @@ class CaptionParser:
                 spans.append(Span(w, a, b, group, p[0][2], m[3], rel))
             if rel == STATED:
                 values.append((group, classes[0]))
+                stated_by.setdefault(group, set()).add(classes[0])
             else:
                 sets.append((group, EITHER, classes))
 
