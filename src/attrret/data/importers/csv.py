@@ -34,7 +34,13 @@ def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Sou
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", src) from None
     rows = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in rows.fieldnames or []]
+    try:
+        columns = [c.strip() for c in rows.fieldnames or []]
+    except csv.Error as exc:
+        raise InputError(f"not a readable CSV header ({exc})", src, 1) from None
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InputError(f"column {repeated[0]!r} appears twice in the header; keep one", src, 1)
     if "image" not in columns:
         raise InputError(f"no 'image' column (columns: {', '.join(columns) or 'none'})", src)
     if options.kind is not None and options.kind not in subjects:
@@ -47,6 +53,14 @@ def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Sou
     if bad:
         raise InputError(f"unknown column {bad[0]!r}; valid columns: {', '.join(valid)}", src)
     source = Source([])
+    try:
+        return _rows(src, rows, options, subjects, base, source)
+    except csv.Error as exc:  # a cell over csv's field limit (128 KiB), a NUL byte, an unterminated quote
+        raise InputError(f"not readable as CSV ({exc})", src, rows.line_num or None) from None
+
+
+def _rows(src: Path, rows: csv.DictReader, options: ImportOptions, subjects: dict, base: Path, source: Source) -> Source:
+    """Every data row of ``rows`` into ``source`` (the checks of :func:`read`, per row)."""
     for no, raw in enumerate(rows, 2):
         row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         kind = row.get("kind") or options.kind

@@ -11,6 +11,9 @@ PA-100K's own split is kept: train -> train, val -> val, test -> test.
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +68,25 @@ def _load(mat: Path) -> dict:
 
     try:
         return scipy.io.loadmat(str(mat), squeeze_me=True)
-    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
-        raise InputError(f"not a readable MATLAB .mat file ({exc})", mat) from None
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError, zlib.error, struct.error, EOFError,
+            IndexError, KeyError, UnicodeDecodeError) as exc:  # a damaged file fails deep inside scipy, in many ways
+        raise InputError(f"not a readable MATLAB .mat file ({type(exc).__name__}: {str(exc)[:200]})", mat) from None
+
+
+def _binary(labels: np.ndarray, split: str, images: list[str], names: list[str], mat: Path) -> np.ndarray:
+    """``labels`` as 0/1 integers, refusing anything else with the split, row and attribute: a
+    NaN, a -1 or a 0.4 is no label (read as 0 or 1 they would train a wrong class silently),
+    and text is not a number."""
+    try:
+        arr = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{split}_label must hold the numbers 0 and 1, found {np.asarray(labels).dtype} values", mat) from None
+    bad = ~np.isin(arr, (0.0, 1.0))
+    if bad.any():
+        i, j = (int(x) for x in np.argwhere(bad)[0])
+        raise InputError(f"{split}_label row {i} ({images[i]!r}), attribute {names[j]}: {arr[i, j]!r} is not 0 or 1 "
+                         f"({int(bad.sum()):,} such values)", mat)
+    return arr.astype(np.int8)
 
 
 def _image_folder(src: Path, mat: Path, first: str, options: ImportOptions) -> Path:
@@ -113,6 +133,7 @@ def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Sou
         if labels.shape != (len(images), len(names)):
             raise InputError(f"{split}_label has shape {labels.shape}, expected ({len(images)}, {len(names)}): "
                              f"one row per image, one column per attribute", mat)
+        labels = _binary(labels, split, images, names, mat)
         if images and folder is None:
             folder = _image_folder(src, mat, images[0], options)
         for i, (image, row) in enumerate(zip(images, labels)):

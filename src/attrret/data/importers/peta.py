@@ -85,19 +85,35 @@ def identity_key(subset: str, file_name: str) -> str:
     return file_name if subset == "CUHK" else file_name.split("_", 1)[0]
 
 
+#: What an identity with two different Label.txt lines maps to: its images are skipped, counted.
+CONFLICT: set[str] = {"<two different Label.txt lines>"}
+TWO_LINES = "two different Label.txt lines for the image's identity"
+#: The longest identity key read (PETA's are a few characters; a 5,000-digit one is damage).
+MAX_KEY = 64
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
 def _read_labels(path: Path) -> dict[str, set[str]]:
     if not path.is_file():
         raise InputError("missing Label.txt (PETA lists each subset's labels there)", path)
     labels: dict[str, set[str]] = {}
+    conflicted: set[str] = set()
     for no, line in enumerate(path.read_bytes().decode("latin-1").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         key, attrs = fields[0], set(fields[1:])
+        if len(key) > MAX_KEY or not key.isascii() or not (key.isalnum() or set(key) <= _KEY_CHARS):
+            raise InputError(f"identity key {key[:40]!r}{'...' if len(key) > 40 else ''} is not a PETA image key "
+                             f"(ASCII letters, digits, '_', '-' or '.', at most {MAX_KEY} characters)", path, no)
         bad = sorted(attrs - PETA_ATTRIBUTES)
         if bad:
             raise InputError(f"unknown PETA attribute {bad[0]!r} (docs/import.md lists the vocabulary)", path, no)
+        if key in labels and labels[key] != attrs:  # two lines disagree: neither can be trusted
+            conflicted.add(key)
         labels.setdefault(key, attrs)
+    for key in conflicted:
+        labels[key] = CONFLICT
     return labels
 
 
@@ -118,14 +134,17 @@ def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Sou
     source = Source([])
     for subset, archive in _subsets(src):
         labels = _read_labels(archive / "Label.txt")
-        by_number = {int(k): v for k, v in labels.items() if k.isdigit()}
+        by_number = {int(k): v for k, v in labels.items() if k.isascii() and k.isdigit()}
         for image in sorted(p for p in archive.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()):
             key = identity_key(subset, image.name)
             attrs = labels.get(key)
-            if attrs is None and key.isdigit():  # "1" in Label.txt for "001_..." and the like
+            if attrs is None and key.isascii() and key.isdigit() and len(key) <= MAX_KEY:  # "1" in Label.txt for "001_..."
                 attrs = by_number.get(int(key))
             if attrs is None:
                 source.skip("no Label.txt line for the image's identity")
+                continue
+            if attrs is CONFLICT:
+                source.skip(TWO_LINES)
                 continue
             values = map_attributes(attrs)
             if values is None:
