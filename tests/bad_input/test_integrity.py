@@ -197,3 +197,24 @@ def test_permission_denied_is_one_error_naming_the_output(tiny, tmp_path: Path, 
         locked.chmod(0o755)
     error_line(proc, str(out), "Permission denied")
     assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["-o", "--shard-out"])
+def test_predict_into_a_read_only_folder_names_the_real_error(tiny, tmp_path: Path, how: str) -> None:
+    """The clean-up of a failed first write never hides the error that made it necessary: this said
+    "No such file or directory" (the clean-up listing a folder that was never made)."""
+    data, work, _ = tiny
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    args = ["predict", "--images", data, "--workdir", work, "--quiet"]
+    args += ["-o", locked / "index"] if how == "-o" else ["-o", tmp_path / "index", "--shard", "0/2", "--shard-out", locked / "s"]
+    try:
+        proc = attrret(*args, preexec_fn=_without_root_override if os.geteuid() == 0 else None)
+    except (OSError, subprocess.SubprocessError) as exc:  # pragma: no cover - a sandbox without CAP_SETPCAP
+        pytest.skip(f"cannot drop root's override here ({exc})")
+    finally:
+        locked.chmod(0o755)
+    line = error_line(proc, "Permission denied")
+    assert "No such file or directory" not in line and str(locked) in line
+    assert list(locked.iterdir()) == []

@@ -244,3 +244,34 @@ def test_metadata_round_trips(exported):
                        ("attrret.preprocess.images_24x24", '{"input": "images_24x24", "height": 0}')):
         with pytest.raises(InputError, match="damaged attrret metadata"):
             GraphInfo.from_metadata({**info.to_metadata(), key: value}, "x")
+
+
+def _with_metadata(graph: Path, out: Path, **changes: str) -> Path:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(graph))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(changes)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize("case", ["empty models", "empty weights", "100,000-pixel input", "1e9-pixel width"])
+def test_metadata_that_would_misbehave_is_one_error(geo_workdir, exported, tmp_path, case):
+    """An empty models list (no header entries, a traceback before) and a claimed input size that
+    would allocate until MemoryError are refused when the graph is opened, with no work done."""
+    data, _ = geo_workdir
+    info = open_graph(exported).info
+    first = info.inputs[0]
+    pre = json.dumps({**first.to_json(), "height": 100_000}) if case == "100,000-pixel input" else (
+        json.dumps({**first.to_json(), "width": 10**9}))
+    changes = {"empty models": {"attrret.models": "[]"}, "empty weights": {"attrret.weights": "[]"},
+               "100,000-pixel input": {f"attrret.preprocess.{first.name}": pre},
+               "1e9-pixel width": {f"attrret.preprocess.{first.name}": pre}}[case]
+    bad = _with_metadata(exported, tmp_path / "bad.onnx", **changes)
+    proc = cli("predict", "--images", str(data), "-o", str(tmp_path / "index"), "--runtime", "onnx", "--onnx", str(bad),
+               "--quiet", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "damaged attrret metadata" in proc.stderr and not (tmp_path / "index").exists()

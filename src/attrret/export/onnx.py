@@ -59,6 +59,8 @@ __all__ = ["OPSET", "FORMAT", "PAD_RGB", "GraphInput", "GraphInfo", "ExportSumma
 #: The ONNX opset of exported graphs: the lowest torch 2.13's (dynamo) exporter implements, so
 #: the widest range of runtimes (onnxruntime >= 1.14) reads them.
 OPSET = 18
+#: The largest input side (pixels) a graph's metadata may claim: batches are allocated from it.
+MAX_INPUT_SIDE = 4096
 FORMAT = "attrret-onnx/1"
 #: Padding colour of the resize-pad (attrret.data.images.resize_pad), written to the metadata.
 PAD_RGB = (128, 128, 128)
@@ -114,10 +116,12 @@ class GraphInput:
             return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
         ok = (isinstance(d, dict) and isinstance(d.get("input"), str) and d.get("crop", "full") in CROPS
-              and all(isinstance(d.get(k), int) and not isinstance(d.get(k), bool) and d[k] > 0 for k in ("height", "width"))
+              and all(isinstance(d.get(k), int) and not isinstance(d.get(k), bool) and 0 < d[k] <= MAX_INPUT_SIDE
+                      for k in ("height", "width"))
               and all(isinstance(d.get(k), list) and len(d[k]) == 3 and all(map(number, d[k])) for k in ("mean", "std")))
         if not ok or min(d["std"]) <= 0:
-            raise InputError("damaged attrret metadata: an input's preprocessing is not height, width, mean, std, crop", where)
+            raise InputError("damaged attrret metadata: an input's preprocessing is not height, width (1.."
+                             f"{MAX_INPUT_SIDE:,} pixels), mean, std, crop", where)
         return cls(d["input"], d["height"], d["width"], tuple(map(float, d["mean"])), tuple(map(float, d["std"])),
                    d.get("crop", "full"))
 
@@ -182,6 +186,8 @@ class GraphInfo:
         models, weights = get("models", list), get("weights", list)
         if not all(isinstance(m, dict) for m in models) or not all(isinstance(w, int | float) for w in weights):
             raise InputError("damaged attrret metadata: models or weights", where)
+        if not models or not weights or not columns:  # the index header's entries come from these
+            raise InputError("damaged attrret metadata: attrret.models, attrret.weights and attrret.columns must not be empty", where)
         opset = get("opset", str)
         if not opset.isdigit():
             raise InputError(f"damaged attrret metadata: attrret.opset {opset!r} is not a number", where)

@@ -19,6 +19,7 @@ interrupted run leaves the previous index intact.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -194,6 +195,20 @@ def check_writable(path: Path) -> None:
         raise CheckpointError(f"{path}: exists and is not an index directory")
     if path.is_dir() and not is_index(path) and any(not _own_file(p.name) for p in path.iterdir()):
         raise CheckpointError(f"{path}: directory exists and is not an attrret index; refusing to write into it")
+
+
+def discard_new_folder(path: Path) -> None:
+    """After a failed first write into ``path`` (a folder that did not exist before): remove it if
+    it holds nothing but attrret's lock files. Never raises: the clean-up must not hide the
+    error that made it necessary (``predict -o`` into a read-only folder said "No such file or
+    directory" instead of "Permission denied")."""
+    with contextlib.suppress(OSError):
+        if not path.is_dir() or is_index(path):
+            return
+        for p in path.iterdir():
+            if p.name.startswith(LOCK_PREFIX):
+                p.unlink(missing_ok=True)
+        path.rmdir()  # only if empty: anything else in it stays
 
 
 def write_index(

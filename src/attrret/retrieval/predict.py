@@ -29,7 +29,6 @@ and the checkpoint hashes it was exported from: its rows are reused only under t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -46,8 +45,8 @@ from attrret.classifiers.recipes import MEMBERS_DIR
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
-from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, is_index, open_index, write_index
+from attrret.locks import file_lock
+from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, discard_new_folder, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
 
 if TYPE_CHECKING:
@@ -394,12 +393,8 @@ def build_index(
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
                                  precision=run_precision(precision, device, graph), progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph)
     except BaseException:
-        if created and not is_index(out):  # a failed first build leaves no folder behind
-            for p in out.iterdir():
-                if p.name.startswith(LOCK_PREFIX):
-                    p.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only if empty: anything else in it stays
+        if created:  # a failed first build leaves no folder behind
+            discard_new_folder(out)
         raise
 
 

@@ -51,8 +51,8 @@ import numpy as np
 
 from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
-from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_rows, check_writable, is_index, write_index
+from attrret.locks import file_lock
+from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_rows, check_writable, discard_new_folder, is_index, write_index
 from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
 
@@ -321,12 +321,8 @@ def _locked_output(out: Path, log: Callable[[str], None]) -> Iterator[None]:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret writer of {out} to finish", log=log):
             yield
     except BaseException:
-        if created and not is_index(out) and out.is_dir():
-            for p in out.iterdir():
-                if p.name.startswith(LOCK_PREFIX):
-                    p.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        if created:
+            discard_new_folder(out)
         raise
 
 
