@@ -119,13 +119,18 @@ def test_a_torn_last_checkpoint_does_not_block_resume(tmp_path: Path) -> None:
 
 
 def test_an_orphan_of_a_failed_first_write_does_not_block_predict(tiny, tmp_path: Path) -> None:
+    """An orphan attrret can prove it made (its pending list names it) is removed; a file of the
+    same kind of name that nothing names is not attrret's to remove, and stays."""
     data, work, _ = tiny
     index = tmp_path / "index"
     index.mkdir()
     (index / "probs-0123456789ab.npy").write_bytes(b"\x93NUMPY half")  # a first write that died before its header
+    (index / ".attrret-pending.json").write_text('{"files": ["probs-0123456789ab.npy"]}')
+    (index / "probs-ffffffffffff.npy").write_bytes(b"a user's file with an index-like name")
     proc = attrret("predict", "--images", data, "-o", index, "--workdir", work, "-q")
     assert proc.returncode == 0, proc.stderr
-    assert not (index / "probs-0123456789ab.npy").exists()
+    assert not (index / "probs-0123456789ab.npy").exists() and not (index / ".attrret-pending.json").exists()
+    assert (index / "probs-ffffffffffff.npy").read_bytes() == b"a user's file with an index-like name"
 
 
 @pytest.mark.parametrize("damage", ["zero-byte probs", "names without names"])

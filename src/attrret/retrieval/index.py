@@ -234,17 +234,63 @@ def write_index(
     names_text = json.dumps({"names": names, "files": files}, ensure_ascii=False)
     token = _content_token(probs, names_text)
     probs_file, names_file = f"probs-{token}.npy", f"names-{token}.json"
-    with atomic_path(path / probs_file) as tmp:  # atomic_path fsyncs before the rename
-        with open(tmp, "wb") as f:
-            np.save(f, probs)
-    atomic_write_text(path / names_file, names_text)
-    final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file})
-    with file_lock(path / READ_LOCK):  # no reader is between reading the header and opening its files
-        atomic_write_text(path / "header.json", json.dumps(final.to_json(), indent=1, ensure_ascii=False) + "\n")
-        for old in path.iterdir():
-            if _data_file(old.name) and old.name not in (probs_file, names_file):
-                old.unlink(missing_ok=True)
+    previous = _referenced_files(path)  # what the index there names: the only files attrret may remove
+    _clear_pending(path, keep=previous | {probs_file, names_file})
+    made = [n for n in (probs_file, names_file) if not (path / n).exists()]
+    atomic_write_text(path / PENDING, json.dumps({"files": made}))  # proof of ownership should this run die
+    try:
+        with atomic_path(path / probs_file) as tmp:  # atomic_path fsyncs before the rename
+            with open(tmp, "wb") as f:
+                np.save(f, probs)
+        atomic_write_text(path / names_file, names_text)
+        final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file})
+        with file_lock(path / READ_LOCK):  # no reader is between reading the header and opening its files
+            atomic_write_text(path / "header.json", json.dumps(final.to_json(), indent=1, ensure_ascii=False) + "\n")
+    except BaseException:
+        # the old index stays whole and alone: no new data file of this failed run is left beside it (ENOSPC)
+        for name in [*made, PENDING]:
+            with contextlib.suppress(OSError):
+                (path / name).unlink(missing_ok=True)
+        raise
+    for name in previous - {probs_file, names_file}:  # the replaced index's own data files, nothing else
+        with contextlib.suppress(OSError):
+            (path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (path / PENDING).unlink(missing_ok=True)
     return open_index(path, schema)
+
+
+def _clear_pending(path: Path, keep: set[str]) -> None:
+    """Remove what an earlier write that died left behind: the data files its pending list names
+    (attrret wrote that list before them), except those an index there still uses."""
+    try:
+        raw = json.loads((path / PENDING).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return
+    listed = raw.get("files") if isinstance(raw, dict) else None
+    for name in listed if isinstance(listed, list) else ():
+        if isinstance(name, str) and _data_file(name) and "/" not in name and name not in keep:
+            with contextlib.suppress(OSError):
+                (path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (path / PENDING).unlink(missing_ok=True)
+
+
+def _referenced_files(path: Path) -> set[str]:
+    """The data files the index header at ``path`` names (empty when there is none or it is
+    unreadable): what attrret can prove it wrote there. A user's ``probs-mine.npy`` is not one."""
+    try:
+        raw = json.loads((path / "header.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return set()
+    if not isinstance(raw, dict):
+        return set()
+    return {n for n in (raw.get("probs_file"), raw.get("names_file")) if isinstance(n, str) and _data_file(n) and "/" not in n}
+
+
+#: Written before an index's new data files, removed after its header: the files a write that
+#: died had made, which the next write may remove (attrret can prove it made them).
+PENDING = ".attrret-pending.json"
 
 
 def _content_token(probs: np.ndarray, names_text: str) -> str:
@@ -262,9 +308,11 @@ def _data_file(name: str) -> bool:
 
 
 def _own_file(name: str) -> bool:
-    """What attrret itself leaves in an index folder: data files (also orphans of a failed
-    first write), its locks and its temporary files. A folder of only these may be written."""
-    return _data_file(name) or name.startswith(LOCK_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
+    """What may be in a folder an index is written into: data-file names (orphans of a failed
+    first write, or a user's files of such names, which are written beside and never removed:
+    only files an index header or attrret's pending list names are), locks, temporary files."""
+    return (_data_file(name) or name.startswith(LOCK_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
+            or name == PENDING)
 
 
 def open_index(path: str | Path, schema: Schema | None = None) -> Index:

@@ -226,15 +226,33 @@ def write_shard(path: str | Path, shard: Shard) -> Path:
             "header": shard.header.to_json(), "names": list(shard.names), "files": list(shard.files)}
     path.mkdir(parents=True, exist_ok=True)
     with file_lock(path / WRITE_LOCK, waiting=f"waiting for another writer of {path} to finish"):
-        with atomic_path(path / probs_file) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, probs)
-        with file_lock(path / READ_LOCK):
-            atomic_write_text(path / SHARD_FILE, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
-            for old in path.glob("probs-*.npy"):
-                if old.name != probs_file:
-                    old.unlink(missing_ok=True)
+        previous = _shard_probs_file(path)  # the only data file attrret may remove here: the one its shard.json names
+        made = not (path / probs_file).exists()
+        try:
+            with atomic_path(path / probs_file) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, probs)
+            with file_lock(path / READ_LOCK):
+                atomic_write_text(path / SHARD_FILE, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+        except BaseException:
+            if made:
+                with contextlib.suppress(OSError):
+                    (path / probs_file).unlink(missing_ok=True)
+            raise
+        if previous and previous != probs_file:
+            with contextlib.suppress(OSError):
+                (path / previous).unlink(missing_ok=True)
     return path
+
+
+def _shard_probs_file(path: Path) -> str | None:
+    """The probabilities file the shard.json at ``path`` names, or None."""
+    try:
+        meta = json.loads((path / SHARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    pf = meta.get("probs_file") if isinstance(meta, dict) else None
+    return pf if isinstance(pf, str) and re.fullmatch(r"probs-[0-9a-f]+\.npy", pf) else None
 
 
 def read_shard(path: str | Path) -> Shard:
