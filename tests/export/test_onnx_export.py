@@ -275,3 +275,24 @@ def test_metadata_that_would_misbehave_is_one_error(geo_workdir, exported, tmp_p
                "--quiet", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "damaged attrret metadata" in proc.stderr and not (tmp_path / "index").exists()
+
+
+def test_a_graph_replaced_while_it_opens_is_recorded_as_the_graph_that_runs(exported, tmp_path, monkeypatch):
+    """The session and the hash the index records come from one read of the file: a re-export
+    landing between the two cannot put the new graph's hash beside rows of the old one."""
+    import hashlib
+
+    import onnxruntime as ort
+
+    graph = tmp_path / "g.onnx"
+    shutil.copy(exported, graph)
+    original = hashlib.sha256(graph.read_bytes()).hexdigest()
+    real = ort.InferenceSession
+
+    def replaced_meanwhile(model, *a, **k):
+        session = real(model, *a, **k)
+        graph.write_bytes(graph.read_bytes() + b"\0")  # the re-export lands now
+        return session
+
+    monkeypatch.setattr(ort, "InferenceSession", replaced_meanwhile)
+    assert open_graph(graph).sha256 == original

@@ -10,6 +10,7 @@ hashes the graph was built from (its metadata), so the incremental rules of
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def open_graph(path: str | Path, device: str = "auto", schema: Schema | None = N
     :class:`InputError` naming the file; a graph exported under another schema a
     :class:`CheckpointError`.
     """
-    from attrret.retrieval.predict import file_sha256, task_columns
+    from attrret.retrieval.predict import task_columns
     from attrret.schema import load_schema
 
     path = Path(path)
@@ -72,8 +73,15 @@ def open_graph(path: str | Path, device: str = "auto", schema: Schema | None = N
     providers = providers_for(device, ort.get_available_providers())
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: its warnings are about graph optimisations, not the user's input
+    # One read: the session and the hash the index records come from the same bytes, so a graph
+    # re-exported while this opens it cannot be recorded beside rows the old graph computed.
     try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror or exc})", path) from None
+    sha256 = hashlib.sha256(blob).hexdigest()
+    try:
+        session = ort.InferenceSession(blob, options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind classes for a bad file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(f"not an ONNX model onnxruntime can load ({first[:200]})", path) from None
@@ -90,7 +98,7 @@ def open_graph(path: str | Path, device: str = "auto", schema: Schema | None = N
     names = [i.name for i in session.get_inputs()]
     if names != [i.name for i in info.inputs] or [o.name for o in session.get_outputs()] != ["probs"]:
         raise InputError(f"damaged attrret export: graph inputs {names} disagree with its metadata", path)
-    return OnnxGraph(path, file_sha256(path), info, session, tuple(session.get_providers()))
+    return OnnxGraph(path, sha256, info, session, tuple(session.get_providers()))
 
 
 def graph_probs(graph: OnnxGraph, paths: Sequence[Path], *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
