@@ -15,6 +15,7 @@ groups unknown (PETA has no orientation). Such groups are written with their las
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -22,10 +23,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from attrret.errors import InputError
+from attrret.io import atomic_write_text
 from attrret.schema import Schema
 from attrret.schema.codes import values_to_code21, values_to_vehicle_text
 
-__all__ = ["marker_json", "check_replaceable", "partial_folder", "publish", "label_line", "unknown_line", "job_progress"]
+__all__ = ["marker_json", "check_replaceable", "partial_folder", "publish", "discard", "seal", "FILES_KEY", "label_line", "unknown_line",
+           "job_progress"]
 
 
 @contextlib.contextmanager
@@ -88,7 +91,8 @@ def check_replaceable(out: Path, force: bool, *, marker: str, layout: Iterable[s
     if not force:
         state = "exists and is not empty" if empty_ok else "exists"
         raise InputError(f"output folder {state} (use --force to replace an earlier {what})", out)
-    if marker_json(out, marker) is None:
+    doc = marker_json(out, marker)
+    if doc is None:
         article = "an" if what[0] in "aeiou" else "a"
         raise InputError(f"output folder is not {article} {what} attrret made (no valid {marker}); "
                          "refusing to replace it, name a new folder", out)
@@ -96,6 +100,45 @@ def check_replaceable(out: Path, force: bool, *, marker: str, layout: Iterable[s
     if foreign:
         raise InputError(f"output folder holds files attrret did not create ({', '.join(foreign[:3])}); "
                          "refusing to replace it", out)
+    _check_owned(out, doc, marker)
+
+
+#: The key of a set's marker that lists every file attrret wrote into it (path -> [size, mtime_ns]).
+FILES_KEY = "files"
+
+
+def _listing(folder: Path, skip: str) -> dict[str, list[int]]:
+    """Every file and symlink under ``folder`` (not following links), as ``relpath -> [size, mtime_ns]``."""
+    out: dict[str, list[int]] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]:
+            full = Path(dirpath) / name
+            rel = full.relative_to(folder).as_posix()
+            if rel == skip:
+                continue
+            st = full.lstat()
+            out[rel] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def seal(tmp: Path, marker: str, doc: dict) -> None:
+    """Write the completion ``marker`` of a finished set in ``tmp`` with the list of every file
+    in it (:data:`FILES_KEY`): what a later ``--force`` may replace, and nothing else."""
+    atomic_write_text(tmp / marker, json.dumps({**doc, FILES_KEY: _listing(tmp, marker)}, indent=2, default=str) + "\n")
+
+
+def _check_owned(out: Path, doc: dict, marker: str) -> None:
+    """Refuse to replace ``out`` when it holds a file its marker does not list as attrret's (a
+    file a user added, in any subfolder, or one changed since), or when the marker lists none
+    (a folder that merely holds a marker file, or a set of an attrret from before the list)."""
+    listed = doc.get(FILES_KEY)
+    if not isinstance(listed, dict):  # a hand-made marker, or one from before the list: not provably attrret's
+        raise InputError(f"output folder's {marker} does not list the files attrret wrote (hand-made, or from an older "
+                         "attrret); refusing to replace it: remove it yourself or name a new folder", out)
+    for rel, stat in _listing(out, marker).items():
+        if listed.get(rel) != stat:
+            why = "a file attrret did not write" if rel not in listed else "a file changed since attrret wrote it"
+            raise InputError(f"output folder holds {why} ({rel}); refusing to replace it, name a new folder", out)
 
 
 def partial_folder(out: Path) -> Path:
@@ -107,11 +150,37 @@ def partial_folder(out: Path) -> Path:
     return tmp
 
 
-def publish(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` onto ``out`` (already checked by :func:`check_replaceable`)."""
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+def publish(tmp: Path, out: Path, *, marker: str, layout: Iterable[str], what: str) -> None:
+    """Move the finished ``tmp`` onto ``out`` atomically against anything that appeared there since
+    :func:`check_replaceable` ran: an earlier set is moved aside and checked again (every file
+    still attrret's), the new one renamed onto a path that must be free (an empty folder is
+    fine; a filled one is refused), and only then the old set removed. On refusal ``tmp`` is removed."""
+    aside = None
+    try:
+        if out.is_dir() and not out.is_symlink() and any(out.iterdir()):
+            check_replaceable(out, True, marker=marker, layout=layout, what=what)
+            aside = out.parent / f".{out.name}.replaced-{os.getpid()}"
+            os.rename(out, aside)
+            check_replaceable(aside, True, marker=marker, layout=layout, what=what)  # nothing added in between
+        try:
+            os.rename(tmp, out)  # onto a missing or empty folder only: a filled one raises
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise InputError(f"something was written at the output path while the {what} was being made; "
+                                 "refusing to replace it, name a new folder", out) from None
+            raise
+    except BaseException:
+        if aside is not None and aside.exists() and not out.exists():
+            os.rename(aside, out)  # put the earlier set back where it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def discard(tmp: Path) -> None:
+    """Remove a partial folder after a failure (a full disk, an error, an interrupt): never raises."""
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _filled(values: Mapping[str, str], schema: Schema) -> dict[str, str]:

@@ -16,6 +16,7 @@ with ``link``; a copy where the file system cannot link); the source is only eve
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ import numpy as np
 
 from attrret.data.captions import known_pedestrian_caption, vehicle_caption
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
-from attrret.data.layout import check_replaceable, job_progress, label_line, partial_folder, publish, unknown_line
+from attrret.data.layout import check_replaceable, discard, job_progress, label_line, partial_folder, publish, seal, unknown_line
 from attrret.data.records import SPLITS
 from attrret.data.splits import identity_split
 from attrret.data.track2 import check_image_name, unknown_file
@@ -108,7 +109,12 @@ def _place(src: Path, dst: Path, link: bool) -> None:
             return
         except OSError:  # another file system, or links not allowed: copy instead
             pass
-    shutil.copyfile(src, dst)
+    try:
+        shutil.copyfile(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):  # the output's fault, not the source's
+            raise OSError(exc.errno, exc.strerror, str(dst)) from None
+        raise
 
 
 def _copy_images(jobs: list[tuple[Path, Path]], link: bool, progress: bool,
@@ -150,8 +156,18 @@ def _import_locked(fmt: str, src: Path, out: Path, options: ImportOptions, *, li
     if not items:
         raise InputError("nothing to import (every image was skipped)", src)
     placed = _assign_splits(items, options)
-    rng = np.random.default_rng(np.random.SeedSequence([options.seed, 11]))
     tmp = partial_folder(out)
+    try:
+        return _build(tmp, out, fmt, src, options, link, progress, on_progress, start, schema, source, placed)
+    except BaseException:
+        discard(tmp)  # no hidden partial folder is left behind, a full disk included
+        raise
+
+
+def _build(tmp: Path, out: Path, fmt: str, src: Path, options: ImportOptions, link: bool, progress: bool,
+           on_progress: Callable[[int, int], None] | None, start: float, schema: Schema, source, placed) -> ImportSummary:
+    """Write the imported set into ``tmp`` and publish it at ``out``."""
+    rng = np.random.default_rng(np.random.SeedSequence([options.seed, 11]))
     counts: dict[str, dict[str, int]] = {}
     known: dict[str, dict[str, int]] = {}
     jobs: list[tuple[Path, Path]] = []
@@ -188,6 +204,6 @@ def _import_locked(fmt: str, src: Path, out: Path, options: ImportOptions, *, li
     seconds = time.perf_counter() - start
     marker = {"format": fmt, "source": str(src), "options": {**asdict(options), "link": link}, "counts": counts,
               "known": known, "skipped": source.skipped, "schema": schema.fingerprint, "seconds": round(seconds, 2)}
-    atomic_write_text(tmp / MARKER, json.dumps(marker, indent=2, default=str) + "\n")
-    publish(tmp, out)
+    seal(tmp, MARKER, marker)
+    publish(tmp, out, marker=MARKER, layout=_LAYOUT, what="imported set")
     return ImportSummary(out, counts, known, dict(source.skipped), seconds)

@@ -18,7 +18,6 @@ byte-identical for a seed whatever the number of workers.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import string
@@ -33,7 +32,7 @@ from attrret.data.captions import pedestrian_caption, vehicle_caption
 from attrret.data.synth.pedestrian import render_pedestrian
 from attrret.data.synth.priors import sample_pedestrian, sample_vehicle, train_vehicle_label
 from attrret.data.synth.relevance import relevant_sets
-from attrret.data.layout import check_replaceable, job_progress, label_line, marker_json, partial_folder, publish
+from attrret.data.layout import check_replaceable, discard, job_progress, label_line, marker_json, partial_folder, publish, seal
 from attrret.data.track2 import write_gt
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
@@ -161,6 +160,15 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
     out = Path(os.path.abspath(out))
     _check_replaceable(out, force)
     tmp = partial_folder(out)
+    try:
+        return _generate(tmp, out, config, schema, progress, on_progress, start)
+    except BaseException:
+        discard(tmp)  # no hidden partial folder is left behind, a full disk included
+        raise
+
+
+def _generate(tmp: Path, out: Path, config: SynthConfig, schema, progress: bool, on_progress, start: float) -> SynthSummary:
+    """Render the set into ``tmp`` and publish it at ``out``."""
     items = plan(config, schema)
     for split in ("train", "val", "test"):
         (tmp / split / f"{split}_images").mkdir(parents=True, exist_ok=True)
@@ -186,8 +194,8 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
         preview = out / "preview.png"
     seconds = time.perf_counter() - start
     marker = {"config": asdict(config), "counts": counts, "schema": schema.fingerprint, "seconds": round(seconds, 2)}
-    atomic_write_text(tmp / MARKER, json.dumps(marker, indent=2) + "\n")
-    publish(tmp, out)
+    seal(tmp, MARKER, marker)
+    publish(tmp, out, marker=MARKER, layout=_LAYOUT, what="synthetic set")
     return SynthSummary(out, counts, seconds, preview)
 
 
