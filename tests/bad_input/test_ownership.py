@@ -83,3 +83,17 @@ def test_a_full_disk_while_updating_leaves_the_old_index_alone(tiny, tmp_path, m
     assert not (index / ".attrret-pending.json").exists()
     again = open_index(index)
     assert again.header.to_json() == old.header.to_json() and np.array_equal(again.probs, old.probs)
+
+
+def test_merge_remove_shards_keeps_a_users_files(tiny, tmp_path):
+    data, work, _ = tiny
+    out = tmp_path / "index"
+    for i in range(2):
+        assert attrret("predict", "--images", data, "--workdir", work, "-o", out, "--shard", f"{i}/2", "-q").returncode == 0
+    shard = tmp_path / "index.shard-0-of-2"
+    plant(shard)
+    proc = attrret("index", "merge", "-o", out, "--remove-shards")
+    assert proc.returncode == 0, proc.stderr
+    assert_planted(shard)
+    assert sorted(p.name for p in shard.iterdir()) == sorted(USER_FILES)  # attrret's own files are gone
+    assert not (tmp_path / "index.shard-1-of-2").exists()

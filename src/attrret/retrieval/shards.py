@@ -51,7 +51,7 @@ import numpy as np
 
 from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
-from attrret.locks import file_lock
+from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_rows, check_writable, discard_new_folder, is_index, write_index
 from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
@@ -405,10 +405,13 @@ def merge_shard_dirs(paths: Sequence[str | Path], out: str | Path, *, remove: bo
 
 
 def _remove_shard(path: Path) -> None:
-    """Delete what attrret wrote in a shard folder, and the folder if that was all."""
+    """Delete what attrret can prove it wrote in a shard folder (its shard.json, the probabilities
+    file that names, its locks), and the folder if that was all: a user's files stay."""
+    mine = {SHARD_FILE, *([pf] if (pf := _shard_probs_file(path)) else [])}
     for p in path.iterdir():
-        if p.name == SHARD_FILE or _own_file(p.name):
-            p.unlink(missing_ok=True)
+        if p.name in mine or p.name.startswith(LOCK_PREFIX):
+            with contextlib.suppress(OSError):
+                p.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         path.rmdir()
 
