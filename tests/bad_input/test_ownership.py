@@ -97,3 +97,16 @@ def test_merge_remove_shards_keeps_a_users_files(tiny, tmp_path):
     assert_planted(shard)
     assert sorted(p.name for p in shard.iterdir()) == sorted(USER_FILES)  # attrret's own files are gone
     assert not (tmp_path / "index.shard-1-of-2").exists()
+
+
+def test_a_users_folder_with_a_header_json_is_not_an_index(tiny, tmp_path):
+    """A folder is an index when its header says so (its format), not because a file is named header.json."""
+    data, work, _ = tiny
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "header.json").write_text('{"title": "my project"}')
+    (mine / "probs-0123456789ab.npy").write_bytes(b"mine")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    proc = attrret("predict", "--images", data, "--workdir", work, "-o", mine, "-q")
+    assert proc.returncode == 1 and "is not an attrret index" in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before

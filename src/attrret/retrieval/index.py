@@ -185,7 +185,19 @@ class Index:
 
 
 def is_index(path: str | Path) -> bool:
-    return (Path(path) / "header.json").is_file()
+    """Whether ``path`` holds an attrret index: a ``header.json`` that says so (its ``format``).
+    A user's own ``header.json`` does not make a folder one, so nothing in it is ever replaced."""
+    hp = Path(path) / "header.json"
+    try:
+        if not hp.is_file() or hp.stat().st_size > _MAX_HEADER_BYTES:
+            return False
+        raw = json.loads(hp.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(raw, dict) and raw.get("format") == FORMAT
+
+
+_MAX_HEADER_BYTES = 256 * 2**20  # a header lists its models, not its rows: far below this
 
 
 def check_writable(path: Path) -> None:
