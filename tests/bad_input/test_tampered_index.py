@@ -127,3 +127,28 @@ def test_absurd_shard_counts_are_refused(tiny, tmp_path, spec):
     proc = attrret("predict", "--images", data, "--workdir", work, "-o", tmp_path / "index", "--shard", spec, "--quiet")
     assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr and "at most 10,000 shards" in proc.stderr, proc.stderr
     assert not (tmp_path / "index").exists() and not list(tmp_path.glob("index.shard-*"))
+
+
+SHARD_FIELDS = {
+    "names as a number": ("names", 5),
+    "files as a string": ("files", "x.jpg"),
+    "shard index as text": ("shard", "zero"),
+    "count as a list": ("of", [2]),
+    "predicted as null": ("predicted", None),
+    "header as a list": ("header", []),  # not listed in the issue: same class
+}
+
+
+@pytest.mark.parametrize("case", list(SHARD_FIELDS))
+def test_shard_manifests_with_fields_of_the_wrong_kind_are_one_error(tiny, tmp_path, case):
+    data, work, _ = tiny
+    out = tmp_path / "index"
+    for i in range(2):
+        assert attrret("predict", "--images", data, "--workdir", work, "-o", out, "--shard", f"{i}/2", "--quiet").returncode == 0
+    sp = tmp_path / "index.shard-0-of-2" / "shard.json"
+    meta = json.loads(sp.read_text())
+    key, value = SHARD_FIELDS[case]
+    meta[key] = value
+    sp.write_text(json.dumps(meta))
+    error_line(attrret("index", "merge", "-o", out), "shard")
+    assert not out.exists()

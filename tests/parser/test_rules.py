@@ -254,3 +254,29 @@ def test_a_query_with_no_kind_says_so(tmp_path):
     result = Searcher.open(tmp_path / "index").search("hello world", k=1)
     assert result.query["kind"] is None and len(result) == 0
     assert any("no pedestrian or vehicle words" in w for w in result.warnings)
+
+
+def test_parsing_is_linear_in_the_caption_length(parser):
+    """A 600 kB caption once took minutes: a per-group check scanned every value stated so far.
+    Counted in Python function calls, not seconds: four times the text costs about four times the
+    calls (a quadratic step costs sixteen)."""
+    import sys
+
+    def calls(text: str) -> int:
+        n = 0
+
+        def count(frame, event, arg):
+            nonlocal n
+            n += event == "call"
+
+        fresh = CaptionParser(grammar_table=False, cache_size=0, clause_cache_size=0)
+        sys.setprofile(count)
+        try:
+            fresh.parse(text)
+        finally:
+            sys.setprofile(None)
+        return n
+
+    clause = "a woman with a hat and no glasses carrying a red bag "
+    small, large = calls(clause * 300), calls(clause * 1200)
+    assert large < 6 * small, (small, large)

@@ -100,6 +100,10 @@ class IndexHeader:
         def bad(key: str, what: str) -> CheckpointError:
             return CheckpointError(f"{where}: damaged index header: {key!r} must be {what}; re-run attrret predict")
 
+        if not isinstance(d, Mapping):
+            raise CheckpointError(f"{where}: damaged index header: it must be a JSON object, not {type(d).__name__}; "
+                                  "re-run attrret predict")
+
         def get(key: str, kind: type, what: str, default: object = None) -> Any:
             value = d.get(key, default)
             if not isinstance(value, kind):
