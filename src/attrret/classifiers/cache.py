@@ -99,7 +99,7 @@ def open_or_build(
     cache is opened (used by DDP ranks other than 0 after rank 0 built it).
     """
     paths = sorted(set(images))
-    prec = precision if isinstance(precision, Precision) else resolve_precision(precision, device)
+    prec = resolve_precision(precision, device)
     shape = front_shape(model, pre)
     need = estimate_bytes(len(paths), shape)
     if need > budget_bytes:

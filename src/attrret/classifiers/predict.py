@@ -94,7 +94,7 @@ def predict_probs(
     """
     tune_malloc()
     dev = resolve_device(device)
-    prec = precision if isinstance(precision, Precision) else resolve_precision(precision, dev)
+    prec = resolve_precision(precision, dev)
     cks = [load_checkpoint(Path(d), schema=schema) for d in model_dirs]
     tasks = [ck.task for ck in cks]
     if len(set(tasks)) != len(tasks):
@@ -119,17 +119,18 @@ def predict_probs(
                 base = base.to(memory_format=torch.channels_last)
             models = [task_model(ck, base, k == 0) for k, ck in enumerate(members)]
             temperatures = [float(ck.meta.get("temperature", 1.0)) for ck in members]
+            heads = [(m.head.weight.float(), m.head.bias.float()) for m in models]  # float32, once per group
             pre, crop = members[0].preprocess, members[0].meta.get("crop", "full")
             bar = prog.add_task(f"predict {len(members)} task(s), group {gi + 1}/{len(groups)}, {prec.name}", total=len(paths))
             with torch.no_grad():
                 for s in range(0, len(paths), batch_size):
                     chunk = paths[s : s + batch_size]
                     views = front_views(base.front, load_batch(chunk, pre, crop), dev, prec, flips=tta_flip)
-                    for ck, model, t in zip(members, models, temperatures):
+                    for ck, model, (weight, bias), t in zip(members, models, heads, temperatures):
                         with prec.autocast():
                             feats = [model.features(a, from_front=True) for a in views]
                         # the head, temperature, softmax and flip average in float32 (module doc)
-                        logits = torch.stack([F.linear(f.float(), model.head.weight.float(), model.head.bias.float()) for f in feats])
+                        logits = torch.stack([F.linear(f.float(), weight, bias) for f in feats])
                         out[ck.task][s : s + len(chunk)] = view_probs(logits, t).cpu().numpy()
                     prog.update(bar, advance=len(chunk))
     return out

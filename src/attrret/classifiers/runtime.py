@@ -109,18 +109,27 @@ class Precision:
         return f"{what} (forced)"
 
 
-def resolve_precision(requested: str | None, device: torch.device) -> Precision:
-    """What ``requested`` (None: ``$ATTRRET_PRECISION``, else ``auto``) runs as on ``device``.
+def resolve_precision(requested: Precision | str | None, device: torch.device) -> Precision:
+    """What ``requested`` (None: ``$ATTRRET_PRECISION``, else ``auto``; a :class:`Precision`
+    is returned as it is) runs as on ``device``.
 
     ``auto``: fp16 AMP on CUDA, bf16 on CPUs with oneDNN bf16 kernels (AVX-512 or newer), fp32
     elsewhere (AVX2-only CPUs, where bf16 convolutions are about 11x slower, and MPS). A forced
     ``bf16`` or ``fp16`` runs on any CPU (PyTorch emulates what the CPU lacks, only slower); a
-    precision the device cannot run at all is one :class:`AttrretError`.
+    precision the device cannot run at all is one :class:`AttrretError`. The answer for a name
+    on a device is a fact about the machine, worked out once (training asks every batch).
     """
+    if isinstance(requested, Precision):
+        return requested
     src = "--precision"
     if requested is None:
         requested, src = os.environ.get(PRECISION_ENV) or "auto", f"{PRECISION_ENV}"
-    requested = str(requested).strip().lower()
+    return _resolve(str(requested).strip().lower(), device, src)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve(requested: str, device: torch.device, src: str) -> Precision:
+    """:func:`resolve_precision` of a name (``src`` names where it came from, for errors)."""
     if requested not in PRECISIONS:
         raise AttrretError(f"{src} {requested!r}: use one of {', '.join(PRECISIONS)}")
     kind = device.type
@@ -146,9 +155,7 @@ def resolve_precision(requested: str | None, device: torch.device) -> Precision:
 def autocast(device: torch.device, precision: Precision | str | None = None):
     """An autocast region for ``device`` in ``precision`` (a :class:`Precision`, or what
     :func:`resolve_precision` takes); see :meth:`Precision.autocast`."""
-    if not isinstance(precision, Precision):
-        precision = resolve_precision(precision, device)
-    return precision.autocast()
+    return resolve_precision(precision, device).autocast()
 
 
 def grad_scaler(precision: Precision) -> torch.amp.GradScaler | None:
