@@ -285,7 +285,7 @@ def _clear_pending(path: Path, keep: set[str]) -> None:
         return
     listed = raw.get("files") if isinstance(raw, dict) else None
     for name in listed if isinstance(listed, list) else ():
-        if isinstance(name, str) and _data_file(name) and "/" not in name and name not in keep:
+        if _plain_data_file(name) and name not in keep:
             with contextlib.suppress(OSError):
                 (path / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
@@ -301,7 +301,7 @@ def _referenced_files(path: Path) -> set[str]:
         return set()
     if not isinstance(raw, dict):
         return set()
-    return {n for n in (raw.get("probs_file"), raw.get("names_file")) if isinstance(n, str) and _data_file(n) and "/" not in n}
+    return {n for n in (raw.get("probs_file"), raw.get("names_file")) if _plain_data_file(n)}
 
 
 #: Written before an index's new data files, removed after its header: the files a write that
@@ -321,6 +321,12 @@ def _content_token(probs: np.ndarray, names_text: str) -> str:
 
 def _data_file(name: str) -> bool:
     return (name.startswith("probs-") and name.endswith(".npy")) or (name.startswith("names-") and name.endswith(".json"))
+
+
+def _plain_data_file(name: object) -> bool:
+    """An index data file name that stays inside its folder (no path separator): what a header
+    or a pending list may name, and so what attrret may open or remove there."""
+    return isinstance(name, str) and _data_file(name) and "/" not in name and "\\" not in name
 
 
 def _own_file(name: str) -> bool:
@@ -357,7 +363,7 @@ def _check_layout(header: IndexHeader, schema: Schema, hp: Path) -> None:
                                   f"{known[task]} classes (or overlap another task); re-run attrret predict")
         at = stop
     for name in (header.probs_file, header.names_file):
-        if not _data_file(name) or "/" in name or "\\" in name:
+        if not _plain_data_file(name):
             raise CheckpointError(f"{hp}: damaged index header: data file {name!r} is not an index data file name")
 
 

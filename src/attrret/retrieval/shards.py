@@ -95,6 +95,8 @@ class ShardSpec:
         return f"{self.index}/{self.count}"
 
 
+#: What a shard's probabilities file is called (its content token): shard.json may name nothing else.
+_PROBS_FILE = re.compile(r"probs-[0-9a-f]+\.npy")
 #: The most shards one run may have: more is a typo, and a merge sizes its checks by the count.
 MAX_SHARDS = 10_000
 
@@ -252,7 +254,7 @@ def _shard_probs_file(path: Path) -> str | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     pf = meta.get("probs_file") if isinstance(meta, dict) else None
-    return pf if isinstance(pf, str) and re.fullmatch(r"probs-[0-9a-f]+\.npy", pf) else None
+    return pf if isinstance(pf, str) and _PROBS_FILE.fullmatch(pf) else None
 
 
 def read_shard(path: str | Path) -> Shard:
@@ -272,7 +274,7 @@ def read_shard(path: str | Path) -> Shard:
             raise CheckpointError(f"{sp}: not an {SHARD_FORMAT} shard")
         try:
             pf = meta["probs_file"]
-            if not isinstance(pf, str) or not re.fullmatch(r"probs-[0-9a-f]+\.npy", pf):
+            if not isinstance(pf, str) or not _PROBS_FILE.fullmatch(pf):
                 raise ValueError(f"bad probs file name {pf!r}")
             probs = np.load(path / pf)
             spec = ShardSpec(int(meta["shard"]), int(meta["of"]))
