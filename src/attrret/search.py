@@ -256,12 +256,7 @@ class Searcher:
 
     def image_path(self, name: str) -> Path:
         """The source file the index recorded for ``name`` (never a path built from the name)."""
-        state = self._current()
-        row = self._row(name, state)
-        files = state.index.files
-        if row >= len(files) or not isinstance(files[row].get("path"), str):
-            raise UnknownImage(f"the index records no source file for {name!r}")
-        return Path(files[row]["path"])
+        return Path(self.image_file(name)["path"])
 
     def image_file(self, name: str) -> dict[str, Any]:
         """What the index recorded of ``name``'s source file at indexing time: ``path`` (resolved
