@@ -181,20 +181,26 @@ def _without_root_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-@pytest.mark.parametrize("command", ["parse", "rank"])
-def test_permission_denied_is_one_error_naming_the_output(tiny, tmp_path: Path, captions: Path, command: str) -> None:
-    _, _, index = tiny
-    locked = tmp_path / "locked"
+def attrret_in_read_only(locked: Path, *args: object) -> subprocess.CompletedProcess:
+    """Run ``attrret ARGS`` with ``locked`` made read-only for the run, as a user who cannot
+    write there (root too: its override is dropped in the child); skips where that cannot be done."""
     locked.mkdir()
     locked.chmod(0o555)
-    out = locked / "out.json"
-    args = ("parse", captions, "-o", out) if command == "parse" else ("rank", "--queries", captions, "-o", out, "--index", index)
     try:
-        proc = attrret(*args, preexec_fn=_without_root_override if os.geteuid() == 0 else None)
+        return attrret(*args, preexec_fn=_without_root_override if os.geteuid() == 0 else None)
     except (OSError, subprocess.SubprocessError) as exc:  # pragma: no cover - a sandbox without CAP_SETPCAP
         pytest.skip(f"cannot drop root's override here ({exc})")
     finally:
         locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", ["parse", "rank"])
+def test_permission_denied_is_one_error_naming_the_output(tiny, tmp_path: Path, captions: Path, command: str) -> None:
+    _, _, index = tiny
+    locked = tmp_path / "locked"
+    out = locked / "out.json"
+    args = ("parse", captions, "-o", out) if command == "parse" else ("rank", "--queries", captions, "-o", out, "--index", index)
+    proc = attrret_in_read_only(locked, *args)
     error_line(proc, str(out), "Permission denied")
     assert list(locked.iterdir()) == []
 
@@ -205,16 +211,9 @@ def test_predict_into_a_read_only_folder_names_the_real_error(tiny, tmp_path: Pa
     "No such file or directory" (the clean-up listing a folder that was never made)."""
     data, work, _ = tiny
     locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
     args = ["predict", "--images", data, "--workdir", work, "--quiet"]
     args += ["-o", locked / "index"] if how == "-o" else ["-o", tmp_path / "index", "--shard", "0/2", "--shard-out", locked / "s"]
-    try:
-        proc = attrret(*args, preexec_fn=_without_root_override if os.geteuid() == 0 else None)
-    except (OSError, subprocess.SubprocessError) as exc:  # pragma: no cover - a sandbox without CAP_SETPCAP
-        pytest.skip(f"cannot drop root's override here ({exc})")
-    finally:
-        locked.chmod(0o755)
+    proc = attrret_in_read_only(locked, *args)
     line = error_line(proc, "Permission denied")
     assert "No such file or directory" not in line and str(locked) in line
     assert list(locked.iterdir()) == []
