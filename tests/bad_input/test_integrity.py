@@ -59,7 +59,7 @@ def test_index_header_fields_of_the_wrong_kind_are_refused(tiny, tmp_path: Path,
         header[key] = value
     (index / "header.json").write_text(json.dumps(header), encoding="utf-8")
     out = tmp_path / "s.json"
-    error_line(attrret("rank", "--queries", captions, "-o", out, "--index", index), "damaged index header", repr(key))
+    error_line(attrret("rank", "--queries", captions, "-o", out, "--index", index), f"damaged index header: {key}")
     assert not out.exists()
     # what attrret wrote and finds damaged does not block recovery: predict rebuilds it
     proc = attrret("predict", "--images", data, "--workdir", work, "-o", index, "--quiet")

@@ -62,7 +62,7 @@ def test_model_entries_without_what_staleness_reads_are_refused(tiny, tmp_path, 
     MODEL_ENTRIES[case](header["models"][0])
     (index / "header.json").write_text(json.dumps(header))
     out = tmp_path / "s.json"
-    error_line(attrret("rank", "--queries", captions, "-o", out, "--index", index), "damaged index header", "'models'")
+    error_line(attrret("rank", "--queries", captions, "-o", out, "--index", index), "damaged index header: models[0].")
     assert not out.exists()
 
 

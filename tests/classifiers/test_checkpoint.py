@@ -113,10 +113,10 @@ def test_a_front_that_is_not_the_trained_one_is_refused(lean, tmp_path):
 
 
 @pytest.mark.parametrize("change, says", [
-    ({"front": "somewhere"}, "'front' must be"),
-    ({"front_sha256": "abc"}, "'front_sha256' must be a sha256"),
-    ({"front_hash": "f" * 20}, "is not the start of 'front_sha256'"),
-    ({"backbone": {"arch": "timm:test_vit", "spec": "timm:test_vit"}}, "needs a built-in 'backbone.arch'"),
+    ({"front": "somewhere"}, "front: Input should be 'stored' or 'pretrained'"),
+    ({"front_sha256": "abc"}, "front_sha256: String should match pattern"),
+    ({"front_hash": "f" * 20}, "is not the start of front_sha256"),
+    ({"backbone": {"arch": "timm:test_vit", "spec": "timm:test_vit"}}, "needs a built-in backbone.arch"),
 ])
 def test_lean_metadata_that_contradicts_itself_is_refused_at_load(lean, tmp_path, change, says):
     _, w, _ = lean

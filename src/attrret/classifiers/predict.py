@@ -54,7 +54,7 @@ def task_model(ck: Checkpoint, base: Classifier, first: bool) -> Classifier:
     sd = ck.stored  # lean or whole, it holds every tail key
     missing = sorted(k for k in [*keys, "head.weight", "head.bias"] if k not in sd)
     if missing:
-        raise CheckpointError(f"{ck.path}: weights do not fit {ck.meta['backbone']['arch']}: missing {missing[:3]}")
+        raise CheckpointError(f"{ck.path}: weights do not fit {ck.info.backbone.arch}: missing {missing[:3]}")
     if first:
         return base
     model = base.share_front()
@@ -63,14 +63,14 @@ def task_model(ck: Checkpoint, base: Classifier, first: bool) -> Classifier:
     try:
         model.load_state_dict({k: sd[k] for k in [*keys, "head.weight", "head.bias"]}, strict=False)
     except RuntimeError as exc:
-        raise CheckpointError(f"{ck.path}: weights do not fit {ck.meta['backbone']['arch']}: {str(exc)[:300]}") from None
+        raise CheckpointError(f"{ck.path}: weights do not fit {ck.info.backbone.arch}: {str(exc)[:300]}") from None
     return model.requires_grad_(False).eval()
 
 
 def _group_key(ck: Checkpoint) -> tuple:
     """Checkpoints with equal keys compute the same front output for an image (module doc)."""
-    meta = ck.meta
-    return (meta["backbone"]["arch"], meta["front_hash"], ck.preprocess, meta["cut"], meta.get("crop", "full"), meta.get("tail_norm"))
+    info = ck.info
+    return (info.backbone.arch, info.front_hash, ck.preprocess, info.cut, info.crop, info.tail_norm)
 
 
 def predict_probs(
@@ -118,9 +118,9 @@ def predict_probs(
             if dev.type == "cpu":
                 base = base.to(memory_format=torch.channels_last)
             models = [task_model(ck, base, k == 0) for k, ck in enumerate(members)]
-            temperatures = [float(ck.meta.get("temperature", 1.0)) for ck in members]
+            temperatures = [ck.info.temperature for ck in members]
             heads = [(m.head.weight.float(), m.head.bias.float()) for m in models]  # float32, once per group
-            pre, crop = members[0].preprocess, members[0].meta.get("crop", "full")
+            pre, crop = members[0].preprocess, members[0].info.crop
             bar = prog.add_task(f"predict {len(members)} task(s), group {gi + 1}/{len(groups)}, {prec.name}", total=len(paths))
             with torch.no_grad():
                 for s in range(0, len(paths), batch_size):

@@ -4,7 +4,7 @@ The graph maps preprocessed images to the index's probability row: every task of
 ensemble member (router included), the columns in the index's order
 (:func:`attrret.retrieval.predict.task_columns`), each task's probabilities computed as
 :func:`attrret.classifiers.predict.predict_probs` computes them -- softmax of the logits divided
-by the checkpoint's temperature (``meta["temperature"]``, 1 when absent), averaged over the image
+by the checkpoint's temperature (``CheckpointMeta.temperature``), averaged over the image
 and its horizontal flip -- and, with several members, their weighted mean
 (:func:`attrret.retrieval.predict.ensemble_probs`). Tasks that share a frozen front (same key
 as predict groups them by) share one front in the graph: it runs once on the image and its
@@ -33,25 +33,26 @@ import contextlib
 import importlib
 import io
 import json
-import math
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from attrret.classifiers.runtime import Precision
+from pydantic import Field, StringConstraints, model_validator
 
+from attrret.classifiers.runtime import Precision
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.geometry import CROPS, hw_label
 from attrret.precisions import MIXED_TOLERANCE
 from attrret.schema import Schema
+from attrret.validation import Count, Finite, Name, Pixels, PositiveFinite, Record, Span, UniqueNames, load
 
 __all__ = ["OPSET", "FORMAT", "PAD_RGB", "GraphInput", "GraphInfo", "ExportSummary", "require", "export_onnx",
            "is_attrret_graph"]
@@ -59,8 +60,6 @@ __all__ = ["OPSET", "FORMAT", "PAD_RGB", "GraphInput", "GraphInfo", "ExportSumma
 #: The ONNX opset of exported graphs: the lowest torch 2.13's (dynamo) exporter implements, so
 #: the widest range of runtimes (onnxruntime >= 1.14) reads them.
 OPSET = 18
-#: The largest input side (pixels) a graph's metadata may claim: batches are allocated from it.
-MAX_INPUT_SIDE = 4096
 FORMAT = "attrret-onnx/1"
 #: Padding colour of the resize-pad (attrret.data.images.resize_pad), written to the metadata.
 PAD_RGB = (128, 128, 128)
@@ -111,19 +110,76 @@ class GraphInput:
                 "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_json(cls, d: object, where: str) -> GraphInput:
-        def number(x: object) -> bool:
-            return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    def from_record(cls, r: InputRecord) -> GraphInput:
+        return cls(r.input, r.height, r.width, tuple(r.mean), tuple(r.std), r.crop)
 
-        ok = (isinstance(d, dict) and isinstance(d.get("input"), str) and d.get("crop", "full") in CROPS
-              and all(isinstance(d.get(k), int) and not isinstance(d.get(k), bool) and 0 < d[k] <= MAX_INPUT_SIDE
-                      for k in ("height", "width"))
-              and all(isinstance(d.get(k), list) and len(d[k]) == 3 and all(map(number, d[k])) for k in ("mean", "std")))
-        if not ok or min(d["std"]) <= 0:
-            raise InputError("damaged attrret metadata: an input's preprocessing is not height, width (1.."
-                             f"{MAX_INPUT_SIDE:,} pixels), mean, std, crop", where)
-        return cls(d["input"], d["height"], d["width"], tuple(map(float, d["mean"])), tuple(map(float, d["std"])),
-                   d.get("crop", "full"))
+
+class InputRecord(Record):
+    """``attrret.preprocess.<input>``: how an image becomes one graph input (its size allocates
+    the batches, so it is bounded: at most MAX_INPUT_SIDE pixels a side)."""
+
+    input: Name
+    height: Pixels
+    width: Pixels
+    mean: Annotated[list[Finite], Field(min_length=3, max_length=3)]
+    std: Annotated[list[PositiveFinite], Field(min_length=3, max_length=3)]
+    crop: Literal[*CROPS] = "full"
+
+
+class GraphModel(Record):
+    """One checkpoint an export was built from (the index header's ``models`` entries come from these)."""
+
+    task: Name
+    sha256: Name
+    member: Count | None = None
+    weight: Finite | None = None
+
+
+class GraphMetadata(Record):
+    """The ``attrret.*`` metadata an export writes (:meth:`GraphInfo.to_metadata`), its JSON
+    values parsed. Every list a reader sizes or indexes from is bounded and non-empty."""
+
+    format: Literal[FORMAT]
+    opset: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")]
+    schema_fingerprint: Name = Field(alias="schema")
+    tta: Literal["flip", "none"]
+    inputs: Annotated[UniqueNames, Field(min_length=1, max_length=64)]
+    preprocess: dict[str, InputRecord]
+    columns: Annotated[dict[Name, Span], Field(min_length=1)]
+    classes: dict[Name, UniqueNames]
+    models: Annotated[list[GraphModel], Field(min_length=1)]
+    weights: Annotated[list[Finite], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _inputs_described(self) -> GraphMetadata:
+        if sorted(self.preprocess) != sorted(self.inputs) or any(self.preprocess[n].input != n for n in self.inputs):
+            raise ValueError(f"input names {self.inputs} disagree with their preprocessing entries {sorted(self.preprocess)}")
+        return self
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], where: str) -> GraphMetadata:
+        """Read ``metadata_props`` (``attrret.<field>``, JSON where structured; ``attrret.preprocess.<input>``
+        one per input); anything else is one :class:`InputError` naming ``where`` and the field."""
+        fields: dict[str, object] = {"preprocess": {}}
+        for key, text in props.items():
+            if not key.startswith(_KEY):
+                continue
+            key = key.removeprefix(_KEY)
+            value: object = text
+            if key in _JSON_FIELDS or key.startswith("preprocess."):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    pass  # the text itself then fails its field's type, with the field named
+            if key.startswith("preprocess."):
+                fields["preprocess"][key.removeprefix("preprocess.")] = value  # type: ignore[index]
+            else:
+                fields[key] = value
+        return load(cls, fields, "damaged attrret metadata", "re-export it (attrret export onnx)",
+                    error=lambda message: InputError(message, where))
+
+
+_JSON_FIELDS = frozenset({"inputs", "columns", "classes", "models", "weights"})
 
 
 @dataclass(frozen=True)
@@ -165,35 +221,12 @@ class GraphInfo:
         if fmt != FORMAT:
             raise InputError(f"exported as {fmt!r}, this attrret reads {FORMAT!r}; re-export it with attrret export onnx", where)
 
-        def get(key: str, kind: type) -> Any:
-            try:
-                value = json.loads(props[_KEY + key]) if kind is not str else props[_KEY + key]
-            except (KeyError, json.JSONDecodeError):
-                value = None
-            if not isinstance(value, kind):
-                raise InputError(f"damaged attrret metadata: {_KEY + key} is missing or not a {kind.__name__}", where)
-            return value
-
-        names = get("inputs", list)
-        if not names or not all(isinstance(n, str) for n in names):
-            raise InputError("damaged attrret metadata: attrret.inputs must list the input names", where)
-        inputs = tuple(GraphInput.from_json(get(f"preprocess.{n}", dict), where) for n in names)
-        if [i.name for i in inputs] != names:
-            raise InputError("damaged attrret metadata: input names disagree with their preprocessing entries", where)
-        columns, classes = get("columns", dict), get("classes", dict)
-        if not all(isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v) for v in columns.values()):
-            raise InputError("damaged attrret metadata: columns must be task -> [start, stop]", where)
-        models, weights = get("models", list), get("weights", list)
-        if not all(isinstance(m, dict) for m in models) or not all(isinstance(w, int | float) for w in weights):
-            raise InputError("damaged attrret metadata: models or weights", where)
-        if not models or not weights or not columns:  # the index header's entries come from these
-            raise InputError("damaged attrret metadata: attrret.models, attrret.weights and attrret.columns must not be empty", where)
-        opset = get("opset", str)
-        if not opset.isdigit():
-            raise InputError(f"damaged attrret metadata: attrret.opset {opset!r} is not a number", where)
-        return cls(schema=get("schema", str), inputs=inputs, columns={t: (v[0], v[1]) for t, v in columns.items()},
-                   classes={t: tuple(c) for t, c in classes.items()}, models=tuple(models),
-                   weights=tuple(float(w) for w in weights), tta=get("tta", str), opset=int(opset), format=fmt)
+        m = GraphMetadata.from_props(props, where)
+        inputs = tuple(GraphInput.from_record(m.preprocess[n]) for n in m.inputs)
+        return cls(schema=m.schema_fingerprint, inputs=inputs, columns={t: (v[0], v[1]) for t, v in m.columns.items()},
+                   classes={t: tuple(c) for t, c in m.classes.items()},
+                   models=tuple(json.loads(props[_KEY + "models"])),  # as written (checked above): keys in order
+                   weights=tuple(m.weights), tta=m.tta, opset=int(m.opset), format=m.format)
 
 
 @dataclass(frozen=True)
@@ -239,13 +272,6 @@ def _input_names(keys: Sequence[tuple[Any, str]]) -> list[str]:
         seen[b] = seen.get(b, 0) + 1
         out.append(b if base.count(b) == 1 else f"{b}_{seen[b]}")
     return out
-
-
-def _temperature(ck) -> float:
-    t = ck.meta.get("temperature", 1.0)
-    if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t > 0):
-        raise CheckpointError(f"{ck.path}: damaged checkpoint metadata: 'temperature' must be a number > 0, got {t!r}")
-    return float(t)
 
 
 class _Graph(nn.Module):
@@ -311,7 +337,7 @@ def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None 
     for k, (mi, ck) in enumerate(cks):
         if members[mi].weight == 0:
             continue  # adds nothing to any column (ensemble_probs weighs it by 0)
-        key = (ck.preprocess, ck.meta.get("crop", "full"))
+        key = (ck.preprocess, ck.info.crop)
         if key not in keys:
             keys.append(key)
         groups.setdefault(_group_key(ck), []).append(k)
@@ -324,14 +350,14 @@ def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None 
         first = cks[ks[0]][1]
         base = build_model(first)
         fronts.append(base)
-        front_input.append(keys.index((first.preprocess, first.meta.get("crop", "full"))))
+        front_input.append(keys.index((first.preprocess, first.info.crop)))
         for j, k in enumerate(ks):  # each task its own tail and head; the front's tensors are shared
             ck = cks[k][1]
             model = task_model(ck, base, j == 0)
             tail_of[k] = len(tails)
             tails.append(model.eval())
             tail_front.append(gi)
-            temps.append(_temperature(ck))
+            temps.append(ck.info.temperature)
     combine = []
     for task in columns:
         parts = [(tail_of[k], members[mi].weight / wsum[task]) for k, (mi, ck) in enumerate(cks)
@@ -340,8 +366,8 @@ def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None 
     for e, (mi, ck) in zip(entries, cks):
         for key in ("path", "relpath"):  # where they were on the exporting machine: the hash identifies them
             e.pop(key, None)
-        e.update({"crop": ck.meta.get("crop", "full"), "temperature": _temperature(ck),
-                  "input": names[keys.index((ck.preprocess, ck.meta.get("crop", "full")))] if members[mi].weight else None})
+        e.update({"crop": ck.info.crop, "temperature": ck.info.temperature,
+                  "input": names[keys.index((ck.preprocess, ck.info.crop))] if members[mi].weight else None})
     info = GraphInfo(schema=schema.fingerprint, inputs=inputs, columns=columns,
                      classes={t: schema.task(t).classes for t in columns}, models=tuple(entries),
                      weights=tuple(m.weight for m in members))

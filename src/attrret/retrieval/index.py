@@ -22,14 +22,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from attrret.errors import CheckpointError
 from attrret.geometry import HW, parse_hw
@@ -37,6 +38,7 @@ from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.precisions import PRECISION_NAMES
 from attrret.schema import Schema, load_schema
+from attrret.validation import STRICT, Count, Finite, ImageSize, Name, Record, Span, UniqueNames, load
 
 __all__ = ["FORMAT", "IndexHeader", "Index", "write_index", "open_index", "is_index"]
 
@@ -93,65 +95,85 @@ class IndexHeader:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping, where: str) -> IndexHeader:
-        """Read a header, checking every field's kind: no coercion (a float count, a string
-        width or a null weight is a damaged header, not something to guess about)."""
-
-        def bad(key: str, what: str) -> CheckpointError:
-            return CheckpointError(f"{where}: damaged index header: {key!r} must be {what}; re-run attrret predict")
-
-        if not isinstance(d, Mapping):
-            raise CheckpointError(f"{where}: damaged index header: it must be a JSON object, not {type(d).__name__}; "
-                                  "re-run attrret predict")
-
-        def get(key: str, kind: type, what: str, default: object = None) -> Any:
-            value = d.get(key, default)
-            if not isinstance(value, kind):
-                raise bad(key, what)
-            return value
-
-        def count(x: object) -> bool:
-            return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-        n = get("count", int, "a whole number")
-        columns = get("columns", dict, "an object of task -> [start, stop]")
-        models = get("models", list, "a list of model objects")
-        sizes = get("img_sizes", list, "a list of image sizes")
-        weights = get("weights", list, "a list of numbers")
-        tta = get("tta", str, '"flip" or "none"')
-        if not count(n):
-            raise bad("count", "a whole number >= 0")
-        if not all(isinstance(v, list) and len(v) == 2 and all(map(count, v)) and v[0] < v[1] for v in columns.values()):
-            raise bad("columns", "an object of task -> [start, stop] with whole numbers start < stop")
-        if not all(isinstance(m, dict) for m in models):
-            raise bad("models", "a list of model objects")
-        for m in models:  # what check_fresh and the explanations read of each
-            for key in ("task", "path", "sha256"):
-                if not isinstance(m.get(key), str) or not m[key]:
-                    raise bad("models", f"a list of model objects, each with a {key!r} string")
-            if "relpath" in m and not isinstance(m["relpath"], str):
-                raise bad("models", "a list of model objects whose 'relpath' is a string")
-        def size(x: object) -> bool:  # [H, W]; or N (N x N) in headers from before rectangles
-            return (count(x) and x > 0) or (isinstance(x, list) and len(x) == 2 and all(count(v) and v > 0 for v in x))
-
-        if not all(map(size, sizes)):
-            raise bad("img_sizes", "a list of positive sizes [H, W]")
-        if not all(isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
-            raise bad("weights", "a list of finite numbers")
-        if tta not in ("flip", "none"):
-            raise bad("tta", '"flip" or "none"')
-        precision = get("precision", str, '"fp32", "bf16" or "fp16"', "")
-        if precision not in ("", *PRECISION_NAMES):
-            raise bad("precision", '"fp32", "bf16" or "fp16"')
+    def from_json(cls, d: object, where: str, model: type[HeaderFile] | None = None) -> IndexHeader:
+        """Read a header (:class:`HeaderFile`: every field's kind and range, no coercion: a float
+        count, a string width or a null weight is a damaged header, not something to guess about).
+        ``model``: :class:`PlannedHeader` for the header a shard carries."""
+        h = load(model or HeaderFile, d, f"{where}: damaged index header", "re-run attrret predict")
         return cls(
-            schema=get("schema", str, "a schema fingerprint"), count=n,
-            columns={k: (v[0], v[1]) for k, v in columns.items()}, models=tuple(dict(m) for m in models),
-            img_sizes=tuple(sizes), tta=tta,
-            weights=tuple(float(w) for w in weights), source=get("source", str, "a path", ""),
-            probs_file=get("probs_file", str, "a file name"), names_file=get("names_file", str, "a file name"),
-            format=get("format", str, "a format name"), schema_source=get("schema_source", str, "a schema directory", ""),
-            precision=precision,
+            schema=h.schema_fingerprint, count=h.count, columns={k: (v[0], v[1]) for k, v in h.columns.items()},
+            models=tuple(dict(m) for m in d["models"]),  # as written (checked above): its keys in their order
+            img_sizes=tuple(h.img_sizes), tta=h.tta, weights=tuple(h.weights), source=h.source,
+            probs_file=h.probs_file, names_file=h.names_file, format=h.format, schema_source=h.schema_source,
+            precision=h.precision,
         )
+
+
+def _data_file_name(name: str) -> str:
+    if not _plain_data_file(name):
+        raise ValueError(f"{name[:60]!r} is not an index data file name (probs-*.npy or names-*.json, no folder)")
+    return name
+
+
+DataFile = Annotated[str, AfterValidator(_data_file_name)]
+
+
+class ModelEntry(Record):
+    """One model of an index header: what staleness (``check_fresh``) and the explanations read."""
+
+    task: Name
+    path: Name
+    sha256: Name
+    relpath: str = ""
+
+
+class HeaderFile(Record):
+    """``header.json`` as written by :func:`write_index` (:class:`IndexHeader` is what code uses)."""
+
+    format: Literal[FORMAT]
+    schema_fingerprint: Name = Field(alias="schema")
+    count: Count
+    columns: dict[Name, Span]
+    models: list[ModelEntry]
+    img_sizes: list[ImageSize]
+    tta: Literal["flip", "none"]
+    weights: list[Finite]
+    probs_file: DataFile
+    names_file: DataFile
+    source: str = ""
+    schema_source: str = ""
+    precision: Literal["", *PRECISION_NAMES] = ""  # empty: written before precision was recorded
+
+
+class PlannedHeader(HeaderFile):
+    """The header a run plans before it writes data files (a shard carries it): no file names yet."""
+
+    probs_file: Literal[""] = ""
+    names_file: Literal[""] = ""
+
+
+class FileRecord(TypedDict, total=False):
+    """Where a row's image was when it was predicted (serve checks the file is still that one).
+    Each field is optional (a library caller may record none), and checked when present."""
+
+    __pydantic_config__ = ConfigDict(**STRICT, extra="allow")  # type: ignore[misc]
+    path: Name
+    size: Count
+    mtime_ns: int
+
+
+class NamesFile(Record):
+    """``names-<token>.json``: the image names in row order, unique, and (since predict records
+    them) one file record per name."""
+
+    names: UniqueNames
+    files: list[FileRecord] = []
+
+    @model_validator(mode="after")
+    def _one_record_per_name(self) -> NamesFile:
+        if self.files and len(self.files) != len(self.names):
+            raise ValueError(f"files lists {len(self.files)} records for {len(self.names)} names")
+        return self
 
 
 @dataclass(frozen=True)
@@ -351,7 +373,7 @@ def open_index(path: str | Path, schema: Schema | None = None) -> Index:
 
 def _check_layout(header: IndexHeader, schema: Schema, hp: Path) -> None:
     """The header's column layout must be the schema's: every task known, as wide as its class
-    list, the spans disjoint; data files are plain names inside the index folder."""
+    list, the spans disjoint (the header's own kinds and ranges are :class:`HeaderFile`'s)."""
     known = {g.task: g.size for g in schema.tasks}
     spans = sorted(header.columns.items(), key=lambda kv: kv[1])
     at = 0
@@ -362,9 +384,6 @@ def _check_layout(header: IndexHeader, schema: Schema, hp: Path) -> None:
             raise CheckpointError(f"{hp}: damaged index header: columns {start}:{stop} for {task}, which has "
                                   f"{known[task]} classes (or overlap another task); re-run attrret predict")
         at = stop
-    for name in (header.probs_file, header.names_file):
-        if not _plain_data_file(name):
-            raise CheckpointError(f"{hp}: damaged index header: data file {name!r} is not an index data file name")
 
 
 #: Probabilities may stray this far outside [0, 1] (float32 rounding of a softmax average).
@@ -372,20 +391,11 @@ _PROB_SLACK = 1e-4
 _CHECK_ROWS = 65_536  # rows checked per step: bounded memory on a million-image index
 
 
-def check_rows(probs: np.ndarray, names: Sequence[object], files: Sequence[object], what: str, fix: str) -> None:
-    """Refuse rows a ranking cannot use (one :class:`CheckpointError` starting with ``what``,
-    ending with ``fix``): probabilities that are not finite or outside [0, 1], names that are not
-    unique non-empty strings, file records that are not objects. A NaN ranks one image first for
-    every query, and a repeated name lists one image twice."""
-    bad_names = [n for n in names if not isinstance(n, str) or not n]
-    if bad_names:
-        raise CheckpointError(f"{what}: image names must be non-empty strings, found {bad_names[0]!r}; {fix}")
-    if len(set(names)) != len(names):
-        seen: set[object] = set()
-        dup = next(n for n in names if n in seen or seen.add(n))
-        raise CheckpointError(f"{what}: image name {dup!r} appears twice; {fix}")
-    if not all(isinstance(f, dict) for f in files):
-        raise CheckpointError(f"{what}: file records must be objects; {fix}")
+def check_probs(probs: np.ndarray, names: Sequence[str], what: str, fix: str) -> None:
+    """Refuse probabilities a ranking cannot use (one :class:`CheckpointError` starting with
+    ``what``, ending with ``fix``): not finite, or outside [0, 1]. A NaN ranks one image first
+    for every query. A block at a time: bounded memory on a million-image index. (The names and
+    file records beside them are checked by :class:`NamesFile`'s types.)"""
     for start in range(0, len(probs), _CHECK_ROWS):
         block = np.asarray(probs[start : start + _CHECK_ROWS])
         if not np.isfinite(block).all():
@@ -413,15 +423,11 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
         meta = json.loads((path / header.names_file).read_text(encoding="utf-8"))
     except (OSError, ValueError, EOFError) as exc:  # EOFError: a zero-byte .npy (click would print "Aborted.")
         raise CheckpointError(f"{path}: damaged index ({type(exc).__name__}: {exc})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("names"), list):
-        raise CheckpointError(f"{path}: damaged index (names file without its names)")
-    names = tuple(meta["names"])
+    rows = load(NamesFile, meta, f"{path / header.names_file}: damaged index names file", "re-run attrret predict")
+    names = tuple(rows.names)
     if probs.ndim != 2 or probs.shape != (header.count, header.width) or len(names) != header.count:
         raise CheckpointError(
             f"{path}: damaged index (probs {probs.shape}, {len(names)} names, header says {header.count} x {header.width})"
         )
-    files = meta.get("files", [])
-    if not isinstance(files, list) or len(files) not in (0, len(names)):
-        raise CheckpointError(f"{path}: damaged index (names file: 'files' must list one record per image); re-run attrret predict")
-    check_rows(probs, names, files, f"{path}: damaged index", "re-run attrret predict")
-    return Index(path, header, probs, names, tuple(files), schema)
+    check_probs(probs, names, f"{path}: damaged index", "re-run attrret predict")
+    return Index(path, header, probs, names, tuple(rows.files), schema)

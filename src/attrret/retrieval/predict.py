@@ -261,13 +261,13 @@ def _model_entries(members: Sequence[Member], out: Path, schema: Schema) -> list
     for i, m in enumerate(members):
         for d in m.task_dirs:
             ck = load_checkpoint(d, schema=schema)
-            cfg = ck.meta.get("config", {}) if isinstance(ck.meta.get("config"), dict) else {}
+            cfg = ck.info.config
             data = cfg.get("data")
             path = ck.path.resolve()
             rows.append({
                 "member": i, "task": ck.task, "path": str(path), "relpath": os.path.relpath(path, out.resolve()),
                 "sha256": file_sha256(ck.path), "img_size": list(ck.preprocess.hw),
-                "backbone": str(ck.meta.get("backbone", {}).get("arch", "")), "weight": m.weight,
+                "backbone": ck.info.backbone.arch, "weight": m.weight,
                 # older checkpoints recorded the data path as typed; resolve it once, here
                 "train_data": str(Path(data).resolve()) if isinstance(data, str) and data else None,
                 "holdout": cfg.get("holdout", 0),

@@ -46,15 +46,18 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import AfterValidator, Field, model_validator
 
 from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_rows, check_writable, discard_new_folder, is_index, write_index
+from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, FileRecord, IndexHeader, PlannedHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
 from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
+from attrret.validation import Count, Name, Positive, Record, UniqueNames, load
 
 __all__ = [
     "SHARD_FORMAT",
@@ -265,30 +268,61 @@ def read_shard(path: str | Path) -> Shard:
         what = "an index, not a shard" if is_index(path) else "no shard.json" if path.is_dir() else "no such directory"
         raise CheckpointError(f"{path}: not an attrret index shard ({what}); shards come from attrret predict --shard I/N")
     lock = file_lock(path / READ_LOCK, shared=True) if os.access(path, os.W_OK) else contextlib.nullcontext()
+    fix = "re-run its attrret predict --shard"
     with lock:
         try:
-            meta = json.loads(sp.read_text(encoding="utf-8"))
+            raw = json.loads(sp.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{sp}: damaged shard ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != SHARD_FORMAT:
+        if not isinstance(raw, dict) or raw.get("format") != SHARD_FORMAT:
             raise CheckpointError(f"{sp}: not an {SHARD_FORMAT} shard")
+        meta = load(ShardFile, raw, f"{sp}: damaged shard", fix)
+        header = IndexHeader.from_json(raw["header"], f"{sp}: header", PlannedHeader)
         try:
-            pf = meta["probs_file"]
-            if not isinstance(pf, str) or not _PROBS_FILE.fullmatch(pf):
-                raise ValueError(f"bad probs file name {pf!r}")
-            probs = np.load(path / pf)
-            spec = ShardSpec(int(meta["shard"]), int(meta["of"]))
-            shard = Shard(spec, int(meta["batch_size"]), str(meta["plan"]), IndexHeader.from_json(meta["header"], str(sp)),
-                          tuple(meta["names"]), tuple(meta["files"]), probs, int(meta["predicted"]), int(meta["removed"]),
-                          int(meta.get("threads", 0)), str(path))
-        except (KeyError, TypeError, ValueError, OSError, EOFError) as exc:
-            raise CheckpointError(f"{path}: damaged shard ({type(exc).__name__}: {exc}); re-run its attrret predict --shard") from None
-    if (probs.ndim != 2 or probs.dtype != np.float32 or probs.shape != (len(shard.names), shard.header.width)
-            or len(shard.files) != len(shard.names) or not 0 <= spec.index < spec.count <= MAX_SHARDS):
-        raise CheckpointError(f"{path}: damaged shard (probs {probs.shape}, {len(shard.names)} names, "
-                              f"shard {spec}); re-run its attrret predict --shard")
-    check_rows(probs, shard.names, shard.files, f"{path}: damaged shard", "re-run its attrret predict --shard")
+            probs = np.load(path / meta.probs_file)
+        except (ValueError, OSError, EOFError) as exc:
+            raise CheckpointError(f"{path}: damaged shard ({type(exc).__name__}: {exc}); {fix}") from None
+    shard = Shard(ShardSpec(meta.shard, meta.of), meta.batch_size, meta.plan, header, tuple(meta.names),
+                  tuple(meta.files), probs, meta.predicted, meta.removed, meta.threads, str(path))
+    if probs.ndim != 2 or probs.dtype != np.float32 or probs.shape != (len(shard.names), header.width):
+        raise CheckpointError(f"{path}: damaged shard (probs {probs.shape} {probs.dtype}, {len(shard.names)} names, "
+                              f"{header.width} columns); {fix}")
+    check_probs(probs, shard.names, f"{path}: damaged shard", fix)
     return shard
+
+
+def _probs_file_name(name: str) -> str:
+    if not _PROBS_FILE.fullmatch(name):
+        raise ValueError(f"{name[:60]!r} is not a shard probabilities file name (probs-<hex>.npy)")
+    return name
+
+
+class ShardFile(Record):
+    """``shard.json`` as :func:`write_shard` writes it: which shard of how many, the plan it
+    belongs to, its rows' names and file records, and the whole index's header."""
+
+    format: Literal[SHARD_FORMAT]
+    shard: Count
+    of: Annotated[int, Field(ge=1, le=MAX_SHARDS)]
+    batch_size: Positive
+    plan: Name
+    predicted: Count
+    removed: Count
+    threads: Count = 0
+    probs_file: Annotated[str, AfterValidator(_probs_file_name)]
+    header: PlannedHeader
+    names: UniqueNames
+    files: list[FileRecord]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ShardFile:
+        if self.shard >= self.of:
+            raise ValueError(f"shard {self.shard} of {self.of}: shards are numbered 0..{self.of - 1}")
+        if len(self.files) != len(self.names):
+            raise ValueError(f"files lists {len(self.files)} records for {len(self.names)} names")
+        if self.predicted > len(self.names):
+            raise ValueError(f"predicted {self.predicted} rows of {len(self.names)}")
+        return self
 
 
 # --------------------------------------------------------------------------- merge
