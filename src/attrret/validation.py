@@ -105,23 +105,27 @@ def load(
     what: str,
     fix: str = "",
     error: Callable[[str], AttrretError] = CheckpointError,
+    context: dict | None = None,
 ) -> M:
     """``raw`` (parsed JSON, a metadata map, a source record) validated as ``model``, or one
     ``error(f"{what}: {field}: {problem}; {fix}")``. ``what`` names the file and what it is
-    (``"/x/index/header.json: damaged index header"``); the error carries no traceback context."""
+    (``"/x/index/header.json: damaged index header"``); the error carries no traceback context.
+    ``context``: what a model's validators check against (the schema, for import sources)."""
     adapter = model if isinstance(model, TypeAdapter) else _adapter(model)
     try:
-        return adapter.validate_python(raw)
+        return adapter.validate_python(raw, context=context)
     except ValidationError as exc:
-        message = f"{what}: {describe(exc)}"
+        message = f"{what}: {describe(exc)}" if what else describe(exc)
         raise error(f"{message}; {fix}" if fix else message) from None
 
 
 def describe(exc: ValidationError) -> str:
     """The first problem of ``exc`` as ``field path: problem`` (``models[0].path: Field required``)."""
-    first = exc.errors(include_url=False, include_input=False)[0]
+    first = exc.errors(include_url=False)[0]
     where = field_path(first["loc"])
     problem = first["msg"].removeprefix("Value error, ")
+    if first["type"] not in ("missing", "value_error") and "input" in first:  # what was there instead
+        problem += f", got {_short(first['input'])}"
     more = exc.error_count() - 1
     problem += f" (and {more} more problem{'s' * (more > 1)})" if more else ""
     return f"{where}: {problem}" if where else problem

@@ -76,7 +76,7 @@ def test_a_kind_option_for_single_kind_csvs_and_the_seeded_split(tmp_path):
     ("image,gender\np.png,male\n", (), "no 'kind' column: give --kind pedestrian or --kind vehicle"),
     ("image,kind,color\np.png,vehicle,\n", (), "labels.csv:2: a vehicle needs at least one of color, type, brand"),
     ("image,kind,gender\np.png,vehicle,male\n", (), "labels.csv:2: gender is not a vehicle group (valid: color, type, brand)"),
-    ("image,kind,split,gender\np.png,pedestrian,dev,male\n", (), "split 'dev'; use one of train, val, test"),
+    ("image,kind,split,gender\np.png,pedestrian,dev,male\n", (), "labels.csv:2: split: Input should be 'train', 'val' or 'test', got 'dev'"),
     ("img,gender\np.png,male\n", (), "no 'image' column (columns: img, gender)"),
 ])
 def test_csv_errors_name_the_valid_choices(tmp_path, capsys, text, extra, message):

@@ -118,7 +118,7 @@ def test_peta_errors_are_one_clear_line(peta, tmp_path, capsys):
     assert "CUHK/archive/Label.txt: missing Label.txt" in line
     (peta / "CUHK" / "archive" / "Label.txt").write_text("0001.png personalMale upperBodyGlitter\n", encoding="latin-1")
     line = error_line(*run("data", "import", "peta", peta, "--out", tmp_path / "o", capsys=capsys)[:3:2])
-    assert "Label.txt:1: unknown PETA attribute 'upperBodyGlitter'" in line
+    assert "Label.txt:1: attributes: unknown PETA attribute 'upperBodyGlitter'" in line
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
     line = error_line(*run("data", "import", "peta", peta, "--out", peta / "CUHK" / "o", capsys=capsys)[:3:2])
     assert "the output folder is inside the source" in line

@@ -67,7 +67,7 @@ def test_peta_keys_that_are_not_image_keys_are_refused(tmp_path, capsys, key):
     label = peta / "VIPeR" / "archive" / "Label.txt"
     label.write_bytes(label.read_bytes() + f"{key} personalMale\n".encode("utf-8", "surrogateescape"))
     line = error_line(*run("data", "import", "peta", peta, "--out", tmp_path / "o", capsys=capsys)[:3:2])
-    assert "Label.txt:7: identity key" in line and "is not a PETA image key" in line
+    assert "Label.txt:7: key: " in line and "is not a PETA image key" in line
     assert len(line) < 400  # a 5,000-digit key is cut in the message
 
 

@@ -79,21 +79,18 @@ def _assign_splits(items: list[SourceImage], options: ImportOptions) -> list[tup
     return [(it.split or given.get(it.identity) or by_id[it.identity], it) for it in items]
 
 
-def _check_images(items: list[SourceImage], source: Source, options: ImportOptions) -> list[SourceImage]:
+def _check_images(items: list[SourceImage], source: Source, options: ImportOptions, schema: Schema) -> list[SourceImage]:
+    """Every item checked (:meth:`SourceImage.checked`: one check for every format), its image
+    present (or skipped with ``--skip-missing``), and no two with one output name."""
     kept, names = [], {}
     for it in items:
+        it.checked(schema)
         if not it.path.is_file():
             if not options.skip_missing:
                 raise InputError(f"image {it.path.name!r} listed but missing: {it.path} "
                                  "(--skip-missing leaves such images out)", it.where)
             source.skip("image listed but missing")
             continue
-        try:
-            check_image_name(it.name)
-            if "$" in it.name or "\n" in it.name:
-                raise ValueError(f"image name {it.name!r} has a '$' or a line break")
-        except ValueError as exc:
-            raise InputError(str(exc), it.where) from None
         if it.name in names:
             raise InputError(f"two images would be named {it.name!r} in the output: {names[it.name]} and {it.path}",
                              it.where)
@@ -152,7 +149,7 @@ def _import_locked(fmt: str, src: Path, out: Path, options: ImportOptions, *, li
 
     check_replaceable(out, force, marker=MARKER, layout=_LAYOUT, what="imported set", empty_ok=True)
     source = FORMATS[fmt].read(src, options, schema)
-    items = _check_images(source.items, source, options)
+    items = _check_images(source.items, source, options, schema)
     if not items:
         raise InputError("nothing to import (every image was skipped)", src)
     placed = _assign_splits(items, options)

@@ -14,7 +14,6 @@ import csv
 from pathlib import Path, PurePosixPath
 
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
-from attrret.data.records import SPLITS
 from attrret.errors import InputError
 from attrret.schema import Schema, load_schema
 
@@ -54,41 +53,26 @@ def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Sou
         raise InputError(f"unknown column {bad[0]!r}; valid columns: {', '.join(valid)}", src)
     source = Source([])
     try:
-        return _rows(src, rows, options, subjects, base, source)
+        return _rows(src, rows, options, schema, base, source)
     except csv.Error as exc:  # a cell over csv's field limit (128 KiB), a NUL byte, an unterminated quote
         raise InputError(f"not readable as CSV ({exc})", src, rows.line_num or None) from None
 
 
-def _rows(src: Path, rows: csv.DictReader, options: ImportOptions, subjects: dict, base: Path, source: Source) -> Source:
-    """Every data row of ``rows`` into ``source`` (the checks of :func:`read`, per row)."""
+def _rows(src: Path, rows: csv.DictReader, options: ImportOptions, schema: Schema, base: Path, source: Source) -> Source:
+    """Every data row of ``rows`` into ``source``, each checked as a :class:`SourceRecord`
+    (kind, groups and classes of the schema, split) where the row is read."""
     for no, raw in enumerate(rows, 2):
         row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-        kind = row.get("kind") or options.kind
-        if kind not in subjects:
-            raise InputError(f"kind {kind!r} is not pedestrian or vehicle", src, no)
-        subject = subjects[kind]
-        values = {}
-        for col, cls in row.items():
-            if col in _META or not cls:
-                continue
-            if col not in subject.group_names:
-                raise InputError(f"{col} is not a {kind} group (valid: {', '.join(subject.group_names)})", src, no)
-            classes = subject.group(col).classes
-            if cls not in classes:
-                raise InputError(f"{col}: unknown class {cls!r}; valid: {', '.join(classes)}", src, no)
-            values[col] = cls
-        if kind == "vehicle" and not values:
-            raise InputError("a vehicle needs at least one of color, type, brand", src, no)
-        split = row.get("split") or None
-        if split is not None and split not in SPLITS:
-            raise InputError(f"split {split!r}; use one of {', '.join(SPLITS)} or leave it empty", src, no)
+        values = {col: cls for col, cls in row.items() if col not in _META and cls}
         image = row.get("image", "")
         if not image:
             raise InputError("empty image path", src, no)
         rel = PurePosixPath(image.replace("\\", "/"))
         path = Path(image) if rel.is_absolute() else base / rel
         name = path.name if rel.is_absolute() else "_".join(p for p in rel.parts if p not in (".", ""))
-        source.items.append(SourceImage(path, name, kind, values, split, row.get("identity") or name, f"{src}:{no}"))
+        item = SourceImage(path, name, row.get("kind") or options.kind or "", values, row.get("split") or None,
+                           row.get("identity") or name, f"{src}:{no}")
+        source.items.append(item.checked(schema))
     if not source.items:
         raise InputError("no rows", src)
     return source

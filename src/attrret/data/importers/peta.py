@@ -16,11 +16,16 @@ identity (``subset/key``), so no person is in two splits.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
 from attrret.errors import InputError
 from attrret.schema import Schema
+from attrret.validation import Record, load
 
 __all__ = ["PETA_ATTRIBUTES", "map_attributes", "identity_key", "read"]
 
@@ -90,7 +95,28 @@ CONFLICT: set[str] = {"<two different Label.txt lines>"}
 TWO_LINES = "two different Label.txt lines for the image's identity"
 #: The longest identity key read (PETA's are a few characters; a 5,000-digit one is damage).
 MAX_KEY = 64
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def _image_key(key: str) -> str:
+    if not re.fullmatch(rf"[A-Za-z0-9_.-]{{1,{MAX_KEY}}}", key):
+        raise ValueError(f"{key[:40]!r}{'...' if len(key) > 40 else ''} is not a PETA image key "
+                         f"(ASCII letters, digits, '_', '-' or '.', at most {MAX_KEY} characters)")
+    return key
+
+
+def _known(attributes: list[str]) -> list[str]:
+    bad = sorted(set(attributes) - PETA_ATTRIBUTES)
+    if bad:
+        raise ValueError(f"unknown PETA attribute {bad[0]!r} (docs/import.md lists the vocabulary)")
+    return attributes
+
+
+class LabelLine(Record):
+    """One ``Label.txt`` line: an identity key (ASCII letters, digits, ``_``, ``-`` or ``.``, at
+    most MAX_KEY characters: a 5,000-digit key is damage) and PETA attribute names."""
+
+    key: Annotated[str, AfterValidator(_image_key)]
+    attributes: Annotated[list[str], AfterValidator(_known)]
 
 
 def _read_labels(path: Path) -> dict[str, set[str]]:
@@ -102,13 +128,9 @@ def _read_labels(path: Path) -> dict[str, set[str]]:
         fields = line.split()
         if not fields:
             continue
-        key, attrs = fields[0], set(fields[1:])
-        if len(key) > MAX_KEY or not key.isascii() or not (key.isalnum() or set(key) <= _KEY_CHARS):
-            raise InputError(f"identity key {key[:40]!r}{'...' if len(key) > 40 else ''} is not a PETA image key "
-                             f"(ASCII letters, digits, '_', '-' or '.', at most {MAX_KEY} characters)", path, no)
-        bad = sorted(attrs - PETA_ATTRIBUTES)
-        if bad:
-            raise InputError(f"unknown PETA attribute {bad[0]!r} (docs/import.md lists the vocabulary)", path, no)
+        line = load(LabelLine, {"key": fields[0], "attributes": fields[1:]}, "",
+                    error=lambda message: InputError(message, path, no))
+        key, attrs = line.key, set(line.attributes)
         if key in labels and labels[key] != attrs:  # two lines disagree: neither can be trusted
             conflicted.add(key)
         labels.setdefault(key, attrs)
