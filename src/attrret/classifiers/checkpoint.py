@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from attrret.classifiers.backbones import BUILTIN, Backbone, BackboneError, Preprocess, create_backbone, rebuild_backbone
 from attrret.geometry import CROPS
+from attrret.precisions import PRECISION_NAMES
 from attrret.classifiers.model import Classifier
 from attrret.errors import CheckpointError
 from attrret.geometry import HW
@@ -177,6 +178,8 @@ class CheckpointMeta(Record):
     for checkpoints written before the field existed (the one place those defaults live)."""
 
     task: Name
+    subject: Name | None = None  # the schema's subject and group of the task (from before: not recorded)
+    group: Name | None = None
     classes: Annotated[UniqueNames, Field(min_length=2)]
     backbone: BackboneRecord
     preprocess: PreprocessRecord
@@ -191,6 +194,7 @@ class CheckpointMeta(Record):
     front_sha256: Sha256 | None = None
     front_source: str | None = None
     tail_norm: Literal["frozen", "batch"] | None = None  # from before the option: BatchNorms trained
+    precision: Literal[*PRECISION_NAMES] | None = None  # what it trained in (from before: not recorded)
     config: dict = {}  # the training run's settings, as recorded (train_data, holdout: index provenance)
 
     @model_validator(mode="after")

@@ -275,7 +275,8 @@ def read_shard(path: str | Path) -> Shard:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{sp}: damaged shard ({exc})") from None
         if not isinstance(raw, dict) or raw.get("format") != SHARD_FORMAT:
-            raise CheckpointError(f"{sp}: not an {SHARD_FORMAT} shard")
+            got = raw.get("format") if isinstance(raw, dict) else None
+            raise CheckpointError(f"{sp}: not an {SHARD_FORMAT} shard (format {got!r})")
         meta = load(ShardFile, raw, f"{sp}: damaged shard", fix)
         header = IndexHeader.from_json(raw["header"], f"{sp}: header", PlannedHeader)
         try:
