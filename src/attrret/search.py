@@ -14,6 +14,11 @@ idle ranks every query waiting at that moment, then hands the ranker to the next
 caller, if any. The exact top-K kernel is fastest on many queries at once, so throughput grows
 with load instead of each query waiting for the others one by one.
 
+Filters and find-similar. ``search(text, filters=...)`` ranks only the rows whose metadata
+passes (:mod:`attrret.retrieval.filters`: exact top-K among them); ``like(example)`` ranks by
+distance to an example image's predictions (:mod:`attrret.retrieval.similar`); ``group_by``
+keeps the best row per value of a metadata column (one per track).
+
 Index updates. Before each batch the searcher looks at the index's ``header.json``; when
 ``attrret predict`` has replaced it (an atomic rename, after the new data files are
 complete), the index is reopened and later batches use it. Readers of the old one finish on
@@ -33,12 +38,13 @@ from typing import Any
 import numpy as np
 
 from attrret.attributes import image_record
-from attrret.errors import AttrretError
+from attrret.errors import AttrretError, OptionError
 from attrret.parser.export import query_record
 from attrret.parser.query import Query
+from attrret.retrieval.filters import Filters
 from attrret.retrieval.index import Index, open_index
 from attrret.retrieval.rank import query_warnings
-from attrret.retrieval.ranker import RankCache, RankOptions, explain, rank
+from attrret.retrieval.ranker import QueryPlan, RankCache, RankOptions, Ranking, explain, plan_queries, rank, rank_plans
 from attrret.schema import SUBJECTS, Schema, load_schema
 
 __all__ = ["Searcher", "SearchResult", "Hit", "UnknownImage", "MAX_QUERY_CHARS", "MAX_K"]
@@ -69,11 +75,13 @@ class Hit:
     matched: tuple[str, ...]
     conflicted: tuple[str, ...]
     predicted: dict[str, str]
+    meta: dict[str, str | None] = field(default_factory=dict)  # camera, time, track, ... (attrret.retrieval.meta)
 
     def to_json(self) -> dict[str, Any]:
         """The API's result object. No ``path``: a server must not tell clients where its files are."""
         return {"rank": self.rank, "image": self.name, "score": self.score,
-                "matched": list(self.matched), "conflicted": list(self.conflicted), "predicted": dict(self.predicted)}
+                "matched": list(self.matched), "conflicted": list(self.conflicted), "predicted": dict(self.predicted),
+                "meta": dict(self.meta)}
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class _Request:
     text: str
     k: int
     kind: str | None
+    filters: Filters = Filters()
+    group_by: str | None = None
 
 
 @dataclass
@@ -281,14 +291,86 @@ class Searcher:
         _check_text(text)
         return query_record(self._parser.parse(text), self.schema)
 
-    def search(self, text: str, k: int = 10, kind: str | None = None) -> SearchResult:
+    def search(self, text: str, k: int = 10, kind: str | None = None, filters: Filters | None = None,
+               group_by: str | None = None) -> SearchResult:
         """The ``k`` images closest to ``text``. ``kind`` (``pedestrian`` / ``vehicle``) keeps
-        only a query of that kind; a query of the other kind gets no results and a warning."""
-        return self._combiner.submit(_request(text, k, kind))
+        only a query of that kind; a query of the other kind gets no results and a warning.
+        ``filters``: only images whose metadata passes (exact top-k among them); ``group_by``: a
+        metadata column (``track``), keeping the best image per value."""
+        return self._combiner.submit(_request(text, k, kind, filters, group_by))
 
-    def search_many(self, texts: Sequence[str], k: int = 10, kind: str | None = None) -> list[SearchResult]:
+    def search_many(self, texts: Sequence[str], k: int = 10, kind: str | None = None,
+                    filters: Filters | None = None, group_by: str | None = None) -> list[SearchResult]:
         """:meth:`search` for several queries in one ranking."""
-        return self._run([_request(t, k, kind) for t in texts])
+        return self._run([_request(t, k, kind, filters, group_by) for t in texts])
+
+    def like(self, example: str | Path, k: int = 10, *, groups: Sequence[str] | None = None,
+             filters: Filters | None = None, text: str | None = None, group_by: str | None = None,
+             workdir: str | Path | None = None) -> SearchResult:
+        """The ``k`` images whose predictions are closest to ``example``'s (:mod:`attrret.retrieval.similar`).
+
+        ``example``: an image name of the index, or the path of an image file, which the models
+        of ``workdir`` describe first (they must be the models the index was built with).
+        ``groups``: the attribute groups compared (default: every group of the example's kind);
+        ``text``: a query whose stated groups override the example's. The example, when it is in
+        the index and passes the filters, comes first (without ``text``)."""
+        _check_k(k)
+        filters = filters or Filters()
+        state = self._current()
+        index = state.index
+        row = state.rows.get(str(example))
+        if row is not None:
+            probs, label = np.asarray(index.probs[row]), str(example)
+        else:
+            probs, label = self._describe(Path(example), workdir), str(example)
+        from attrret.retrieval.similar import example_kind, similar_plan
+
+        text_plan = None
+        if text:
+            _check_text(text)
+            text_plan = plan_queries(index, [self._parser.parse(text)], self.options, None, self.schema)[0]
+        kind = example_kind(index, probs, self.schema) or (text_plan.kind if text_plan is not None else None)
+        if kind is None:
+            raise ValueError("the index has no router column and no text says the kind: give a text query with the kind")
+        if text_plan is not None and text_plan.kind not in (None, kind):
+            raise ValueError(f"the example is a {kind}, the text reads as {text_plan.kind}")
+        plan = similar_plan(index, probs, kind, self.schema, groups, text_plan if text_plan is not None and text_plan.kind else None)
+        first = row if row is not None and not text else None
+        allowed = filters.rows(index.meta, len(index))
+        if first is not None and allowed is not None and not np.isin(first, allowed):
+            first = None  # filtered out: it is not listed
+        options = RankOptions(**{**self.options.__dict__, "k": k + (first is not None), "scoring": "euclidean"})
+        ranking = self._rank_plans(state, [plan], options, allowed, group_by, k)
+        rows, dist = ranking.rows[0], ranking.dist[0]
+        if first is not None:
+            keep = rows != first
+            rows, dist = np.concatenate([[first], rows[keep]])[:k], np.concatenate([[0.0], dist[keep]])[:k]
+        hits = self._hits(state, plan, rows, dist, probs, kind)
+        record = {"like": label, "kind": kind, "groups": sorted(plan.priors), "text": text or "",
+                  "filters": filters.to_json()}
+        warnings = tuple(ranking.warnings) + tuple(self._filter_warnings(filters, allowed, k))
+        return SearchResult(record, hits, warnings)
+
+    def _describe(self, path: Path, workdir: str | Path | None) -> np.ndarray:
+        """An image file's probability row in the index's columns, from ``workdir``'s models,
+        which must be the index's (by checkpoint hash)."""
+        if not path.is_file():
+            raise UnknownImage(f"{str(path)!r} is neither an image of the index {self.path} nor an image file")
+        if workdir is None:
+            raise ValueError(f"{path} is not in the index: give the workdir whose models built it to describe it")
+        from attrret.retrieval.predict import ensemble_probs, file_sha256, find_members
+
+        index = self._state.index
+        members = find_members(workdir, schema=self.schema)
+        used = {m["sha256"] for m in index.header.models}
+        have = {file_sha256(Path(d) / "model.pt" if Path(d).is_dir() else d) for m in members for d in m.task_dirs}
+        if used != have:
+            raise AttrretError(f"the models of {workdir} are not the ones the index {self.path} was built with; "
+                               "describe the example with those, or re-run attrret predict")
+        probs, _ = ensemble_probs(members, [path], self.schema, columns=index.header.columns,
+                                  tta_flip=index.header.tta == "flip", precision=index.header.precision or None,
+                                  progress=False)
+        return probs[0]
 
     def warm(self) -> None:
         """Prepare the gallery for each kind now rather than on the first queries (a server's start)."""
@@ -303,34 +385,104 @@ class Searcher:
                 rank(state.index, [Query(caption="", kind=kind, either={multi.name: multi.classes[:2]})], self.options,
                      schema=self.schema, cache=state.cache)
 
+    def _rank_plans(self, state: _State, plans: list[QueryPlan], options: RankOptions, allowed: np.ndarray | None,
+                    group_by: str | None, k: int) -> Ranking:
+        """Rank ``plans``; with ``group_by``, the best row per value of that metadata column, k of
+        them (more candidates are fetched until k values are found or the rows run out)."""
+        if group_by is None:
+            return rank_plans(state.index, plans, options, self.schema, state.cache, allowed)
+        meta = state.index.meta
+        if meta is None or group_by not in meta.columns:
+            have = ", ".join(meta.names) if meta is not None else "none"
+            raise OptionError(f"no metadata column {group_by!r} to group by (the index has {have})")
+        codes = meta.columns[group_by].codes
+        fetch = max(options.k, 4 * k)
+        while True:
+            ranking = rank_plans(state.index, plans, RankOptions(**{**options.__dict__, "k": fetch}), self.schema,
+                                 state.cache, allowed)
+            done = True
+            rows, dist = [], []
+            for r, d in zip(ranking.rows, ranking.dist):
+                seen: set[int] = set()
+                keep = []
+                for j, row in enumerate(r.tolist()):
+                    code = int(codes[row])
+                    if code in seen:
+                        continue
+                    if code >= 0:  # a row without a value is a group of its own
+                        seen.add(code)
+                    keep.append(j)
+                    if len(keep) == k:
+                        break
+                if len(keep) < k and len(r) == fetch:
+                    done = False
+                rows.append(r[keep])
+                dist.append(d[keep])
+            if done or fetch >= len(state.index):
+                return Ranking(rows, dist, ranking.plans, ranking.warnings, ranking.fallbacks)
+            fetch = min(len(state.index), fetch * 4)
+
+    def _hits(self, state: _State, plan: QueryPlan, rows: np.ndarray, dist: np.ndarray, example: np.ndarray,
+              kind: str) -> tuple[Hit, ...]:
+        """Hits of a find-similar ranking: per compared group, matched when the image's argmax
+        is the example's (or, for a group the text states, an allowed class)."""
+        index, subject = state.index, self.schema.subject(kind)
+        files, meta = index.files, index.meta
+        out = []
+        for rank_no, (row, d) in enumerate(zip(rows.tolist(), dist.tolist()), start=1):
+            p = np.asarray(index.probs[row])
+            matched, conflicted, predicted = [], [], {}
+            for g in subject.groups:
+                if g.name not in plan.priors and g.name not in plan.enforced and g.name not in plan.allowed:
+                    continue
+                cols = index.cols(g.task)
+                pred = g.classes[int(p[cols].argmax())]
+                want = ((plan.enforced[g.name],) if g.name in plan.enforced else plan.allowed.get(g.name)
+                        or (g.classes[int(example[cols].argmax())],))
+                predicted[g.name] = pred
+                (matched if pred in want else conflicted).append(g.name)
+            out.append(Hit(rank_no, index.names[row], str(files[row]["path"]) if row < len(files) else "", float(d),
+                           tuple(matched), tuple(conflicted), predicted, meta.record(row) if meta is not None else {}))
+        return tuple(out)
+
+    @staticmethod
+    def _filter_warnings(filters: Filters, allowed: np.ndarray | None, k: int) -> list[str]:
+        if allowed is not None and len(allowed) < k:
+            return [f"{len(allowed)} image(s) pass the filters ({filters.describe()})"]
+        return []
+
     def _run(self, requests: list[_Request]) -> list[SearchResult]:
         self.refresh()
         state = self._state
         queries = [self._parser.parse(r.text) for r in requests]
-        use = [j for j, (q, r) in enumerate(zip(queries, requests)) if r.kind is None or q.kind == r.kind]
-        k = max((requests[j].k for j in use), default=1)
-        options = RankOptions(**{**self.options.__dict__, "k": k})
-        ranking = rank(state.index, [queries[j] for j in use], options, schema=self.schema, cache=state.cache)
-        explained = explain(state.index, ranking, [requests[j].text for j in use], self.schema)
-        index_wide = [w for w in ranking.warnings if "router column" in w]
-        files = state.index.files
-        out: list[SearchResult] = []
-        at = {j: i for i, j in enumerate(use)}
+        out: list[SearchResult | None] = [None] * len(requests)
+        batches: dict[tuple, list[int]] = {}
         for j, (q, r) in enumerate(zip(queries, requests)):
-            record = query_record(q, self.schema)
-            if j not in at:
+            if r.kind is not None and q.kind != r.kind:
                 read = q.kind or "no kind"
-                out.append(SearchResult(record, (), (f"the query reads as {read}, not {r.kind}: no results",)))
-                continue
-            i = at[j]
-            hits = tuple(
-                Hit(res["rank"], res["image"], str(files[row]["path"]) if row < len(files) else "", res["distance"],
-                    tuple(res["matched"]), tuple(res["conflicted"]), res["predicted"])
-                for res, row in zip(explained[i]["results"][: r.k], ranking.rows[i][: r.k].tolist())
-            )
-            warnings = tuple(index_wide) + tuple(query_warnings(ranking.plans[i], q))
-            out.append(SearchResult(record, hits, warnings))
-        return out
+                out[j] = SearchResult(query_record(q, self.schema), (), (f"the query reads as {read}, not {r.kind}: no results",))
+            else:
+                batches.setdefault((r.filters, r.group_by), []).append(j)
+        for (filters, group_by), use in batches.items():  # one ranking per distinct filter (usually one)
+            allowed = filters.rows(state.index.meta, len(state.index))
+            k = max(requests[j].k for j in use)
+            options = RankOptions(**{**self.options.__dict__, "k": k})
+            plans = plan_queries(state.index, [queries[j] for j in use], options, None, self.schema)
+            ranking = self._rank_plans(state, plans, options, allowed, group_by, k)
+            explained = explain(state.index, ranking, [requests[j].text for j in use], self.schema)
+            index_wide = [w for w in ranking.warnings if "router column" in w] + self._filter_warnings(filters, allowed, k)
+            files, meta = state.index.files, state.index.meta
+            for i, j in enumerate(use):
+                q, r = queries[j], requests[j]
+                hits = tuple(
+                    Hit(res["rank"], res["image"], str(files[row]["path"]) if row < len(files) else "", res["distance"],
+                        tuple(res["matched"]), tuple(res["conflicted"]), res["predicted"],
+                        meta.record(row) if meta is not None else {})
+                    for res, row in zip(explained[i]["results"][: r.k], ranking.rows[i][: r.k].tolist())
+                )
+                warnings = tuple(index_wide) + tuple(query_warnings(ranking.plans[i], q))
+                out[j] = SearchResult(query_record(q, self.schema), hits, warnings)
+        return out  # type: ignore[return-value]
 
 
 def _check_text(text: str) -> None:
@@ -340,10 +492,14 @@ def _check_text(text: str) -> None:
         raise ValueError(f"query of {len(text):,} characters; at most {MAX_QUERY_CHARS:,}")
 
 
-def _request(text: str, k: int, kind: str | None) -> _Request:
-    _check_text(text)
+def _check_k(k: object) -> None:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
         raise ValueError(f"k must be a whole number from 1 to {MAX_K:,}, got {k!r}")
+
+
+def _request(text: str, k: int, kind: str | None, filters: Filters | None = None, group_by: str | None = None) -> _Request:
+    _check_text(text)
+    _check_k(k)
     if kind is not None and kind not in SUBJECTS:
         raise ValueError(f"unknown kind {kind!r}; use {' or '.join(SUBJECTS)}")
-    return _Request(text, int(k), kind)
+    return _Request(text, int(k), kind, filters or Filters(), group_by)

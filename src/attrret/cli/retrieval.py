@@ -52,6 +52,9 @@ def predict(
     schema_dir: SchemaDir = None,
     runtime: Annotated[Runtime, typer.Option("--runtime", help="torch: the checkpoints with PyTorch; onnx: a graph from attrret export onnx (give --onnx), run by onnxruntime; its ensemble and flip TTA are fixed at export.")] = Runtime.torch,
     onnx: Annotated[Optional[Path], typer.Option("--onnx", help="With --runtime onnx: the .onnx file attrret export onnx wrote.")] = None,
+    meta: Annotated[Optional[Path], typer.Option("--meta", help="Image metadata to store beside the index: a CSV or JSON-lines table with an 'image' column (the gallery path or file name) and any of camera, time (ISO 8601; without a zone: UTC) and free columns (track, frame, x, y, w, h, ...). Re-running with a changed table updates the metadata without predicting again.", rich_help_panel="Metadata")] = None,
+    camera_from_folder: Annotated[bool, typer.Option("--camera-from-folder", help="Take each image's camera from its folder in a <camera>/<file> gallery (where --meta gives none).", rich_help_panel="Metadata")] = False,
+    time_from_exif: Annotated[bool, typer.Option("--time-from-exif", help="Take each image's time from its EXIF DateTimeOriginal (where --meta gives none).", rich_help_panel="Metadata")] = False,
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index.
 
@@ -69,7 +72,10 @@ def predict(
     world = shards.torchrun_world()
     if spec is not None and world > 1:
         raise typer.BadParameter("--shard is for separate jobs; under torchrun the ranks shard by themselves")
-    refuse_overwriting_inputs({"--out": out, "--shard-out": shard_out}, {"--images": images, "--onnx": onnx})
+    refuse_overwriting_inputs({"--out": out, "--shard-out": shard_out}, {"--images": images, "--onnx": onnx, "--meta": meta})
+    from attrret.retrieval.meta import MetaSource
+
+    meta_source = MetaSource(meta, camera_from_folder, time_from_exif)
     if runtime is Runtime.onnx:
         if spec is not None or world > 1:
             raise typer.BadParameter("sharded predict runs the checkpoints with PyTorch; give one process the graph", param_hint="--runtime onnx")
@@ -87,7 +93,8 @@ def predict(
         graph = open_graph(onnx, device, schema)
         _err(f"graph {onnx}: {len(graph.info.columns)} tasks, inputs {', '.join(i.name for i in graph.info.inputs)}, "
              f"onnxruntime on {graph.providers[0]}")
-        s = build_index(images, out, [], split=split, batch_size=batch_size, progress=not quiet, graph=graph, schema=schema)
+        s = build_index(images, out, [], split=split, batch_size=batch_size, progress=not quiet, graph=graph, schema=schema,
+                        meta=meta_source)
         typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), "
                    f"precision {s.precision}, tasks: {', '.join(s.tasks)}")
         return
@@ -98,7 +105,7 @@ def predict(
     for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
     settings = dict(tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, precision=precision_value(precision),
-                    progress=not quiet, schema=schema)
+                    progress=not quiet, schema=schema, meta=meta_source)
     if spec is not None:
         where, part = shards.build_shard(images, out, members, spec, shard_out=shard_out, **settings)
         typer.echo(f"{where}: shard {spec} of {out}: {len(part.names)} images ({part.predicted} predicted)")

@@ -6,6 +6,7 @@ Layout of an index directory::
                            checkpoint hashes), image sizes, TTA, weights, count, data file names
     probs-<token>.npy      (N, C) float32, task columns concatenated in schema task order
     names-<token>.json     image names (sorted) + the source path, size and mtime of each
+    meta-<token>.parquet   optional: each row's camera, time and free columns (attrret.retrieval.meta)
 
 Rows are sorted by image name, so the row index IS the name order and the ranker's
 tie-break by row is a tie-break by name. ``probs`` opens with ``np.load(mmap_mode="r")``.
@@ -34,11 +35,12 @@ from typing_extensions import TypedDict  # pydantic reads typing's only from Pyt
 
 from attrret.errors import CheckpointError
 from attrret.geometry import HW, parse_hw
-from attrret.io import atomic_path, atomic_write_text
+from attrret.io import atomic_path, atomic_write_bytes, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.precisions import PRECISION_NAMES
+from attrret.retrieval.meta import ImageMeta
 from attrret.schema import Schema, load_schema
-from attrret.validation import STRICT, Count, Finite, ImageSize, Name, Record, Span, UniqueNames, load
+from attrret.validation import STRICT, Count, Finite, ImageSize, Name, Record, Sha256, Span, UniqueNames, load
 
 __all__ = ["FORMAT", "IndexHeader", "Index", "write_index", "open_index", "is_index"]
 
@@ -69,6 +71,12 @@ class IndexHeader:
     # Rows of two precisions differ within rounding, so they are not reused across them. Empty in
     # headers from before it was recorded.
     precision: str = ""
+    # The image metadata file (empty: none) and the --meta table it came from, by path and
+    # content hash (check_fresh refuses metadata whose table changed since). Not part of
+    # settings(): metadata never changes a probability.
+    meta_file: str = ""
+    meta_source: str = ""
+    meta_sha256: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_sizes", tuple(parse_hw(s) for s in self.img_sizes))
@@ -91,7 +99,8 @@ class IndexHeader:
             "columns": {k: list(v) for k, v in self.columns.items()}, "models": [dict(m) for m in self.models],
             "img_sizes": [list(s) for s in self.img_sizes], "tta": self.tta, "weights": list(self.weights),
             "source": self.source, "probs_file": self.probs_file, "names_file": self.names_file,
-            "precision": self.precision,
+            "precision": self.precision, "meta_file": self.meta_file, "meta_source": self.meta_source,
+            "meta_sha256": self.meta_sha256,
         }
 
     @classmethod
@@ -105,13 +114,13 @@ class IndexHeader:
             models=tuple(dict(m) for m in d["models"]),  # as written (checked above): its keys in their order
             img_sizes=tuple(h.img_sizes), tta=h.tta, weights=tuple(h.weights), source=h.source,
             probs_file=h.probs_file, names_file=h.names_file, format=h.format, schema_source=h.schema_source,
-            precision=h.precision,
+            precision=h.precision, meta_file=h.meta_file, meta_source=h.meta_source, meta_sha256=h.meta_sha256,
         )
 
 
 def _data_file_name(name: str) -> str:
     if not _plain_data_file(name):
-        raise ValueError(f"{name[:60]!r} is not an index data file name (probs-*.npy or names-*.json, no folder)")
+        raise ValueError(f"{name[:60]!r} is not an index data file name (probs-*.npy, names-*.json or meta-*.parquet, no folder)")
     return name
 
 
@@ -143,6 +152,9 @@ class HeaderFile(Record):
     source: str = ""
     schema_source: str = ""
     precision: Literal["", *PRECISION_NAMES] = ""  # empty: written before precision was recorded
+    meta_file: Literal[""] | DataFile = ""
+    meta_source: str = ""
+    meta_sha256: Literal[""] | Sha256 = ""
 
 
 class PlannedHeader(HeaderFile):
@@ -150,6 +162,7 @@ class PlannedHeader(HeaderFile):
 
     probs_file: Literal[""] = ""
     names_file: Literal[""] = ""
+    meta_file: Literal[""] = ""
 
 
 class FileRecord(TypedDict, total=False):
@@ -187,6 +200,7 @@ class Index:
     files: tuple[dict, ...] = field(repr=False, default=())  # per row: {"path", "size", "mtime_ns"}
     # The schema it was opened (and checked) with: what reads its columns uses this one.
     schema: Schema | None = field(repr=False, default=None, compare=False)
+    meta: ImageMeta | None = field(repr=False, default=None, compare=False)  # camera, time, free columns per row
 
     def __len__(self) -> int:
         return len(self.names)
@@ -256,9 +270,11 @@ def write_index(
     files: Sequence[Mapping],
     header: IndexHeader,
     schema: Schema | None = None,
+    meta: ImageMeta | None = None,
 ) -> Index:
     """Write an index atomically (see module doc); rows are re-ordered by name here. Returns it
-    opened with ``schema`` (None: the packaged one), the schema of ``header``."""
+    opened with ``schema`` (None: the packaged one), the schema of ``header``. ``meta``: the
+    rows' metadata, in the order of ``names``."""
     path = Path(path)
     check_writable(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -270,18 +286,24 @@ def write_index(
     names = [names[i] for i in order]
     files = [dict(files[i]) for i in order]
     names_text = json.dumps({"names": names, "files": files}, ensure_ascii=False)
-    token = _content_token(probs, names_text)
+    meta_bytes = meta.take(order).to_parquet(names) if meta is not None else b""
+    token = _content_token(probs, names_text + hashlib.sha256(meta_bytes).hexdigest() * bool(meta_bytes))
     probs_file, names_file = f"probs-{token}.npy", f"names-{token}.json"
+    meta_file = f"meta-{token}.parquet" if meta is not None else ""
+    ours = {probs_file, names_file} | ({meta_file} if meta_file else set())
     previous = _referenced_files(path)  # what the index there names: the only files attrret may remove
-    _clear_pending(path, keep=previous | {probs_file, names_file})
-    made = [n for n in (probs_file, names_file) if not (path / n).exists()]
+    _clear_pending(path, keep=previous | ours)
+    made = [n for n in sorted(ours) if not (path / n).exists()]
     atomic_write_text(path / PENDING, json.dumps({"files": made}))  # proof of ownership should this run die
     try:
         with atomic_path(path / probs_file) as tmp:  # atomic_path fsyncs before the rename
             with open(tmp, "wb") as f:
                 np.save(f, probs)
         atomic_write_text(path / names_file, names_text)
-        final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file})
+        if meta_file:
+            atomic_write_bytes(path / meta_file, meta_bytes)
+        final = IndexHeader(**{**header.__dict__, "count": len(names), "probs_file": probs_file, "names_file": names_file,
+                               "meta_file": meta_file})
         with file_lock(path / READ_LOCK):  # no reader is between reading the header and opening its files
             atomic_write_text(path / "header.json", json.dumps(final.to_json(), indent=1, ensure_ascii=False) + "\n")
     except BaseException:
@@ -290,7 +312,7 @@ def write_index(
             with contextlib.suppress(OSError):
                 (path / name).unlink(missing_ok=True)
         raise
-    for name in previous - {probs_file, names_file}:  # the replaced index's own data files, nothing else
+    for name in previous - ours:  # the replaced index's own data files, nothing else
         with contextlib.suppress(OSError):
             (path / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
@@ -323,7 +345,7 @@ def _referenced_files(path: Path) -> set[str]:
         return set()
     if not isinstance(raw, dict):
         return set()
-    return {n for n in (raw.get("probs_file"), raw.get("names_file")) if _plain_data_file(n)}
+    return {n for n in (raw.get("probs_file"), raw.get("names_file"), raw.get("meta_file")) if _plain_data_file(n)}
 
 
 #: Written before an index's new data files, removed after its header: the files a write that
@@ -342,7 +364,8 @@ def _content_token(probs: np.ndarray, names_text: str) -> str:
 
 
 def _data_file(name: str) -> bool:
-    return (name.startswith("probs-") and name.endswith(".npy")) or (name.startswith("names-") and name.endswith(".json"))
+    return ((name.startswith("probs-") and name.endswith(".npy")) or (name.startswith("names-") and name.endswith(".json"))
+            or (name.startswith("meta-") and name.endswith(".parquet")))
 
 
 def _plain_data_file(name: object) -> bool:
@@ -430,4 +453,11 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
             f"{path}: damaged index (probs {probs.shape}, {len(names)} names, header says {header.count} x {header.width})"
         )
     check_probs(probs, names, f"{path}: damaged index", "re-run attrret predict")
-    return Index(path, header, probs, names, tuple(rows.files), schema)
+    meta = None
+    if header.meta_file:
+        try:
+            meta = ImageMeta.from_parquet(path / header.meta_file, names)
+        except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors (ArrowInvalid) or OSErrors
+            raise CheckpointError(f"{path / header.meta_file}: damaged index metadata ({str(exc)[:200]}); "
+                                  "re-run attrret predict") from None
+    return Index(path, header, probs, names, tuple(rows.files), schema, meta)

@@ -46,6 +46,7 @@ from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
 from attrret.locks import file_lock
+from attrret.retrieval.meta import NO_TIME, ImageMeta, MetaSource, gather_meta
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, discard_new_folder, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
 
@@ -347,7 +348,9 @@ def check_fresh(index: Index) -> None:
 
     The checkpoint beside the index (its recorded relative path) is the one checked first, so
     a copied workdir whose models were retrained is caught even though the checkpoints at the
-    original absolute paths are unchanged. Models that are gone cannot be checked.
+    original absolute paths are unchanged. Models that are gone cannot be checked. The same
+    holds for the ``--meta`` table the metadata came from (a filter must not answer from
+    cameras and times the analyst has since corrected).
     """
     for m in index.header.models:
         here = [index.path / m["relpath"]] if isinstance(m.get("relpath"), str) else []
@@ -356,6 +359,10 @@ def check_fresh(index: Index) -> None:
             raise CheckpointError(
                 f"{index.path}: stale index: {m['task']} model {p.resolve()} changed since the index was built; re-run attrret predict"
             )
+    table = Path(index.header.meta_source) if index.header.meta_source else None
+    if table is not None and table.is_file() and file_sha256(table) != index.header.meta_sha256:
+        raise CheckpointError(f"{index.path}: stale metadata: {table} changed since the index was built; re-run attrret "
+                              f"predict --meta {table} (no image is predicted again)")
 
 
 def build_index(
@@ -373,6 +380,7 @@ def build_index(
     predict_fn: Callable | None = None,
     schema: Schema | None = None,
     graph: OnnxGraph | None = None,
+    meta: MetaSource = MetaSource(),
 ) -> BuildSummary:
     """Predict every gallery image of ``src`` with the ensemble into the index at ``out``,
     under ``schema`` (None: the packaged one; the members' checkpoints must be of it).
@@ -382,7 +390,8 @@ def build_index(
     One run at a time per index: a second ``predict`` into ``out`` waits for the first
     (``attrret.locks``), then reuses what it predicted. ``precision`` (``auto``, ``fp32``, ``bf16``,
     ``fp16``; None: ``$ATTRRET_PRECISION``, else auto) is resolved for ``device`` and recorded in
-    the header; rows computed in another precision are not reused.
+    the header; rows computed in another precision are not reused. ``meta``: where the images'
+    metadata comes from (:func:`plan_build`).
     """
     out = Path(out)
     check_writable(out)
@@ -391,7 +400,8 @@ def build_index(
     try:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                                 precision=run_precision(precision, device, graph), progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph)
+                                 precision=run_precision(precision, device, graph), progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph,
+                                 meta=meta)
     except BaseException:
         if created:  # a failed first build leaves no folder behind
             discard_new_folder(out)
@@ -400,9 +410,10 @@ def build_index(
 
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
                   tta_flip: bool, batch_size: int, device: str, precision: str, progress: bool, log: Callable[[str], None],
-                  predict_fn: Callable | None, schema: Schema, graph: OnnxGraph | None = None) -> BuildSummary:
+                  predict_fn: Callable | None, schema: Schema, graph: OnnxGraph | None = None,
+                  meta: MetaSource = MetaSource()) -> BuildSummary:
     plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema, graph=graph,
-                             precision=precision)
+                             precision=precision, meta=meta)
     todo = list(plan.todo)
     if todo and graph is not None:
         from attrret.export.onnx_runtime import graph_probs
@@ -415,7 +426,7 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
     # predicted and the index not yet written.
     fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
-    write_index(out, probs, plan.names, plan.files, plan.header, schema)
+    write_index(out, probs, plan.names, plan.files, plan.header, schema, meta=plan.meta)
     return plan.summary(out)
 
 
@@ -432,6 +443,7 @@ class BuildPlan:
     files: tuple[dict, ...]  # per row: {"path", "size", "mtime_ns"}
     todo: tuple[int, ...]
     removed: int  # rows of the existing index whose image is gone
+    meta: ImageMeta | None = None  # the rows' metadata (attrret.retrieval.meta), in gallery order
 
     def summary(self, out: Path) -> BuildSummary:
         n = len(self.names)
@@ -441,10 +453,13 @@ class BuildPlan:
 
 def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,
                tta_flip: bool, log: Callable[[str], None], schema: Schema | None = None,
-               graph: OnnxGraph | None = None, precision: str = "fp32") -> tuple[BuildPlan, np.ndarray]:
+               graph: OnnxGraph | None = None, precision: str = "fp32",
+               meta: MetaSource = MetaSource()) -> tuple[BuildPlan, np.ndarray]:
     """The plan of a run into ``out`` (see BuildPlan) and a float32 ``(len(gallery), width)``
     array holding the reused rows (zero where a row is to be predicted). ``precision`` is the
-    resolved one the rows are computed in (:func:`run_precision`)."""
+    resolved one the rows are computed in (:func:`run_precision`). ``meta``: where the rows'
+    metadata comes from; empty, an existing index's metadata is kept for the images it still
+    holds (attrret.retrieval.meta). Metadata never decides which rows are predicted."""
     schema = schema or load_schema()
     names = [n for n, _ in gallery]
     if len(set(names)) != len(names):
@@ -459,11 +474,6 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
         weights, tta = tuple(m.weight for m in members), "flip" if tta_flip else "none"
     columns = task_columns([e["task"] for e in entries], schema)
     at = max((stop for _, stop in columns.values()), default=0)
-    header = IndexHeader(
-        schema=schema.fingerprint, schema_source=schema.source, count=len(gallery), columns=columns, models=tuple(entries),
-        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=tta,
-        weights=weights, source=str(Path(src).resolve()), precision=precision,
-    )
     stats = [_stat(p) for _, p in gallery]
     old: Index | None = None
     if is_index(out):
@@ -471,9 +481,15 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
             old = open_index(out, schema)
         except CheckpointError as exc:
             log(f"existing index not reusable ({exc}); rebuilding")
-        if old is not None and old.header.settings() != header.settings():
-            log("existing index was built with other models/settings; recomputing every image")
-            old = None
+    image_meta, meta_where = _plan_meta(meta, gallery, old, log)
+    header = IndexHeader(
+        schema=schema.fingerprint, schema_source=schema.source, count=len(gallery), columns=columns, models=tuple(entries),
+        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=tta,
+        weights=weights, source=str(Path(src).resolve()), precision=precision, **meta_where,
+    )
+    if old is not None and old.header.settings() != header.settings():
+        log("existing index was built with other models/settings; recomputing every image")
+        old = None
     probs = np.zeros((len(gallery), at), dtype=np.float32)
     todo = list(range(len(gallery)))
     removed = 0
@@ -487,5 +503,25 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
             else:
                 todo.append(i)
         removed = len(set(old.names) - set(names))
-    plan = BuildPlan(header, tuple(names), tuple(p for _, p in gallery), tuple(stats), tuple(todo), removed)
+    plan = BuildPlan(header, tuple(names), tuple(p for _, p in gallery), tuple(stats), tuple(todo), removed, image_meta)
     return plan, probs
+
+
+def _plan_meta(source: MetaSource, gallery: Sequence[tuple[str, Path]], old: Index | None,
+               log: Callable[[str], None]) -> tuple[ImageMeta | None, dict[str, str]]:
+    """The rows' metadata and the header fields naming its table (see :func:`plan_build`)."""
+    if source:
+        where = {}
+        if source.file is not None:
+            where = {"meta_source": str(Path(source.file).resolve()), "meta_sha256": file_sha256(source.file)}
+        return gather_meta(source, gallery, log), where
+    if old is None or old.meta is None:
+        return None, {}
+    at = {n: i for i, n in enumerate(old.names)}
+    rows = [at.get(n, -1) for n, _ in gallery]
+    kept = old.meta.take([max(r, 0) for r in rows])
+    if any(r < 0 for r in rows):  # new images: no metadata yet
+        blank = np.asarray([r < 0 for r in rows])
+        cols = {c: dataclasses.replace(col, codes=np.where(blank, -1, col.codes).astype(np.int32)) for c, col in kept.columns.items()}
+        kept = ImageMeta(kept.count, None if kept.time is None else np.where(blank, NO_TIME, kept.time), cols)
+    return kept, {"meta_source": old.header.meta_source, "meta_sha256": old.header.meta_sha256}

@@ -75,7 +75,8 @@ from attrret.retrieval.priors import HiddenPriors
 from attrret.retrieval.topk import BACKENDS, GalleryCache, Scoring, exact_topk
 from attrret.schema import SUBJECTS, Group, Schema, load_schema
 
-__all__ = ["SCORING_RULES", "SCORINGS", "ScoringRule", "Targets", "NegLogGallery", "RankOptions", "QueryPlan", "Ranking", "RankCache", "rank", "explain"]
+__all__ = ["SCORING_RULES", "SCORINGS", "ScoringRule", "Targets", "NegLogGallery", "RankOptions", "QueryPlan", "Ranking", "RankCache", "rank",
+           "plan_queries", "rank_plans", "explain"]
 
 class Targets(NamedTuple):
     """What the queries ask of each selected column (queries x columns; module doc): targets
@@ -305,21 +306,31 @@ def rank(
     priors: HiddenPriors | None = None,
     schema: Schema | None = None,
     cache: RankCache | None = None,
+    allowed: np.ndarray | None = None,
 ) -> Ranking:
     """Exact top-``k`` rows of ``index`` for every query (see module doc); the cycle collector
     is paused meanwhile (a plan and two arrays per query, no cycles: :mod:`attrret.gcpause`).
-    ``cache``: kept across calls over the same index (a long-lived searcher)."""
+    ``cache``: kept across calls over the same index (a long-lived searcher). ``allowed``:
+    ascending rows the results may come from (a metadata filter, :mod:`attrret.retrieval.filters`;
+    None: every row): the top-k is exact among them."""
+    schema = schema or index.schema or load_schema()
     with gc_paused():
-        return _rank(index, queries, options, priors, schema or index.schema or load_schema(), cache)
+        return rank_plans(index, plan_queries(index, queries, options, priors, schema), options, schema, cache, allowed)
 
 
-def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: HiddenPriors | None, schema: Schema,
-          cache: RankCache | None) -> Ranking:
+def plan_queries(index: Index, queries: Sequence[Query], options: RankOptions, priors: HiddenPriors | None,
+                 schema: Schema) -> list[QueryPlan]:
+    """Each query's :class:`QueryPlan` over what ``index`` can score."""
     scorable = {kind: frozenset(g.name for g in schema.subject(kind).groups if index.has(g.task)) for kind in SUBJECTS}
     classes = {kind: {g.name: g.classes for g in schema.subject(kind).groups} for kind in SUBJECTS}
-    plans = [_plan(q, scorable, options, priors, classes) for q in queries]
-    rows: list[np.ndarray | None] = [None] * len(queries)  # None: no results (filled in at the end)
-    dist: list[np.ndarray | None] = [None] * len(queries)
+    return [_plan(q, scorable, options, priors, classes) for q in queries]
+
+
+def rank_plans(index: Index, plans: Sequence[QueryPlan], options: RankOptions, schema: Schema,
+               cache: RankCache | None = None, allowed: np.ndarray | None = None) -> Ranking:
+    """:func:`rank` for plans made already (:func:`plan_queries`, or find-similar's targets)."""
+    rows: list[np.ndarray | None] = [None] * len(plans)  # None: no results (filled in at the end)
+    dist: list[np.ndarray | None] = [None] * len(plans)
     warnings: list[str] = []
     n_nokind = sum(p.kind is None for p in plans)
     if n_nokind:
@@ -348,7 +359,7 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
         gallery_rows = None
         if kinds is not None and options.gate == "hard":
             gallery_rows = cache.rows(ki) if cache is not None else np.flatnonzero(kinds == ki)
-        elif kinds is not None:
+        if kinds is not None and options.gate != "hard":
             other = index.cols(schema.router.task).start + (1 - ki)
             cols = np.append(cols, other)
         rule = SCORING_RULES[options.scoring]
@@ -359,13 +370,20 @@ def _rank(index: Index, queries: Sequence[Query], options: RankOptions, priors: 
             cols, square_groups = np.concatenate([cols, cols + index.probs.shape[1]]), []
         if kinds is not None and options.gate == "soft":
             U[:, -1] += options.penalty  # the other kind's column (neglog: -log P(this kind))
+        prepared = None if cache is None else cache.gallery
+        if allowed is not None:
+            subset = allowed if gallery_rows is None else np.intersect1d(gallery_rows, allowed, assume_unique=True)
+            if len(subset) < (len(index) if gallery_rows is None else len(gallery_rows)):
+                # an id list of its own: the scan reads only the rows that pass, so a selective
+                # filter is faster than none; it is not kept (the next filter is another list)
+                gallery_rows, prepared = subset, None
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
         k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
         # With a cache the whole gallery is prepared anyway: one chunk per kind, so each call
         # hands the scan threads one piece of work instead of one per 32,768 rows.
         chunk = {} if cache is None else {"chunk_rows": max(len(index), 1)}
         top = exact_topk(gallery, Scoring(U, V, const), k, cols=cols, rows=gallery_rows, backend=options.backend,
-                         groups=square_groups, cache=None if cache is None else cache.gallery, **chunk)
+                         groups=square_groups, cache=prepared, **chunk)
         fallbacks += top.fallbacks
         short = set(np.flatnonzero((top.rows < 0).any(axis=1)).tolist())  # fewer than k images of this kind
         for r, (j, got, d) in enumerate(zip(members, top.rows, top.dist)):

@@ -57,6 +57,7 @@ from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, FileRecord, IndexHeader, PlannedHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
 from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
+from attrret.retrieval.meta import MAX_META_COLUMNS, MAX_VALUE_CHARS, ImageMeta, MetaSource
 from attrret.validation import Count, Name, Positive, Record, UniqueNames, load
 
 __all__ = [
@@ -175,6 +176,7 @@ class Shard:
     removed: int  # the plan's: rows of the old index whose image is gone
     threads: int = 0  # torch's intra-op threads when predicting (0: unknown); module doc
     where: str = ""  # the folder it was read from, for messages
+    meta: ImageMeta | None = None  # its rows' metadata (attrret.retrieval.meta)
 
     @property
     def label(self) -> str:
@@ -205,7 +207,7 @@ def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, m
             probs = np.concatenate([probs, reused[kept]])
     return Shard(spec, batch_size, plan_digest(plan, batch_size), plan.header, tuple(plan.names[i] for i in rows),
                  tuple(plan.files[i] for i in rows), np.ascontiguousarray(probs, np.float32), predicted, plan.removed,
-                 torch.get_num_threads())
+                 torch.get_num_threads(), meta=None if plan.meta is None else plan.meta.take(rows))
 
 
 # --------------------------------------------------------------------------- shard folders
@@ -229,6 +231,8 @@ def write_shard(path: str | Path, shard: Shard) -> Path:
             "plan": shard.plan, "predicted": shard.predicted, "removed": shard.removed, "threads": shard.threads,
             "probs_file": probs_file,
             "header": shard.header.to_json(), "names": list(shard.names), "files": list(shard.files)}
+    if shard.meta is not None:
+        meta["meta"] = shard.meta.rows_json()
     path.mkdir(parents=True, exist_ok=True)
     with file_lock(path / WRITE_LOCK, waiting=f"waiting for another writer of {path} to finish"):
         previous = _shard_probs_file(path)  # the only data file attrret may remove here: the one its shard.json names
@@ -283,8 +287,9 @@ def read_shard(path: str | Path) -> Shard:
             probs = np.load(path / meta.probs_file)
         except (ValueError, OSError, EOFError) as exc:
             raise CheckpointError(f"{path}: damaged shard ({type(exc).__name__}: {exc}); {fix}") from None
+    rows_meta = None if meta.meta is None else ImageMeta.from_rows_json(meta.meta, len(meta.names))
     shard = Shard(ShardSpec(meta.shard, meta.of), meta.batch_size, meta.plan, header, tuple(meta.names),
-                  tuple(meta.files), probs, meta.predicted, meta.removed, meta.threads, str(path))
+                  tuple(meta.files), probs, meta.predicted, meta.removed, meta.threads, str(path), rows_meta)
     if probs.ndim != 2 or probs.dtype != np.float32 or probs.shape != (len(shard.names), header.width):
         raise CheckpointError(f"{path}: damaged shard (probs {probs.shape} {probs.dtype}, {len(shard.names)} names, "
                               f"{header.width} columns); {fix}")
@@ -314,9 +319,18 @@ class ShardFile(Record):
     header: PlannedHeader
     names: UniqueNames
     files: list[FileRecord]
+    # its rows' metadata, column -> one value per row (time: ns UTC; others: text; null: none)
+    meta: Annotated[dict[Name, list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | None]],
+                    Field(max_length=MAX_META_COLUMNS)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ShardFile:
+        for column, cells in (self.meta or {}).items():
+            if len(cells) != len(self.names):
+                raise ValueError(f"meta.{column} lists {len(cells)} values for {len(self.names)} names")
+            kind = int if column == "time" else str
+            if any(c is not None and (type(c) is not kind) for c in cells):
+                raise ValueError(f"meta.{column} holds a value that is not {'a time in ns' if kind is int else 'text'}")
         if self.shard >= self.of:
             raise ValueError(f"shard {self.shard} of {self.of}: shards are numbered 0..{self.of - 1}")
         if len(self.files) != len(self.names):
@@ -390,9 +404,22 @@ def _merge_locked(shards: Sequence[Shard], out: Path, schema: Schema | None) -> 
     names = [n for s in shards for n in s.names]
     files = [f for s in shards for f in s.files]
     probs = np.concatenate([s.probs for s in shards]) if names else np.zeros((0, head.width), np.float32)
-    write_index(out, probs, names, files, header, schema)
+    write_index(out, probs, names, files, header, schema, meta=_merged_meta(shards))
     predicted = sum(s.predicted for s in shards)
     return BuildSummary(out, len(names), predicted, len(names) - predicted, shards[0].removed, tuple(head.columns), head.precision)
+
+
+def _merged_meta(shards: Sequence[Shard]) -> ImageMeta | None:
+    """The shards' metadata rows in shard order (None when no shard has any)."""
+    if all(s.meta is None for s in shards):
+        return None
+    columns = list(dict.fromkeys(c for s in shards if s.meta is not None for c in s.meta.rows_json()))
+    merged: dict[str, list] = {c: [] for c in columns}
+    for s in shards:
+        data = s.meta.rows_json() if s.meta is not None else {}
+        for c in columns:
+            merged[c] += data.get(c, [None] * len(s.names))
+    return ImageMeta.from_rows_json(merged, sum(len(s.names) for s in shards))
 
 
 def merge_shards(shards: Sequence[Shard], out: str | Path, *,
@@ -411,7 +438,8 @@ def merge_shards(shards: Sequence[Shard], out: str | Path, *,
 def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spec: ShardSpec, *,
                 shard_out: str | Path | None = None, tta_flip: bool = True, split: str = "test", batch_size: int = 64,
                 device: str = "auto", precision: str | None = None, progress: bool = True, log: Callable[[str], None] = _stderr,
-                predict_fn: Callable | None = None, schema: Schema | None = None) -> tuple[Path, Shard]:
+                predict_fn: Callable | None = None, schema: Schema | None = None,
+                meta: MetaSource = MetaSource()) -> tuple[Path, Shard]:
     """``attrret predict --shard``: plan the run into the index ``out`` (reading, not locking, the
     index there), predict shard ``spec`` and write it to ``shard_out`` (default
     :func:`shard_path`). ``out`` itself is written by :func:`merge_shard_dirs`."""
@@ -420,7 +448,7 @@ def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spe
     target = Path(shard_out) if shard_out is not None else shard_path(out, spec)
     _check_shard_writable(target)
     plan, reused = plan_build(src, out, members, list_gallery(src, split, schema), tta_flip=tta_flip, log=log, schema=schema,
-                              precision=run_precision(precision, device))
+                              precision=run_precision(precision, device), meta=meta)
     shard = predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
                           predict_fn=predict_fn, schema=schema)
     return write_shard(target, shard), shard
@@ -478,7 +506,8 @@ def _rank_device(device: str) -> str:
 def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = True,
                             split: str = "test", batch_size: int = 64, device: str = "auto", precision: str | None = None,
                             progress: bool = True, log: Callable[[str], None] = _stderr,
-                            predict_fn: Callable | None = None, schema: Schema | None = None) -> BuildSummary | None:
+                            predict_fn: Callable | None = None, schema: Schema | None = None,
+                            meta: MetaSource = MetaSource()) -> BuildSummary | None:
     """``torchrun ... attrret predict``: the index a single ``build_index`` would write, each rank
     predicting a shard (module doc). Rank 0 returns the summary, the others None.
 
@@ -500,7 +529,7 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
         ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, run_precision(precision, device),
                        progress and d.main, predict_fn, schema or load_schema())
         if d.main:
-            return _lead(ranks, src, Path(out), split, tta_flip, log)
+            return _lead(ranks, src, Path(out), split, tta_flip, log, meta)
         _follow(ranks)
         return None
     finally:
@@ -522,7 +551,8 @@ class _Ranks:
     schema: Schema
 
 
-def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool, log: Callable[[str], None]) -> BuildSummary:
+def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool, log: Callable[[str], None],
+          meta: MetaSource = MetaSource()) -> BuildSummary:
     """Rank 0: lock the index, plan, send the plan, predict shard 0, gather, write."""
     import torch.distributed as dist
 
@@ -530,7 +560,7 @@ def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool,
     try:
         with _locked_output(out, log):
             plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split, ranks.schema), tta_flip=tta_flip, log=log,
-                                      schema=ranks.schema, precision=ranks.precision)
+                                      schema=ranks.schema, precision=ranks.precision, meta=meta)
             # images by absolute path: ranks on other nodes may run in another directory
             plan = dataclasses.replace(plan, paths=tuple(Path(f["path"]) for f in plan.files))
             dist.broadcast_object_list([plan], src=0, group=ranks.group)
