@@ -283,7 +283,10 @@ class Searcher:
         """The predicted attributes of one image: :func:`attrret.attributes.image_record`."""
         state = self._current()
         row = self._row(name, state)
-        return image_record(state.index, row, self.schema)
+        record = image_record(state.index, row, self.schema)
+        if state.index.meta is not None:
+            record["meta"] = state.index.meta.record(row)
+        return record
 
     # -- queries --------------------------------------------------------------------------
     def parse(self, text: str) -> dict[str, Any]:
@@ -309,8 +312,9 @@ class Searcher:
              workdir: str | Path | None = None) -> SearchResult:
         """The ``k`` images whose predictions are closest to ``example``'s (:mod:`attrret.retrieval.similar`).
 
-        ``example``: an image name of the index, or the path of an image file, which the models
-        of ``workdir`` describe first (they must be the models the index was built with).
+        ``example``: an image name of the index (a ``str``: never opened as a file, so a server
+        may pass a client's text), or a ``Path`` to an image file, which the models of
+        ``workdir`` describe first (they must be the models the index was built with).
         ``groups``: the attribute groups compared (default: every group of the example's kind);
         ``text``: a query whose stated groups override the example's. The example, when it is in
         the index and passes the filters, comes first (without ``text``)."""
@@ -318,11 +322,12 @@ class Searcher:
         filters = filters or Filters()
         state = self._current()
         index = state.index
-        row = state.rows.get(str(example))
-        if row is not None:
-            probs, label = np.asarray(index.probs[row]), str(example)
+        if isinstance(example, Path):
+            row, probs = None, self._describe(example, workdir)
         else:
-            probs, label = self._describe(Path(example), workdir), str(example)
+            row = self._row(example, state)
+            probs = np.asarray(index.probs[row])
+        label = str(example)
         from attrret.retrieval.similar import example_kind, similar_plan
 
         text_plan = None

@@ -107,7 +107,8 @@ def search(
     try:
         if like is not None:
             names = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
-            results = [searcher.like(like, k=k, groups=names, filters=filters, text=texts[0] if texts else None,
+            example = like if like in set(searcher.names) else Path(like)  # an index image, else an image file
+            results = [searcher.like(example, k=k, groups=names, filters=filters, text=texts[0] if texts else None,
                                      group_by=group_by, workdir=workdir)]
         else:
             results = searcher.search_many(texts, k=k, kind=kind.value if kind else None, filters=filters, group_by=group_by)

@@ -63,6 +63,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps
 
 from attrret.errors import AttrretError, CheckpointError
+from attrret.retrieval.filters import parse_filters
 from attrret.search import MAX_K, MAX_QUERY_CHARS, UnknownImage
 
 __all__ = ["create_app", "is_loopback", "check_token", "host_allowed", "LOOPBACK_HOSTS", "THUMB_MIN", "THUMB_MAX", "CSP", "KINDS"]
@@ -377,6 +378,11 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
         q: str = Query(..., description=f"The query, any text up to {MAX_QUERY_CHARS:,} characters."),
         k: int = Query(10, description=f"Results to return, 1..{MAX_K:,}."),
         kind: str | None = Query(None, description="pedestrian | vehicle; empty or absent: the kind the query names."),
+        camera: str | None = Query(None, description="Only these cameras, comma-separated (image metadata)."),
+        after: str | None = Query(None, description="Only images at or after this ISO 8601 time (without a zone: UTC)."),
+        before: str | None = Query(None, description="Only images at or before this ISO 8601 time."),
+        where: list[str] = Query([], description="COLUMN=VALUE[,VALUE...] on a metadata column (e.g. track=17); repeatable."),
+        group_by: str | None = Query(None, description="The best image per value of this metadata column (e.g. track)."),
     ) -> Response:
         _check_query(q)
         if not 1 <= k <= MAX_K:
@@ -385,11 +391,40 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
             kind = None
         if kind is not None and kind not in KINDS:
             raise HTTPException(422, f"kind is {kind!r}; it must be one of {', '.join(KINDS)} (or left out)")
+        filters = parse_filters(camera, after, before, where)  # OptionError: one 422 sentence
         try:
-            result = searcher.search(q, k=k, kind=kind)
+            result = searcher.search(q, k=k, kind=kind, filters=filters, group_by=group_by or None)
         except CheckpointError:
             raise
         except (ValueError, AttrretError) as exc:  # the Searcher's own bounds, should ours ever drift
+            raise HTTPException(422, str(exc)) from None
+        return _json(result.to_json())
+
+    @app.get("/api/similar", summary="The top-k images whose predicted attributes are closest to an image of the index")
+    def similar(
+        image: str = Query(..., description="The name of an image of the index: the example."),
+        k: int = Query(10, description=f"Results to return, 1..{MAX_K:,}."),
+        groups: str | None = Query(None, description="Compare only these groups, comma-separated (default: every group of its kind)."),
+        q: str | None = Query(None, description="A query whose stated groups override the example's (e.g. 'with a backpack')."),
+        camera: str | None = Query(None, description="Only these cameras, comma-separated."),
+        after: str | None = Query(None, description="Only images at or after this ISO 8601 time."),
+        before: str | None = Query(None, description="Only images at or before this ISO 8601 time."),
+        where: list[str] = Query([], description="COLUMN=VALUE[,VALUE...]; repeatable."),
+        group_by: str | None = Query(None, description="The best image per value of this metadata column."),
+    ) -> Response:
+        if q:
+            _check_query(q)
+        if not 1 <= k <= MAX_K:
+            raise HTTPException(422, f"k is {k}; {plain['k']}")
+        filters = parse_filters(camera, after, before, where)
+        names = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
+        try:  # a name of the index, never a path: a client cannot make the server open a file
+            result = searcher.like(image, k=k, groups=names, filters=filters, text=q or None, group_by=group_by or None)
+        except UnknownImage:
+            raise HTTPException(404, f"no image named {image!r} in the index") from None
+        except CheckpointError:
+            raise
+        except (ValueError, AttrretError) as exc:
             raise HTTPException(422, str(exc)) from None
         return _json(result.to_json())
 
