@@ -446,7 +446,7 @@ class Searcher:
                         or (g.classes[int(example[cols].argmax())],))
                 predicted[g.name] = pred
                 (matched if pred in want else conflicted).append(g.name)
-            out.append(Hit(rank_no, index.names[row], str(files[row]["path"]) if row < len(files) else "", float(d),
+            out.append(Hit(rank_no, index.names[row], str(files[row].get("path", "")) if row < len(files) else "", float(d),
                            tuple(matched), tuple(conflicted), predicted, meta.record(row) if meta is not None else {}))
         return tuple(out)
 
@@ -480,7 +480,7 @@ class Searcher:
             for i, j in enumerate(use):
                 q, r = queries[j], requests[j]
                 hits = tuple(
-                    Hit(res["rank"], res["image"], str(files[row]["path"]) if row < len(files) else "", res["distance"],
+                    Hit(res["rank"], res["image"], str(files[row].get("path", "")) if row < len(files) else "", res["distance"],
                         tuple(res["matched"]), tuple(res["conflicted"]), res["predicted"],
                         meta.record(row) if meta is not None else {})
                     for res, row in zip(explained[i]["results"][: r.k], ranking.rows[i][: r.k].tolist())
