@@ -33,6 +33,7 @@ from PIL import Image
 from report.pictures import draw_crop
 
 from attrret.retrieval.index import IndexHeader, write_index
+from attrret.retrieval.meta import ImageMeta, parse_time
 from attrret.retrieval.predict import task_columns
 from attrret.schema import load_schema
 
@@ -108,9 +109,15 @@ def make_serve_set(root: Path, seed: int = 0) -> ServeSet:
     header = IndexHeader(schema=schema.fingerprint, count=len(names), columns=columns, models=(), img_sizes=(32,),
                          tta="flip", weights=(1.0,), source=str(gallery))
     index = root / "w" / "index"
-    write_index(index, probs, names, files, header)
+    write_index(index, probs, names, files, header, meta=ImageMeta.from_rows(serve_meta(names)))
     (gallery / "gone.jpg").unlink()
     return ServeSet(index, gallery, tuple(sorted(names)), paths)
+
+
+def serve_meta(names: list[str]) -> list[dict]:
+    """Each row's metadata: camera 1, 2, 3 in turn, a minute apart from 08:00 UTC, two rows per track."""
+    t0 = parse_time("2026-12-01T08:00:00")
+    return [{"camera": str(1 + i % 3), "time": t0 + i * 60 * 10**9, "track": str(i // 2)} for i in range(len(names))]
 
 
 @pytest.fixture(scope="session")

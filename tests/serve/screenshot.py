@@ -1,6 +1,8 @@
 """Screenshot the search page of a real ``attrret serve`` (how docs/serve_screenshot.png is made).
 
     .venv/bin/python -m tests.serve.screenshot docs/serve_screenshot.png [--query Q] [--k 18]
+    .venv/bin/python -m tests.serve.screenshot docs/serve_filters.png --camera 1,2 \\
+        --after 2026-12-01T08:05 --before 2026-12-01T08:40 --group-by track
 
 Builds a small gallery of drawn pedestrians and vehicles whose pictures show their attributes
 (hair and skirt, hat, glasses, backpack / shoulder bag / handbag, shirt colour; body colour,
@@ -13,6 +15,7 @@ thumbnail decoded, and captures the viewport.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -110,6 +113,7 @@ def draw_vehicle(v: dict) -> Image.Image:
 def make_gallery(root: Path, n_ped: int = 40, n_veh: int = 16, seed: int = 3) -> Path:
     """Draw the gallery and write its index (module doc); returns the index folder."""
     from attrret.retrieval.index import IndexHeader, write_index
+    from attrret.retrieval.meta import ImageMeta, parse_time
     from attrret.retrieval.predict import task_columns
     from attrret.schema import load_schema
 
@@ -166,7 +170,9 @@ def make_gallery(root: Path, n_ped: int = 40, n_veh: int = 16, seed: int = 3) ->
     header = IndexHeader(schema=schema.fingerprint, count=len(names), columns=columns, models=(), img_sizes=(224,),
                          tta="flip", weights=(1.0,), source=str(gallery))
     index = root / "index"
-    write_index(index, np.stack(rows), names, files, header)
+    t0 = parse_time("2026-12-01T08:00:00")  # camera 1-4, a few seconds apart, three crops per track
+    meta = [{"camera": str(1 + i % 4), "time": t0 + int(i * 37e9), "track": str(i // 3)} for i in range(len(names))]
+    write_index(index, np.stack(rows), names, files, header, meta=ImageMeta.from_rows(meta))
     return index
 
 
@@ -177,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=18)
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=1000)
+    ap.add_argument("--camera", default="", help="the Cameras filter, e.g. 1,2")
+    ap.add_argument("--after", default="", help="the After filter, e.g. 2026-12-01T08:00")
+    ap.add_argument("--before", default="", help="the Before filter")
+    ap.add_argument("--group-by", default="", help="the One per select, e.g. track")
     args = ap.parse_args(argv)
     binary = chromium_path()
     if binary is None:
@@ -190,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 b.navigate(server.url)
                 b.wait_for("document.getElementById('health').textContent.endsWith('images')")
                 b.evaluate(f"document.getElementById('k').value = '{args.k}'")
+                for field, value in (("camera", args.camera), ("after", args.after), ("before", args.before),
+                                     ("group", args.group_by)):
+                    if value:
+                        b.evaluate(f"document.getElementById('{field}').value = {json.dumps(value)}")
                 b.insert_text("#q", args.query)
                 b.wait_for("document.querySelectorAll('#chips .chip').length > 1")
                 b.press_key("Enter")

@@ -153,3 +153,54 @@ def test_page_with_a_token(chromium: str, serve_set: ServeSet, tmp_path: Path):
             assert "token" in state
     finally:
         assert stop_server(srv) == 0, srv.log()
+
+
+def test_filters_grouping_and_similar_in_headless_chromium(chromium: str, server: Server, serve_set: ServeSet,
+                                                           tmp_path: Path):
+    """The camera and time controls and "one per track" send the API's filters; every result
+    shows its camera and time; *similar* lists the example first. Each page answer is the API's."""
+    filters = {"camera": "1,2", "after": "2026-12-01T08:01", "before": "2026-12-01T08:09"}
+    with Browser(chromium, width=1280, height=860) as b:
+        b.navigate(server.url)
+        b.wait_for(f"document.getElementById('health').textContent === '{len(serve_set.names)} images'")
+        assert b.evaluate("document.getElementById('filters').disabled") is False
+        assert b.evaluate("Array.from(document.querySelectorAll('#group option')).map(o => o.value)") == ["", "track"]
+        for field, value in filters.items():
+            b.evaluate(f"document.getElementById('{field}').value = {json.dumps(value)}")
+        b.insert_text("#q", "a woman")
+        b.press_key("Enter")
+        got = b.wait_for(decoded())
+        params = {"q": "a woman", "k": 24, **filters}
+        status, _, body = get(server.url + "api/search?" + urlencode(params))
+        api = json.loads(body)["results"]
+        assert got["names"] == [h["image"] for h in api] and api
+        shown = b.evaluate("Array.from(document.querySelectorAll('#results li.result')).map(li => "
+                           "({camera: li.querySelector('.meta .camera').textContent, time: li.querySelector('.meta .time').textContent}))")
+        assert all(s["camera"] in ("cam 1", "cam 2") and "2026-12-01 08:0" in s["time"] and s["time"].endswith("UTC")
+                   for s in shown)
+        assert "camera=1%2C2" in b.evaluate("location.search")
+
+        # one per track: no track twice, and the API's answer
+        b.evaluate("document.getElementById('group').value = 'track'")
+        b.focus("#q")
+        b.press_key("Enter")
+        grouped = b.wait_for(f"(() => {{ const r = {decoded()}; return r && location.search.includes('group_by=track') ? r : null; }})()")
+        status, _, body = get(server.url + "api/search?" + urlencode({**params, "group_by": "track"}))
+        assert grouped["names"] == [h["image"] for h in json.loads(body)["results"]]
+        tracks = b.evaluate("Array.from(document.querySelectorAll('#results .meta .track')).map(t => t.textContent)")
+        assert len(tracks) == len(set(tracks))
+
+        # similar: the example first, the API's list, and back to the query
+        example = grouped["names"][0]
+        b.evaluate("document.querySelector('#results li.result .similar').click()")
+        like = b.wait_for(f"(() => {{ const r = {decoded()}; return r && r.status.includes('like') ? r : null; }})()")
+        assert like["names"][0] == example
+        status, _, body = get(server.url + "api/similar?" + urlencode({"image": example, "k": 24, **filters, "group_by": "track"}))
+        assert like["names"] == [h["image"] for h in json.loads(body)["results"]]
+        assert b.evaluate("document.getElementById('like').hidden") is False
+        b.screenshot(tmp_path / "filters.png")
+        b.evaluate("document.getElementById('like-clear').click()")
+        back = b.wait_for(f"(() => {{ const r = {decoded()}; return r && !r.status.includes('like') ? r : null; }})()")
+        assert back["names"] == grouped["names"]
+    png = Image.open(tmp_path / "filters.png")
+    assert png.size == (1280, 860)

@@ -4,11 +4,12 @@ Routes (every answer comes from the :class:`~attrret.search.Searcher`):
 
 - ``GET /``: the search page (``static/index.html``; its JS and CSS are files under ``/static/``,
   so the page runs offline and under a strict Content-Security-Policy: no inline script);
-- ``GET /api/search?q=&k=&kind=``: ``Searcher.search(q, k, kind).to_json()``;
+- ``GET /api/search?q=&k=&kind=&camera=&after=&before=&where=&group_by=``: ``Searcher.search(q, k, kind, filters, group_by).to_json()``;
 - ``GET /api/parse?q=``: ``Searcher.parse(q)``;
 - ``GET /api/images/{name}/attributes``: ``Searcher.attributes(name)``;
 - ``GET /images/{name}[?size=N]``: the image file, or a JPEG thumbnail fitting N x N;
-- ``GET /healthz``: ``{"status": "ok", "images": N}``; ``/docs``: FastAPI's OpenAPI page.
+- ``GET /api/similar?image=NAME&k=K``: find-similar (with the same filters as search);
+- ``GET /healthz``: ``{"status": "ok", "images": N, "meta": [metadata columns]}``; ``/docs``: FastAPI's OpenAPI page.
 
 Safety rules:
 
@@ -371,7 +372,8 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
 
     @app.get("/healthz", summary="Liveness: the server is up and how many images it serves")
     def healthz() -> Response:
-        return _json({"status": "ok", "images": len(searcher)})
+        meta = searcher.index.meta
+        return _json({"status": "ok", "images": len(searcher), "meta": list(meta.names) if meta is not None else []})
 
     @app.get("/api/search", summary="Parse a query and return its top-k images, with what matched and what conflicted")
     def search(

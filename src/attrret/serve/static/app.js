@@ -12,6 +12,8 @@
   const PARSE_DELAY = 150;    // ms of quiet typing before the chips refresh
 
   const form = $("search"), q = $("q"), k = $("k"), kind = $("kind");
+  const camera = $("camera"), after = $("after"), before = $("before"), where = $("where"), group = $("group");
+  let like = null;            // the example image of a find-similar search, or null
   const chips = $("chips"), status = $("status"), warnings = $("warnings"), results = $("results");
 
   // -- URLs ----------------------------------------------------------------------------
@@ -127,6 +129,15 @@
     cap.append(el("span", "rank", "#" + hit.rank), el("span", "name", hit.image),
                el("span", "score", typeof hit.score === "number" ? hit.score.toFixed(3) : hit.score));
     cap.lastChild.title = "distance to the query (lower is closer)";
+    const meta = el("div", "meta");
+    const m = hit.meta || {};
+    if (m.camera) { const c = el("span", "camera", "cam " + m.camera); c.title = "camera"; meta.append(c); }
+    if (m.time) { const t = el("span", "time", m.time.replace("T", " ").replace("Z", " UTC")); t.title = "time"; meta.append(t); }
+    if (m.track) { const t = el("span", "track", "track " + m.track); t.title = "track"; meta.append(t); }
+    const similar = el("button", "link similar", "similar");
+    similar.type = "button";
+    similar.title = "images whose predicted attributes are closest to this one's";
+    similar.addEventListener("click", () => { like = hit.image; runSearch(); });
     const badges = el("ul", "badges");
     for (const m of hit.matched || []) {
       const b = el("li", "badge matched", "\u2713 " + fmt(m));
@@ -138,40 +149,57 @@
       b.title = "conflicted";
       badges.append(b);
     }
-    li.append(link, cap, badges);
+    li.append(link, cap, ...(meta.childElementCount ? [meta] : []), badges, similar);
     return li;
+  }
+
+  // datetime-local gives "2026-12-01T08:00[:ss]" without a zone: the API reads it as UTC, as labelled.
+  function filterQuery() {
+    const f = new URLSearchParams();
+    if (camera.value.trim()) f.set("camera", camera.value.trim());
+    if (after.value) f.set("after", after.value);
+    if (before.value) f.set("before", before.value);
+    for (const w of where.value.split(/\s+/).filter((x) => x.includes("="))) f.append("where", w);
+    if (group.value) f.set("group_by", group.value);
+    return f;
   }
 
   let searchAbort = null;
   async function runSearch() {
     const text = q.value;
-    if (!text.trim()) { setStatus("idle", "Type a query first."); return; }
+    if (!like && !text.trim()) { setStatus("idle", "Type a query first."); return; }
     if (searchAbort) searchAbort.abort();
     searchAbort = new AbortController();
-    const query = {q: text, k: k.value || "10"};
-    if (kind.value) query.kind = kind.value;
+    const query = filterQuery();
+    query.set("k", k.value || "10");
+    if (like) query.set("image", like);
+    else { query.set("q", text); if (kind.value) query.set("kind", kind.value); }
     const keep = new URLSearchParams(query);
+    if (like) { keep.delete("image"); keep.set("like", like); keep.set("q", text); }
     if (token) keep.set("token", token);
     history.replaceState(null, "", "?" + keep.toString());
+    $("like").hidden = !like;
+    $("like-text").textContent = like ? "Images similar to " + like : "";
     setStatus("searching", "Searching\u2026");
     const t0 = performance.now();
     let r;
     try {
-      r = await api("api/search", query, searchAbort.signal);
+      r = await api(like ? "api/similar" : "api/search", query, searchAbort.signal);
     } catch (e) {
       if (e.name !== "AbortError") setStatus("error", e.message);
       return;
     }
     const ms = Math.round(performance.now() - t0);
-    renderChips(r.query);
+    if (!like) renderChips(r.query);
     warnings.replaceChildren(...(r.warnings || []).map((w) => el("li", "warning", w)));
     results.replaceChildren(...(r.results || []).map(renderResult));
     const n = (r.results || []).length;
-    const what = r.query && r.query.kind ? " (" + (kind.value || r.query.kind) + ")" : "";
+    const what = like ? " like " + like : r.query && r.query.kind ? " (" + (kind.value || r.query.kind) + ")" : "";
     setStatus("done", (n ? n + (n === 1 ? " result" : " results") : "No results") + what + " in " + ms + " ms");
   }
 
-  form.addEventListener("submit", (ev) => { ev.preventDefault(); runSearch(); });
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); like = null; runSearch(); });
+  $("like-clear").addEventListener("click", () => { like = null; runSearch(); });
   q.addEventListener("input", scheduleParse);
   // Enter on the <select> submits too (inputs submit on Enter natively).
   kind.addEventListener("keydown", (ev) => {
@@ -179,13 +207,31 @@
   });
 
   // -- start -------------------------------------------------------------------------------
-  fetch("healthz", {cache: "no-store"}).then((r) => r.json()).then((h) => {
+  // The filters apply to the index's metadata columns: without any, they are disabled; "one
+  // per" offers the columns other than camera and time (track, ...).
+  const started = fetch("healthz", {cache: "no-store"}).then((r) => r.json()).then((h) => {
     $("health").textContent = h.images.toLocaleString("en") + " images";
+    const columns = h.meta || [];
+    $("filters").disabled = columns.length === 0;
+    $("filters").title = columns.length ? "metadata: " + columns.join(", ") : "this index has no image metadata (attrret predict --meta)";
+    for (const c of columns.filter((c) => c !== "time" && c !== "camera")) {
+      const o = el("option", null, c);
+      o.value = c;
+      group.append(o);
+    }
   }).catch(() => { $("health").textContent = "server unreachable"; });
 
   if (params.get("q")) q.value = params.get("q");
   if (params.get("k")) k.value = params.get("k");
   if (params.get("kind")) kind.value = params.get("kind");
+  if (params.get("camera")) camera.value = params.get("camera");
+  if (params.get("after")) after.value = params.get("after");
+  if (params.get("before")) before.value = params.get("before");
+  if (params.getAll("where").length) where.value = params.getAll("where").join(" ");
+  like = params.get("like");
   q.focus();
-  if (q.value.trim()) runSearch(); else setStatus("idle", status.textContent);
+  started.finally(() => {
+    if (params.get("group_by")) group.value = params.get("group_by");
+    if (like || q.value.trim()) runSearch(); else setStatus("idle", status.textContent);
+  });
 })();
