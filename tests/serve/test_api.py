@@ -44,7 +44,7 @@ def assert_error(resp, status: int, *words: str) -> str:
 def test_healthz(client: TestClient, serve_set: ServeSet):
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "images": len(serve_set.names)}
+    assert r.json() == {"status": "ok", "images": len(serve_set.names), "meta": ["camera", "track", "time"]}
     assert_headers(r)
 
 
@@ -254,7 +254,7 @@ def test_token_leaves_the_page_open(guarded: TestClient, serve_set: ServeSet):
     for url in ("/", "/static/app.js", "/static/style.css", "/healthz", "/favicon.ico", "/docs", "/openapi.json"):
         r = guarded.get(url)
         assert r.status_code == 200, url
-    assert guarded.get("/healthz").json() == {"status": "ok", "images": len(serve_set.names)}
+    assert guarded.get("/healthz").json() == {"status": "ok", "images": len(serve_set.names), "meta": ["camera", "track", "time"]}
 
 
 def test_page_files_are_package_data():

@@ -39,7 +39,7 @@ def test_served_over_http(server: Server, serve_set: ServeSet, searcher):
     assert line is not None, server.log()
     assert line.group(1) == str(len(serve_set.names)) and line.group(2) == str(serve_set.index)
     assert line.group(3) == server.url
-    assert api(server, "healthz") == (200, {"status": "ok", "images": len(serve_set.names)})
+    assert api(server, "healthz") == (200, {"status": "ok", "images": len(serve_set.names), "meta": ["camera", "track", "time"]})
     for q in QUERIES:
         assert api(server, "api/search", q=q, k=4) == (200, same(searcher.search(q, k=4)))
         assert api(server, "api/parse", q=q) == (200, searcher.parse(q))
