@@ -210,7 +210,8 @@ class Served:
 def load_child(port: int, clients: int, warmup: float, seconds: float, k: int, qfile: str, out: str) -> None:
     """Closed-loop clients on keep-alive connections; writes {latencies_s, answers, errors, window_s}."""
     texts = json.loads(Path(qfile).read_text(encoding="utf-8"))
-    paths = [f"/api/search?{urlencode({'q': q, 'k': k})}" for q in texts]
+    # a list of queries, or {"paths": [...]}: request paths as they are (bench/filters.py's filtered searches)
+    paths = texts["paths"] if isinstance(texts, dict) else [f"/api/search?{urlencode({'q': q, 'k': k})}" for q in texts]
     start = time.perf_counter() + 0.2  # every client connected before the clock starts
     t0, t1 = start + warmup, start + warmup + seconds
     lat: list[list[float]] = [[] for _ in range(clients)]

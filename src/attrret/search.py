@@ -53,6 +53,7 @@ __all__ = ["Searcher", "SearchResult", "Hit", "UnknownImage", "MAX_QUERY_CHARS",
 #: parse megabytes or sort a million results for one request).
 MAX_QUERY_CHARS = 2000
 MAX_K = 1000
+_MASKS_KEPT = 32  # filter masks remembered per opened index: a million rows is 1 MB each
 
 
 class UnknownImage(KeyError, AttrretError):
@@ -182,6 +183,7 @@ class _State:
     cache: RankCache
     stamp: tuple[int, int, int]
     rows: dict[str, int]  # image name -> row
+    masks: dict[Filters, np.ndarray] = field(default_factory=dict)  # the last filters' row masks (Searcher._mask)
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -341,8 +343,8 @@ class Searcher:
             raise ValueError(f"the example is a {kind}, the text reads as {text_plan.kind}")
         plan = similar_plan(index, probs, kind, self.schema, groups, text_plan if text_plan is not None and text_plan.kind else None)
         first = row if row is not None and not text else None
-        allowed = filters.rows(index.meta, len(index))
-        if first is not None and allowed is not None and not np.isin(first, allowed):
+        allowed = self._mask(state, filters)
+        if first is not None and allowed is not None and not allowed[first]:
             first = None  # filtered out: it is not listed
         options = RankOptions(**{**self.options.__dict__, "k": k + (first is not None), "scoring": "euclidean"})
         ranking = self._rank_plans(state, [plan], options, allowed, group_by, k)
@@ -451,9 +453,24 @@ class Searcher:
         return tuple(out)
 
     @staticmethod
+    def _mask(state: _State, filters: Filters) -> np.ndarray | None:
+        """The rows ``filters`` keeps (:meth:`Filters.mask`), remembered for the last few filters:
+        an analyst runs many queries under one filter, a server many clients under a few."""
+        if not filters:
+            return None
+        mask = state.masks.get(filters)
+        if mask is None:
+            mask = filters.mask(state.index.meta, len(state.index))
+            state.masks[filters] = mask
+            while len(state.masks) > _MASKS_KEPT:
+                state.masks.pop(next(iter(state.masks)), None)
+        return mask
+
+    @staticmethod
     def _filter_warnings(filters: Filters, allowed: np.ndarray | None, k: int) -> list[str]:
-        if allowed is not None and len(allowed) < k:
-            return [f"{len(allowed)} image(s) pass the filters ({filters.describe()})"]
+        kept = 0 if allowed is None else int(np.count_nonzero(allowed))
+        if allowed is not None and kept < k:
+            return [f"{kept} image(s) pass the filters ({filters.describe()})"]
         return []
 
     def _run(self, requests: list[_Request]) -> list[SearchResult]:
@@ -469,7 +486,7 @@ class Searcher:
             else:
                 batches.setdefault((r.filters, r.group_by), []).append(j)
         for (filters, group_by), use in batches.items():  # one ranking per distinct filter (usually one)
-            allowed = filters.rows(state.index.meta, len(state.index))
+            allowed = self._mask(state, filters)
             k = max(requests[j].k for j in use)
             options = RankOptions(**{**self.options.__dict__, "k": k})
             plans = plan_queries(state.index, [queries[j] for j in use], options, None, self.schema)

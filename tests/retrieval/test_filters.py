@@ -110,17 +110,26 @@ def queries():
     return [parser.parse(t) for t in QUERIES]
 
 
+@pytest.mark.parametrize("path", ["id list", "mask in the scan"])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", list(FILTERS))
-def test_filtered_top_k_is_the_brute_force_top_k(gallery: Path, queries, backend: str, case: str) -> None:
+def test_filtered_top_k_is_the_brute_force_top_k(gallery: Path, queries, backend: str, case: str, path: str,
+                                                 monkeypatch) -> None:
+    """Both ways the ranker applies a filter: over an id list of the rows that pass (selective
+    filters), and as a mask inside the scan of the whole prepared gallery (the others)."""
+    import attrret.retrieval.ranker as ranker
+
+    monkeypatch.setattr(ranker, "_ID_LIST_ROWS", 10**9 if path == "id list" else 0)
     schema = load_schema()
     index = open_index(gallery)
     filters, k = FILTERS[case], 10
-    allowed = filters.rows(index.meta, len(index))
-    expect_rows = np.arange(N) if allowed is None else passes(index, filters)
-    assert allowed is None or np.array_equal(allowed, expect_rows)
+    rows = filters.rows(index.meta, len(index))
+    allowed = filters.mask(index.meta, len(index))
+    expect_rows = np.arange(N) if rows is None else passes(index, filters)
+    assert rows is None or np.array_equal(rows, expect_rows)
     options = RankOptions(k=k, backend=backend)
-    ranking = rank(index, queries, options, schema=schema, allowed=allowed)
+    cache = ranker.RankCache(index, schema) if path == "mask in the scan" else None  # the prepared gallery, as a server has
+    ranking = rank(index, queries, options, schema=schema, allowed=allowed, cache=cache)
     plans = plan_queries(index, queries, options, None, schema)
     for j, plan in enumerate(plans):
         want = brute(index, plan, expect_rows, k, schema)

@@ -177,7 +177,7 @@ def test_numba_scan_keeps_k_smallest_under_ties():
     offsets = np.array([0, 2, 5, 6], np.int64)  # queries of 2, 3 and 1 non-zeros
     best_v = np.full((3, 7), np.inf, np.float32)
     best_i = np.full((3, 7), -1, np.int64)
-    scan_into(Bt, cols, weights, offsets, 0, 3, 100, best_v, best_i)
+    scan_into(Bt, cols, weights, offsets, 0, 3, 100, best_v, best_i, np.empty(0, np.float32))
     for q in range(3):
         sl = slice(offsets[q], offsets[q + 1])
         s = (weights[sl, None] * Bt[cols[sl]]).sum(0)
@@ -235,3 +235,25 @@ def test_gallery_cache_gives_the_same_results_and_is_reused():
     assert len(cache._entries) == len(BACKENDS) + 1
     exact_topk(P, _euclid(c, m), 10, rows=rows[:10], chunk_rows=300, cache=cache)  # one more: the oldest goes
     assert len(cache._entries) == len(BACKENDS) + 1 and next(iter(cache._entries))[0] != BACKENDS[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("keep", [0.5, 0.05, 0.004, 0.0])
+def test_a_mask_equals_brute_force_over_the_rows_it_keeps(case, backend, keep):
+    """A mask applied inside the scan: small chunks, so most hold fewer kept rows than the
+    candidates they hand on; heavy ties (the duplicated rows); a mask keeping fewer rows than k."""
+    P, c, m = case
+    rng = np.random.default_rng(int(keep * 1000))
+    mask = rng.random(len(P)) < keep
+    mask[[7, 500]] = keep > 0  # two of the tied rows kept, two dropped
+    top = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=257, query_block=16, mask=mask)
+    kept = np.flatnonzero(mask)
+    want = _brute(P, c, m, min(10, len(kept)), kept) if len(kept) else np.empty((len(c), 0), np.int64)
+    k = want.shape[1]
+    assert (top.rows[:, :k] == want).all() and (top.rows[:, k:] == -1).all()
+    # with a row subset too: the mask is over the subset's rows
+    rows = np.arange(0, len(P), 2)
+    top = exact_topk(P, _euclid(c, m), 10, backend=backend, chunk_rows=300, rows=rows, mask=mask[rows])
+    kept = rows[mask[rows]]
+    want = _brute(P, c, m, min(10, len(kept)), kept) if len(kept) else np.empty((len(c), 0), np.int64)
+    assert (top.rows[:, : want.shape[1]] == want).all()

@@ -59,8 +59,14 @@ class Filters:
         return out
 
     def rows(self, meta: ImageMeta | None, count: int) -> np.ndarray | None:
-        """Ascending ids of the rows that pass (None: no condition, every row). A condition on a
-        column the index does not have is one :class:`OptionError` naming the columns it has."""
+        """Ascending ids of the rows that pass (None: no condition, every row)."""
+        mask = self.mask(meta, count)
+        return None if mask is None else np.flatnonzero(mask)
+
+    def mask(self, meta: ImageMeta | None, count: int) -> np.ndarray | None:
+        """A bool per row, true where the row passes (None: no condition, every row). A
+        condition on a column the index does not have is one :class:`OptionError` naming the
+        columns it has."""
         if not self:
             return None
         have = meta.names if meta is not None else ()
@@ -74,8 +80,16 @@ class Filters:
         keep = np.ones(count, bool)
         for column, values in ((("camera", self.camera),) if self.camera else ()) + self.where:
             col = meta.columns[column]
-            codes = [i for i, v in enumerate(col.values) if v in set(values)]
-            keep &= np.isin(col.codes, np.asarray(codes, np.int32)) if codes else False
+            wanted = set(values)
+            codes = [i for i, v in enumerate(col.values) if v in wanted]
+            if not codes:
+                keep[:] = False
+            elif len(codes) == 1:
+                keep &= col.codes == codes[0]
+            else:  # a lookup table over the codes: one gather, whatever the number of values
+                table = np.zeros(len(col.values) + 1, bool)
+                table[codes] = True
+                keep &= table[col.codes]  # code -1 (no value) reads the last entry: False
         if self.after is not None or self.before is not None:
             t = meta.time
             keep &= t != NO_TIME
@@ -83,7 +97,7 @@ class Filters:
                 keep &= t >= self.after
             if self.before is not None:
                 keep &= t <= self.before
-        return np.flatnonzero(keep)
+        return keep
 
 
 def _values(text: str | Iterable[str], what: str) -> tuple[str, ...]:

@@ -146,6 +146,9 @@ SCORING_RULES: dict[str, ScoringRule] = {
 SCORINGS = tuple(SCORING_RULES)
 GATES = ("hard", "soft")
 _NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
+#: A filter keeping at most this many rows (or 2% of the kind's rows) is ranked over an id list
+#: of those rows; a wider one as a mask inside the scan of the prepared gallery (bench/filters.py).
+_ID_LIST_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -310,9 +313,9 @@ def rank(
 ) -> Ranking:
     """Exact top-``k`` rows of ``index`` for every query (see module doc); the cycle collector
     is paused meanwhile (a plan and two arrays per query, no cycles: :mod:`attrret.gcpause`).
-    ``cache``: kept across calls over the same index (a long-lived searcher). ``allowed``:
-    ascending rows the results may come from (a metadata filter, :mod:`attrret.retrieval.filters`;
-    None: every row): the top-k is exact among them."""
+    ``cache``: kept across calls over the same index (a long-lived searcher). ``allowed``: a
+    bool per index row, the rows results may come from (a metadata filter,
+    :mod:`attrret.retrieval.filters`; None: every row): the top-k is exact among them."""
     schema = schema or index.schema or load_schema()
     with gc_paused():
         return rank_plans(index, plan_queries(index, queries, options, priors, schema), options, schema, cache, allowed)
@@ -370,20 +373,23 @@ def rank_plans(index: Index, plans: Sequence[QueryPlan], options: RankOptions, s
             cols, square_groups = np.concatenate([cols, cols + index.probs.shape[1]]), []
         if kinds is not None and options.gate == "soft":
             U[:, -1] += options.penalty  # the other kind's column (neglog: -log P(this kind))
-        prepared = None if cache is None else cache.gallery
+        prepared, mask = None if cache is None else cache.gallery, None
         if allowed is not None:
-            subset = allowed if gallery_rows is None else np.intersect1d(gallery_rows, allowed, assume_unique=True)
-            if len(subset) < (len(index) if gallery_rows is None else len(gallery_rows)):
-                # an id list of its own: the scan reads only the rows that pass, so a selective
-                # filter is faster than none; it is not kept (the next filter is another list)
-                gallery_rows, prepared = subset, None
+            sub = allowed if gallery_rows is None else allowed[gallery_rows]
+            kept = int(np.count_nonzero(sub))
+            if kept <= max(_ID_LIST_ROWS, len(sub) // 50):
+                # very selective: an id list of its own, so the scan reads only the rows that
+                # pass (not kept in the cache: the next filter is another list)
+                gallery_rows, prepared = np.flatnonzero(sub) if gallery_rows is None else gallery_rows[sub], None
+            elif kept < len(sub):
+                mask = sub  # inside the scan of the cached chunks (attrret.retrieval.topk)
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
         k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
         # With a cache the whole gallery is prepared anyway: one chunk per kind, so each call
         # hands the scan threads one piece of work instead of one per 32,768 rows.
         chunk = {} if cache is None else {"chunk_rows": max(len(index), 1)}
         top = exact_topk(gallery, Scoring(U, V, const), k, cols=cols, rows=gallery_rows, backend=options.backend,
-                         groups=square_groups, cache=prepared, **chunk)
+                         groups=square_groups, cache=prepared, mask=mask, **chunk)
         fallbacks += top.fallbacks
         short = set(np.flatnonzero((top.rows < 0).any(axis=1)).tolist())  # fewer than k images of this kind
         for r, (j, got, d) in enumerate(zip(members, top.rows, top.dist)):

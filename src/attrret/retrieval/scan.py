@@ -111,21 +111,26 @@ def _select(buf: np.ndarray, m: int, base: int, best_v: np.ndarray, best_i: np.n
 @_jit()
 def scan_into(
     Bt: np.ndarray, cols: np.ndarray, weights: np.ndarray, offsets: np.ndarray,
-    q0: int, q1: int, row0: int, best_v: np.ndarray, best_i: np.ndarray,
+    q0: int, q1: int, row0: int, best_v: np.ndarray, best_i: np.ndarray, penalty: np.ndarray,
 ) -> None:
     """Merge each query's k smallest scores over this gallery chunk into ``best_v``/``best_i``.
 
     ``Bt``: float32 (product columns x chunk rows), C-contiguous. Query ``q``'s non-zero
     weights are ``weights[offsets[q]:offsets[q+1]]`` on columns ``cols[...]``. ``best_v``
     (float32, +inf = empty) and ``best_i`` (int64, gallery rows = ``row0`` + chunk row) are
-    updated in place for ``q0 <= q < q1``.
+    updated in place for ``q0 <= q < q1``. ``penalty``: empty, or per chunk row 0 or +inf
+    added to every query's score (a filter's row mask: +inf is never taken).
     """
     n = Bt.shape[1]
     buf = np.empty(_BLOCK, np.float32)
+    masked = len(penalty) > 0
     for i0 in range(0, n, _BLOCK):  # gallery block outer: its rows stay in cache for every query
         m = min(_BLOCK, n - i0)
         for q in range(q0, q1):
             _bag_sum(Bt, cols, weights, offsets[q], offsets[q + 1], i0, m, buf)
+            if masked:
+                for t in range(m):
+                    buf[t] += penalty[i0 + t]
             _select(buf, m, row0 + i0, best_v[q], best_i[q])
 
 

@@ -238,7 +238,11 @@ class _Bags:
 
 # Each backend is a pair: ``prepare(B)`` turns a chunk's product rows into what its scan reads
 # (query-independent, so a GalleryCache can keep it), and ``scorer(A, kk, threads)`` returns
-# ``chunk(prepared) -> score(q0, q1)`` for one batch of queries.
+# ``chunk(prepared, penalty) -> score(q0, q1)`` for one batch of queries. ``penalty`` is empty,
+# or per chunk row 0 or +inf added to every score: a row mask (a metadata filter) applied
+# inside the scan, so the cached chunks serve filtered queries too.
+
+_NO_PENALTY = np.empty(0, np.float32)
 
 def _numba_prepare(B: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(B.T)
@@ -253,7 +257,7 @@ def _numba_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
     threads = threads or numba.config.NUMBA_NUM_THREADS  # the CPUs this process may use, or $NUMBA_NUM_THREADS
     pool: ThreadPoolExecutor | None = None  # started once per call, not per chunk (~1 ms a thread)
 
-    def chunk(Bt: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    def chunk(Bt: np.ndarray, penalty: np.ndarray = _NO_PENALTY) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
         k = min(kk, Bt.shape[1])
 
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +267,7 @@ def _numba_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
             offs = bags.offsets[q0:] if q0 else bags.offsets  # queries renumbered from q0 (v, i local)
 
             def run(a: int, b: int) -> None:
-                scan_into(Bt, bags.cols, bags.weights, offs, a - q0, b - q0, 0, v, i)
+                scan_into(Bt, bags.cols, bags.weights, offs, a - q0, b - q0, 0, v, i, penalty)
 
             if len(cuts) <= 2:
                 run(q0, q1)
@@ -302,11 +306,12 @@ def _torch_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[tupl
         cols, weights = torch.from_numpy(bags.cols), torch.from_numpy(bags.weights)
         unit = bool((bags.weights == 1).all())
 
-    def chunk(prepared: tuple) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    def chunk(prepared: tuple, penalty: np.ndarray = _NO_PENALTY) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
         Bt, n = prepared  # one tile buffer reused for every query block of the chunk
         width = Bt.shape[1]
         k = min(kk, n)
         tile = torch.empty(0, width)
+        pen = torch.from_numpy(penalty) if len(penalty) else None
 
         @torch.inference_mode()  # no autograd bookkeeping on the ~10 small ops per block (6-8% measured)
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -320,6 +325,8 @@ def _torch_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[tupl
                     tile = torch.empty(q1 - q0, width)
                 s = tile[: q1 - q0]
                 torch.mm(At[q0:q1], Bt, out=s)
+            if pen is not None:
+                s[:, :n] += pen
             s[:, n:] = float("inf")  # k <= n: a pad column is never among the k smallest
             v, i = smallest_k(s, k)
             return v.numpy(), i.numpy()
@@ -370,12 +377,23 @@ def _faiss_prepare(B: np.ndarray):
 def _faiss_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[object], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
     negA = np.ascontiguousarray(-A)
 
-    def chunk(index) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    def chunk(index, penalty: np.ndarray = _NO_PENALTY) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        import faiss
+
         k = min(kk, index.ntotal)
+        params = None
+        if len(penalty):  # faiss skips the rows a selector leaves out
+            bits = np.packbits(penalty == 0, bitorder="little")
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(penalty), faiss.swig_ptr(bits)))
+            params.bits = bits  # the selector reads this buffer: keep it alive with the parameters
 
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
-            D, I = index.search(negA[q0:q1], k)
-            return -D, I
+            D, I = index.search(negA[q0:q1], k, params=params)
+            v = (-D).astype(np.float32)
+            missing = I < 0  # fewer than k rows selected in this chunk
+            if missing.any():
+                v[missing], I = np.inf, np.where(missing, 0, I)
+            return v, I
 
         return score
 
@@ -387,11 +405,13 @@ def _numpy_prepare(B: np.ndarray) -> np.ndarray:
 
 
 def _numpy_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.ndarray], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
-    def chunk(B: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    def chunk(B: np.ndarray, penalty: np.ndarray = _NO_PENALTY) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
         k = min(kk, B.shape[0])
 
         def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
             s = A[q0:q1] @ B.T  # float32 product tile (BLAS)
+            if len(penalty):
+                s += penalty
             i = np.argpartition(s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), s.shape)
             return np.take_along_axis(s, i, axis=1), np.ascontiguousarray(i, dtype=np.int64)
 
@@ -472,6 +492,7 @@ def exact_topk(
     query_block: int = 32,
     threads: int | None = None,
     cache: GalleryCache | None = None,
+    mask: np.ndarray | None = None,
 ) -> TopK:
     """Exact ``k`` smallest ``d(q, i)`` for every query over gallery ``P`` (N x C_all, may be a memmap).
 
@@ -485,18 +506,34 @@ def exact_topk(
     chunk_rows`` float32 score tile) and ``Q x k'`` candidates, whatever the gallery size (a
     gallery of one chunk is kept for the re-rank instead of being read again). ``cache`` keeps
     the prepared chunks for later calls over the same ``P`` (:class:`GalleryCache`); results
-    are the same with or without it.
+    are the same with or without it. ``mask`` (bool, one per row of the gallery or of ``rows``):
+    only rows where it is true may be returned; it is applied inside the scan (an infinite
+    penalty on the others), so the prepared chunks, cached or not, serve any mask, and the
+    top-k is exact among the rows it keeps (fewer than k only when fewer rows are kept).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     Q = scoring.n_queries
     n = len(P) if rows is None else len(rows)
-    k_out = min(k, n)
+    kept = n
+    penalty = None
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"mask of {mask.shape} for a gallery of {n} rows")
+        kept = int(np.count_nonzero(mask))
+        if kept == n:
+            mask = None  # every row passes: the plain scan
+        else:
+            penalty = np.where(mask, np.float32(0.0), np.float32(np.inf)).astype(np.float32)
+    k_out = min(k, kept)
     out_rows = np.full((Q, k), -1, dtype=np.int64)
     out_dist = np.full((Q, k), np.inf)
-    if Q == 0 or n == 0 or k <= 0:
+    if Q == 0 or kept == 0 or k <= 0:
         return TopK(out_rows, out_dist)
-    kk = min(n, k + _MARGIN)
+    # kk <= the rows kept: the chunks' finite candidates are at least kk, so the kk best merged
+    # are all kept rows (a masked row scores +inf and is never among them)
+    kk = min(kept, k + _MARGIN)
     layout = _layout(scoring.U, scoring.V, groups)
     A, residual = layout.weights(scoring)
     prepare, make = _BACKENDS[backend]
@@ -525,7 +562,7 @@ def exact_topk(
         if ch.raw is not None:
             whole = ch.raw
         b_max = max(b_max, ch.b_max)
-        score = scorer(ch.prepared)
+        score = scorer(ch.prepared) if penalty is None else scorer(ch.prepared, penalty[start:stop])
         width = min(kk, stop - start)
         chunk_v = np.empty((Q, width), dtype=np.float32)
         chunk_i = np.empty((Q, width), dtype=np.int64)
@@ -558,11 +595,12 @@ def exact_topk(
         o = np.lexsort((order, exact), axis=1)[:, :k_out]
         ids, ex = np.take_along_axis(order, o, axis=1), np.take_along_axis(exact, o, axis=1)
         safe = best_v[q0:q1].max(axis=1).astype(np.float64) - eps[q0:q1] > ex[:, -1]
-        for j in np.flatnonzero(~safe) if kk < n else ():
+        for j in np.flatnonzero(~safe) if kk < kept else ():
             if backend == "numba" and isinstance(prepared, list):  # chunks at hand: rescan in float32 first
-                ids[j], ex[j] = _threshold_scan(prepared, A, P, cols, rows, scoring, q0 + j, k_out, ex[j, -1] + eps[q0 + j])
+                ids[j], ex[j] = _threshold_scan(prepared, A, P, cols, rows, scoring, q0 + j, k_out, ex[j, -1] + eps[q0 + j],
+                                                mask)
             else:
-                ids[j], ex[j] = _exact_scan(P, cols, rows, scoring, q0 + j, k_out, chunk_rows)
+                ids[j], ex[j] = _exact_scan(P, cols, rows, scoring, q0 + j, k_out, chunk_rows, mask)
             fallbacks += 1
         out_rows[q0:q1, :k_out] = ids if rows is None else rows[ids]
         out_dist[q0:q1, :k_out] = ex + scoring.const[q0:q1, None]
@@ -590,7 +628,7 @@ def _exact_query(p: np.ndarray, scoring: Scoring, q: int) -> np.ndarray:
 
 
 def _threshold_scan(chunks: list[_Chunk], A: np.ndarray, P, cols, rows, scoring: Scoring, q: int, k: int,
-                    thr: float) -> tuple[np.ndarray, np.ndarray]:
+                    thr: float, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The exact k of query ``q`` from the rows whose float32 score is ``<= thr`` (the k-th exact
     score plus the float32 error bound: every row that can beat or tie it), re-scored in float64.
 
@@ -610,14 +648,21 @@ def _threshold_scan(chunks: list[_Chunk], A: np.ndarray, P, cols, rows, scoring:
             collect_below(ch.prepared, bags.cols, bags.weights, 0, len(bags.cols), thr, out)
         found.append(out[:count] + ch.start)
     cand = np.concatenate(found)
+    if mask is not None:
+        cand = cand[mask[cand]]
     pc = _gallery_chunk(P, cols, cand if rows is None else rows[cand], 0, len(cand))
     d = _exact_query(pc, scoring, q)
     o = np.lexsort((cand, d))[:k]
     return cand[o], d[o]
 
 
-def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """float64 scan of the whole gallery for one query: the exact k by (distance, row)."""
+def _exact_scan(P, cols, rows, scoring: Scoring, q: int, k: int, chunk_rows: int,
+                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """float64 scan of the whole gallery (the rows ``mask`` keeps) for one query: the exact k by (distance, row)."""
+    if mask is not None:
+        sel = np.flatnonzero(mask)
+        ids, d = _exact_scan(P, cols, sel if rows is None else rows[sel], scoring, q, k, chunk_rows)
+        return sel[ids], d
     keep_i = np.empty(0, dtype=np.int64)
     keep_d = np.empty(0, dtype=np.float64)
     n = len(P) if rows is None else len(rows)
