@@ -119,7 +119,7 @@ def test_filtered_top_k_is_the_brute_force_top_k(gallery: Path, queries, backend
     filters), and as a mask inside the scan of the whole prepared gallery (the others)."""
     import attrret.retrieval.ranker as ranker
 
-    monkeypatch.setattr(ranker, "_ID_LIST_ROWS", 10**9 if path == "id list" else 0)
+    monkeypatch.setattr(ranker, "_ID_LIST_SHARE", 1.0 if path == "id list" else 0.0)
     schema = load_schema()
     index = open_index(gallery)
     filters, k = FILTERS[case], 10

@@ -146,9 +146,10 @@ SCORING_RULES: dict[str, ScoringRule] = {
 SCORINGS = tuple(SCORING_RULES)
 GATES = ("hard", "soft")
 _NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
-#: A filter keeping at most this many rows (or 2% of the kind's rows) is ranked over an id list
-#: of those rows; a wider one as a mask inside the scan of the prepared gallery (bench/filters.py).
-_ID_LIST_ROWS = 4096
+#: A filter keeping at most this share of the kind's rows is ranked over an id list of those
+#: rows (gathering them costs about as much per row as scanning a hundred); a wider one as a mask
+#: inside the scan of the prepared gallery (bench/filters.py measures both).
+_ID_LIST_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -377,7 +378,7 @@ def rank_plans(index: Index, plans: Sequence[QueryPlan], options: RankOptions, s
         if allowed is not None:
             sub = allowed if gallery_rows is None else allowed[gallery_rows]
             kept = int(np.count_nonzero(sub))
-            if kept <= max(_ID_LIST_ROWS, len(sub) // 50):
+            if kept <= _ID_LIST_SHARE * len(sub):
                 # very selective: an id list of its own, so the scan reads only the rows that
                 # pass (not kept in the cache: the next filter is another list)
                 gallery_rows, prepared = np.flatnonzero(sub) if gallery_rows is None else gallery_rows[sub], None
