@@ -22,6 +22,7 @@ from attrret.retrieval.index import IndexHeader, open_index, write_index
 from attrret.retrieval.meta import NO_TIME, ImageMeta, parse_time
 from attrret.retrieval.predict import task_columns
 from attrret.retrieval.ranker import RankOptions, plan_queries, rank
+from attrret.retrieval.similar import example_target
 from attrret.retrieval.topk import BACKENDS
 from attrret.schema import SUBJECTS, load_schema
 from attrret.search import Searcher
@@ -120,6 +121,7 @@ def test_filtered_top_k_is_the_brute_force_top_k(gallery: Path, queries, backend
     import attrret.retrieval.ranker as ranker
 
     monkeypatch.setattr(ranker, "_ID_LIST_SHARE", 1.0 if path == "id list" else 0.0)
+    monkeypatch.setattr(ranker, "_CACHED_ID_LIST_SHARE", 1.0 if path == "id list" else 0.0)
     schema = load_schema()
     index = open_index(gallery)
     filters, k = FILTERS[case], 10
@@ -128,7 +130,7 @@ def test_filtered_top_k_is_the_brute_force_top_k(gallery: Path, queries, backend
     expect_rows = np.arange(N) if rows is None else passes(index, filters)
     assert rows is None or np.array_equal(rows, expect_rows)
     options = RankOptions(k=k, backend=backend)
-    cache = ranker.RankCache(index, schema) if path == "mask in the scan" else None  # the prepared gallery, as a server has
+    cache = ranker.RankCache(index, schema)  # the prepared gallery and filtered rows, as a server has them
     ranking = rank(index, queries, options, schema=schema, allowed=allowed, cache=cache)
     plans = plan_queries(index, queries, options, None, schema)
     for j, plan in enumerate(plans):
@@ -150,7 +152,7 @@ def test_find_similar_is_exact_and_the_example_comes_first(gallery: Path, backen
         result = searcher.like(example, k=8)
         assert result.hits[0].name == example and result.hits[0].score == 0.0
         e = np.asarray(index.probs[row], np.float64)
-        priors = {g.name: tuple(e[index.cols(g.task)]) for g in schema.subject(kind).groups}
+        priors = {g.name: example_target(e, index, g.task) for g in schema.subject(kind).groups}
         from attrret.retrieval.ranker import QueryPlan
 
         want = [n for n, _ in brute(index, QueryPlan(kind, {}, priors), np.arange(N), 9, schema) if n != example][:7]
@@ -180,7 +182,7 @@ def test_a_text_overrides_the_groups_it_states(gallery: Path, backend: str) -> N
     e = np.asarray(index.probs[row], np.float64)
     from attrret.retrieval.ranker import QueryPlan
 
-    priors = {g.name: tuple(e[index.cols(g.task)]) for g in schema.pedestrian.groups if g.name != "hat"}
+    priors = {g.name: example_target(e, index, g.task) for g in schema.pedestrian.groups if g.name != "hat"}
     want = [n for n, _ in brute(index, QueryPlan("pedestrian", {"hat": "yes"}, priors), np.arange(N), 6, schema)]
     assert [h.name for h in result.hits] == want
     assert all(h.predicted["hat"] == "yes" for h in result.hits if "hat" in h.matched)

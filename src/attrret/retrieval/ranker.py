@@ -59,6 +59,7 @@ no kind or no usable group gets an empty list and a warning: any order would be 
 from __future__ import annotations
 
 import math
+import threading
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ from attrret.gcpause import gc_paused
 from attrret.parser.query import Query
 from attrret.retrieval.index import Index
 from attrret.retrieval.priors import HiddenPriors
-from attrret.retrieval.topk import BACKENDS, GalleryCache, Scoring, exact_topk
+from attrret.retrieval.topk import BACKENDS, GalleryCache, RowMask, Scoring, exact_topk
 from attrret.schema import SUBJECTS, Group, Schema, load_schema
 
 __all__ = ["SCORING_RULES", "SCORINGS", "ScoringRule", "Targets", "NegLogGallery", "RankOptions", "QueryPlan", "Ranking", "RankCache", "rank",
@@ -147,9 +148,12 @@ SCORINGS = tuple(SCORING_RULES)
 GATES = ("hard", "soft")
 _NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
 #: A filter keeping at most this share of the kind's rows is ranked over an id list of those
-#: rows (gathering them costs about as much per row as scanning a hundred); a wider one as a mask
-#: inside the scan of the prepared gallery (bench/filters.py measures both).
-_ID_LIST_SHARE = 0.01
+#: rows (gathering them costs about as much per row as scanning five hundred); a wider one as a
+#: mask inside the scan of the whole gallery (bench/filters.py measures both). With a RankCache
+#: (a searcher, a server), a filter keeping up to ``_CACHED_ID_LIST_SHARE`` has its rows
+#: prepared once and kept (``RankCache.filtered``), so its queries scan only those.
+_ID_LIST_SHARE = 0.002
+_CACHED_ID_LIST_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -219,11 +223,45 @@ class RankCache:
         self.kinds = index.router_kinds(schema)
         self._rows = [] if self.kinds is None else [np.flatnonzero(self.kinds == ki) for ki in range(len(SUBJECTS))]
         self.gallery = GalleryCache()
+        # the prepared rows of the last filters (at most 20% of a kind each: bounded memory),
+        # apart from ``gallery`` so that filters never push the whole gallery out
+        self.filtered = GalleryCache(max_entries=12)
+        self._restricted: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}  # restrict(): filter masks per kind
+        self._lock = threading.Lock()
         self.neglog = NegLogGallery(index.probs)  # loglik's view of the gallery (its prepared chunks go in ``gallery``)
 
     def rows(self, ki: int) -> np.ndarray:
         """Rows the router calls kind ``ki`` (the same array object every call: the cache's key)."""
         return self._rows[ki]
+
+    def restrict(self, allowed: np.ndarray, ki: int, rows: np.ndarray | None) -> tuple[np.ndarray | None, RowMask | None]:
+        """:func:`_restrict` of a filter's mask (``allowed``, the same array object for the same
+        filter) to kind ``ki``'s rows, remembered for the last few filters."""
+        key = (id(allowed), ki)
+        with self._lock:
+            hit = self._restricted.get(key)
+            if hit is not None and hit[0] is allowed:
+                return hit[1]
+        out = _restrict(allowed, rows, _CACHED_ID_LIST_SHARE)
+        with self._lock:
+            self._restricted[key] = (allowed, out)
+            while len(self._restricted) > 64:
+                self._restricted.pop(next(iter(self._restricted)))
+        return out
+
+
+def _restrict(allowed: np.ndarray, rows: np.ndarray | None, share: float) -> tuple[np.ndarray | None, RowMask | None]:
+    """How a scan over ``rows`` (None: every row) applies the bool row filter ``allowed``: an id
+    list of the rows that pass when they are at most ``share`` of them (the scan then reads
+    only those), else a :class:`RowMask` inside the scan of the prepared gallery; (None, None)
+    when every row passes."""
+    sub = allowed if rows is None else allowed[rows]
+    kept = int(np.count_nonzero(sub))
+    if kept == len(sub):
+        return None, None
+    if kept <= share * len(sub):
+        return (np.flatnonzero(sub) if rows is None else rows[sub]), None
+    return None, RowMask.of(sub)
 
 
 def _allowed(q: Query, classes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -376,14 +414,14 @@ def rank_plans(index: Index, plans: Sequence[QueryPlan], options: RankOptions, s
             U[:, -1] += options.penalty  # the other kind's column (neglog: -log P(this kind))
         prepared, mask = None if cache is None else cache.gallery, None
         if allowed is not None:
-            sub = allowed if gallery_rows is None else allowed[gallery_rows]
-            kept = int(np.count_nonzero(sub))
-            if kept <= _ID_LIST_SHARE * len(sub):
-                # very selective: an id list of its own, so the scan reads only the rows that
-                # pass (not kept in the cache: the next filter is another list)
-                gallery_rows, prepared = np.flatnonzero(sub) if gallery_rows is None else gallery_rows[sub], None
-            elif kept < len(sub):
-                mask = sub  # inside the scan of the cached chunks (attrret.retrieval.topk)
+            if cache is not None:
+                ids, mask = cache.restrict(allowed, ki, gallery_rows)
+                if ids is not None:  # the rows that pass, prepared once per filter (RankCache.filtered)
+                    gallery_rows, prepared = ids, cache.filtered
+            else:
+                ids, mask = _restrict(allowed, gallery_rows, _ID_LIST_SHARE)
+                if ids is not None:  # very selective: the scan reads only the rows that pass
+                    gallery_rows = ids
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
         k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
         # With a cache the whole gallery is prepared anyway: one chunk per kind, so each call

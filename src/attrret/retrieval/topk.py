@@ -51,7 +51,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Scoring", "TopK", "GalleryCache", "exact_topk", "smallest_k", "BACKENDS"]
+__all__ = ["RowMask", "Scoring", "TopK", "GalleryCache", "exact_topk", "smallest_k", "BACKENDS"]
 
 _U32 = 2.0**-24
 _RERANK_BLOCK = 1024  # queries re-ranked together (bounds the Q x k' sort and gather temporaries)
@@ -432,6 +432,22 @@ BACKENDS = tuple(_BACKENDS)
 
 
 @dataclass(frozen=True)
+class RowMask:
+    """A row mask made ready for :func:`exact_topk`: which rows are kept, the per-row penalty
+    the scans add (0 or +inf, float32) and how many are kept. Make it once per filter and
+    reuse it: on a million rows it costs about what a scan does."""
+
+    keep: np.ndarray  # bool
+    penalty: np.ndarray  # float32
+    kept: int
+
+    @classmethod
+    def of(cls, keep: np.ndarray) -> RowMask:
+        keep = np.asarray(keep, dtype=bool)
+        return cls(keep, np.where(keep, np.float32(0.0), np.float32(np.inf)).astype(np.float32), int(np.count_nonzero(keep)))
+
+
+@dataclass(frozen=True)
 class _Chunk:
     """One gallery chunk as a scan reads it: the backend's prepared product rows, ``max |b|``
     (for the float32 error bound) and, for a gallery of one chunk, its raw columns (for the
@@ -492,7 +508,7 @@ def exact_topk(
     query_block: int = 32,
     threads: int | None = None,
     cache: GalleryCache | None = None,
-    mask: np.ndarray | None = None,
+    mask: np.ndarray | RowMask | None = None,
 ) -> TopK:
     """Exact ``k`` smallest ``d(q, i)`` for every query over gallery ``P`` (N x C_all, may be a memmap).
 
@@ -518,14 +534,14 @@ def exact_topk(
     kept = n
     penalty = None
     if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (n,):
-            raise ValueError(f"mask of {mask.shape} for a gallery of {n} rows")
-        kept = int(np.count_nonzero(mask))
+        rm = mask if isinstance(mask, RowMask) else RowMask.of(mask)
+        if rm.keep.shape != (n,):
+            raise ValueError(f"mask of {rm.keep.shape} for a gallery of {n} rows")
+        kept, mask = rm.kept, rm.keep
         if kept == n:
             mask = None  # every row passes: the plain scan
         else:
-            penalty = np.where(mask, np.float32(0.0), np.float32(np.inf)).astype(np.float32)
+            penalty = rm.penalty
     k_out = min(k, kept)
     out_rows = np.full((Q, k), -1, dtype=np.int64)
     out_dist = np.full((Q, k), np.inf)
