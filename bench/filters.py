@@ -16,8 +16,9 @@ Track-2 captions and free-form ones), p50 and p99, for
   day's start);
 - find-similar (``Searcher.like``) of random images of the index, without and with the 10% filter.
 
-A warm-up round of the queries, unfiltered, comes first: the prepared gallery of each target
-layout (``GalleryCache``) is made then, so no cell pays for it.
+A warm-up round of the queries under every filter comes first: the prepared rows of each
+target layout and filter (``GalleryCache``) are made then, so no cell pays for them. The cells
+are then interleaved query by query, so a drift of the machine's speed weighs on all alike.
 
 Memory: the resident memory of the metadata, read in a fresh process as the index's open
 (``open_index``, RSS after minus before the metadata's columns are read).
@@ -106,30 +107,33 @@ def searcher_cells(index: Path, texts: list[str], n_queries: int) -> list[dict]:
     out = []
     rng = random.Random(1)
     sample = rng.sample(texts, n_queries)
-    for q in sample:  # a warm-up round: each query's target layout prepared once (GalleryCache), for every cell alike
-        s.search(q, k=10)
-    for label, f in cells().items():
-        filters = parse_filters(f.get("camera"), f.get("after"), f.get("before"))
-        s.search(sample[0], k=10, filters=filters)  # the first call of a cell is not counted
-        lat = []
-        for q in sample:
+    # Cells interleaved query by query (each query under every filter in turn), so a drift of the
+    # machine's speed during the run weighs on every cell alike.
+    search_cells = {label: parse_filters(f.get("camera"), f.get("after"), f.get("before")) for label, f in cells().items()}
+    for q in sample:  # a warm-up round, not counted: each layout's rows prepared once, for every cell alike
+        for filters in search_cells.values():
+            s.search(q, k=10, filters=filters)
+    lat: dict[str, list[float]] = {label: [] for label in search_cells}
+    for q in sample:
+        for label, filters in search_cells.items():
             t = time.perf_counter()
             s.search(q, k=10, filters=filters)
-            lat.append(time.perf_counter() - t)
-        out.append(_row(f"search, {label}", lat, passing(s, filters)))
+            lat[label].append(time.perf_counter() - t)
+    for label, filters in search_cells.items():
+        out.append(_row(f"search, {label}", lat[label], passing(s, filters)))
     names = s.names
     examples = [names[rng.randrange(len(names))] for _ in range(n_queries)]
-    for e in examples[:20]:
-        s.like(e, k=10)
-    for label, f in (("find-similar, no filter", {}), ("find-similar, cameras 10%", cells()["cameras, 10%"])):
-        filters = parse_filters(f.get("camera"))
+    like_cells = {"find-similar, no filter": parse_filters(), "find-similar, cameras 10%": parse_filters(cells()["cameras, 10%"]["camera"])}
+    for filters in like_cells.values():
         s.like(examples[0], k=10, filters=filters)
-        lat = []
-        for e in examples:
+    lat = {label: [] for label in like_cells}
+    for e in examples:
+        for label, filters in like_cells.items():
             t = time.perf_counter()
             s.like(e, k=10, filters=filters)
-            lat.append(time.perf_counter() - t)
-        out.append(_row(label, lat, passing(s, filters)))
+            lat[label].append(time.perf_counter() - t)
+    for label, filters in like_cells.items():
+        out.append(_row(label, lat[label], passing(s, filters)))
     return out
 
 

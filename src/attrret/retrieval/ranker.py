@@ -154,6 +154,9 @@ _NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
 #: prepared once and kept (``RankCache.filtered``), so its queries scan only those.
 _ID_LIST_SHARE = 0.002
 _CACHED_ID_LIST_SHARE = 0.2
+#: The memory a RankCache may hold for filters' prepared rows (a server under a few dozen
+#: recurring filters keeps them all: 24 hour-long windows of a million images take ~140 MiB).
+FILTERED_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -223,9 +226,9 @@ class RankCache:
         self.kinds = index.router_kinds(schema)
         self._rows = [] if self.kinds is None else [np.flatnonzero(self.kinds == ki) for ki in range(len(SUBJECTS))]
         self.gallery = GalleryCache()
-        # the prepared rows of the last filters (at most 20% of a kind each: bounded memory),
-        # apart from ``gallery`` so that filters never push the whole gallery out
-        self.filtered = GalleryCache(max_entries=12)
+        # the prepared rows of the last filters (at most 20% of a kind each), apart from
+        # ``gallery`` so that filters never push the whole gallery out; bounded in bytes
+        self.filtered = GalleryCache(max_entries=256, max_bytes=FILTERED_CACHE_BYTES)
         self._restricted: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}  # restrict(): filter masks per kind
         self._lock = threading.Lock()
         self.neglog = NegLogGallery(index.probs)  # loglik's view of the gallery (its prepared chunks go in ``gallery``)

@@ -471,13 +471,16 @@ class GalleryCache:
 
     An entry is keyed by backend, layout, columns and rows; the ``rows`` array itself is held
     and compared by identity (pass the same array object for the same subset). At most
-    ``max_entries`` are kept, least recently used first out. The cache is only valid for one
-    unchanged ``P``: make a new one when the index is reopened. Thread-safe.
+    ``max_entries`` are kept, and (``max_bytes``) at most that many bytes of prepared chunks,
+    least recently used first out. The cache is only valid for one unchanged ``P``: make a new
+    one when the index is reopened. Thread-safe.
     """
 
-    def __init__(self, max_entries: int = 4) -> None:
+    def __init__(self, max_entries: int = 4, max_bytes: int | None = None) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._entries: dict[tuple, tuple[np.ndarray | None, list[_Chunk]]] = {}
+        self._bytes: dict[tuple, int] = {}
         self._lock = threading.Lock()
 
     def get(self, key: tuple, rows: np.ndarray | None, make: Callable[[], list[_Chunk]]) -> list[_Chunk]:
@@ -490,9 +493,23 @@ class GalleryCache:
         chunks = make()  # outside the lock: other layouts stay servable meanwhile
         with self._lock:
             self._entries[full] = (rows, chunks)
-            while len(self._entries) > self.max_entries:
-                self._entries.pop(next(iter(self._entries)))
+            self._bytes[full] = sum(_nbytes(c.prepared) + (0 if c.raw is None else c.raw.nbytes) for c in chunks)
+            while len(self._entries) > 1 and (len(self._entries) > self.max_entries or (
+                    self.max_bytes is not None and sum(self._bytes.values()) > self.max_bytes)):
+                oldest = next(iter(self._entries))
+                self._entries.pop(oldest)
+                self._bytes.pop(oldest, None)
         return chunks
+
+
+def _nbytes(prepared: object) -> int:
+    """The memory a backend's prepared chunk holds (numpy array, torch (tensor, n), faiss index)."""
+    if isinstance(prepared, np.ndarray):
+        return prepared.nbytes
+    if isinstance(prepared, tuple):  # torch: (Bt, n)
+        t = prepared[0]
+        return int(t.element_size() * t.nelement())
+    return int(getattr(prepared, "ntotal", 0)) * int(getattr(prepared, "d", 0)) * 4  # faiss IndexFlat
 
 
 def exact_topk(
