@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     for c in res["searcher"]:  # each against its own family's unfiltered cell
         ref = like if c["cell"].startswith("find-similar") else base
         c["vs_unfiltered_p50"], c["vs_unfiltered_p99"] = c["p50_ms"] / ref["p50_ms"], c["p99_ms"] / ref["p99_ms"]
-    filtered = [c for c in res["searcher"] if c is not base and c is not like]
+    # cells that filter: a filter every row passes takes the unfiltered path itself (the ranker
+    # drops it), so its ratio is the run's noise, shown in the table and not judged
+    filtered = [c for c in res["searcher"] if c is not base and c is not like and c["passing"] < 1.0]
     worst = max(max(c["vs_unfiltered_p50"], c["vs_unfiltered_p99"]) for c in filtered)
     timed = res["serve"][1]
     res["judged"] = {
@@ -245,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     j = res["judged"]
     print(f"\nMetadata of {args.n:,} images: {res['meta_rss_bytes'] / 2**20:.1f} MiB resident "
           f"(target <= {TARGETS['meta_rss_mib_1m']:.0f}: {'met' if j['meta_rss_ok'] else 'missed'}). "
-          f"Filtered vs unfiltered, worst p50/p99 ratio {worst:.2f} (target <= 1: {'met' if j['filtered_no_slower'] else 'missed'}). "
+          f"Filtered vs unfiltered, worst p50/p99 ratio {worst:.2f} over the cells that filter (target <= 1: "
+          f"{'met' if j['filtered_no_slower'] else 'missed'}; the 100% cell runs the unfiltered path). "
           f"Serve with a time filter: {timed['qps']:.0f} q/s (target >= 300: {'met' if j['serve_time_filter_qps_ok'] else 'missed'}), "
           f"p99 {timed['p99_ms']:.0f} ms (target <= 250: {'met' if j['serve_time_filter_p99_ok'] else 'missed'}).")
     return 0

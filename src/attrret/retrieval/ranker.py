@@ -154,8 +154,9 @@ _NOTHING: Mapping = MappingProxyType({})  # one shared, read-only empty mapping
 #: prepared once and kept (``RankCache.filtered``), so its queries scan only those.
 _ID_LIST_SHARE = 0.002
 _CACHED_ID_LIST_SHARE = 0.2
-#: The memory a RankCache may hold for filters' prepared rows (a server under a few dozen
-#: recurring filters keeps them all: 24 hour-long windows of a million images take ~140 MiB).
+#: The memory a RankCache may hold for filters' prepared rows. Once spent, further filters are
+#: applied as masks in the scan of the gallery (about an unfiltered query's cost) rather than
+#: pushing out rows prepared for others (a server under many filters would prepare on every query).
 FILTERED_CACHE_BYTES = 256 * 2**20
 
 
@@ -254,17 +255,16 @@ class RankCache:
 
 
 def _restrict(allowed: np.ndarray, rows: np.ndarray | None, share: float) -> tuple[np.ndarray | None, RowMask | None]:
-    """How a scan over ``rows`` (None: every row) applies the bool row filter ``allowed``: an id
-    list of the rows that pass when they are at most ``share`` of them (the scan then reads
-    only those), else a :class:`RowMask` inside the scan of the prepared gallery; (None, None)
+    """How a scan over ``rows`` (None: every row) applies the bool row filter ``allowed``: a
+    :class:`RowMask` inside the scan of the prepared gallery, and, when the rows that pass are at
+    most ``share`` of them, also their id list (a scan may then read only those); (None, None)
     when every row passes."""
     sub = allowed if rows is None else allowed[rows]
     kept = int(np.count_nonzero(sub))
     if kept == len(sub):
         return None, None
-    if kept <= share * len(sub):
-        return (np.flatnonzero(sub) if rows is None else rows[sub]), None
-    return None, RowMask.of(sub)
+    ids = (np.flatnonzero(sub) if rows is None else rows[sub]) if kept <= share * len(sub) else None
+    return ids, RowMask.of(sub)
 
 
 def _allowed(q: Query, classes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -419,12 +419,12 @@ def rank_plans(index: Index, plans: Sequence[QueryPlan], options: RankOptions, s
         if allowed is not None:
             if cache is not None:
                 ids, mask = cache.restrict(allowed, ki, gallery_rows)
-                if ids is not None:  # the rows that pass, prepared once per filter (RankCache.filtered)
-                    gallery_rows, prepared = ids, cache.filtered
+                if ids is not None and not cache.filtered.full:  # the rows that pass, prepared once per filter
+                    gallery_rows, prepared, mask = ids, cache.filtered, None
             else:
                 ids, mask = _restrict(allowed, gallery_rows, _ID_LIST_SHARE)
                 if ids is not None:  # very selective: the scan reads only the rows that pass
-                    gallery_rows = ids
+                    gallery_rows, mask = ids, None
         # No list is longer than the gallery: clamping k keeps a huge -k from allocating Q x k.
         k = min(options.k, len(index) if gallery_rows is None else len(gallery_rows))
         # With a cache the whole gallery is prepared anyway: one chunk per kind, so each call

@@ -483,6 +483,14 @@ class GalleryCache:
         self._bytes: dict[tuple, int] = {}
         self._lock = threading.Lock()
 
+    @property
+    def full(self) -> bool:
+        """Whether half the byte budget is spent: a caller then chooses a way that needs no new
+        entry. Admitting entries only below half means one (smaller than the other half) never
+        pushes another out: no thrashing when more subsets recur than fit."""
+        with self._lock:
+            return self.max_bytes is not None and 2 * sum(self._bytes.values()) >= self.max_bytes
+
     def get(self, key: tuple, rows: np.ndarray | None, make: Callable[[], list[_Chunk]]) -> list[_Chunk]:
         full = key + (None if rows is None else id(rows),)
         with self._lock:
