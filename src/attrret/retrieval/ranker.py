@@ -157,7 +157,7 @@ _CACHED_ID_LIST_SHARE = 0.2
 #: The memory a RankCache may hold for filters' prepared rows. Once spent, further filters are
 #: applied as masks in the scan of the gallery (about an unfiltered query's cost) rather than
 #: pushing out rows prepared for others (a server under many filters would prepare on every query).
-FILTERED_CACHE_BYTES = 256 * 2**20
+FILTERED_CACHE_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ class RankCache:
         self.gallery = GalleryCache()
         # the prepared rows of the last filters (at most 20% of a kind each), apart from
         # ``gallery`` so that filters never push the whole gallery out; bounded in bytes
-        self.filtered = GalleryCache(max_entries=256, max_bytes=FILTERED_CACHE_BYTES)
+        self.filtered = GalleryCache(max_entries=256, max_bytes=FILTERED_CACHE_BYTES, keep_raw=False)
         self._restricted: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}  # restrict(): filter masks per kind
         self._lock = threading.Lock()
         self.neglog = NegLogGallery(index.probs)  # loglik's view of the gallery (its prepared chunks go in ``gallery``)

@@ -476,9 +476,10 @@ class GalleryCache:
     one when the index is reopened. Thread-safe.
     """
 
-    def __init__(self, max_entries: int = 4, max_bytes: int | None = None) -> None:
+    def __init__(self, max_entries: int = 4, max_bytes: int | None = None, keep_raw: bool = True) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.keep_raw = keep_raw  # False: an entry holds no raw columns (the re-rank reads its few rows from P)
         self._entries: dict[tuple, tuple[np.ndarray | None, list[_Chunk]]] = {}
         self._bytes: dict[tuple, int] = {}
         self._lock = threading.Lock()
@@ -582,12 +583,14 @@ def exact_topk(
     if backend == "numba":
         query_block = Q  # one call per chunk: the fused scan splits the queries over threads itself
 
+    keep_raw = cache is None or cache.keep_raw
+
     def chunks() -> Iterator[_Chunk]:  # lazily: without a cache, one chunk in memory at a time
         for start in range(0, n, chunk_rows):
             stop = min(n, start + chunk_rows)
             raw = _gallery_chunk(P, cols, rows, start, stop)
             B = layout.rows(raw)
-            yield _Chunk(start, stop, prepare(B), float(np.abs(B).max(initial=0.0)), raw if stop - start == n else None)
+            yield _Chunk(start, stop, prepare(B), float(np.abs(B).max(initial=0.0)), raw if stop - start == n and keep_raw else None)
 
     prepared: Iterable[_Chunk] = chunks()
     if cache is not None:
