@@ -50,6 +50,16 @@ Options studied on real images (bench/retrieval_pa100k.py, README): ``use_implie
 enforces the grammar's implied values; ``priors`` adds a soft target for groups the caption
 leaves unknown (see :mod:`attrret.retrieval.priors`).
 
+Find similar (:mod:`attrret.retrieval.similar`) is one more soft target: for an example with
+distributions ``e_g``, ``d(e, p) = Σ_g Σ_k (e_gk − p_gk)²`` over the groups compared, which is
+the Euclidean form with ``c = e`` (``U = −2e``, ``V = 1``, ``const = Σ e²``), so it runs the same
+exact scan. A text combined with an example replaces ``e_g`` by the text's targets on the groups
+it states.
+
+Filters (:mod:`attrret.retrieval.filters`): ``allowed`` restricts the rows a query may return.
+It is applied inside the exact scan (an infinite penalty on the other rows, or the passing rows'
+own prepared list), never by over-fetching and cutting: the top-k is exact among them.
+
 Kinds: a query ranks only images the router calls its kind (``gate="hard"``), or every image
 with ``penalty · P(router says the other kind)`` added (``gate="soft"``). An index without a
 router column cannot gate: every query ranks every image (a warning says so). A query with
