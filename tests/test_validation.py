@@ -231,7 +231,7 @@ def test_every_source_record_field_is_checked(tmp_path: Path) -> None:
 def test_an_error_names_the_field_path_and_what_was_there() -> None:
     from pydantic import ValidationError
 
-    from attrret.retrieval.index import HeaderFile
+    from attrret.retrieval.index_files import HeaderFile
 
     with pytest.raises(ValidationError) as err:
         HeaderFile.model_validate({"format": "attrret-index/1", "schema": "s", "count": 1, "columns": {"router": [0, 2]},

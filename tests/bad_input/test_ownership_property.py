@@ -1,10 +1,10 @@
 """The ownership rule as a property: random user files placed in every output folder attrret
 writes survive every command, with ``--force`` and without (issue 29).
 
-For each writer (predict, predict --shard-out, index merge, data import, data synth, export onnx,
-attributes, report, demo): make its output once, place seeded-random user files in that folder
+For each writer (predict, predict --meta, predict --shard-out, index merge, data import, data
+synth, data crops, export onnx, attributes, report, demo): make its output once, place seeded-random user files in that folder
 and its subfolders (plain names, and names like attrret's own: ``probs-<hex>.npy``,
-``names-<hex>.json``, ``.<name>.tmp``), run the command again, then check every user file is
+``names-<hex>.json``, ``meta-<hex>.parquet``, ``.<name>.tmp``), run the command again, then check every user file is
 byte for byte what was placed, whether the command succeeded or refused.
 """
 
@@ -23,7 +23,7 @@ from tests.bad_input.test_data_loss import SYNTH
 from tests.bad_input.test_set_ownership import csv_source
 
 TEMPLATES = ("notes-{h}.txt", "probs-{h}.npy", "names-{h}.json", ".{h}.tmp", "mine-{h}.jpg", "probs-{h}{h}.npy",
-             "train_label-{h}.txt", "{h}.onnx", "index-{h}.json")
+             "train_label-{h}.txt", "{h}.onnx", "index-{h}.json", "meta-{h}.parquet", "meta.csv.{h}", "cam_{h}.jpg")
 
 
 def plant(folder: Path, seed: int, count: int = 12) -> dict[Path, bytes]:
@@ -56,13 +56,25 @@ def setup(tiny, tmp_path_factory):
     sub = root / "sub.json"
     proc = attrret("rank", "--queries", labels, "--index", index, "-o", sub)
     assert proc.returncode == 0, proc.stderr
-    return {"data": data, "work": work, "index": index, "sub": sub, "labels": labels, "csv": csv_source(root / "csv"), "root": root}
+    meta = root / "meta.csv"  # every image of the tiny gallery with a camera and a time
+    names = [p.name for p in sorted((data / "images").iterdir())]
+    meta.write_text("image,camera,time\n" + "".join(f"{n},{i % 2},2026-12-01T08:00:{i:02d}\n" for i, n in enumerate(names)))
+    frames = root / "frames"  # two video frames and a detection in each
+    frames.mkdir()
+    for i, n in enumerate(names[:2], 1):
+        (frames / f"{i:06d}.jpg").write_bytes((data / "images" / n).read_bytes())
+    det = root / "det.txt"
+    det.write_text("1,1,2,2,12,20,0.9\n2,1,3,3,12,20,0.8\n")
+    return {"data": data, "work": work, "index": index, "sub": sub, "labels": labels, "csv": csv_source(root / "csv"), "root": root,
+            "meta": meta, "frames": frames, "det": det}
 
 
 def command(name: str, s: dict, out: Path, force: bool) -> list:
     f = ["--force"] if force else []
     return {
         "predict": ["predict", "--images", s["data"], "--workdir", s["work"], "-o", out, "-q"],
+        "predict-meta": ["predict", "--images", s["data"], "--workdir", s["work"], "-o", out, "--meta", s["meta"], "-q"],
+        "crops": ["data", "crops", "--frames", s["frames"], "--detections", s["det"], "--out", out, *f],
         "shard-out": ["predict", "--images", s["data"], "--workdir", s["work"], "-o", s["root"] / "x-index", "--shard", "0/2",
                       "--shard-out", out, "-q"],
         "merge": ["index", "merge", s["root"] / "m.shard-0-of-2", s["root"] / "m.shard-1-of-2", "-o", out],
@@ -75,7 +87,8 @@ def command(name: str, s: dict, out: Path, force: bool) -> list:
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
-@pytest.mark.parametrize("name", ["predict", "shard-out", "merge", "import", "synth", "export", "attributes", "report"])
+@pytest.mark.parametrize("name", ["predict", "predict-meta", "shard-out", "merge", "import", "synth", "crops", "export",
+                                  "attributes", "report"])
 def test_user_files_survive_every_writer(setup, tmp_path, name, force):
     if name == "merge":
         for i in range(2):

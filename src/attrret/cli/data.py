@@ -9,12 +9,15 @@ from pathlib import Path
 import typer
 
 from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
+from attrret.data.crops import FORMATS as CROP_FORMATS, PER_TRACK
 from attrret.data.importers import FORMATS
 
 data_app = typer.Typer(help="Datasets: generate the synthetic Track-2 benchmark, import PA-100K, PETA or a CSV, or cut crops from detections.",
                        no_args_is_help=True)
 ImportFormat = choice("ImportFormat", FORMATS)
 Kind = choice("Kind", ("pedestrian", "vehicle"))
+DetectionFormat = choice("DetectionFormat", CROP_FORMATS)
+PerTrack = choice("PerTrack", PER_TRACK)
 
 
 @data_app.command("synth", cls=WrappedHelp)
@@ -109,20 +112,20 @@ def crops(
     frames: Path = typer.Option(..., "--frames", help="Folder of video frames (MOT: 000001.jpg, ... by frame number)."),
     detections: Path = typer.Option(..., "--detections", help="Boxes: MOT text (frame,id,x,y,w,h,score,...) or COCO-style JSON (.json)."),
     out: Path = typer.Option(..., "--out", help="Output folder: images/ and meta.csv; must not exist unless --force."),
-    fmt: str = typer.Option(None, "--format", help="mot | coco (default: coco for .json, else mot)."),
+    fmt: DetectionFormat = typer.Option(None, "--format", help="mot or coco (default: coco for .json, else mot)."),
     camera: str = typer.Option(None, "--camera", help="Camera name of every crop (default: the frames folder's name)."),
     fps: float = typer.Option(None, "--fps", help="Frames per second: with --start, frame N is at start + (N - 1) / fps."),
     start: str = typer.Option(None, "--start", help="ISO 8601 time of frame 1 (without a zone: UTC)."),
     timestamps: Path = typer.Option(None, "--timestamps", help="frame,time per line: each frame's own time."),
-    per_track: str = typer.Option("all", "--per-track", help="all: every box; best: one crop per track, its best-scoring box."),
+    per_track: PerTrack = typer.Option(PerTrack.all, "--per-track", help="all: every box; best: one crop per track, its best-scoring box."),
     min_score: float = typer.Option(0.0, "--min-score", help="Skip boxes scored below this."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier crop set (never another folder)."),
 ) -> None:
     """Cut detections (MOT or COCO boxes) out of video frames, with a metadata table for predict --meta."""
     from attrret.data.crops import make_crops
 
-    s = make_crops(frames, detections, out, fmt=fmt, camera=camera, fps=fps, start=start, timestamps=timestamps,
-                   per_track=per_track, min_score=min_score, force=force, progress=True)
+    s = make_crops(frames, detections, out, fmt=fmt.value if fmt else None, camera=camera, fps=fps, start=start,
+                   timestamps=timestamps, per_track=per_track.value, min_score=min_score, force=force, progress=True)
     typer.echo(f"{s.out}: {s.crops} crops from {s.frames} frames, {s.tracks} tracks ({s.seconds:.1f} s); "
                f"next: attrret predict --images {s.out / 'images'} --meta {s.out / 'meta.csv'}")
     for reason, n in sorted(s.skipped.items()):

@@ -36,14 +36,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attrret.data.layout import check_replaceable, discard, job_progress, partial_folder, publish, seal
 from attrret.errors import InputError, OptionError
-from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.meta import format_time, parse_time
 
-__all__ = ["Detection", "CropsSummary", "read_mot", "read_coco", "make_crops", "MARKER", "CATEGORIES"]
+__all__ = ["Detection", "CropsSummary", "read_mot", "read_coco", "make_crops", "MARKER", "CATEGORIES", "FORMATS", "PER_TRACK"]
 
 MARKER = "crops.json"
+#: Detection file formats and --per-track choices (the CLI lists them from here).
+FORMATS = ("mot", "coco")
+PER_TRACK = ("all", "best")
 META = "meta.csv"
 _LAYOUT = frozenset({"images", META})
 #: COCO category names that are cut out, and the subject each is.
@@ -201,6 +202,9 @@ def make_crops(frames: str | Path, detections: str | Path, out: str | Path, *, f
                force: bool = False, progress: bool = False,
                on_progress: Callable[[int, int], None] | None = None) -> CropsSummary:
     """Cut the detections of ``detections`` out of the frames in ``frames`` into ``out`` (module doc)."""
+    from attrret.data.layout import check_replaceable, discard, partial_folder
+    from attrret.locks import LOCK_PREFIX, file_lock
+
     began = clock.perf_counter()
     frames, detections, out = Path(frames).absolute(), Path(detections).absolute(), Path(out).absolute()
     if not frames.is_dir():
@@ -210,10 +214,10 @@ def make_crops(frames: str | Path, detections: str | Path, out: str | Path, *, f
     if out == frames or frames.is_relative_to(out):
         raise InputError("the output folder holds the frames; name a new folder", out)
     fmt = fmt or ("coco" if detections.suffix.lower() == ".json" else "mot")
-    if fmt not in ("mot", "coco"):
-        raise OptionError(f"unknown detections format {fmt!r}; use mot or coco")
-    if per_track not in ("all", "best"):
-        raise OptionError(f"--per-track {per_track!r}; use all or best")
+    if fmt not in FORMATS:
+        raise OptionError(f"unknown detections format {fmt!r}; use {' or '.join(FORMATS)}")
+    if per_track not in PER_TRACK:
+        raise OptionError(f"--per-track {per_track!r}; use {' or '.join(PER_TRACK)}")
     if (fps is None) != (start is None):
         raise OptionError("--fps and --start go together: frame N is at start + (N - 1) / fps")
     if fps is not None and not (math.isfinite(fps) and fps > 0):
@@ -255,6 +259,8 @@ def make_crops(frames: str | Path, detections: str | Path, out: str | Path, *, f
 def _write(tmp, out, frames, dets, skipped, camera, fps, t0, stamps, fmt, per_track, min_score, by_name, by_number,
            progress, on_progress, began, detections) -> CropsSummary:
     from PIL import Image
+
+    from attrret.data.layout import job_progress, publish, seal
 
     images = tmp / "images"
     images.mkdir()

@@ -27,20 +27,19 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
-from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from attrret.errors import CheckpointError
 from attrret.geometry import HW, parse_hw
 from attrret.io import atomic_path, atomic_write_bytes, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.precisions import PRECISION_NAMES
 from attrret.retrieval.meta import ImageMeta
 from attrret.schema import Schema, load_schema
-from attrret.validation import STRICT, Count, Finite, ImageSize, Name, Record, Sha256, Span, UniqueNames, load
+
+if TYPE_CHECKING:
+    from attrret.retrieval.index_files import HeaderFile
 
 __all__ = ["FORMAT", "IndexHeader", "Index", "write_index", "open_index", "is_index"]
 
@@ -108,6 +107,9 @@ class IndexHeader:
         """Read a header (:class:`HeaderFile`: every field's kind and range, no coercion: a float
         count, a string width or a null weight is a damaged header, not something to guess about).
         ``model``: :class:`PlannedHeader` for the header a shard carries."""
+        from attrret.retrieval.index_files import HeaderFile  # pydantic: only when an index is read
+        from attrret.validation import load
+
         h = load(model or HeaderFile, d, f"{where}: damaged index header", "re-run attrret predict")
         return cls(
             schema=h.schema_fingerprint, count=h.count, columns={k: (v[0], v[1]) for k, v in h.columns.items()},
@@ -116,77 +118,6 @@ class IndexHeader:
             probs_file=h.probs_file, names_file=h.names_file, format=h.format, schema_source=h.schema_source,
             precision=h.precision, meta_file=h.meta_file, meta_source=h.meta_source, meta_sha256=h.meta_sha256,
         )
-
-
-def _data_file_name(name: str) -> str:
-    if not _plain_data_file(name):
-        raise ValueError(f"{name[:60]!r} is not an index data file name (probs-*.npy, names-*.json or meta-*.parquet, no folder)")
-    return name
-
-
-DataFile = Annotated[str, AfterValidator(_data_file_name)]
-
-
-class ModelEntry(Record):
-    """One model of an index header: what staleness (``check_fresh``) and the explanations read."""
-
-    task: Name
-    path: Name
-    sha256: Name
-    relpath: str = ""
-
-
-class HeaderFile(Record):
-    """``header.json`` as written by :func:`write_index` (:class:`IndexHeader` is what code uses)."""
-
-    format: Literal[FORMAT]
-    schema_fingerprint: Name = Field(alias="schema")
-    count: Count
-    columns: dict[Name, Span]
-    models: list[ModelEntry]
-    img_sizes: list[ImageSize]
-    tta: Literal["flip", "none"]
-    weights: list[Finite]
-    probs_file: DataFile
-    names_file: DataFile
-    source: str = ""
-    schema_source: str = ""
-    precision: Literal["", *PRECISION_NAMES] = ""  # empty: written before precision was recorded
-    meta_file: Literal[""] | DataFile = ""
-    meta_source: str = ""
-    meta_sha256: Literal[""] | Sha256 = ""
-
-
-class PlannedHeader(HeaderFile):
-    """The header a run plans before it writes data files (a shard carries it): no file names yet."""
-
-    probs_file: Literal[""] = ""
-    names_file: Literal[""] = ""
-    meta_file: Literal[""] = ""
-
-
-class FileRecord(TypedDict, total=False):
-    """Where a row's image was when it was predicted (serve checks the file is still that one).
-    Each field is optional (a library caller may record none), and checked when present."""
-
-    __pydantic_config__ = ConfigDict(**STRICT, extra="allow")  # type: ignore[misc]
-    path: Name
-    size: Count
-    mtime_ns: int
-
-
-class NamesFile(Record):
-    """``names-<token>.json``: the image names in row order, unique, and (since predict records
-    them) one file record per name."""
-
-    names: UniqueNames
-    files: list[FileRecord] = []
-
-    @model_validator(mode="after")
-    def _one_record_per_name(self) -> NamesFile:
-        if self.files and len(self.files) != len(self.names):
-            raise ValueError(f"files lists {len(self.files)} records for {len(self.names)} names")
-        return self
 
 
 @dataclass(frozen=True)
@@ -446,6 +377,9 @@ def _open_index(path: Path, hp: Path, schema: Schema | None) -> Index:
         meta = json.loads((path / header.names_file).read_text(encoding="utf-8"))
     except (OSError, ValueError, EOFError) as exc:  # EOFError: a zero-byte .npy (click would print "Aborted.")
         raise CheckpointError(f"{path}: damaged index ({type(exc).__name__}: {exc})") from None
+    from attrret.retrieval.index_files import NamesFile
+    from attrret.validation import load
+
     rows = load(NamesFile, meta, f"{path / header.names_file}: damaged index names file", "re-run attrret predict")
     names = tuple(rows.names)
     if probs.ndim != 2 or probs.shape != (header.count, header.width) or len(names) != header.count:

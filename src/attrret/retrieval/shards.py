@@ -54,9 +54,10 @@ from pydantic import AfterValidator, Field, model_validator
 from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
-from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, FileRecord, IndexHeader, PlannedHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
+from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
 from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
+from attrret.retrieval.index_files import FileRecord, PlannedHeader
 from attrret.retrieval.meta import MAX_META_COLUMNS, MAX_VALUE_CHARS, ImageMeta, MetaSource
 from attrret.validation import Count, Name, Positive, Record, UniqueNames, load
 

@@ -32,7 +32,7 @@ from attrret.data.importers.source import ImportOptions, Source, SourceImage
 from attrret.data.layout import check_replaceable, discard, job_progress, label_line, partial_folder, publish, seal, unknown_line
 from attrret.data.records import SPLITS
 from attrret.data.splits import identity_split
-from attrret.data.track2 import check_image_name, unknown_file
+from attrret.data.track2 import unknown_file
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock

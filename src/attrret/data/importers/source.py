@@ -6,20 +6,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
-
-from attrret.data.records import SPLITS
-from attrret.data.track2 import check_image_name
 from attrret.errors import InputError
 from attrret.schema import Schema
-from attrret.validation import Name, Record, load
 
-__all__ = ["ImportOptions", "SourceImage", "SourceRecord", "Source", "Format"]
-
-#: The longest image name or identity an import writes (a file name's limit on most file systems).
-MAX_NAME = 255
+__all__ = ["ImportOptions", "SourceImage", "Source", "Format"]
 
 
 @dataclass(frozen=True)
@@ -51,45 +42,15 @@ class SourceImage:
     where: str
 
     def checked(self, schema: Schema) -> SourceImage:
-        """This image with every field checked (:class:`SourceRecord`), or one :class:`InputError`
+        """This image with every field checked (``record.SourceRecord``), or one :class:`InputError`
         naming where the source lists it and the field."""
+        from attrret.data.importers.record import SourceRecord  # pydantic: only when importing
+        from attrret.validation import load
+
         raw = {"name": self.name, "kind": self.kind, "values": self.values, "split": self.split,
                "identity": self.identity}
         load(SourceRecord, raw, "", error=lambda message: InputError(message, self.where),
              context={"schema": schema})
-        return self
-
-
-class SourceRecord(Record):
-    """What every importer hands over, whatever the source format: checked in one place, against
-    the schema (``context["schema"]``: its groups and classes for the image's kind)."""
-
-    name: Annotated[Name, Field(max_length=MAX_NAME)]
-    kind: Literal["pedestrian", "vehicle"]
-    values: dict[str, str]
-    split: Literal[*SPLITS] | None = None
-    identity: Annotated[Name, Field(max_length=MAX_NAME)]
-
-    @field_validator("name")
-    @classmethod
-    def _flat_name(cls, name: str) -> str:
-        check_image_name(name)
-        if "$" in name or "\n" in name or "/" in name or "\\" in name:
-            raise ValueError(f"image name {name!r} has a '/', a '$' or a line break")
-        return name
-
-    @model_validator(mode="after")
-    def _known_values(self, info: ValidationInfo) -> SourceRecord:
-        schema: Schema = info.context["schema"]
-        subject = schema.pedestrian if self.kind == "pedestrian" else schema.vehicle
-        for group, cls in self.values.items():
-            if group not in subject.group_names:
-                raise ValueError(f"{group} is not a {self.kind} group (valid: {', '.join(subject.group_names)})")
-            classes = subject.group(group).classes
-            if cls not in classes:
-                raise ValueError(f"{group}: unknown class {cls!r}; valid: {', '.join(classes)}")
-        if self.kind == "vehicle" and not self.values:
-            raise ValueError(f"a vehicle needs at least one of {', '.join(subject.group_names)}")
         return self
 
 
