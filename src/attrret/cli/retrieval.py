@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema, sizes_option
+from attrret.retrieval.predict import GATES as PREDICT_GATES
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
@@ -19,6 +20,7 @@ Runtime = choice("Runtime", ("torch", "onnx"))
 Scoring = choice("Scoring", SCORINGS)
 KindGate = choice("KindGate", GATES)
 Backend = choice("Backend", BACKENDS)
+Gate = choice("Gate", PREDICT_GATES)
 
 
 def _err(msg: str) -> None:
@@ -54,6 +56,7 @@ def predict(
     onnx: Annotated[Optional[Path], typer.Option("--onnx", help="With --runtime onnx: the .onnx file attrret export onnx wrote.")] = None,
     meta: Annotated[Optional[Path], typer.Option("--meta", help="Image metadata to store beside the index: a CSV or JSON-lines table with an 'image' column (the gallery path or file name) and any of camera, time (ISO 8601; without a zone: UTC) and free columns (track, frame, x, y, w, h, ...). Re-running with a changed table updates the metadata without predicting again.", rich_help_panel="Metadata")] = None,
     camera_from_folder: Annotated[bool, typer.Option("--camera-from-folder", help="Take each image's camera from its folder in a <camera>/<file> gallery (where --meta gives none).", rich_help_panel="Metadata")] = False,
+    gate: Annotated[Gate, typer.Option("--gate", help="router: the router first, then each image only through its own subject's models (about half the work on a mixed gallery); none: every model on every image. Hard-gated ranking gives the same results either way.")] = Gate.router,
     time_from_exif: Annotated[bool, typer.Option("--time-from-exif", help="Take each image's time from its EXIF DateTimeOriginal (where --meta gives none).", rich_help_panel="Metadata")] = False,
 ) -> None:
     """Run the router and every trained task over a gallery into a memory-mappable index.
@@ -105,7 +108,7 @@ def predict(
     for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
         _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
     settings = dict(tta_flip=tta is Tta.flip, split=split, batch_size=batch_size, device=device, precision=precision_value(precision),
-                    progress=not quiet, schema=schema, meta=meta_source)
+                    progress=not quiet, schema=schema, meta=meta_source, gate=gate.value)
     if spec is not None:
         where, part = shards.build_shard(images, out, members, spec, shard_out=shard_out, **settings)
         typer.echo(f"{where}: shard {spec} of {out}: {len(part.names)} images ({part.predicted} predicted)")

@@ -76,6 +76,10 @@ class IndexHeader:
     meta_file: str = ""
     meta_source: str = ""
     meta_sha256: str = ""
+    # How images were routed to models (attrret.retrieval.predict.GATES; empty: written before
+    # gating, every model on every image, as "none"). Part of settings(): the other subject's
+    # columns differ between gates.
+    gate: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_sizes", tuple(parse_hw(s) for s in self.img_sizes))
@@ -90,7 +94,8 @@ class IndexHeader:
         where = ("path", "relpath", "train_data")
         return {"schema": self.schema, "columns": {k: list(v) for k, v in self.columns.items()},
                 "models": [{k: v for k, v in m.items() if k not in where} for m in self.models],
-                "tta": self.tta, "weights": list(self.weights), "precision": self.precision}
+                "tta": self.tta, "weights": list(self.weights), "precision": self.precision,
+                "gate": self.gate or "none"}
 
     def to_json(self) -> dict:
         return {
@@ -99,7 +104,7 @@ class IndexHeader:
             "img_sizes": [list(s) for s in self.img_sizes], "tta": self.tta, "weights": list(self.weights),
             "source": self.source, "probs_file": self.probs_file, "names_file": self.names_file,
             "precision": self.precision, "meta_file": self.meta_file, "meta_source": self.meta_source,
-            "meta_sha256": self.meta_sha256,
+            "meta_sha256": self.meta_sha256, "gate": self.gate,
         }
 
     @classmethod
@@ -117,6 +122,7 @@ class IndexHeader:
             img_sizes=tuple(h.img_sizes), tta=h.tta, weights=tuple(h.weights), source=h.source,
             probs_file=h.probs_file, names_file=h.names_file, format=h.format, schema_source=h.schema_source,
             precision=h.precision, meta_file=h.meta_file, meta_source=h.meta_source, meta_sha256=h.meta_sha256,
+            gate=h.gate,
         )
 
 

@@ -54,6 +54,7 @@ class HeaderFile(Record):
     meta_file: Literal[""] | DataFile = ""
     meta_source: str = ""
     meta_sha256: Literal[""] | Sha256 = ""
+    gate: Literal["", "router", "none"] = ""  # empty: written before gating (every model on every image)
 
 
 class PlannedHeader(HeaderFile):

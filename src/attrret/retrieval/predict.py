@@ -20,6 +20,17 @@ mtime are unchanged and every model (by checkpoint hash), the TTA and the weight
 same; only new or changed images are predicted, removed ones are dropped. If anything that
 changes probabilities differs, everything is recomputed.
 
+Router gating (``gate="router"``, ``attrret predict --gate router``, the default): the router's
+ensemble runs on every image first, and each image then runs only its subject's models (a
+pedestrian never pays for the vehicle models). The index stores every row's router
+probabilities as before; the other subject's columns of a row hold the uniform distribution
+(1 / classes). Hard-gated ranking (the default ``rank`` / ``search``) reads a query's columns
+only over rows the router calls its kind, so its results are identical to ``--gate none``
+(tests/retrieval/test_gate.py); the soft gate (``--kind-gate soft``) also scores rows of the
+other kind, and there it sees "no information" instead of the other subject's models' guesses,
+so its order among those rows can differ. The header records the gate: rows are not reused
+across gates.
+
 Sharded runs (``torchrun``, ``--shard i/N``): attrret.retrieval.shards splits the images to
 predict (``BuildPlan.todo``) among processes and merges their rows into the same index.
 An index built by onnxruntime from an
@@ -67,6 +78,7 @@ __all__ = [
     "file_sha256",
     "task_columns",
     "run_precision",
+    "GATES",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -300,13 +312,24 @@ def ensemble_probs(
     precision: str | None = None,
     progress: bool = True,
     predict_fn: Callable | None = None,
+    gate: str = "none",
 ) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
     """Float32 ``(len(paths), width)`` probabilities of the weighted ensemble (module doc) and
     their column layout (``columns``, or every task the members predict, in schema order).
     ``precision``: as :func:`attrret.classifiers.runtime.resolve_precision` takes it.
+    ``gate``: ``router`` runs the router first and each image only through its own subject's
+    models (:func:`_gated_probs`); ``none`` runs every model on every image.
 
     Refuses non-finite probabilities: NaN weights (a diverged or damaged model) would rank one
     image first for every query."""
+    if gate not in GATES:
+        raise ValueError(f"unknown gate {gate!r}; use one of {', '.join(GATES)}")
+    kwargs = dict(tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision, progress=progress,
+                  predict_fn=predict_fn)
+    if gate == "router":
+        gated = _gated_probs(members, paths, schema, columns, kwargs)
+        if gated is not None:
+            return gated
     if predict_fn is None:
         from attrret.classifiers.predict import predict_probs
 
@@ -329,6 +352,59 @@ def ensemble_probs(
     if bad:
         raise CheckpointError(f"the models of {', '.join(bad)} give non-finite probabilities; retrain them")
     return probs, columns
+
+
+#: How predict routes images to models (``--gate``): ``router``, each image through its own
+#: subject's models only (the router first); ``none``, every model on every image.
+GATES = ("router", "none")
+
+
+def _task_of(task_dir: Path, schema: Schema) -> str:
+    from attrret.classifiers.checkpoint import load_checkpoint
+
+    return load_checkpoint(task_dir, schema=schema, mmap=True).task  # mmap: only the meta is read
+
+
+def _gated_probs(members: Sequence[Member], paths: Sequence[Path], schema: Schema,
+                 columns: dict[str, tuple[int, int]] | None, kwargs: dict) -> tuple[np.ndarray, dict] | None:
+    """Router-gated ensemble probabilities (None when there is nothing to gate: no router, or
+    only the router). The router's ensemble runs on every image; its argmax picks the image's
+    subject, and only that subject's tasks run on it. The other subject's columns of the row
+    hold the uniform distribution (1 / classes): a hard kind gate never reads them (the ranker
+    ranks a query over the rows of its kind only), attribute records show only the kind's
+    groups, and a soft gate scores them as "no information" (module doc, "Router gating")."""
+    from attrret.schema import SUBJECTS
+
+    router = schema.router.task
+    tasks = {d: _task_of(d, schema) for m in members for d in m.task_dirs}
+
+    def only(keep: Callable[[str], bool]) -> list[Member]:
+        picked = [dataclasses.replace(m, task_dirs=tuple(d for d in m.task_dirs if keep(tasks[d]))) for m in members]
+        return [m for m in picked if m.task_dirs]
+
+    routers = only(lambda t: t == router)
+    if not routers or not only(lambda t: t != router):
+        return None
+    every = task_columns(list(dict.fromkeys(tasks.values())), schema)
+    columns = columns if columns is not None else every
+    width = max((stop for _, stop in columns.values()), default=0)
+    out = np.zeros((len(paths), width), np.float32)
+    for a, b in columns.values():
+        out[:, a:b] = 1.0 / (b - a)  # the uniform distribution: the other subject's columns
+    r, rc = ensemble_probs(routers, paths, schema, **kwargs)
+    a, b = columns[router]
+    out[:, a:b] = r[:, slice(*rc[router])]
+    kinds = out[:, a:b].argmax(axis=1)
+    for ki, kind in enumerate(SUBJECTS):
+        rows = np.flatnonzero(kinds == ki)
+        subject = only(lambda t, kind=kind: t.startswith(kind + ".") and t in columns)
+        if not len(rows) or not subject:
+            continue
+        p, pc = ensemble_probs(subject, [paths[i] for i in rows], schema, **kwargs)
+        for task, (s0, s1) in pc.items():
+            c0, c1 = columns[task]
+            out[rows, c0:c1] = p[:, s0:s1]
+    return out, columns
 
 
 def run_precision(precision: str | None, device: str, graph: OnnxGraph | None = None) -> str:
@@ -381,6 +457,7 @@ def build_index(
     schema: Schema | None = None,
     graph: OnnxGraph | None = None,
     meta: MetaSource = MetaSource(),
+    gate: str = "router",
 ) -> BuildSummary:
     """Predict every gallery image of ``src`` with the ensemble into the index at ``out``,
     under ``schema`` (None: the packaged one; the members' checkpoints must be of it).
@@ -391,7 +468,8 @@ def build_index(
     (``attrret.locks``), then reuses what it predicted. ``precision`` (``auto``, ``fp32``, ``bf16``,
     ``fp16``; None: ``$ATTRRET_PRECISION``, else auto) is resolved for ``device`` and recorded in
     the header; rows computed in another precision are not reused. ``meta``: where the images'
-    metadata comes from (:func:`plan_build`).
+    metadata comes from (:func:`plan_build`). ``gate``: ``router`` (each image through its own
+    subject's models only) or ``none`` (module doc, "Router gating").
     """
     out = Path(out)
     check_writable(out)
@@ -401,7 +479,7 @@ def build_index(
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
                                  precision=run_precision(precision, device, graph), progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph,
-                                 meta=meta)
+                                 meta=meta, gate=gate)
     except BaseException:
         if created:  # a failed first build leaves no folder behind
             discard_new_folder(out)
@@ -411,9 +489,9 @@ def build_index(
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
                   tta_flip: bool, batch_size: int, device: str, precision: str, progress: bool, log: Callable[[str], None],
                   predict_fn: Callable | None, schema: Schema, graph: OnnxGraph | None = None,
-                  meta: MetaSource = MetaSource()) -> BuildSummary:
+                  meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary:
     plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema, graph=graph,
-                             precision=precision, meta=meta)
+                             precision=precision, meta=meta, gate=gate)
     todo = list(plan.todo)
     if todo and graph is not None:
         from attrret.export.onnx_runtime import graph_probs
@@ -422,7 +500,7 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
     elif todo:
         probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], schema, columns=plan.header.columns,
                                         tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision,
-                                        progress=progress, predict_fn=predict_fn)
+                                        progress=progress, predict_fn=predict_fn, gate=plan.header.gate or "none")
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
     # predicted and the index not yet written.
     fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
@@ -454,7 +532,7 @@ class BuildPlan:
 def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,
                tta_flip: bool, log: Callable[[str], None], schema: Schema | None = None,
                graph: OnnxGraph | None = None, precision: str = "fp32",
-               meta: MetaSource = MetaSource()) -> tuple[BuildPlan, np.ndarray]:
+               meta: MetaSource = MetaSource(), gate: str = "router") -> tuple[BuildPlan, np.ndarray]:
     """The plan of a run into ``out`` (see BuildPlan) and a float32 ``(len(gallery), width)``
     array holding the reused rows (zero where a row is to be predicted). ``precision`` is the
     resolved one the rows are computed in (:func:`run_precision`). ``meta``: where the rows'
@@ -486,6 +564,9 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
         schema=schema.fingerprint, schema_source=schema.source, count=len(gallery), columns=columns, models=tuple(entries),
         img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=tta,
         weights=weights, source=str(Path(src).resolve()), precision=precision, **meta_where,
+        # an exported graph runs every model (its ensemble is fixed); without a router or with
+        # the router alone there is nothing to gate
+        gate=gate if graph is None and schema.router.task in columns and len(columns) > 1 else "none",
     )
     if old is not None and old.header.settings() != header.settings():
         log("existing index was built with other models/settings; recomputing every image")

@@ -196,7 +196,8 @@ def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, m
     if rows:
         probs, _ = ensemble_probs(members, [plan.paths[i] for i in rows], schema or load_schema(), columns=plan.header.columns,
                                   tta_flip=plan.header.tta == "flip", batch_size=batch_size, device=device,
-                                  precision=plan.header.precision or None, progress=progress, predict_fn=predict_fn)
+                                  precision=plan.header.precision or None, progress=progress, predict_fn=predict_fn,
+                                  gate=plan.header.gate or "none")
     predicted = len(rows)
     if spec.index == 0:
         todo = set(plan.todo)
@@ -440,7 +441,7 @@ def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spe
                 shard_out: str | Path | None = None, tta_flip: bool = True, split: str = "test", batch_size: int = 64,
                 device: str = "auto", precision: str | None = None, progress: bool = True, log: Callable[[str], None] = _stderr,
                 predict_fn: Callable | None = None, schema: Schema | None = None,
-                meta: MetaSource = MetaSource()) -> tuple[Path, Shard]:
+                meta: MetaSource = MetaSource(), gate: str = "router") -> tuple[Path, Shard]:
     """``attrret predict --shard``: plan the run into the index ``out`` (reading, not locking, the
     index there), predict shard ``spec`` and write it to ``shard_out`` (default
     :func:`shard_path`). ``out`` itself is written by :func:`merge_shard_dirs`."""
@@ -449,7 +450,7 @@ def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spe
     target = Path(shard_out) if shard_out is not None else shard_path(out, spec)
     _check_shard_writable(target)
     plan, reused = plan_build(src, out, members, list_gallery(src, split, schema), tta_flip=tta_flip, log=log, schema=schema,
-                              precision=run_precision(precision, device), meta=meta)
+                              precision=run_precision(precision, device), meta=meta, gate=gate)
     shard = predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
                           predict_fn=predict_fn, schema=schema)
     return write_shard(target, shard), shard
@@ -508,7 +509,7 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
                             split: str = "test", batch_size: int = 64, device: str = "auto", precision: str | None = None,
                             progress: bool = True, log: Callable[[str], None] = _stderr,
                             predict_fn: Callable | None = None, schema: Schema | None = None,
-                            meta: MetaSource = MetaSource()) -> BuildSummary | None:
+                            meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary | None:
     """``torchrun ... attrret predict``: the index a single ``build_index`` would write, each rank
     predicting a shard (module doc). Rank 0 returns the summary, the others None.
 
@@ -530,7 +531,7 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
         ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, run_precision(precision, device),
                        progress and d.main, predict_fn, schema or load_schema())
         if d.main:
-            return _lead(ranks, src, Path(out), split, tta_flip, log, meta)
+            return _lead(ranks, src, Path(out), split, tta_flip, log, meta, gate)
         _follow(ranks)
         return None
     finally:
@@ -553,7 +554,7 @@ class _Ranks:
 
 
 def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool, log: Callable[[str], None],
-          meta: MetaSource = MetaSource()) -> BuildSummary:
+          meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary:
     """Rank 0: lock the index, plan, send the plan, predict shard 0, gather, write."""
     import torch.distributed as dist
 
@@ -561,7 +562,7 @@ def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool,
     try:
         with _locked_output(out, log):
             plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split, ranks.schema), tta_flip=tta_flip, log=log,
-                                      schema=ranks.schema, precision=ranks.precision, meta=meta)
+                                      schema=ranks.schema, precision=ranks.precision, meta=meta, gate=gate)
             # images by absolute path: ranks on other nodes may run in another directory
             plan = dataclasses.replace(plan, paths=tuple(Path(f["path"]) for f in plan.files))
             dist.broadcast_object_list([plan], src=0, group=ranks.group)
