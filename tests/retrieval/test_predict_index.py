@@ -58,17 +58,18 @@ def _shifted_copy(models: Path, out: Path, seed: int) -> Path:
 
 def test_ensemble_is_the_weighted_mean(trained, tmp_path):
     """Two different members, weights 1 and 3 (not summing to 1): every column of the ensemble
-    index is (1 p_a + 3 p_b) / 4 of the members' own indexes."""
+    index is (1 p_a + 3 p_b) / 4 of the members' own indexes (ungated: with the router gate, each
+    member's own router would route some images elsewhere than the ensemble's)."""
     data, work = trained
     other = _shifted_copy(work / "models", tmp_path / "other", seed=0)
     src = data / "test" / "test_images"
-    ia = open_index(build_index(src, tmp_path / "a", find_members(None, models=[work / "models"]), progress=False).path)
-    ib = open_index(build_index(src, tmp_path / "b", find_members(None, models=[other]), progress=False).path)
+    ia = open_index(build_index(src, tmp_path / "a", find_members(None, models=[work / "models"]), progress=False, gate="none").path)
+    ib = open_index(build_index(src, tmp_path / "b", find_members(None, models=[other]), progress=False, gate="none").path)
     pa, pb = np.asarray(ia.probs, np.float64), np.asarray(ib.probs, np.float64)
     assert np.abs(pa - pb).max() > 0.05  # the members really differ
     ens = find_members(None, models=[work / "models", other], weights=[1.0, 3.0])
     assert [m.weight for m in ens] == [1.0, 3.0]
-    ie = open_index(build_index(src, tmp_path / "ens", ens, progress=False).path)
+    ie = open_index(build_index(src, tmp_path / "ens", ens, progress=False, gate="none").path)
     assert np.allclose(np.asarray(ie.probs), (1.0 * pa + 3.0 * pb) / 4.0, atol=1e-6)
     assert ie.header.weights == (1.0, 3.0) and len(ie.header.models) == 2 * len(ia.header.models)
     with pytest.raises(CheckpointError, match="2 ensemble members"):
