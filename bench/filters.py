@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bench import json_header  # noqa: E402
-from bench.serve import Served, draw_image, queries, run_load  # noqa: E402
+from bench.serve import Served, draw_image, queries, run_load, write_synthetic_index  # noqa: E402
 
 T0 = "2026-12-01T00:00:00"
 TARGETS = {"filtered_vs_unfiltered_p50_p99": 1.0, "serve_qps_1m_32clients_time_filter": 300.0,
@@ -65,32 +65,14 @@ TARGETS = {"filtered_vs_unfiltered_p50_p99": 1.0, "serve_qps_1m_32clients_time_f
 
 def write_index_with_meta(path: Path, n: int, image: Path, seed: int = 0) -> float:
     """bench/serve.py's synthetic index plus metadata (module doc); the seconds it took."""
-    from attrret.retrieval.index import IndexHeader, write_index
     from attrret.retrieval.meta import Column, ImageMeta, parse_time
-    from attrret.retrieval.predict import task_columns
-    from attrret.schema import load_schema
 
-    t = time.perf_counter()
-    schema = load_schema()
-    columns = task_columns(None, schema)
-    at = max(stop for _, stop in columns.values())
-    rng = np.random.default_rng(seed)
-    probs = np.empty((n, at), np.float32)
-    for g in schema.tasks:
-        a, b = columns[g.task]
-        x = rng.gamma(1.0, size=(n, b - a)).astype(np.float32)
-        probs[:, a:b] = x / x.sum(axis=1, keepdims=True)
-    st = image.stat()
-    rec = {"path": str(image.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    names = [f"img_{i:07d}.jpg" for i in range(1, n + 1)]
+    rng = np.random.default_rng(seed + 1)  # the probabilities draw from bench/serve.py's own generator
     cameras = Column(rng.integers(0, 100, n).astype(np.int32), tuple(str(c) for c in range(1, 101)))
     tracks = Column((np.arange(n) // 20).astype(np.int32), tuple(str(i) for i in range((n + 19) // 20)))
     times = parse_time(T0) + rng.integers(0, 86_400 * 10**9, n, dtype=np.int64)
     meta = ImageMeta(n, times, {"camera": cameras, "track": tracks})
-    header = IndexHeader(schema=schema.fingerprint, count=n, columns=columns, models=(), img_sizes=(224,),
-                         tta="flip", weights=(1.0,), source="synthetic")
-    write_index(path, probs, names, [rec] * n, header, meta=meta)
-    return time.perf_counter() - t
+    return write_synthetic_index(path, n, image, seed, meta=meta)
 
 
 def cells() -> dict[str, dict]:
@@ -109,37 +91,34 @@ def searcher_cells(index: Path, texts: list[str], n_queries: int) -> list[dict]:
 
     s = Searcher.open(index)
     s.warm()
-    out = []
     rng = random.Random(1)
     sample = rng.sample(texts, n_queries)
-    # Cells interleaved query by query (each query under every filter in turn), so a drift of the
-    # machine's speed during the run weighs on every cell alike.
-    search_cells = {label: parse_filters(f.get("camera"), f.get("after"), f.get("before")) for label, f in cells().items()}
-    for q in sample:  # a warm-up round, not counted: each layout's rows prepared once, for every cell alike
-        for filters in search_cells.values():
-            s.search(q, k=10, filters=filters)
-    lat: dict[str, list[float]] = {label: [] for label in search_cells}
-    for q in sample:
-        for label, filters in search_cells.items():
-            t = time.perf_counter()
-            s.search(q, k=10, filters=filters)
-            lat[label].append(time.perf_counter() - t)
-    for label, filters in search_cells.items():
-        out.append(_row(f"search, {label}", lat[label], passing(s, filters)))
+    search_cells = {f"search, {label}": parse_filters(f.get("camera"), f.get("after"), f.get("before"))
+                     for label, f in cells().items()}
+    # a warm-up round of every query under every filter: each layout's rows prepared once, for every cell alike
+    out = _interleaved(s, lambda q, f: s.search(q, k=10, filters=f), sample, search_cells, warm=sample)
     names = s.names
     examples = [names[rng.randrange(len(names))] for _ in range(n_queries)]
-    like_cells = {"find-similar, no filter": parse_filters(), "find-similar, cameras 10%": parse_filters(cells()["cameras, 10%"]["camera"])}
-    for filters in like_cells.values():
-        s.like(examples[0], k=10, filters=filters)
-    lat = {label: [] for label in like_cells}
-    for e in examples:
-        for label, filters in like_cells.items():
+    like_cells = {"find-similar, no filter": parse_filters(),
+                  "find-similar, cameras 10%": parse_filters(cells()["cameras, 10%"]["camera"])}
+    return out + _interleaved(s, lambda e, f: s.like(e, k=10, filters=f), examples, like_cells, warm=examples[:1])
+
+
+def _interleaved(s, call, items: list, cells: dict, warm: list) -> list[dict]:
+    """One row per cell (label -> filters): ``call(item, filters)`` timed for every item, the cells
+    interleaved item by item (each item under every filter in turn), so a drift of the machine's
+    speed during the run weighs on every cell alike. First ``call`` on each of ``warm`` under
+    every cell, not counted."""
+    for item in warm:
+        for filters in cells.values():
+            call(item, filters)
+    lat: dict[str, list[float]] = {label: [] for label in cells}
+    for item in items:
+        for label, filters in cells.items():
             t = time.perf_counter()
-            s.like(e, k=10, filters=filters)
+            call(item, filters)
             lat[label].append(time.perf_counter() - t)
-    for label, filters in like_cells.items():
-        out.append(_row(label, lat[label], passing(s, filters)))
-    return out
+    return [_row(label, lat[label], passing(s, filters)) for label, filters in cells.items()]
 
 
 def passing(s, filters) -> float:

@@ -92,8 +92,9 @@ def queries(seed: int = 0) -> list[str]:
 # -- the synthetic index ---------------------------------------------------------------------
 
 
-def write_synthetic_index(path: Path, n: int, image: Path, seed: int = 0, chunk: int = 100_000) -> float:
-    """Write an ``n``-image index (module doc) at ``path``; returns the seconds it took."""
+def write_synthetic_index(path: Path, n: int, image: Path, seed: int = 0, chunk: int = 100_000, meta=None) -> float:
+    """Write an ``n``-image index (module doc) at ``path``, with ``meta`` (an
+    ``attrret.retrieval.meta.ImageMeta`` of its rows) when given; returns the seconds it took."""
     from attrret.retrieval.index import IndexHeader, write_index
     from attrret.retrieval.predict import task_columns
     from attrret.schema import load_schema
@@ -115,7 +116,7 @@ def write_synthetic_index(path: Path, n: int, image: Path, seed: int = 0, chunk:
     names = [f"img_{i:07d}.jpg" for i in range(1, n + 1)]
     header = IndexHeader(schema=schema.fingerprint, count=n, columns=columns, models=(), img_sizes=(224,),
                          tta="flip", weights=(1.0,), source="synthetic")
-    write_index(path, probs, names, [rec] * n, header)
+    write_index(path, probs, names, [rec] * n, header, meta=meta)
     return time.perf_counter() - t
 
 

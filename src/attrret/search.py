@@ -434,7 +434,6 @@ class Searcher:
         """Hits of a find-similar ranking: per compared group, matched when the image's argmax
         is the example's (or, for a group the text states, an allowed class)."""
         index, subject = state.index, self.schema.subject(kind)
-        files, meta = index.files, index.meta
         out = []
         for rank_no, (row, d) in enumerate(zip(rows.tolist(), dist.tolist()), start=1):
             p = np.asarray(index.probs[row])
@@ -448,8 +447,8 @@ class Searcher:
                         or (g.classes[int(example[cols].argmax())],))
                 predicted[g.name] = pred
                 (matched if pred in want else conflicted).append(g.name)
-            out.append(Hit(rank_no, index.names[row], str(files[row].get("path", "")) if row < len(files) else "", float(d),
-                           tuple(matched), tuple(conflicted), predicted, meta.record(row) if meta is not None else {}))
+            out.append(Hit(rank_no, index.names[row], _path(index, row), float(d), tuple(matched), tuple(conflicted),
+                           predicted, _meta(index, row)))
         return tuple(out)
 
     @staticmethod
@@ -493,18 +492,26 @@ class Searcher:
             ranking = self._rank_plans(state, plans, options, allowed, group_by, k)
             explained = explain(state.index, ranking, [requests[j].text for j in use], self.schema)
             index_wide = [w for w in ranking.warnings if "router column" in w] + self._filter_warnings(filters, allowed, k)
-            files, meta = state.index.files, state.index.meta
             for i, j in enumerate(use):
                 q, r = queries[j], requests[j]
                 hits = tuple(
-                    Hit(res["rank"], res["image"], str(files[row].get("path", "")) if row < len(files) else "", res["distance"],
-                        tuple(res["matched"]), tuple(res["conflicted"]), res["predicted"],
-                        meta.record(row) if meta is not None else {})
+                    Hit(res["rank"], res["image"], _path(state.index, row), res["distance"], tuple(res["matched"]),
+                        tuple(res["conflicted"]), res["predicted"], _meta(state.index, row))
                     for res, row in zip(explained[i]["results"][: r.k], ranking.rows[i][: r.k].tolist())
                 )
                 warnings = tuple(index_wide) + tuple(query_warnings(ranking.plans[i], q))
                 out[j] = SearchResult(query_record(q, self.schema), hits, warnings)
         return out  # type: ignore[return-value]
+
+
+def _path(index: Index, row: int) -> str:
+    """The source path the index recorded for ``row`` ("" when it records none)."""
+    return str(index.files[row].get("path", "")) if row < len(index.files) else ""
+
+
+def _meta(index: Index, row: int) -> dict[str, str | None]:
+    """``row``'s metadata (camera, time, ...; empty for an index without any)."""
+    return index.meta.record(row) if index.meta is not None else {}
 
 
 def _check_text(text: str) -> None:

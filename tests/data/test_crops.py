@@ -49,6 +49,16 @@ def coco_doc() -> dict:
             "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"}]}
 
 
+def frames_and_detections(root: Path, data: Path, text: str, name: str = "det.txt",
+                          folder: str = "frames") -> tuple[Path, Path]:
+    """``root/folder`` of frames (:func:`make_frames`) and ``root/name`` holding ``text``."""
+    frames = root / folder
+    make_frames(frames, data)
+    det = root / name
+    det.write_text(text)
+    return frames, det
+
+
 def read_meta(out: Path) -> list[dict]:
     with open(out / "meta.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -56,10 +66,7 @@ def read_meta(out: Path) -> list[dict]:
 
 def test_mot_crops_with_times_from_fps(trained, tmp_path: Path) -> None:
     data, _ = trained
-    frames = tmp_path / "cam3"
-    make_frames(frames, data)
-    det = tmp_path / "det.txt"
-    det.write_text(mot_lines())
+    frames, det = frames_and_detections(tmp_path, data, mot_lines(), folder="cam3")
     s = make_crops(frames, det, tmp_path / "crops", fps=2, start="2026-12-01T08:00:00+01:00")
     rows = read_meta(tmp_path / "crops")
     assert s.crops == 6 and s.skipped == {"box outside the frame or under 2 pixels": 1}
@@ -74,10 +81,7 @@ def test_mot_crops_with_times_from_fps(trained, tmp_path: Path) -> None:
 
 def test_coco_crops_skip_other_categories_and_take_image_times(trained, tmp_path: Path) -> None:
     data, _ = trained
-    frames = tmp_path / "frames"
-    make_frames(frames, data)
-    det = tmp_path / "det.json"
-    det.write_text(json.dumps(coco_doc()))
+    frames, det = frames_and_detections(tmp_path, data, json.dumps(coco_doc()), "det.json")
     s = make_crops(frames, det, tmp_path / "crops", camera="gate")
     rows = read_meta(tmp_path / "crops")
     assert s.crops == 6 and s.skipped == {"category 'dog' (not a person or a vehicle)": 1}
@@ -87,10 +91,7 @@ def test_coco_crops_skip_other_categories_and_take_image_times(trained, tmp_path
 
 def test_crops_never_replace_a_users_folder(trained, tmp_path: Path) -> None:
     data, _ = trained
-    frames = tmp_path / "frames"
-    make_frames(frames, data)
-    det = tmp_path / "det.txt"
-    det.write_text(mot_lines())
+    frames, det = frames_and_detections(tmp_path, data, mot_lines())
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
@@ -111,10 +112,7 @@ def test_crops_never_replace_a_users_folder(trained, tmp_path: Path) -> None:
     ("1,1,nan,1,5,5\n", ":1: x 'nan' is not a finite number"),
 ])
 def test_bad_mot_lines_are_one_error_naming_the_line(trained, tmp_path: Path, text: str, says: str) -> None:
-    frames = tmp_path / "frames"
-    make_frames(frames, trained[0])
-    det = tmp_path / "det.txt"
-    det.write_text(text)
+    frames, det = frames_and_detections(tmp_path, trained[0], text)
     with pytest.raises(InputError) as err:
         make_crops(frames, det, tmp_path / "out")
     assert says in str(err.value) and not (tmp_path / "out").exists()
@@ -123,10 +121,8 @@ def test_bad_mot_lines_are_one_error_naming_the_line(trained, tmp_path: Path, te
 @pytest.mark.parametrize("fmt", ["mot", "coco"])
 def test_detections_to_filtered_search_over_the_cli_and_http(trained, tmp_path: Path, fmt: str) -> None:
     data, work = trained
-    frames = tmp_path / "cam7"
-    make_frames(frames, data)
-    det = tmp_path / ("det.txt" if fmt == "mot" else "det.json")
-    det.write_text(mot_lines() if fmt == "mot" else json.dumps(coco_doc()))
+    frames, det = frames_and_detections(tmp_path, data, mot_lines() if fmt == "mot" else json.dumps(coco_doc()),
+                                        "det.txt" if fmt == "mot" else "det.json", folder="cam7")
     crops = tmp_path / "crops"
     extra = ["--fps", "1", "--start", "2026-12-01T08:00:00"] if fmt == "mot" else []
     cli("data", "crops", "--frames", str(frames), "--detections", str(det), "--out", str(crops), *extra)

@@ -85,7 +85,7 @@ def passes(index, filters: Filters) -> np.ndarray:
 def brute(index, plan, rows: np.ndarray, k: int, schema) -> list[tuple[str, float]]:
     """The top-k of ``rows`` by the Euclidean distance of the plan's targets, in float64."""
     subject = schema.subject(plan.kind)
-    kind_rows = np.asarray(index.probs[:, index.cols(schema.router.task)]).argmax(1) == SUBJECTS.index(plan.kind)
+    kind_rows = index.router_kinds(schema) == SUBJECTS.index(plan.kind)
     out = []
     for row in rows[kind_rows[rows]]:
         p = np.asarray(index.probs[row], np.float64)
@@ -145,7 +145,7 @@ def test_find_similar_is_exact_and_the_example_comes_first(gallery: Path, backen
     schema = load_schema()
     searcher = Searcher.open(gallery, options=RankOptions(backend=backend), schema=schema)
     index = searcher.index
-    kinds = np.asarray(index.probs[:, index.cols(schema.router.task)]).argmax(1)
+    kinds = index.router_kinds(schema)
     for example in ("img0007.jpg", "img0123.jpg"):
         row = index.names.index(example)
         kind = SUBJECTS[kinds[row]]
@@ -174,7 +174,7 @@ def test_a_text_overrides_the_groups_it_states(gallery: Path, backend: str) -> N
     schema = load_schema()
     searcher = Searcher.open(gallery, options=RankOptions(backend=backend), schema=schema)
     index = searcher.index
-    kinds = np.asarray(index.probs[:, index.cols(schema.router.task)]).argmax(1)
+    kinds = index.router_kinds(schema)
     example = next(n for n, ki in zip(index.names, kinds) if SUBJECTS[ki] == "pedestrian")
     row = index.names.index(example)
     result = searcher.like(example, k=6, text="a person with a hat")
