@@ -182,3 +182,21 @@ def test_torchrun_two_cpu_ranks_equal_a_single_run(tiny_work, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "(0 predicted, 18 reused, 0 removed)" in r.stdout
     assert _files(out) == _files(tmp_path / "single" / "index")
+
+
+#: A failing rank under torchrun: every rank stops, the error names the image, nothing is written.
+@pytest.mark.slow
+def test_torchrun_a_failing_rank_stops_every_rank(tiny_work, tmp_path):
+    src, work = tiny_work
+    gallery = tmp_path / "gallery"
+    shutil.copytree(src, gallery)
+    broken = sorted(gallery.glob("*.jpg"))[-1]
+    broken.write_bytes(b"not a jpeg")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "ddp" / "index"
+    r = _torchrun_predict(gallery, out, work, 2, env)
+    assert r.returncode != 0
+    assert "cannot decode image" in r.stderr and broken.name in r.stderr
+    assert "terminate called" not in r.stderr, r.stderr[-3000:]
+    assert not out.exists() or not any(p.name == "header.json" for p in out.iterdir())

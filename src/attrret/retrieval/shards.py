@@ -530,12 +530,28 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
         group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
         ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, run_precision(precision, device),
                        progress and d.main, predict_fn, schema or load_schema())
-        if d.main:
-            return _lead(ranks, src, Path(out), split, tta_flip, log, meta, gate)
-        _follow(ranks)
-        return None
+        try:
+            summary = _lead(ranks, src, Path(out), split, tta_flip, log, meta, gate) if d.main else _follow(ranks)
+        except Exception:
+            _settle(group, quiet=True)  # every rank shares an Exception's outcome (_lead, _exchange): they all get here
+            raise
+        _settle(group, quiet=False)
+        return summary
     finally:
         dist.destroy_process_group()
+
+
+def _settle(group: object, *, quiet: bool) -> None:
+    """Wait for every rank before tearing the groups down: gloo sends are asynchronous, and a rank
+    that closes its connections while a peer still reads aborts that peer ("terminate called without
+    an active exception"). ``quiet``: an error is already on its way up; do not replace it."""
+    import torch.distributed as dist
+
+    try:
+        dist.barrier(group=group)
+    except Exception:
+        if not quiet:
+            raise
 
 
 @dataclass(frozen=True)
