@@ -28,6 +28,8 @@ Rows (each: official and sound mAP@10, R@1, train time):
 
 - ``default``: ``attrret train --task SUBJECT`` (decoupled single-task models, partial
   freezing, the schema's input size, full crops, calibrated), ``rank`` (euclidean, keywords only);
+- no flip TTA: the default models, predicted without the mirror image (``--tta none``): what flip
+  TTA, which doubles predict's cost, buys;
 - scoring: ``--scoring linear`` / ``loglik``; calibration: the same models at ``T = 1``;
 - parsing (pedestrians): all groups (``--use-implied``, ``--hidden-priors``, both);
 - geometry: the old square default (160 x 160);
@@ -212,8 +214,8 @@ def _classification(dirs: dict[str, Path]) -> dict[str, dict]:
     return out
 
 
-def _score(held: Held, members: Sequence[Member], path: Path, options: RankOptions, priors=None) -> dict:
-    build_index(held.listing, path, members, progress=False, log=lambda s: None)
+def _score(held: Held, members: Sequence[Member], path: Path, options: RankOptions, priors=None, tta_flip: bool = True) -> dict:
+    build_index(held.listing, path, members, tta_flip=tta_flip, progress=False, log=lambda s: None)
     if isinstance(held.relevance, PartialRelevance):
         # unjudged images are dropped before the cut at 10, so the lists must cover the gallery
         options = replace(options, k=len(held.records))
@@ -229,14 +231,15 @@ def run_subject(subject: str, work: Path, quick: bool, retrain: bool, log: Calla
     rows: list[dict] = []
 
     def row(name: str, dirs: dict[str, Path], seconds: float, options: RankOptions = RankOptions(), priors=None,
-            extra: Sequence[dict[str, Path]] = ()) -> None:
+            extra: Sequence[dict[str, Path]] = (), tta_flip: bool = True) -> None:
         members = [Member(name, tuple(d.values())) for d in (dirs, *extra)]
-        slug = name.replace(" ", "_").replace("/", "_").replace("+", "_").replace("=", "")
-        scores = _score(held, members, work / subject / "index" / slug, options, priors)
+        slug = name.replace(" ", "_").replace("/", "_").replace("+", "_").replace("=", "").replace("(", "").replace(")", "")
+        scores = _score(held, members, work / subject / "index" / slug, options, priors, tta_flip)
         rows.append({"row": name, "train_s": round(seconds, 1), **scores})
         log(f"{subject} | {name} | {scores['official_map@10']:.4f} | {scores['sound_map@10']:.4f} | {scores['R@1']:.3f}")
 
     row("default", base, t_base)
+    row("no flip TTA (predict at half the cost)", base, t_base, tta_flip=False)
     for scoring in ("linear", "loglik"):
         row(f"--scoring {scoring}", base, t_base, RankOptions(scoring=scoring))
     plain = _untempered(base, work / subject / "T1")

@@ -45,8 +45,8 @@ from attrret.io import atomic_write_text  # noqa: E402
 def child(mode: str, workdir: str) -> None:
     """Print the seconds this process spends building every task model of ``workdir`` (``mode``:
     ``shared``, one architecture per front group, or ``per-task``, one per checkpoint)."""
-    from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
-    from attrret.classifiers.predict import _group_key, _task_tail, build_model
+    from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint
+    from attrret.classifiers.engine import group_key, task_model
 
     from attrret._torchvision import ensure_torchvision
 
@@ -56,15 +56,15 @@ def child(mode: str, workdir: str) -> None:
     cks = [load_checkpoint(d) for d in list_model_dirs(workdir)]
     t0 = time.perf_counter()
     if mode == "per-task":
-        models = [build_model(ck) for ck in cks]
-    else:  # what predict_probs does: one model per front group, each task's tail kept beside it
+        models = [build_classifier(ck) for ck in cks]
+    else:  # what the predict engine does: one model per front group, each further task a tail sharing its front
         groups: dict[tuple, list] = {}
         for ck in cks:
-            groups.setdefault(_group_key(ck), []).append(ck)
+            groups.setdefault(group_key(ck), []).append(ck)
         models = []
         for members in groups.values():
-            model = build_model(members[0])
-            models += [_task_tail(ck, model) for ck in members]
+            model = build_classifier(members[0])
+            models += [task_model(ck, model, k == 0) for k, ck in enumerate(members)]
     print(json.dumps({"seconds": time.perf_counter() - t0, "models": len(models)}))
 
 
@@ -83,14 +83,14 @@ def child_predict(mode: str, workdir: str, image: str) -> None:
         import torch
 
         from attrret.classifiers.inputs import load_batch
-        from attrret.classifiers.predict import build_model, load_checkpoint
+        from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
 
         probs = {}
         with torch.no_grad():
             for d in dirs:
                 ck = load_checkpoint(d)
-                model = build_model(ck)
-                x = load_batch([image], ck.preprocess, ck.meta.get("crop", "full"))
+                model = build_classifier(ck)
+                x = load_batch([image], ck.preprocess, ck.info.crop)
                 probs[ck.task] = sum(model(v).softmax(-1) for v in (x, torch.flip(x, dims=[3]))) / 2
     print(json.dumps({"tasks": len(probs)}))
 

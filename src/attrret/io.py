@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import tempfile
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "refuse_overwriting_inputs", "remove_stale_temps"]
+__all__ = ["file_sha256", "atomic_path", "atomic_write_text", "atomic_write_bytes", "refuse_overwriting_inputs", "remove_stale_temps"]
 
 
 def _umask() -> int:
@@ -130,3 +131,12 @@ def refuse_overwriting_inputs(outputs: dict[str, str | Path | None], inputs: dic
             if _same(opath, ipath):
                 raise InputError(f"{oname} is the same file as {iname}; refusing to overwrite it, "
                                  "choose another output path", opath)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (checkpoints and graphs are identified by it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

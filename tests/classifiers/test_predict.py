@@ -10,10 +10,10 @@ import torch
 from tiny_classifier_data import make_folder
 
 from attrret.classifiers import checkpoint as checkpoint_mod
-from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
+from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint
 from attrret.classifiers.inputs import load_input, to_tensor
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.predict import build_model, predict_probs
+from attrret.classifiers.predict import predict_probs
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError, InputError
 
@@ -35,7 +35,7 @@ def flip_tta_reference(ck, images) -> np.ndarray:
     the two agree to rounding and a tight tolerance can catch a wrong tail, head or flip."""
     from attrret.classifiers.runtime import autocast
 
-    model = build_model(ck).to(memory_format=torch.channels_last)
+    model = build_classifier(ck).to(memory_format=torch.channels_last)
     pre = ck.preprocess
     x = torch.stack([to_tensor(load_input(i, pre), pre) for i in images])
     with torch.no_grad(), autocast(torch.device("cpu")):
@@ -59,7 +59,7 @@ def test_probabilities_match_each_model_with_flip_tta(workdir, monkeypatch):
     real_front = Classifier.front
     monkeypatch.setattr(Classifier, "front", lambda self, x: calls.append(len(x)) or real_front(self, x))
     probs = predict_probs(list_model_dirs(w), images, batch_size=8, progress=False)
-    assert calls == [5, 5]  # image + flip, once for both tasks (they share the front)
+    assert calls == [10]  # the image and its flip in one batch, once for both tasks (they share the front)
     monkeypatch.setattr(Classifier, "front", real_front)
     assert set(probs) == {"pedestrian.gender", "router"}
     for task, p in probs.items():

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from attrret.classifiers.checkpoint import load_checkpoint, save_checkpoint
+from attrret.classifiers.checkpoint import build_classifier, load_checkpoint, save_checkpoint
 from attrret.classifiers.inputs import load_batch
-from attrret.classifiers.predict import build_model
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.export.onnx import OPSET, GraphInfo, export_onnx
 from attrret.export.onnx_runtime import graph_probs, open_graph, providers_for
@@ -113,7 +112,7 @@ def test_checkpoint_temperature_divides_the_logits(geo_workdir, tmp_path):
     graph = open_graph(tmp_path / "t.onnx")
     assert [m["temperature"] for m in graph.info.models] == [2.5]
     ck = load_checkpoint(hot / "router")
-    model = build_model(ck)
+    model = build_classifier(ck)
     x = load_batch(images(data), ck.preprocess)
     with torch.no_grad():
         want = sum((model(v) / 2.5).softmax(-1) for v in (x, torch.flip(x, dims=[3]))).numpy() / 2

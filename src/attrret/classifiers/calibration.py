@@ -16,12 +16,13 @@ was fitted on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import torch
 
-__all__ = ["TEMPERATURE_RANGE", "fit_temperature", "view_nll", "view_probs"]
+__all__ = ["TEMPERATURE_RANGE", "fit_temperature", "float32_region", "view_nll", "view_probs"]
 
 #: The temperatures searched (log-spaced): beyond them a task is either a hard argmax or noise.
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -37,8 +38,17 @@ def view_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     a bf16 or fp16 model hands float32 probabilities to NumPy. The one definition of the
     post-processing: training's evaluation, calibration's target, predict and export use it.
     """
-    with torch.autocast(logits.device.type, enabled=False):
+    with float32_region(logits.device.type):
         return (logits.float() / float(temperature)).softmax(-1).mean(0)
+
+
+def float32_region(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off inside an autocast region, else nothing: an exported graph (traced
+    outside autocast) then holds no autocast node, whose generated names differ from one export
+    to the next (an export must be byte-identical for indexes to stay fresh)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def view_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:

@@ -1,14 +1,12 @@
 """``attrret export onnx``: the whole predict step as ONE ONNX graph, for runtimes without PyTorch.
 
-The graph maps preprocessed images to the index's probability row: every task of every
-ensemble member (router included), the columns in the index's order
-(:func:`attrret.retrieval.predict.task_columns`), each task's probabilities computed as
-:func:`attrret.classifiers.predict.predict_probs` computes them -- softmax of the logits divided
-by the checkpoint's temperature (``CheckpointMeta.temperature``), averaged over the image
-and its horizontal flip -- and, with several members, their weighted mean
-(:func:`attrret.retrieval.predict.ensemble_probs`). Tasks that share a frozen front (same key
-as predict groups them by) share one front in the graph: it runs once on the image and its
-mirror, and each task's tail and head read its output.
+The graph is the predict engine itself (:class:`attrret.classifiers.engine.Engine`, ungated:
+every task of every ensemble member, router included, on every image), exported: preprocessed
+images -> the index's probability row, the columns in the index's order. It is the same module
+``attrret predict`` runs, so the two agree by construction (the engine's module doc says what
+it computes: shared fronts on the image and its mirror, each task's tail and head, softmax at
+the task's temperature, flip mean, weighted ensemble mean). The export check below still
+compares them.
 
 Inputs. Resizing and decoding stay outside the graph (ONNX has no JPEG decoder, and PIL's
 resampling is what the models were trained on). One graph input per distinct preprocessing
@@ -43,11 +41,12 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from pydantic import Field, StringConstraints, model_validator
 
+from attrret.classifiers.engine import Engine
 from attrret.classifiers.runtime import Precision
+from attrret.ensemble import model_entries
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.geometry import CROPS, hw_label
 from attrret.precisions import MIXED_TOLERANCE
@@ -274,106 +273,27 @@ def _input_names(keys: Sequence[tuple[Any, str]]) -> list[str]:
     return out
 
 
-class _Graph(nn.Module):
-    """Preprocessed images (one tensor per graph input) -> the index's probability row.
-
-    ``fronts[g]`` runs on graph input ``front_input[g]``; tail model ``k`` (its front shared with
-    ``fronts[tail_front[k]]``) adds its tail and head; ``combine[c]`` lists the ``(tail, weight)``
-    pairs whose weighted sum is column group ``c``.
-    """
-
-    def __init__(self, fronts, front_input, tails, tail_front, temperatures, combine) -> None:
-        super().__init__()
-        self.fronts = nn.ModuleList(fronts)
-        self.tails = nn.ModuleList(tails)
-        self.front_input, self.tail_front = list(front_input), list(tail_front)
-        self.temperatures, self.combine = list(temperatures), [list(c) for c in combine]
-
-    def forward(self, *images: torch.Tensor) -> torch.Tensor:
-        n = images[0].shape[0]
-        # the front once per group, on the batch and its mirror image together
-        feats = [front.front(torch.cat([images[i], torch.flip(images[i], dims=[3])]))
-                 for front, i in zip(self.fronts, self.front_input)]
-        probs = []
-        for tail, g, t in zip(self.tails, self.tail_front, self.temperatures):
-            logits = tail(feats[g], from_front=True)
-            p = (logits if t == 1.0 else logits / t).softmax(-1)
-            probs.append((p[:n] + p[n:]) / 2)  # predict's flip TTA: (image + mirror) / 2
-        cols = []
-        for parts in self.combine:
-            if len(parts) == 1 and parts[0][1] == 1.0:
-                cols.append(probs[parts[0][0]])
-            else:
-                cols.append(sum(w * probs[k] for k, w in parts))
-        return torch.cat(cols, 1)
-
-
-def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None = None) -> tuple[_Graph, GraphInfo]:
-    """The PyTorch module of the graph and its :class:`GraphInfo`."""
-    from attrret.classifiers.checkpoint import load_checkpoint
-    from attrret.classifiers.predict import _group_key, build_model, task_model
-    from attrret.retrieval.predict import _model_entries, task_columns
+def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None = None) -> tuple[Engine, GraphInfo]:
+    """The predict engine of ``members`` (exported as it is: the graph is :meth:`Engine.forward`)
+    and its :class:`GraphInfo`."""
     from attrret.schema import load_schema
 
     schema = schema or load_schema()
-    entries = _model_entries(members, Path.cwd(), schema)  # predict's header entries; their paths are dropped below
-    cks = [(mi, load_checkpoint(d, schema=schema)) for mi, m in enumerate(members) for d in m.task_dirs]
-    for mi, m in enumerate(members):
-        tasks = [ck.task for i, ck in cks if i == mi]
-        if len(set(tasks)) != len(tasks):
-            raise CheckpointError(f"several models for the same task in {m.label}: "
-                                  f"{', '.join(sorted({t for t in tasks if tasks.count(t) > 1}))}")
-    columns = task_columns([ck.task for _, ck in cks], schema)
-    wsum: dict[str, float] = {}
-    for mi, ck in cks:
-        wsum[ck.task] = wsum.get(ck.task, 0.0) + members[mi].weight
-    zero = [t for t in columns if wsum[t] <= 0]
-    if zero:
-        raise CheckpointError(f"task {zero[0]}: every member predicting it has weight 0")
-
-    # inputs, in order of first use; fronts (predict's groups) per input
-    keys: list[tuple[Any, str]] = []
-    groups: dict[tuple, list[int]] = {}  # group key -> indices into cks
-    for k, (mi, ck) in enumerate(cks):
-        if members[mi].weight == 0:
-            continue  # adds nothing to any column (ensemble_probs weighs it by 0)
-        key = (ck.preprocess, ck.info.crop)
-        if key not in keys:
-            keys.append(key)
-        groups.setdefault(_group_key(ck), []).append(k)
-    names = _input_names(keys)
-    inputs = tuple(GraphInput(n, pre.height, pre.width, pre.mean, pre.std, crop) for n, (pre, crop) in zip(names, keys))
-
-    fronts, front_input, tails, tail_front, temps = [], [], [], [], []
-    tail_of: dict[int, int] = {}  # index into cks -> index into tails
-    for gi, ks in enumerate(groups.values()):
-        first = cks[ks[0]][1]
-        base = build_model(first)
-        fronts.append(base)
-        front_input.append(keys.index((first.preprocess, first.info.crop)))
-        for j, k in enumerate(ks):  # each task its own tail and head; the front's tensors are shared
-            ck = cks[k][1]
-            model = task_model(ck, base, j == 0)
-            tail_of[k] = len(tails)
-            tails.append(model.eval())
-            tail_front.append(gi)
-            temps.append(ck.info.temperature)
-    combine = []
-    for task in columns:
-        parts = [(tail_of[k], members[mi].weight / wsum[task]) for k, (mi, ck) in enumerate(cks)
-                 if ck.task == task and k in tail_of]
-        combine.append(parts)
-    for e, (mi, ck) in zip(entries, cks):
+    engine = Engine.build(members, schema).eval()  # the graph always holds the flip (module doc)
+    entries = model_entries(members, Path.cwd(), schema)  # predict's header entries; their paths are dropped below
+    names = _input_names(engine.inputs)
+    inputs = tuple(GraphInput(n, pre.height, pre.width, pre.mean, pre.std, crop) for n, (pre, crop) in zip(names, engine.inputs))
+    for e, (mi, ck) in zip(entries, engine.checkpoints):
         for key in ("path", "relpath"):  # where they were on the exporting machine: the hash identifies them
             e.pop(key, None)
         e.update({"crop": ck.info.crop, "temperature": ck.info.temperature,
-                  "input": names[keys.index((ck.preprocess, ck.info.crop))] if members[mi].weight else None})
-    info = GraphInfo(schema=schema.fingerprint, inputs=inputs, columns=columns,
-                     classes={t: schema.task(t).classes for t in columns}, models=tuple(entries),
+                  "input": names[engine.input_of(ck)] if members[mi].weight else None})
+    info = GraphInfo(schema=schema.fingerprint, inputs=inputs, columns=engine.columns,
+                     classes={t: schema.task(t).classes for t in engine.columns}, models=tuple(entries),
                      weights=tuple(m.weight for m in members))
-    log(f"graph: {len(columns)} task(s) from {len(tails)} model(s) on {len(fronts)} shared front(s), {info.width} columns, "
-        "input(s): " + ", ".join(f"{i.name} [N, 3, {i.height}, {i.width}]" for i in inputs))
-    return _Graph(fronts, front_input, tails, tail_front, temps, combine).eval(), info
+    log(f"graph: {len(engine.columns)} task(s) from {len(engine.tails)} model(s) on {len(engine.fronts)} shared front(s), "
+        f"{info.width} columns, input(s): " + ", ".join(f"{i.name} [N, 3, {i.height}, {i.width}]" for i in inputs))
+    return engine, info
 
 
 def _quiet():
@@ -443,8 +363,7 @@ def export_onnx(members: Sequence, out: str | Path, *, force: bool = False,
     """
     from attrret.classifiers.runtime import resolve_precision
 
-    from attrret.io import atomic_write_bytes
-    from attrret.retrieval.predict import file_sha256
+    from attrret.io import atomic_write_bytes, file_sha256
 
     out = Path(out)
     check_output(out, force)

@@ -63,7 +63,7 @@ def open_graph(path: str | Path, device: str = "auto", schema: Schema | None = N
     :class:`InputError` naming the file; a graph exported under another schema a
     :class:`CheckpointError`.
     """
-    from attrret.retrieval.predict import task_columns
+    from attrret.ensemble import task_columns
     from attrret.schema import load_schema
 
     path = Path(path)
@@ -104,7 +104,7 @@ def open_graph(path: str | Path, device: str = "auto", schema: Schema | None = N
 def graph_probs(graph: OnnxGraph, paths: Sequence[Path], *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
     """Float32 ``(len(paths), width)`` probabilities in the graph's column order.
 
-    Refuses non-finite probabilities, as :func:`attrret.retrieval.predict.ensemble_probs` does."""
+    Refuses non-finite probabilities, as :meth:`attrret.classifiers.engine.Engine.predict` does."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -41,8 +41,6 @@ and the checkpoint hashes it was exported from: its rows are reused only under t
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -53,9 +51,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from attrret.classifiers.recipes import MEMBERS_DIR
+from attrret.ensemble import Member, model_entries, task_columns
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
+from attrret.io import file_sha256
 from attrret.locks import file_lock
 from attrret.retrieval.meta import NO_TIME, ImageMeta, MetaSource, gather_meta
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, discard_new_folder, is_index, open_index, write_index
@@ -85,17 +85,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
-class Member:
-    """One ensemble member: task model dirs (schema order), its weight, and the input sizes its
-    tasks were trained at (several when each subject trained at its own schema default)."""
-
-    label: str
-    task_dirs: tuple[Path, ...]
-    weight: float = 1.0
-    img_sizes: tuple[HW, ...] = ()
-
-
-@dataclass(frozen=True)
 class BuildSummary:
     path: Path
     total: int
@@ -104,14 +93,6 @@ class BuildSummary:
     removed: int
     tasks: tuple[str, ...]
     precision: str = ""  # what the predicted rows were computed in (the header's)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _stat(path: Path) -> dict:
@@ -265,41 +246,6 @@ def find_members(
     return members
 
 
-def _model_entries(members: Sequence[Member], out: Path, schema: Schema) -> list[dict]:
-    """One header entry per checkpoint. Paths are recorded resolved, and also relative to the
-    index (``relpath``): a workdir copied or moved with its index finds its own models."""
-    from attrret.classifiers.checkpoint import load_checkpoint
-
-    rows = []
-    for i, m in enumerate(members):
-        for d in m.task_dirs:
-            ck = load_checkpoint(d, schema=schema)
-            cfg = ck.info.config
-            data = cfg.get("data")
-            path = ck.path.resolve()
-            rows.append({
-                "member": i, "task": ck.task, "path": str(path), "relpath": os.path.relpath(path, out.resolve()),
-                "sha256": file_sha256(ck.path), "img_size": list(ck.preprocess.hw),
-                "backbone": ck.info.backbone.arch, "weight": m.weight,
-                # older checkpoints recorded the data path as typed; resolve it once, here
-                "train_data": str(Path(data).resolve()) if isinstance(data, str) and data else None,
-                "holdout": cfg.get("holdout", 0),
-            })
-    return rows
-
-
-def task_columns(tasks: Sequence[str] | None, schema: Schema) -> dict[str, tuple[int, int]]:
-    """Index column layout: ``task -> [start, stop)``, the given tasks (None: every task of the
-    schema) in schema order. ``IndexHeader.width`` is the last stop."""
-    have = {g.task for g in schema.tasks} if tasks is None else set(tasks)
-    columns, at = {}, 0
-    for g in schema.tasks:
-        if g.task in have:
-            columns[g.task] = (at, at + g.size)
-            at += g.size
-    return columns
-
-
 def ensemble_probs(
     members: Sequence[Member],
     paths: Sequence[Path],
@@ -311,100 +257,29 @@ def ensemble_probs(
     device: str = "auto",
     precision: str | None = None,
     progress: bool = True,
-    predict_fn: Callable | None = None,
     gate: str = "none",
 ) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
-    """Float32 ``(len(paths), width)`` probabilities of the weighted ensemble (module doc) and
-    their column layout (``columns``, or every task the members predict, in schema order).
-    ``precision``: as :func:`attrret.classifiers.runtime.resolve_precision` takes it.
-    ``gate``: ``router`` runs the router first and each image only through its own subject's
-    models (:func:`_gated_probs`); ``none`` runs every model on every image.
-
-    Refuses non-finite probabilities: NaN weights (a diverged or damaged model) would rank one
-    image first for every query."""
+    """Float32 ``(len(paths), width)`` probabilities of the weighted ensemble and their column
+    layout: :class:`attrret.classifiers.engine.Engine` built from ``members`` and run on the
+    images. ``columns`` (an index header's) must be the engine's. ``precision``: as
+    :func:`attrret.classifiers.runtime.resolve_precision` takes it. ``gate``: ``router`` runs
+    the router first and each image only through its own subject's models; ``none`` runs every
+    model on every image (module doc, "Router gating")."""
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r}; use one of {', '.join(GATES)}")
-    kwargs = dict(tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision, progress=progress,
-                  predict_fn=predict_fn)
-    if gate == "router":
-        gated = _gated_probs(members, paths, schema, columns, kwargs)
-        if gated is not None:
-            return gated
-    if predict_fn is None:
-        from attrret.classifiers.predict import predict_probs
+    from attrret.classifiers.engine import Engine
 
-        predict_fn = functools.partial(predict_probs, schema=schema)
-    acc: dict[str, np.ndarray] = {}
-    wsum: dict[str, float] = {}
-    for m in members:
-        res = predict_fn(list(m.task_dirs), list(paths), tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision,
-                         progress=progress)
-        for t, p in res.items():
-            acc[t] = acc.get(t, 0.0) + m.weight * np.asarray(p, np.float64)
-            wsum[t] = wsum.get(t, 0.0) + m.weight
-    columns = columns if columns is not None else task_columns(list(acc), schema)
-    probs = np.zeros((len(paths), max((stop for _, stop in columns.values()), default=0)), np.float32)
-    for t, (start, stop) in columns.items():
-        if wsum.get(t, 0.0) <= 0:
-            raise CheckpointError(f"task {t}: every member predicting it has weight 0")
-        probs[:, start:stop] = (acc[t] / wsum[t]).astype(np.float32)
-    bad = [t for t, (start, stop) in columns.items() if not np.isfinite(probs[:, start:stop]).all()]
-    if bad:
-        raise CheckpointError(f"the models of {', '.join(bad)} give non-finite probabilities; retrain them")
-    return probs, columns
+    engine = Engine.build(members, schema, flip=tta_flip)
+    if columns is not None and dict(columns) != engine.columns:
+        raise CheckpointError(f"the models predict columns {engine.columns}, the index has {dict(columns)}; re-run attrret predict")
+    probs = engine.predict(list(paths), gate=gate == "router", batch_size=batch_size, device=device, precision=precision,
+                           progress=progress)
+    return probs, engine.columns
 
 
 #: How predict routes images to models (``--gate``): ``router``, each image through its own
 #: subject's models only (the router first); ``none``, every model on every image.
 GATES = ("router", "none")
-
-
-def _task_of(task_dir: Path, schema: Schema) -> str:
-    from attrret.classifiers.checkpoint import load_checkpoint
-
-    return load_checkpoint(task_dir, schema=schema, mmap=True).task  # mmap: only the meta is read
-
-
-def _gated_probs(members: Sequence[Member], paths: Sequence[Path], schema: Schema,
-                 columns: dict[str, tuple[int, int]] | None, kwargs: dict) -> tuple[np.ndarray, dict] | None:
-    """Router-gated ensemble probabilities (None when there is nothing to gate: no router, or
-    only the router). The router's ensemble runs on every image; its argmax picks the image's
-    subject, and only that subject's tasks run on it. The other subject's columns of the row
-    hold the uniform distribution (1 / classes): a hard kind gate never reads them (the ranker
-    ranks a query over the rows of its kind only), attribute records show only the kind's
-    groups, and a soft gate scores them as "no information" (module doc, "Router gating")."""
-    from attrret.schema import SUBJECTS
-
-    router = schema.router.task
-    tasks = {d: _task_of(d, schema) for m in members for d in m.task_dirs}
-
-    def only(keep: Callable[[str], bool]) -> list[Member]:
-        picked = [dataclasses.replace(m, task_dirs=tuple(d for d in m.task_dirs if keep(tasks[d]))) for m in members]
-        return [m for m in picked if m.task_dirs]
-
-    routers = only(lambda t: t == router)
-    if not routers or not only(lambda t: t != router):
-        return None
-    every = task_columns(list(dict.fromkeys(tasks.values())), schema)
-    columns = columns if columns is not None else every
-    width = max((stop for _, stop in columns.values()), default=0)
-    out = np.zeros((len(paths), width), np.float32)
-    for a, b in columns.values():
-        out[:, a:b] = 1.0 / (b - a)  # the uniform distribution: the other subject's columns
-    r, rc = ensemble_probs(routers, paths, schema, **kwargs)
-    a, b = columns[router]
-    out[:, a:b] = r[:, slice(*rc[router])]
-    kinds = out[:, a:b].argmax(axis=1)
-    for ki, kind in enumerate(SUBJECTS):
-        rows = np.flatnonzero(kinds == ki)
-        subject = only(lambda t, kind=kind: t.startswith(kind + ".") and t in columns)
-        if not len(rows) or not subject:
-            continue
-        p, pc = ensemble_probs(subject, [paths[i] for i in rows], schema, **kwargs)
-        for task, (s0, s1) in pc.items():
-            c0, c1 = columns[task]
-            out[rows, c0:c1] = p[:, s0:s1]
-    return out, columns
 
 
 def run_precision(precision: str | None, device: str, graph: OnnxGraph | None = None) -> str:
@@ -453,7 +328,6 @@ def build_index(
     precision: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-    predict_fn: Callable | None = None,
     schema: Schema | None = None,
     graph: OnnxGraph | None = None,
     meta: MetaSource = MetaSource(),
@@ -478,7 +352,7 @@ def build_index(
     try:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
             return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                                 precision=run_precision(precision, device, graph), progress=progress, log=log, predict_fn=predict_fn, schema=schema or load_schema(), graph=graph,
+                                 precision=run_precision(precision, device, graph), progress=progress, log=log, schema=schema or load_schema(), graph=graph,
                                  meta=meta, gate=gate)
     except BaseException:
         if created:  # a failed first build leaves no folder behind
@@ -488,7 +362,7 @@ def build_index(
 
 def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
                   tta_flip: bool, batch_size: int, device: str, precision: str, progress: bool, log: Callable[[str], None],
-                  predict_fn: Callable | None, schema: Schema, graph: OnnxGraph | None = None,
+                  schema: Schema, graph: OnnxGraph | None = None,
                   meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary:
     plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema, graph=graph,
                              precision=precision, meta=meta, gate=gate)
@@ -500,7 +374,7 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
     elif todo:
         probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], schema, columns=plan.header.columns,
                                         tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision,
-                                        progress=progress, predict_fn=predict_fn, gate=plan.header.gate or "none")
+                                        progress=progress, gate=plan.header.gate or "none")
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
     # predicted and the index not yet written.
     fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
@@ -512,7 +386,7 @@ def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery
 class BuildPlan:
     """What a predict run into an index does before any model runs: the header it will write,
     the gallery in listing order, and which of its rows to predict (``todo``, in that order:
-    predict_probs batches them so); the others are reused from the existing index.
+    the engine batches them so); the others are reused from the existing index.
     attrret.retrieval.shards splits ``todo`` among processes."""
 
     header: IndexHeader
@@ -548,7 +422,7 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
 
         entries, weights, tta = graph_model_entries(graph, out), graph.info.weights, graph.info.tta
     else:
-        entries = _model_entries(members, out, schema)
+        entries = model_entries(members, out, schema)
         weights, tta = tuple(m.weight for m in members), "flip" if tta_flip else "none"
     columns = task_columns([e["task"] for e in entries], schema)
     at = max((stop for _, stop in columns.values()), default=0)

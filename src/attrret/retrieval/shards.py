@@ -186,7 +186,7 @@ class Shard:
 
 def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, members: Sequence[Member], *,
                   batch_size: int = 64, device: str = "auto", progress: bool = True,
-                  predict_fn: Callable | None = None, schema: Schema | None = None) -> Shard:
+                  schema: Schema | None = None) -> Shard:
     """Predict shard ``spec`` of ``plan``: its whole batches of ``plan.todo`` (:func:`batch_slice`).
     Shard 0 also takes the reused rows, from ``reused`` (:func:`attrret.retrieval.predict.plan_build`)."""
     import torch
@@ -196,7 +196,7 @@ def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, m
     if rows:
         probs, _ = ensemble_probs(members, [plan.paths[i] for i in rows], schema or load_schema(), columns=plan.header.columns,
                                   tta_flip=plan.header.tta == "flip", batch_size=batch_size, device=device,
-                                  precision=plan.header.precision or None, progress=progress, predict_fn=predict_fn,
+                                  precision=plan.header.precision or None, progress=progress,
                                   gate=plan.header.gate or "none")
     predicted = len(rows)
     if spec.index == 0:
@@ -440,7 +440,7 @@ def merge_shards(shards: Sequence[Shard], out: str | Path, *,
 def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spec: ShardSpec, *,
                 shard_out: str | Path | None = None, tta_flip: bool = True, split: str = "test", batch_size: int = 64,
                 device: str = "auto", precision: str | None = None, progress: bool = True, log: Callable[[str], None] = _stderr,
-                predict_fn: Callable | None = None, schema: Schema | None = None,
+                schema: Schema | None = None,
                 meta: MetaSource = MetaSource(), gate: str = "router") -> tuple[Path, Shard]:
     """``attrret predict --shard``: plan the run into the index ``out`` (reading, not locking, the
     index there), predict shard ``spec`` and write it to ``shard_out`` (default
@@ -452,7 +452,7 @@ def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spe
     plan, reused = plan_build(src, out, members, list_gallery(src, split, schema), tta_flip=tta_flip, log=log, schema=schema,
                               precision=run_precision(precision, device), meta=meta, gate=gate)
     shard = predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
-                          predict_fn=predict_fn, schema=schema)
+                          schema=schema)
     return write_shard(target, shard), shard
 
 
@@ -508,7 +508,7 @@ def _rank_device(device: str) -> str:
 def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = True,
                             split: str = "test", batch_size: int = 64, device: str = "auto", precision: str | None = None,
                             progress: bool = True, log: Callable[[str], None] = _stderr,
-                            predict_fn: Callable | None = None, schema: Schema | None = None,
+                            schema: Schema | None = None,
                             meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary | None:
     """``torchrun ... attrret predict``: the index a single ``build_index`` would write, each rank
     predicting a shard (module doc). Rank 0 returns the summary, the others None.
@@ -529,7 +529,7 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
     try:
         group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
         ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, run_precision(precision, device),
-                       progress and d.main, predict_fn, schema or load_schema())
+                       progress and d.main, schema or load_schema())
         try:
             summary = _lead(ranks, src, Path(out), split, tta_flip, log, meta, gate) if d.main else _follow(ranks)
         except Exception:
@@ -565,7 +565,6 @@ class _Ranks:
     device: str
     precision: str  # resolved (runtime.resolve_precision): rank 0's plan records it
     progress: bool
-    predict_fn: Callable | None
     schema: Schema
 
 
@@ -611,7 +610,7 @@ def _exchange(ranks: _Ranks, plan: BuildPlan, reused: np.ndarray | None) -> list
     error: Exception | None = None
     try:
         mine: Shard | None = predict_shard(plan, reused, ranks.spec, ranks.members, batch_size=ranks.batch_size,
-                                           device=ranks.device, progress=ranks.progress, predict_fn=ranks.predict_fn,
+                                           device=ranks.device, progress=ranks.progress,
                                            schema=ranks.schema)
     except Exception as exc:
         mine, error = None, exc

@@ -1,0 +1,186 @@
+"""``attrret predict`` throughput on a mixed real gallery: gate, flip TTA, torch vs onnxruntime.
+
+    .venv/bin/python -m bench predict
+    .venv/bin/python bench/predict.py [--workdir W] [--per-subject 128] [--batch-size 64]
+
+Models: the default set, router + 15 tasks (every task of the schema), at the schema's default
+input sizes (router 160x160, pedestrians 256x128, vehicles 128x192) on the default backbone.
+With ``--workdir W`` its ``W/models`` (e.g. real trained ones); without, a fresh set is trained
+for one epoch on 80 pa100k-mini and 120 vehicles-mini images (throughput depends on the
+architecture and the input sizes, never on how well the weights were fitted).
+
+Gallery: ``--per-subject`` pa100k-mini crops plus as many vehicles-mini photos (half each of its
+two parts), none of them seen in training, listed in a file so the order mixes both kinds.
+
+Cells, each in a fresh process running :func:`attrret.retrieval.predict.build_index` into a new
+index (images/s over the whole run, models built and images decoded included; the interpreter's
+and imports' start-up excluded) with its peak resident memory:
+
+- torch, ``--gate none`` and ``--gate router`` (the default), flip TTA on and off;
+- onnxruntime on the graph ``attrret export onnx`` wrote (``--runtime onnx``: every model on
+  every image, flip TTA inside the graph);
+- the floor: the router plus one bare trunk (front and one tail) at each image's subject size,
+  gated, flip TTA on: what the gated default cannot go below.
+
+Ratios are against ``--gate none`` with flip TTA, every model on every image: what ``attrret
+predict`` did before router gating (the reference), measured in the same run. Prints a Markdown
+table; writes ``bench/results/predict.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from bench import json_header  # noqa: E402
+from attrret.io import atomic_write_text  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+PEDESTRIANS, VEHICLES = DATA / "pa100k-mini", DATA / "vehicles-mini"
+TRAIN_PED, TRAIN_VEH = 80, 120  # the quick set's training images (vehicles: half brand+type, half colour)
+
+#: (name, runtime, gate, tta, tasks): tasks None = every model; the floor keeps one per subject.
+CELLS = (
+    ("ungated, flip (reference)", "torch", "none", "flip", None),
+    ("gated, flip (default)", "torch", "router", "flip", None),
+    ("ungated, no flip", "torch", "none", "none", None),
+    ("gated, no flip", "torch", "router", "none", None),
+    ("onnxruntime (every model, flip)", "onnx", "none", "flip", None),
+    ("floor: router + one trunk per subject, flip", "torch", "router", "flip", ("router", "pedestrian.gender", "vehicle.color")),
+)
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _quick_models(root: Path) -> Path:
+    """Train the default task set for one epoch on a few real images (module doc); the workdir."""
+    data = root / "train"
+    (data / "images").mkdir(parents=True)
+    ped = _lines(PEDESTRIANS / "labels.txt")[:TRAIN_PED]
+    veh = _lines(VEHICLES / "labels.txt")
+    typed = [v for v in veh if not v.startswith("dvc_") and len(v.split("$")[1].split()) == 2][: TRAIN_VEH // 2]
+    coloured = [v for v in veh if v.startswith("dvc_")][: TRAIN_VEH // 2]
+    for line, src in [*((p, PEDESTRIANS) for p in ped), *((v, VEHICLES) for v in typed + coloured)]:
+        name = line.split("$")[0]
+        (data / "images" / name).symlink_to(src / "images" / name)
+    (data / "labels.txt").write_text("\n".join(ped + typed + coloured) + "\n", encoding="utf-8")
+    work = root / "w"
+    cmd = [sys.executable, "-m", "attrret", "train", "--task", "all", "--data", str(data), "--workdir", str(work),
+           "--epochs", "1", "--quiet"]
+    print(f"training the quick model set ({len(ped)} pedestrian, {len(typed) + len(coloured)} vehicle images) ...", file=sys.stderr)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return work
+
+
+def _gallery(root: Path, per_subject: int) -> Path:
+    """A list file of unseen images, pedestrians and vehicles alternating (module doc)."""
+    ped = [PEDESTRIANS / "images" / line.split("$")[0] for line in _lines(PEDESTRIANS / "labels.txt")[TRAIN_PED:]][:per_subject]
+    names = sorted(p.name for p in (VEHICLES / "images").iterdir())
+    stanford = [n for n in names if not n.startswith("dvc_")][-(per_subject // 2):]
+    colour = [n for n in names if n.startswith("dvc_")][-(per_subject - per_subject // 2):]
+    veh = [VEHICLES / "images" / n for n in stanford + colour]
+    mixed = [p for pair in zip(ped, veh) for p in pair]
+    listing = root / "gallery.txt"
+    listing.write_text("\n".join(map(str, mixed)) + "\n", encoding="utf-8")
+    return listing
+
+
+def child(spec: str) -> None:
+    """One cell, in this fresh process: build the index, print seconds and what it computed in."""
+    cell = json.loads(spec)
+    from attrret.ensemble import Member
+    from attrret.retrieval.predict import build_index, find_members
+
+    graph = None
+    members = find_members(cell["workdir"])
+    if cell["runtime"] == "onnx":
+        from attrret.export.onnx_runtime import open_graph
+
+        graph, members = open_graph(cell["onnx"], device="cpu"), []
+    elif cell["tasks"]:
+        keep = set(cell["tasks"])
+        members = [Member(m.label, tuple(d for d in m.task_dirs if d.name in keep), m.weight, m.img_sizes) for m in members]
+    t0 = time.perf_counter()
+    summary = build_index(cell["gallery"], cell["out"], members, tta_flip=cell["tta"] == "flip", batch_size=cell["batch_size"],
+                          device="cpu", progress=False, log=lambda s: None, graph=graph, gate=cell["gate"])
+    print(json.dumps({"seconds": time.perf_counter() - t0, "images": summary.predicted, "precision": summary.precision}))
+
+
+def run_cell(cell: dict) -> dict:
+    """Run one cell in a child process; its timing plus the child's peak RSS (``wait4``)."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(cell)],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)  # reaped here, so its own rusage is ours to read
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"cell {cell['name']!r} failed: {err.read().strip()[-2000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    return {**res, "rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, help="use W/models instead of training a quick set")
+    ap.add_argument("--per-subject", type=int, default=128, help="pedestrian crops, and as many vehicle photos")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child)
+        return 0
+    if not (PEDESTRIANS.is_dir() and VEHICLES.is_dir()):
+        print(f"{DATA}: pa100k-mini or vehicles-mini not here; nothing measured", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="attrret-bench-predict-") as tmp:
+        root = Path(tmp)
+        work = args.workdir or _quick_models(root)
+        gallery = _gallery(root, args.per_subject)
+        onnx = root / "models.onnx"
+        print("exporting the ONNX graph ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "attrret", "export", "onnx", "--workdir", str(work), "-o", str(onnx)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rows = []
+        for i, (name, runtime, gate, tta, tasks) in enumerate(CELLS):
+            cell = {"name": name, "runtime": runtime, "gate": gate, "tta": tta, "tasks": tasks, "workdir": str(work),
+                    "gallery": str(gallery), "out": str(root / f"index{i}"), "onnx": str(onnx), "batch_size": args.batch_size}
+            print(f"{name} ...", file=sys.stderr)
+            res = run_cell(cell)
+            rows.append({"cell": name, "runtime": runtime, "gate": gate, "tta": tta, "tasks": list(tasks) if tasks else "all",
+                         **res, "images_per_s": res["images"] / res["seconds"]})
+    ref = rows[0]["images_per_s"]
+    default = next(r for r in rows if r["cell"].startswith("gated, flip"))
+    floor = rows[-1]
+    print(f"\n`attrret predict` on {2 * args.per_subject} real images ({args.per_subject} pa100k-mini + "
+          f"{args.per_subject} vehicles-mini), batch {args.batch_size}, {os.cpu_count()} CPUs, {rows[0]['precision']}\n")
+    print("| cell | runtime | images/s | x reference | peak RSS (MiB) |")
+    print("|---|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['cell']} | {r['runtime']} ({r['precision']}) | {r['images_per_s']:.1f} | {r['images_per_s'] / ref:.2f} | "
+              f"{r['rss_mib']} |")
+    print(f"\nDefault (gated, flip) vs reference: {default['images_per_s'] / ref:.2f}x (target >= 3x). "
+          f"Floor / default: {floor['images_per_s'] / default['images_per_s']:.2f} (target <= 1.5).")
+    doc = {**json_header("predict"), "per_subject": args.per_subject, "batch_size": args.batch_size,
+           "models": str(args.workdir) if args.workdir else "quick set (module doc)", "rows": rows,
+           "default_vs_reference": default["images_per_s"] / ref, "floor_vs_default": floor["images_per_s"] / default["images_per_s"]}
+    out = ROOT / "bench" / "results" / "predict.json"
+    atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
