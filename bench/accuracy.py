@@ -69,8 +69,8 @@ from attrret.data.splits import holdout_split  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
 from attrret.retrieval.metrics import LabelRelevance, PartialRelevance, evaluate_lists, label_keys  # noqa: E402
-from attrret.retrieval.predict import Member, build_index  # noqa: E402
-from attrret.retrieval.rank import priors_from_data, rank_captions  # noqa: E402
+from attrret.retrieval.indexer import Member, build_index  # noqa: E402
+from attrret.retrieval.submission import priors_from_data, rank_captions  # noqa: E402
 from attrret.retrieval.ranker import RankOptions  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
 

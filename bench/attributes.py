@@ -76,13 +76,13 @@ def child_predict(mode: str, workdir: str, image: str) -> None:
 
     dirs = list_model_dirs(workdir)
     if mode == "now":
-        from attrret.classifiers.predict import predict_probs
+        from attrret.classifiers.engine import predict_probs
 
         probs = predict_probs(dirs, [Path(image)], progress=False)
     else:
         import torch
 
-        from attrret.classifiers.inputs import load_batch
+        from attrret.classifiers.preprocess import load_batch
         from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
 
         probs = {}

@@ -67,8 +67,8 @@ def run(precision: str, work: Path, epochs: int | None) -> dict:
     from attrret.classifiers.train import TrainConfig, train_tasks
     from attrret.retrieval.index import open_index
     from attrret.retrieval.metrics import evaluate_lists as score_lists
-    from attrret.retrieval.predict import Member, build_index
-    from attrret.retrieval.rank import rank_captions
+    from attrret.retrieval.indexer import Member, build_index
+    from attrret.retrieval.submission import rank_captions
     from attrret.retrieval.ranker import RankOptions
 
     spec = SUBJECTS["pedestrian"]
@@ -98,8 +98,8 @@ def same_models(ref: dict, precision: str, work: Path) -> dict:
     """``ref``'s models (trained in ``ref['precision']``) predicting the held images in
     ``precision``: how far the index is from ``ref``'s, the tolerance docs/precision.md states."""
     from attrret.retrieval.index import open_index
-    from attrret.retrieval.predict import Member, build_index
-    from attrret.retrieval.rank import rank_captions
+    from attrret.retrieval.indexer import Member, build_index
+    from attrret.retrieval.submission import rank_captions
     from attrret.retrieval.ranker import RankOptions
 
     held = _held("pedestrian", work)

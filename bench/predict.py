@@ -5,14 +5,15 @@
 
 Models: the default set, router + 15 tasks (every task of the schema), at the schema's default
 input sizes (router 160x160, pedestrians 256x128, vehicles 128x192) on the default backbone.
-With ``--workdir W`` its ``W/models`` (e.g. real trained ones); without, a fresh set is trained
-for one epoch on 80 pa100k-mini and 120 vehicles-mini images (throughput depends on the
-architecture and the input sizes, never on how well the weights were fitted).
+With ``--workdir W`` its ``W/models`` (e.g. real trained ones); without, a set trained for one
+epoch on 80 pa100k-mini and 120 vehicles-mini images, kept under ``attrret-work/bench-predict``
+(throughput depends on the architecture and the input sizes, never on how well the weights
+were fitted).
 
 Gallery: ``--per-subject`` pa100k-mini crops plus as many vehicles-mini photos (half each of its
 two parts), none of them seen in training, listed in a file so the order mixes both kinds.
 
-Cells, each in a fresh process running :func:`attrret.retrieval.predict.build_index` into a new
+Cells, each in a fresh process running :func:`attrret.retrieval.indexer.build_index` into a new
 index (images/s over the whole run, models built and images decoded included; the interpreter's
 and imports' start-up excluded) with its peak resident memory:
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,8 +67,14 @@ def _lines(path: Path) -> list[str]:
 
 
 def _quick_models(root: Path) -> Path:
-    """Train the default task set for one epoch on a few real images (module doc); the workdir."""
+    """Train the default task set for one epoch on a few real images (module doc) under ``root``
+    (kept: a later run reuses it); the workdir."""
+    work = root / "w"
+    if (work / "models" / "router" / "model.pt").is_file() and (root / "done").is_file():
+        return work
     data = root / "train"
+    if data.exists():
+        shutil.rmtree(data)
     (data / "images").mkdir(parents=True)
     ped = _lines(PEDESTRIANS / "labels.txt")[:TRAIN_PED]
     veh = _lines(VEHICLES / "labels.txt")
@@ -76,11 +84,11 @@ def _quick_models(root: Path) -> Path:
         name = line.split("$")[0]
         (data / "images" / name).symlink_to(src / "images" / name)
     (data / "labels.txt").write_text("\n".join(ped + typed + coloured) + "\n", encoding="utf-8")
-    work = root / "w"
     cmd = [sys.executable, "-m", "attrret", "train", "--task", "all", "--data", str(data), "--workdir", str(work),
            "--epochs", "1", "--quiet"]
     print(f"training the quick model set ({len(ped)} pedestrian, {len(typed) + len(coloured)} vehicle images) ...", file=sys.stderr)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    (root / "done").write_text("")
     return work
 
 
@@ -101,7 +109,7 @@ def child(spec: str) -> None:
     """One cell, in this fresh process: build the index, print seconds and what it computed in."""
     cell = json.loads(spec)
     from attrret.ensemble import Member
-    from attrret.retrieval.predict import build_index, find_members
+    from attrret.retrieval.indexer import build_index, find_members
 
     graph = None
     members = find_members(cell["workdir"])
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="attrret-bench-predict-") as tmp:
         root = Path(tmp)
-        work = args.workdir or _quick_models(root)
+        work = args.workdir or _quick_models(ROOT / "attrret-work" / "bench-predict")
         gallery = _gallery(root, args.per_subject)
         onnx = root / "models.onnx"
         print("exporting the ONNX graph ...", file=sys.stderr)

@@ -142,9 +142,9 @@ def run_attrret(ds: Dataset, work: Path, quick: bool, epochs: int | None = None)
 def rank_with_attrret(ds: Dataset, work: Path, say: Callable[[str], None]) -> list[list[str]]:
     """``attrret predict`` + ``attrret rank`` with their defaults, as library calls, over ``ds.gallery``."""
     from attrret.io import atomic_write_text
-    from attrret.retrieval.predict import build_index, find_members
+    from attrret.retrieval.indexer import build_index, find_members
     from attrret.retrieval.index import open_index
-    from attrret.retrieval.rank import rank_captions
+    from attrret.retrieval.submission import rank_captions
     from attrret.retrieval.ranker import RankOptions
 
     listing = work / "gallery.txt"  # exactly the evaluation gallery (the held 300 for pa100k-mini)

@@ -93,7 +93,7 @@ def _ensemble_selection(config, members: list[dict[str, Path]], single: dict[str
 
     from attrret.classifiers.data import load_task_data
     from attrret.classifiers.metrics import classification_metrics
-    from attrret.classifiers.predict import predict_probs
+    from attrret.classifiers.engine import predict_probs
     from attrret.schema import load_schema
 
     schema = load_schema()

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from bench import json_header  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.retrieval.index import IndexHeader, write_index  # noqa: E402
-from attrret.retrieval.predict import task_columns  # noqa: E402
+from attrret.retrieval.indexer import task_columns  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
 
 QUERY = "A female pedestrian who is a minor, with her body facing the camera and carrying a backpack."

@@ -96,7 +96,7 @@ def write_synthetic_index(path: Path, n: int, image: Path, seed: int = 0, chunk:
     """Write an ``n``-image index (module doc) at ``path``, with ``meta`` (an
     ``attrret.retrieval.meta.ImageMeta`` of its rows) when given; returns the seconds it took."""
     from attrret.retrieval.index import IndexHeader, write_index
-    from attrret.retrieval.predict import task_columns
+    from attrret.retrieval.indexer import task_columns
     from attrret.schema import load_schema
 
     t = time.perf_counter()

@@ -14,7 +14,7 @@ from attrret.attributes import image_record
 from attrret.parser import CaptionParser
 from attrret.parser.export import query_record
 from attrret.retrieval.index import IndexHeader, open_index, write_index
-from attrret.retrieval.predict import task_columns
+from attrret.retrieval.indexer import task_columns
 from attrret.retrieval.ranker import RankOptions, explain, rank
 from attrret.schema import load_schema
 from attrret.search import MAX_K, MAX_QUERY_CHARS, Searcher, UnknownImage, _Combiner, _Request

@@ -76,9 +76,9 @@ def index_records(index: Index, schema: Schema) -> Iterable[dict[str, Any]]:
 def predict_records(images: Sequence[tuple[str, Path]], members, schema: Schema, *, tta_flip: bool = True,
                     batch_size: int = 64, device: str = "auto", precision: str | None = None,
                     progress: bool = True) -> list[dict[str, Any]]:
-    """Run the ensemble ``members`` (:func:`attrret.retrieval.predict.find_members`) on image files
+    """Run the ensemble ``members`` (:func:`attrret.retrieval.indexer.find_members`) on image files
     ``[(name, path)]`` and return their records, without writing an index."""
-    from attrret.retrieval.predict import ensemble_probs
+    from attrret.retrieval.indexer import ensemble_probs
 
     probs, columns = ensemble_probs(members, [p for _, p in images], schema, tta_flip=tta_flip,
                                     batch_size=batch_size, device=device, precision=precision, progress=progress)

@@ -43,7 +43,7 @@ from attrret.parser.export import query_record
 from attrret.parser.query import Query
 from attrret.retrieval.filters import Filters
 from attrret.retrieval.index import Index, open_index
-from attrret.retrieval.rank import query_warnings
+from attrret.retrieval.submission import query_warnings
 from attrret.retrieval.ranker import QueryPlan, RankCache, RankOptions, Ranking, explain, plan_queries, rank, rank_plans
 from attrret.schema import SUBJECTS, Schema, load_schema
 
@@ -365,7 +365,7 @@ class Searcher:
             raise UnknownImage(f"{str(path)!r} is neither an image of the index {self.path} nor an image file")
         if workdir is None:
             raise ValueError(f"{path} is not in the index: give the workdir whose models built it to describe it")
-        from attrret.retrieval.predict import ensemble_probs, file_sha256, find_members
+        from attrret.retrieval.indexer import ensemble_probs, file_sha256, find_members
 
         index = self._state.index
         members = find_members(workdir, schema=self.schema)

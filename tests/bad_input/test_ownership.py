@@ -5,7 +5,6 @@ index whole, with nothing of its own beside it."""
 from __future__ import annotations
 
 import errno
-import json
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +57,7 @@ def test_shard_out_keeps_a_users_files(tiny, tmp_path):
 
 def test_a_full_disk_while_updating_leaves_the_old_index_alone(tiny, tmp_path, monkeypatch):
     """The old index stays whole and nothing new is left beside it (its new data file was)."""
-    from attrret.retrieval.predict import build_index, find_members
+    from attrret.retrieval.indexer import build_index, find_members
 
     data, work, reference = tiny
     index = tmp_path / "index"

@@ -27,7 +27,7 @@ from attrret.baseline.clip import (
 )
 from attrret.baseline.config import ClipConfig
 from attrret.baseline.tokens import UNK_ID, CaptionTokenizer
-from attrret.baseline.train import clip_loss, kl_positive_loss, positive_mask
+from attrret.baseline.contrastive import clip_loss, kl_positive_loss, positive_mask
 from attrret.data.records import load_records
 from attrret.data.track2 import read_submission
 from attrret.errors import AttrretError, CheckpointError

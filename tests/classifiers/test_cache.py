@@ -12,7 +12,7 @@ from PIL import Image
 
 from attrret.classifiers.backbones import create_backbone
 from attrret.classifiers.cache import open_or_build
-from attrret.classifiers.inputs import load_input, to_tensor
+from attrret.classifiers.preprocess import load_input, to_tensor
 from attrret.classifiers.model import Classifier
 
 

@@ -13,7 +13,7 @@ from tiny_classifier_data import make_folder
 
 from attrret.classifiers.backbones import create_backbone
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, FRONT_STORED, build_classifier, load_checkpoint, save_checkpoint
-from attrret.classifiers.predict import predict_probs
+from attrret.classifiers.engine import predict_probs
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError
 
@@ -72,7 +72,7 @@ def test_old_whole_checkpoint_loads_and_predicts_the_same(lean):
 def test_a_checkpoint_from_before_rectangles_is_a_square_input(lean, tmp_path):
     """Checkpoints written before inputs were H x W record ``"preprocess": {"size": N, ...}``:
     they load as N x N and predict as they did; their index member is N x N."""
-    from attrret.retrieval.predict import find_members
+    from attrret.retrieval.indexer import find_members
 
     images, w, _ = lean
     for task in TASKS:

@@ -12,7 +12,7 @@ import torch
 from tiny_classifier_data import make_folder
 
 from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint
-from attrret.classifiers.predict import predict_probs
+from attrret.classifiers.engine import predict_probs
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.precisions import MIXED_TOLERANCE
 

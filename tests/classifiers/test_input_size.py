@@ -15,13 +15,13 @@ from tiny_classifier_data import make_folder, small_input_schema
 from attrret.classifiers import train as train_mod
 from attrret.classifiers.cache import cache_key, front_shape
 from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint
-from attrret.classifiers.inputs import load_batch
-from attrret.classifiers.predict import predict_probs
+from attrret.classifiers.preprocess import load_batch
+from attrret.classifiers.engine import predict_probs
 from attrret.classifiers.runtime import cpu_bf16_is_fast
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError, OptionError
 from attrret.retrieval.index import open_index
-from attrret.retrieval.predict import build_index, find_members
+from attrret.retrieval.indexer import build_index, find_members
 from attrret.schema import load_schema
 
 TINY = dict(backbone="timm:test_efficientnet", pretrained=False, epochs=1, batch_size=8, val_fraction=0.25)

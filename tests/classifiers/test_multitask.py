@@ -14,7 +14,7 @@ from attrret.classifiers.multitask import train_multitask
 from attrret.classifiers.train import TrainConfig
 from attrret.errors import AttrretError
 from attrret.retrieval.index import open_index
-from attrret.retrieval.predict import build_index, find_members
+from attrret.retrieval.indexer import build_index, find_members
 
 
 def test_one_shared_tail_is_written_as_per_task_checkpoints_predict_reads(tmp_path: Path):

@@ -16,9 +16,9 @@ import torch
 from tiny_classifier_data import make_folder
 
 from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint, save_checkpoint
-from attrret.classifiers.inputs import load_input, to_tensor
+from attrret.classifiers.preprocess import load_input, to_tensor
 from attrret.classifiers.engine import group_key
-from attrret.classifiers.predict import predict_probs
+from attrret.classifiers.engine import predict_probs
 from attrret.classifiers.runtime import resolve_precision
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.precisions import MIXED_TOLERANCE

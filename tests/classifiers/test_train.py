@@ -11,7 +11,7 @@ import torch
 from attrret.classifiers import train as train_mod
 from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint, save_checkpoint
 from attrret.classifiers.data import fold_split, labels_for, load_task_data, stratified_split
-from attrret.classifiers.inputs import color_safe
+from attrret.classifiers.preprocess import color_safe
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError
 from attrret.schema import load_schema

@@ -72,10 +72,10 @@ def test_new_flags_are_accepted(tmp_path):
 
 def test_choices_match_the_library():
     from attrret.classifiers import train as lib_train
-    from attrret.classifiers.inputs import CROPS
+    from attrret.classifiers.preprocess import CROPS
     from attrret.classifiers.recipes import RECIPES
     from attrret.cli import parse, retrieval, train
-    from attrret.parser.inputs import FORMATS
+    from attrret.parser.caption_files import FORMATS
     from attrret.retrieval.ranker import GATES, SCORINGS
     from attrret.retrieval.topk import BACKENDS
 

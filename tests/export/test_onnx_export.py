@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from attrret.classifiers.checkpoint import build_classifier, load_checkpoint, save_checkpoint
-from attrret.classifiers.inputs import load_batch
+from attrret.classifiers.preprocess import load_batch
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.export.onnx import OPSET, GraphInfo, export_onnx
 from attrret.export.onnx_runtime import graph_probs, open_graph, providers_for
 from attrret.retrieval.index import open_index
-from attrret.retrieval.predict import build_index, check_fresh, ensemble_probs, file_sha256, find_members
+from attrret.retrieval.indexer import build_index, check_fresh, ensemble_probs, file_sha256, find_members
 from attrret.schema import load_schema
 from tests.retrieval.conftest import cli
 
@@ -65,6 +65,26 @@ def test_one_input_per_preprocessing_and_parity_with_predict(geo_workdir, export
     assert got.shape == want.shape and np.abs(got - want).max() <= TOL
     one = graph_probs(graph, paths[:1], progress=False)
     assert np.abs(one - want[:1]).max() <= TOL
+
+
+def test_predict_equals_the_graph_equals_trainings_evaluation(geo_workdir, exported):
+    """The engine predict runs, the graph exported from it and the training loop's evaluation
+    (:func:`attrret.classifiers.train._predict`, each task's own model on the fly) give the same
+    probabilities for the same images, task by task, in float32."""
+    from attrret.classifiers import train as train_mod
+
+    data, w = geo_workdir
+    paths = images(data)
+    engine, columns = ensemble_probs(find_members(w), paths, load_schema(), device="cpu", precision="fp32", progress=False)
+    graph = graph_probs(open_graph(exported), paths, progress=False)
+    assert np.abs(graph - engine).max() <= TOL
+    cpu = torch.device("cpu")
+    for task, (a, b) in columns.items():
+        ck = load_checkpoint(w / "models" / task)
+        model = build_classifier(ck).to(memory_format=torch.channels_last)
+        inputs = train_mod._Inputs(model, ck.preprocess, ck.info.crop, None, cpu, "fp32")
+        trained = train_mod._predict(model, inputs, [(str(p), 0) for p in paths], 4, cpu, "fp32", ck.info.temperature)
+        assert np.abs(trained - engine[:, a:b]).max() <= TOL, task
 
 
 def test_one_preprocessing_is_one_input_named_images(geo_workdir, tmp_path):

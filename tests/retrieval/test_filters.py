@@ -20,7 +20,7 @@ from attrret.parser import CaptionParser
 from attrret.retrieval.filters import Filters, parse_filters
 from attrret.retrieval.index import IndexHeader, open_index, write_index
 from attrret.retrieval.meta import NO_TIME, ImageMeta, parse_time
-from attrret.retrieval.predict import task_columns
+from attrret.retrieval.indexer import task_columns
 from attrret.retrieval.ranker import RankOptions, plan_queries, rank
 from attrret.retrieval.similar import example_target
 from attrret.retrieval.topk import BACKENDS

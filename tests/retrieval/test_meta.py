@@ -4,10 +4,8 @@ shards and merge, staleness, and the time rule."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -52,7 +52,7 @@ def index_probs(index: Path) -> tuple[dict, np.ndarray, list[str]]:
 
 def own_columns(header: dict, probs: np.ndarray) -> np.ndarray:
     """A bool per (row, column): the router's columns and those of the row's own subject (the
-    router's argmax), the columns a router-gated index computes (attrret.retrieval.predict)."""
+    router's argmax), the columns a router-gated index computes (attrret.retrieval.indexer)."""
     from attrret.schema import SUBJECTS, load_schema
 
     router = load_schema().router.task

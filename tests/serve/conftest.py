@@ -34,7 +34,7 @@ from report.pictures import draw_crop
 
 from attrret.retrieval.index import IndexHeader, write_index
 from attrret.retrieval.meta import ImageMeta, parse_time
-from attrret.retrieval.predict import task_columns
+from attrret.retrieval.indexer import task_columns
 from attrret.schema import load_schema
 
 

@@ -114,7 +114,7 @@ def make_gallery(root: Path, n_ped: int = 40, n_veh: int = 16, seed: int = 3) ->
     """Draw the gallery and write its index (module doc); returns the index folder."""
     from attrret.retrieval.index import IndexHeader, write_index
     from attrret.retrieval.meta import ImageMeta, parse_time
-    from attrret.retrieval.predict import task_columns
+    from attrret.retrieval.indexer import task_columns
     from attrret.schema import load_schema
 
     schema = load_schema()

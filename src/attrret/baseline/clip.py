@@ -24,7 +24,7 @@ from attrret.baseline.config import ClipConfig
 from attrret.baseline.features import front_features
 from attrret.baseline.model import ClipModel, build_model, parse_text_spec
 from attrret.baseline.tokens import CaptionTokenizer
-from attrret.baseline.train import TrainHistory, train_contrastive
+from attrret.baseline.contrastive import TrainHistory, train_contrastive
 from attrret.classifiers.runtime import autocast, tune_malloc
 from attrret.data.records import Record, load_records
 from attrret.data.splits import PA100K_MINI_HOLDOUT, holdout_split

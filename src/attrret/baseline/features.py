@@ -6,7 +6,7 @@ training step into a pass over the small trainable tail only. For the default ba
 160 px the cache is 192 x 5 x 5 values per view, about 19 KB per image with its flip.
 
 Images reach the front through the classifiers' one preprocessing path
-(:func:`attrret.classifiers.inputs.load_batch` and ``front_views``), so the baseline sees its
+(:func:`attrret.classifiers.preprocess.load_batch` and ``front_views``), so the baseline sees its
 inputs exactly as attrret's classifiers do: the comparison is of methods, not of resizing.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from attrret.classifiers.inputs import front_views, load_batch
+from attrret.classifiers.preprocess import front_views, load_batch
 
 __all__ = ["front_features"]
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from attrret.classifiers.backbones import Preprocess
-from attrret.classifiers.inputs import front_views, load_batch
+from attrret.classifiers.preprocess import front_views, load_batch
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import Precision, resolve_precision
 from attrret.io import atomic_path, atomic_write_text

@@ -3,7 +3,7 @@
 An :class:`Engine` is an ``nn.Module`` built from checkpoints, the tasks of one or more
 ensemble members (:class:`Member`). Everything that turns images into probabilities runs it:
 ``attrret predict`` (:meth:`Engine.predict`, sharded or not), ``attrret attributes``, the search
-page's find-by-upload and :func:`attrret.classifiers.predict.predict_probs`; ``attrret export
+page's find-by-upload and :func:`predict_probs` (one set of task models, per task); ``attrret export
 onnx`` exports the module itself, so the graph equals predict by construction.
 
 What it computes, per batch:
@@ -26,7 +26,7 @@ Router gating (:meth:`Engine.gated`, ``attrret predict --gate router``): the rou
 on the whole batch first; each image then runs only its own subject's tails, on the features
 of its group's front, which is computed once per batch -- or only on that subject's rows when
 the router does not share it. The other subject's columns of a row hold the uniform
-distribution (1 / classes). The index module doc (attrret.retrieval.predict) says why ranking
+distribution (1 / classes). The index module doc (attrret.retrieval.indexer) says why ranking
 is unchanged.
 
 The columns are in the index's order (:func:`task_columns`): the schema's task order.
@@ -46,7 +46,7 @@ from torch import nn
 from attrret.classifiers.backbones import Preprocess
 from attrret.classifiers.calibration import float32_region, view_probs
 from attrret.classifiers.checkpoint import Checkpoint, build_classifier, load_checkpoint
-from attrret.classifiers.inputs import channels_last, crop_image, to_tensor
+from attrret.classifiers.preprocess import channels_last, crop_image, to_tensor
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import Precision, resolve_device, resolve_precision, tune_malloc
 from attrret.data.images import load_image, resize_pad
@@ -54,7 +54,7 @@ from attrret.ensemble import Member, task_columns
 from attrret.errors import CheckpointError
 from attrret.schema import Schema, load_schema
 
-__all__ = ["Engine", "InputKey", "group_key", "task_model", "load_inputs"]
+__all__ = ["Engine", "InputKey", "group_key", "task_model", "load_inputs", "predict_probs"]
 
 #: One engine input: the preprocessing (size, mean, std) and the crop its images get.
 InputKey = tuple[Preprocess, str]
@@ -301,7 +301,7 @@ class Engine(nn.Module):
 
 def load_inputs(paths: Sequence[Path], inputs: Sequence[InputKey]) -> list[torch.Tensor]:
     """``float32[N, 3, H, W]`` per input of ``inputs`` for the images at ``paths``: each image is
-    decoded once and cropped and resize-padded per input (attrret.classifiers.inputs)."""
+    decoded once and cropped and resize-padded per input (attrret.classifiers.preprocess)."""
     per: list[list[torch.Tensor]] = [[] for _ in inputs]
     for p in paths:
         im = load_image(p)
@@ -314,3 +314,28 @@ def _rows(feats: torch.Tensor, rows: torch.Tensor, n: int, views: int) -> torch.
     """The front output of the batch's ``rows`` (each view's block of ``n``, views stacked)."""
     return torch.cat([feats[v * n : (v + 1) * n].index_select(0, rows) for v in range(views)])
 
+
+def predict_probs(
+    model_dirs: Sequence[Path],
+    images: Sequence[Path],
+    *,
+    tta_flip: bool = True,
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: Precision | str | None = None,
+    progress: bool = True,
+    schema: Schema | None = None,
+) -> dict[str, np.ndarray]:
+    """Per task name, float32 ``(len(images), n_classes)`` probabilities in ``images`` order: the
+    engine of one set of task models, ungated, its columns split per task.
+
+    Each entry of ``model_dirs`` is ``W/models/<task>/`` (or a ``model.pt``). ``precision``:
+    ``auto``, ``fp32``, ``bf16`` or ``fp16`` (None: ``$ATTRRET_PRECISION``, else auto). Raises
+    :class:`CheckpointError` for two models of one task, a checkpoint of another schema than
+    ``schema`` (None: the packaged one) or a non-checkpoint, and
+    :class:`attrret.errors.InputError` (naming the file) for an unreadable image.
+    """
+    engine = Engine.build([Member("models", tuple(Path(d) for d in model_dirs))], schema, flip=tta_flip)
+    probs = engine.predict([Path(p) for p in images], gate=False, batch_size=batch_size, device=device,
+                           precision=precision, progress=progress)
+    return {task: probs[:, a:b] for task, (a, b) in engine.columns.items()}

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from attrret.classifiers.data import TaskData, load_task_data
-from attrret.classifiers.inputs import channels_last
+from attrret.classifiers.preprocess import channels_last
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.calibration import fit_temperature, view_nll, view_probs

@@ -6,7 +6,7 @@ train each member into its own workdir and to list them again at predict time is
 ensembles get forgotten. A recipe names the members once, as data; ``attrret train --recipe``
 trains them all, and ``attrret predict`` finds them without flags.
 
-Where members live (what :func:`attrret.retrieval.predict.find_members` reads):
+Where members live (what :func:`attrret.retrieval.indexer.find_members` reads):
 
 - the first member of a recipe is the workdir's own models, ``W/models/<task>/``;
 - every other member ``NAME`` trains in ``W/members/NAME/`` (``W/members/NAME/models/<task>/``,

@@ -43,7 +43,7 @@ from attrret.classifiers.cache import FrontCache, open_or_build
 from attrret.classifiers.calibration import fit_temperature, view_nll, view_probs
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
-from attrret.classifiers.inputs import CROPS, augment_image, channels_last, front_views, load_batch
+from attrret.classifiers.preprocess import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.recipes import DEFAULT_EPOCHS, DEFAULT_LR

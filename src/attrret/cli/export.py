@@ -34,7 +34,7 @@ def onnx(
     from attrret.cli.retrieval import _floats
     from attrret.export.onnx import export_onnx
     from attrret.io import refuse_overwriting_inputs
-    from attrret.retrieval.predict import find_members, member_sizes
+    from attrret.retrieval.indexer import find_members, member_sizes
 
     def log(msg: str) -> None:
         if not quiet:

@@ -10,7 +10,7 @@ import typer
 
 from attrret.cli.options import SchemaDir, WrappedHelp, choice, resolve_schema
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF
-from attrret.parser.inputs import FORMATS
+from attrret.parser.caption_files import FORMATS
 
 
 InputFormat = choice("InputFormat", FORMATS)
@@ -38,7 +38,7 @@ def parse(
     from attrret.io import atomic_write_text, refuse_overwriting_inputs
     from attrret.parser import CaptionParser
     from attrret.parser.export import query_record
-    from attrret.parser.inputs import STDIN_NAME, read_captions
+    from attrret.parser.caption_files import STDIN_NAME, read_captions
 
     fmt = fmt.value
     skipped = 0

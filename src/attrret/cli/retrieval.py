@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema, sizes_option
-from attrret.retrieval.predict import GATES as PREDICT_GATES
+from attrret.retrieval.indexer import GATES as PREDICT_GATES
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
@@ -65,7 +65,7 @@ def predict(
     """
     from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval import shards
-    from attrret.retrieval.predict import build_index, find_members, member_sizes
+    from attrret.retrieval.indexer import build_index, find_members, member_sizes
 
     schema = resolve_schema(schema_dir)
     out = out or workdir / "index"
@@ -139,9 +139,9 @@ def rank(
     """Rank the gallery for every caption and write the Track-2 submission."""
     from attrret.data.track2 import write_submission
     from attrret.io import refuse_overwriting_inputs
-    from attrret.retrieval.predict import check_fresh
+    from attrret.retrieval.indexer import check_fresh
     from attrret.retrieval.index import open_index
-    from attrret.retrieval.rank import priors_for_index, priors_from_data, rank_captions, read_queries, write_explain
+    from attrret.retrieval.submission import priors_for_index, priors_from_data, rank_captions, read_queries, write_explain
     from attrret.retrieval.ranker import RankOptions
 
     try:
@@ -175,9 +175,9 @@ def _shown(text: str) -> str:
 
 def _warn_queries(queries: Path, run, limit: int = 10) -> None:
     """At most one warning per query (file:line, caption), in file order
-    (:func:`attrret.retrieval.rank.query_warnings`); of the queries the ranker could not
+    (:func:`attrret.retrieval.submission.query_warnings`); of the queries the ranker could not
     use, the first ``limit`` (the summary warnings only count those)."""
-    from attrret.retrieval.rank import query_warnings
+    from attrret.retrieval.submission import query_warnings
 
     unanswered = 0
     for j, (p, q) in enumerate(zip(run.ranking.plans, run.queries)):

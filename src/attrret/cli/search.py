@@ -144,7 +144,7 @@ def attributes(
     if out is not None and out.suffix.lower() not in FORMATS:
         raise typer.BadParameter(f"--out {out}: use a {', '.join(FORMATS)} file")
     if images:
-        from attrret.retrieval.predict import find_members, list_gallery
+        from attrret.retrieval.indexer import find_members, list_gallery
 
         if out is not None:
             refuse_overwriting_inputs({"--out": out}, {f"IMAGE {i + 1}": p for i, p in enumerate(images)})

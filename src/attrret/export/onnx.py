@@ -82,7 +82,7 @@ def require(module: str) -> ModuleType:
 
 @dataclass(frozen=True)
 class GraphInput:
-    """One graph input: its name and how an image becomes it (``attrret.classifiers.inputs.load_batch``)."""
+    """One graph input: its name and how an image becomes it (``attrret.classifiers.preprocess.load_batch``)."""
 
     name: str
     height: int
@@ -353,7 +353,7 @@ def _check(graph, info: GraphInfo, blob: bytes, precision: Precision) -> float:
 def export_onnx(members: Sequence, out: str | Path, *, force: bool = False,
                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), schema: Schema | None = None,
                 precision: str | None = "fp32") -> ExportSummary:
-    """Export the ensemble ``members`` (:func:`attrret.retrieval.predict.find_members`) to ``out``.
+    """Export the ensemble ``members`` (:func:`attrret.retrieval.indexer.find_members`) to ``out``.
 
     ``out`` must not exist, unless ``force`` and it is an earlier attrret export. The graph is
     float32, traced in float32 whatever ``precision``; it is checked with onnxruntime, before it

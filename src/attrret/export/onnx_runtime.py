@@ -1,11 +1,11 @@
 """An exported graph (:mod:`attrret.export.onnx`) run by onnxruntime: ``attrret predict --runtime onnx``.
 
-The images go through :func:`attrret.classifiers.inputs.load_batch`, the one preprocessing
+The images go through :func:`attrret.classifiers.preprocess.load_batch`, the one preprocessing
 path, once per graph input (each with the size, mean, std and crop its metadata names); the
 graph does the rest. What the index header records is the graph file (path and sha256, so
 ``check_fresh`` refuses an index whose graph was re-exported) and, per task, the checkpoint
 hashes the graph was built from (its metadata), so the incremental rules of
-:mod:`attrret.retrieval.predict` hold: a row is reused only under the same graph.
+:mod:`attrret.retrieval.indexer` hold: a row is reused only under the same graph.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def graph_probs(graph: OnnxGraph, paths: Sequence[Path], *, batch_size: int = 64
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from attrret.classifiers.inputs import load_batch
+    from attrret.classifiers.preprocess import load_batch
 
     info = graph.info
     out = np.zeros((len(paths), info.width), np.float32)

@@ -76,7 +76,7 @@ class IndexHeader:
     meta_file: str = ""
     meta_source: str = ""
     meta_sha256: str = ""
-    # How images were routed to models (attrret.retrieval.predict.GATES; empty: written before
+    # How images were routed to models (attrret.retrieval.indexer.GATES; empty: written before
     # gating, every model on every image, as "none"). Part of settings(): the other subject's
     # columns differ between gates.
     gate: str = ""

@@ -55,7 +55,7 @@ from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
-from attrret.retrieval.predict import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
+from attrret.retrieval.indexer import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
 from attrret.retrieval.index_files import FileRecord, PlannedHeader
 from attrret.retrieval.meta import MAX_META_COLUMNS, MAX_VALUE_CHARS, ImageMeta, MetaSource
@@ -188,7 +188,7 @@ def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, m
                   batch_size: int = 64, device: str = "auto", progress: bool = True,
                   schema: Schema | None = None) -> Shard:
     """Predict shard ``spec`` of ``plan``: its whole batches of ``plan.todo`` (:func:`batch_slice`).
-    Shard 0 also takes the reused rows, from ``reused`` (:func:`attrret.retrieval.predict.plan_build`)."""
+    Shard 0 also takes the reused rows, from ``reused`` (:func:`attrret.retrieval.indexer.plan_build`)."""
     import torch
 
     rows = [plan.todo[k] for k in batch_slice(len(plan.todo), batch_size, spec)]
@@ -385,7 +385,7 @@ def _check_shards(shards: Sequence[Shard]) -> None:
 @contextlib.contextmanager
 def _locked_output(out: Path, log: Callable[[str], None]) -> Iterator[None]:
     """Hold ``out``'s write lock (one writer per index, attrret.locks); a failed first write
-    leaves no folder behind, like attrret.retrieval.predict.build_index."""
+    leaves no folder behind, like attrret.retrieval.indexer.build_index."""
     check_writable(out)
     created = not out.exists()
     try:

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from attrret.classifiers.backbones import Preprocess
-from attrret.classifiers.inputs import CROPS, augment_image, crop_image, front_views, load_batch, load_input, to_tensor
+from attrret.classifiers.preprocess import CROPS, augment_image, crop_image, front_views, load_batch, load_input, to_tensor
 
 
 def _figure() -> Image.Image:

@@ -11,9 +11,9 @@ from tiny_classifier_data import make_folder
 
 from attrret.classifiers import checkpoint as checkpoint_mod
 from attrret.classifiers.checkpoint import build_classifier, list_model_dirs, load_checkpoint
-from attrret.classifiers.inputs import load_input, to_tensor
+from attrret.classifiers.preprocess import load_input, to_tensor
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.predict import predict_probs
+from attrret.classifiers.engine import predict_probs
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError, InputError
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from attrret.errors import CheckpointError, InputError
-from attrret.retrieval.predict import build_index, check_fresh, find_members, list_gallery
+from attrret.retrieval.indexer import build_index, check_fresh, find_members, list_gallery
 from attrret.retrieval.index import open_index
 
 
