@@ -8,7 +8,7 @@ unless ``--data`` names one) exactly as ``attrret demo`` does, predicts the test
 the test captions with the default ranker and scores them against test/test_label.txt. Every
 setting gets a fresh workdir, so each pays for its own trunk cache. Times are ratios against
 the first setting of the same run (the default: EfficientNet-Lite0's head conv alone, frozen
-tail norms). This is the evidence behind the default in ``trunks.FAMILY_DEFAULT_TRAINABLE``:
+tail norms). This is the evidence behind the efficientnet default in recipes.toml ``[trainable_blocks]``:
 the speed/quality trade-off a user makes with ``--trainable-blocks``. Prints a Markdown table;
 writes ``bench/results/freezing.json``.
 """

@@ -2,8 +2,8 @@
 
 A pedestrian crop is tall and a vehicle crop wide, so a model input is a rectangle, written
 ``HxW`` (height first, as tensors are): ``256x128``. A single number ``N`` is the square
-``N x N``. This module is light on purpose (no torch, no PIL): the schema checks its ``input``
-and ``crop`` hints with it, and the CLI parses ``--img-size`` / ``--img-sizes`` with it before
+``N x N``. This module is light on purpose (no torch, no PIL): the task recipes check their ``input``
+and ``crop`` settings with it (recipes.toml), and the CLI parses ``--img-size`` / ``--img-sizes`` with it before
 anything heavy is imported. Every place that reads a size from a user, a TOML file, a config
 or an old checkpoint goes through :func:`parse_hw`, so they all accept and refuse the same.
 """

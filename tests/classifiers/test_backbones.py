@@ -185,14 +185,13 @@ def test_flags_named_by_backbone_errors_exist():
     assert {"--weights", "--random-init"} <= named <= flags, named - flags
 
 
-def test_default_trainable_depth_lives_on_the_trunk_class():
+def test_default_trainable_depth_is_a_recipe_per_trunk_family():
     from attrret.classifiers import trunks
+    from attrret.classifiers.recipes import default_trainable_blocks, family_trainable
 
-    assert trunks.EfficientNetTrunk.default_trainable == 2 and trunks.ResNetTrunk.default_trainable == 1
-    assert trunks.ConvNeXtTrunk.default_trainable == 1
-    assert trunks.ViTTrunk.default_trainable is None and trunks.EvaTrunk.default_trainable is None  # a third
-    assert trunks.FAMILY_DEFAULT_TRAINABLE == {"eva": None, "vit": None, "efficientnet": 2, "convnext": 1, "resnet": 1}
+    assert {cls.family for _, cls in trunks._FAMILIES} == set(family_trainable())  # every family has one
+    assert family_trainable() == {"eva": None, "vit": None, "efficientnet": 2, "convnext": 1, "resnet": 1}
     vit = create_backbone("timm:test_vit", pretrained=False, img_size=32).trunk
     assert vit.default_trainable_blocks() == max(1, round(vit.num_blocks / 3))
-    assert vit.default_trainable_blocks() == trunks.default_trainable_blocks("vit", vit.num_blocks)
-    assert trunks.default_trainable_blocks("eva", 24) == 8 and trunks.default_trainable_blocks("efficientnet", 8) == 2
+    assert vit.default_trainable_blocks() == default_trainable_blocks("vit", vit.num_blocks)
+    assert default_trainable_blocks("eva", 24) == 8 and default_trainable_blocks("efficientnet", 8) == 2

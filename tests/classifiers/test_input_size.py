@@ -95,20 +95,20 @@ def test_the_index_records_each_models_input(tall, tmp_path):
 
 
 @pytest.fixture()
-def hinted_schema(tmp_path):
+def small_recipes_schema(tmp_path):
     """The packaged schema with small inputs (pedestrian 48x24, router 32x32) and a top crop for
     gender, as the one training reads."""
     schema = small_input_schema(tmp_path / "schema", gender_crop="top")
-    assert schema.fingerprint == load_schema().fingerprint  # hints are not the vocabulary
+    assert schema.fingerprint == load_schema().fingerprint  # recipes are not the vocabulary
     return schema
 
 
-def test_without_img_size_each_task_trains_at_its_schema_input_and_crop(hinted_schema, tmp_path):
+def test_without_img_size_each_task_trains_at_its_recipes_input_and_crop(small_recipes_schema, tmp_path):
     data = make_folder(tmp_path / "data")
     cfg = TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(tmp_path / "w"), **TINY)
     assert cfg.img_size is None and cfg.crop is None
-    train_tasks(cfg, progress=False, schema=hinted_schema)
-    train_tasks(TrainConfig(**{**cfg.as_dict(), "task": "router"}), progress=False, schema=hinted_schema)
+    train_tasks(cfg, progress=False, schema=small_recipes_schema)
+    train_tasks(TrainConfig(**{**cfg.as_dict(), "task": "router"}), progress=False, schema=small_recipes_schema)
     gender, router = (load_checkpoint(tmp_path / "w" / "models" / t) for t in ("pedestrian.gender", "router"))
     assert gender.preprocess.hw == (48, 24) and gender.meta["crop"] == "top"
     assert router.preprocess.hw == (32, 32) and router.meta["crop"] == "full"
@@ -126,10 +126,10 @@ def test_without_img_size_each_task_trains_at_its_schema_input_and_crop(hinted_s
     assert np.allclose(probs, top, atol=tolerance()) and not np.allclose(probs, full, atol=1e-4)
 
 
-def test_an_explicit_img_size_and_crop_apply_to_every_task(hinted_schema, tmp_path):
+def test_an_explicit_img_size_and_crop_apply_to_every_task(small_recipes_schema, tmp_path):
     data = make_folder(tmp_path / "data")
     cfg = TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(tmp_path / "w"), img_size=40, crop="full", **TINY)
-    train_tasks(cfg, progress=False, schema=hinted_schema)
+    train_tasks(cfg, progress=False, schema=small_recipes_schema)
     gender = load_checkpoint(tmp_path / "w" / "models" / "pedestrian.gender")
     assert gender.preprocess.hw == (40, 40) and gender.meta["crop"] == "full"
 

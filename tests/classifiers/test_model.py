@@ -9,7 +9,7 @@ import torch
 
 from attrret.classifiers.backbones import create_backbone
 from attrret.classifiers.model import Classifier, cut_for
-from attrret.classifiers.trunks import default_trainable_blocks
+from attrret.classifiers.recipes import default_trainable_blocks
 
 FAMILIES = ["timm:test_efficientnet", "timm:test_vit", "timm:test_convnext", "timm:test_resnet", "timm:eva02_tiny_patch14_224"]
 

@@ -11,7 +11,6 @@ import torch
 from attrret.classifiers import train as train_mod
 from attrret.classifiers.checkpoint import list_model_dirs, load_checkpoint, save_checkpoint
 from attrret.classifiers.data import fold_split, labels_for, load_task_data, stratified_split
-from attrret.classifiers.preprocess import color_safe
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError
 from attrret.schema import load_schema
@@ -140,7 +139,10 @@ def test_track2_folder_uses_val_and_test_splits(tmp_path):
 
 
 def test_no_colour_jitter_for_colour_task():
-    assert not color_safe("vehicle.color") and color_safe("pedestrian.hat")
+    from attrret.classifiers.recipes import load_recipes
+
+    recipes = load_recipes(load_schema())
+    assert not recipes.task("vehicle.color").photometric and recipes.task("pedestrian.hat").photometric
 
 
 def test_tasks_trained_separately_share_one_cache(trained):
@@ -236,17 +238,15 @@ def test_train_config_refuses_unknown_choices(change, says):
         TrainConfig(**ok)  # a device this machine lacks is refused when training starts, not here
 
 
-def test_a_schema_epochs_hint_is_how_long_the_task_trains(tmp_path):
-    """Without --epochs each task trains its group's schema hint, and records that number."""
-    import re
-
+def test_a_recipes_epochs_are_how_long_the_task_trains(tmp_path):
+    """Without --epochs each task trains its recipe's epochs (here a schema directory's
+    recipes.toml), and records that number."""
     from tiny_classifier_data import small_input_schema
 
     schema_dir = tmp_path / "schema"
     small_input_schema(schema_dir)
-    toml = schema_dir / "pedestrian.toml"
-    text = re.sub(r"(?m)^epochs = \d+\n", "", toml.read_text(encoding="utf-8"))  # the packaged hint, replaced
-    toml.write_text(text.replace('input = "48x24"', 'input = "48x24"\nepochs = 2'), encoding="utf-8")
+    recipes = schema_dir / "recipes.toml"
+    recipes.write_text(recipes.read_text(encoding="utf-8").replace('input = "48x24"', 'input = "48x24"\nepochs = 2'), encoding="utf-8")
     schema = load_schema(schema_dir)
     data = make_folder(tmp_path / "data")
     result = train_tasks(TrainConfig(task="pedestrian.gender", data=str(data), workdir=str(tmp_path / "w"), backbone="timm:test_efficientnet",

@@ -43,15 +43,16 @@ def make_folder(root: Path, n_ped: int = 24, n_veh: int = 8, seed: int = 0) -> P
 
 
 def small_input_schema(directory: Path, gender_crop: str | None = None):
-    """The packaged schema with small input hints (pedestrian 48x24, router 32x32) and, if given,
-    a crop hint for gender: schema defaults a tiny test can train at."""
+    """The packaged schema with a recipes.toml of small inputs (pedestrian 48x24, router 32x32)
+    and, if given, a crop for gender: defaults a tiny test can train at."""
     from attrret.schema import load_schema
 
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("pedestrian.toml", "vehicle.toml", "router.toml"):
         text = resources.files("attrret.schema").joinpath(name).read_text(encoding="utf-8")
-        text = text.replace('input = "256x128"', 'input = "48x24"').replace('input = "160x160"', 'input = "32x32"')
-        if gender_crop:
-            text = text.replace('name = "gender"\n', f'name = "gender"\nhints = {{ crop = "{gender_crop}" }}\n')
         (directory / name).write_text(text, encoding="utf-8")
+    recipes = '[subject.pedestrian]\ninput = "48x24"\n[subject.router]\ninput = "32x32"\n'
+    if gender_crop:
+        recipes += f'[task."pedestrian.gender"]\ncrop = "{gender_crop}"\n'
+    (directory / "recipes.toml").write_text(recipes, encoding="utf-8")
     return load_schema(directory)

@@ -74,7 +74,7 @@ CHOICES = {
     ("parse",): ["auto|txt|jsonl|label"],
     ("train",): ["full|top|upper|bottom", "frozen|batch", "none|weighted|sqrt"],
     ("predict",): ["flip|none"],
-    ("rank",): ["euclidean|linear", "hard|soft", "numba|torch|faiss"],
+    ("rank",): ["euclidean|linear", "hard|soft", "numba|torch|numpy"],
     ("baseline", "clip"): ["none|flip"],
 }
 

@@ -102,67 +102,14 @@ def test_bad_schema_files_are_refused(schema_dir, old, new, message):
         load_schema(schema_dir)
 
 
-def test_training_hints_are_data_and_not_part_of_the_fingerprint(schema_dir):
-    """Per-task hints live in the TOML (the colour group takes no photometric jitter); they
-    change how a task trains, not what its columns mean, so the fingerprint ignores them."""
-    s = load_schema()
-    assert not s.task("vehicle.color").photometric and s.task("pedestrian.hat").photometric
-    toml = schema_dir / "pedestrian.toml"
-    toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', 'name = "hat"\nhints = { photometric = false }\n'),
-                    encoding="utf-8")
-    custom = load_schema(schema_dir)
-    assert not custom.task("pedestrian.hat").photometric and custom.fingerprint == s.fingerprint
-    toml.write_text(toml.read_text(encoding="utf-8").replace("photometric = false", "sparkle = true"), encoding="utf-8")
-    with pytest.raises(ValueError, match="unknown hints"):
-        load_schema(schema_dir)
-
-
-def test_epochs_hint_sets_how_long_a_task_trains_unless_epochs_is_given(schema_dir):
-    """Epochs are a training hint per subject file or group (bench/recipe.py chose them on the
-    selection split); an explicit --epochs wins, and without either the trainer's default holds."""
-    from attrret.classifiers.train import DEFAULT_EPOCHS, TrainConfig
-
-    toml = schema_dir / "pedestrian.toml"
-    toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', 'name = "hat"\nhints = { epochs = 3 }\n'),
-                    encoding="utf-8")
-    custom = load_schema(schema_dir)
-    assert custom.fingerprint == load_schema().fingerprint
-    hat, gender = custom.task("pedestrian.hat"), custom.task("pedestrian.gender")
-    assert TrainConfig().task_epochs(hat) == 3 and TrainConfig(epochs=5).task_epochs(hat) == 5
-    assert TrainConfig().task_epochs(gender) == (gender.epochs or DEFAULT_EPOCHS)
-    # the packaged vehicles train longer and faster (bench/recipe.py); --lr wins over the hint
-    brand = load_schema().task("vehicle.brand")
-    assert TrainConfig().for_task(brand).epochs == 30 and TrainConfig().task_lr(brand) == 2e-3
-    assert TrainConfig(lr=5e-4).for_task(brand).lr == 5e-4
-
-
-def test_input_and_crop_hints_default_per_file_and_per_group(schema_dir):
-    """The default model input is data: a tall one for pedestrians, a wide one for vehicles, from
-    each file's ``[hints]``; a group's own hints win (its crop here); neither is in the fingerprint."""
-    s = load_schema()
-    assert {g.input for g in s.pedestrian.groups} == {(256, 128)} and {g.input for g in s.vehicle.groups} == {(128, 192)}
-    assert s.router.input == (160, 160) and {g.crop for g in s.tasks} == {"full"}
+@pytest.mark.parametrize("where", ["file", "group"])
+def test_the_schema_holds_no_training_settings(schema_dir, where):
+    """How a task trains is not vocabulary (attrret.classifiers.recipes holds it): a schema file
+    written with the old ``hints`` says where they go instead of training otherwise in silence."""
     toml = schema_dir / "pedestrian.toml"
     text = toml.read_text(encoding="utf-8")
-    toml.write_text(text.replace('input = "256x128"', 'input = "192x96"')
-                    .replace('name = "hat"\n', 'name = "hat"\nhints = { crop = "top", input = "64" }\n'), encoding="utf-8")
-    custom = load_schema(schema_dir)
-    assert custom.task("pedestrian.hat").crop == "top" and custom.task("pedestrian.hat").input == (64, 64)
-    assert custom.task("pedestrian.gender").crop == "full" and custom.task("pedestrian.gender").input == (192, 96)
-    assert custom.fingerprint == s.fingerprint
-
-
-@pytest.mark.parametrize(("hint", "message"), [('crop = "left"', "hint crop must be one of full, top, upper, bottom"),
-                                               ('input = "256by128"', "hint input: expected HxW"),
-                                               ('input = "0x128"', "hint input: an input size must be positive"),
-                                               ("photometric = 1", "hint photometric must be true or false"),
-                                               ("epochs = 0", "hint epochs must be a whole number >= 1"),
-                                               ('epochs = "30"', "hint epochs must be a whole number >= 1"),
-                                               ("lr = 0", "hint lr must be a finite number > 0"),
-                                               ('lr = "fast"', "hint lr must be a finite number > 0")])
-def test_bad_hints_are_refused_naming_the_file_and_group(schema_dir, hint, message):
-    toml = schema_dir / "pedestrian.toml"
-    toml.write_text(toml.read_text(encoding="utf-8").replace('name = "hat"\n', f'name = "hat"\nhints = {{ {hint} }}\n'),
-                    encoding="utf-8")
-    with pytest.raises(ValueError, match=f"pedestrian.toml: group 'hat': {message}"):
+    toml.write_text(text.replace('subject = "pedestrian"\n', 'subject = "pedestrian"\n[hints]\ninput = "64"\n', 1) if where == "file"
+                    else text.replace('name = "hat"\n', 'name = "hat"\nhints = { epochs = 3 }\n'), encoding="utf-8")
+    group = ": group 'hat'" if where == "group" else ""
+    with pytest.raises(ValueError, match=f"pedestrian.toml{group}: training hints are no longer part of the schema: move them to recipes.toml"):
         load_schema(schema_dir)

@@ -35,6 +35,7 @@ import torch
 from attrret.classifiers.data import TaskData, load_task_data
 from attrret.classifiers.preprocess import channels_last
 from attrret.classifiers.metrics import classification_metrics
+from attrret.classifiers.recipes import load_recipes
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.calibration import fit_temperature, view_nll, view_probs
 from attrret.classifiers.runtime import Dist, autocast, grad_scaler, resolve_device, resolve_precision, tune_malloc
@@ -81,12 +82,13 @@ def train_multitask(config: TrainConfig, *, schema: Schema | None = None,
     groups = tuple(g for g in groups if g.task in data)
     if len(groups) < 2:
         raise AttrretError(f"a multi-task model needs two or more trainable tasks; {config.task} has {len(groups)}")
-    inputs_of = {config.task_input(g) for g in groups}
+    recipes = [load_recipes(schema).task(g.task) for g in groups]
+    inputs_of = {config.task_input(r) for r in recipes}
     if len(inputs_of) != 1:
         raise AttrretError(f"a multi-task model needs one input size and crop for every task; {config.task} has {sorted(map(str, inputs_of))}")
     (hw, crop), = inputs_of
-    config = dataclasses.replace(config, epochs=max(config.task_epochs(g) for g in groups),
-                                 lr=max(config.task_lr(g) for g in groups))
+    config = dataclasses.replace(config, epochs=max(config.task_epochs(r) for r in recipes),
+                                 lr=max(config.task_lr(r) for r in recipes))
     with Progress(disable=True) as prog:
         inp = _prepare_input(config, hw, crop, _cache_images(config, data, schema) if config.cache else [], device, d, prog, log)
     tasks = [g.task for g in groups]
@@ -115,7 +117,7 @@ def train_multitask(config: TrainConfig, *, schema: Schema | None = None,
     weights = [w.to(device) if w is not None else None for w in weights]
     scaler = grad_scaler(prec)
     inputs = _Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision)
-    photometric = all(g.photometric for g in groups)
+    photometric = all(r.photometric for r in recipes)
     resolved = {**config.as_dict(), "task": config.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
                 "crop": inp.crop, "schema": schema.fingerprint, "multitask": tasks}
 

@@ -19,16 +19,9 @@ from attrret.classifiers.backbones import Preprocess
 from attrret.classifiers.runtime import Precision, autocast
 from attrret.data.images import load_image, resize_pad
 from attrret.geometry import CROPS
-from attrret.schema import Schema, load_schema
 
-__all__ = ["CROPS", "load_input", "to_tensor", "load_batch", "front_views", "channels_last", "augment_image", "color_safe",
+__all__ = ["CROPS", "load_input", "to_tensor", "load_batch", "front_views", "channels_last", "augment_image",
            "crop_image"]
-
-
-def color_safe(task: str, schema: Schema | None = None) -> bool:
-    """Whether photometric jitter keeps ``task``'s label true (flips and geometry always do):
-    the group's ``photometric`` hint in the schema TOML (false for colours)."""
-    return (schema or load_schema()).task(task).photometric
 
 
 def crop_image(im: Image.Image, crop: str) -> Image.Image:

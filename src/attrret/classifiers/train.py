@@ -46,10 +46,9 @@ from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.preprocess import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.recipes import DEFAULT_EPOCHS, DEFAULT_LR
+from attrret.classifiers.recipes import TaskRecipe, default_trainable_blocks, load_recipes
 from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
                                          seed_everything, tune_malloc)
-from attrret.classifiers.trunks import default_trainable_blocks
 from attrret.errors import AttrretError, OptionError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw, scale_hw
@@ -77,21 +76,21 @@ class TrainConfig:
     weights: str | None = None  # timm:<name> weights file
     pretrained: bool = True  # False: random init (the baseline the README compares against)
     # The model input H x W for every task (an int or "HxW" is read by geometry.parse_hw); None:
-    # each task's schema default (its file's ``input`` hint: tall for pedestrians, wide for vehicles).
+    # each task's recipe (recipes.toml ``input``: tall for pedestrians, wide for vehicles).
     img_size: HW | None = None
-    input_scale: float = 1.0  # without img_size: each schema input size times this (geometry.scale_hw); recipes.py
-    epochs: int | None = None  # None: each task's schema hint (``epochs``), else DEFAULT_EPOCHS; task_epochs()
+    input_scale: float = 1.0  # without img_size: each recipe's input size times this (geometry.scale_hw); recipes.py
+    epochs: int | None = None  # None: each task's recipe (recipes.toml); task_epochs()
     batch_size: int = 64
-    lr: float | None = None  # None: each task's schema hint (``lr``), else DEFAULT_LR; task_lr()
+    lr: float | None = None  # None: each task's recipe (recipes.toml); task_lr()
     weight_decay: float = 1e-5
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     balance: str = "weighted"  # none | weighted (inverse class frequency) | sqrt
     ema: float = 0.0  # EMA decay per step (e.g. 0.999); 0 = off
     calibrate: bool = True  # fit a softmax temperature on the selection split (calibration.py); False: T = 1
-    trainable_blocks: int | None = None  # None = the family default (trunks.FAMILY_DEFAULT_TRAINABLE)
+    trainable_blocks: int | None = None  # None = the family default (recipes.toml [trainable_blocks])
     tail_norm: str = "frozen"  # frozen: the tail's BatchNorms keep the pretrained statistics and affine | batch
-    crop: str | None = None  # full | top | upper | bottom (geometry.CROPS) for every task; None: each task's schema hint
+    crop: str | None = None  # full | top | upper | bottom (geometry.CROPS) for every task; None: each task's recipe
     seed: int = 0
     device: str = "auto"
     # auto | fp32 | bf16 | fp16 (runtime.resolve_precision); None: $ATTRRET_PRECISION, else auto.
@@ -164,24 +163,24 @@ class TrainConfig:
         d["img_size"] = list(self.img_size) if self.img_size else None
         return d
 
-    def task_epochs(self, group: Group) -> int:
-        """How many epochs ``group``'s task trains: ``epochs`` when given, else the group's schema
-        hint (chosen per subject on the selection split by bench/recipe.py), else DEFAULT_EPOCHS."""
-        return self.epochs or group.epochs or DEFAULT_EPOCHS
+    def task_epochs(self, recipe: TaskRecipe) -> int:
+        """How many epochs a task trains: ``epochs`` when given, else its recipe's
+        (:mod:`attrret.classifiers.recipes`: chosen per subject on the selection split by bench/recipe.py)."""
+        return self.epochs or recipe.epochs
 
-    def task_lr(self, group: Group) -> float:
-        """The peak learning rate of ``group``'s task: ``lr``, else its schema hint, else DEFAULT_LR."""
-        return self.lr or group.lr or DEFAULT_LR
+    def task_lr(self, recipe: TaskRecipe) -> float:
+        """A task's peak learning rate: ``lr`` when given, else its recipe's."""
+        return self.lr or recipe.lr
 
-    def for_task(self, group: Group) -> TrainConfig:
-        """This config with ``group``'s epochs and learning rate resolved (what the task runs and records)."""
-        return dataclasses.replace(self, epochs=self.task_epochs(group), lr=self.task_lr(group))
+    def for_task(self, recipe: TaskRecipe) -> TrainConfig:
+        """This config with a task's epochs and learning rate resolved (what the task runs and records)."""
+        return dataclasses.replace(self, epochs=self.task_epochs(recipe), lr=self.task_lr(recipe))
 
-    def task_input(self, group: Group) -> tuple[HW | None, str]:
-        """The input size (None: the backbone's native one) and crop ``group``'s task trains on:
-        ``img_size`` / ``crop`` when given, else the group's schema hints."""
-        hw = self.img_size or (scale_hw(group.input, self.input_scale) if group.input and self.input_scale != 1.0 else group.input)
-        return hw, self.crop or group.crop
+    def task_input(self, recipe: TaskRecipe) -> tuple[HW | None, str]:
+        """The input size (None: the backbone's native one) and crop a task trains on:
+        ``img_size`` / ``crop`` when given, else its recipe's (scaled by ``input_scale``)."""
+        hw = self.img_size or (scale_hw(recipe.input, self.input_scale) if recipe.input and self.input_scale != 1.0 else recipe.input)
+        return hw, self.crop or recipe.crop
 
 
 @dataclass(frozen=True)
@@ -339,10 +338,11 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
     groups = tuple(g for g in groups if g.task in data)
     if not groups:
         raise AttrretError(f"no trainable task in {config.data} for --task {config.task}")
+    recipes = load_recipes(schema)
     # Tasks that train on the same input (size and crop) share one backbone and one trunk cache.
     by_input: dict[tuple[HW | None, str], list[Group]] = {}
     for g in groups:
-        by_input.setdefault(config.task_input(g), []).append(g)
+        by_input.setdefault(config.task_input(recipes.task(g.task)), []).append(g)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -353,15 +353,18 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
         for (hw, crop), members in by_input.items():
             # A finished run (--resume, same config) needs no cache: nothing rebuilds one it will not read.
             inp = _prepare_input(config, hw, crop, images, device, d, prog, log,
-                                 need_cache=lambda inp: not all(_already_trained(config, g, _task_dir(config, g), _resolved(config, g, inp, schema))
-                                                                for g in members))
+                                 need_cache=lambda inp: not all(
+                                     _already_trained(c, g, _task_dir(c, g), _resolved(c, g, inp, schema))
+                                     for g in members for c in [config.for_task(recipes.task(g.task))]))
             for g in members:
                 # One training per task directory at a time (rank 0 writes it; the kernel frees the lock if we die).
                 task_dir = _task_dir(config, g)  # the lock lives beside it: the task dir keeps its layout
                 lock = (file_lock(task_dir.parent / f"{TASK_LOCK_PREFIX}{g.task}.lock", waiting=f"{g.task}: waiting for another training of it in {task_dir}",
                                   log=log) if d.main else contextlib.nullcontext())
                 with lock:
-                    results[g.task] = _train_one(config, g, data[g.task], inp, device, d, prog, log, schema)
+                    recipe = recipes.task(g.task)
+                    results[g.task] = _train_one(config.for_task(recipe), g, data[g.task], inp, device, d, prog, log, schema,
+                                                 recipe.photometric)
     if d.world > 1:
         import torch.distributed as dist
 
@@ -473,7 +476,7 @@ class _TaskRun:
     inputs: _Inputs
     steps: int  # optimiser steps per epoch
     front_hash: str
-    photometric: bool = True  # the group's hint: brightness/contrast jitter keeps its label true
+    photometric: bool = True  # the task's recipe: brightness/contrast jitter keeps its label true
     next_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best: BestEpoch = BestEpoch()
@@ -486,15 +489,16 @@ class _TaskRun:
 
 
 def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, prog, log,
-               schema: Schema) -> TaskResult:
-    """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch."""
-    config = config.for_task(group)  # the task's own epochs and lr, as it runs and records them
+               schema: Schema, photometric: bool = True) -> TaskResult:
+    """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch.
+    ``config`` is the task's own (:meth:`TrainConfig.for_task`): its epochs and lr, as it runs and
+    records them; ``photometric``: its recipe's."""
     out_dir = _task_dir(config, group)
     resolved = _resolved(config, group, inp, schema)
     done = _already_trained(config, group, out_dir, resolved, log)
     if done is not None:
         return done
-    run = _start(config, group, td, inp, device, d, resolved)
+    run = _start(config, group, td, inp, device, d, resolved, photometric)
     last_path = out_dir / "last.pt"
     if config.resume:
         resume(run, last_path, log)
@@ -516,10 +520,9 @@ def _task_dir(config: TrainConfig, group: Group) -> Path:
 
 
 def _resolved(config: TrainConfig, group: Group, inp: _SharedInput, schema: Schema) -> dict:
-    """The config as ``group``'s task runs it: its own epochs, lr, input size and crop, whether
-    given or from the schema, and the schema (so --resume never continues or reuses a task of
-    another schema)."""
-    config = config.for_task(group)
+    """The config as ``group``'s task runs it (``config``: the task's own, :meth:`TrainConfig.for_task`):
+    its epochs, lr, input size and crop, whether given or from its recipe, and the schema (so
+    --resume never continues or reuses a task of another schema)."""
     return {**config.as_dict(), "task": group.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
             "crop": inp.crop, "schema": schema.fingerprint}
 
@@ -536,7 +539,8 @@ def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved:
                       done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
 
 
-def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, resolved: dict) -> _TaskRun:
+def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, resolved: dict,
+           photometric: bool = True) -> _TaskRun:
     """A fresh model (seeded per task), optimiser, schedule, loss weights and EMA for one task."""
     torch.manual_seed(_task_seed(config.seed, group.task))
     backbone = inp.backbone
@@ -559,7 +563,7 @@ def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, d
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
     return _TaskRun(
-        task=group.task, classes=group.classes, resolved=resolved, photometric=group.photometric, model=model, net=net, opt=opt, sched=sched,
+        task=group.task, classes=group.classes, resolved=resolved, photometric=photometric, model=model, net=net, opt=opt, sched=sched,
         scaler=grad_scaler(resolve_precision(config.precision, device)), ema=ema,
         weights=weights.to(device) if weights is not None else None,
         inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision), steps=steps,

@@ -20,12 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["Trunk", "make_trunk", "default_trainable_blocks", "FAMILY_DEFAULT_TRAINABLE"]
-
-def _trainable_blocks(default: int | None, num_blocks: int) -> int:
-    n = max(1, round(num_blocks / 3)) if default is None else default
-    return min(n, num_blocks)
-
+__all__ = ["Trunk", "make_trunk"]
 
 class Trunk(nn.Module):
     """Adapter exposing ``stem``, ``block(i)`` and ``post`` of a wrapped model (``self.model``).
@@ -35,9 +30,6 @@ class Trunk(nn.Module):
 
     family = "generic"
     stem_names: tuple[str, ...] = ()
-    #: Default ``--trainable-blocks`` of the family; ``None`` = a third of the blocks, rounded
-    #: (the EVA-L recipe of the published method: 8 of 24).
-    default_trainable: int | None = None
 
     def __init__(self, model: nn.Module, proj: nn.Module | None = None) -> None:
         super().__init__()
@@ -63,8 +55,10 @@ class Trunk(nn.Module):
         return len(self.blocks())
 
     def default_trainable_blocks(self) -> int:
-        """``--trainable-blocks`` when not given: the family's :attr:`default_trainable`, at most every block."""
-        return _trainable_blocks(self.default_trainable, self.num_blocks)
+        """``--trainable-blocks`` when not given: its family's recipe (attrret.classifiers.recipes)."""
+        from attrret.classifiers.recipes import default_trainable_blocks
+
+        return default_trainable_blocks(self.family, self.num_blocks)
 
     def stem_parameters_and_modules(self) -> tuple[list[nn.Parameter], list[nn.Module]]:
         """Parameters and modules of the stem (frozen unless every block trains)."""
@@ -143,7 +137,6 @@ class EfficientNetTrunk(Trunk):
     # 300 agree (official / sound mAP@10 0.533 / 0.320 vs 0.434 / 0.228, bench/accuracy.py), as
     # does the synthetic demo set (sound 0.44 vs 0.33, bench/freezing.py). It costs about 1.65x
     # the training time of the head conv alone (--trainable-blocks 1, the lighter choice).
-    default_trainable = 2
 
     def __init__(self, model: nn.Module, proj: nn.Module | None = None) -> None:
         super().__init__(model, proj)
@@ -173,7 +166,6 @@ class EfficientNetTrunk(Trunk):
 
 class ViTTrunk(Trunk):
     family = "vit"
-    default_trainable = None  # a third of the layers
     stem_names = ("patch_embed", "pos_embed", "cls_token", "reg_token", "pos_drop", "patch_drop", "norm_pre")
 
     def blocks(self) -> list[nn.Module]:
@@ -195,7 +187,6 @@ class EvaTrunk(ViTTrunk):
     """timm's Eva (EVA02, also open_clip's EVA02 CLIP towers): blocks take a rotary embedding."""
 
     family = "eva"
-    default_trainable = None  # a third of the layers (8 of 24 for EVA-L)
     stem_names = ("patch_embed", "pos_embed", "cls_token", "reg_token", "pos_drop", "patch_drop", "norm_pre", "rope")
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,7 +214,6 @@ class ConvNeXtTrunk(Trunk):
     """Models with ``stem`` + ``stages`` (ConvNeXt and relatives)."""
 
     family = "convnext"
-    default_trainable = 1  # of 4 stages
     stem_names = ("stem",)
 
     def blocks(self) -> list[nn.Module]:
@@ -242,7 +232,6 @@ class ConvNeXtTrunk(Trunk):
 
 class ResNetTrunk(Trunk):
     family = "resnet"
-    default_trainable = 1  # of 4 stages (layer4)
     stem_names = ("conv1", "bn1", "act1", "maxpool")
 
     def blocks(self) -> list[nn.Module]:
@@ -260,16 +249,6 @@ _FAMILIES: list[tuple[Callable[[nn.Module], bool], type[Trunk]]] = [
     (lambda m: hasattr(m, "stem") and hasattr(m, "stages"), ConvNeXtTrunk),
     (lambda m: all(hasattr(m, f"layer{i}") for i in range(1, 5)) and hasattr(m, "conv1"), ResNetTrunk),
 ]
-
-
-#: Per-family defaults of ``--trainable-blocks``, read from the trunk classes (``None`` = a third).
-FAMILY_DEFAULT_TRAINABLE: dict[str, int | None] = {cls.family: cls.default_trainable for _, cls in _FAMILIES}
-
-
-def default_trainable_blocks(family: str, num_blocks: int) -> int:
-    """The default ``--trainable-blocks`` of ``family`` for a trunk of ``num_blocks`` blocks
-    (:meth:`Trunk.default_trainable_blocks` without an instance)."""
-    return _trainable_blocks(FAMILY_DEFAULT_TRAINABLE.get(family), num_blocks)
 
 
 def make_trunk(model: nn.Module, proj: nn.Module | None = None) -> Trunk:

@@ -132,7 +132,7 @@ def rank(
     priors_holdout: Annotated[int, typer.Option(min=0, help="With --priors-from: leave out the fixed holdout_split(N, seed 0).")] = 0,
     kind_gate: Annotated[KindGate, typer.Option(help="hard: rank only images the router calls the query's kind; soft: add --kind-penalty x P(other kind).")] = KindGate.hard,
     kind_penalty: Annotated[float, typer.Option(min=0.0)] = 1.0,
-    backend: Annotated[Backend, typer.Option(help="numba: fused sparse product + top-k scan, fastest on CPUs; torch: blocked matmul; results are identical on every backend.")] = Backend.numba,
+    backend: Annotated[Backend, typer.Option(help="numba: fused sparse product + top-k scan, fastest on CPUs; torch: blocked matmul; numpy: BLAS tiles (no numba or torch); results are identical on every backend.")] = Backend.numba,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="JSONL: per query and result, matched / conflicted / unknown groups.")] = None,
     schema_dir: SchemaDir = None,
 ) -> None:

@@ -37,26 +37,27 @@ def _table(results) -> str:
     return "\n".join(rows)
 
 
+def _recipes():
+    """The packaged task recipes (attrret/classifiers/recipes.toml), one task per subject, for the help."""
+    from attrret.classifiers.recipes import load_recipes
+
+    recipes = load_recipes(load_schema())
+    return {g.subject: recipes.task(g.task) for g in load_schema().tasks}
+
+
 def _schema_inputs() -> str:
-    """The default input per subject, as the packaged schema's hints give it (for the help)."""
-    inputs = {g.subject: g.input for g in load_schema().tasks}
-    return ", ".join(f"{subject} {hw_label(hw) if hw else 'native'}" for subject, hw in inputs.items())
+    """The default input per subject (recipes.toml), for the help."""
+    return ", ".join(f"{subject} {hw_label(r.input) if r.input else 'native'}" for subject, r in _recipes().items())
 
 
 def _schema_epochs() -> str:
-    """The default epochs per subject, as the packaged schema's hints give them (for the help)."""
-    from attrret.classifiers.recipes import DEFAULT_EPOCHS
-
-    epochs = {g.subject: g.epochs or DEFAULT_EPOCHS for g in load_schema().tasks}
-    return ", ".join(f"{subject} {n}" for subject, n in epochs.items())
+    """The default epochs per subject (recipes.toml), for the help."""
+    return ", ".join(f"{subject} {r.epochs}" for subject, r in _recipes().items())
 
 
 def _schema_lrs() -> str:
-    """The default peak learning rate per subject, from the packaged schema's hints (for the help)."""
-    from attrret.classifiers.recipes import DEFAULT_LR
-
-    lrs = {g.subject: g.lr or DEFAULT_LR for g in load_schema().tasks}
-    return ", ".join(f"{subject} {lr:g}" for subject, lr in lrs.items())
+    """The default peak learning rate per subject (recipes.toml), for the help."""
+    return ", ".join(f"{subject} {r.lr:g}" for subject, r in _recipes().items())
 
 
 def train(
@@ -66,17 +67,17 @@ def train(
     backbone: Annotated[str, typer.Option(help="tf_efficientnet_lite0, timm:<name>, open_clip:<arch>/<pretrained> or path/to/model.pt.")] = "tf_efficientnet_lite0",
     weights: Annotated[Optional[Path], typer.Option(help="Trunk weights: a state-dict file for a timm:<name> backbone (offline weights).")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained/--random-init", help="Start from pretrained weights or random init.")] = True,
-    img_size: Annotated[Optional[str], typer.Option(metavar="HxW", help=f"Model input for every task: height x width in pixels (e.g. 256x128), or N for N x N. Default: each subject's input from the schema ({_schema_inputs()}).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help=f"Training epochs for every task. Default: each group's schema hint ({_schema_epochs()}).")] = None,
+    img_size: Annotated[Optional[str], typer.Option(metavar="HxW", help=f"Model input for every task: height x width in pixels (e.g. 256x128), or N for N x N. Default: each subject's input from its recipe, recipes.toml ({_schema_inputs()}).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help=f"Training epochs for every task. Default: each task's recipe ({_schema_epochs()}).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = 64,
-    lr: Annotated[Optional[float], typer.Option(min=0.0, help=f"Peak learning rate for every task. Default: each group's schema hint ({_schema_lrs()}).")] = None,
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help=f"Peak learning rate for every task. Default: each task's recipe ({_schema_lrs()}).")] = None,
     trainable_blocks: Annotated[Optional[int], typer.Option(min=0, help="Train the last N blocks/stages + head (default: per backbone family).")] = None,
     tail_norm: Annotated[TailNorm, typer.Option(help="BatchNorms of the trained tail: frozen keeps the pretrained statistics (1.5-2x faster); batch estimates them.")] = TailNorm.frozen,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
     balance: Annotated[Balance, typer.Option(help="Class-imbalance handling: weighted (inverse class frequency), sqrt (its square root) or none.")] = Balance.weighted,
     ema: Annotated[float, typer.Option(min=0.0, max=1.0, help="EMA decay (e.g. 0.999); 0 = off.")] = 0.0,
     calibrate: Annotated[bool, typer.Option(help="Fit each task's softmax temperature on its selection split and apply it at predict.")] = True,
-    crop: Annotated[Optional[Crop], typer.Option(help="Input region of each image, for every task. Default: each task's crop hint in the schema (full).")] = None,
+    crop: Annotated[Optional[Crop], typer.Option(help="Input region of each image, for every task. Default: each task's recipe (full).")] = None,
     holdout: Annotated[int, typer.Option(min=0, help="Keep the fixed holdout_split(N, seed 0) out of training; report it.")] = 0,
     fold: Annotated[Optional[str], typer.Option(help="Select on stratified fold k of K, as k/K.")] = None,
     seed: Annotated[int, typer.Option()] = 0,

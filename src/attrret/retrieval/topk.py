@@ -28,7 +28,10 @@ tile: each query's scores over 1,024 gallery rows are summed from its non-zero c
 running k'-th best. ``torch`` takes queries in blocks of 32 whose score tile (sparse rows
 summed by ``embedding_bag``, dense ones by ``torch.mm``) is cut to its top-k' by
 :func:`smallest_k`; the gallery is padded to whole 64-column segments so the pruning works on
-a view. ``faiss`` runs ``IndexFlatIP`` per chunk.
+a view. ``numpy`` (BLAS tiles and ``argpartition``) needs neither numba nor torch. (A FAISS
+``IndexFlatIP`` backend was measured 3-5x slower than ``numba`` on every bench/rank.py row,
+with nothing a user gains in exchange -- the ranking is exact, so FAISS's approximate indexes
+do not apply: it was removed.)
 
 Exactness. The float32 product only proposes candidates: for each query we keep the
 ``k' = k + 8`` smallest float32 scores over the whole gallery (merged chunk by chunk, so
@@ -366,40 +369,6 @@ def smallest_k(s, k: int, width: int = _SEGMENT):
     return v, torch.gather(cols, 1, j)
 
 
-def _faiss_prepare(B: np.ndarray):
-    import faiss
-
-    index = faiss.IndexFlatIP(B.shape[1])
-    index.add(B)
-    return index
-
-
-def _faiss_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[object], Callable[[int, int], tuple[np.ndarray, np.ndarray]]]:
-    negA = np.ascontiguousarray(-A)
-
-    def chunk(index, penalty: np.ndarray = _NO_PENALTY) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
-        import faiss
-
-        k = min(kk, index.ntotal)
-        params = None
-        if len(penalty):  # faiss skips the rows a selector leaves out
-            bits = np.packbits(penalty == 0, bitorder="little")
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(penalty), faiss.swig_ptr(bits)))
-            params.bits = bits  # the selector reads this buffer: keep it alive with the parameters
-
-        def score(q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
-            D, I = index.search(negA[q0:q1], k, params=params)
-            v = (-D).astype(np.float32)
-            missing = I < 0  # fewer than k rows selected in this chunk
-            if missing.any():
-                v[missing], I = np.inf, np.where(missing, 0, I)
-            return v, I
-
-        return score
-
-    return chunk
-
-
 def _numpy_prepare(B: np.ndarray) -> np.ndarray:
     return B
 
@@ -425,7 +394,6 @@ def _numpy_scorer(A: np.ndarray, kk: int, threads: int | None) -> Callable[[np.n
 _BACKENDS: dict[str, tuple[Callable, Callable]] = {
     "numba": (_numba_prepare, _numba_scorer),
     "torch": (_torch_prepare, _torch_scorer),
-    "faiss": (_faiss_prepare, _faiss_scorer),
     "numpy": (_numpy_prepare, _numpy_scorer),
 }
 BACKENDS = tuple(_BACKENDS)
@@ -512,13 +480,11 @@ class GalleryCache:
 
 
 def _nbytes(prepared: object) -> int:
-    """The memory a backend's prepared chunk holds (numpy array, torch (tensor, n), faiss index)."""
+    """The memory a backend's prepared chunk holds (numpy array, torch (tensor, n))."""
     if isinstance(prepared, np.ndarray):
         return prepared.nbytes
-    if isinstance(prepared, tuple):  # torch: (Bt, n)
-        t = prepared[0]
-        return int(t.element_size() * t.nelement())
-    return int(getattr(prepared, "ntotal", 0)) * int(getattr(prepared, "d", 0)) * 4  # faiss IndexFlat
+    t = prepared[0]  # torch: (Bt, n)
+    return int(t.element_size() * t.nelement())
 
 
 def exact_topk(
@@ -542,7 +508,7 @@ def exact_topk(
     gallery to a subset; returned rows are indices into that subset's order mapped back to
     ``P``'s rows. ``groups`` (slices of the selected columns, e.g. attribute groups) lets
     equally weighted squares collapse to one column each or fold into the probability columns
-    (module doc); results do not depend on it. ``query_block``: queries per torch/faiss call
+    (module doc); results do not depend on it. ``query_block``: queries per torch call
     (the numba scan takes them all and splits them over ``threads``, default: the CPUs this
     process may use). Memory: a chunk of the gallery (and, for torch, one ``query_block x
     chunk_rows`` float32 score tile) and ``Q x k'`` candidates, whatever the gallery size (a

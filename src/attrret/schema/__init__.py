@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,7 +22,6 @@ from importlib import resources
 from pathlib import Path
 
 from attrret.errors import CheckpointError, SchemaError
-from attrret.geometry import CROPS, HW, parse_hw
 
 __all__ = ["Group", "Subject", "Schema", "load_schema", "SUBJECTS", "SCHEMA_FILES", "LEXICON_FILE", "PACKAGED",
            "VEHICLE_LABEL_GROUPS"]
@@ -50,13 +48,7 @@ class Group:
     name: str
     classes: tuple[str, ...]
     bits: tuple[int, ...] = ()
-    # Training hints (``hints`` of the group, defaults from the file's ``[hints]`` table). They
-    # change how a task trains, not what its columns mean, so they are not part of the fingerprint.
-    photometric: bool = True  # brightness/contrast jitter keeps the label true (not for colours)
-    input: HW | None = None  # the default model input H x W (``input = "256x128"``); None: the backbone's native square
-    crop: str = "full"  # the default input region (attrret.geometry.CROPS)
-    epochs: int | None = None  # training epochs when ``attrret train`` gets no --epochs; None: the trainer's default
-    lr: float | None = None  # peak learning rate when ``attrret train`` gets no --lr; None: the trainer's default
+    # How a group trains is not vocabulary: attrret.classifiers.recipes (recipes.toml) holds it.
 
     @property
     def task(self) -> str:
@@ -190,33 +182,9 @@ class Schema:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_HINTS = {"photometric", "input", "crop", "epochs", "lr"}
-
-
-def _read_hints(hints: dict, where: str) -> dict:
-    """The :class:`Group` fields a ``hints`` table sets, checked: a typo or a bad value is an
-    error naming the file, not a default silently used."""
-    unknown = sorted(set(hints) - _HINTS)
-    if unknown:
-        raise SchemaError(f"{where}: unknown hints {unknown}; known: {sorted(_HINTS)}")
-    out = dict(hints)
-    if "photometric" in out and not isinstance(out["photometric"], bool):
-        raise SchemaError(f"{where}: hint photometric must be true or false, got {out['photometric']!r}")
-    if "input" in out:
-        try:
-            out["input"] = parse_hw(out["input"])
-        except ValueError as exc:
-            raise SchemaError(f"{where}: hint input: {exc}") from None
-    if "crop" in out and out["crop"] not in CROPS:
-        raise SchemaError(f"{where}: hint crop must be one of {', '.join(CROPS)}, got {out['crop']!r}")
-    if "epochs" in out and not (isinstance(out["epochs"], int) and not isinstance(out["epochs"], bool) and out["epochs"] >= 1):
-        raise SchemaError(f"{where}: hint epochs must be a whole number >= 1, got {out['epochs']!r}")
-    if "lr" in out:
-        lr = out["lr"]
-        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
-            raise SchemaError(f"{where}: hint lr must be a finite number > 0, got {lr!r}")
-        out["lr"] = float(lr)
-    return out
+#: Schemas written before training settings left the vocabulary carry ``hints``; say where they go.
+_MOVED = ("{where}: training hints are no longer part of the schema: move them to recipes.toml in the schema "
+          "directory ([subject.<subject>] or [task.\"<task>\"] tables with the same keys; see docs/schema.md)")
 
 
 def _read_subject(data: dict, source: str, expected: str) -> tuple[str, tuple[Group, ...], int | None]:
@@ -226,7 +194,8 @@ def _read_subject(data: dict, source: str, expected: str) -> tuple[str, tuple[Gr
     code_bits = data.get("code_bits")
     if code_bits is not None and (not isinstance(code_bits, int) or isinstance(code_bits, bool) or code_bits < 1):
         raise SchemaError(f"{source}: code_bits must be a whole number >= 1, got {code_bits!r}")
-    defaults = _read_hints(data.get("hints", {}), source)  # the file's [hints]: every group's defaults
+    if "hints" in data:
+        raise SchemaError(_MOVED.format(where=source))
     raws = data.get("groups")
     if not isinstance(raws, list) or not raws:
         raise SchemaError(f"{source}: needs at least one [[groups]] table")
@@ -241,8 +210,9 @@ def _read_subject(data: dict, source: str, expected: str) -> tuple[str, tuple[Gr
             raise SchemaError(f"{source}: group {name!r}: classes must be a list of names")
         if not isinstance(bits, list) or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in bits):
             raise SchemaError(f"{source}: group {name!r}: bits must be a list of bit positions >= 0")
-        hints = {**defaults, **_read_hints(raw.get("hints", {}), f"{source}: group {name!r}")}
-        g = Group(subject, name, tuple(classes), tuple(bits), **hints)
+        if "hints" in raw:
+            raise SchemaError(_MOVED.format(where=f"{source}: group {name!r}"))
+        g = Group(subject, name, tuple(classes), tuple(bits))
         if len(set(g.classes)) != g.size or g.size < 2:
             raise SchemaError(f"{source}: group {g.name!r} needs at least two distinct classes")
         if g.bits:
