@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 #: Run order: cheap timing benchmarks first, on an otherwise idle machine.
-ORDER = ("parse", "rank", "serve", "train", "demo", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality",
+ORDER = ("parse", "rank", "serve", "predict", "train", "demo", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality",
          "freezing", "recipe", "accuracy", "budget", "precision")
 SECTION = "### `bench/"
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attrret.ensemble import TTA_DEFAULT
 from attrret.errors import InputError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.schema import SUBJECTS, Schema
@@ -73,7 +74,7 @@ def index_records(index: Index, schema: Schema) -> Iterable[dict[str, Any]]:
     return (image_record(index, row, schema) for row in range(len(index)))
 
 
-def predict_records(images: Sequence[tuple[str, Path]], members, schema: Schema, *, tta_flip: bool = True,
+def predict_records(images: Sequence[tuple[str, Path]], members, schema: Schema, *, tta_flip: bool = TTA_DEFAULT == "flip",
                     batch_size: int = 64, device: str = "auto", precision: str | None = None,
                     progress: bool = True) -> list[dict[str, Any]]:
     """Run the ensemble ``members`` (:func:`attrret.retrieval.indexer.find_members`) on image files

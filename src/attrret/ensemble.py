@@ -15,7 +15,13 @@ from attrret.geometry import HW
 from attrret.io import file_sha256
 from attrret.schema import Schema
 
-__all__ = ["Member", "task_columns", "model_entries"]
+__all__ = ["Member", "task_columns", "model_entries", "TTA_DEFAULT"]
+
+#: Test-time augmentation by default (``attrret predict`` / ``export onnx`` ``--tta``): ``none``.
+#: Averaging with the mirrored image doubles predict's cost for little: on the held splits
+#: (bench/accuracy.py --quick) sound mAP@10 +0.021 on pa100k-mini pedestrians and -0.006 on
+#: vehicles-mini, official +0.005 and +0.010. ``--tta flip`` still buys it.
+TTA_DEFAULT = "none"
 
 
 @dataclass(frozen=True)

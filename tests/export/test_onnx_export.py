@@ -47,7 +47,7 @@ def test_one_input_per_preprocessing_and_parity_with_predict(geo_workdir, export
     assert [i.name for i in info.inputs] == ["images_64x32", "images_64x32_top", "images_24x24"]
     assert [(i.hw, i.crop) for i in info.inputs] == [((64, 32), "full"), ((64, 32), "top"), ((24, 24), "full")]
     assert [tuple(x.shape[1:]) for x in graph.session.get_inputs()] == [(3, 64, 32), (3, 64, 32), (3, 24, 24)]
-    assert info.opset == OPSET and info.tta == "flip"
+    assert info.opset == OPSET and info.tta == "none"  # predict's default (attrret.ensemble.TTA_DEFAULT)
     assert {o.domain: o.version for o in __import__("onnx").load(str(exported)).opset_import}[""] == OPSET
     meta = graph.session.get_modelmeta().custom_metadata_map
     pre = json.loads(meta["attrret.preprocess.images_24x24"])
@@ -69,22 +69,29 @@ def test_one_input_per_preprocessing_and_parity_with_predict(geo_workdir, export
 
 def test_predict_equals_the_graph_equals_trainings_evaluation(geo_workdir, exported):
     """The engine predict runs, the graph exported from it and the training loop's evaluation
-    (:func:`attrret.classifiers.train._predict`, each task's own model on the fly) give the same
-    probabilities for the same images, task by task, in float32."""
+    (:func:`attrret.classifiers.train._view_logits`, each task's own model on the fly, through the
+    same post-processing, :func:`view_probs`) give the same probabilities for the same images,
+    task by task, in float32: without flip TTA (the default) and with it."""
     from attrret.classifiers import train as train_mod
+    from attrret.classifiers.calibration import view_probs
 
     data, w = geo_workdir
     paths = images(data)
-    engine, columns = ensemble_probs(find_members(w), paths, load_schema(), device="cpu", precision="fp32", progress=False)
-    graph = graph_probs(open_graph(exported), paths, progress=False)
-    assert np.abs(graph - engine).max() <= TOL
     cpu = torch.device("cpu")
-    for task, (a, b) in columns.items():
-        ck = load_checkpoint(w / "models" / task)
-        model = build_classifier(ck).to(memory_format=torch.channels_last)
-        inputs = train_mod._Inputs(model, ck.preprocess, ck.info.crop, None, cpu, "fp32")
-        trained = train_mod._predict(model, inputs, [(str(p), 0) for p in paths], 4, cpu, "fp32", ck.info.temperature)
-        assert np.abs(trained - engine[:, a:b]).max() <= TOL, task
+    views = {}  # task -> training's (image, mirror) logits
+    for flip in (False, True):
+        engine, columns = ensemble_probs(find_members(w), paths, load_schema(), tta_flip=flip, device="cpu", precision="fp32",
+                                         progress=False)
+        if not flip:
+            assert np.abs(graph_probs(open_graph(exported), paths, progress=False) - engine).max() <= TOL
+        for task, (a, b) in columns.items():
+            ck = load_checkpoint(w / "models" / task)
+            if task not in views:
+                model = build_classifier(ck).to(memory_format=torch.channels_last)
+                inputs = train_mod._Inputs(model, ck.preprocess, ck.info.crop, None, cpu, "fp32")
+                views[task] = torch.from_numpy(train_mod._view_logits(model, inputs, [(str(p), 0) for p in paths], 4, cpu, "fp32"))
+            trained = view_probs(views[task] if flip else views[task][:1], ck.info.temperature).numpy()
+            assert np.abs(trained - engine[:, a:b]).max() <= TOL, (task, flip)
 
 
 def test_one_preprocessing_is_one_input_named_images(geo_workdir, tmp_path):
@@ -153,7 +160,7 @@ def test_predict_runtime_onnx_writes_the_torch_index(geo_workdir, exported, tmp_
     assert {m["sha256"] for m in a.header.models} == {digest}
     assert {m["runtime"] for m in a.header.models} == {"onnxruntime"}
     assert {m["task"]: m["checkpoint_sha256"] for m in a.header.models} == {m["task"]: m["sha256"] for m in b.header.models}
-    assert a.header.img_sizes == b.header.img_sizes and a.header.tta == "flip"
+    assert a.header.img_sizes == b.header.img_sizes and a.header.tta == b.header.tta == "none"
     check_fresh(a)
     # the same graph again: every row reused; another graph over the same file: a stale index
     again = cli("predict", "--runtime", "onnx", "--onnx", str(graph_file), "--images", str(data), "-o", str(tmp_path / "onnx-idx"), "-q")
@@ -235,8 +242,26 @@ def test_what_is_not_an_attrret_graph_is_refused(tmp_path):
 def test_runtime_onnx_usage_errors(tmp_path):
     proc = cli("predict", "--runtime", "onnx", "--images", str(tmp_path), check=False)
     assert proc.returncode == 2 and "--onnx FILE" in proc.stderr
-    proc = cli("predict", "--runtime", "onnx", "--onnx", "x.onnx", "--tta", "none", "--images", str(tmp_path), check=False)
+    proc = cli("predict", "--runtime", "onnx", "--onnx", "x.onnx", "--models", str(tmp_path), "--images", str(tmp_path), check=False)
     assert proc.returncode == 2 and "fixed when it is exported" in proc.stderr
+
+
+def test_flip_tta_is_fixed_in_the_graph(geo_workdir, exported, tmp_path):
+    """``export onnx --tta flip`` puts the mirror image in the graph (== predict --tta flip);
+    ``predict --runtime onnx --tta`` must agree with the graph it runs."""
+    data, w = geo_workdir
+    flip = tmp_path / "flip.onnx"
+    export_onnx(find_members(w), flip, log=lambda s: None, tta_flip=True)
+    graph = open_graph(flip)
+    assert graph.info.tta == "flip"
+    paths = images(data)
+    want, _ = ensemble_probs(find_members(w), paths, load_schema(), tta_flip=True, device="cpu", progress=False)
+    assert np.abs(graph_probs(graph, paths, progress=False) - want).max() <= TOL
+    plain, _ = ensemble_probs(find_members(w), paths, load_schema(), device="cpu", progress=False)
+    assert np.abs(plain - want).max() > 1e-3  # the flip changes the numbers: the test above can fail
+    proc = cli("predict", "--runtime", "onnx", "--onnx", str(exported), "--tta", "flip", "--images", str(data),
+               "-o", str(tmp_path / "i"), check=False)
+    assert proc.returncode == 2 and "exported with --tta none" in proc.stderr and not (tmp_path / "i").exists()
 
 
 def test_missing_onnxruntime_says_how_to_install(exported, monkeypatch):

@@ -35,9 +35,9 @@ def test_incremental_only_predicts_new_images(trained, tmp_path):
     full = build_index(gallery, tmp_path / "full", members, progress=False)
     assert full.predicted == second.total
     assert np.allclose(np.asarray(open_index(tmp_path / "full").probs), np.asarray(after.probs), atol=1e-6)
-    # other settings (no TTA) recompute everything
-    assert build_index(gallery, tmp_path / "idx", members, tta_flip=False, progress=False).predicted == second.total
-    assert open_index(tmp_path / "idx").header.tta == "none"
+    # other settings (flip TTA) recompute everything
+    assert build_index(gallery, tmp_path / "idx", members, tta_flip=True, progress=False).predicted == second.total
+    assert open_index(tmp_path / "idx").header.tta == "flip"
 
 
 def _shifted_copy(models: Path, out: Path, seed: int) -> Path:

@@ -127,8 +127,8 @@ def test_merge_refuses_what_is_not_one_run(tiny_work, tmp_path):
     error_line(merge(s0, s1, s1, s2), "shard 1/3 given twice")
     _predict(gallery, out, work, "--shard", "1/2")
     error_line(merge(s0, s1, s2, shard_path(out, ShardSpec(1, 2))), "shards of different runs")
-    _predict(gallery, out, work, "--shard", "1/3", "--tta", "none", "--shard-out", tmp_path / "notta")
-    error_line(merge(s0, tmp_path / "notta", s2), "other models or settings")
+    _predict(gallery, out, work, "--shard", "1/3", "--tta", "flip", "--shard-out", tmp_path / "flipped")
+    error_line(merge(s0, tmp_path / "flipped", s2), "other models or settings")
     attrret("predict", "--images", gallery, "-o", out, "--workdir", work, "-q", "--batch-size", "8", "--shard", "1/3",
             "--shard-out", tmp_path / "b8")
     error_line(merge(s0, tmp_path / "b8", s2), "--batch-size 8")

@@ -8,8 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import PrecisionChoice, SchemaDir, WrappedHelp, precision_value, resolve_schema, sizes_option
+from attrret.cli.options import PrecisionChoice, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema, sizes_option
+from attrret.ensemble import TTA_DEFAULT
 from attrret.precisions import PRECISION_ENV
+
+Tta = choice("Tta", ("flip", "none"))
 
 export_app = typer.Typer(name="export", help="Export the trained models for other runtimes (ONNX).", no_args_is_help=True)
 
@@ -22,6 +25,7 @@ def onnx(
     img_sizes: Annotated[Optional[str], typer.Option("--img-sizes", metavar="HxW,...", help="Resolution ensemble, as attrret predict --img-sizes: one member per size among W/models and W/*/models.")] = None,
     member_weights: Annotated[Optional[str], typer.Option("--member-weights", help="Comma-separated ensemble member weights, in member order (default equal).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file that an earlier attrret export wrote.")] = False,
+    tta: Annotated[Tta, typer.Option("--tta", help="flip: the graph averages each image with its mirror (attrret predict --tta flip); fixed in the graph.")] = Tta(TTA_DEFAULT),
     precision: Annotated[Optional[PrecisionChoice], typer.Option(  # type: ignore[valid-type]
         "--precision", envvar=PRECISION_ENV, show_envvar=True, show_default=False, case_sensitive=False,
         help="The graph is float32 whatever this says. It is checked against the PyTorch models run in this precision: "
@@ -47,7 +51,8 @@ def onnx(
     refuse_overwriting_inputs({"--out": out}, {f"{m.label} ({d.name})": d / "model.pt" for m in members for d in m.task_dirs})
     for i, m in enumerate(members):
         log(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
-    s = export_onnx(members, out, force=force, log=log, schema=schema, precision=precision_value(precision) or "fp32")
+    s = export_onnx(members, out, force=force, log=log, schema=schema, precision=precision_value(precision) or "fp32",
+                    tta_flip=tta is Tta.flip)
     inputs = ", ".join(f"{i.name} [N,3,{i.height},{i.width}]" for i in s.info.inputs)
     typer.echo(f"{s.path}: {s.bytes / 2**20:.1f} MiB, opset {s.info.opset}, inputs {inputs}, output probs [N,{s.info.width}] "
                f"({len(s.info.columns)} tasks), sha256 {s.sha256[:16]}, max |onnxruntime - torch| {s.max_diff:.1e}")

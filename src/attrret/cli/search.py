@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema
+from attrret.ensemble import TTA_DEFAULT
 from attrret.schema import SUBJECTS
 
 
@@ -130,7 +131,7 @@ def attributes(
     index: Annotated[Path, typer.Option("--index", help="Index directory from attrret predict (used when no IMAGES are given).")] = Path("attrret-work/index"),
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir with W/models/<task>/model.pt (used with IMAGES).")] = Path("attrret-work"),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file: .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
-    tta: Annotated[bool, typer.Option("--tta-flip/--no-tta", help="With IMAGES: average with the mirrored image, as predict does.")] = True,
+    tta: Annotated[bool, typer.Option("--tta-flip/--no-tta", help="With IMAGES: average with the mirrored image (predict's --tta flip).")] = TTA_DEFAULT == "flip",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: PrecisionOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,

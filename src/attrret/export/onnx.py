@@ -4,9 +4,9 @@ The graph is the predict engine itself (:class:`attrret.classifiers.engine.Engin
 every task of every ensemble member, router included, on every image), exported: preprocessed
 images -> the index's probability row, the columns in the index's order. It is the same module
 ``attrret predict`` runs, so the two agree by construction (the engine's module doc says what
-it computes: shared fronts on the image and its mirror, each task's tail and head, softmax at
-the task's temperature, flip mean, weighted ensemble mean). The export check below still
-compares them.
+it computes: shared fronts (on the image and, with ``--tta flip``, its mirror), each task's
+tail and head, softmax at the task's temperature, the flip mean, the weighted ensemble mean).
+The export check below still compares them.
 
 Inputs. Resizing and decoding stay outside the graph (ONNX has no JPEG decoder, and PIL's
 resampling is what the models were trained on). One graph input per distinct preprocessing
@@ -46,7 +46,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from attrret.classifiers.engine import Engine
 from attrret.classifiers.runtime import Precision
-from attrret.ensemble import model_entries
+from attrret.ensemble import TTA_DEFAULT, model_entries
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.geometry import CROPS, hw_label
 from attrret.precisions import MIXED_TOLERANCE
@@ -273,13 +273,14 @@ def _input_names(keys: Sequence[tuple[Any, str]]) -> list[str]:
     return out
 
 
-def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None = None) -> tuple[Engine, GraphInfo]:
-    """The predict engine of ``members`` (exported as it is: the graph is :meth:`Engine.forward`)
-    and its :class:`GraphInfo`."""
+def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None = None,
+           tta_flip: bool = TTA_DEFAULT == "flip") -> tuple[Engine, GraphInfo]:
+    """The predict engine of ``members`` (exported as it is: the graph is :meth:`Engine.forward`,
+    with the mirrored image when ``tta_flip``) and its :class:`GraphInfo`."""
     from attrret.schema import load_schema
 
     schema = schema or load_schema()
-    engine = Engine.build(members, schema).eval()  # the graph always holds the flip (module doc)
+    engine = Engine.build(members, schema, flip=tta_flip).eval()
     entries = model_entries(members, Path.cwd(), schema)  # predict's header entries; their paths are dropped below
     names = _input_names(engine.inputs)
     inputs = tuple(GraphInput(n, pre.height, pre.width, pre.mean, pre.std, crop) for n, (pre, crop) in zip(names, engine.inputs))
@@ -290,7 +291,7 @@ def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None 
                   "input": names[engine.input_of(ck)] if members[mi].weight else None})
     info = GraphInfo(schema=schema.fingerprint, inputs=inputs, columns=engine.columns,
                      classes={t: schema.task(t).classes for t in engine.columns}, models=tuple(entries),
-                     weights=tuple(m.weight for m in members))
+                     weights=tuple(m.weight for m in members), tta="flip" if tta_flip else "none")
     log(f"graph: {len(engine.columns)} task(s) from {len(engine.tails)} model(s) on {len(engine.fronts)} shared front(s), "
         f"{info.width} columns, input(s): " + ", ".join(f"{i.name} [N, 3, {i.height}, {i.width}]" for i in inputs))
     return engine, info
@@ -352,8 +353,10 @@ def _check(graph, info: GraphInfo, blob: bytes, precision: Precision) -> float:
 
 def export_onnx(members: Sequence, out: str | Path, *, force: bool = False,
                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), schema: Schema | None = None,
-                precision: str | None = "fp32") -> ExportSummary:
-    """Export the ensemble ``members`` (:func:`attrret.retrieval.indexer.find_members`) to ``out``.
+                precision: str | None = "fp32", tta_flip: bool = TTA_DEFAULT == "flip") -> ExportSummary:
+    """Export the ensemble ``members`` (:func:`attrret.retrieval.indexer.find_members`) to ``out``,
+    averaging each image with its mirror inside the graph when ``tta_flip`` (``attrret predict
+    --tta flip``; the default, as predict's, is without).
 
     ``out`` must not exist, unless ``force`` and it is an earlier attrret export. The graph is
     float32, traced in float32 whatever ``precision``; it is checked with onnxruntime, before it
@@ -369,7 +372,7 @@ def export_onnx(members: Sequence, out: str | Path, *, force: bool = False,
     check_output(out, force)
     for module in ("onnx", "onnxscript", "onnxruntime"):  # before minutes of work, not after
         require(module)
-    graph, info = _build(members, log, schema)
+    graph, info = _build(members, log, schema, tta_flip)
     log(f"exporting with torch.onnx (dynamo, opset {OPSET}) ...")
     blob = _to_onnx(graph, info)
     prec = resolve_precision(precision, torch.device("cpu"))

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from attrret.classifiers.recipes import MEMBERS_DIR
-from attrret.ensemble import Member, model_entries, task_columns
+from attrret.ensemble import TTA_DEFAULT, Member, model_entries, task_columns
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
@@ -79,9 +79,13 @@ __all__ = [
     "task_columns",
     "run_precision",
     "GATES",
+    "TTA_DEFAULT",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: How predict routes images to models (``--gate``): ``router``, each image through its own
+#: subject's models only (the router first); ``none``, every model on every image.
+GATES = ("router", "none")
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,7 @@ def ensemble_probs(
     schema: Schema,
     *,
     columns: dict[str, tuple[int, int]] | None = None,
-    tta_flip: bool = True,
+    tta_flip: bool = TTA_DEFAULT == "flip",
     batch_size: int = 64,
     device: str = "auto",
     precision: str | None = None,
@@ -275,11 +279,6 @@ def ensemble_probs(
     probs = engine.predict(list(paths), gate=gate == "router", batch_size=batch_size, device=device, precision=precision,
                            progress=progress)
     return probs, engine.columns
-
-
-#: How predict routes images to models (``--gate``): ``router``, each image through its own
-#: subject's models only (the router first); ``none``, every model on every image.
-GATES = ("router", "none")
 
 
 def run_precision(precision: str | None, device: str, graph: OnnxGraph | None = None) -> str:
@@ -321,7 +320,7 @@ def build_index(
     out: str | Path,
     members: Sequence[Member],
     *,
-    tta_flip: bool = True,
+    tta_flip: bool = TTA_DEFAULT == "flip",
     split: str = "test",
     batch_size: int = 64,
     device: str = "auto",

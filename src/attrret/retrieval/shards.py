@@ -55,7 +55,7 @@ from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
-from attrret.retrieval.indexer import BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
+from attrret.retrieval.indexer import TTA_DEFAULT, BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
 from attrret.schema import Schema, load_schema
 from attrret.retrieval.index_files import FileRecord, PlannedHeader
 from attrret.retrieval.meta import MAX_META_COLUMNS, MAX_VALUE_CHARS, ImageMeta, MetaSource
@@ -438,7 +438,7 @@ def merge_shards(shards: Sequence[Shard], out: str | Path, *,
 
 # --------------------------------------------------------------------------- runs
 def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spec: ShardSpec, *,
-                shard_out: str | Path | None = None, tta_flip: bool = True, split: str = "test", batch_size: int = 64,
+                shard_out: str | Path | None = None, tta_flip: bool = TTA_DEFAULT == "flip", split: str = "test", batch_size: int = 64,
                 device: str = "auto", precision: str | None = None, progress: bool = True, log: Callable[[str], None] = _stderr,
                 schema: Schema | None = None,
                 meta: MetaSource = MetaSource(), gate: str = "router") -> tuple[Path, Shard]:
@@ -505,7 +505,7 @@ def _rank_device(device: str) -> str:
     return device
 
 
-def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = True,
+def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = TTA_DEFAULT == "flip",
                             split: str = "test", batch_size: int = 64, device: str = "auto", precision: str | None = None,
                             progress: bool = True, log: Callable[[str], None] = _stderr,
                             schema: Schema | None = None,
