@@ -132,6 +132,9 @@ class Classifier(nn.Module):
         second task would run the first task's cached tail.
         """
         memo: dict[int, object] = {id(t): t for m in self.frozen_modules() for t in (*m.parameters(), *m.buffers())}
+        # the front's modules themselves too (they hold nothing a task changes): copying their
+        # structure was half the time of building 16 tasks' models
+        memo.update({id(sub): sub for m in self.frozen_modules() for sub in m.modules()})
         memo.update({id(p): p for p in self._frozen_loose_parameters()})
         return copy.deepcopy(self, memo)
 
