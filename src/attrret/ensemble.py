@@ -15,19 +15,21 @@ from attrret.geometry import HW
 from attrret.io import file_sha256
 from attrret.schema import Schema
 
-__all__ = ["Member", "task_columns", "model_entries", "TTA_DEFAULT"]
+__all__ = ["Member", "task_columns", "model_entries", "TTA_MODES", "TTA_DEFAULT"]
 
 #: Test-time augmentation by default (``attrret predict`` / ``export onnx`` ``--tta``): ``none``.
 #: Averaging with the mirrored image doubles predict's cost for little: on the held splits
 #: (bench/accuracy.py --quick) sound mAP@10 +0.021 on pa100k-mini pedestrians and -0.006 on
 #: vehicles-mini, official +0.005 and +0.010. ``--tta flip`` still buys it.
 TTA_DEFAULT = "none"
+#: The ``--tta`` values: ``flip`` averages each image with its mirror; ``none`` reads it alone.
+TTA_MODES = ("flip", "none")
 
 
 @dataclass(frozen=True)
 class Member:
     """One ensemble member: task model dirs (schema order), its weight, and the input sizes its
-    tasks were trained at (several when each subject trained at its own schema default)."""
+    tasks were trained at (several when each subject trained at its own recipe's size)."""
 
     label: str
     task_dirs: tuple[Path, ...]
@@ -56,7 +58,7 @@ def model_entries(members: Sequence[Member], out: Path, schema: Schema) -> list[
     rows = []
     for i, m in enumerate(members):
         for d in m.task_dirs:
-            ck = load_checkpoint(d, schema=schema)
+            ck = load_checkpoint(d, schema=schema, mmap=True)  # mmap: only the meta is read
             cfg = ck.info.config
             data = cfg.get("data")
             path = ck.path.resolve()

@@ -46,15 +46,14 @@ from torch import nn
 from attrret.classifiers.backbones import Preprocess
 from attrret.classifiers.calibration import float32_region, view_probs
 from attrret.classifiers.checkpoint import Checkpoint, build_classifier, load_checkpoint
-from attrret.classifiers.preprocess import channels_last, crop_image, to_tensor
+from attrret.classifiers.preprocess import channels_last, load_inputs
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import Precision, resolve_device, resolve_precision, tune_malloc
-from attrret.data.images import load_image, resize_pad
 from attrret.ensemble import Member, task_columns
 from attrret.errors import CheckpointError
 from attrret.schema import Schema, load_schema
 
-__all__ = ["Engine", "InputKey", "group_key", "task_model", "load_inputs", "predict_probs"]
+__all__ = ["Engine", "InputKey", "group_key", "task_model", "predict_probs"]
 
 #: One engine input: the preprocessing (size, mean, std) and the crop its images get.
 InputKey = tuple[Preprocess, str]
@@ -248,7 +247,7 @@ class Engine(nn.Module):
     # -- running it on files -----------------------------------------------------------------
 
     def predict(self, paths: Sequence[Path], *, gate: bool = True, batch_size: int = 64, device: str = "cpu",
-                precision: Precision | str | None = None, progress: bool = True, label: str = "predict") -> np.ndarray:
+                precision: Precision | str | None = None, progress: bool = True) -> np.ndarray:
         """``float32[len(paths), width]`` probabilities of the images at ``paths``, in order.
 
         ``gate``: :meth:`gated` (else :meth:`forward`). The front and tails run under autocast in
@@ -271,7 +270,7 @@ class Engine(nn.Module):
         console = Console(stderr=True, quiet=not progress)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, disable=not progress) as prog, torch.no_grad():
-            bar = prog.add_task(f"{label}: {len(self.columns)} task(s), {len(self.fronts)} front(s), {prec.name}",
+            bar = prog.add_task(f"predict: {len(self.columns)} task(s), {len(self.fronts)} front(s), {prec.name}",
                                 total=len(paths))
             for start, batch in self._batches(paths, batch_size, dev):
                 with prec.autocast():
@@ -297,17 +296,6 @@ class Engine(nn.Module):
                 else:
                     batch = [t.to(dev) for t in batch]
                 yield start, batch
-
-
-def load_inputs(paths: Sequence[Path], inputs: Sequence[InputKey]) -> list[torch.Tensor]:
-    """``float32[N, 3, H, W]`` per input of ``inputs`` for the images at ``paths``: each image is
-    decoded once and cropped and resize-padded per input (attrret.classifiers.preprocess)."""
-    per: list[list[torch.Tensor]] = [[] for _ in inputs]
-    for p in paths:
-        im = load_image(p)
-        for j, (pre, crop) in enumerate(inputs):
-            per[j].append(to_tensor(resize_pad(crop_image(im, crop), pre.hw), pre))
-    return [torch.stack(ts) if ts else torch.zeros(0, 3, pre.height, pre.width) for ts, (pre, _) in zip(per, inputs)]
 
 
 def _rows(feats: torch.Tensor, rows: torch.Tensor, n: int, views: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ from attrret.classifiers.runtime import Precision, autocast
 from attrret.data.images import load_image, resize_pad
 from attrret.geometry import CROPS
 
-__all__ = ["CROPS", "load_input", "to_tensor", "load_batch", "front_views", "channels_last", "augment_image",
+__all__ = ["CROPS", "fit_input", "load_input", "load_inputs", "to_tensor", "load_batch", "front_views", "channels_last", "augment_image",
            "crop_image"]
 
 
@@ -43,9 +43,14 @@ def to_tensor(im: Image.Image, pre: Preprocess) -> torch.Tensor:
     return (t - mean) / std
 
 
+def fit_input(im: Image.Image, pre: Preprocess, crop: str = "full") -> Image.Image:
+    """Crop and resize-pad a decoded image to the model's ``H x W`` input (a PIL image)."""
+    return resize_pad(crop_image(im, crop), pre.hw)
+
+
 def load_input(path: str | Path, pre: Preprocess, crop: str = "full", where: str | None = None) -> Image.Image:
     """Decode, crop and resize-pad ``path`` to the model's ``H x W`` input (a PIL image)."""
-    return resize_pad(crop_image(load_image(path, where), crop), pre.hw)
+    return fit_input(load_image(path, where), pre, crop)
 
 
 def load_batch(paths: Sequence[str | Path], pre: Preprocess, crop: str = "full", wheres: Sequence[str | None] | None = None,
@@ -57,6 +62,17 @@ def load_batch(paths: Sequence[str | Path], pre: Preprocess, crop: str = "full",
     """
     ims = (load_input(p, pre, crop, wheres[i] if wheres else None) for i, p in enumerate(paths))
     return torch.stack([to_tensor(transform(im) if transform else im, pre) for im in ims])
+
+
+def load_inputs(paths: Sequence[str | Path], inputs: Sequence[tuple[Preprocess, str]]) -> list[torch.Tensor]:
+    """:func:`load_batch` for several ``(preprocessing, crop)`` inputs at once (the predict
+    engine's): ``float32[N, 3, H, W]`` per input, each image decoded once."""
+    per: list[list[torch.Tensor]] = [[] for _ in inputs]
+    for p in paths:
+        im = load_image(p)
+        for j, (pre, crop) in enumerate(inputs):
+            per[j].append(to_tensor(fit_input(im, pre, crop), pre))
+    return [torch.stack(ts) if ts else torch.zeros(0, 3, pre.height, pre.width) for ts, (pre, _) in zip(per, inputs)]
 
 
 def front_views(front: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,

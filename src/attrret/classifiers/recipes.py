@@ -21,7 +21,7 @@ Where members live (what :func:`attrret.retrieval.indexer.find_members` reads):
 - every other member ``NAME`` trains in ``W/members/NAME/`` (``W/members/NAME/models/<task>/``,
   its own trunk cache beside them).
 
-A member scales each subject's schema input size (``input_scale``, :func:`geometry.scale_hw`:
+A member scales each task's recipe input size (``input_scale``, :func:`geometry.scale_hw`:
 pedestrians 256x128 -> 320x160 at 1.25), so tall pedestrians stay tall and wide vehicles wide.
 An explicit ``--img-size`` overrides the scaling (every member then trains at that size, which
 makes a recipe pointless: the CLI refuses the combination).
@@ -166,7 +166,7 @@ class MemberRecipe:
     input_scale: float = 1.0
 
 
-#: Recipes by name. ``default`` is one member at the schema's sizes; ``accurate`` adds a member at
+#: Recipes by name. ``default`` is one member at the recipes' input sizes; ``accurate`` adds a member at
 #: 1.25x (measured on pa100k-mini by bench/accuracy.py's ensemble row); ``fast`` is one member at
 #: 0.75x (about half the pixels, for quick looks and small machines).
 RECIPES: dict[str, tuple[MemberRecipe, ...]] = {

@@ -8,11 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import PrecisionChoice, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema, sizes_option
+from attrret.cli.options import PrecisionChoice, SchemaDir, Tta, WrappedHelp, precision_value, resolve_schema, sizes_option
 from attrret.ensemble import TTA_DEFAULT
 from attrret.precisions import PRECISION_ENV
-
-Tta = choice("Tta", ("flip", "none"))
 
 export_app = typer.Typer(name="export", help="Export the trained models for other runtimes (ONNX).", no_args_is_help=True)
 

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from typer.core import TyperCommand
 
+from attrret.ensemble import TTA_MODES
 from attrret.geometry import HW, parse_hw, parse_hw_list
 from attrret.precisions import PRECISION_ENV, PRECISIONS
 
 if TYPE_CHECKING:
     from attrret.schema import Schema
 
-__all__ = ["WrappedHelp", "choice", "size_option", "sizes_option", "SCHEMA_ENV", "SchemaDir", "resolve_schema", "PrecisionChoice",
+__all__ = ["WrappedHelp", "choice", "size_option", "sizes_option", "SCHEMA_ENV", "SchemaDir", "resolve_schema", "PrecisionChoice", "Tta",
            "PrecisionOption", "precision_value"]
 
 #: The environment variable naming a custom schema directory (``--schema`` wins over it).
@@ -93,6 +94,8 @@ def resolve_schema(directory: Path | None) -> Schema:
 
 
 PrecisionChoice = choice("PrecisionChoice", PRECISIONS)
+#: ``--tta`` of predict and export onnx (attrret.ensemble.TTA_MODES).
+Tta = choice("Tta", TTA_MODES)
 
 #: The ``--precision`` option of every command that runs a model (train, predict, attributes,
 #: export, demo): the flag, else ``$ATTRRET_PRECISION``, else ``auto``. Give it to

@@ -10,13 +10,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from attrret.cli.options import PrecisionOption, SchemaDir, WrappedHelp, choice, precision_value, resolve_schema, sizes_option
-from attrret.retrieval.indexer import GATES as PREDICT_GATES
+from attrret.cli.options import PrecisionOption, SchemaDir, Tta, WrappedHelp, choice, precision_value, resolve_schema, sizes_option
 from attrret.ensemble import TTA_DEFAULT
+from attrret.retrieval.indexer import GATES as PREDICT_GATES
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
-Tta = choice("Tta", ("flip", "none"))
 Runtime = choice("Runtime", ("torch", "onnx"))
 Scoring = choice("Scoring", SCORINGS)
 KindGate = choice("KindGate", GATES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,27 +38,30 @@ def _table(results) -> str:
     return "\n".join(rows)
 
 
-def _recipes():
-    """The packaged task recipes (attrret/classifiers/recipes.toml), one task per subject, for the help."""
+@cache
+def _subject_recipes() -> dict:
+    """One task's recipe per subject (the packaged recipes.toml): the defaults the help quotes,
+    read once for the three help texts below."""
     from attrret.classifiers.recipes import load_recipes
 
-    recipes = load_recipes(load_schema())
-    return {g.subject: recipes.task(g.task) for g in load_schema().tasks}
+    schema = load_schema()
+    recipes = load_recipes(schema)
+    return {g.subject: recipes.task(g.task) for g in schema.tasks}
 
 
 def _schema_inputs() -> str:
     """The default input per subject (recipes.toml), for the help."""
-    return ", ".join(f"{subject} {hw_label(r.input) if r.input else 'native'}" for subject, r in _recipes().items())
+    return ", ".join(f"{subject} {hw_label(r.input) if r.input else 'native'}" for subject, r in _subject_recipes().items())
 
 
 def _schema_epochs() -> str:
     """The default epochs per subject (recipes.toml), for the help."""
-    return ", ".join(f"{subject} {r.epochs}" for subject, r in _recipes().items())
+    return ", ".join(f"{subject} {r.epochs}" for subject, r in _subject_recipes().items())
 
 
 def _schema_lrs() -> str:
     """The default peak learning rate per subject (recipes.toml), for the help."""
-    return ", ".join(f"{subject} {r.lr:g}" for subject, r in _recipes().items())
+    return ", ".join(f"{subject} {r.lr:g}" for subject, r in _subject_recipes().items())
 
 
 def train(
@@ -89,7 +93,7 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad label lines / missing images with a warning.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
-    recipe: Annotated[Recipe, typer.Option(help="Ensemble members to train: default (one, at the schema's input sizes), accurate (also a member at 1.25x, in W/members/x1.25/), fast (one at 0.75x). attrret predict finds every member without flags.")] = Recipe.default,
+    recipe: Annotated[Recipe, typer.Option(help="Ensemble members to train: default (one, at the recipes' input sizes), accurate (also a member at 1.25x, in W/members/x1.25/), fast (one at 0.75x). attrret predict finds every member without flags.")] = Recipe.default,
     schema_dir: SchemaDir = None,
 ) -> None:
     """Train single-task attribute classifiers (partial fine-tuning over a shared cached trunk)."""
@@ -106,7 +110,7 @@ def train(
         cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
     )
     if img_size is not None and recipe is not Recipe.default:
-        raise typer.BadParameter("--img-size trains every member at one size; a recipe scales the schema's sizes per member",
+        raise typer.BadParameter("--img-size trains every member at one size; a recipe scales the recipes' input sizes per member",
                                  param_hint="--recipe")
     import os
 

@@ -46,7 +46,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from attrret.classifiers.engine import Engine
 from attrret.classifiers.runtime import Precision
-from attrret.ensemble import TTA_DEFAULT, model_entries
+from attrret.ensemble import TTA_DEFAULT, TTA_MODES, model_entries
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.geometry import CROPS, hw_label
 from attrret.precisions import MIXED_TOLERANCE
@@ -141,7 +141,7 @@ class GraphMetadata(Record):
     format: Literal[FORMAT]
     opset: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")]
     schema_fingerprint: Name = Field(alias="schema")
-    tta: Literal["flip", "none"]
+    tta: Literal[*TTA_MODES]
     inputs: Annotated[UniqueNames, Field(min_length=1, max_length=64)]
     preprocess: dict[str, InputRecord]
     columns: Annotated[dict[Name, Span], Field(min_length=1)]
