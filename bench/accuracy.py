@@ -39,7 +39,7 @@ Rows (each: official and sound mAP@10, R@1, train time):
 - freezing (pedestrians): ``--trainable-blocks 1`` (the 1x1 head conv alone, the old default; the
   default trains the last MBConv stage too);
 - decoupled vs multi-task: one shared tail with every group's head
-  (:mod:`attrret.classifiers.multitask`; the same splits, cache and checkpoints), with partial
+  (``attrret train --multitask``: the same loop, splits, cache and checkpoints), with partial
   freezing and with full fine-tuning of every block. Full fine-tuning is measured on the
   multi-task model only: one shared network passes every image once per epoch, where twelve
   decoupled ones would take twelve times as long (hours on this 2-core machine).
@@ -69,6 +69,7 @@ from attrret.data.splits import holdout_split  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
 from attrret.retrieval.metrics import LabelRelevance, PartialRelevance, evaluate_lists, label_keys  # noqa: E402
+from attrret.ensemble import Ensemble  # noqa: E402
 from attrret.retrieval.indexer import Member, build_index  # noqa: E402
 from attrret.retrieval.submission import priors_from_data, rank_captions  # noqa: E402
 from attrret.retrieval.ranker import RankOptions  # noqa: E402
@@ -93,7 +94,6 @@ class Setup:
     name: str
     overrides: dict = field(default_factory=dict)
     groups: tuple[str, ...] = ()  # () = every group of the subject
-    multitask: bool = False  # one shared tail with every group's head (classifiers/multitask.py)
 
 
 def _setups(subject: str, quick: bool, only: Sequence[str] = ()) -> list[Setup]:
@@ -112,14 +112,13 @@ def _all_setups(subject: str, quick: bool) -> list[Setup]:
                 Setup("1 block", {"trainable_blocks": 1})]
     if spec["crop_tasks"]:
         out.append(Setup("top crop", {"crop": "top"}, spec["crop_tasks"]))
-    out += [Setup("multi-task", multitask=True),
-            Setup("multi-task full", {"trainable_blocks": FULL_BLOCKS, "epochs": spec["full_epochs"], "lr": FULL_LR}, multitask=True)]
+    out += [Setup("multi-task", {"multitask": True}),
+            Setup("multi-task full", {"multitask": True, "trainable_blocks": FULL_BLOCKS, "epochs": spec["full_epochs"], "lr": FULL_LR})]
     return out
 
 
 def _train(subject: str, setup: Setup, work: Path, retrain: bool) -> tuple[dict[str, Path], float]:
     """Task dirs of ``setup`` (trained now, or reused) and the wall time of the training that made them."""
-    from attrret.classifiers.multitask import train_multitask
     from attrret.classifiers.train import TrainConfig, train_tasks
 
     spec = SUBJECTS[subject]
@@ -138,13 +137,6 @@ def _train(subject: str, setup: Setup, work: Path, retrain: bool) -> tuple[dict[
     cfg = dict(data=str(spec["data"]), workdir=str(w), holdout=spec["holdout"], **setup.overrides)
     print(f"{subject} / {setup.name}: {len(groups)} task(s) ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    if setup.multitask:  # no --resume: reused when the same config finished before
-        done = json.loads(stamp.read_text()) if stamp.exists() else None
-        if retrain or done is None or done["config"] != _jsonable(cfg) or not all((d / "model.pt").is_file() for d in dirs.values()):
-            train_multitask(TrainConfig(task=subject, **cfg), log=lambda s: print(s, file=sys.stderr, flush=True))
-            done = {"config": _jsonable(cfg), "seconds": time.perf_counter() - t0}
-            atomic_write_text(stamp, json.dumps(done))
-        return dirs, done["seconds"]
     results = []
     for task in [subject] if not setup.groups else [f"{subject}.{g}" for g in groups]:
         # --resume: train_tasks itself skips a task trained with this same resolved config
@@ -215,7 +207,7 @@ def _classification(dirs: dict[str, Path]) -> dict[str, dict]:
 
 
 def _score(held: Held, members: Sequence[Member], path: Path, options: RankOptions, priors=None, tta_flip: bool = False) -> dict:
-    build_index(held.listing, path, members, tta_flip=tta_flip, progress=False, log=lambda s: None)
+    build_index(held.listing, path, Ensemble.open(members, tta="flip" if tta_flip else "none"), progress=False, log=lambda s: None)
     if isinstance(held.relevance, PartialRelevance):
         # unjudged images are dropped before the cut at 10, so the lists must cover the gallery
         options = replace(options, k=len(held.records))

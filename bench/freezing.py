@@ -33,6 +33,7 @@ from attrret.geometry import hw_label, parse_hw  # noqa: E402
 from attrret.data.track2 import write_submission  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from bench import json_header  # noqa: E402
+from attrret.ensemble import Ensemble  # noqa: E402
 from attrret.retrieval.indexer import build_index, find_members  # noqa: E402
 from attrret.retrieval.evaluate import evaluate_submission  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
@@ -47,7 +48,7 @@ def run_setting(data: Path, workdir: Path, blocks: int, tail_norm: str, epochs: 
     t0 = time.perf_counter()
     results = train_tasks(cfg, progress=sys.stderr.isatty())
     train_s = time.perf_counter() - t0
-    build_index(data, workdir / "index", find_members(workdir), split="test", log=lambda s: None)
+    build_index(data, workdir / "index", Ensemble.open(find_members(workdir)), split="test", log=lambda s: None)
     run = rank_captions(open_index(workdir / "index"), read_queries(data / "test" / "test_text.txt"), RankOptions())
     write_submission(workdir / "submission.json", run.results)
     scores = evaluate_submission(workdir / "submission.json", labels=data / "test" / "test_label.txt")

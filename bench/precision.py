@@ -67,6 +67,7 @@ def run(precision: str, work: Path, epochs: int | None) -> dict:
     from attrret.classifiers.train import TrainConfig, train_tasks
     from attrret.retrieval.index import open_index
     from attrret.retrieval.metrics import evaluate_lists as score_lists
+    from attrret.ensemble import Ensemble
     from attrret.retrieval.indexer import Member, build_index
     from attrret.retrieval.submission import rank_captions
     from attrret.retrieval.ranker import RankOptions
@@ -82,7 +83,7 @@ def run(precision: str, work: Path, epochs: int | None) -> dict:
     dirs = tuple(r.model_dir for r in results)
     index = work / "index"
     t0 = time.perf_counter()
-    build_index(held.listing, index, [Member("models", dirs)], precision=precision, device="cpu", progress=False, log=lambda s: None)
+    build_index(held.listing, index, Ensemble.open([Member("models", dirs)], precision=precision, device="cpu"), progress=False, log=lambda s: None)
     predict_s = time.perf_counter() - t0
     ix = open_index(index)
     run_ = rank_captions(ix, held.captions, RankOptions())
@@ -98,13 +99,14 @@ def same_models(ref: dict, precision: str, work: Path) -> dict:
     """``ref``'s models (trained in ``ref['precision']``) predicting the held images in
     ``precision``: how far the index is from ``ref``'s, the tolerance docs/precision.md states."""
     from attrret.retrieval.index import open_index
+    from attrret.ensemble import Ensemble
     from attrret.retrieval.indexer import Member, build_index
     from attrret.retrieval.submission import rank_captions
     from attrret.retrieval.ranker import RankOptions
 
     held = _held("pedestrian", work)
     index = work / f"index-{precision}"
-    build_index(held.listing, index, [Member("models", tuple(map(Path, ref["dirs"])))], precision=precision, device="cpu",
+    build_index(held.listing, index, Ensemble.open([Member("models", tuple(map(Path, ref["dirs"])))], precision=precision, device="cpu"),
                 progress=False, log=lambda s: None)
     ix = open_index(index)
     dp = np.abs(np.array(ix.probs) - ref["probs"])

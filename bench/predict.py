@@ -56,16 +56,20 @@ DATA = ROOT.parent / "shared" / "data"
 PEDESTRIANS, VEHICLES = DATA / "pa100k-mini", DATA / "vehicles-mini"
 TRAIN_PED, TRAIN_VEH = 80, 120  # the quick set's training images (vehicles: half brand+type, half colour)
 
-#: (name, runtime, gate, tta, tasks): tasks None = every model; the floor keeps one per subject.
+#: (name, runtime, gate, tta, tasks, precision): tasks None = every model (the floor keeps one per
+#: subject); precision None = auto (bf16 where the CPU has it). The fp32 cells are what a host
+#: without bf16 (AVX2 only) runs, against onnxruntime's float32 on the same machine.
 #: The reference is what ``attrret predict`` ran before the engine: every model on every image,
 #: with flip TTA. The default is router-gated, without flip TTA (attrret.ensemble.TTA_DEFAULT).
 CELLS = (
-    ("before: ungated, flip (reference)", "torch", "none", "flip", None),
-    ("default: gated, no flip", "torch", "router", "none", None),
-    ("gated, flip", "torch", "router", "flip", None),
-    ("ungated, no flip", "torch", "none", "none", None),
-    ("onnxruntime (every model, no flip)", "onnx", "none", "none", None),
-    ("floor: router + one trunk per subject, no flip", "torch", "router", "none", ("router", "pedestrian.gender", "vehicle.color")),
+    ("before: ungated, flip (reference)", "torch", "none", "flip", None, None),
+    ("default: gated, no flip", "torch", "router", "none", None, None),
+    ("gated, flip", "torch", "router", "flip", None, None),
+    ("ungated, no flip", "torch", "none", "none", None, None),
+    ("onnxruntime (every model, no flip)", "onnx", "none", "none", None, None),
+    ("default in fp32 (a host without bf16)", "torch", "router", "none", None, "fp32"),
+    ("ungated, no flip, fp32", "torch", "none", "none", None, "fp32"),
+    ("floor: router + one trunk per subject, no flip", "torch", "router", "none", ("router", "pedestrian.gender", "vehicle.color"), None),
 )
 DEFAULT_CELL = "default: gated, no flip"
 
@@ -116,21 +120,21 @@ def _gallery(root: Path, per_subject: int) -> Path:
 def child(spec: str) -> None:
     """One cell, in this fresh process: build the index, print seconds and what it computed in."""
     cell = json.loads(spec)
-    from attrret.ensemble import Member
+    from attrret.ensemble import Ensemble, Member, Predictor
     from attrret.retrieval.indexer import build_index, find_members
 
-    graph = None
     members = find_members(cell["workdir"])
+    if cell["tasks"]:
+        keep = set(cell["tasks"])
+        members = [Member(m.label, tuple(d for d in m.task_dirs if d.name in keep), m.weight, m.img_sizes) for m in members]
+    predictor: Predictor = Ensemble.open(members, tta=cell["tta"], device="cpu", precision=cell["precision"])
     if cell["runtime"] == "onnx":
         from attrret.export.onnx_runtime import open_graph
 
-        graph, members = open_graph(cell["onnx"], device="cpu"), []
-    elif cell["tasks"]:
-        keep = set(cell["tasks"])
-        members = [Member(m.label, tuple(d for d in m.task_dirs if d.name in keep), m.weight, m.img_sizes) for m in members]
+        predictor = open_graph(cell["onnx"], device="cpu")
     t0 = time.perf_counter()
-    summary = build_index(cell["gallery"], cell["out"], members, tta_flip=cell["tta"] == "flip", batch_size=cell["batch_size"],
-                          device="cpu", progress=False, log=lambda s: None, graph=graph, gate=cell["gate"])
+    summary = build_index(cell["gallery"], cell["out"], predictor, batch_size=cell["batch_size"], progress=False, log=lambda s: None,
+                          gate=cell["gate"])
     print(json.dumps({"seconds": time.perf_counter() - t0, "images": summary.predicted, "precision": summary.precision,
                       "rss_mib": _peak_rss_mib()}))
 
@@ -232,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-m", "attrret", "export", "onnx", "--workdir", str(work), "-o", str(onnx), "--tta", "none"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rows = []
-        for i, (name, runtime, gate, tta, tasks) in enumerate(CELLS):
-            cell = {"name": name, "runtime": runtime, "gate": gate, "tta": tta, "tasks": tasks, "workdir": str(work),
+        for i, (name, runtime, gate, tta, tasks, precision) in enumerate(CELLS):
+            cell = {"name": name, "runtime": runtime, "gate": gate, "tta": tta, "tasks": tasks, "precision": precision, "workdir": str(work),
                     "gallery": str(gallery), "out": str(root / f"index{i}"), "onnx": str(onnx), "batch_size": args.batch_size}
             print(f"{name} ...", file=sys.stderr)
             res = run_cell(cell)

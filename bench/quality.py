@@ -142,6 +142,7 @@ def run_attrret(ds: Dataset, work: Path, quick: bool, epochs: int | None = None)
 def rank_with_attrret(ds: Dataset, work: Path, say: Callable[[str], None]) -> list[list[str]]:
     """``attrret predict`` + ``attrret rank`` with their defaults, as library calls, over ``ds.gallery``."""
     from attrret.io import atomic_write_text
+    from attrret.ensemble import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
     from attrret.retrieval.index import open_index
     from attrret.retrieval.submission import rank_captions
@@ -149,7 +150,7 @@ def rank_with_attrret(ds: Dataset, work: Path, say: Callable[[str], None]) -> li
 
     listing = work / "gallery.txt"  # exactly the evaluation gallery (the held 300 for pa100k-mini)
     atomic_write_text(listing, "".join(f"{p.resolve()}\n" for p in ds.gallery))
-    build_index(listing, work / "index", find_members(work), device="cpu", progress=False, log=say)
+    build_index(listing, work / "index", Ensemble.open(find_members(work), device="cpu"), progress=False, log=say)
     run = rank_captions(open_index(work / "index"), list(ds.queries), RankOptions())
     return [names for _, names in run.results]
 

@@ -35,6 +35,7 @@ from bench import json_header  # noqa: E402
 from attrret.data.records import load_records  # noqa: E402
 from attrret.data.splits import holdout_split  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
+from attrret.ensemble import Ensemble  # noqa: E402
 from attrret.retrieval.indexer import Member, build_index, find_members  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
 from attrret.retrieval.metrics import LabelRelevance, evaluate_lists, label_keys  # noqa: E402
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for iname, (mem, flip) in indexes.items():
         path = work / "index" / iname.replace(" ", "_").replace(",", "").replace("+", "_")
-        build_index(held_list, path, mem, tta_flip=flip, progress=False, log=lambda s: None)
+        build_index(held_list, path, Ensemble.open(mem, tta="flip" if flip else "none"), progress=False, log=lambda s: None)
         index = open_index(path)
         for pname, p in PARSING.items():
             if iname != f"{sizes[0]}px, flip TTA" and pname not in ("keywords only", "--hidden-priors"):

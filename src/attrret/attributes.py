@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attrret.ensemble import TTA_DEFAULT
+from attrret.ensemble import Predictor, predictor_columns
 from attrret.errors import InputError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.schema import SUBJECTS, Schema
@@ -74,15 +74,12 @@ def index_records(index: Index, schema: Schema) -> Iterable[dict[str, Any]]:
     return (image_record(index, row, schema) for row in range(len(index)))
 
 
-def predict_records(images: Sequence[tuple[str, Path]], members, schema: Schema, *, tta_flip: bool = TTA_DEFAULT == "flip",
-                    batch_size: int = 64, device: str = "auto", precision: str | None = None,
+def predict_records(images: Sequence[tuple[str, Path]], predictor: Predictor, schema: Schema, *, batch_size: int = 64,
                     progress: bool = True) -> list[dict[str, Any]]:
-    """Run the ensemble ``members`` (:func:`attrret.retrieval.indexer.find_members`) on image files
-    ``[(name, path)]`` and return their records, without writing an index."""
-    from attrret.retrieval.indexer import ensemble_probs
-
-    probs, columns = ensemble_probs(members, [p for _, p in images], schema, tta_flip=tta_flip,
-                                    batch_size=batch_size, device=device, precision=precision, progress=progress)
+    """Run ``predictor`` (e.g. ``Ensemble.open(find_members(W))``, :mod:`attrret.ensemble`) on image
+    files ``[(name, path)]`` and return their records, without writing an index."""
+    columns = predictor_columns(predictor, schema)
+    probs = predictor.probs([p for _, p in images], schema, columns=columns, batch_size=batch_size, progress=progress)
     return [attribute_record(name, str(Path(path).resolve()), probs[i], columns, schema)
             for i, (name, path) in enumerate(images)]
 

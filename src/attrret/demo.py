@@ -80,6 +80,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = lambda s: print(s,
     """Run every step; returns the per-task and retrieval metrics and writes ``W/demo.json``."""
     from attrret.classifiers.train import TrainConfig, train_tasks
     from attrret.data.track2 import write_submission
+    from attrret.ensemble import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
     from attrret.retrieval.evaluate import evaluate_submission
     from attrret.retrieval.submission import rank_captions, read_queries
@@ -114,7 +115,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = lambda s: print(s,
     if not queries.is_file():
         raise InputError("no test/test_text.txt to rank", data)
     index_dir = w / "index"
-    build_index(data, index_dir, find_members(w), split="test", device=config.device, precision=config.precision, log=log)
+    build_index(data, index_dir, Ensemble.open(find_members(w), device=config.device, precision=config.precision), split="test", log=log)
     lap("predict")
 
     from attrret.retrieval.index import open_index

@@ -365,7 +365,8 @@ class Searcher:
             raise UnknownImage(f"{str(path)!r} is neither an image of the index {self.path} nor an image file")
         if workdir is None:
             raise ValueError(f"{path} is not in the index: give the workdir whose models built it to describe it")
-        from attrret.retrieval.indexer import ensemble_probs, file_sha256, find_members
+        from attrret.ensemble import Ensemble
+        from attrret.retrieval.indexer import file_sha256, find_members
 
         index = self._state.index
         members = find_members(workdir, schema=self.schema)
@@ -374,10 +375,8 @@ class Searcher:
         if used != have:
             raise AttrretError(f"the models of {workdir} are not the ones the index {self.path} was built with; "
                                "describe the example with those, or re-run attrret predict")
-        probs, _ = ensemble_probs(members, [path], self.schema, columns=index.header.columns,
-                                  tta_flip=index.header.tta == "flip", precision=index.header.precision or None,
-                                  progress=False)
-        return probs[0]
+        ensemble = Ensemble.open(members, tta=index.header.tta, precision=index.header.precision or None)
+        return ensemble.probs([path], self.schema, columns=index.header.columns, progress=False)[0]
 
     def warm(self) -> None:
         """Prepare the gallery for each kind now rather than on the first queries (a server's start)."""

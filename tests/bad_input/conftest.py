@@ -188,6 +188,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path, Path]:
     Built once through the library (the CLI is what the tests exercise; this is only setup).
     """
     from attrret.classifiers.train import TrainConfig, train_tasks
+    from attrret.ensemble import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
 
     root = tmp_path_factory.mktemp("tiny")
@@ -196,5 +197,5 @@ def tiny(tmp_path_factory) -> tuple[Path, Path, Path]:
     for task in ("router", "pedestrian.gender"):
         train_tasks(TrainConfig(task=task, data=str(data), workdir=str(work), backbone="timm:test_vit", pretrained=False,
                                 img_size=32, epochs=1, batch_size=8), progress=False)
-    build_index(data, root / "index", find_members(work), progress=False)
+    build_index(data, root / "index", Ensemble.open(find_members(work)), progress=False)
     return data, work, root / "index"

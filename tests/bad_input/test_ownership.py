@@ -57,6 +57,7 @@ def test_shard_out_keeps_a_users_files(tiny, tmp_path):
 
 def test_a_full_disk_while_updating_leaves_the_old_index_alone(tiny, tmp_path, monkeypatch):
     """The old index stays whole and nothing new is left beside it (its new data file was)."""
+    from attrret.ensemble import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
 
     data, work, reference = tiny
@@ -75,7 +76,7 @@ def test_a_full_disk_while_updating_leaves_the_old_index_alone(tiny, tmp_path, m
 
     monkeypatch.setattr(index_mod, "atomic_write_text", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        build_index(data, index, find_members(work), tta_flip=False, progress=False, log=lambda s: None)
+        build_index(data, index, Ensemble.open(find_members(work), tta="none"), progress=False, log=lambda s: None)
     monkeypatch.undo()
     after = sorted(p.name for p in index.iterdir() if not p.name.startswith(".attrret-"))
     assert after == sorted(n for n in before if not n.startswith(".attrret-"))

@@ -21,6 +21,7 @@ from attrret.classifiers.runtime import cpu_bf16_is_fast
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError, OptionError
 from attrret.retrieval.index import open_index
+from attrret.ensemble import Ensemble
 from attrret.retrieval.indexer import build_index, find_members
 from attrret.schema import load_schema
 
@@ -88,7 +89,7 @@ def test_the_index_records_each_models_input(tall, tmp_path):
     assert find_members(w, img_sizes=[(64, 32)]) == [member]
     with pytest.raises(CheckpointError, match=r"no model set trained at 64x64 under .* \(found .*models: 64x32\)"):
         find_members(w, img_sizes=[64])  # a plain number is a square
-    index = open_index(build_index(data / "images", tmp_path / "index", [member], progress=False).path)
+    index = open_index(build_index(data / "images", tmp_path / "index", Ensemble.open([member]), progress=False).path)
     assert index.header.img_sizes == ((64, 32),)
     assert {tuple(m["img_size"]) for m in index.header.models} == {(64, 32)}
     assert json.loads((tmp_path / "index" / "header.json").read_text())["img_sizes"] == [[64, 32]]

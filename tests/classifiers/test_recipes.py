@@ -13,6 +13,7 @@ from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import OptionError
 from attrret.geometry import scale_hw
 from attrret.retrieval.index import open_index
+from attrret.ensemble import Ensemble
 from attrret.retrieval.indexer import build_index, find_members
 from attrret.schema import load_schema
 
@@ -59,7 +60,7 @@ def test_an_accurate_recipe_is_an_ensemble_predict_finds_without_flags(small_sch
     members = find_members(w, schema=small_schema)  # no sizes, no --models: both members
     assert [m.label for m in members] == [str(w / "models"), str(w / "members" / "x1.25" / "models")]
     assert [m.img_sizes for m in members] == [((48, 24), (32, 32)), ((64, 32), (40, 40))]
-    index = open_index(build_index(data / "images", tmp_path / "index", members, progress=False, schema=small_schema).path,
+    index = open_index(build_index(data / "images", tmp_path / "index", Ensemble.open(members), progress=False, schema=small_schema).path,
                        small_schema)
     assert index.header.weights == (1.0, 1.0) and len(index.header.models) == 4
 

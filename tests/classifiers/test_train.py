@@ -209,11 +209,11 @@ def test_best_epoch_is_a_typed_record():
     assert first.epoch == -1 and first.state is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         first.epoch = 3
-    val = {"mA": 0.5, "accuracy": 0.6, "n": 4}
-    assert first.beaten_by(val, has_val=True)
+    val = {"t": {"mA": 0.5, "accuracy": 0.6, "n": 4}}
+    assert first.beaten_by(0.5, has_val=True)
     best = train_mod.BestEpoch(0, 0.5, val, {"head.bias": torch.zeros(2)})
-    assert not best.beaten_by({**val, "mA": 0.5}, has_val=True)  # a tie keeps the earlier epoch
-    assert best.beaten_by({**val, "mA": 0.1}, has_val=False)  # no selection split: the last epoch wins
+    assert not best.beaten_by(0.5, has_val=True)  # a tie keeps the earlier epoch
+    assert best.beaten_by(0.1, has_val=False)  # no selection split: the last epoch wins
     again = train_mod.BestEpoch.from_snapshot(best.snapshot())
     assert again.epoch == 0 and again.mA == 0.5 and again.val == val and torch.equal(again.state["head.bias"], torch.zeros(2))
 

@@ -18,12 +18,20 @@ from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.export.onnx import OPSET, GraphInfo, export_onnx
 from attrret.export.onnx_runtime import graph_probs, open_graph, providers_for
 from attrret.retrieval.index import open_index
-from attrret.retrieval.indexer import build_index, check_fresh, ensemble_probs, file_sha256, find_members
+from attrret.ensemble import Ensemble, predictor_columns
+from attrret.retrieval.indexer import build_index, check_fresh, file_sha256, find_members
 from attrret.schema import load_schema
 from tests.retrieval.conftest import cli
 
 TOL = 1e-4
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "onnx.md"
+
+
+def torch_probs(members, paths, *, tta: str = "none", precision: str | None = None) -> tuple[np.ndarray, dict]:
+    """The PyTorch ensemble's probabilities of ``paths`` on the CPU, and their columns."""
+    ensemble, schema = Ensemble.open(members, tta=tta, device="cpu", precision=precision), load_schema()
+    columns = predictor_columns(ensemble, schema)
+    return ensemble.probs(paths, schema, columns=columns, progress=False), columns
 
 
 def images(data: Path, n: int = 7) -> list[Path]:
@@ -59,7 +67,7 @@ def test_one_input_per_preprocessing_and_parity_with_predict(geo_workdir, export
     assert hashes == {t: file_sha256(w / "models" / t / "model.pt") for t in tasks}
 
     paths = images(data)
-    want, columns = ensemble_probs(find_members(w), paths, load_schema(), device="cpu", progress=False)
+    want, columns = torch_probs(find_members(w), paths)
     assert info.columns == columns
     got = graph_probs(graph, paths, batch_size=4, progress=False)  # batches of 4 and 3: the batch axis is dynamic
     assert got.shape == want.shape and np.abs(got - want).max() <= TOL
@@ -80,8 +88,7 @@ def test_predict_equals_the_graph_equals_trainings_evaluation(geo_workdir, expor
     cpu = torch.device("cpu")
     views = {}  # task -> training's (image, mirror) logits
     for flip in (False, True):
-        engine, columns = ensemble_probs(find_members(w), paths, load_schema(), tta_flip=flip, device="cpu", precision="fp32",
-                                         progress=False)
+        engine, columns = torch_probs(find_members(w), paths, tta="flip" if flip else "none", precision="fp32")
         if not flip:
             assert np.abs(graph_probs(open_graph(exported), paths, progress=False) - engine).max() <= TOL
         for task, (a, b) in columns.items():
@@ -100,7 +107,7 @@ def test_one_preprocessing_is_one_input_named_images(geo_workdir, tmp_path):
     export_onnx(members, tmp_path / "r.onnx", log=lambda s: None)
     graph = open_graph(tmp_path / "r.onnx")
     assert [i.name for i in graph.session.get_inputs()] == ["images"] and list(graph.info.columns) == ["router"]
-    want, _ = ensemble_probs(members, images(data), load_schema(), device="cpu", progress=False)
+    want, _ = torch_probs(members, images(data))
     assert np.abs(graph_probs(graph, images(data), progress=False) - want).max() <= TOL
 
 
@@ -125,8 +132,8 @@ def test_weighted_ensemble_matches_predict(geo_workdir, tmp_path):
     graph = open_graph(tmp_path / "e.onnx")
     assert graph.info.weights == (1.0, 3.0, 2.0) and len(graph.info.inputs) == 2  # the routers share their input
     paths = images(data)
-    want, columns = ensemble_probs(members, paths, load_schema(), device="cpu", progress=False)
-    single, _ = ensemble_probs(members[:1], paths, load_schema(), device="cpu", progress=False)
+    want, columns = torch_probs(members, paths)
+    single, _ = torch_probs(members[:1], paths)
     assert np.abs(want[:, slice(*columns["router"])] - single).max() > 0.01  # the second router matters
     assert np.abs(graph_probs(graph, paths, progress=False) - want).max() <= TOL
 
@@ -151,7 +158,7 @@ def test_predict_runtime_onnx_writes_the_torch_index(geo_workdir, exported, tmp_
     graph_file = tmp_path / "attrret.onnx"
     shutil.copy(exported, graph_file)  # library-exported: the CLI's export is run in the next test
     cli("predict", "--runtime", "onnx", "--onnx", str(graph_file), "--images", str(data), "-o", str(tmp_path / "onnx-idx"), "-q")
-    build_index(data, tmp_path / "torch-idx", find_members(w), device="cpu", progress=False)
+    build_index(data, tmp_path / "torch-idx", Ensemble.open(find_members(w), device="cpu"), progress=False)
     a, b = open_index(tmp_path / "onnx-idx"), open_index(tmp_path / "torch-idx")
     assert a.names == b.names and a.header.columns == b.header.columns and len(a) == 32
     assert np.abs(np.asarray(a.probs) - np.asarray(b.probs)).max() <= TOL
@@ -170,6 +177,20 @@ def test_predict_runtime_onnx_writes_the_torch_index(geo_workdir, exported, tmp_
         check_fresh(open_index(tmp_path / "onnx-idx"))
 
 
+def test_onnx_runtime_shards_merge_into_the_single_run_index(geo_workdir, exported, tmp_path):
+    """``--shard I/N`` takes any predictor: graph shards merged are the single graph run's index."""
+    data, _ = geo_workdir
+    onnx = ("--runtime", "onnx", "--onnx", str(exported), "--images", str(data), "-q")
+    cli("predict", *onnx, "-o", str(tmp_path / "one"))
+    out = tmp_path / "sharded"
+    for i in range(2):
+        cli("predict", *onnx, "-o", str(out), "--shard", f"{i}/2")
+    cli("index", "merge", "-o", str(out), "--remove-shards")
+    a, b = open_index(tmp_path / "one"), open_index(out)
+    assert a.names == b.names and a.header.settings() == b.header.settings() and a.header.gate == "none"
+    assert np.array_equal(np.asarray(a.probs), np.asarray(b.probs))
+
+
 def test_docs_example_runs_without_attrret(geo_workdir, exported, tmp_path, monkeypatch):
     """docs/onnx.md's numpy + onnxruntime + PIL block, run as written: its preprocessing is
     load_batch's, so its probabilities are predict's."""
@@ -183,7 +204,7 @@ def test_docs_example_runs_without_attrret(geo_workdir, exported, tmp_path, monk
     exec(compile(block, str(DOCS), "exec"), scope)  # noqa: S102 - our own documentation
     for inp in open_graph(exported).info.inputs:
         assert np.array_equal(scope["feeds"][inp.name], load_batch([photo], inp.preprocess(), inp.crop).numpy())
-    want, _ = ensemble_probs(find_members(w), [photo], load_schema(), device="cpu", progress=False)
+    want, _ = torch_probs(find_members(w), [photo])
     assert np.abs(scope["probs"] - want[0]).max() <= TOL
 
 
@@ -255,9 +276,9 @@ def test_flip_tta_is_fixed_in_the_graph(geo_workdir, exported, tmp_path):
     graph = open_graph(flip)
     assert graph.info.tta == "flip"
     paths = images(data)
-    want, _ = ensemble_probs(find_members(w), paths, load_schema(), tta_flip=True, device="cpu", progress=False)
+    want, _ = torch_probs(find_members(w), paths, tta="flip")
     assert np.abs(graph_probs(graph, paths, progress=False) - want).max() <= TOL
-    plain, _ = ensemble_probs(find_members(w), paths, load_schema(), device="cpu", progress=False)
+    plain, _ = torch_probs(find_members(w), paths)
     assert np.abs(plain - want).max() > 1e-3  # the flip changes the numbers: the test above can fail
     proc = cli("predict", "--runtime", "onnx", "--onnx", str(exported), "--tta", "flip", "--images", str(data),
                "-o", str(tmp_path / "i"), check=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attrret.ensemble import Ensemble
 from attrret.errors import CheckpointError, InputError
 from attrret.retrieval.indexer import build_index, check_fresh, find_members, list_gallery
 from attrret.retrieval.index import open_index
@@ -15,7 +16,7 @@ def test_incremental_only_predicts_new_images(trained, tmp_path):
     data, work = trained
     gallery = tmp_path / "g"
     shutil.copytree(data / "test" / "test_images", gallery)
-    members = find_members(work)
+    members = Ensemble.open(find_members(work))
     extra = sorted(gallery.iterdir())[:3]
     held = tmp_path / "later"
     held.mkdir()
@@ -36,7 +37,7 @@ def test_incremental_only_predicts_new_images(trained, tmp_path):
     assert full.predicted == second.total
     assert np.allclose(np.asarray(open_index(tmp_path / "full").probs), np.asarray(after.probs), atol=1e-6)
     # other settings (flip TTA) recompute everything
-    assert build_index(gallery, tmp_path / "idx", members, tta_flip=True, progress=False).predicted == second.total
+    assert build_index(gallery, tmp_path / "idx", Ensemble.open(find_members(work), tta="flip"), progress=False).predicted == second.total
     assert open_index(tmp_path / "idx").header.tta == "flip"
 
 
@@ -63,13 +64,13 @@ def test_ensemble_is_the_weighted_mean(trained, tmp_path):
     data, work = trained
     other = _shifted_copy(work / "models", tmp_path / "other", seed=0)
     src = data / "test" / "test_images"
-    ia = open_index(build_index(src, tmp_path / "a", find_members(None, models=[work / "models"]), progress=False, gate="none").path)
-    ib = open_index(build_index(src, tmp_path / "b", find_members(None, models=[other]), progress=False, gate="none").path)
+    ia = open_index(build_index(src, tmp_path / "a", Ensemble.open(find_members(None, models=[work / "models"])), progress=False, gate="none").path)
+    ib = open_index(build_index(src, tmp_path / "b", Ensemble.open(find_members(None, models=[other])), progress=False, gate="none").path)
     pa, pb = np.asarray(ia.probs, np.float64), np.asarray(ib.probs, np.float64)
     assert np.abs(pa - pb).max() > 0.05  # the members really differ
     ens = find_members(None, models=[work / "models", other], weights=[1.0, 3.0])
     assert [m.weight for m in ens] == [1.0, 3.0]
-    ie = open_index(build_index(src, tmp_path / "ens", ens, progress=False, gate="none").path)
+    ie = open_index(build_index(src, tmp_path / "ens", Ensemble.open(ens), progress=False, gate="none").path)
     assert np.allclose(np.asarray(ie.probs), (1.0 * pa + 3.0 * pb) / 4.0, atol=1e-6)
     assert ie.header.weights == (1.0, 3.0) and len(ie.header.models) == 2 * len(ia.header.models)
     with pytest.raises(CheckpointError, match="2 ensemble members"):
@@ -83,7 +84,7 @@ def test_stale_index_refused(trained, tmp_path):
     data, work = trained
     w2 = tmp_path / "w"
     shutil.copytree(work / "models", w2 / "models")
-    build_index(data / "test" / "test_images", tmp_path / "idx", find_members(w2), progress=False)
+    build_index(data / "test" / "test_images", tmp_path / "idx", Ensemble.open(find_members(w2)), progress=False)
     idx = open_index(tmp_path / "idx")
     check_fresh(idx)
     ck = w2 / "models" / "router" / "model.pt"

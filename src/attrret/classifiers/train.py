@@ -1,22 +1,31 @@
-"""Train single-task classifiers: one flat loop per task over a shared, cached frozen front.
+"""Train attribute classifiers: one flat loop over a shared, cached frozen front.
 
-Per task: cross-entropy (label smoothing), AdamW (weight decay 1e-5), linear warm-up then
-cosine, bf16 autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and
-EMA, per-epoch accuracy and mA on the selection split, best epoch (by mA) kept, then a softmax
-temperature fitted on the selection split (calibration.py) and stored with it. Everything
-random derives from ``(seed, task, epoch)``, so a run is reproducible and ``--resume`` after an
-interruption continues exactly where the last finished epoch left off. The loop per task reads
-top to bottom in :func:`_train_one`: :func:`resume`, then per epoch :func:`run_epoch` and
-:func:`save_last`, then :func:`save_best`, over one small state object (``_TaskRun``).
+What one loop trains is a :class:`Unit`: one task by default (the decoupled method, a
+single-task classifier per attribute), or with ``multitask`` every task of one model input as
+one shared tail with a head slice each (the method's ablation arm). The loss is the mean over
+the unit's tasks of each task's cross-entropy on the images in its training split (one task:
+its loss), so incomplete labels need nothing special.
+
+Per unit: label smoothing, AdamW (weight decay 1e-5), linear warm-up then cosine, bf16
+autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and EMA,
+per-epoch accuracy and mA on each task's selection split, best epoch (by mean mA) kept, then
+each task's softmax temperature fitted on its selection split (calibration.py) and stored with
+it. Everything random derives from ``(seed, unit, epoch)``, so a run is reproducible and
+``--resume`` after an interruption continues exactly where the last finished epoch left off.
+The loop reads top to bottom in :func:`_train_unit`: :func:`resume`, then per epoch
+:func:`run_epoch` and :func:`save_last`, then :func:`save_best`, over one small state object
+(``_UnitRun``).
 
 Multi-process: launched under ``torchrun`` (``WORLD_SIZE`` > 1), every rank trains the same
 model on its shard of each batch through DistributedDataParallel (gloo on CPU, nccl on GPU);
 rank 0 builds the trunk cache and writes files, every rank evaluates the full selection split,
 so all ranks pick the same best epoch.
 
-Outputs per task: ``W/models/<task>/model.pt`` (self-describing, see checkpoint.py; lean, the
-tail and head only, when the front is the default backbone's pinned pretrained weights),
-``metrics.json`` (history, best epoch, val and holdout metrics), ``config.json`` (the config).
+Outputs per task (a multi-task unit writes each of its tasks the same way, the shared tail
+with that task's head slice): ``W/models/<task>/model.pt`` (self-describing, see
+checkpoint.py; lean, the tail and head only, when the front is the default backbone's pinned
+pretrained weights), ``metrics.json`` (history, best epoch, val and holdout metrics),
+``config.json`` (the config).
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.preprocess import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.recipes import TaskRecipe, default_trainable_blocks, load_recipes
+from attrret.classifiers.recipes import TaskRecipe, TaskRecipes, default_trainable_blocks, load_recipes
 from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
                                          seed_everything, tune_malloc)
 from attrret.errors import AttrretError, OptionError
@@ -56,7 +65,7 @@ from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, Schema, load_schema
 
-__all__ = ["TrainConfig", "TaskResult", "BestEpoch", "train_tasks", "balanced_cross_entropy"]
+__all__ = ["TrainConfig", "TaskResult", "BestEpoch", "Unit", "train_tasks", "balanced_cross_entropy", "unit_loss"]
 
 
 TASK_LOCK_PREFIX = LOCK_PREFIX + "train-"  # W/models/.attrret-train-<task>.lock
@@ -105,6 +114,9 @@ class TrainConfig:
     cache_budget_gb: float = 4.0
     num_threads: int | None = None
     skip_bad: bool = False
+    # One network per input (size and crop) for all its tasks, one head slice each: the published
+    # method's multi-task ablation arm (bench/accuracy.py). False: one classifier per task.
+    multitask: bool = False
 
     def __post_init__(self) -> None:
         """Refuse settings that would train garbage or fail late (``--lr inf`` trained NaN weights).
@@ -175,6 +187,12 @@ class TrainConfig:
     def for_task(self, recipe: TaskRecipe) -> TrainConfig:
         """This config with a task's epochs and learning rate resolved (what the task runs and records)."""
         return dataclasses.replace(self, epochs=self.task_epochs(recipe), lr=self.task_lr(recipe))
+
+    def for_tasks(self, recipes: TaskRecipes, tasks: Sequence[str]) -> TrainConfig:
+        """This config resolved for tasks trained as one network (:class:`Unit`): the longest of
+        their epochs and the largest of their learning rates (one task: :meth:`for_task`)."""
+        own = [self.for_task(recipes.task(t)) for t in tasks]
+        return dataclasses.replace(self, epochs=max(c.epochs for c in own), lr=max(c.lr for c in own))
 
     def task_input(self, recipe: TaskRecipe) -> tuple[HW | None, str]:
         """The input size (None: the backbone's native one) and crop a task trains on:
@@ -293,21 +311,47 @@ def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], b
     return view_probs(torch.from_numpy(_view_logits(model, inputs, items, batch_size, device, precision)), temperature).numpy()
 
 
-def _evaluate(model, inputs, items, classes, batch_size, device, precision) -> dict:
-    if not items:
-        return classification_metrics(np.zeros(0, int), np.zeros(0, int), classes)
-    probs = _predict(model, inputs, items, batch_size, device, precision)
-    return classification_metrics(np.array([y for _, y in items]), probs.argmax(1), classes)
-
-
 def _summary(m: dict) -> dict:
     return {"accuracy": m["accuracy"], "mA": m["mA"], "n": m["n"]}
 
 
 # --------------------------------------------------------------------------- main entry
+@dataclass(frozen=True)
+class Unit:
+    """The tasks one network trains.
+
+    By default one task: the decoupled method, one single-task classifier per attribute. With
+    ``TrainConfig.multitask``, every task of one model input (size and crop): one shared tail,
+    each task reading its slice of one head (the published method's ablation arm). Both run the
+    same loop; a one-task unit is exactly the single-task training.
+    """
+
+    groups: tuple[Group, ...]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(g.task for g in self.groups)
+
+    @property
+    def name(self) -> str:
+        """The task, or ``multitask:<task>,<task>,...``: seeds and progress derive from it."""
+        return self.tasks[0] if len(self.groups) == 1 else "multitask:" + ",".join(self.tasks)
+
+    @property
+    def slices(self) -> tuple[slice, ...]:
+        """Each task's columns of the head."""
+        ends = np.cumsum([len(g.classes) for g in self.groups])
+        return tuple(slice(int(e - len(g.classes)), int(e)) for g, e in zip(self.groups, ends))
+
+    @property
+    def n_classes(self) -> int:
+        return sum(len(g.classes) for g in self.groups)
+
+
 def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | None = None) -> list[TaskResult]:
     """Train every task of ``config.task`` (a task name, ``pedestrian``, ``vehicle`` or ``all``)
-    of ``schema`` (None: the packaged one); its fingerprint and directory go into every checkpoint."""
+    of ``schema`` (None: the packaged one); its fingerprint and directory go into every checkpoint.
+    With ``config.multitask``, the tasks of each input train as one shared network (:class:`Unit`)."""
     if not config.data:
         raise AttrretError("no training data given (--data DIR)")
     tune_malloc()
@@ -334,7 +378,7 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
 
     data = load_task_data(config.data, groups, schema=schema, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
                           val_fraction=config.val_fraction, seed=config.seed, skip_bad=config.skip_bad,
-                        on_untrainable=log if len(groups) > 1 else None)
+                          on_untrainable=log if len(groups) > 1 else None)
     groups = tuple(g for g in groups if g.task in data)
     if not groups:
         raise AttrretError(f"no trainable task in {config.data} for --task {config.task}")
@@ -343,6 +387,10 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
     by_input: dict[tuple[HW | None, str], list[Group]] = {}
     for g in groups:
         by_input.setdefault(config.task_input(recipes.task(g.task)), []).append(g)
+    units_of = {key: [Unit(tuple(members))] if config.multitask else [Unit((g,)) for g in members] for key, members in by_input.items()}
+    if config.multitask and not any(len(u.groups) > 1 for us in units_of.values() for u in us):
+        inputs = [f"{len(m)} on {hw_label(hw) if hw else 'the native size'} ({crop})" for (hw, crop), m in by_input.items()]
+        raise AttrretError(f"--multitask needs two or more trainable tasks on one input; {config.task} has {', '.join(inputs)}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -350,21 +398,22 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
     results: dict[str, TaskResult] = {}
     with Progress(*columns, console=console, disable=not (progress and d.main)) as prog:
         images = _cache_images(config, data, schema) if config.cache else []
-        for (hw, crop), members in by_input.items():
+        for (hw, crop), units in units_of.items():
             # A finished run (--resume, same config) needs no cache: nothing rebuilds one it will not read.
             inp = _prepare_input(config, hw, crop, images, device, d, prog, log,
                                  need_cache=lambda inp: not all(
-                                     _already_trained(c, g, _task_dir(c, g), _resolved(c, g, inp, schema))
-                                     for g in members for c in [config.for_task(recipes.task(g.task))]))
-            for g in members:
+                                     _already_trained(c, u, _resolved(c, u, inp, schema))
+                                     for u in units for c in [config.for_tasks(recipes, u.tasks)]))
+            for unit in units:
                 # One training per task directory at a time (rank 0 writes it; the kernel frees the lock if we die).
-                task_dir = _task_dir(config, g)  # the lock lives beside it: the task dir keeps its layout
-                lock = (file_lock(task_dir.parent / f"{TASK_LOCK_PREFIX}{g.task}.lock", waiting=f"{g.task}: waiting for another training of it in {task_dir}",
-                                  log=log) if d.main else contextlib.nullcontext())
-                with lock:
-                    recipe = recipes.task(g.task)
-                    results[g.task] = _train_one(config.for_task(recipe), g, data[g.task], inp, device, d, prog, log, schema,
-                                                 recipe.photometric)
+                with contextlib.ExitStack() as locks:
+                    if d.main:
+                        for g in unit.groups:  # the lock lives beside the task dir: the dir keeps its layout
+                            locks.enter_context(file_lock(Path(config.workdir) / "models" / f"{TASK_LOCK_PREFIX}{g.task}.lock",
+                                                          waiting=f"{g.task}: waiting for another training of it", log=log))
+                    for r in _train_unit(config.for_tasks(recipes, unit.tasks), unit, data, inp, device, d, prog, log, schema,
+                                         all(recipes.task(t).photometric for t in unit.tasks)):
+                        results[r.task] = r
     if d.world > 1:
         import torch.distributed as dist
 
@@ -439,16 +488,17 @@ def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[s
 
 @dataclass(frozen=True)
 class BestEpoch:
-    """The epoch kept so far: the best selection-split mA (every epoch beats the last when
-    there is no selection split). ``state`` is that epoch's :meth:`Classifier.tail_state_dict`."""
+    """The epoch kept so far: the best selection-split mA, averaged over the unit's tasks (every
+    epoch beats the last when there is no selection split). ``val``: each task's selection
+    metrics at that epoch; ``state``: that epoch's :meth:`Classifier.tail_state_dict`."""
 
     epoch: int = -1
     mA: float = -1.0
-    val: dict | None = None
+    val: dict[str, dict] | None = None
     state: dict[str, torch.Tensor] | None = None
 
-    def beaten_by(self, val: dict, has_val: bool) -> bool:
-        return val["mA"] > self.mA or not has_val
+    def beaten_by(self, mA: float, has_val: bool) -> bool:
+        return mA > self.mA or not has_val
 
     def snapshot(self) -> dict:
         """The ``best_*`` entries of ``last.pt``."""
@@ -460,23 +510,28 @@ class BestEpoch:
 
 
 @dataclass
-class _TaskRun:
-    """One task's training state, carried from epoch to epoch (and what ``last.pt`` saves)."""
+class _UnitRun:
+    """One unit's training state, carried from epoch to epoch (and what ``last.pt`` saves).
 
-    task: str
-    classes: tuple[str, ...]
-    resolved: dict  # the config as this task ran it
+    ``paths`` / ``labels``: the unit's training images, each once, with one label column per
+    task (-1 where the image is not in that task's training split: its loss term is masked).
+    """
+
+    unit: Unit
+    resolved: dict  # the config as this unit ran it
     model: Classifier
     net: torch.nn.Module  # the model, or its DDP wrapper
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
     ema: torch.nn.Module | None  # torch.optim.swa_utils.AveragedModel
-    weights: torch.Tensor | None  # class weights of the loss
+    weights: list[torch.Tensor | None]  # each task's class weights of the loss
     inputs: _Inputs
+    paths: list[str]
+    labels: np.ndarray
     steps: int  # optimiser steps per epoch
     front_hash: str
-    photometric: bool = True  # the task's recipe: brightness/contrast jitter keeps its label true
+    photometric: bool = True  # the tasks' recipes: brightness/contrast jitter keeps their labels true
     next_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best: BestEpoch = BestEpoch()
@@ -488,63 +543,84 @@ class _TaskRun:
         return self.ema.module if self.ema is not None else self.model
 
 
-def _train_one(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, prog, log,
-               schema: Schema, photometric: bool = True) -> TaskResult:
+def _train_unit(config: TrainConfig, unit: Unit, data: dict[str, TaskData], inp: _SharedInput, device: torch.device, d: Dist, prog,
+                log, schema: Schema, photometric: bool = True) -> list[TaskResult]:
     """resume, run the remaining epochs (saving ``last.pt`` after each), save the best epoch.
-    ``config`` is the task's own (:meth:`TrainConfig.for_task`): its epochs and lr, as it runs and
-    records them; ``photometric``: its recipe's."""
-    out_dir = _task_dir(config, group)
-    resolved = _resolved(config, group, inp, schema)
-    done = _already_trained(config, group, out_dir, resolved, log)
+    ``config`` is the unit's own (:meth:`TrainConfig.for_tasks`): its epochs and lr, as it runs and
+    records them; ``photometric``: its recipes'."""
+    resolved = _resolved(config, unit, inp, schema)
+    done = _already_trained(config, unit, resolved, log)
     if done is not None:
         return done
-    run = _start(config, group, td, inp, device, d, resolved, photometric)
-    last_path = out_dir / "last.pt"
+    run = _start(config, unit, data, inp, device, d, resolved, photometric)
+    last_path = _task_dir(config, unit.groups[0]) / "last.pt"
     if config.resume:
         resume(run, last_path, log)
-    bar = prog.add_task(f"{group.task:<22}", total=run.steps * config.epochs, completed=run.next_epoch * run.steps, ips=0.0, loss=0.0)
-    t_task = time.perf_counter()
+    bar = prog.add_task(f"{unit.name:<22}", total=run.steps * config.epochs, completed=run.next_epoch * run.steps, ips=0.0, loss=0.0)
+    t_unit = time.perf_counter()
     for epoch in range(run.next_epoch, config.epochs):
-        run_epoch(run, config, td, epoch, device, d,
+        run_epoch(run, config, data, epoch, device, d,
                   on_step=lambda loss: prog.update(bar, advance=1, ips=run.train_seen / max(run.train_time, 1e-9), loss=loss))
         entry = run.history[-1]
-        log(f"{group.task}: epoch {epoch + 1}/{config.epochs} {entry['seconds']:.1f} s, "
-            f"val acc {entry['val']['accuracy']:.3f} mA {entry['val']['mA']:.3f}")
+        scores = ", ".join(f"{t} acc {v['accuracy']:.3f} mA {v['mA']:.3f}" for t, v in entry["val"].items())
+        log(f"{unit.name}: epoch {epoch + 1}/{config.epochs} {entry['seconds']:.1f} s, loss {entry['loss']:.3f}, val {scores}")
         if d.main:
             save_last(run, last_path)
-    return save_best(run, config, group, td, inp, device, d, schema, out_dir, time.perf_counter() - t_task)
+    return save_best(run, config, data, inp, device, d, schema, last_path, time.perf_counter() - t_unit)
 
 
 def _task_dir(config: TrainConfig, group: Group) -> Path:
     return Path(config.workdir) / "models" / group.task
 
 
-def _resolved(config: TrainConfig, group: Group, inp: _SharedInput, schema: Schema) -> dict:
-    """The config as ``group``'s task runs it (``config``: the task's own, :meth:`TrainConfig.for_task`):
+def _resolved(config: TrainConfig, unit: Unit, inp: _SharedInput, schema: Schema) -> dict:
+    """The config as ``unit`` runs it (``config``: the unit's own, :meth:`TrainConfig.for_tasks`):
     its epochs, lr, input size and crop, whether given or from its recipe, and the schema (so
-    --resume never continues or reuses a task of another schema)."""
-    return {**config.as_dict(), "task": group.task, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
-            "crop": inp.crop, "schema": schema.fingerprint}
+    --resume never continues or reuses a task of another schema). A multi-task unit also names
+    its tasks: the network it trains depends on them."""
+    out = {**config.as_dict(), "task": unit.name, "trainable_blocks": inp.n_blocks, "img_size": list(inp.pre.hw),
+           "crop": inp.crop, "schema": schema.fingerprint}
+    if len(unit.groups) > 1:
+        out["tasks"] = list(unit.tasks)
+    return out
 
 
-def _already_trained(config: TrainConfig, group: Group, out_dir: Path, resolved: dict, log=lambda s: None) -> TaskResult | None:
-    """With ``--resume``, the result of a finished training of this same config (then nothing runs)."""
-    if not (config.resume and (out_dir / "metrics.json").is_file()):
+def _already_trained(config: TrainConfig, unit: Unit, resolved: dict, log=lambda s: None) -> list[TaskResult] | None:
+    """With ``--resume``, the results of a finished training of this same config (then nothing runs)."""
+    if not config.resume:
         return None
-    done = json.loads((out_dir / "metrics.json").read_text())
-    if not (done.get("complete") and _same_run(done.get("config"), resolved)):
-        return None
-    log(f"{group.task}: already trained with this config, skipped (--resume)")
-    return TaskResult(group.task, out_dir, group.classes, done["n_train"], done["n_val"], done["n_holdout"], done["best_epoch"],
-                      done["val"], done.get("holdout"), done["history"], 0.0, 0.0, done.get("weights_sha256", ""), True)
+    done = []
+    for g in unit.groups:
+        path = _task_dir(config, g) / "metrics.json"
+        m = json.loads(path.read_text()) if path.is_file() else {}
+        if not (m.get("complete") and _same_run(m.get("config"), resolved)):
+            return None
+        done.append(TaskResult(g.task, path.parent, g.classes, m["n_train"], m["n_val"], m["n_holdout"], m["best_epoch"],
+                               m["val"], m.get("holdout"), m["history"], 0.0, 0.0, m.get("weights_sha256", ""), True))
+    log(f"{unit.name}: already trained with this config, skipped (--resume)")
+    return done
 
 
-def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist, resolved: dict,
-           photometric: bool = True) -> _TaskRun:
-    """A fresh model (seeded per task), optimiser, schedule, loss weights and EMA for one task."""
-    torch.manual_seed(_task_seed(config.seed, group.task))
+def _train_rows(unit: Unit, data: dict[str, TaskData]) -> tuple[list[str], np.ndarray]:
+    """The unit's training images, each once in first-seen order, and their ``(n, tasks)`` labels
+    (-1: not in that task's training split). For one task: its training split as it is."""
+    row: dict[str, int] = {}
+    for g in unit.groups:
+        for p, _ in data[g.task].train:
+            row.setdefault(p, len(row))
+    labels = np.full((len(row), len(unit.groups)), -1, dtype=np.int64)
+    for t, g in enumerate(unit.groups):
+        for p, y in data[g.task].train:
+            labels[row[p], t] = y
+    return list(row), labels
+
+
+def _start(config: TrainConfig, unit: Unit, data: dict[str, TaskData], inp: _SharedInput, device: torch.device, d: Dist,
+           resolved: dict, photometric: bool = True) -> _UnitRun:
+    """A fresh model (seeded per unit), optimiser, schedule, loss weights and EMA for one unit."""
+    torch.manual_seed(_task_seed(config.seed, unit.name))
     backbone = inp.backbone
-    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, len(group.classes), inp.n_blocks,
+    model = Classifier(copy.deepcopy(backbone.trunk), backbone.feature_dim, unit.n_classes, inp.n_blocks,
                        frozen_tail_norms=config.tail_norm == "frozen").to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -554,24 +630,25 @@ def _start(config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, d
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = max(1, math.ceil(len(td.train) / (config.batch_size * d.world)))
+    paths, labels = _train_rows(unit, data)
+    steps = max(1, math.ceil(len(paths) / (config.batch_size * d.world)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps * config.epochs, int(round(config.warmup_epochs * steps))))
-    weights = _class_weights(td.train, len(group.classes), config.balance)
+    weights = [_class_weights(data[g.task].train, len(g.classes), config.balance) for g in unit.groups]
     ema = None
     if config.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
-    return _TaskRun(
-        task=group.task, classes=group.classes, resolved=resolved, photometric=photometric, model=model, net=net, opt=opt, sched=sched,
+    return _UnitRun(
+        unit=unit, resolved=resolved, photometric=photometric, model=model, net=net, opt=opt, sched=sched,
         scaler=grad_scaler(resolve_precision(config.precision, device)), ema=ema,
-        weights=weights.to(device) if weights is not None else None,
-        inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision), steps=steps,
+        weights=[w.to(device) if w is not None else None for w in weights],
+        inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision), paths=paths, labels=labels, steps=steps,
         front_hash=model.front_hash(),  # snapshots hold the tail only; resume checks they fit this front
     )
 
 
-def resume(run: _TaskRun, last_path: Path, log) -> None:
+def resume(run: _UnitRun, last_path: Path, log) -> None:
     """Continue after the last finished epoch saved in ``last_path``, when it is from this same
     run and front; a damaged or foreign one is reported and training starts afresh."""
     if not last_path.is_file():
@@ -581,10 +658,10 @@ def resume(run: _TaskRun, last_path: Path, log) -> None:
         if not isinstance(state, dict):
             raise ValueError("not a resume state")
     except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds on a torn zip
-        log(f"{run.task}: warning: {last_path} is damaged ({type(exc).__name__}); starting afresh")
+        log(f"{run.unit.name}: warning: {last_path} is damaged ({type(exc).__name__}); starting afresh")
         return
     if not (_same_run(state.get("config"), run.resolved) and state.get("front_hash") == run.front_hash):
-        log(f"{run.task}: {last_path} is from another config or front; starting afresh")
+        log(f"{run.unit.name}: {last_path} is from another config or front; starting afresh")
         return
     try:
         run.model.load_tail_state_dict(state["model"])
@@ -596,36 +673,48 @@ def resume(run: _TaskRun, last_path: Path, log) -> None:
         raise AttrretError(f"{last_path} does not fit this model ({exc}); delete it or train without --resume") from None
     run.next_epoch, run.history = state["epoch"] + 1, list(state["history"])
     run.best = BestEpoch.from_snapshot(state)
-    log(f"{run.task}: resumed after epoch {state['epoch'] + 1}")
+    log(f"{run.unit.name}: resumed after epoch {state['epoch'] + 1}")
 
 
-def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, device: torch.device, d: Dist,
+def unit_loss(logits: torch.Tensor, labels: torch.Tensor, unit: Unit, weights: Sequence[torch.Tensor | None],
+              label_smoothing: float) -> torch.Tensor:
+    """The mean, over the tasks with a label in the batch, of each task's
+    :func:`balanced_cross_entropy` on its head slice and its labelled rows (for one task: that
+    task's loss). An image outside a task's training split (-1) trains no head of it."""
+    terms = []
+    for t, (sl, w) in enumerate(zip(unit.slices, weights)):
+        known = labels[:, t] >= 0
+        if bool(known.any()):
+            terms.append(balanced_cross_entropy(logits[known, sl], labels[known, t], w, label_smoothing))
+    return torch.stack(terms).mean()
+
+
+def run_epoch(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], epoch: int, device: torch.device, d: Dist,
               on_step: Callable[[float], None] = lambda loss: None) -> None:
-    """Train one epoch (every random choice from ``(seed, task, epoch)``), evaluate it on the
-    selection split, append its history entry and keep it if it is the best so far.
+    """Train one epoch (every random choice from ``(seed, unit, epoch)``), evaluate it on the
+    selection splits, append its history entry and keep it if it is the best so far.
 
     The history's ``loss`` is this rank's mean training loss over the epoch's batches.
     """
-    seed = _task_seed(config.seed, run.task, epoch + 1)
+    seed = _task_seed(config.seed, run.unit.name, epoch + 1)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     per_rank = config.batch_size
-    order = rng.permutation(len(td.train))
+    order = rng.permutation(len(run.paths))
     need = run.steps * per_rank * d.world  # every rank runs the same number of equal batches
     order = np.resize(order, need) if len(order) < need else order[:need]
     shard = order[d.rank :: d.world]
-    labels = np.array([y for _, y in td.train])
     photometric = run.photometric
     run.net.train()
     t_start = t0 = time.perf_counter()
     loss_sum, loss_n = 0.0, 0
     for s in range(run.steps):
         idx = shard[s * per_rank : (s + 1) * per_rank]
-        x = channels_last(run.inputs.train_batch([td.train[i][0] for i in idx], rng, photometric), device)
-        y = torch.from_numpy(labels[idx]).to(device)
+        x = channels_last(run.inputs.train_batch([run.paths[i] for i in idx], rng, photometric), device)
+        y = torch.from_numpy(run.labels[idx]).to(device)
         with autocast(device, config.precision):
             logits = run.net(x, from_front=True)
-        loss = balanced_cross_entropy(logits.float(), y, run.weights, config.label_smoothing)
+        loss = unit_loss(logits.float(), y, run.unit, run.weights, config.label_smoothing)
         run.opt.zero_grad(set_to_none=True)
         if run.scaler is not None:
             run.scaler.scale(loss).backward()
@@ -649,22 +738,47 @@ def run_epoch(run: _TaskRun, config: TrainConfig, td: TaskData, epoch: int, devi
     epoch_seconds = t0 - t_start
     mean_loss = loss_sum / max(1, loss_n)
     if not math.isfinite(mean_loss):
-        raise AttrretError(f"{run.task}: training diverged in epoch {epoch + 1} (loss is {mean_loss}); "
+        raise AttrretError(f"{run.unit.name}: training diverged in epoch {epoch + 1} (loss is {mean_loss}); "
                            "lower --lr and train again")
     if d.world > 1:  # DDP syncs gradients; make norm statistics identical on every rank too
         import torch.distributed as dist
 
         for b in run.model.buffers():
             dist.broadcast(b, 0)
-    val = _evaluate(run.eval_model, run.inputs, td.val, run.classes, config.batch_size, device, config.precision)
+    val = _evaluate(run.eval_model, run.inputs, run.unit, data, "val", config)
+    mean_ma = float(np.mean([v["mA"] for v in val.values()]))
     run.history.append({"epoch": epoch, "loss": mean_loss, "lr": run.sched.get_last_lr()[0], "seconds": epoch_seconds,
-                        "val": _summary(val)})
-    if run.best.beaten_by(val, bool(td.val)):
-        run.best = BestEpoch(epoch, val["mA"], val, run.eval_model.tail_state_dict())
+                        "val_mA": mean_ma, "val": {t: _summary(v) for t, v in val.items()}})
+    if run.best.beaten_by(mean_ma, any(data[t].val for t in run.unit.tasks)):
+        run.best = BestEpoch(epoch, mean_ma, val, run.eval_model.tail_state_dict())
     run.next_epoch = epoch + 1
 
 
-def save_last(run: _TaskRun, last_path: Path) -> None:
+def _split_logits(model: Classifier, inputs: _Inputs, unit: Unit, data: dict[str, TaskData], split: str,
+                  config: TrainConfig) -> dict[str, np.ndarray]:
+    """Per task, the float32 ``(2, n, classes)`` logits (image and flip) of its ``split`` images,
+    from one pass over the union of those images (a one-task unit: its split as it is)."""
+    at: dict[str, int] = {}
+    for t in unit.tasks:
+        for p, _ in getattr(data[t], split):
+            at.setdefault(p, len(at))
+    logits = _view_logits(model, inputs, [(p, 0) for p in at], config.batch_size, inputs.device, config.precision)
+    return {g.task: logits[:, [at[p] for p, _ in getattr(data[g.task], split)], sl] for g, sl in zip(unit.groups, unit.slices)}
+
+
+def _evaluate(model: Classifier, inputs: _Inputs, unit: Unit, data: dict[str, TaskData], split: str,
+              config: TrainConfig) -> dict[str, dict]:
+    """Per task, accuracy and mA on its ``split`` images (the flip-averaged softmax, as training's
+    evaluation has always computed it: :func:`calibration.view_probs`)."""
+    out = {}
+    for g, logits in zip(unit.groups, _split_logits(model, inputs, unit, data, split, config).values()):
+        items = getattr(data[g.task], split)
+        pred = view_probs(torch.from_numpy(logits)).numpy().argmax(1) if items else np.zeros(0, int)
+        out[g.task] = classification_metrics(np.array([y for _, y in items], dtype=int), pred, g.classes)
+    return out
+
+
+def save_last(run: _UnitRun, last_path: Path) -> None:
     """``last.pt``: everything ``resume`` needs to continue after this epoch, written atomically
     (under a temporary name unique to this process, renamed into place when complete)."""
     with atomic_path(last_path) as tmp:
@@ -673,38 +787,59 @@ def save_last(run: _TaskRun, last_path: Path) -> None:
                     "ema": run.ema.state_dict() if run.ema is not None else None, **run.best.snapshot()}, tmp)
 
 
-def save_best(run: _TaskRun, config: TrainConfig, group: Group, td: TaskData, inp: _SharedInput, device: torch.device, d: Dist,
-              schema: Schema, out_dir: Path, seconds: float) -> TaskResult:
-    """Load the best epoch into the model, evaluate it on the holdout and (rank 0) write
-    ``model.pt``, ``config.json`` and ``metrics.json``, then remove ``last.pt``."""
-    task, classes, best = group.task, group.classes, run.best
+def _task_model(model: Classifier, unit: Unit, t: int) -> Classifier:
+    """Task ``t``'s classifier: the unit's model itself for one task, else the shared trunk with
+    that task's slice of the head (what predict, rank and ONNX export read unchanged)."""
+    if len(unit.groups) == 1:
+        return model
+    own = Classifier(model.trunk, model.head.in_features, len(unit.groups[t].classes), model.trainable_blocks)
+    own.to(model.head.weight.device).eval()
+    with torch.no_grad():
+        own.head.weight.copy_(model.head.weight[unit.slices[t]])
+        own.head.bias.copy_(model.head.bias[unit.slices[t]])
+    return own
+
+
+def save_best(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], inp: _SharedInput, device: torch.device, d: Dist,
+              schema: Schema, last_path: Path, seconds: float) -> list[TaskResult]:
+    """Load the best epoch into the model, fit each task's temperature on its selection split,
+    evaluate it on its holdout and (rank 0) write each task's ``model.pt``, ``config.json`` and
+    ``metrics.json``, then remove ``last.pt``."""
+    unit, best = run.unit, run.best
     final = run.model  # training is over: the best epoch's tail goes into the same network
     final.load_tail_state_dict(best.state)
     final.eval()
     if not all(bool(torch.isfinite(t).all()) for t in final.state_dict().values() if t.is_floating_point()):
-        raise AttrretError(f"{task}: the trained weights are not finite (NaN or inf); lower --lr and train again")
+        raise AttrretError(f"{unit.name}: the trained weights are not finite (NaN or inf); lower --lr and train again")
     inputs = _Inputs(final, inp.pre, inp.crop, inp.cache, device, config.precision)
-    calibration = _calibrate(final, inputs, td.val, config) if config.calibrate else None
-    holdout = None
-    if td.holdout:
-        holdout = _evaluate(final, inputs, td.holdout, classes, config.batch_size, device, config.precision)
-    digest = _state_digest(final)
+    val_logits = _split_logits(final, inputs, unit, data, "val", config) if config.calibrate else {}
+    holdout = _evaluate(final, inputs, unit, data, "holdout", config)
     ips = run.train_seen / run.train_time if run.train_time else 0.0
-    metrics = {
-        "task": task, "classes": list(classes), "complete": True, "best_epoch": best.epoch, "val": best.val,
-        "val_source": td.val_source, "holdout": holdout, "holdout_source": td.holdout_source if td.holdout else None,
-        "history": run.history, "n_train": len(td.train), "n_val": len(td.val), "n_holdout": len(td.holdout),
-        "train_seconds": run.train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": run.resolved,
-        "calibration": calibration,
-    }
+    results = []
+    for t, g in enumerate(unit.groups):
+        td = data[g.task]
+        model = _task_model(final, unit, t)
+        calibration = _calibration(val_logits[g.task], td.val) if config.calibrate and td.val else None
+        digest = _state_digest(model)
+        history = [{**h, "val": h["val"][g.task]} for h in run.history]
+        metrics = {
+            "task": g.task, "classes": list(g.classes), "complete": True, "best_epoch": best.epoch, "val": best.val[g.task],
+            "val_source": td.val_source, "holdout": holdout[g.task] if td.holdout else None,
+            "holdout_source": td.holdout_source if td.holdout else None,
+            "history": history, "n_train": len(td.train), "n_val": len(td.val), "n_holdout": len(td.holdout),
+            "train_seconds": run.train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": run.resolved,
+            "calibration": calibration,
+        }
+        if d.main:
+            write_task_model(_task_dir(config, g), model, g, inp, config, schema, metrics)
+        if d.world > 1:
+            print(f"[rank {d.rank}/{d.world}] {g.task}: weights sha256={digest} best_epoch={best.epoch} "
+                  f"val_mA={best.val[g.task]['mA']:.6f}", file=sys.stderr, flush=True)
+        results.append(TaskResult(g.task, _task_dir(config, g), g.classes, len(td.train), len(td.val), len(td.holdout), best.epoch,
+                                  best.val[g.task], metrics["holdout"], history, seconds, ips, digest))
     if d.main:
-        write_task_model(out_dir, final, group, inp, config, schema, metrics)
-        (out_dir / "last.pt").unlink(missing_ok=True)
-    if d.world > 1:
-        print(f"[rank {d.rank}/{d.world}] {task}: weights sha256={digest} best_epoch={best.epoch} "
-              f"val_mA={best.mA:.6f}", file=sys.stderr, flush=True)
-    return TaskResult(task, out_dir, classes, len(td.train), len(td.val), len(td.holdout), best.epoch, best.val,
-                      holdout, run.history, seconds, ips, digest)
+        last_path.unlink(missing_ok=True)
+    return results
 
 
 def write_task_model(out_dir: Path, model: Classifier, group: Group, inp: _SharedInput, config: TrainConfig, schema: Schema,
@@ -731,19 +866,20 @@ def write_task_model(out_dir: Path, model: Classifier, group: Group, inp: _Share
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
 
 
-def _calibrate(model: Classifier, inputs: _Inputs, val: Sequence[Sample], config: TrainConfig) -> dict | None:
-    """The task's softmax temperature fitted on the selection split (:mod:`calibration`), with
-    that split's NLL before and after; None without a selection split (nothing to fit on)."""
-    if not val:
-        return None
-    logits = _view_logits(model, inputs, val, config.batch_size, inputs.device, config.precision)
+def _calibration(logits: np.ndarray, val: Sequence[Sample]) -> dict:
+    """A task's softmax temperature fitted on its selection split's ``(2, n, classes)`` logits
+    (:mod:`calibration`), with that split's NLL before and after."""
     labels = np.array([y for _, y in val])
     t = fit_temperature(logits, labels)
     return {"temperature": t, "fitted_on": len(val), "val_nll": view_nll(logits, labels), "val_nll_calibrated": view_nll(logits, labels, t)}
 
 
 def _same_run(saved: dict | None, current: dict) -> bool:
-    """Whether a saved config describes the same training (``resume`` itself does not count)."""
+    """Whether a saved config describes the same training (``resume`` itself does not count).
+    A setting added to :class:`TrainConfig` after a config was saved ran at its default then."""
+    if saved is None:
+        return False
     ignore = {"resume"}
-    return saved is not None and {k: v for k, v in saved.items() if k not in ignore} == {
-        k: v for k, v in current.items() if k not in ignore}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in current.items() if k not in ignore}

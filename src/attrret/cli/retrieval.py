@@ -65,6 +65,7 @@ def predict(
     """
     from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval import shards
+    from attrret.ensemble import Ensemble, Predictor
     from attrret.retrieval.indexer import build_index, find_members, member_sizes
 
     schema = resolve_schema(schema_dir)
@@ -80,8 +81,9 @@ def predict(
 
     meta_source = MetaSource(meta, camera_from_folder, time_from_exif)
     if runtime is Runtime.onnx:
-        if spec is not None or world > 1:
-            raise typer.BadParameter("sharded predict runs the checkpoints with PyTorch; give one process the graph", param_hint="--runtime onnx")
+        if world > 1:
+            raise typer.BadParameter("torchrun runs the checkpoints with PyTorch; give one process the graph, or shard with --shard I/N",
+                                     param_hint="--runtime onnx")
         if onnx is None:
             raise typer.BadParameter("--runtime onnx needs --onnx FILE (write one with attrret export onnx)", param_hint="--onnx")
         fixed = [flag for flag, given in (("--models", models), ("--img-sizes", img_sizes), ("--member-weights", member_weights),
@@ -98,24 +100,21 @@ def predict(
                                      f"(attrret export onnx --tta {tta.value})", param_hint="--tta")
         _err(f"graph {onnx}: {len(graph.info.columns)} tasks, inputs {', '.join(i.name for i in graph.info.inputs)}, "
              f"onnxruntime on {graph.providers[0]}")
-        s = build_index(images, out, [], split=split, batch_size=batch_size, progress=not quiet, graph=graph, schema=schema,
-                        meta=meta_source)
-        typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), "
-                   f"precision {s.precision}, tasks: {', '.join(s.tasks)}")
-        return
-    if onnx is not None:
-        raise typer.BadParameter("--onnx is read only with --runtime onnx", param_hint="--onnx")
-    members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
-                           _floats(member_weights, "--member-weights"), schema=schema)
-    for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
-        _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
-    settings = dict(tta_flip=(tta or Tta(TTA_DEFAULT)) is Tta.flip, split=split, batch_size=batch_size, device=device, precision=precision_value(precision),
-                    progress=not quiet, schema=schema, meta=meta_source, gate=gate.value)
+        predictor: Predictor = graph
+    else:
+        if onnx is not None:
+            raise typer.BadParameter("--onnx is read only with --runtime onnx", param_hint="--onnx")
+        members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
+                               _floats(member_weights, "--member-weights"), schema=schema)
+        for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
+            _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
+        predictor = Ensemble.open(members, tta=(tta or Tta(TTA_DEFAULT)).value, device=device, precision=precision_value(precision))
+    settings = dict(split=split, batch_size=batch_size, progress=not quiet, schema=schema, meta=meta_source, gate=gate.value)
     if spec is not None:
-        where, part = shards.build_shard(images, out, members, spec, shard_out=shard_out, **settings)
+        where, part = shards.build_shard(images, out, predictor, spec, shard_out=shard_out, **settings)
         typer.echo(f"{where}: shard {spec} of {out}: {len(part.names)} images ({part.predicted} predicted)")
         return
-    s = shards.build_index_distributed(images, out, members, **settings) if world > 1 else build_index(images, out, members, **settings)
+    s = shards.build_index_distributed(images, out, predictor, **settings) if world > 1 else build_index(images, out, predictor, **settings)
     if s is None:  # a torchrun rank other than 0: rank 0 reports
         return
     typer.echo(f"{s.path}: {s.total} images ({s.predicted} predicted, {s.reused} reused, {s.removed} removed), "

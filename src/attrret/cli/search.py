@@ -145,13 +145,15 @@ def attributes(
     if out is not None and out.suffix.lower() not in FORMATS:
         raise typer.BadParameter(f"--out {out}: use a {', '.join(FORMATS)} file")
     if images:
+        from attrret.ensemble import Ensemble
         from attrret.retrieval.indexer import find_members, list_gallery
 
         if out is not None:
             refuse_overwriting_inputs({"--out": out}, {f"IMAGE {i + 1}": p for i, p in enumerate(images)})
         gallery = [item for src in images for item in list_gallery(src, schema=schema)]
-        records = predict_records(gallery, find_members(workdir, schema=schema), schema, tta_flip=tta, device=device,
-                                  precision=precision_value(precision), progress=not quiet)
+        ensemble = Ensemble.open(find_members(workdir, schema=schema), tta="flip" if tta else "none", device=device,
+                                 precision=precision_value(precision))
+        records = predict_records(gallery, ensemble, schema, progress=not quiet)
     else:
         from attrret.retrieval.index import open_index
 

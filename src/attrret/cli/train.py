@@ -93,6 +93,7 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad label lines / missing images with a warning.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    multitask: Annotated[bool, typer.Option("--multitask", help="One network per model input for all its tasks (a shared tail, one head slice each) instead of one per task: the decoupled method's ablation arm. Written as ordinary per-task models.")] = False,
     recipe: Annotated[Recipe, typer.Option(help="Ensemble members to train: default (one, at the recipes' input sizes), accurate (also a member at 1.25x, in W/members/x1.25/), fast (one at 0.75x). attrret predict finds every member without flags.")] = Recipe.default,
     schema_dir: SchemaDir = None,
 ) -> None:
@@ -107,7 +108,7 @@ def train(
         trainable_blocks=trainable_blocks, tail_norm=tail_norm.value, label_smoothing=label_smoothing, balance=balance.value, ema=ema, calibrate=calibrate,
         crop=crop.value if crop else None,
         holdout=holdout, fold=fold, seed=seed, device=device, precision=precision_value(precision), resume=resume, cache=cache,
-        cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad,
+        cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad, multitask=multitask,
     )
     if img_size is not None and recipe is not Recipe.default:
         raise typer.BadParameter("--img-size trains every member at one size; a recipe scales the recipes' input sizes per member",

@@ -1,5 +1,9 @@
 """An exported graph (:mod:`attrret.export.onnx`) run by onnxruntime: ``attrret predict --runtime onnx``.
 
+:class:`OnnxGraph` is an :class:`attrret.ensemble.Predictor`, as a PyTorch
+:class:`attrret.ensemble.Ensemble` is: build_index runs either the same way. Its ensemble, TTA
+and float32 precision are fixed at export, and it runs every model on every image (no gate).
+
 The images go through :func:`attrret.classifiers.preprocess.load_batch`, the one preprocessing
 path, once per graph input (each with the size, mean, std and crop its metadata names); the
 graph does the rest. What the index header records is the graph file (path and sha256, so
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +34,36 @@ RUNTIME = "onnxruntime"
 
 @dataclass(frozen=True)
 class OnnxGraph:
-    """An opened graph: its file, content hash, metadata and onnxruntime session."""
+    """An opened graph: its file, content hash, metadata and onnxruntime session; a
+    :class:`attrret.ensemble.Predictor`."""
 
     path: Path
     sha256: str
     info: GraphInfo
     session: Any
     providers: tuple[str, ...]
+
+    precision = "fp32"  # exported in float32
+    gates = False  # one graph runs every model it holds
+
+    @property
+    def tta(self) -> str:
+        return self.info.tta
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return self.info.weights
+
+    def entries(self, out: Path, schema: Schema) -> list[dict]:
+        return graph_model_entries(self, out)
+
+    def probs(self, paths: Sequence[Path], schema: Schema, *, columns: Mapping[str, tuple[int, int]], gate: bool = False,
+              batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        if gate:
+            raise ValueError("an exported graph runs every model it holds; it cannot gate")
+        if dict(columns) != self.info.columns:
+            raise CheckpointError(f"{self.path} predicts columns {self.info.columns}, the index has {dict(columns)}; re-run attrret predict")
+        return graph_probs(self, paths, batch_size=batch_size, progress=progress)
 
 
 def providers_for(device: str, available: Sequence[str]) -> list:

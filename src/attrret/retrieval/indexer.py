@@ -33,9 +33,10 @@ across gates.
 
 Sharded runs (``torchrun``, ``--shard i/N``): attrret.retrieval.shards splits the images to
 predict (``BuildPlan.todo``) among processes and merges their rows into the same index.
-An index built by onnxruntime from an
-exported graph (``graph=``, :mod:`attrret.export.onnx_runtime`) records the graph file's hash
-and the checkpoint hashes it was exported from: its rows are reused only under that same graph.
+What runs the models is a :class:`attrret.ensemble.Predictor`: an :class:`Ensemble` of
+checkpoints (PyTorch) or an exported graph (onnxruntime, :mod:`attrret.export.onnx_runtime`),
+run the same way. An index built from a graph records the graph file's hash and the
+checkpoint hashes it was exported from: its rows are reused only under that same graph.
 """
 
 from __future__ import annotations
@@ -46,12 +47,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from attrret.classifiers.recipes import MEMBERS_DIR
-from attrret.ensemble import TTA_DEFAULT, Member, model_entries, task_columns
+from attrret.ensemble import TTA_DEFAULT, Ensemble, Member, Predictor, task_columns
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
@@ -61,8 +61,6 @@ from attrret.retrieval.meta import NO_TIME, ImageMeta, MetaSource, gather_meta
 from attrret.retrieval.index import WRITE_LOCK, Index, IndexHeader, check_writable, discard_new_folder, is_index, open_index, write_index
 from attrret.schema import Schema, load_schema
 
-if TYPE_CHECKING:
-    from attrret.export.onnx_runtime import OnnxGraph
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -74,10 +72,10 @@ __all__ = [
     "find_members",
     "build_index",
     "check_fresh",
-    "ensemble_probs",
+    "Ensemble",
+    "Predictor",
     "file_sha256",
     "task_columns",
-    "run_precision",
     "GATES",
     "TTA_DEFAULT",
 ]
@@ -250,49 +248,6 @@ def find_members(
     return members
 
 
-def ensemble_probs(
-    members: Sequence[Member],
-    paths: Sequence[Path],
-    schema: Schema,
-    *,
-    columns: dict[str, tuple[int, int]] | None = None,
-    tta_flip: bool = TTA_DEFAULT == "flip",
-    batch_size: int = 64,
-    device: str = "auto",
-    precision: str | None = None,
-    progress: bool = True,
-    gate: str = "none",
-) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
-    """Float32 ``(len(paths), width)`` probabilities of the weighted ensemble and their column
-    layout: :class:`attrret.classifiers.engine.Engine` built from ``members`` and run on the
-    images. ``columns`` (an index header's) must be the engine's. ``precision``: as
-    :func:`attrret.classifiers.runtime.resolve_precision` takes it. ``gate``: ``router`` runs
-    the router first and each image only through its own subject's models; ``none`` runs every
-    model on every image (module doc, "Router gating")."""
-    if gate not in GATES:
-        raise ValueError(f"unknown gate {gate!r}; use one of {', '.join(GATES)}")
-    from attrret.classifiers.engine import Engine
-
-    engine = Engine.build(members, schema, flip=tta_flip)
-    if columns is not None and dict(columns) != engine.columns:
-        raise CheckpointError(f"the models predict columns {engine.columns}, the index has {dict(columns)}; re-run attrret predict")
-    probs = engine.predict(list(paths), gate=gate == "router", batch_size=batch_size, device=device, precision=precision,
-                           progress=progress)
-    return probs, engine.columns
-
-
-def run_precision(precision: str | None, device: str, graph: OnnxGraph | None = None) -> str:
-    """The precision a predict run computes in, as its header records it: ``fp32`` for an
-    onnxruntime graph (exported in float32), else ``precision`` resolved for ``device``
-    (:func:`attrret.classifiers.runtime.resolve_precision`; a precision the device cannot run
-    is one clear error before any work)."""
-    if graph is not None:
-        return "fp32"
-    from attrret.classifiers.runtime import resolve_device, resolve_precision
-
-    return resolve_precision(precision, resolve_device(device)).name
-
-
 def check_fresh(index: Index) -> None:
     """Refuse an index whose models changed since it was built, judged by content hash.
 
@@ -318,31 +273,27 @@ def check_fresh(index: Index) -> None:
 def build_index(
     src: str | Path,
     out: str | Path,
-    members: Sequence[Member],
+    predictor: Predictor,
     *,
-    tta_flip: bool = TTA_DEFAULT == "flip",
     split: str = "test",
     batch_size: int = 64,
-    device: str = "auto",
-    precision: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     schema: Schema | None = None,
-    graph: OnnxGraph | None = None,
     meta: MetaSource = MetaSource(),
     gate: str = "router",
 ) -> BuildSummary:
-    """Predict every gallery image of ``src`` with the ensemble into the index at ``out``,
-    under ``schema`` (None: the packaged one; the members' checkpoints must be of it).
+    """Predict every gallery image of ``src`` with ``predictor`` into the index at ``out``,
+    under ``schema`` (None: the packaged one; the predictor's models must be of it).
 
-    With ``graph`` (:func:`attrret.export.onnx_runtime.open_graph`, whose ensemble is fixed at
-    export; ``members`` is then empty) onnxruntime runs that graph instead of PyTorch the models.
+    ``predictor``: an :class:`attrret.ensemble.Ensemble` of checkpoints (PyTorch, e.g.
+    ``Ensemble.open(find_members(W), device="cpu")``) or an exported graph
+    (:func:`attrret.export.onnx_runtime.open_graph`, onnxruntime); the header records its
+    models, TTA, weights and precision, and rows computed otherwise are not reused.
     One run at a time per index: a second ``predict`` into ``out`` waits for the first
-    (``attrret.locks``), then reuses what it predicted. ``precision`` (``auto``, ``fp32``, ``bf16``,
-    ``fp16``; None: ``$ATTRRET_PRECISION``, else auto) is resolved for ``device`` and recorded in
-    the header; rows computed in another precision are not reused. ``meta``: where the images'
-    metadata comes from (:func:`plan_build`). ``gate``: ``router`` (each image through its own
-    subject's models only) or ``none`` (module doc, "Router gating").
+    (``attrret.locks``), then reuses what it predicted. ``meta``: where the images' metadata
+    comes from (:func:`plan_build`). ``gate``: ``router`` (each image through its own subject's
+    models only, where the predictor can gate) or ``none`` (module doc, "Router gating").
     """
     out = Path(out)
     check_writable(out)
@@ -350,30 +301,22 @@ def build_index(
     created = not out.exists()
     try:
         with file_lock(out / WRITE_LOCK, waiting=f"waiting for another attrret predict into {out} to finish", log=log):
-            return _build_locked(src, out, members, gallery, tta_flip=tta_flip, batch_size=batch_size, device=device,
-                                 precision=run_precision(precision, device, graph), progress=progress, log=log, schema=schema or load_schema(), graph=graph,
-                                 meta=meta, gate=gate)
+            return _build_locked(src, out, predictor, gallery, batch_size=batch_size, progress=progress, log=log,
+                                 schema=schema or load_schema(), meta=meta, gate=gate)
     except BaseException:
         if created:  # a failed first build leaves no folder behind
             discard_new_folder(out)
         raise
 
 
-def _build_locked(src: str | Path, out: Path, members: Sequence[Member], gallery: list[tuple[str, Path]], *,
-                  tta_flip: bool, batch_size: int, device: str, precision: str, progress: bool, log: Callable[[str], None],
-                  schema: Schema, graph: OnnxGraph | None = None,
-                  meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary:
-    plan, probs = plan_build(src, out, members, gallery, tta_flip=tta_flip, log=log, schema=schema, graph=graph,
-                             precision=precision, meta=meta, gate=gate)
+def _build_locked(src: str | Path, out: Path, predictor: Predictor, gallery: list[tuple[str, Path]], *, batch_size: int,
+                  progress: bool, log: Callable[[str], None], schema: Schema, meta: MetaSource = MetaSource(),
+                  gate: str = "router") -> BuildSummary:
+    plan, probs = plan_build(src, out, predictor, gallery, log=log, schema=schema, meta=meta, gate=gate)
     todo = list(plan.todo)
-    if todo and graph is not None:
-        from attrret.export.onnx_runtime import graph_probs
-
-        probs[todo] = graph_probs(graph, [plan.paths[i] for i in todo], batch_size=batch_size, progress=progress)
-    elif todo:
-        probs[todo], _ = ensemble_probs(members, [plan.paths[i] for i in todo], schema, columns=plan.header.columns,
-                                        tta_flip=tta_flip, batch_size=batch_size, device=device, precision=precision,
-                                        progress=progress, gate=plan.header.gate or "none")
+    if todo:
+        probs[todo] = predictor.probs([plan.paths[i] for i in todo], schema, columns=plan.header.columns,
+                                      gate=plan.header.gate == "router", batch_size=batch_size, progress=progress)
     # Test-only (attrret.faults): signalled mid-run at a well-defined point, every image
     # predicted and the index not yet written.
     fault_point("ATTRRET_TEST_KILL_BEFORE_WRITE")
@@ -402,27 +345,22 @@ class BuildPlan:
                             self.header.precision)
 
 
-def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: Sequence[tuple[str, Path]], *,
-               tta_flip: bool, log: Callable[[str], None], schema: Schema | None = None,
-               graph: OnnxGraph | None = None, precision: str = "fp32",
+def plan_build(src: str | Path, out: Path, predictor: Predictor, gallery: Sequence[tuple[str, Path]], *,
+               log: Callable[[str], None], schema: Schema | None = None,
                meta: MetaSource = MetaSource(), gate: str = "router") -> tuple[BuildPlan, np.ndarray]:
-    """The plan of a run into ``out`` (see BuildPlan) and a float32 ``(len(gallery), width)``
-    array holding the reused rows (zero where a row is to be predicted). ``precision`` is the
-    resolved one the rows are computed in (:func:`run_precision`). ``meta``: where the rows'
-    metadata comes from; empty, an existing index's metadata is kept for the images it still
-    holds (attrret.retrieval.meta). Metadata never decides which rows are predicted."""
+    """The plan of a run of ``predictor`` into ``out`` (see BuildPlan) and a float32
+    ``(len(gallery), width)`` array holding the reused rows (zero where a row is to be
+    predicted). ``meta``: where the rows' metadata comes from; empty, an existing index's
+    metadata is kept for the images it still holds (attrret.retrieval.meta). Metadata never
+    decides which rows are predicted."""
+    if gate not in GATES:
+        raise ValueError(f"unknown gate {gate!r}; use one of {', '.join(GATES)}")
     schema = schema or load_schema()
     names = [n for n, _ in gallery]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise InputError(f"duplicate image names in the gallery: {', '.join(dup)}", src)
-    if graph is not None:
-        from attrret.export.onnx_runtime import graph_model_entries
-
-        entries, weights, tta = graph_model_entries(graph, out), graph.info.weights, graph.info.tta
-    else:
-        entries = model_entries(members, out, schema)
-        weights, tta = tuple(m.weight for m in members), "flip" if tta_flip else "none"
+    entries = predictor.entries(out, schema)
     columns = task_columns([e["task"] for e in entries], schema)
     at = max((stop for _, stop in columns.values()), default=0)
     stats = [_stat(p) for _, p in gallery]
@@ -435,11 +373,11 @@ def plan_build(src: str | Path, out: Path, members: Sequence[Member], gallery: S
     image_meta, meta_where = _plan_meta(meta, gallery, old, log)
     header = IndexHeader(
         schema=schema.fingerprint, schema_source=schema.source, count=len(gallery), columns=columns, models=tuple(entries),
-        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=tta,
-        weights=weights, source=str(Path(src).resolve()), precision=precision, **meta_where,
+        img_sizes=tuple(sorted({tuple(e["img_size"]) for e in entries})), tta=predictor.tta,
+        weights=predictor.weights, source=str(Path(src).resolve()), precision=predictor.precision, **meta_where,
         # an exported graph runs every model (its ensemble is fixed); without a router or with
         # the router alone there is nothing to gate
-        gate=gate if graph is None and schema.router.task in columns and len(columns) > 1 else "none",
+        gate=gate if predictor.gates and schema.router.task in columns and len(columns) > 1 else "none",
     )
     if old is not None and old.header.settings() != header.settings():
         log("existing index was built with other models/settings; recomputing every image")

@@ -55,7 +55,8 @@ from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
-from attrret.retrieval.indexer import TTA_DEFAULT, BuildPlan, BuildSummary, Member, ensemble_probs, list_gallery, plan_build, run_precision
+from attrret.ensemble import Ensemble, Predictor
+from attrret.retrieval.indexer import BuildPlan, BuildSummary, list_gallery, plan_build
 from attrret.schema import Schema, load_schema
 from attrret.retrieval.index_files import FileRecord, PlannedHeader
 from attrret.retrieval.meta import MAX_META_COLUMNS, MAX_VALUE_CHARS, ImageMeta, MetaSource
@@ -184,20 +185,18 @@ class Shard:
         return self.where or f"shard {self.spec}"
 
 
-def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, members: Sequence[Member], *,
-                  batch_size: int = 64, device: str = "auto", progress: bool = True,
-                  schema: Schema | None = None) -> Shard:
-    """Predict shard ``spec`` of ``plan``: its whole batches of ``plan.todo`` (:func:`batch_slice`).
-    Shard 0 also takes the reused rows, from ``reused`` (:func:`attrret.retrieval.indexer.plan_build`)."""
+def predict_shard(plan: BuildPlan, reused: np.ndarray | None, spec: ShardSpec, predictor: Predictor, *,
+                  batch_size: int = 64, progress: bool = True, schema: Schema | None = None) -> Shard:
+    """Predict shard ``spec`` of ``plan`` with ``predictor`` (the one ``plan`` was made for): its
+    whole batches of ``plan.todo`` (:func:`batch_slice`). Shard 0 also takes the reused rows,
+    from ``reused`` (:func:`attrret.retrieval.indexer.plan_build`)."""
     import torch
 
     rows = [plan.todo[k] for k in batch_slice(len(plan.todo), batch_size, spec)]
     probs = np.zeros((len(rows), plan.header.width), np.float32)
     if rows:
-        probs, _ = ensemble_probs(members, [plan.paths[i] for i in rows], schema or load_schema(), columns=plan.header.columns,
-                                  tta_flip=plan.header.tta == "flip", batch_size=batch_size, device=device,
-                                  precision=plan.header.precision or None, progress=progress,
-                                  gate=plan.header.gate or "none")
+        probs = predictor.probs([plan.paths[i] for i in rows], schema or load_schema(), columns=plan.header.columns,
+                                gate=plan.header.gate == "router", batch_size=batch_size, progress=progress)
     predicted = len(rows)
     if spec.index == 0:
         todo = set(plan.todo)
@@ -437,10 +436,9 @@ def merge_shards(shards: Sequence[Shard], out: str | Path, *,
 
 
 # --------------------------------------------------------------------------- runs
-def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spec: ShardSpec, *,
-                shard_out: str | Path | None = None, tta_flip: bool = TTA_DEFAULT == "flip", split: str = "test", batch_size: int = 64,
-                device: str = "auto", precision: str | None = None, progress: bool = True, log: Callable[[str], None] = _stderr,
-                schema: Schema | None = None,
+def build_shard(src: str | Path, out: str | Path, predictor: Predictor, spec: ShardSpec, *,
+                shard_out: str | Path | None = None, split: str = "test", batch_size: int = 64,
+                progress: bool = True, log: Callable[[str], None] = _stderr, schema: Schema | None = None,
                 meta: MetaSource = MetaSource(), gate: str = "router") -> tuple[Path, Shard]:
     """``attrret predict --shard``: plan the run into the index ``out`` (reading, not locking, the
     index there), predict shard ``spec`` and write it to ``shard_out`` (default
@@ -449,10 +447,8 @@ def build_shard(src: str | Path, out: str | Path, members: Sequence[Member], spe
     check_writable(out)
     target = Path(shard_out) if shard_out is not None else shard_path(out, spec)
     _check_shard_writable(target)
-    plan, reused = plan_build(src, out, members, list_gallery(src, split, schema), tta_flip=tta_flip, log=log, schema=schema,
-                              precision=run_precision(precision, device), meta=meta, gate=gate)
-    shard = predict_shard(plan, reused, spec, members, batch_size=batch_size, device=device, progress=progress,
-                          schema=schema)
+    plan, reused = plan_build(src, out, predictor, list_gallery(src, split, schema), log=log, schema=schema, meta=meta, gate=gate)
+    shard = predict_shard(plan, reused, spec, predictor, batch_size=batch_size, progress=progress, schema=schema)
     return write_shard(target, shard), shard
 
 
@@ -505,13 +501,13 @@ def _rank_device(device: str) -> str:
     return device
 
 
-def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[Member], *, tta_flip: bool = TTA_DEFAULT == "flip",
-                            split: str = "test", batch_size: int = 64, device: str = "auto", precision: str | None = None,
-                            progress: bool = True, log: Callable[[str], None] = _stderr,
-                            schema: Schema | None = None,
+def build_index_distributed(src: str | Path, out: str | Path, ensemble: Ensemble, *, split: str = "test", batch_size: int = 64,
+                            progress: bool = True, log: Callable[[str], None] = _stderr, schema: Schema | None = None,
                             meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary | None:
     """``torchrun ... attrret predict``: the index a single ``build_index`` would write, each rank
-    predicting a shard (module doc). Rank 0 returns the summary, the others None.
+    predicting a shard (module doc) with ``ensemble`` on its own device (``cuda:LOCAL_RANK`` where
+    the ensemble's device is ``auto`` or ``cuda`` and there are GPUs). Rank 0 returns the
+    summary, the others None.
 
     Collectives carry Python objects over gloo (a gloo group beside nccl on GPUs). When a rank
     fails it raises its own error; the others stop too and rank 0 writes nothing.
@@ -521,17 +517,16 @@ def build_index_distributed(src: str | Path, out: str | Path, members: Sequence[
 
     from attrret.classifiers.runtime import init_dist, resolve_device
 
-    device = _rank_device(device)
-    dev = resolve_device(device)
+    ensemble = ensemble.on(_rank_device(ensemble.device))
+    dev = resolve_device(ensemble.device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     d = init_dist(dev)
     try:
         group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-        ranks = _Ranks(ShardSpec(d.rank, d.world), group, members, batch_size, device, run_precision(precision, device),
-                       progress and d.main, schema or load_schema())
+        ranks = _Ranks(ShardSpec(d.rank, d.world), group, ensemble, batch_size, progress and d.main, schema or load_schema())
         try:
-            summary = _lead(ranks, src, Path(out), split, tta_flip, log, meta, gate) if d.main else _follow(ranks)
+            summary = _lead(ranks, src, Path(out), split, log, meta, gate) if d.main else _follow(ranks)
         except Exception:
             _settle(group, quiet=True)  # every rank shares an Exception's outcome (_lead, _exchange): they all get here
             raise
@@ -560,15 +555,13 @@ class _Ranks:
 
     spec: ShardSpec  # this rank's shard: rank of world
     group: object  # the gloo process group of the object collectives (None: the default group)
-    members: Sequence[Member]
+    ensemble: Ensemble  # on this rank's device
     batch_size: int
-    device: str
-    precision: str  # resolved (runtime.resolve_precision): rank 0's plan records it
     progress: bool
     schema: Schema
 
 
-def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool, log: Callable[[str], None],
+def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, log: Callable[[str], None],
           meta: MetaSource = MetaSource(), gate: str = "router") -> BuildSummary:
     """Rank 0: lock the index, plan, send the plan, predict shard 0, gather, write."""
     import torch.distributed as dist
@@ -576,8 +569,8 @@ def _lead(ranks: _Ranks, src: str | Path, out: Path, split: str, tta_flip: bool,
     sent = False
     try:
         with _locked_output(out, log):
-            plan, reused = plan_build(src, out, ranks.members, list_gallery(src, split, ranks.schema), tta_flip=tta_flip, log=log,
-                                      schema=ranks.schema, precision=ranks.precision, meta=meta, gate=gate)
+            plan, reused = plan_build(src, out, ranks.ensemble, list_gallery(src, split, ranks.schema), log=log,
+                                      schema=ranks.schema, meta=meta, gate=gate)
             # images by absolute path: ranks on other nodes may run in another directory
             plan = dataclasses.replace(plan, paths=tuple(Path(f["path"]) for f in plan.files))
             dist.broadcast_object_list([plan], src=0, group=ranks.group)
@@ -609,9 +602,8 @@ def _exchange(ranks: _Ranks, plan: BuildPlan, reused: np.ndarray | None) -> list
 
     error: Exception | None = None
     try:
-        mine: Shard | None = predict_shard(plan, reused, ranks.spec, ranks.members, batch_size=ranks.batch_size,
-                                           device=ranks.device, progress=ranks.progress,
-                                           schema=ranks.schema)
+        mine: Shard | None = predict_shard(plan, reused, ranks.spec, ranks.ensemble, batch_size=ranks.batch_size,
+                                           progress=ranks.progress, schema=ranks.schema)
     except Exception as exc:
         mine, error = None, exc
     main = ranks.spec.index == 0
