@@ -4,7 +4,9 @@ What one loop trains is a :class:`Unit`: one task by default (the decoupled meth
 single-task classifier per attribute), or with ``multitask`` every task of one model input as
 one shared tail with a head slice each (the method's ablation arm). The loss is the mean over
 the unit's tasks of each task's cross-entropy on the images in its training split (one task:
-its loss), so incomplete labels need nothing special.
+its loss), so incomplete labels need nothing special. Trained on several datasets (``data`` a
+tuple), each epoch draws its images balanced across them (:func:`epoch_order`, ``data_alpha``),
+and each task's checkpoint records how many labels each dataset gave it.
 
 Per unit: label smoothing, AdamW (weight decay 1e-5), linear warm-up then cosine, bf16
 autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and EMA,
@@ -79,7 +81,9 @@ class TrainConfig:
     """Everything a training run depends on; stored in every ``config.json`` and checkpoint."""
 
     task: str = "all"
-    data: str = ""
+    # The labelled dataset, or several (a tuple: ``--data A --data B``, data.py: each split on its
+    # own, every task learning from each one that labels it, sampled by ``data_alpha``).
+    data: str | tuple[str, ...] = ""
     workdir: str = "attrret-work"
     backbone: str = DEFAULT_BACKBONE
     weights: str | None = None  # timm:<name> weights file
@@ -117,6 +121,9 @@ class TrainConfig:
     # One network per input (size and crop) for all its tasks, one head slice each: the published
     # method's multi-task ablation arm (bench/accuracy.py). False: one classifier per task.
     multitask: bool = False
+    # Several datasets: each epoch draws a dataset's images in proportion to its size to the power
+    # data_alpha (0.5: 16x the images, 4x the draws; 0: every dataset as often; 1: no balancing).
+    data_alpha: float = 0.5
 
     def __post_init__(self) -> None:
         """Refuse settings that would train garbage or fail late (``--lr inf`` trained NaN weights).
@@ -124,7 +131,12 @@ class TrainConfig:
         The data path is recorded resolved: what the checkpoint says it was trained on must
         not depend on the directory a later command runs from (``rank --hidden-priors``).
         """
-        if self.data:
+        if isinstance(self.data, (list, tuple)):
+            roots = tuple(str(Path(d).resolve()) for d in self.data)
+            if len(set(roots)) != len(roots):
+                raise OptionError(f"--data names a dataset twice: {', '.join(sorted({r for r in roots if roots.count(r) > 1}))}")
+            object.__setattr__(self, "data", roots[0] if len(roots) == 1 else roots)
+        elif self.data:
             object.__setattr__(self, "data", str(Path(self.data).resolve()))
         def finite(name: str, value: float, low: float, *, strict: bool = False) -> None:
             if not (math.isfinite(value) and (value > low if strict else value >= low)):
@@ -137,6 +149,8 @@ class TrainConfig:
         finite("label smoothing", self.label_smoothing, 0.0)
         finite("cache budget", self.cache_budget_gb, 0.0)
         finite("input scale", self.input_scale, 0.0, strict=True)
+        if not (math.isfinite(self.data_alpha) and 0.0 <= self.data_alpha <= 1.0):
+            raise OptionError(f"data alpha must be in [0, 1], got {self.data_alpha}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 <= self.ema < 1.0:
@@ -168,11 +182,18 @@ class TrainConfig:
             if not (int(n) >= 2 and int(k) < int(n)):
                 raise OptionError(f"--fold {self.fold}: need K >= 2 and 0 <= k < K")
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The labelled datasets, resolved, in the order given."""
+        return (self.data,) if isinstance(self.data, str) and self.data else tuple(self.data)
+
     def as_dict(self) -> dict:
-        """Plain JSON types (``img_size`` as ``[H, W]``), as ``config.json`` and ``last.pt`` store it,
-        so a saved config compares equal to the one it was made from (``--resume``)."""
+        """Plain JSON types (``img_size`` as ``[H, W]``, several datasets as a list), as
+        ``config.json`` and ``last.pt`` store it, so a saved config compares equal to the one it
+        was made from (``--resume``)."""
         d = dataclasses.asdict(self)
         d["img_size"] = list(self.img_size) if self.img_size else None
+        d["data"] = self.data if isinstance(self.data, str) else list(self.data)
         return d
 
     def task_epochs(self, recipe: TaskRecipe) -> int:
@@ -352,7 +373,7 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
     """Train every task of ``config.task`` (a task name, ``pedestrian``, ``vehicle`` or ``all``)
     of ``schema`` (None: the packaged one); its fingerprint and directory go into every checkpoint.
     With ``config.multitask``, the tasks of each input train as one shared network (:class:`Unit`)."""
-    if not config.data:
+    if not config.datasets:
         raise AttrretError("no training data given (--data DIR)")
     tune_malloc()
     if config.num_threads:
@@ -376,12 +397,12 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
 
     log(f"precision: {prec.describe()}")
 
-    data = load_task_data(config.data, groups, schema=schema, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
+    data = load_task_data(config.datasets, groups, schema=schema, holdout=config.holdout, holdout_seed=config.holdout_seed, fold=config.fold,
                           val_fraction=config.val_fraction, seed=config.seed, skip_bad=config.skip_bad,
                           on_untrainable=log if len(groups) > 1 else None)
     groups = tuple(g for g in groups if g.task in data)
     if not groups:
-        raise AttrretError(f"no trainable task in {config.data} for --task {config.task}")
+        raise AttrretError(f"no trainable task in {', '.join(config.datasets)} for --task {config.task}")
     recipes = load_recipes(schema)
     # Tasks that train on the same input (size and crop) share one backbone and one trunk cache.
     by_input: dict[tuple[HW | None, str], list[Group]] = {}
@@ -443,7 +464,8 @@ def _cache_images(config: TrainConfig, data: dict[str, TaskData], schema: Schema
     from attrret.data.records import load_records
 
     return sorted({p for td in data.values() for part in (td.train, td.val, td.holdout) for p, _ in part}
-                  | {str(Path(r.path).resolve()) for r in load_records(config.data, "all", schema=schema, skip_bad=True, decode=config.skip_bad)})
+                  | {str(Path(r.path).resolve()) for root in config.datasets
+                     for r in load_records(root, "all", schema=schema, skip_bad=True, decode=config.skip_bad)})
 
 
 def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[str], device: torch.device, d: Dist,
@@ -529,6 +551,7 @@ class _UnitRun:
     inputs: _Inputs
     paths: list[str]
     labels: np.ndarray
+    origin: np.ndarray  # the dataset each row comes from (epoch_order balances them)
     steps: int  # optimiser steps per epoch
     front_hash: str
     photometric: bool = True  # the tasks' recipes: brightness/contrast jitter keeps their labels true
@@ -601,18 +624,40 @@ def _already_trained(config: TrainConfig, unit: Unit, resolved: dict, log=lambda
     return done
 
 
-def _train_rows(unit: Unit, data: dict[str, TaskData]) -> tuple[list[str], np.ndarray]:
-    """The unit's training images, each once in first-seen order, and their ``(n, tasks)`` labels
-    (-1: not in that task's training split). For one task: its training split as it is."""
+def _train_rows(unit: Unit, data: dict[str, TaskData], datasets: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The unit's training images, each once in first-seen order, their ``(n, tasks)`` labels
+    (-1: not in that task's training split) and the dataset (an index into ``datasets``) each
+    comes from. For one task: its training split as it is."""
     row: dict[str, int] = {}
+    origin: list[int] = []
     for g in unit.groups:
-        for p, _ in data[g.task].train:
-            row.setdefault(p, len(row))
+        td = data[g.task]
+        roots = list(td.counts)
+        for p, _ in td.train:
+            if p not in row:
+                row[p] = len(row)
+                origin.append(datasets.index(roots[td.origin[p]]) if roots else 0)
     labels = np.full((len(row), len(unit.groups)), -1, dtype=np.int64)
     for t, g in enumerate(unit.groups):
         for p, y in data[g.task].train:
             labels[row[p], t] = y
-    return list(row), labels
+    return list(row), labels, np.array(origin, dtype=np.int64)
+
+
+def epoch_order(rng: np.random.Generator, origin: np.ndarray, alpha: float) -> np.ndarray:
+    """One epoch's draw of training rows (as many as there are), balanced across datasets:
+    dataset d gets a share of the draws proportional to ``n_d ** alpha``, its rows permuted and
+    cycled (or cut) to fill it, and the whole is shuffled. From one dataset: a permutation."""
+    n = len(origin)
+    ids = np.unique(origin)
+    if len(ids) <= 1:
+        return rng.permutation(n)
+    sizes = np.array([np.count_nonzero(origin == d) for d in ids], np.float64)
+    share = sizes**alpha / (sizes**alpha).sum() * n
+    quota = np.floor(share).astype(np.int64)
+    quota[np.argsort(quota - share, kind="stable")[: n - quota.sum()]] += 1  # largest remainders
+    parts = [np.resize(rng.permutation(np.flatnonzero(origin == d)), q) for d, q in zip(ids, quota)]
+    return rng.permutation(np.concatenate(parts))
 
 
 def _start(config: TrainConfig, unit: Unit, data: dict[str, TaskData], inp: _SharedInput, device: torch.device, d: Dist,
@@ -630,7 +675,7 @@ def _start(config: TrainConfig, unit: Unit, data: dict[str, TaskData], inp: _Sha
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    paths, labels = _train_rows(unit, data)
+    paths, labels, origin = _train_rows(unit, data, config.datasets)
     steps = max(1, math.ceil(len(paths) / (config.batch_size * d.world)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps * config.epochs, int(round(config.warmup_epochs * steps))))
     weights = [_class_weights(data[g.task].train, len(g.classes), config.balance) for g in unit.groups]
@@ -643,7 +688,8 @@ def _start(config: TrainConfig, unit: Unit, data: dict[str, TaskData], inp: _Sha
         unit=unit, resolved=resolved, photometric=photometric, model=model, net=net, opt=opt, sched=sched,
         scaler=grad_scaler(resolve_precision(config.precision, device)), ema=ema,
         weights=[w.to(device) if w is not None else None for w in weights],
-        inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision), paths=paths, labels=labels, steps=steps,
+        inputs=_Inputs(model, inp.pre, inp.crop, inp.cache, device, config.precision), paths=paths, labels=labels, origin=origin,
+        steps=steps,
         front_hash=model.front_hash(),  # snapshots hold the tail only; resume checks they fit this front
     )
 
@@ -700,7 +746,7 @@ def run_epoch(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], epo
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     per_rank = config.batch_size
-    order = rng.permutation(len(run.paths))
+    order = epoch_order(rng, run.origin, config.data_alpha)
     need = run.steps * per_rank * d.world  # every rank runs the same number of equal batches
     order = np.resize(order, need) if len(order) < need else order[:need]
     shard = order[d.rank :: d.world]
@@ -828,7 +874,7 @@ def save_best(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], inp
             "holdout_source": td.holdout_source if td.holdout else None,
             "history": history, "n_train": len(td.train), "n_val": len(td.val), "n_holdout": len(td.holdout),
             "train_seconds": run.train_time, "train_images_per_s": ips, "weights_sha256": digest, "config": run.resolved,
-            "calibration": calibration,
+            "calibration": calibration, "datasets": td.counts,
         }
         if d.main:
             write_task_model(_task_dir(config, g), model, g, inp, config, schema, metrics)
@@ -856,6 +902,7 @@ def write_task_model(out_dir: Path, model: Classifier, group: Group, inp: _Share
         "tail_norm": config.tail_norm, "precision": config.precision,  # the precision it trained in
         "cut": model.cut, **front, "schema_fingerprint": schema.fingerprint, "schema_source": schema.source,
         "temperature": calibration["temperature"] if calibration else 1.0,
+        "datasets": metrics.get("datasets", {}),  # per dataset it learned from: its labels per split
         "metrics": {"best_epoch": metrics["best_epoch"], "val": _summary(metrics["val"]),
                     "holdout": _summary(holdout) if holdout else None},
         "config": metrics["config"],

@@ -16,7 +16,7 @@ from attrret.retrieval.indexer import GATES as PREDICT_GATES
 from attrret.retrieval.ranker import GATES, SCORINGS
 from attrret.retrieval.topk import BACKENDS
 
-Runtime = choice("Runtime", ("torch", "onnx"))
+Runtime = choice("Runtime", ("auto", "torch", "onnx"))
 Scoring = choice("Scoring", SCORINGS)
 KindGate = choice("KindGate", GATES)
 Backend = choice("Backend", BACKENDS)
@@ -52,7 +52,7 @@ def predict(
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Predict only shard I of N (0 <= I < N) into OUT.shard-I-of-N/ (or --shard-out); `attrret index merge` then writes OUT from all N, byte-identical to one run. Under torchrun, ranks shard by themselves.")] = None,
     shard_out: Annotated[Optional[Path], typer.Option("--shard-out", help="With --shard: the shard folder to write (default OUT.shard-I-of-N beside OUT).")] = None,
     schema_dir: SchemaDir = None,
-    runtime: Annotated[Runtime, typer.Option("--runtime", help="torch: the checkpoints with PyTorch; onnx: a graph from attrret export onnx (give --onnx), run by onnxruntime; its ensemble and flip TTA are fixed at export.")] = Runtime.torch,
+    runtime: Annotated[Optional[Runtime], typer.Option("--runtime", help="auto: onnxruntime where a CPU run is in float32 and the onnx extra is installed (faster there: bench/predict.py), else PyTorch; torch: PyTorch; onnx: onnxruntime, on --onnx FILE (a graph from attrret export onnx: its ensemble and flip TTA fixed at export, every model on every image) or, without it, on the models exported once per subject and cached (gated). Default: $ATTRRET_RUNTIME, else auto.", show_default=False)] = None,
     onnx: Annotated[Optional[Path], typer.Option("--onnx", help="With --runtime onnx: the .onnx file attrret export onnx wrote.")] = None,
     meta: Annotated[Optional[Path], typer.Option("--meta", help="Image metadata to store beside the index: a CSV or JSON-lines table with an 'image' column (the gallery path or file name) and any of camera, time (ISO 8601; without a zone: UTC) and free columns (track, frame, x, y, w, h, ...). Re-running with a changed table updates the metadata without predicting again.", rich_help_panel="Metadata")] = None,
     camera_from_folder: Annotated[bool, typer.Option("--camera-from-folder", help="Take each image's camera from its folder in a <camera>/<file> gallery (where --meta gives none).", rich_help_panel="Metadata")] = False,
@@ -80,12 +80,18 @@ def predict(
     from attrret.retrieval.meta import MetaSource
 
     meta_source = MetaSource(meta, camera_from_folder, time_from_exif)
-    if runtime is Runtime.onnx:
-        if world > 1:
-            raise typer.BadParameter("torchrun runs the checkpoints with PyTorch; give one process the graph, or shard with --shard I/N",
-                                     param_hint="--runtime onnx")
-        if onnx is None:
-            raise typer.BadParameter("--runtime onnx needs --onnx FILE (write one with attrret export onnx)", param_hint="--onnx")
+    from attrret.export.onnx_cache import RUNTIME_ENV, cached_graphs, prefers_onnx
+
+    if runtime is None:
+        try:
+            runtime = Runtime(os.environ.get(RUNTIME_ENV) or "auto")
+        except ValueError:
+            raise typer.BadParameter(f"${RUNTIME_ENV}={os.environ[RUNTIME_ENV]!r}: use auto, torch or onnx", param_hint="--runtime") from None
+    if runtime is Runtime.onnx and world > 1:
+        raise typer.BadParameter("torchrun runs the checkpoints with PyTorch; give one process the graph, or shard with --shard I/N",
+                                 param_hint="--runtime onnx")
+    predictor: Predictor
+    if runtime is Runtime.onnx and onnx is not None:
         fixed = [flag for flag, given in (("--models", models), ("--img-sizes", img_sizes), ("--member-weights", member_weights),
                                           (f"--precision {precision_value(precision)}", precision_value(precision) not in (None, "auto", "fp32")))
                  if given]
@@ -100,7 +106,7 @@ def predict(
                                      f"(attrret export onnx --tta {tta.value})", param_hint="--tta")
         _err(f"graph {onnx}: {len(graph.info.columns)} tasks, inputs {', '.join(i.name for i in graph.info.inputs)}, "
              f"onnxruntime on {graph.providers[0]}")
-        predictor: Predictor = graph
+        predictor = graph
     else:
         if onnx is not None:
             raise typer.BadParameter("--onnx is read only with --runtime onnx", param_hint="--onnx")
@@ -108,7 +114,20 @@ def predict(
                                _floats(member_weights, "--member-weights"), schema=schema)
         for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
             _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
-        predictor = Ensemble.open(members, tta=(tta or Tta(TTA_DEFAULT)).value, device=device, precision=precision_value(precision))
+        tta_mode = (tta or Tta(TTA_DEFAULT)).value
+        if runtime is Runtime.auto and world == 1 and prefers_onnx(device, precision_value(precision)):
+            _err("runtime: onnxruntime, float32 (faster than PyTorch on the CPU: bench/predict.py; --runtime torch for PyTorch)")
+            runtime = Runtime.onnx
+        requested = precision_value(precision)
+        if runtime is Runtime.onnx and requested in (None, "auto"):
+            requested = "fp32"  # the graphs are float32
+        ensemble = Ensemble.open(members, tta=tta_mode, device=device, precision=requested)
+        predictor = ensemble
+        if runtime is Runtime.onnx:
+            if ensemble.precision != "fp32":
+                raise typer.BadParameter(f"onnxruntime runs the exported graphs in float32, not {ensemble.precision}",
+                                         param_hint="--precision")
+            predictor = cached_graphs(ensemble, schema, log=_err)
     settings = dict(split=split, batch_size=batch_size, progress=not quiet, schema=schema, meta=meta_source, gate=gate.value)
     if spec is not None:
         where, part = shards.build_shard(images, out, predictor, spec, shard_out=shard_out, **settings)

@@ -66,7 +66,7 @@ def _schema_lrs() -> str:
 
 def train(
     task: Annotated[str, typer.Option("--task", "-t", help="Task (vehicle.color, pedestrian.hat, router, ...), pedestrian, vehicle or all.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Track-2 folder or labels.txt + images/ folder.")],
+    data: Annotated[list[Path], typer.Option("--data", "-d", help="Track-2 folder or labels.txt + images/ folder; repeat to train on several at once (each split on its own, each task learning from every dataset that labels it, sampled by --data-alpha).")],
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Models go to W/models/<task>/, the trunk cache to W/cache/.")] = Path("attrret-work"),
     backbone: Annotated[str, typer.Option(help="tf_efficientnet_lite0, timm:<name>, open_clip:<arch>/<pretrained> or path/to/model.pt.")] = "tf_efficientnet_lite0",
     weights: Annotated[Optional[Path], typer.Option(help="Trunk weights: a state-dict file for a timm:<name> backbone (offline weights).")] = None,
@@ -93,6 +93,7 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad label lines / missing images with a warning.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    data_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="With several --data: each epoch draws a dataset's images in proportion to its size to this power (0.5: a dataset 16x larger is drawn 4x as often; 0: all equally; 1: by size).")] = 0.5,
     multitask: Annotated[bool, typer.Option("--multitask", help="One network per model input for all its tasks (a shared tail, one head slice each) instead of one per task: the decoupled method's ablation arm. Written as ordinary per-task models.")] = False,
     recipe: Annotated[Recipe, typer.Option(help="Ensemble members to train: default (one, at the recipes' input sizes), accurate (also a member at 1.25x, in W/members/x1.25/), fast (one at 0.75x). attrret predict finds every member without flags.")] = Recipe.default,
     schema_dir: SchemaDir = None,
@@ -103,12 +104,12 @@ def train(
 
     schema = resolve_schema(schema_dir)
     config = TrainConfig(
-        task=task, data=str(data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
+        task=task, data=tuple(str(d) for d in data), workdir=str(workdir), backbone=backbone, weights=str(weights) if weights else None,
         pretrained=pretrained, img_size=size_option(img_size, "--img-size") if img_size is not None else None, epochs=epochs, batch_size=batch_size, lr=lr,
         trainable_blocks=trainable_blocks, tail_norm=tail_norm.value, label_smoothing=label_smoothing, balance=balance.value, ema=ema, calibrate=calibrate,
         crop=crop.value if crop else None,
         holdout=holdout, fold=fold, seed=seed, device=device, precision=precision_value(precision), resume=resume, cache=cache,
-        cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad, multitask=multitask,
+        cache_budget_gb=cache_budget_gb, num_threads=threads, skip_bad=skip_bad, multitask=multitask, data_alpha=data_alpha,
     )
     if img_size is not None and recipe is not Recipe.default:
         raise typer.BadParameter("--img-size trains every member at one size; a recipe scales the recipes' input sizes per member",

@@ -1,0 +1,93 @@
+"""Training on several datasets at once: per-dataset splits, disjoint group coverage, balanced sampling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_classifier_data import make_folder
+
+from attrret.classifiers.checkpoint import load_checkpoint
+from attrret.classifiers.data import load_task_data
+from attrret.classifiers.train import TrainConfig, epoch_order, train_tasks
+from attrret.errors import OptionError
+from attrret.schema import load_schema
+
+TINY = dict(backbone="timm:test_efficientnet", pretrained=False, img_size=32, epochs=2, batch_size=8, val_fraction=0.25)
+
+
+def _without(root: Path, group: str) -> Path:
+    """Mark ``group`` unknown for every pedestrian of ``root`` (the side file the importers write)."""
+    names = [line.split("$")[0] for line in (root / "labels.txt").read_text().splitlines() if "," in line.split("$")[1]]
+    (root / "labels_unknown.jsonl").write_text("".join(json.dumps({"image": n, "unknown": [group]}) + "\n" for n in names))
+    return root
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> tuple[Path, Path]:
+    """Disjoint coverage: A labels gender but not hat, B labels hat but not gender."""
+    root = tmp_path_factory.mktemp("two")
+    return _without(make_folder(root / "a", seed=0), "hat"), _without(make_folder(root / "b", n_ped=32, seed=1), "gender")
+
+
+def test_each_task_learns_from_every_dataset_that_labels_it(two):
+    a, b = two
+    schema = load_schema()
+    gender, hat, sleeve = (schema.pedestrian.group(n) for n in ("gender", "hat", "sleeve"))
+    data = load_task_data([a, b], (gender, hat, sleeve), schema=schema, val_fraction=0.25)
+    ra, rb = str(a.resolve()), str(b.resolve())
+    assert list(data["pedestrian.gender"].counts) == [ra] and list(data["pedestrian.hat"].counts) == [rb]
+    assert list(data["pedestrian.sleeve"].counts) == [ra, rb]  # both label it
+    both = data["pedestrian.sleeve"]
+    # each dataset keeps its own selection split: the union of the two single-dataset ones
+    alone = [load_task_data(r, (sleeve,), schema=schema, val_fraction=0.25)["pedestrian.sleeve"] for r in (a, b)]
+    assert both.train == alone[0].train + alone[1].train and both.val == alone[0].val + alone[1].val
+    assert both.counts[rb] == {"train": len(alone[1].train), "val": len(alone[1].val), "holdout": 0}
+    assert {both.origin[p] for p, _ in alone[1].train} == {1} and {both.origin[p] for p, _ in alone[0].train} == {0}
+    assert "a: stratified" in both.val_source and "b: stratified" in both.val_source
+
+
+def test_two_datasets_with_disjoint_groups_train_one_network_and_record_their_counts(two, tmp_path):
+    a, b = two
+    cfg = TrainConfig(task="pedestrian", data=(str(a), str(b)), workdir=str(tmp_path / "w"), multitask=True, **TINY)
+    results = {r.task: r for r in train_tasks(cfg, progress=False)}
+    assert {"pedestrian.gender", "pedestrian.hat"} <= set(results)
+    ck = load_checkpoint(tmp_path / "w" / "models" / "pedestrian.hat")
+    assert list(ck.meta["datasets"]) == [str(b.resolve())] and ck.meta["config"]["data"] == [str(a.resolve()), str(b.resolve())]
+    metrics = json.loads((tmp_path / "w" / "models" / "pedestrian.gender" / "metrics.json").read_text())
+    assert list(metrics["datasets"]) == [str(a.resolve())] and metrics["n_train"] == metrics["datasets"][str(a.resolve())]["train"]
+    # the single-task loop takes several datasets the same way
+    single = train_tasks(TrainConfig(**{**cfg.as_dict(), "multitask": False, "task": "pedestrian.hat", "workdir": str(tmp_path / "s")}),
+                         progress=False)[0]
+    assert single.n_train == results["pedestrian.hat"].n_train
+
+
+@pytest.mark.parametrize("sizes", [(10,), (40, 10), (100, 7, 3), (5, 5)])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_epoch_order_balances_datasets_by_size_to_the_alpha(sizes, alpha):
+    origin = np.repeat(np.arange(len(sizes)), sizes)
+    rng = np.random.default_rng(0)
+    order = epoch_order(rng, origin, alpha)
+    assert len(order) == len(origin)  # an epoch is as long as the data
+    got = np.bincount(origin[order], minlength=len(sizes))
+    want = np.array(sizes, float) ** alpha / (np.array(sizes, float) ** alpha).sum() * len(origin)
+    assert np.all(np.abs(got - want) < 1.0)
+    for d, n in enumerate(sizes):  # a dataset's draws cycle through all of its rows before repeating any
+        drawn = order[origin[order] == d]
+        assert len(set(drawn)) == min(n, len(drawn))
+    if len(sizes) == 1:
+        assert np.array_equal(order, np.random.default_rng(0).permutation(sizes[0]))  # one dataset: a plain permutation
+
+
+def test_train_config_datasets():
+    one = TrainConfig(data=("x",))
+    assert one.data == str(Path("x").resolve()) and one.datasets == (one.data,)
+    two = TrainConfig(data=["x", "y"])
+    assert two.datasets == (str(Path("x").resolve()), str(Path("y").resolve()))
+    assert TrainConfig(**two.as_dict()) == two and two.as_dict()["data"] == list(two.datasets)
+    with pytest.raises(OptionError, match="twice"):
+        TrainConfig(data=("x", "./x"))
+    with pytest.raises(OptionError, match="data alpha"):
+        TrainConfig(data_alpha=2.0)
