@@ -42,7 +42,11 @@ Rows (each: official and sound mAP@10, R@1, train time):
   (``attrret train --multitask``: the same loop, splits, cache and checkpoints), with partial
   freezing and with full fine-tuning of every block. Full fine-tuning is measured on the
   multi-task model only: one shared network passes every image once per epoch, where twelve
-  decoupled ones would take twelve times as long (hours on this 2-core machine).
+  decoupled ones would take twelve times as long (hours on this 2-core machine);
+- two datasets (pedestrians): pa100k-mini plus peta-train (imported once: ``attrret data import
+  peta``), ``attrret train --data A --data B``; the held pa100k-mini images are the same, so the
+  row says what PETA's labels do to the Track-2 groups (``holdout`` also keeps 300 peta-train
+  images out of training).
 
 Prints Markdown tables; writes ``bench/results/accuracy.json``.
 """
@@ -50,6 +54,7 @@ Prints Markdown tables; writes ``bench/results/accuracy.json``.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import json
 import os
 import sys
@@ -69,13 +74,15 @@ from attrret.data.splits import holdout_split  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
 from attrret.retrieval.metrics import LabelRelevance, PartialRelevance, evaluate_lists, label_keys  # noqa: E402
-from attrret.ensemble import Ensemble  # noqa: E402
+from attrret.classifiers.engine import Ensemble  # noqa: E402
 from attrret.retrieval.indexer import Member, build_index  # noqa: E402
 from attrret.retrieval.submission import priors_from_data, rank_captions  # noqa: E402
 from attrret.retrieval.ranker import RankOptions  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+# peta-train imported for the "+ peta-train" row (attrret data import peta; made on first use)
+PETA_TRAIN = ROOT / "attrret-work" / "data-peta-train"
 FULL_BLOCKS = 8  # every block of tf_efficientnet_lite0: the stem and the whole trunk train
 FULL_LR = 1e-3  # full fine-tuning: one stated learning rate for both subjects (not tuned)
 SUBJECTS = {
@@ -112,9 +119,20 @@ def _all_setups(subject: str, quick: bool) -> list[Setup]:
                 Setup("1 block", {"trainable_blocks": 1})]
     if spec["crop_tasks"]:
         out.append(Setup("top crop", {"crop": "top"}, spec["crop_tasks"]))
+    if subject == "pedestrian":  # two datasets at once: does PETA's data help the Track-2 groups?
+        out.append(Setup("+ peta-train", {"data": (str(spec["data"]), str(PETA_TRAIN))}))
     out += [Setup("multi-task", {"multitask": True}),
             Setup("multi-task full", {"multitask": True, "trainable_blocks": FULL_BLOCKS, "epochs": spec["full_epochs"], "lr": FULL_LR})]
     return out
+
+
+def _import_peta_train() -> None:
+    """``attrret data import peta`` of shared/data/peta-train into :data:`PETA_TRAIN` (all of it
+    trains or selects: its own val split by identity, no test split)."""
+    if (PETA_TRAIN / "import.json").is_file():
+        return
+    subprocess.run([sys.executable, "-m", "attrret", "data", "import", "peta", str(DATA / "peta-train" / "raw"), "--out", str(PETA_TRAIN),
+                    "--test-fraction", "0", "--force"], check=True, stdout=subprocess.DEVNULL)
 
 
 def _train(subject: str, setup: Setup, work: Path, retrain: bool) -> tuple[dict[str, Path], float]:
@@ -135,6 +153,8 @@ def _train(subject: str, setup: Setup, work: Path, retrain: bool) -> tuple[dict[
     groups = setup.groups or tuple(g.name for g in schema.subject(subject).groups)
     dirs = {g: w / "models" / f"{subject}.{g}" for g in groups}
     cfg = dict(data=str(spec["data"]), workdir=str(w), holdout=spec["holdout"], **setup.overrides)
+    if str(PETA_TRAIN) in cfg["data"]:
+        _import_peta_train()
     print(f"{subject} / {setup.name}: {len(groups)} task(s) ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     results = []

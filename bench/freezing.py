@@ -33,7 +33,7 @@ from attrret.geometry import hw_label, parse_hw  # noqa: E402
 from attrret.data.track2 import write_submission  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
 from bench import json_header  # noqa: E402
-from attrret.ensemble import Ensemble  # noqa: E402
+from attrret.classifiers.engine import Ensemble  # noqa: E402
 from attrret.retrieval.indexer import build_index, find_members  # noqa: E402
 from attrret.retrieval.evaluate import evaluate_submission  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402

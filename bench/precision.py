@@ -67,7 +67,7 @@ def run(precision: str, work: Path, epochs: int | None) -> dict:
     from attrret.classifiers.train import TrainConfig, train_tasks
     from attrret.retrieval.index import open_index
     from attrret.retrieval.metrics import evaluate_lists as score_lists
-    from attrret.ensemble import Ensemble
+    from attrret.classifiers.engine import Ensemble
     from attrret.retrieval.indexer import Member, build_index
     from attrret.retrieval.submission import rank_captions
     from attrret.retrieval.ranker import RankOptions
@@ -99,7 +99,7 @@ def same_models(ref: dict, precision: str, work: Path) -> dict:
     """``ref``'s models (trained in ``ref['precision']``) predicting the held images in
     ``precision``: how far the index is from ``ref``'s, the tolerance docs/precision.md states."""
     from attrret.retrieval.index import open_index
-    from attrret.ensemble import Ensemble
+    from attrret.classifiers.engine import Ensemble
     from attrret.retrieval.indexer import Member, build_index
     from attrret.retrieval.submission import rank_captions
     from attrret.retrieval.ranker import RankOptions

@@ -125,7 +125,8 @@ def _gallery(root: Path, per_subject: int) -> Path:
 def child(spec: str) -> None:
     """One cell, in this fresh process: build the index, print seconds and what it computed in."""
     cell = json.loads(spec)
-    from attrret.ensemble import Ensemble, Member, Predictor
+    from attrret.classifiers.engine import Ensemble
+    from attrret.ensemble import Member, Predictor
     from attrret.retrieval.indexer import build_index, find_members
 
     members = find_members(cell["workdir"])

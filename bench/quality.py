@@ -142,7 +142,7 @@ def run_attrret(ds: Dataset, work: Path, quick: bool, epochs: int | None = None)
 def rank_with_attrret(ds: Dataset, work: Path, say: Callable[[str], None]) -> list[list[str]]:
     """``attrret predict`` + ``attrret rank`` with their defaults, as library calls, over ``ds.gallery``."""
     from attrret.io import atomic_write_text
-    from attrret.ensemble import Ensemble
+    from attrret.classifiers.engine import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
     from attrret.retrieval.index import open_index
     from attrret.retrieval.submission import rank_captions

@@ -35,7 +35,7 @@ from bench import json_header  # noqa: E402
 from attrret.data.records import load_records  # noqa: E402
 from attrret.data.splits import holdout_split  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
-from attrret.ensemble import Ensemble  # noqa: E402
+from attrret.classifiers.engine import Ensemble  # noqa: E402
 from attrret.retrieval.indexer import Member, build_index, find_members  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
 from attrret.retrieval.metrics import LabelRelevance, evaluate_lists, label_keys  # noqa: E402

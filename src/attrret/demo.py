@@ -80,7 +80,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = lambda s: print(s,
     """Run every step; returns the per-task and retrieval metrics and writes ``W/demo.json``."""
     from attrret.classifiers.train import TrainConfig, train_tasks
     from attrret.data.track2 import write_submission
-    from attrret.ensemble import Ensemble
+    from attrret.classifiers.engine import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
     from attrret.retrieval.evaluate import evaluate_submission
     from attrret.retrieval.submission import rank_captions, read_queries

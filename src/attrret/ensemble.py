@@ -1,8 +1,8 @@
 """Ensemble members, the index's column layout, and the :class:`Predictor` that runs them.
 
 A :class:`Predictor` is what ``attrret predict`` (:func:`attrret.retrieval.indexer.build_index`,
-sharded or not), ``attrret attributes`` and find-similar by image talk to: an :class:`Ensemble`
-of checkpoints run by PyTorch (:class:`attrret.classifiers.engine.Engine`), or an exported graph
+sharded or not), ``attrret attributes`` and find-similar by image talk to: an
+:class:`attrret.classifiers.engine.Ensemble` of checkpoints run by PyTorch, or an exported graph
 run by onnxruntime (:class:`attrret.export.onnx_runtime.OnnxGraph`). They answer the same
 questions (what the header records, the probabilities of some images), so nothing downstream
 branches on which one it has.
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from attrret.errors import CheckpointError
 
 from attrret.geometry import HW
 from attrret.io import file_sha256
@@ -28,7 +27,7 @@ from attrret.schema import Schema
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Member", "Predictor", "Ensemble", "predictor_columns", "task_columns", "model_entries", "TTA_MODES", "TTA_DEFAULT"]
+__all__ = ["Member", "Predictor", "predictor_columns", "task_columns", "model_entries", "TTA_MODES", "TTA_DEFAULT"]
 
 #: Test-time augmentation by default (``attrret predict`` / ``export onnx`` ``--tta``): ``none``.
 #: Averaging with the mirrored image doubles predict's cost for little: on the held splits
@@ -120,50 +119,3 @@ class Predictor(Protocol):
 def predictor_columns(predictor: Predictor, schema: Schema) -> dict[str, tuple[int, int]]:
     """The column layout ``predictor`` writes: :func:`task_columns` of its models' tasks."""
     return task_columns([e["task"] for e in predictor.entries(Path.cwd(), schema)], schema)
-
-
-@dataclass(frozen=True)
-class Ensemble:
-    """The checkpoints of ``members`` run by PyTorch: a :class:`Predictor`.
-
-    ``precision`` as :func:`attrret.classifiers.runtime.resolve_precision` takes it (None:
-    ``$ATTRRET_PRECISION``, else auto); :meth:`open` resolves it for ``device``, so a precision the
-    device cannot run is one clear error before any work.
-    """
-
-    members: tuple[Member, ...]
-    tta: str = TTA_DEFAULT
-    device: str = "auto"
-    precision: str = "fp32"
-
-    gates = True
-
-    @classmethod
-    def open(cls, members: Sequence[Member], *, tta: str = TTA_DEFAULT, device: str = "auto", precision: str | None = None) -> Ensemble:
-        """The ensemble of ``members`` with its precision resolved for ``device``."""
-        from attrret.classifiers.runtime import resolve_device, resolve_precision
-
-        if tta not in TTA_MODES:
-            raise ValueError(f"unknown TTA {tta!r}; use one of {', '.join(TTA_MODES)}")
-        return cls(tuple(members), tta, device, resolve_precision(precision, resolve_device(device)).name)
-
-    def on(self, device: str) -> Ensemble:
-        """The same ensemble on another device (a torchrun rank's own GPU), precision kept."""
-        return replace(self, device=device)
-
-    @property
-    def weights(self) -> tuple[float, ...]:
-        return tuple(m.weight for m in self.members)
-
-    def entries(self, out: Path, schema: Schema) -> list[dict]:
-        return model_entries(self.members, out, schema)
-
-    def probs(self, paths: Sequence[Path], schema: Schema, *, columns: Mapping[str, tuple[int, int]], gate: bool = False,
-              batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        from attrret.classifiers.engine import Engine
-
-        engine = Engine.build(self.members, schema, flip=self.tta == "flip")
-        if dict(columns) != engine.columns:
-            raise CheckpointError(f"the models predict columns {engine.columns}, the index has {dict(columns)}; re-run attrret predict")
-        return engine.predict(list(paths), gate=gate, batch_size=batch_size, device=self.device, precision=self.precision,
-                              progress=progress)

@@ -1,4 +1,5 @@
-"""Model input geometry as plain values: the ``H x W`` input size and the vertical crop bands.
+"""Model input geometry as plain values: the ``H x W`` input size, the vertical crop bands and
+:class:`Preprocess` (size and normalisation: what a model's input is).
 
 A pedestrian crop is tall and a vehicle crop wide, so a model input is a rectangle, written
 ``HxW`` (height first, as tensors are): ``256x128``. A single number ``N`` is the square
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = ["HW", "CROPS", "parse_hw", "parse_hw_list", "hw_label", "scale_hw"]
+__all__ = ["HW", "CROPS", "Preprocess", "parse_hw", "parse_hw_list", "hw_label", "scale_hw"]
 
 #: An input size: ``(height, width)`` in pixels.
 HW = tuple[int, int]
@@ -64,3 +66,33 @@ def scale_hw(hw: HW, scale: float, multiple: int = 8) -> HW:
 def hw_label(hw: HW) -> str:
     """``(256, 128)`` -> ``"256x128"``: how sizes are written everywhere a person reads them."""
     return f"{hw[0]}x{hw[1]}"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Model input: ``height`` x ``width`` RGB, normalised with ``mean``/``std`` (0-1 scale).
+
+    A rectangle, not a square: pedestrian crops are tall and vehicle crops wide, and the
+    aspect-preserving resize-pad (:func:`attrret.data.images.resize_pad`) fills it.
+    """
+
+    height: int
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def hw(self) -> HW:
+        """``(height, width)``: the order of a tensor's last two dimensions."""
+        return (self.height, self.width)
+
+    def as_dict(self) -> dict:
+        """The checkpoint / cache-manifest form (plain JSON types)."""
+        return {"height": self.height, "width": self.width, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        """Read :meth:`as_dict`'s form; checkpoints from before rectangles, ``{"size": N, ...}``,
+        are N x N inputs."""
+        h, w = parse_hw([d["height"], d["width"]] if "height" in d else d["size"])
+        return cls(h, w, tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))

@@ -365,7 +365,7 @@ class Searcher:
             raise UnknownImage(f"{str(path)!r} is neither an image of the index {self.path} nor an image file")
         if workdir is None:
             raise ValueError(f"{path} is not in the index: give the workdir whose models built it to describe it")
-        from attrret.ensemble import Ensemble
+        from attrret.classifiers.engine import Ensemble
         from attrret.retrieval.indexer import file_sha256, find_members
 
         index = self._state.index

@@ -188,7 +188,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path, Path]:
     Built once through the library (the CLI is what the tests exercise; this is only setup).
     """
     from attrret.classifiers.train import TrainConfig, train_tasks
-    from attrret.ensemble import Ensemble
+    from attrret.classifiers.engine import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
 
     root = tmp_path_factory.mktemp("tiny")

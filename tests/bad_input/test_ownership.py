@@ -57,7 +57,7 @@ def test_shard_out_keeps_a_users_files(tiny, tmp_path):
 
 def test_a_full_disk_while_updating_leaves_the_old_index_alone(tiny, tmp_path, monkeypatch):
     """The old index stays whole and nothing new is left beside it (its new data file was)."""
-    from attrret.ensemble import Ensemble
+    from attrret.classifiers.engine import Ensemble
     from attrret.retrieval.indexer import build_index, find_members
 
     data, work, reference = tiny

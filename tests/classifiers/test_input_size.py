@@ -21,7 +21,7 @@ from attrret.classifiers.runtime import cpu_bf16_is_fast
 from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError, OptionError
 from attrret.retrieval.index import open_index
-from attrret.ensemble import Ensemble
+from attrret.classifiers.engine import Ensemble
 from attrret.retrieval.indexer import build_index, find_members
 from attrret.schema import load_schema
 

@@ -14,7 +14,7 @@ from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
 from attrret.classifiers.train import TrainConfig, Unit, train_tasks, unit_loss
 from attrret.errors import AttrretError
 from attrret.retrieval.index import open_index
-from attrret.ensemble import Ensemble
+from attrret.classifiers.engine import Ensemble
 from attrret.retrieval.indexer import build_index, find_members
 from attrret.schema import load_schema
 

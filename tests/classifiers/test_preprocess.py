@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attrret.classifiers.backbones import Preprocess
+from attrret.geometry import Preprocess
 from attrret.classifiers.preprocess import CROPS, augment_image, crop_image, front_views, load_batch, load_input, to_tensor
 
 

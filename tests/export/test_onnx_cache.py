@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attrret.ensemble import Ensemble
+from attrret.classifiers.engine import Ensemble
 from attrret.export import onnx_cache
 from attrret.export.onnx_cache import cached_graphs, onnx_installed, prefers_onnx
 from attrret.retrieval.index import open_index

@@ -18,7 +18,8 @@ from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.export.onnx import OPSET, GraphInfo, export_onnx
 from attrret.export.onnx_runtime import graph_probs, open_graph, providers_for
 from attrret.retrieval.index import open_index
-from attrret.ensemble import Ensemble, predictor_columns
+from attrret.classifiers.engine import Ensemble
+from attrret.ensemble import predictor_columns
 from attrret.retrieval.indexer import build_index, check_fresh, file_sha256, find_members
 from attrret.schema import load_schema
 from tests.retrieval.conftest import cli
@@ -261,8 +262,8 @@ def test_what_is_not_an_attrret_graph_is_refused(tmp_path):
 
 
 def test_runtime_onnx_usage_errors(tmp_path):
-    proc = cli("predict", "--runtime", "onnx", "--images", str(tmp_path), check=False)
-    assert proc.returncode == 2 and "--onnx FILE" in proc.stderr
+    proc = cli("predict", "--onnx", "x.onnx", "--runtime", "torch", "--images", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "--onnx is read only with --runtime onnx" in proc.stderr
     proc = cli("predict", "--runtime", "onnx", "--onnx", "x.onnx", "--models", str(tmp_path), "--images", str(tmp_path), check=False)
     assert proc.returncode == 2 and "fixed when it is exported" in proc.stderr
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attrret.ensemble import Ensemble
+from attrret.classifiers.engine import Ensemble
 from attrret.errors import CheckpointError, InputError
 from attrret.retrieval.indexer import build_index, check_fresh, find_members, list_gallery
 from attrret.retrieval.index import open_index

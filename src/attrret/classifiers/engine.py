@@ -30,12 +30,17 @@ distribution (1 / classes). The index module doc (attrret.retrieval.indexer) say
 is unchanged.
 
 The columns are in the index's order (:func:`task_columns`): the schema's task order.
+
+:class:`Ensemble` is the engine as an :class:`attrret.ensemble.Predictor`: what ``attrret
+predict --runtime torch`` hands to :func:`attrret.retrieval.indexer.build_index`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,17 +48,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attrret.classifiers.backbones import Preprocess
+from attrret.geometry import Preprocess
 from attrret.classifiers.calibration import float32_region, view_probs
 from attrret.classifiers.checkpoint import Checkpoint, build_classifier, load_checkpoint
 from attrret.classifiers.preprocess import channels_last, load_inputs
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import Precision, resolve_device, resolve_precision, tune_malloc
-from attrret.ensemble import Member, task_columns
+from attrret.ensemble import TTA_DEFAULT, TTA_MODES, Member, model_entries, task_columns
 from attrret.errors import CheckpointError
 from attrret.schema import Schema, load_schema
 
-__all__ = ["Engine", "InputKey", "group_key", "task_model", "predict_probs"]
+__all__ = ["Engine", "Ensemble", "InputKey", "group_key", "task_model", "predict_probs"]
 
 #: One engine input: the preprocessing (size, mean, std) and the crop its images get.
 InputKey = tuple[Preprocess, str]
@@ -327,3 +332,48 @@ def predict_probs(
     probs = engine.predict([Path(p) for p in images], gate=False, batch_size=batch_size, device=device,
                            precision=precision, progress=progress)
     return {task: probs[:, a:b] for task, (a, b) in engine.columns.items()}
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """The checkpoints of ``members`` run by PyTorch: a :class:`Predictor`.
+
+    ``precision`` as :func:`attrret.classifiers.runtime.resolve_precision` takes it (None:
+    ``$ATTRRET_PRECISION``, else auto); :meth:`open` resolves it for ``device``, so a precision the
+    device cannot run is one clear error before any work.
+    """
+
+    members: tuple[Member, ...]
+    tta: str = TTA_DEFAULT
+    device: str = "auto"
+    precision: str = "fp32"
+
+    gates = True
+
+    @classmethod
+    def open(cls, members: Sequence[Member], *, tta: str = TTA_DEFAULT, device: str = "auto", precision: str | None = None) -> Ensemble:
+        """The ensemble of ``members`` with its precision resolved for ``device``."""
+        from attrret.classifiers.runtime import resolve_device, resolve_precision
+
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown TTA {tta!r}; use one of {', '.join(TTA_MODES)}")
+        return cls(tuple(members), tta, device, resolve_precision(precision, resolve_device(device)).name)
+
+    def on(self, device: str) -> Ensemble:
+        """The same ensemble on another device (a torchrun rank's own GPU), precision kept."""
+        return dataclasses.replace(self, device=device)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return tuple(m.weight for m in self.members)
+
+    def entries(self, out: Path, schema: Schema) -> list[dict]:
+        return model_entries(self.members, out, schema)
+
+    def probs(self, paths: Sequence[Path], schema: Schema, *, columns: Mapping[str, tuple[int, int]], gate: bool = False,
+              batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        engine = Engine.build(self.members, schema, flip=self.tta == "flip")
+        if dict(columns) != engine.columns:
+            raise CheckpointError(f"the models predict columns {engine.columns}, the index has {dict(columns)}; re-run attrret predict")
+        return engine.predict(list(paths), gate=gate, batch_size=batch_size, device=self.device, precision=self.precision,
+                              progress=progress)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from attrret.classifiers.backbones import Preprocess
+from attrret.geometry import Preprocess
 from attrret.classifiers.runtime import Precision, autocast
 from attrret.data.images import load_image, resize_pad
 from attrret.geometry import CROPS

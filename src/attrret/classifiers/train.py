@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, Preprocess, create_backbone
+from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
 from attrret.classifiers.cache import FrontCache, open_or_build
 from attrret.classifiers.calibration import fit_temperature, view_nll, view_probs
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
@@ -62,7 +62,7 @@ from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, gr
                                          seed_everything, tune_malloc)
 from attrret.errors import AttrretError, OptionError
 from attrret.faults import fault_point
-from attrret.geometry import HW, hw_label, parse_hw, scale_hw
+from attrret.geometry import HW, Preprocess, hw_label, parse_hw, scale_hw
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, Schema, load_schema

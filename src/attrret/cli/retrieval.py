@@ -65,7 +65,8 @@ def predict(
     """
     from attrret.io import refuse_overwriting_inputs
     from attrret.retrieval import shards
-    from attrret.ensemble import Ensemble, Predictor
+    from attrret.classifiers.engine import Ensemble
+    from attrret.ensemble import Predictor
     from attrret.retrieval.indexer import build_index, find_members, member_sizes
 
     schema = resolve_schema(schema_dir)

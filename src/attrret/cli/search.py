@@ -145,7 +145,7 @@ def attributes(
     if out is not None and out.suffix.lower() not in FORMATS:
         raise typer.BadParameter(f"--out {out}: use a {', '.join(FORMATS)} file")
     if images:
-        from attrret.ensemble import Ensemble
+        from attrret.classifiers.engine import Ensemble
         from attrret.retrieval.indexer import find_members, list_gallery
 
         if out is not None:

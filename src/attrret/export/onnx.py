@@ -97,7 +97,7 @@ class GraphInput:
 
     def preprocess(self):
         """The :class:`attrret.classifiers.backbones.Preprocess` that ``load_batch`` takes."""
-        from attrret.classifiers.backbones import Preprocess
+        from attrret.geometry import Preprocess
 
         return Preprocess(self.height, self.width, self.mean, self.std)
 

@@ -34,13 +34,18 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attrret.ensemble import Ensemble, Member, task_columns
+from attrret.classifiers.engine import Ensemble
+from attrret.ensemble import Member, task_columns
 from attrret.errors import CheckpointError, InputError
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import SUBJECTS, Schema
+
+if TYPE_CHECKING:
+    from attrret.export.onnx_runtime import OnnxGraph
 
 __all__ = ["CachedGraphs", "cached_graphs", "prefers_onnx", "onnx_installed", "default_cache_dir", "RUNTIME_ENV"]
 
@@ -79,7 +84,7 @@ class CachedGraphs:
     :class:`attrret.ensemble.Predictor` that gates (module doc)."""
 
     ensemble: Ensemble
-    parts: Mapping[str, object]  # "router" | subject -> attrret.export.onnx_runtime.OnnxGraph
+    parts: Mapping[str, OnnxGraph]  # "router" | subject -> its graph
     router: str  # the router's task
 
     precision = "fp32"

@@ -35,15 +35,15 @@ from attrret.errors import CheckpointError
 from attrret.geometry import HW, parse_hw
 from attrret.io import atomic_path, atomic_write_bytes, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
+from attrret.retrieval.index_names import FORMAT, data_file, plain_data_file
 from attrret.retrieval.meta import ImageMeta
 from attrret.schema import Schema, load_schema
 
 if TYPE_CHECKING:
     from attrret.retrieval.index_files import HeaderFile
 
-__all__ = ["FORMAT", "IndexHeader", "Index", "write_index", "open_index", "is_index"]
+__all__ = ["IndexHeader", "Index", "write_index", "open_index", "is_index"]
 
-FORMAT = "attrret-index/1"
 READ_LOCK = LOCK_PREFIX + "read.lock"  # header swap vs header read (attrret.locks)
 WRITE_LOCK = LOCK_PREFIX + "write.lock"  # one predict at a time per index
 
@@ -266,7 +266,7 @@ def _clear_pending(path: Path, keep: set[str]) -> None:
         return
     listed = raw.get("files") if isinstance(raw, dict) else None
     for name in listed if isinstance(listed, list) else ():
-        if _plain_data_file(name) and name not in keep:
+        if plain_data_file(name) and name not in keep:
             with contextlib.suppress(OSError):
                 (path / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
@@ -282,7 +282,7 @@ def _referenced_files(path: Path) -> set[str]:
         return set()
     if not isinstance(raw, dict):
         return set()
-    return {n for n in (raw.get("probs_file"), raw.get("names_file"), raw.get("meta_file")) if _plain_data_file(n)}
+    return {n for n in (raw.get("probs_file"), raw.get("names_file"), raw.get("meta_file")) if plain_data_file(n)}
 
 
 #: Written before an index's new data files, removed after its header: the files a write that
@@ -300,22 +300,11 @@ def _content_token(probs: np.ndarray, names_text: str) -> str:
     return h.hexdigest()[:12]
 
 
-def _data_file(name: str) -> bool:
-    return ((name.startswith("probs-") and name.endswith(".npy")) or (name.startswith("names-") and name.endswith(".json"))
-            or (name.startswith("meta-") and name.endswith(".parquet")))
-
-
-def _plain_data_file(name: object) -> bool:
-    """An index data file name that stays inside its folder (no path separator): what a header
-    or a pending list may name, and so what attrret may open or remove there."""
-    return isinstance(name, str) and _data_file(name) and "/" not in name and "\\" not in name
-
-
 def _own_file(name: str) -> bool:
     """What may be in a folder an index is written into: data-file names (orphans of a failed
     first write, or a user's files of such names, which are written beside and never removed:
     only files an index header or attrret's pending list names are), locks, temporary files."""
-    return (_data_file(name) or name.startswith(LOCK_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
+    return (data_file(name) or name.startswith(LOCK_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
             or name == PENDING)
 
 

@@ -11,14 +11,14 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from attrret.precisions import PRECISION_NAMES
-from attrret.retrieval.index import FORMAT, _plain_data_file
+from attrret.retrieval.index_names import FORMAT, plain_data_file
 from attrret.validation import STRICT, Count, Finite, ImageSize, Name, Record, Sha256, Span, UniqueNames
 
 __all__ = ["HeaderFile", "PlannedHeader", "ModelEntry", "FileRecord", "NamesFile"]
 
 
 def _data_file_name(name: str) -> str:
-    if not _plain_data_file(name):
+    if not plain_data_file(name):
         raise ValueError(f"{name[:60]!r} is not an index data file name (probs-*.npy, names-*.json or meta-*.parquet, no folder)")
     return name
 

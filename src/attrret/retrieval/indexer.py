@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from attrret.classifiers.recipes import MEMBERS_DIR
-from attrret.ensemble import TTA_DEFAULT, Ensemble, Member, Predictor, task_columns
+from attrret.ensemble import TTA_DEFAULT, Member, Predictor, task_columns
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
@@ -72,7 +72,6 @@ __all__ = [
     "find_members",
     "build_index",
     "check_fresh",
-    "Ensemble",
     "Predictor",
     "file_sha256",
     "task_columns",

@@ -46,7 +46,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Field, model_validator
@@ -55,12 +55,15 @@ from attrret.errors import AttrretError, CheckpointError, OptionError
 from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.retrieval.index import READ_LOCK, WRITE_LOCK, IndexHeader, _own_file, check_probs, check_writable, discard_new_folder, is_index, write_index
-from attrret.ensemble import Ensemble, Predictor
+from attrret.ensemble import Predictor
 from attrret.retrieval.indexer import BuildPlan, BuildSummary, list_gallery, plan_build
 from attrret.schema import Schema, load_schema
 from attrret.retrieval.index_files import FileRecord, PlannedHeader
 from attrret.retrieval.meta import MAX_META_COLUMNS, MAX_VALUE_CHARS, ImageMeta, MetaSource
 from attrret.validation import Count, Name, Positive, Record, UniqueNames, load
+
+if TYPE_CHECKING:
+    from attrret.classifiers.engine import Ensemble
 
 __all__ = [
     "SHARD_FORMAT",
