@@ -64,6 +64,7 @@ def test_gated_graphs_give_the_torch_fp32_index(mixed, tmp_path):
     check_fresh(a)
 
 
+@pytest.mark.slow
 def test_the_cache_is_reused_and_keyed_by_what_the_graphs_compute(mixed, tmp_path, monkeypatch):
     data, w = mixed
     schema = load_schema()
