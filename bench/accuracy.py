@@ -152,7 +152,7 @@ def _train(subject: str, setup: Setup, work: Path, retrain: bool) -> tuple[dict[
     schema = load_schema()
     groups = setup.groups or tuple(g.name for g in schema.subject(subject).groups)
     dirs = {g: w / "models" / f"{subject}.{g}" for g in groups}
-    cfg = dict(data=str(spec["data"]), workdir=str(w), holdout=spec["holdout"], **setup.overrides)
+    cfg = {"data": str(spec["data"]), "workdir": str(w), "holdout": spec["holdout"], **setup.overrides}
     if str(PETA_TRAIN) in cfg["data"]:
         _import_peta_train()
     print(f"{subject} / {setup.name}: {len(groups)} task(s) ...", file=sys.stderr, flush=True)
@@ -266,7 +266,8 @@ def run_subject(subject: str, work: Path, quick: bool, retrain: bool, log: Calla
              "multi-task full": f"multi-task, full fine-tuning ({SUBJECTS[subject]['full_epochs']} epochs, lr {FULL_LR:g})",
              "square 160": "geometry: 160 x 160 (the old default)", "lite1": "backbone: tf_efficientnet_lite1",
              "lite2": "backbone: tf_efficientnet_lite2",
-             "1 block": "--trainable-blocks 1 (the head conv alone)"}
+             "1 block": "--trainable-blocks 1 (the head conv alone)",
+             "+ peta-train": "two datasets: + peta-train (--data pa100k-mini --data peta-train)"}
     for key, label in names.items():
         if key in trained:
             row(label, trained[key][1], trained[key][2])
