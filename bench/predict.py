@@ -19,7 +19,7 @@ and imports' start-up excluded) with its peak resident memory:
 
 - the default, ``--runtime auto`` on the CPU: onnxruntime on the models' per-subject graphs,
   gated, float32 (:mod:`attrret.export.onnx_cache`; the cache warmed first, its one-time export
-  timed apart);
+  timed apart), without and with flip TTA;
 - ``--runtime torch``: ``--gate none`` and ``--gate router``, flip TTA on and off, in the host's
   ``auto`` precision, and gated / ungated in fp32 (what a host without bf16 runs);
 - onnxruntime on the one graph ``attrret export onnx --tta none`` wrote (``--onnx FILE``: every
@@ -68,6 +68,7 @@ TRAIN_PED, TRAIN_VEH = 80, 120  # the quick set's training images (vehicles: hal
 CELLS = (
     ("before: ungated, flip (reference)", "torch", "none", "flip", None, None),
     ("default: onnxruntime, gated, no flip", "onnx-cached", "router", "none", None, "fp32"),
+    ("onnxruntime, gated, --tta flip", "onnx-cached", "router", "flip", None, "fp32"),
     ("--runtime torch: gated, no flip", "torch", "router", "none", None, None),
     ("--runtime torch: gated, flip", "torch", "router", "flip", None, None),
     ("--runtime torch: ungated, no flip", "torch", "none", "none", None, None),
@@ -138,7 +139,7 @@ def child(spec: str) -> None:
         from attrret.export.onnx_runtime import open_graph
 
         predictor = open_graph(cell["onnx"], device="cpu")
-    elif cell["runtime"] == "onnx-cached":  # what --runtime auto runs on a float32 CPU, the cache warm
+    elif cell["runtime"] == "onnx-cached":  # what --runtime auto runs on the CPU, the cache warm
         from attrret.export.onnx_cache import cached_graphs
         from attrret.schema import load_schema
 
@@ -254,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                         str(root / "warm"), "--runtime", "onnx", "--precision", "fp32", "--device", "cpu", "-q"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "ATTRRET_CACHE": str(root / "cache")})
         export_s = time.perf_counter() - t0
+        subprocess.run([sys.executable, "-m", "attrret", "predict", "--images", str(one), "-w", str(work), "-o",
+                        str(root / "warm-flip"), "--runtime", "onnx", "--tta", "flip", "--device", "cpu", "-q"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "ATTRRET_CACHE": str(root / "cache")})
         rows = []
         for i, (name, runtime, gate, tta, tasks, precision) in enumerate(CELLS):
             cell = {"name": name, "runtime": runtime, "gate": gate, "tta": tta, "tasks": tasks, "precision": precision, "workdir": str(work),
