@@ -2,7 +2,7 @@
 
 Why. On the CPU, onnxruntime runs attrret's gated graphs in float32 faster than PyTorch runs
 its gated engine, on both kinds of host (``python -m bench predict``, docs/benchmarks.md, 1,024
-real images on a 2-core AVX-512 BF16 EPYC): about 2.1x PyTorch's float32 (what a host without
+real images on a 2-core AVX-512 BF16 EPYC): about 2x PyTorch's float32 (what a host without
 bf16 runs) and 1.15-1.3x PyTorch's bf16 autocast. So ``attrret predict --runtime auto`` (the
 default) takes this path for a CPU run whose precision is ``auto`` or ``fp32`` when the ONNX
 packages are installed (:func:`prefers_onnx`), and PyTorch for GPUs and for a precision asked
