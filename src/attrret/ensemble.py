@@ -27,7 +27,7 @@ from attrret.schema import Schema
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Member", "Predictor", "predictor_columns", "task_columns", "model_entries", "TTA_MODES", "TTA_DEFAULT"]
+__all__ = ["Member", "Predictor", "check_columns", "predictor_columns", "task_columns", "model_entries", "TTA_MODES", "TTA_DEFAULT"]
 
 #: Test-time augmentation by default (``attrret predict`` / ``export onnx`` ``--tta``): ``none``.
 #: Averaging with the mirrored image doubles predict's cost for little: on the held splits
@@ -114,6 +114,15 @@ class Predictor(Protocol):
         """Float32 ``(len(paths), width)`` probabilities in ``columns`` order (an index header's
         layout: :func:`task_columns` of the entries' tasks). ``gate``: router first (needs ``gates``)."""
         ...
+
+
+def check_columns(predicted: Mapping[str, tuple[int, int]], index: Mapping[str, tuple[int, int]], what: str = "the models") -> None:
+    """Refuse to write ``what``'s probabilities (their layout ``predicted``) into an index whose
+    header has another layout: the one check every :class:`Predictor` makes."""
+    from attrret.errors import CheckpointError
+
+    if dict(predicted) != dict(index):
+        raise CheckpointError(f"{what}: predicted columns {dict(predicted)}, the index has {dict(index)}; re-run attrret predict")
 
 
 def predictor_columns(predictor: Predictor, schema: Schema) -> dict[str, tuple[int, int]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_classifier_data import make_folder, small_input_schema
+from tiny_classifier_data import interrupt_second_evaluation, make_folder, small_input_schema
 
 from attrret.classifiers import train as train_mod
 from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
@@ -55,18 +55,9 @@ def test_resume_continues_an_interrupted_multitask_run(shared, tmp_path, monkeyp
     """The mode shares the loop's --resume: interrupted after epoch 1, it ends with the same weights."""
     schema, data, cfg, results = shared
     again = TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "w"), "resume": True})
-    real, calls = train_mod._evaluate, []
-
-    def interrupt_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "_evaluate", interrupt_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        interrupt_second_evaluation(patch)
         train_tasks(again, progress=False, schema=schema)
-    monkeypatch.setattr(train_mod, "_evaluate", real)
     resumed = train_tasks(again, progress=False, schema=schema)
     assert [r.weights_sha256 for r in resumed] == [r.weights_sha256 for r in results]
     assert all(r.skipped for r in train_tasks(again, progress=False, schema=schema))

@@ -15,7 +15,7 @@ from attrret.classifiers.train import TrainConfig, train_tasks
 from attrret.errors import CheckpointError
 from attrret.schema import load_schema
 
-from tiny_classifier_data import make_folder
+from tiny_classifier_data import interrupt_second_evaluation, make_folder
 
 TINY = dict(backbone="timm:test_efficientnet", pretrained=False, img_size=32, epochs=2, batch_size=8, val_fraction=0.25)
 
@@ -61,18 +61,9 @@ def test_same_seed_same_weights(trained, tmp_path):
 def test_resume_continues_an_interrupted_run(trained, tmp_path, monkeypatch):
     data, cfg, (gender, _) = trained
     cfg2 = TrainConfig(**{**cfg.as_dict(), "workdir": str(tmp_path / "w"), "resume": True})
-    real, calls = train_mod._evaluate, []
-
-    def interrupt_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "_evaluate", interrupt_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        interrupt_second_evaluation(patch)
         train_tasks(cfg2, progress=False)
-    monkeypatch.setattr(train_mod, "_evaluate", real)
     last = tmp_path / "w" / "models" / "pedestrian.gender" / "last.pt"
     assert last.is_file() and torch.load(last, weights_only=True)["epoch"] == 0
     resumed = train_tasks(cfg2, progress=False)[0]

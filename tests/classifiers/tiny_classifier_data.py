@@ -56,3 +56,20 @@ def small_input_schema(directory: Path, gender_crop: str | None = None):
         recipes += f'[task."pedestrian.gender"]\ncrop = "{gender_crop}"\n'
     (directory / "recipes.toml").write_text(recipes, encoding="utf-8")
     return load_schema(directory)
+
+
+def interrupt_second_evaluation(patch) -> None:
+    """Make training's per-epoch evaluation raise KeyboardInterrupt on its second call: a run
+    stopped after epoch 1, with that epoch's last.pt on disk. ``patch``: a pytest
+    ``monkeypatch`` (or its ``context()``), which puts the real one back."""
+    from attrret.classifiers import train as train_mod
+
+    real, calls = train_mod._evaluate, []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    patch.setattr(train_mod, "_evaluate", interrupting)

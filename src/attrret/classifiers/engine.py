@@ -54,7 +54,7 @@ from attrret.classifiers.checkpoint import Checkpoint, build_classifier, load_ch
 from attrret.classifiers.preprocess import channels_last, load_inputs
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.runtime import Precision, resolve_device, resolve_precision, tune_malloc
-from attrret.ensemble import TTA_DEFAULT, TTA_MODES, Member, model_entries, task_columns
+from attrret.ensemble import TTA_DEFAULT, TTA_MODES, Member, check_columns, model_entries, task_columns
 from attrret.errors import CheckpointError
 from attrret.schema import Schema, load_schema
 
@@ -373,7 +373,6 @@ class Ensemble:
     def probs(self, paths: Sequence[Path], schema: Schema, *, columns: Mapping[str, tuple[int, int]], gate: bool = False,
               batch_size: int = 64, progress: bool = True) -> np.ndarray:
         engine = Engine.build(self.members, schema, flip=self.tta == "flip")
-        if dict(columns) != engine.columns:
-            raise CheckpointError(f"the models predict columns {engine.columns}, the index has {dict(columns)}; re-run attrret predict")
+        check_columns(engine.columns, columns)
         return engine.predict(list(paths), gate=gate, batch_size=batch_size, device=self.device, precision=self.precision,
                               progress=progress)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from attrret.classifiers.engine import Ensemble
-from attrret.ensemble import Member, task_columns
+from attrret.ensemble import Member, check_columns, task_columns
 from attrret.errors import CheckpointError, InputError
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import SUBJECTS, Schema
@@ -106,8 +106,7 @@ class CachedGraphs:
     def probs(self, paths: Sequence[Path], schema: Schema, *, columns: Mapping[str, tuple[int, int]], gate: bool = False,
               batch_size: int = 64, progress: bool = True) -> np.ndarray:
         mine = task_columns([t for g in self.parts.values() for t in g.info.columns], schema)
-        if dict(columns) != mine:
-            raise CheckpointError(f"the models predict columns {mine}, the index has {dict(columns)}; re-run attrret predict")
+        check_columns(mine, columns)
         paths = list(paths)
         out = np.empty((len(paths), max((b for _, b in mine.values()), default=0)), np.float32)
         for a, b in mine.values():
@@ -144,7 +143,6 @@ def cached_graphs(ensemble: Ensemble, schema: Schema, *, cache_dir: str | Path |
                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> CachedGraphs:
     """``ensemble``'s per-subject graphs, exported into the cache on first use (module doc) and
     opened with onnxruntime on the ensemble's device."""
-    from attrret.classifiers.checkpoint import load_checkpoint
     from attrret.export.onnx import FORMAT, OPSET, export_onnx, require
     from attrret.export.onnx_runtime import open_graph
 
@@ -156,10 +154,11 @@ def cached_graphs(ensemble: Ensemble, schema: Schema, *, cache_dir: str | Path |
     folder = Path(cache_dir or default_cache_dir()) / "onnx" / hashlib.sha256(blob.encode()).hexdigest()[:24]
     router = schema.router.task
     members: dict[str, list[Member]] = {}
+    tasks = iter([e["task"] for e in entries])  # one entry per task dir, members and dirs in order (model_entries)
     for m in ensemble.members:
         dirs: dict[str, list[Path]] = {}
         for d in m.task_dirs:
-            dirs.setdefault(_part_of(load_checkpoint(d, schema=schema, mmap=True).task, router), []).append(Path(d))
+            dirs.setdefault(_part_of(next(tasks), router), []).append(Path(d))
         for part, ds in dirs.items():
             members.setdefault(part, []).append(Member(m.label, tuple(ds), m.weight, m.img_sizes))
     order = ["router", *SUBJECTS]

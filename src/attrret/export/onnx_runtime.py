@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from attrret.ensemble import check_columns
 from attrret.errors import AttrretError, CheckpointError, InputError
 from attrret.export.onnx import GraphInfo, require
 from attrret.schema import Schema
@@ -61,8 +62,7 @@ class OnnxGraph:
               batch_size: int = 64, progress: bool = True) -> np.ndarray:
         if gate:
             raise ValueError("an exported graph runs every model it holds; it cannot gate")
-        if dict(columns) != self.info.columns:
-            raise CheckpointError(f"{self.path} predicts columns {self.info.columns}, the index has {dict(columns)}; re-run attrret predict")
+        check_columns(self.info.columns, columns, str(self.path))
         return graph_probs(self, paths, batch_size=batch_size, progress=progress)
 
 
