@@ -105,7 +105,10 @@ def test_the_unknown_side_file_is_checked_and_applied_by_every_label_reader(tmp_
     side = out / "train" / "train_unknown.jsonl"
     text = side.read_text()
     side.unlink()
-    assert len(read_label_file(label)[2].values) == 12
+    assert len(read_label_file(label)[2].values) == 12  # every group of the code
+    # groups outside the code come from the side file's values
+    side.write_text('{"image": "crops_p2.png", "unknown": [], "values": {"hair": "long", "upper_color_red": "yes"}}\n')
+    assert {"hair": "long", "upper_color_red": "yes"}.items() <= read_label_file(label)[2].values.items()
     # evaluation needs complete pedestrian labels: one clear error, not a wrong score
     side.write_text(text)
     with pytest.raises(InputError, match="pedestrian labels leave groups unknown"):
@@ -113,7 +116,9 @@ def test_the_unknown_side_file_is_checked_and_applied_by_every_label_reader(tmp_
     for bad, why in [('{"image": "nope.png", "unknown": []}', "'nope.png' is not in the label file"),
                      ('{"image": "cars_v1.jpg", "unknown": ["color"]}', "is a vehicle"),
                      ('{"image": "crops_p1.png", "unknown": ["nose"]}', "not pedestrian groups: nose"),
-                     ("[1, 2]", 'expected {"image": name, "unknown": [group, ...]}')]:
+                     ('{"image": "crops_p1.png", "unknown": [], "values": {"hat": "yes"}}', "hat is in the code"),
+                     ('{"image": "crops_p1.png", "unknown": [], "values": {"hair": "blue"}}', "hair: unknown class 'blue'"),
+                     ("[1, 2]", 'expected {"image": name, "unknown": [group, ...], "values": {group: class, ...}}')]:
         side.write_text(bad + "\n")
         with pytest.raises(InputError, match="train_unknown.jsonl:1: ") as exc:
             read_label_file(label)

@@ -21,12 +21,14 @@ from attrret.schema.codes import values_to_code21
 from import_fixtures import error_line, run, tiny_image
 
 
-def to_pa100k_row(bits21) -> np.ndarray:
-    """The 26-column PA-100K row of a 21-bit Track-2 code (the five dropped attributes 0)."""
+def to_pa100k_row(bits21, on: tuple[str, ...] = ()) -> np.ndarray:
+    """The 26-column PA-100K row of a 21-bit Track-2 code, with the attributes outside it in ``on`` set."""
     row = np.zeros(len(PA100K_ATTRIBUTES), np.uint8)
     for j, name in enumerate(PA100K_ATTRIBUTES):
         if name in TRACK2_BIT:
             row[j] = bits21[TRACK2_BIT[name]]
+        elif name in on:
+            row[j] = 1
     return row
 
 
@@ -40,6 +42,10 @@ def save_annotation(path: Path, splits: dict[str, list[tuple[str, np.ndarray]]],
 
 
 SCHEMA = load_schema()
+#: Each VALUES row's attributes outside the code, and what they map to.
+CLOTHING = [(("Skirt&Dress",), {"lower_type": "skirt", "boots": "no"}),
+            (("Trousers", "boots"), {"lower_type": "trousers", "boots": "yes"}),
+            (("Trousers", "Shorts"), {"boots": "no"})]  # two lower types: unknown
 VALUES = [
     {"gender": "female", "age": "18-60", "orientation": "back", "hat": "no", "glasses": "no", "handbag": "no",
      "bag": "shoulder", "holding": "no", "sleeve": "short", "upper": "none", "coat": "no", "skirt": "yes"},
@@ -57,7 +63,8 @@ def pa100k(tmp_path) -> Path:
     names = [f"{i:06d}.jpg" for i in range(1, 8)]
     for i, n in enumerate(names):
         tiny_image(root / "data" / n, i)
-    rows = [(n, to_pa100k_row(values_to_code21(VALUES[i % 3], SCHEMA.pedestrian))) for i, n in enumerate(names)]
+    rows = [(n, to_pa100k_row(values_to_code21(VALUES[i % 3], SCHEMA.pedestrian), CLOTHING[i % 3][0]))
+            for i, n in enumerate(names)]
     save_annotation(root / "annotation.mat", {"train": rows[:3], "val": rows[3:5], "test": rows[5:]})
     return root
 
@@ -72,9 +79,11 @@ def test_pa100k_keeps_its_split_and_every_group(pa100k, tmp_path, capsys):
         "test": ["000006.jpg", "000007.jpg"]}
     for rs in by_split.values():
         for r in rs:
-            assert r.values == VALUES[(int(r.image[:6]) - 1) % 3]
+            i = (int(r.image[:6]) - 1) % 3
+            assert r.values == VALUES[i] | CLOTHING[i][1]  # lower type and boots from the side file
             assert r.path.read_bytes() == (pa100k / "data" / r.image).read_bytes()
-    assert not list(out.rglob("*_unknown.jsonl"))  # PA-100K knows every group
+    side = [json.loads(x) for x in (out / "train" / "train_unknown.jsonl").read_text().splitlines()]
+    assert side[0] == {"image": "000001.jpg", "unknown": [], "values": CLOTHING[0][1]}  # PA-100K knows every Track-2 group
     captions = [ll.caption for ll in read_label_file(out / "test" / "test_label.txt")]
     assert read_test_text(out / "test" / "test_text.txt") == captions
     assert captions[0] in set(all_pedestrian_captions(VALUES[2]))  # 000006.jpg: the Track-2 grammar
@@ -105,7 +114,7 @@ def test_invalid_bits_leave_that_group_unknown(tmp_path):
     save_annotation(root / "annotation.mat", {"train": [("000001.jpg", row)]})
     summary = import_dataset("pa100k", root, tmp_path / "out")
     (r,) = load_records(summary.out, "train")
-    assert r.values == {k: v for k, v in VALUES[0].items() if k != "orientation"}
+    assert r.values == {k: v for k, v in VALUES[0].items() if k != "orientation"} | {"boots": "no", "lower_type": "skirt"}
     assert summary.skipped == {"orientation left unknown: its bits break the group's rule": 1}
 
 
@@ -164,7 +173,8 @@ def test_the_readme_three_commands_on_real_pa100k_crops(pa100k_mini, tmp_path, c
     # 1. import
     code, _, err = run("data", "import", "pa100k", src, "--out", data, capsys=capsys)
     assert code == 0, err
-    assert [r.values for r in load_records(data, "all")] == [ll.values for ll in lines]
+    coded = {g.name for g in SCHEMA.pedestrian.groups if g.bits}
+    assert [{g: c for g, c in r.values.items() if g in coded} for r in load_records(data, "all")] == [ll.values for ll in lines]
     # 2. train (tiny settings; a user keeps the defaults)
     code, out, err = run("train", "--data", data, "--workdir", work, "--task", "pedestrian",
                          "--backbone", "timm:test_efficientnet", "--random-init", "--img-size", "32", "--epochs", "1",

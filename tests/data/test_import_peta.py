@@ -15,6 +15,8 @@ from attrret.schema import load_schema
 
 from import_fixtures import PETA_MINI, error_line, run, tiny_image
 
+COLOURS = {"black", "blue", "brown", "green", "grey", "orange", "pink", "purple", "red", "white", "yellow"}
+
 # identity -> its Label.txt attributes; VIPeR files are <id>_<n>.bmp, CUHK keys are whole names
 LABELS = {
     "VIPeR": {
@@ -52,8 +54,29 @@ def peta(tmp_path) -> Path:
 
 
 def imported_values(out: Path) -> dict[str, tuple[str, dict[str, str]]]:
-    """output image name -> (split, values) through the one reader train uses."""
-    return {r.image: (r.label_file.parent.name, r.values) for r in load_records(out, "all")}
+    """output image name -> (split, values of the Track-2 groups) through the one reader train uses."""
+    return {r.image: (r.label_file.parent.name, {g: c for g, c in r.values.items() if g in CODED})
+            for r in load_records(out, "all")}
+
+
+CODED = {g.name for g in load_schema().pedestrian.groups if g.bits}
+
+
+def test_peta_clothing_maps_lower_type_hair_boots_and_every_colour_of_a_garment():
+    from attrret.data.importers.peta import map_attributes
+
+    v = map_attributes({"personalMale", "lowerBodyJeans", "hairShort", "footwearBoots", "upperBodyBlack",
+                        "upperBodyWhite", "lowerBodyBlue"})
+    assert v["lower_type"] == "trousers" and v["hair"] == "short" and v["boots"] == "yes"
+    assert {c for c in COLOURS if v[f"upper_color_{c}"] == "yes"} == {"black", "white"}  # a two-colour top
+    assert {c for c in COLOURS if v[f"lower_color_{c}"] == "yes"} == {"blue"}
+    assert all(v[f"upper_color_{c}"] == "no" for c in COLOURS - {"black", "white"})
+    # none or two kinds settle nothing; a garment without colours leaves its colours unknown
+    v = map_attributes({"lowerBodyShorts", "lowerBodyLongSkirt", "hairLong", "hairBald", "upperBodyRed"})
+    assert "lower_type" not in v and "hair" not in v and v["boots"] == "no"
+    assert not any(g.startswith("lower_color_") for g in v) and v["upper_color_red"] == "yes"
+    for attr, cls in [("lowerBodyHotPants", "shorts"), ("lowerBodyShortSkirt", "skirt"), ("lowerBodyCapri", "trousers")]:
+        assert map_attributes({attr})["lower_type"] == cls
 
 
 def test_peta_values_follow_the_mapping_and_unknown_groups_stay_unknown(peta, tmp_path, capsys):
@@ -143,9 +166,13 @@ def test_the_real_peta_sets_import_to_their_documented_values(tmp_path, capsys, 
         doc = json.loads(line)
         sources[doc["image"]] = str(Path(doc["source"]).resolve())
     records = load_records(summary.out, "all")
-    got = {sources[r.image]: r.values for r in records}
+    coded = {g.name for g in load_schema().pedestrian.groups if g.bits}  # values.jsonl maps the Track-2 groups
+    got = {sources[r.image]: {g: c for g, c in r.values.items() if g in coded} for r in records}
     assert len(records) == count and summary.skipped == {}
     assert got == expected
+    # the clothing groups outside the code are there too, from the side file
+    known = {g for r in records for g in r.values} - coded
+    assert {"lower_type", "hair", "boots", "upper_color_black", "lower_color_blue"} <= known
     # no PETA identity in two splits
     ids: dict[str, set[str]] = {}
     for r in records:

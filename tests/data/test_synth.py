@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from attrret.cli import app
 from attrret.data.records import load_records
 from attrret.data.synth import MARKER, SynthConfig, brand_design, generate, render_pedestrian, render_vehicle
+from attrret.data.synth.pedestrian import NAMED_COLOURS
 from attrret.data.synth.priors import FEMALE_RATE, PEDESTRIAN_PRIORS, estimate_pedestrian_priors, sample_pedestrian
 from attrret.data.track2 import read_gt, read_label_file, read_test_text
 from attrret.errors import InputError
@@ -166,8 +167,13 @@ def test_render_sizes_are_surveillance_like():
 def test_sampled_pedestrians_are_valid_codes_and_follow_priors():
     rng = np.random.default_rng(0)
     vals = [sample_pedestrian(rng) for _ in range(3000)]
+    coded = {g.name for g in SCHEMA.pedestrian.groups if g.bits}
     for v in vals[:200]:
-        assert code21_to_values(values_to_code21(v, SCHEMA.pedestrian), SCHEMA.pedestrian) == v
+        assert set(v) == set(SCHEMA.pedestrian.group_names)  # complete, the clothing groups too
+        assert code21_to_values(values_to_code21(v, SCHEMA.pedestrian), SCHEMA.pedestrian) == {g: v[g] for g in coded}
+        assert (v["lower_type"] == "skirt") == (v["skirt"] == "yes")
+        n_upper = sum(v[f"upper_color_{c}"] == "yes" for c in NAMED_COLOURS)
+        assert n_upper == (2 if v["upper"] in ("stripe", "plaid", "splice") else 1)
     female = np.mean([v["gender"] == "female" for v in vals])
     assert abs(female - FEMALE_RATE) < 0.03
     adults = np.mean([v["age"] == "18-60" for v in vals])

@@ -23,11 +23,21 @@ def schema_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_pedestrian_layout_is_the_published_30_column_code():
+COLOURS = ("black", "blue", "brown", "green", "grey", "orange", "pink", "purple", "red", "white", "yellow")
+
+
+def test_pedestrian_layout_begins_with_the_published_30_column_code():
     ped = load_schema().pedestrian
-    assert ped.group_names == ("gender", "age", "orientation", "hat", "glasses", "handbag", "bag", "holding", "sleeve", "upper", "coat", "skirt")
-    assert [g.size for g in ped.groups] == [2, 3, 3, 2, 2, 2, 3, 2, 2, 5, 2, 2]
-    assert ped.width == 30 and ped.code_bits == 21
+    coded = [g for g in ped.groups if g.bits]
+    assert ped.groups[:12] == tuple(coded)  # the Track-2 groups first, in code order
+    assert tuple(g.name for g in coded) == ("gender", "age", "orientation", "hat", "glasses", "handbag", "bag", "holding", "sleeve", "upper", "coat", "skirt")
+    assert [g.size for g in coded] == [2, 3, 3, 2, 2, 2, 3, 2, 2, 5, 2, 2]
+    assert ped.columns("skirt").stop == 30 and ped.code_bits == 21
+    # then the clothing groups outside the code: two multi-label colour groups of 11 yes/no groups
+    assert [g.name for g in ped.groups[12:15]] == ["lower_type", "hair", "boots"]
+    assert {f: [g.label for g in gs] for f, gs in ped.families.items()} == {"upper_color": list(COLOURS), "lower_color": list(COLOURS)}
+    assert all(g.classes == ("yes", "no") and not g.bits for gs in ped.families.values() for g in gs)
+    assert ped.family_group("upper_color", "red").name == "upper_color_red" and ped.width == 30 + 8 + 44
     assert sorted(b for g in ped.groups for b in g.bits) == list(range(21))
     # columns tile 0..30 without gaps, in group order
     at = 0
@@ -53,11 +63,12 @@ def test_vehicle_vocabulary_equals_the_track2_file():
 def test_tasks_and_selection():
     s = load_schema()
     names = [g.task for g in s.tasks]
-    assert len(names) == 16 and names[0] == "pedestrian.gender" and names[12:] == ["vehicle.color", "vehicle.type", "vehicle.brand", "router"]
+    n = len(s.pedestrian.groups)
+    assert len(names) == n + 4 and names[0] == "pedestrian.gender" and names[n:] == ["vehicle.color", "vehicle.type", "vehicle.brand", "router"]
     assert s.router.classes == SUBJECTS
     assert s.task("vehicle.color").name == "color" and s.task("vehicle.color").subject == "vehicle"
     assert s.task("router").task == "router"
-    assert len(s.select_tasks("pedestrian")) == 12 and len(s.select_tasks("vehicle")) == 3
+    assert len(s.select_tasks("pedestrian")) == n and len(s.select_tasks("vehicle")) == 3
     assert s.select_tasks("all") == s.tasks
     assert s.select_tasks("pedestrian.hat") == (s.pedestrian.group("hat"),)
     with pytest.raises(KeyError, match="unknown task 'pedestrian.hats'"):
@@ -91,6 +102,10 @@ def test_fingerprint_is_stable_and_tracks_the_vocabulary(schema_dir):
         ("bits = [20]", "bits = [19]", "bits must cover"),
         ("bits = [15, 16, 17, 18]", "bits = [15, 16]\n[[groups]]\nname = \"x\"\nclasses = [\"a\", \"b\"]\nbits = [17, 18]", "cannot encode"),
         ('name = "skirt"', 'name = "coat"', "duplicate group names"),
+        ('name = "hair"', 'name = "upper_color_red"', "duplicate group names"),  # a multi-label class's group
+        ("multilabel = true", "multilabel = 1", "multilabel must be true or false"),
+        ('"yellow"]\nmultilabel', '"light blue"]\nmultilabel', "must be one word"),
+        ('"yellow"]\nmultilabel', '"yellow"]\nbits = [3]\nmultilabel', "a multi-label group has no code bits"),
     ],
 )
 def test_bad_schema_files_are_refused(schema_dir, old, new, message):

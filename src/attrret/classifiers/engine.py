@@ -15,7 +15,9 @@ What it computes, per batch:
   preprocessing and crop).
 - **Tails, one per task model.** Each task's tail and head share its group's front tensors
   (:func:`task_model`): nothing is swapped in place, so an autocast region never serves one
-  task's cached low-precision weights to another.
+  task's cached low-precision weights to another. Tasks trained as one unit (the yes/no groups
+  of a multi-label group) hold equal tail weights: such a tail runs once per batch and each
+  task applies its own head to its features (:func:`tail_digest`, ``Engine.tail_share``).
 - **Post-processing, once.** The head, temperature, softmax and flip mean run in float32
   (:func:`attrret.classifiers.calibration.view_probs`, which training's evaluation and the
   temperature fit also use), whatever precision the front and tails ran in.
@@ -94,12 +96,25 @@ def task_model(ck: Checkpoint, base: Classifier, first: bool) -> Classifier:
     return model.requires_grad_(False).eval()
 
 
+def tail_digest(ck: Checkpoint, base: Classifier) -> str:
+    """SHA-256 of ``ck``'s tail weights, its head left out: equal digests, equal tail features."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(base.tail_keys() - {"head.weight", "head.bias"}):
+        t = ck.stored[key]
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
 class Engine(nn.Module):
     """Preprocessed images, one tensor per :attr:`inputs` entry -> ``float32[n, width]``
     probabilities in :attr:`columns` order (module doc). Build one with :meth:`build`."""
 
     def __init__(self, *, inputs: Sequence[InputKey], fronts: Sequence[Classifier], front_input: Sequence[int],
                  tails: Sequence[Classifier], tail_front: Sequence[int], temperatures: Sequence[float],
+                 tail_share: Sequence[int] | None = None,
                  combine: dict[str, list[tuple[int, float]]], columns: dict[str, tuple[int, int]],
                  checkpoints: Sequence[tuple[int, Checkpoint]], router: str | None, kinds: Sequence[str],
                  subjects: dict[str, str], flip: bool = True) -> None:
@@ -108,6 +123,9 @@ class Engine(nn.Module):
         self.fronts = nn.ModuleList(fronts)
         self.tails = nn.ModuleList(tails)
         self.front_input, self.tail_front = list(front_input), list(tail_front)
+        # tail -> the tail whose features it reads: itself, or an earlier tail with the same weights
+        # (the yes/no groups of a multi-label group share one trained tail: computed once)
+        self.tail_share = list(range(len(tails))) if tail_share is None else list(tail_share)
         self.temperatures = [float(t) for t in temperatures]
         self.combine = {t: list(parts) for t, parts in combine.items()}  # task -> [(tail, weight)], weights summing to 1
         self.columns = dict(columns)
@@ -147,16 +165,18 @@ class Engine(nn.Module):
             if (key := (ck.preprocess, ck.info.crop)) not in inputs:
                 inputs.append(key)
             groups.setdefault(group_key(ck), []).append(k)
-        fronts, front_input, tails, tail_front, temps = [], [], [], [], []
+        fronts, front_input, tails, tail_front, temps, tail_share = [], [], [], [], [], []
         tail_of: dict[int, int] = {}  # index into cks -> index into tails
         for gi, ks in enumerate(groups.values()):
             first = cks[ks[0]][1]
             base = build_classifier(first).requires_grad_(False).eval()
             fronts.append(base)
             front_input.append(inputs.index((first.preprocess, first.info.crop)))
+            seen: dict[str, int] = {}  # tail weights' digest -> the first tail holding them
             for j, k in enumerate(ks):  # each task its own tail and head; the front's tensors are shared
                 ck = cks[k][1]
                 tail_of[k] = len(tails)
+                tail_share.append(seen.setdefault(tail_digest(ck, base), len(tails)))
                 tails.append(task_model(ck, base, j == 0).eval())
                 tail_front.append(gi)
                 temps.append(ck.info.temperature)
@@ -165,7 +185,7 @@ class Engine(nn.Module):
         router = schema.router.task
         subjects = {g.task: g.subject for g in schema.tasks if g.subject in schema.router.classes}
         return cls(inputs=inputs, fronts=fronts, front_input=front_input, tails=tails, tail_front=tail_front,
-                   temperatures=temps, combine=combine, columns=columns, checkpoints=cks,
+                   tail_share=tail_share, temperatures=temps, combine=combine, columns=columns, checkpoints=cks,
                    router=router if router in columns else None, kinds=schema.router.classes, subjects=subjects, flip=flip)
 
     @property
@@ -186,7 +206,8 @@ class Engine(nn.Module):
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
         """Every task on every image (``--gate none``; what ``attrret export onnx`` exports)."""
         feats = [self._front(g, images[i]) for g, i in enumerate(self.front_input)]
-        probs = [self._probs(k, feats[g]) for k, g in enumerate(self.tail_front)]
+        memo: dict = {}
+        probs = [self._probs(k, feats[g], memo) for k, g in enumerate(self.tail_front)]
         return torch.cat([self._mix(task, probs) for task in self.columns], 1)
 
     def gated(self, *images: torch.Tensor) -> torch.Tensor:
@@ -201,11 +222,12 @@ class Engine(nn.Module):
         feats: dict[int, torch.Tensor] = {}  # front -> its output on the whole batch (views stacked)
         router_tails = [k for k, _ in self.combine[self.router]]
         probs: dict[int, torch.Tensor] = {}
+        memo: dict = {}
         for k in router_tails:
             g = self.tail_front[k]
             if g not in feats:
                 feats[g] = self._front(g, images[self.front_input[g]])
-            probs[k] = self._probs(k, feats[g])
+            probs[k] = self._probs(k, feats[g], memo)
         r = self._mix(self.router, probs)
         a, b = self.columns[self.router]
         out[:, a:b] = r
@@ -222,7 +244,7 @@ class Engine(nn.Module):
                     if g not in mine:
                         mine[g] = (_rows(feats[g], rows, n, views) if g in feats
                                    else self._front(g, images[self.front_input[g]].index_select(0, rows)))
-                    probs[k] = self._probs(k, mine[g])
+                    probs[k] = self._probs(k, mine[g], memo)
                 c0, c1 = self.columns[task]
                 out[rows, c0:c1] = self._mix(task, probs)
         return out
@@ -233,11 +255,18 @@ class Engine(nn.Module):
             x = torch.cat([x, torch.flip(x, dims=[3])])
         return self.fronts[g].front(channels_last(x, x.device)).float()
 
-    def _probs(self, k: int, feats: torch.Tensor) -> torch.Tensor:
+    def _probs(self, k: int, feats: torch.Tensor, memo: dict) -> torch.Tensor:
         """Tail ``k``'s probabilities from its front's output: its tail in the running precision,
-        the head and post-processing in float32 (module doc)."""
+        the head and post-processing in float32 (module doc). ``memo`` keeps each shared tail's
+        features on ``feats`` for the tails after it (one forward pass)."""
         tail = self.tails[k]
-        f = tail.features(feats, from_front=True)
+        share = self.tail_share[k]
+        hit = memo.get(share)
+        if hit is not None and hit[0] is feats:  # the tensor itself, kept alive: an id could be reused
+            f = hit[1]
+        else:
+            f = self.tails[share].features(feats, from_front=True)
+            memo[share] = (feats, f)
         with float32_region(f.device.type):
             logits = F.linear(f.float(), tail.head.weight.float(), tail.head.bias.float())
         views = 2 if self.flip else 1

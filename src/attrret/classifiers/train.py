@@ -341,8 +341,9 @@ def _summary(m: dict) -> dict:
 class Unit:
     """The tasks one network trains.
 
-    By default one task: the decoupled method, one single-task classifier per attribute. With
-    ``TrainConfig.multitask``, every task of one model input (size and crop): one shared tail,
+    By default one task: the decoupled method, one single-task classifier per attribute; the
+    yes/no groups of one multi-label group are one attribute, so one unit (:func:`units_of_groups`).
+    With ``TrainConfig.multitask``, every task of one model input (size and crop): one shared tail,
     each task reading its slice of one head (the published method's ablation arm). Both run the
     same loop; a one-task unit is exactly the single-task training.
     """
@@ -355,8 +356,14 @@ class Unit:
 
     @property
     def name(self) -> str:
-        """The task, or ``multitask:<task>,<task>,...``: seeds and progress derive from it."""
-        return self.tasks[0] if len(self.groups) == 1 else "multitask:" + ",".join(self.tasks)
+        """The task, the multi-label group (``pedestrian.upper_color``) or ``multitask:<task>,<task>,...``:
+        seeds and progress derive from it."""
+        if len(self.groups) == 1:
+            return self.tasks[0]
+        families = {(g.subject, g.family) for g in self.groups}
+        if len(families) == 1 and all(g.family for g in self.groups):
+            return ".".join(families.pop())
+        return "multitask:" + ",".join(self.tasks)
 
     @property
     def slices(self) -> tuple[slice, ...]:
@@ -367,6 +374,16 @@ class Unit:
     @property
     def n_classes(self) -> int:
         return sum(len(g.classes) for g in self.groups)
+
+
+def units_of_groups(groups: Sequence[Group]) -> list[Unit]:
+    """The default units: one per task, except that the yes/no groups of one multi-label group
+    (its colours, say) are one unit: one classifier for one attribute, with a yes/no head per
+    class, as a multi-label classifier is (:mod:`attrret.schema`). In order of first task."""
+    units: dict[str, list[Group]] = {}
+    for g in groups:
+        units.setdefault(g.family or f"\0{g.task}", []).append(g)
+    return [Unit(tuple(members)) for members in units.values()]
 
 
 def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | None = None) -> list[TaskResult]:
@@ -408,7 +425,7 @@ def train_tasks(config: TrainConfig, progress: bool = True, *, schema: Schema | 
     by_input: dict[tuple[HW | None, str], list[Group]] = {}
     for g in groups:
         by_input.setdefault(config.task_input(recipes.task(g.task)), []).append(g)
-    units_of = {key: [Unit(tuple(members))] if config.multitask else [Unit((g,)) for g in members] for key, members in by_input.items()}
+    units_of = {key: [Unit(tuple(members))] if config.multitask else units_of_groups(members) for key, members in by_input.items()}
     if config.multitask and not any(len(u.groups) > 1 for us in units_of.values() for u in us):
         inputs = [f"{len(m)} on {hw_label(hw) if hw else 'the native size'} ({crop})" for (hw, crop), m in by_input.items()]
         raise AttrretError(f"--multitask needs two or more trainable tasks on one input; {config.task} has {', '.join(inputs)}")

@@ -198,8 +198,14 @@ def label_line(image: str, kind: str, values: Mapping[str, str], caption: str, s
 
 
 def unknown_line(image: str, kind: str, values: Mapping[str, str], schema: Schema) -> str | None:
-    """The ``<split>_unknown.jsonl`` line of a pedestrian with unknown groups, else ``None``."""
+    """The ``<split>_unknown.jsonl`` line of a pedestrian whose label line cannot say everything,
+    else ``None``: ``unknown``, the code's groups it leaves unknown, and ``values``, its known
+    groups outside the code (:mod:`attrret.data.track2`)."""
     if kind != "pedestrian":
         return None
-    unknown = [g for g in schema.pedestrian.group_names if g not in values]
-    return json.dumps({"image": image, "unknown": unknown}) + "\n" if unknown else None
+    groups = schema.pedestrian.groups
+    unknown = [g.name for g in groups if g.bits and g.name not in values]
+    extra = {g.name: values[g.name] for g in groups if not g.bits and g.name in values}
+    if not unknown and not extra:
+        return None
+    return json.dumps({"image": image, "unknown": unknown, **({"values": extra} if extra else {})}) + "\n"

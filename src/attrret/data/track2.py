@@ -6,11 +6,14 @@
 - the submission: ``{"results": [{"text": line, "image_names": [...]}, ...]}`` in caption order;
 - the organisers' ground truth ``test_gt.txt``: ``text$img1$img2...``.
 
-A pedestrian code has a bit for every group, so a label file alone cannot say that a group
-is unknown (imported PETA images have no orientation). A sparse side file beside the label
-file, ``<split>_unknown.jsonl`` for ``<split>_label.txt`` (``labels_unknown.jsonl`` for
-``labels.txt``), lists per image the groups to drop: ``{"image": "x.jpg", "unknown": ["orientation"]}``.
-:func:`read_label_file` applies it, so every reader sees those groups as unknown.
+A pedestrian code has a bit for every Track-2 group, so a label file alone cannot say that a
+group is unknown (imported PETA images have no orientation), nor hold a group outside the code
+(hair, clothing colours: groups without ``bits``, unknown unless said otherwise). A sparse side
+file beside the label file, ``<split>_unknown.jsonl`` for ``<split>_label.txt``
+(``labels_unknown.jsonl`` for ``labels.txt``), says both per image: the code's groups to drop
+and the values of groups outside the code, ``{"image": "x.jpg", "unknown": ["orientation"],
+"values": {"hair": "long", "upper_color_red": "yes"}}`` (``values`` optional).
+:func:`read_label_file` applies it, so every reader sees the same values.
 
 Captions are kept byte-exact: only the line terminator (``\\n`` or ``\\r\\n``) is removed.
 Every error names the file and line. With ``skip_bad=True`` a bad line is reported through
@@ -163,10 +166,11 @@ def read_label_file(
         raise InputError("no label lines", path)
     side = unknown_file(path)
     if side.is_file():  # groups the code cannot leave out (see the module note)
-        unknown = _read_unknown(side, {ll.image: ll for ll in out}, schema, strict=not skip_bad)
-        out = [ll if ll.image not in unknown else
+        sides = _read_unknown(side, {ll.image: ll for ll in out}, schema, strict=not skip_bad)
+        out = [ll if ll.image not in sides else
                LabelLine(ll.image, ll.kind, ll.attribute, ll.caption,
-                         {g: c for g, c in ll.values.items() if g not in unknown[ll.image]}, ll.line)
+                         {**{g: c for g, c in ll.values.items() if g not in sides[ll.image][0]}, **sides[ll.image][1]},
+                         ll.line)
                for ll in out]
     return out
 
@@ -177,20 +181,24 @@ def unknown_file(label_file: str | Path) -> Path:
     return label_file.with_name(label_file.stem.removesuffix("_label") + "_unknown.jsonl")
 
 
-def _read_unknown(path: Path, lines: dict[str, LabelLine], schema: Schema, strict: bool = True) -> dict[str, list[str]]:
-    """``{image: [unknown groups]}`` from a side file; every image must be a pedestrian of the label file
-    (``strict=False``: images whose label line was skipped as bad are passed over)."""
-    out: dict[str, list[str]] = {}
+def _read_unknown(path: Path, lines: dict[str, LabelLine], schema: Schema,
+                  strict: bool = True) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """``{image: ([unknown groups], {group outside the code: class})}`` from a side file; every image
+    must be a pedestrian of the label file (``strict=False``: images whose label line was skipped
+    as bad are passed over)."""
+    subject = schema.pedestrian
+    out: dict[str, tuple[list[str], dict[str, str]]] = {}
     for no, text in iter_lines(path):
         if not text.strip():
             continue
         try:
             doc = json.loads(text)
-            image, unknown = doc["image"], doc["unknown"]
-            if not isinstance(image, str) or not isinstance(unknown, list):
+            image, unknown, values = doc["image"], doc["unknown"], doc.get("values", {})
+            if not isinstance(image, str) or not isinstance(unknown, list) or not isinstance(values, dict):
                 raise TypeError
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise InputError('expected {"image": name, "unknown": [group, ...]}', path, no) from None
+            raise InputError('expected {"image": name, "unknown": [group, ...], "values": {group: class, ...}}',
+                             path, no) from None
         ll = lines.get(image)
         if ll is None and not strict:
             continue
@@ -198,13 +206,18 @@ def _read_unknown(path: Path, lines: dict[str, LabelLine], schema: Schema, stric
             raise InputError(f"image {image!r} is not in the label file beside it", path, no)
         if ll.kind != "pedestrian":
             raise InputError(f"image {image!r} is a vehicle (its label text already leaves groups out)", path, no)
-        bad = [g for g in unknown if g not in schema.pedestrian.group_names]
+        bad = [g for g in [*unknown, *values] if g not in subject.group_names]
         if bad:
             raise InputError(f"not pedestrian groups: {', '.join(map(str, bad))} "
-                             f"(valid: {', '.join(schema.pedestrian.group_names)})", path, no)
-        out[image] = unknown
+                             f"(valid: {', '.join(subject.group_names)})", path, no)
+        for g, c in values.items():
+            group = subject.group(g)
+            if group.bits:
+                raise InputError(f"{g} is in the code: its value comes from the label line, not the side file", path, no)
+            if c not in group.classes:
+                raise InputError(f"{g}: unknown class {c!r}; valid: {', '.join(group.classes)}", path, no)
+        out[image] = (unknown, dict(values))
     return out
-
 
 def is_label_file(path: str | Path, probe_lines: int = 5) -> bool:
     """Heuristic used to auto-detect label files: the first non-empty lines have 3 '$' fields."""

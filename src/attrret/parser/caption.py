@@ -9,6 +9,13 @@ Pipeline (each step a small, stated rule):
    decades, approximations, comparisons and ranges ("in his sixties", "around 40", "under
    30", "25-35"; lexicon ``[ages]``): the years map onto the age classes (0-17, 18-60, 61 and
    over), and a span across a boundary allows both classes ("sixties": 18-60 or over60).
+1b. Clothing colours, by rule (lexicon ``[clothing]``): a run of colour words joined by
+   "and", "or", "-", "/" or "," and followed (past words such as "striped", "dark", "denim")
+   by a garment word is that garment's colour: "red jacket" -> upper_color_red = yes,
+   "black-and-white striped top" -> black and white yes, "navy or grey trousers" -> one of
+   them (``Query.any_of``). A run after "in" / "wearing" / "dressed (all) in" with no garment
+   after it ("dressed in red") allows either garment: top or bottom red. Colour words
+   elsewhere keep their vehicle meaning ("a red car").
 2. Tokens nothing explains (not matched, not a stop, grammar, negation or value word) are
    fuzzy-matched against lexicon phrases (see :mod:`attrret.parser.fuzzy`). Exact captions of
    the benchmark never reach rapidfuzz.
@@ -82,7 +89,7 @@ from functools import lru_cache
 from attrret.gcpause import gc_paused
 from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN, FuzzyIndex
 from attrret.parser.grammar import implied_values, sentence_form, track2_clauses, track2_form, track2_vehicle_pattern
-from attrret.parser.lexicon import EITHER, NEGATED, STATED, TOKEN, Entry, Lexicon, LexiconError, fold, load_lexicon, tokenize
+from attrret.parser.lexicon import ANY, EITHER, NEGATED, STATED, TOKEN, Entry, Lexicon, LexiconError, fold, load_lexicon, tokenize
 from attrret.parser.query import Query, Span
 from attrret.schema import SUBJECTS, Schema, load_schema
 
@@ -239,6 +246,23 @@ class CaptionParser:
                     run = tuple(classes[a:b])
                     self._rule_entry[("pedestrian", self._ages.group, run)] = len(self._meaning)
                     self._meaning.append(("pedestrian", tuple((self._ages.group, EITHER, c) for c in run), None, None))
+        # Clothing colours (step 1b): one entry per (colour group, colour), and one per colour
+        # alone ("dressed in red": top or bottom; negated, neither).
+        self._clothing = lex.clothing
+        self._colour_entry: dict[tuple[str, str], int] = {}
+        self._alone_entry: dict[str, int] = {}
+        if self._clothing is not None:
+            families = self.schema.pedestrian.families
+            for family in self._clothing.families:
+                for g in families[family]:
+                    e = Entry("pedestrian", (g.name,), ((g.name, "yes"),))
+                    self._colour_entry[(family, g.label)] = len(self._meaning)
+                    self._meaning.append(("pedestrian", ((g.name, STATED, "yes"),), lex.negation_of(e, self.schema), None))
+            for colour in {c for (_, c) in self._colour_entry}:
+                groups = [f"{f}_{colour}" for f in self._clothing.families if (f, colour) in self._colour_entry]
+                self._alone_entry[colour] = len(self._meaning)
+                self._meaning.append(("pedestrian", tuple((g, ANY, "yes") for g in groups),
+                                      tuple((g, STATED, "no") for g in groups), None))
         self._yields += [()] * (len(self._meaning) - len(self._yields))
         self._read_clause = lru_cache(maxsize=clause_cache_size)(self.read_clause) if clause_cache_size > 0 else self.read_clause
         self._placed_spans = (
@@ -339,7 +363,11 @@ class CaptionParser:
             return Query(caption, None, spans=spans, unmatched=unmatched, unsupported=unsupported)
         negated: dict[str, tuple[str, ...]] = {}
         either: dict[str, tuple[str, ...]] = {}
+        any_of: tuple[tuple[str, ...], ...] = ()
         if sets:
+            if any(c[1] == ANY for c in sets):
+                any_of = _any_of(stated, [c[2] for c in sets if c[1] == ANY])
+                sets = [c for c in sets if c[1] != ANY]
             negated, either = self._resolve(stated, sets, kind)
         implied: dict[str, str] = {}
         if kind == "pedestrian":
@@ -354,8 +382,10 @@ class CaptionParser:
         if len(stated) + len(implied) + len(negated) + len(either) == len(groups):
             unknown: tuple[str, ...] = ()  # every group known (the disjoint parts cover them)
         else:
-            unknown = tuple([g for g in groups if g not in stated and g not in implied and g not in negated and g not in either])
-        return Query.make(caption, kind, stated, implied, unknown, spans, unmatched, negated, either, unsupported)
+            anyg = {g for a in any_of for g in a}
+            unknown = tuple([g for g in groups if g not in stated and g not in implied and g not in negated
+                             and g not in either and g not in anyg])
+        return Query.make(caption, kind, stated, implied, unknown, spans, unmatched, negated, either, unsupported, any_of)
 
     def _second_values(self, stated: dict[str, str], clauses: list[tuple[int, str, Clause]], k: int) -> list[str]:
         """Words of clauses that state another class for a group an earlier clause stated
@@ -447,6 +477,8 @@ class CaptionParser:
             cands += self._key_value_spans(lows)
         if self._ages is not None and any(w[:1].isdigit() or w in self._ages.decades for w in lows):
             cands += self._age_spans(lows, toks, starts)
+        if self._clothing is not None and not self._clothing.colours.keys().isdisjoint(lows):
+            cands = self._colour_spans(lows, cands)
         covered = [False] * n
         for s, e, _, _ in cands:
             for j in range(s, e):
@@ -578,6 +610,54 @@ class CaptionParser:
                 base[j] = 2
         return Clause(tuple(votes[s] for s in SUBJECTS), votes["pedestrian"] - votes["vehicle"], text, tuple(toks),
                       tuple(starts), tuple(mentions), tuple(base))
+
+    def _colour_spans(self, lows: list[str], cands: list[tuple[int, int, int, bool]]) -> list[tuple[int, int, int, bool]]:
+        """Step 1b: each run of colour words bound to a garment (or standing alone after "in",
+        "wearing", ...) becomes one candidate per colour, replacing the one-word candidates
+        there (the vehicle colour); other colour words are left as they are."""
+        cl = self._clothing
+        colours, conn, between = cl.colours, cl.connectors, cl.between
+        n = len(lows)
+        bound: dict[int, int] = {}  # token -> entry
+        i = 0
+        while i < n:
+            if lows[i] not in colours:
+                i += 1
+                continue
+            run = [i]  # colour tokens joined by connectors
+            j = i + 1
+            while j < n:
+                if lows[j] in colours:
+                    run.append(j)
+                elif lows[j] not in conn:
+                    break
+                j += 1
+            while j > run[-1] + 1 and lows[j - 1] in conn:  # a trailing "and" belongs to what follows
+                j -= 1
+            g = j
+            while g < n and lows[g] in between and lows[g] not in cl.garments:
+                g += 1
+            family = cl.garments.get(lows[g]) if g < n else None
+            if family is not None:
+                for t in run:
+                    entry = self._colour_entry.get((family, colours[lows[t]]))
+                    if entry is not None:
+                        bound[t] = entry
+            else:
+                b = i - 1
+                while b >= 0 and lows[b] in cl.all_words:
+                    b -= 1
+                ends = j >= n or not lows[j].isalnum() or lows[j] in self._neg_breaks or lows[j] in self._or
+                if b >= 0 and lows[b] in cl.alone_after and ends:
+                    for t in run:
+                        entry = self._alone_entry.get(colours[lows[t]])
+                        if entry is not None:
+                            bound[t] = entry
+            i = max(j, i + 1)
+        if not bound:
+            return cands
+        kept = [c for c in cands if not (c[1] - c[0] == 1 and c[0] in bound)]
+        return kept + [(t, t + 1, entry, False) for t, entry in bound.items()]
 
     def _neg_phrase_at(self, lows: list[str], i: int) -> int:
         """The length of the exclusion phrase ("other than", "except") starting at token ``i``, or 0;
@@ -769,6 +849,10 @@ class CaptionParser:
                 if triples is None:
                     unsupported.append(w)
                     continue
+                if triples and triples[0][1] == ANY:  # "dressed in red": one constraint over its groups
+                    spans += [Span(w, a, b, group, cls, fuzzy, ANY) for group, _, cls in triples]
+                    sets.append(("", ANY, tuple(group for group, _, _ in triples)))
+                    continue
                 for group, rel, cls in triples:
                     spans.append(Span(w, a, b, group, cls, fuzzy, rel))
                     if rel != STATED:
@@ -781,6 +865,15 @@ class CaptionParser:
                 continue
             pairs = [meaning[m[2]][1] for m in ms]
             groups = {g for p in pairs for g, _, _ in p}
+            yes_no = self._classes.get(kind or "", {})
+            if len(groups) > 1 and all(rel in (STATED, ANY) and cls == "yes" and yes_no.get(g) == ("yes", "no")
+                                       for p in pairs for g, rel, cls in p):
+                # alternatives across yes/no groups ("black or grey trousers"): at least one is yes
+                for m, p in zip(ms, pairs):
+                    w, a, b = words(m[0], m[1])
+                    spans += [Span(w, a, b, g, cls, m[3], ANY) for g, _, cls in p]
+                sets.append(("", ANY, tuple(dict.fromkeys(g for p in pairs for g, _, _ in p))))
+                continue
             if len(groups) != 1 or any(len(p) != 1 for p in pairs):
                 unsupported.append(words(ms[0][0], ms[-1][1])[0])
                 continue
@@ -834,7 +927,23 @@ class CaptionParser:
         return Query.make(caption, "vehicle", stated, {}, unknown, tuple(spans), (), {}, {}, ())
 
 
+def _any_of(stated: dict[str, str], alternatives: list[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+    """Step 6 for alternatives across yes/no groups: one already stated yes is met (dropped);
+    groups stated no leave them; a single group left is stated yes; none left: dropped (the
+    caption contradicts itself, and the stated values win)."""
+    out: list[tuple[str, ...]] = []
+    for groups in alternatives:
+        if any(stated.get(g) == "yes" for g in groups):
+            continue
+        left = tuple(g for g in groups if g not in stated)
+        if len(left) == 1:
+            stated[left[0]] = "yes"
+        elif left and left not in out:
+            out.append(left)
+    return tuple(out)
+
+
 def _copy(q: Query, caption: str) -> Query:
     """``q`` for ``caption`` with fresh dicts (a caller may mutate its copy, not the cache's)."""
     return Query.make(caption, q.kind, dict(q.stated), dict(q.implied), q.unknown, q.spans, q.unmatched,
-                      dict(q.negated), dict(q.either), q.unsupported)
+                      dict(q.negated), dict(q.either), q.unsupported, q.any_of)

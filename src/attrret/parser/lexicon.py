@@ -24,10 +24,11 @@ from pathlib import Path
 from attrret.errors import SchemaError
 from attrret.schema import SUBJECTS, Schema
 
-__all__ = ["AgeWords", "Entry", "Lexicon", "load_lexicon", "variants", "LexiconError", "fold", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER"]
+__all__ = ["AgeWords", "ClothingWords", "Entry", "Lexicon", "load_lexicon", "variants", "LexiconError", "fold", "tokenize", "TOKEN", "STATED", "NEGATED", "EITHER", "ANY"]
 
-#: How a mention constrains its group: it states the class, excludes it, or allows it among others.
-STATED, NEGATED, EITHER = "is", "not", "or"
+#: How a mention constrains its group: it states the class, excludes it, allows it among others,
+#: or is one of yes/no groups of which at least one is yes (:attr:`attrret.parser.query.Query.any_of`).
+STATED, NEGATED, EITHER, ANY = "is", "not", "or", "any"
 
 #: One token: a run of word characters (a contraction's "n't" split off, as in "does|n't"),
 #: or one other non-space character. Every non-space character belongs to exactly one token,
@@ -92,6 +93,21 @@ class AgeWords:
 
 
 @dataclass(frozen=True)
+class ClothingWords:
+    """The ``[clothing]`` table: which garment words name which multi-label colour group, the
+    colour words (class names and synonyms) and the small word classes of the colour rule
+    (:class:`attrret.parser.caption.CaptionParser`, step 1b)."""
+
+    garments: dict[str, str]  # garment word -> colour family ("jacket" -> "upper_color")
+    colours: dict[str, str]  # colour word -> colour class ("navy" -> "blue")
+    connectors: frozenset[str]
+    between: frozenset[str]
+    alone_after: frozenset[str]
+    all_words: frozenset[str]
+    families: tuple[str, ...]  # the colour families, in schema order
+
+
+@dataclass(frozen=True)
 class Lexicon:
     entries: tuple[Entry, ...]
     negation_cues: frozenset[str]
@@ -111,6 +127,7 @@ class Lexicon:
     ages: AgeWords | None = None
     but_after: frozenset[str] = frozenset()  # "any car but a white one": "but" after these excludes
     abbreviations: dict[tuple[str, ...], str] = field(default_factory=dict)  # "w/" -> "with"
+    clothing: ClothingWords | None = None
 
     def negation_of(self, entry: Entry, schema: Schema) -> tuple[tuple[str, str, str], ...] | None:
         """What a negated mention of ``entry`` says, as ``(group, relation, class)`` triples.
@@ -269,7 +286,42 @@ def load_lexicon(schema: Schema, path: str | Path | None = None) -> Lexicon:
         ages=ages,
         but_after=frozenset(w.lower() for w in neg.get("but_after", ())),
         abbreviations={tuple(tokenize(k)): str(v).lower() for k, v in data.get("abbreviations", {}).items()},
+        clothing=_clothing(data, schema, source),
     )
+
+
+def _clothing(data: dict, schema: Schema, source: str) -> ClothingWords | None:
+    """The ``[clothing]`` table checked against the schema's multi-label colour groups (None:
+    no such table, as in a schema without them)."""
+    table = data.get("clothing")
+    if not table:
+        return None
+    families = schema.pedestrian.families
+    garments: dict[str, str] = {}
+    known = ("colours", "connectors", "between", "alone_after", "all_words")
+    for family, words in table.items():
+        if family in known:
+            continue
+        if family not in families:
+            raise LexiconError(f"{source}: [clothing] {family!r} is not a multi-label group of the schema "
+                               f"({', '.join(families) or 'it has none'})")
+        for w in words:
+            w = fold(w)
+            if garments.setdefault(w, family) != family:
+                raise LexiconError(f"{source}: [clothing] garment {w!r} is in two groups ({garments[w]} and {family})")
+    names = {g.label for gs in families.values() for g in gs}
+    colours = {c: c for c in names}
+    for word, cls in table.get("colours", {}).items():
+        if cls not in names:
+            raise LexiconError(f"{source}: [clothing.colours] {word} = {cls!r}: not a colour class "
+                               f"({', '.join(sorted(names))})")
+        colours[fold(word)] = cls
+    swaps = dict(data.get("variants", {}).get("spelling", ()))
+    swaps |= {b: a for a, b in swaps.items()}
+    colours |= {swaps[c]: c for c in names if c in swaps}  # "gray" for grey
+    lower = {k: frozenset(fold(w) for w in table.get(k, ())) for k in known[1:]}
+    return ClothingWords(garments, colours, lower["connectors"], lower["between"], lower["alone_after"],
+                         lower["all_words"], tuple(families))
 
 
 def variants(entries: list[Entry], table: dict, ignored: frozenset[str]) -> list[Entry]:

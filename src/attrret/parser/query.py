@@ -13,7 +13,9 @@ class Span(NamedTuple):
 
     ``relation``: what the mention does to its group: ``"is"`` states ``cls`` (a negated
     two-class group states the other class: "no hat" -> hat is no), ``"not"`` excludes it
-    ("no backpack"), ``"or"`` allows it among alternatives ("black or white").
+    ("no backpack"), ``"or"`` allows it among alternatives ("black or white"), ``"any"``
+    makes it one of yes/no groups of which at least one is yes ("black or grey trousers",
+    "dressed in red").
 
     A named tuple, not a dataclass: a parse builds several per caption and a tuple is built
     in a third of the time (bench/parse.py).
@@ -48,6 +50,10 @@ class Query:
     express, whose words were therefore not used: alternatives across two groups ("a hat or
     glasses"), a negation of several groups at once ("not a girl"), a second value for a
     group ("a red and white bus": "white").
+
+    ``any_of``: alternatives across yes/no groups, each a tuple of groups of which at least
+    one is "yes" ("black or grey trousers": lower_color_black or lower_color_grey; "dressed
+    in red": upper_color_red or lower_color_red). Their groups are not ``unknown``.
     """
 
     caption: str
@@ -60,12 +66,13 @@ class Query:
     negated: dict[str, tuple[str, ...]] = field(default_factory=dict)
     either: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
+    any_of: tuple[tuple[str, ...], ...] = ()
 
     @classmethod
     def make(cls, caption: str, kind: str | None, stated: dict[str, str], implied: dict[str, str],
              unknown: tuple[str, ...], spans: tuple[Span, ...], unmatched: tuple[str, ...],
              negated: dict[str, tuple[str, ...]], either: dict[str, tuple[str, ...]],
-             unsupported: tuple[str, ...]) -> Query:
+             unsupported: tuple[str, ...], any_of: tuple[tuple[str, ...], ...] = ()) -> Query:
         """``Query(...)`` with every field given, in a third of the time.
 
         Why: the parser builds one Query per caption, and a frozen dataclass's ``__init__``
@@ -75,7 +82,7 @@ class Query:
         """
         q = object.__new__(cls)
         q.__dict__.update(caption=caption, kind=kind, stated=stated, implied=implied, unknown=unknown, spans=spans,
-                          unmatched=unmatched, negated=negated, either=either, unsupported=unsupported)
+                          unmatched=unmatched, negated=negated, either=either, unsupported=unsupported, any_of=any_of)
         return q
 
     def known(self, use_implied: bool = False) -> dict[str, str]:
@@ -101,4 +108,5 @@ class Query:
             "negated": {g: list(c) for g, c in self.negated.items()},
             "either": {g: list(c) for g, c in self.either.items()},
             "unsupported": list(self.unsupported),
+            "any_of": [list(a) for a in self.any_of],
         }

@@ -30,9 +30,10 @@ def load_relevance(*, gt: str | Path | None = None, labels: str | Path | None = 
             raise InputError(
                 "vehicle attribute is incomplete (relevance needs colour, brand and type)", labels, incomplete[0].line
             )
-        unknown = [ll for ll in lines if ll.kind == "pedestrian" and len(ll.values) < len(schema.pedestrian.groups)]
+        coded = [g.name for g in schema.pedestrian.groups if g.bits]  # the Track-2 rule compares codes
+        unknown = [ll for ll in lines if ll.kind == "pedestrian" and not all(g in ll.values for g in coded)]
         if unknown:
-            missing = [g for g in schema.pedestrian.group_names if g not in unknown[0].values]
+            missing = [g for g in coded if g not in unknown[0].values]
             raise InputError(f"pedestrian labels leave groups unknown ({', '.join(missing)}; see the "
                              "_unknown.jsonl beside it): relevance needs every group", labels, unknown[0].line)
         keys = label_keys([ll.values for ll in lines], [ll.kind for ll in lines], schema)

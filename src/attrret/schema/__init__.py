@@ -6,6 +6,15 @@ parser's class vocabulary and index columns are all read from here, so adding an
 group is one edit to a data file. ``Schema.fingerprint`` hashes the vocabulary so that
 checkpoints and indexes built under another vocabulary are refused instead of misread.
 
+Multi-label groups. A garment may have several colours (PETA labels a black-and-white top
+both black and white), so a colour is not one class of a softmax group. A ``multilabel = true``
+table declares such a group; it is read as one yes/no :class:`Group` per class, named
+``<group>_<class>`` (``upper_color_black``) and carrying the family name (``Group.family``).
+Everything downstream (labels, training, columns, ranking, export) then handles ordinary
+two-class groups; the family tells training to learn its classes in one network (one
+classifier for one attribute, :mod:`attrret.classifiers.train`), the parser and the search page
+that they belong together, and the ranker how "black or grey" reads (its module doc has the maths).
+
 A custom schema is a directory holding the same three files plus the parser's
 ``lexicon.toml`` (docs/schema.md): ``load_schema(DIR)``. The loaded :class:`Schema` remembers
 its directory, so the lexicon is found beside it and an error can say which schema made what.
@@ -48,7 +57,15 @@ class Group:
     name: str
     classes: tuple[str, ...]
     bits: tuple[int, ...] = ()
+    # The multi-label group this yes/no group is one class of ("upper_color" for
+    # "upper_color_black"), or "" for a group of its own (module doc: multi-label groups).
+    family: str = ""
     # How a group trains is not vocabulary: attrret.classifiers.recipes (recipes.toml) holds it.
+
+    @property
+    def label(self) -> str:
+        """The class this group stands for in its family ("black"), or "" for a group of its own."""
+        return self.name[len(self.family) + 1:] if self.family else ""
 
     @property
     def task(self) -> str:
@@ -92,6 +109,19 @@ class Subject:
     @property
     def group_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.groups)
+
+    @property
+    def families(self) -> dict[str, tuple[Group, ...]]:
+        """Multi-label groups: family name -> its yes/no groups, one per class, in schema order."""
+        out: dict[str, list[Group]] = {}
+        for g in self.groups:
+            if g.family:
+                out.setdefault(g.family, []).append(g)
+        return {f: tuple(gs) for f, gs in out.items()}
+
+    def family_group(self, family: str, label: str) -> Group:
+        """The yes/no group of class ``label`` of multi-label group ``family`` ("upper_color", "red")."""
+        return self.group(f"{family}_{label}")
 
     def group(self, name: str) -> Group:
         g = self._by_name.get(name)
@@ -153,11 +183,15 @@ class Schema:
         raise KeyError(f"unknown task {name!r}; tasks are: {', '.join(g.task for g in self.tasks)}")
 
     def select_tasks(self, spec: str) -> tuple[Group, ...]:
-        """Resolve a task spec: a task name, ``pedestrian``, ``vehicle`` or ``all`` (router included)."""
+        """Resolve a task spec: a task name, a multi-label group (``pedestrian.upper_color``: its
+        yes/no groups), ``pedestrian``, ``vehicle`` or ``all`` (router included)."""
         if spec == "all":
             return self.tasks
         if spec in self.subjects:
             return self.subjects[spec].groups
+        subject, _, family = spec.partition(".")
+        if subject in self.subjects and family in self.subjects[subject].families:
+            return self.subjects[subject].families[family]
         return (self.task(spec),)
 
     def subject(self, name: str) -> Subject:
@@ -170,7 +204,9 @@ class Schema:
         return {
             "router": list(self.router.classes),
             **{
-                s.name: {"code_bits": s.code_bits, "groups": [[g.name, list(g.classes), list(g.bits)] for g in s.groups]}
+                s.name: {"code_bits": s.code_bits,
+                         "groups": [[g.name, list(g.classes), list(g.bits), *([g.family] if g.family else [])]
+                                    for g in s.groups]}
                 for s in (self.pedestrian, self.vehicle)
             },
         }
@@ -212,6 +248,12 @@ def _read_subject(data: dict, source: str, expected: str) -> tuple[str, tuple[Gr
             raise SchemaError(f"{source}: group {name!r}: bits must be a list of bit positions >= 0")
         if "hints" in raw:
             raise SchemaError(_MOVED.format(where=f"{source}: group {name!r}"))
+        multilabel = raw.get("multilabel", False)
+        if not isinstance(multilabel, bool):
+            raise SchemaError(f"{source}: group {name!r}: multilabel must be true or false, got {multilabel!r}")
+        if multilabel:
+            groups.extend(_multilabel(subject, name, classes, bits, source))
+            continue
         g = Group(subject, name, tuple(classes), tuple(bits))
         if len(set(g.classes)) != g.size or g.size < 2:
             raise SchemaError(f"{source}: group {g.name!r} needs at least two distinct classes")
@@ -230,6 +272,18 @@ def _read_subject(data: dict, source: str, expected: str) -> tuple[str, tuple[Gr
         if used != list(range(code_bits)):
             raise SchemaError(f"{source}: bits must cover 0..{code_bits - 1} exactly once")
     return subject, tuple(groups), code_bits
+
+
+def _multilabel(subject: str, name: str, classes: list[str], bits: list[int], source: str) -> list[Group]:
+    """A ``multilabel = true`` table: one yes/no group per class, named ``<name>_<class>``."""
+    if bits:
+        raise SchemaError(f"{source}: group {name!r}: a multi-label group has no code bits")
+    if len(set(classes)) != len(classes) or len(classes) < 2:
+        raise SchemaError(f"{source}: group {name!r} needs at least two distinct classes")
+    bad = [c for c in classes if not c.replace("-", "").isalnum()]
+    if bad:
+        raise SchemaError(f"{source}: group {name!r}: a multi-label class names a group, so it must be one word: {bad}")
+    return [Group(subject, f"{name}_{c}", ("yes", "no"), (), name) for c in classes]
 
 
 def _source(directory: Path | None, name: str) -> str:

@@ -73,6 +73,8 @@ def decode_groups(bits: Sequence[int], subject: Subject) -> tuple[dict[str, str]
     an importer keeps the rest of the image's labels and leaves that group unknown."""
     values, invalid = {}, []
     for g in subject.groups:
+        if not g.bits:  # not in the code: unknown
+            continue
         try:
             values[g.name] = _group_from_bits(g, bits)
         except CodeError:

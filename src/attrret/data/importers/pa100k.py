@@ -3,8 +3,11 @@
 ``annotation.mat`` (read with ``scipy.io.loadmat``) holds ``attributes`` (the 26 attribute
 names) and, per split, ``<split>_images_name`` and ``<split>_label`` (one 0/1 row of 26 per
 image). The Track-2 pedestrian code IS PA-100K's: 21 of the 26 attributes in the same order,
-without LowerStripe, LowerPattern, Trousers, Shorts and boots. Attributes are matched by
-name, so a file with another column order still maps right. A group whose bits break its
+without LowerStripe, LowerPattern, Trousers, Shorts and boots. Three of those five have groups
+outside the code (:func:`clothing_values`): Trousers / Shorts / Skirt&Dress give ``lower_type``
+(exactly one set; none or several: unknown) and boots gives ``boots``; LowerStripe and
+LowerPattern have no group. Attributes are matched by name, so a file with another column order
+still maps right. A group whose bits break its
 rule on an image (two orientations, no age) is left unknown for that image and counted.
 PA-100K's own split is kept: train -> train, val -> val, test -> test.
 """
@@ -23,7 +26,7 @@ from attrret.errors import InputError
 from attrret.schema import Schema, load_schema
 from attrret.schema.codes import decode_groups
 
-__all__ = ["PA100K_ATTRIBUTES", "TRACK2_BIT", "read", "find_annotation"]
+__all__ = ["PA100K_ATTRIBUTES", "TRACK2_BIT", "LOWER_TYPE", "clothing_values", "read", "find_annotation"]
 
 PA100K_ATTRIBUTES = (
     "Female", "AgeOver60", "Age18-60", "AgeLess18", "Front", "Side", "Back", "Hat", "Glasses", "HandBag",
@@ -33,7 +36,23 @@ PA100K_ATTRIBUTES = (
 # PA-100K attribute -> its bit in the 21-bit Track-2 code; the other five have no Track-2 group.
 TRACK2_BIT = {name: i for i, name in enumerate(PA100K_ATTRIBUTES[:19])} | {"LongCoat": 19, "Skirt&Dress": 20}
 
+#: PA-100K attribute -> its class of the schema's ``lower_type`` group.
+LOWER_TYPE = {"Trousers": "trousers", "Shorts": "shorts", "Skirt&Dress": "skirt"}
+
 _SPLITS = ("train", "val", "test")
+
+
+def clothing_values(on: set[str], names: set[str], groups: tuple[str, ...]) -> dict[str, str]:
+    """The groups outside the Track-2 code that a PA-100K row settles: ``on`` holds its attributes
+    set to 1, ``names`` those the file has, ``groups`` the schema's pedestrian groups."""
+    values = {}
+    if "lower_type" in groups and set(LOWER_TYPE) <= names:
+        types = [LOWER_TYPE[a] for a in LOWER_TYPE if a in on]
+        if len(types) == 1:
+            values["lower_type"] = types[0]
+    if "boots" in groups and "boots" in names:
+        values["boots"] = "yes" if "boots" in on else "no"
+    return values
 
 
 def find_annotation(src: Path) -> Path:
@@ -144,6 +163,7 @@ def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Sou
             for g in invalid:
                 source.skip(f"{g} left unknown: its bits break the group's rule")
             values = {g: c for g, c in values.items() if g in known_groups}
+            values |= clothing_values({n for n, x in zip(names, row) if x}, set(names), subject.group_names)
             source.items.append(SourceImage(folder / image, image, "pedestrian", values, split, image,
                                             f"{mat}: {split}_images_name[{i}]"))
     return source

@@ -7,6 +7,10 @@ person's labels. The mapping onto attrret's groups (the one behind
 ``shared/data/peta-mini/values.jsonl``; docs/import.md has the table):
 
 - gender, age, hat, glasses (sunglasses only), bag, sleeve, upper (no splice), skirt: mapped;
+- lower_type: Trousers, Jeans, Capri and Suits are trousers, Shorts and HotPants shorts, the
+  two skirts skirt (none or two kinds: unknown); hair: Long / Short / Bald (exactly one);
+  boots: footwearBoots; upper_color_* and lower_color_*: the garment's colours are yes, the
+  other colours no (a garment with no colour listed: its colours unknown);
 - orientation, handbag, holding, coat: PETA has no such attribute; they stay unknown.
 
 Images with both a backpack and a messenger bag are skipped (which one is "the" bag?), as
@@ -24,7 +28,7 @@ from pydantic import AfterValidator
 
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
 from attrret.errors import InputError
-from attrret.schema import Schema
+from attrret.schema import Schema, load_schema
 from attrret.validation import Record, load
 
 __all__ = ["PETA_ATTRIBUTES", "map_attributes", "identity_key", "read"]
@@ -61,6 +65,18 @@ _AGE = {"personalLess15": "under18", "personalLess30": "18-60", "personalLess45"
 _PATTERN = {"upperBodyThinStripes": "stripe", "upperBodyThickStripes": "stripe", "upperBodyLogo": "logo",
             "upperBodyPlaid": "plaid"}
 BOTH_BAGS = "both a backpack and a messenger bag"
+_LOWER_TYPE = {"lowerBodyTrousers": "trousers", "lowerBodyJeans": "trousers", "lowerBodyCapri": "trousers",
+               "lowerBodySuits": "trousers", "lowerBodyShorts": "shorts", "lowerBodyHotPants": "shorts",
+               "lowerBodyShortSkirt": "skirt", "lowerBodyLongSkirt": "skirt"}
+_HAIR = {"hairLong": "long", "hairShort": "short", "hairBald": "bald"}
+#: PETA's garment prefix -> the schema's multi-label colour group.
+_COLOUR_GROUPS = {"upperBody": "upper_color", "lowerBody": "lower_color"}
+
+
+def _one(attrs: set[str], mapping: dict[str, str]) -> str | None:
+    """The one class ``attrs`` name through ``mapping``; None when they name none or several."""
+    found = {mapping[a] for a in attrs if a in mapping}
+    return found.pop() if len(found) == 1 else None
 
 
 def map_attributes(attrs: set[str]) -> dict[str, str] | None:
@@ -86,6 +102,15 @@ def map_attributes(attrs: set[str]) -> dict[str, str] | None:
     if len(patterns) <= 1:
         values["upper"] = patterns.pop() if patterns else "none"
     values["skirt"] = "yes" if {"lowerBodyShortSkirt", "lowerBodyLongSkirt"} & attrs else "no"
+    for group, mapping in (("lower_type", _LOWER_TYPE), ("hair", _HAIR)):
+        cls = _one(attrs, mapping)
+        if cls is not None:
+            values[group] = cls
+    values["boots"] = "yes" if "footwearBoots" in attrs else "no"
+    for part, family in _COLOUR_GROUPS.items():
+        colours = {c.lower() for c in _COLOURS if f"{part}{c}" in attrs}
+        if colours:
+            values |= {f"{family}_{c.lower()}": "yes" if c.lower() in colours else "no" for c in _COLOURS}
     return values
 
 
@@ -155,8 +180,9 @@ def _subsets(src: Path) -> list[tuple[str, Path]]:
 
 
 def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Source:
-    """PETA's groups are the packaged schema's pedestrian groups by name (``schema`` is accepted
-    for the registry's one signature; a custom schema must keep those groups)."""
+    """PETA's groups are the packaged schema's pedestrian groups by name; under a custom
+    ``schema`` the values of groups it lacks are left out."""
+    groups = set((schema or load_schema()).pedestrian.group_names)
     source = Source([])
     for subset, archive in _subsets(src):
         labels = _read_labels(archive / "Label.txt")
@@ -176,6 +202,7 @@ def read(src: Path, options: ImportOptions, schema: Schema | None = None) -> Sou
             if values is None:
                 source.skip(BOTH_BAGS)
                 continue
+            values = {g: c for g, c in values.items() if g in groups}
             source.items.append(SourceImage(image, f"{subset}_{image.name}", "pedestrian", values, None,
                                             f"{subset}/{key}", str(archive / "Label.txt")))
     return source

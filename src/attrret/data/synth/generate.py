@@ -32,8 +32,9 @@ from attrret.data.captions import pedestrian_caption, vehicle_caption
 from attrret.data.synth.pedestrian import render_pedestrian
 from attrret.data.synth.priors import sample_pedestrian, sample_vehicle, train_vehicle_label
 from attrret.data.synth.relevance import relevant_sets
-from attrret.data.layout import check_replaceable, discard, job_progress, label_line, marker_json, partial_folder, publish, seal
-from attrret.data.track2 import write_gt
+from attrret.data.layout import (check_replaceable, discard, job_progress, label_line, marker_json, partial_folder, publish, seal,
+                                 unknown_line)
+from attrret.data.track2 import unknown_file, write_gt
 from attrret.errors import InputError
 from attrret.io import atomic_write_text
 from attrret.schema import Schema, load_schema
@@ -180,7 +181,11 @@ def _generate(tmp: Path, out: Path, config: SynthConfig, schema, progress: bool,
         rows = [it for it in items if it.split == split]
         counts[split] = {k: sum(it.kind == k for it in rows) for k in ("vehicle", "pedestrian")}
         if rows:
-            atomic_write_text(tmp / split / f"{split}_label.txt", "".join(label_line(it.image, it.kind, it.label, it.caption, schema) for it in rows))
+            label_file = tmp / split / f"{split}_label.txt"
+            atomic_write_text(label_file, "".join(label_line(it.image, it.kind, it.label, it.caption, schema) for it in rows))
+            side = [x for it in rows if (x := unknown_line(it.image, it.kind, it.label, schema))]
+            if side:  # the groups outside the Track-2 code
+                atomic_write_text(unknown_file(label_file), "".join(side))
     test = [it for it in items if it.split == "test"]
     if test:
         atomic_write_text(tmp / "test" / "test_text.txt", "".join(it.caption + "\n" for it in test))

@@ -15,7 +15,15 @@ PA-100K-like crop (about 50-120 px wide). Cues per group, and why they are not t
 - holding: an object in front of the belly with bent forearms (hidden from the back);
 - sleeve: forearm skin vs garment; upper: stripes, a chest/back logo, plaid grid, colour
   splice, or plain; coat: long coat to the knee (open at the front); skirt: skirt or dress
-  with bare or stockinged legs (shorts on some men and women as a confuser).
+  with bare or stockinged legs; lower_type: trousers, shorts (bare shins) or the skirt;
+- hair: long (falls behind the shoulders), short, or bald (no hair on the crown); boots: tall
+  dark boots to mid-shin instead of shoes;
+- upper_color / lower_color: the top's colours (a patterned top shows its two colours; a
+  long coat is the top), the trousers', shorts' or skirt's colour (a dress: the top's), each
+  drawn from a named colour with a small jitter.
+
+Values without the clothing groups (another schema) get random colours, hair from gender, and
+shorts on some men and women as a confuser.
 
 Every random choice is drawn up front in a fixed order (see ``_Look``) so that two renders
 with one attribute changed differ only where that attribute is drawn.
@@ -24,6 +32,7 @@ with one attribute changed differ only where that attribute is drawn.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +51,31 @@ _CLOTH = [
     (20, 20, 25), (235, 235, 235), (130, 130, 135), (30, 50, 120), (150, 30, 35), (40, 100, 50),
     (200, 170, 60), (90, 60, 40), (200, 110, 140), (70, 130, 190), (120, 70, 140), (210, 120, 40),
 ]
+
+
+#: The schema's colour names, as drawn (before jitter).
+NAMED_COLOURS = {"black": (20, 20, 25), "blue": (35, 60, 150), "brown": (95, 60, 35), "green": (40, 110, 50),
+                 "grey": (130, 130, 135), "orange": (220, 120, 30), "pink": (225, 130, 170), "purple": (115, 60, 145),
+                 "red": (175, 30, 35), "white": (235, 235, 235), "yellow": (220, 195, 50)}
+
+
+def _family_colours(v: Mapping[str, str], family: str) -> list[str]:
+    """The colours ``v`` says yes to for ``family``, in NAMED_COLOURS order."""
+    return [c for c in NAMED_COLOURS if v.get(f"{family}_{c}") == "yes"]
+
+
+def _dressed(v: Mapping[str, str], L: _Look) -> _Look:
+    """``L`` with its garment colours taken from the values' colour groups, where they say."""
+    jit = np.random.default_rng(int(L.dress_u * 2**31))
+    named = {c: jitter_color(rgb, jit) for c, rgb in NAMED_COLOURS.items()}
+    upper, lower = _family_colours(v, "upper_color"), _family_colours(v, "lower_color")
+    changes = {}
+    if upper:
+        first, second = upper[0], upper[-1]
+        changes |= {"shirt": named[first], "shirt2": named[second], "coat": named[second] if v.get("coat") == "yes" else L.coat}
+    if lower:
+        changes |= {"trousers": named[lower[0]], "skirt": named[lower[0]]}
+    return dataclasses.replace(L, **changes) if changes else L
 
 
 @dataclass(frozen=True)
@@ -134,7 +168,7 @@ def _draw_figure(d: ImageDraw.ImageDraw, v: Mapping[str, str], L: _Look, size: t
     # backpack behind the body (side view bulge) / over the back (back view) is drawn after the torso
     # legs
     skirt = v["skirt"] == "yes"
-    shorts = not skirt and L.shorts_u < 0.12
+    shorts = not skirt and (v["lower_type"] == "shorts" if "lower_type" in v else L.shorts_u < 0.12)
     leg_col = skin if skirt else L.trousers
     if side:
         s = L.stride * hh * 0.5
@@ -151,9 +185,12 @@ def _draw_figure(d: ImageDraw.ImageDraw, v: Mapping[str, str], L: _Look, size: t
     elif not skirt:  # trousers reach the waist
         d.rectangle([cx - hip_half, y_waist, cx + hip_half, y_hip + hh * 0.2], fill=L.trousers)
     for lx in legs_x:
+        if v.get("boots") == "yes":  # tall boots to mid-shin
+            d.rectangle([lx - leg_w * 0.62, (y_knee + y_feet) / 2, lx + leg_w * 0.62, y_feet - hh * 0.05], fill=L.shoes)
         d.ellipse([lx - leg_w * 0.7 + f * leg_w * 0.3 * side, y_feet - hh * 0.22, lx + leg_w * 0.7 + f * leg_w * 0.3 * side, y_feet + hh * 0.05], fill=L.shoes)
     if skirt:
-        dress = L.dress_u < 0.5
+        # a dress takes the top's colour: with colour groups, only when the two agree
+        dress = (L.dress_u < 0.5) if "lower_color_black" not in v else L.shirt == L.skirt
         sk = L.shirt if dress else L.skirt
         d.polygon([(cx - hip_half, y_waist), (cx + hip_half, y_waist), (cx + hip_half * 1.35, y_knee + hh * 0.2), (cx - hip_half * 1.35, y_knee + hh * 0.2)], fill=sk)
 
@@ -265,23 +302,29 @@ def _pattern(d: ImageDraw.ImageDraw, upper: str, L: _Look, poly: list, orient: s
 
 def _head(d: ImageDraw.ImageDraw, v: Mapping[str, str], L: _Look, cx: float, y: float, hw: float, hh: float) -> None:
     orient, female = v["orientation"], v["gender"] == "female"
-    long_hair = (L.hair_len_u < 0.82) if female else (L.hair_len_u < 0.05)
+    long_hair = v["hair"] == "long" if "hair" in v else (L.hair_len_u < 0.82) if female else (L.hair_len_u < 0.05)
+    bald = v.get("hair") == "bald"
     grey = v["age"] == "over60" and L.grey_u < 0.85 or v["age"] == "18-60" and L.grey_u < 0.03
     hair = L.grey if grey else L.hair
     f = L.facing
     if long_hair:  # hair falls behind the shoulders
         d.rounded_rectangle([cx - hw * 0.62, y + hh * 0.3, cx + hw * 0.62, y + hh * 1.9], radius=hw * 0.3, fill=hair)
     d.ellipse([cx - hw / 2, y, cx + hw / 2, y + hh], fill=L.skin)
-    if orient == "back":
+    if bald:  # no hair on the crown; from the back a fringe low on the head
+        if orient == "back":
+            d.chord([cx - hw / 2 - 1, y + hh * 0.35, cx + hw / 2 + 1, y + hh * 0.9], 0, 180, fill=hair)
+    elif orient == "back":
         d.ellipse([cx - hw / 2 - 1, y - 1, cx + hw / 2 + 1, y + hh * 0.92], fill=hair)
     elif orient == "side":
         d.chord([cx - hw / 2 - 1, y - 1, cx + hw / 2 + 1, y + hh * 0.85], 90 if f > 0 else -90, 270 if f > 0 else 90, fill=hair)
         d.pieslice([cx - hw / 2 - 1, y - 1, cx + hw / 2 + 1, y + hh * 0.6], 180, 360, fill=hair)
+    else:
+        d.pieslice([cx - hw / 2 - 1, y - 1, cx + hw / 2 + 1, y + hh * 0.7], 180, 360, fill=hair)
+    if orient == "side":
         nx = cx + f * hw / 2
         d.polygon([(nx, y + hh * 0.45), (nx + f * hw * 0.16, y + hh * 0.6), (nx, y + hh * 0.65)], fill=L.skin)
         d.ellipse([cx + f * hw * 0.25 - 1.5, y + hh * 0.42, cx + f * hw * 0.25 + 1.5, y + hh * 0.5], fill=(30, 20, 20))
-    else:
-        d.pieslice([cx - hw / 2 - 1, y - 1, cx + hw / 2 + 1, y + hh * 0.7], 180, 360, fill=hair)
+    elif orient == "front":
         for sx in (-1, 1):
             d.ellipse([cx + sx * hw * 0.2 - 1.8, y + hh * 0.42, cx + sx * hw * 0.2 + 1.8, y + hh * 0.5], fill=(30, 20, 20))
         d.line([(cx - hw * 0.13, y + hh * 0.75), (cx + hw * 0.13, y + hh * 0.75)], fill=(150, 60, 60), width=2)
@@ -327,7 +370,7 @@ def render_pedestrian(
     """
     out_w = int(rng.integers(50, 121))
     out_h = int(out_w * rng.uniform(2.2, 3.0))
-    look = _sample_look(rng)
+    look = _dressed(values, _sample_look(rng))
     im = background(PED_CANVAS, rng)
     occ_rng = np.random.default_rng(rng.integers(2**63))
     deg_rng = np.random.default_rng(rng.integers(2**63))

@@ -75,6 +75,20 @@ PEDESTRIAN_PRIORS: dict[str, dict[str, tuple[float, ...]]] = {
     },
 }
 
+#: The groups outside the Track-2 code (no Track-2 labels to estimate them from): P(class |
+#: gender), rough street frequencies; lower_type follows skirt (a skirt is the skirt class).
+CLOTHING_PRIORS: dict[str, dict[str, tuple[float, ...]]] = {
+    "female": {"hair": (0.80, 0.19, 0.01), "boots": (0.18, 0.82), "shorts": (0.12,)},
+    "male": {"hair": (0.05, 0.90, 0.05), "boots": (0.06, 0.94), "shorts": (0.12,)},
+}
+#: Garment colour weights (PETA's mix: dark and neutral colours dominate, trousers more so).
+UPPER_COLOR_PRIOR = {"black": 3.0, "blue": 1.5, "brown": 0.6, "green": 0.5, "grey": 2.0, "orange": 0.3, "pink": 0.4,
+                     "purple": 0.3, "red": 0.8, "white": 2.0, "yellow": 0.4}
+LOWER_COLOR_PRIOR = {"black": 4.0, "blue": 2.5, "brown": 0.8, "green": 0.2, "grey": 2.0, "orange": 0.1, "pink": 0.2,
+                     "purple": 0.1, "red": 0.3, "white": 0.6, "yellow": 0.1}
+#: Upper-body patterns that show a second colour (the garment is then labelled with both).
+TWO_COLOUR_PATTERNS = ("stripe", "plaid", "splice")
+
 #: Train/val colours: near-uniform as in val_sample.txt (purple a little rarer).
 TRAIN_COLOR_PRIOR = {"black": 1.0, "blue": 1.0, "brown": 1.0, "green": 1.0, "grey": 1.0, "orange": 1.0,
                      "pink": 0.9, "purple": 0.7, "red": 1.0, "white": 0.9, "yellow": 1.0}
@@ -119,14 +133,33 @@ def _pick(rng: np.random.Generator, classes: tuple[str, ...], weights) -> str:
     return classes[int(rng.choice(len(classes), p=p / p.sum()))]
 
 
+def _colours(rng: np.random.Generator, prior: Mapping[str, float], n: int) -> set[str]:
+    names = list(prior)
+    p = np.array([prior[c] for c in names]) / sum(prior.values())
+    return {names[i] for i in rng.choice(len(names), size=n, replace=False, p=p)}
+
+
 def sample_pedestrian(rng: np.random.Generator, schema: Schema | None = None) -> dict[str, str]:
-    """Complete pedestrian values drawn from the real (gender-conditional) priors."""
+    """Complete pedestrian values: the Track-2 groups from the real (gender-conditional) priors,
+    then the clothing groups the schema has (:data:`CLOTHING_PRIORS`; a patterned top two colours)."""
     ped = (schema or load_schema()).pedestrian
     gender = "female" if rng.random() < FEMALE_RATE else "male"
     values = {"gender": gender}
     for g in ped.groups:
-        if g.name != "gender":
+        if g.name != "gender" and g.name in PEDESTRIAN_PRIORS[gender]:
             values[g.name] = _pick(rng, g.classes, PEDESTRIAN_PRIORS[gender][g.name])
+    clothing = CLOTHING_PRIORS[gender]
+    # drawn whether or not the schema has the group, so that the Track-2 groups' draws never depend on it
+    extra = {"hair": _pick(rng, ("long", "short", "bald"), clothing["hair"]),
+             "boots": _pick(rng, ("yes", "no"), clothing["boots"]),
+             "lower_type": ("skirt" if values.get("skirt") == "yes"
+                            else "shorts" if rng.random() < clothing["shorts"][0] else "trousers")}
+    upper = _colours(rng, UPPER_COLOR_PRIOR, 2 if values.get("upper") in TWO_COLOUR_PATTERNS else 1)
+    lower = _colours(rng, LOWER_COLOR_PRIOR, 1)
+    for family, chosen in (("upper_color", upper), ("lower_color", lower)):
+        for g in ped.families.get(family, ()):
+            extra[g.name] = "yes" if g.label in chosen else "no"
+    values |= {g.name: extra[g.name] for g in ped.groups if g.name in extra}
     return values
 
 
@@ -163,7 +196,7 @@ def estimate_pedestrian_priors(label_file: str | Path, schema: Schema | None = N
     for gender, rows in by_gender.items():
         table[gender] = {}
         for g in schema.pedestrian.groups:
-            if g.name == "gender":
+            if g.name == "gender" or not g.bits:  # Track-2 labels hold the code's groups only
                 continue
             counts = Counter(v[g.name] for v in rows)
             table[gender][g.name] = tuple(round(counts[c] / max(1, len(rows)), 3) for c in g.classes)
