@@ -1,5 +1,6 @@
-"""Set constraints in the ranker ("not X", "X or Y"): the distance of the module doc, checked
-against a numpy brute force on every backend and every scoring, plus what it means."""
+"""Set constraints in the ranker ("not X", "X or Y") and alternatives across the yes/no groups of
+multi-label groups ("black or grey trousers"): the distance of the module doc, checked against
+a numpy brute force on every backend and every scoring, plus what it means."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ QUERIES = [
     Query("q", "pedestrian", {"gender": "female"}, negated={"bag": ("backpack",)}),
     Query("q", "pedestrian", {"hat": "no"}, either={"age": ("18-60", "under18"), "upper": ("stripe", "plaid")}),
     Query("q", "pedestrian", {"gender": "male", "glasses": "yes"}),  # no sets: the old distance
+    # multi-label colours: a two-colour top, a colour no, alternatives across yes/no groups
+    Query("q", "pedestrian", {"upper_color_black": "yes", "upper_color_white": "yes", "lower_color_red": "no"}),
+    Query("q", "pedestrian", {"gender": "female"}, any_of=(("lower_color_black", "lower_color_grey"),)),
+    Query("q", "pedestrian", {"lower_type": "trousers"}, negated={"hair": ("bald",)},
+          any_of=(("upper_color_red", "lower_color_red"), ("upper_color_blue", "upper_color_green", "upper_color_grey"))),
 ]
 
 
@@ -73,6 +79,12 @@ def brute_force(probs: dict[str, dict[str, list[float]]], q: Query, scoring: str
                 d += (1.0 - mass) ** 2 + (p[~inside] ** 2).sum()
             else:
                 d += (1.0 - mass) + (p[~inside] ** 2).sum()
+        for alternative in q.any_of:  # at least one yes: 1 - sum of yes-probabilities; loglik log P(none)
+            yes = [np.float32(row[f"pedestrian.{g}"][0]).astype(np.float64) for g in alternative]
+            if scoring == "loglik":
+                d -= sum(float(np.float32(-np.log(np.clip(1.0 - y, 1e-6, 1 - 1e-6)))) for y in yes)
+            else:
+                d += 1.0 - sum(yes)
         out[name] = d
     return out
 
@@ -96,6 +108,40 @@ def test_set_distance_equals_brute_force_on_every_backend(gallery, backend, scor
         got = [idx.names[i] for i in r.rows[j]]
         assert got == order, (backend, scoring, j)
         assert np.allclose(r.dist[j], [ref[n] for n in got], atol=1e-9), (backend, scoring, j)
+
+
+def test_what_an_alternative_across_colour_groups_means(index_factory):
+    """"black or grey trousers": a black pair, a grey pair and a black-and-grey pair all beat a
+    blue one, the two-colour pair scoring no worse than a one-colour pair; "dressed in red":
+    a red top or red trousers."""
+    ped = {"router": [0.9, 0.1]}
+
+    def colours(upper: dict, lower: dict) -> dict:
+        row = dict(ped)
+        for family, said in (("upper_color", upper), ("lower_color", lower)):
+            for g in SCHEMA.pedestrian.families[family]:
+                y = said.get(g.label, 0.02)
+                row[g.task] = [y, 1.0 - y]
+        return row
+
+    idx = index_factory({
+        "black.jpg": colours({}, {"black": 0.95}), "grey.jpg": colours({}, {"grey": 0.9}),
+        "both.jpg": colours({}, {"black": 0.9, "grey": 0.9}), "blue.jpg": colours({}, {"blue": 0.95}),
+        "red_top.jpg": colours({"red": 0.9}, {"blue": 0.9}), "red_legs.jpg": colours({"white": 0.9}, {"red": 0.9}),
+    })
+    parser = CaptionParser()
+    q = parser.parse("a man in black or grey trousers")
+    assert q.any_of == (("lower_color_black", "lower_color_grey"),) and q.stated["lower_type"] == "trousers"
+    for scoring in ("euclidean", "linear", "loglik"):
+        r = rank(idx, [Query("q", "pedestrian", {}, any_of=q.any_of)], RankOptions(k=6, scoring=scoring))
+        names = [idx.names[i] for i in r.rows[0]]
+        assert names[0] == "both.jpg" and set(names[1:3]) == {"black.jpg", "grey.jpg"}, scoring
+    q = parser.parse("a woman dressed in red")
+    assert q.any_of == (("upper_color_red", "lower_color_red"),)
+    r = rank(idx, [q], RankOptions(k=6))
+    assert {idx.names[i] for i in r.rows[0][:2]} == {"red_top.jpg", "red_legs.jpg"}
+    (why,) = explain(idx, r, [q.caption])
+    assert "upper_color_red or lower_color_red" in why["results"][0]["matched"]
 
 
 def test_one_class_set_is_the_stated_distance(gallery):

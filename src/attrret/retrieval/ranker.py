@@ -37,6 +37,26 @@ and ``z = c`` on set groups of two or more classes (0 elsewhere), ``m`` the grou
 so every backend of :func:`attrret.retrieval.topk.exact_topk` ranks sets with the same exact
 search (tests/retrieval check them against a numpy brute force, each backend).
 
+Multi-label groups (:mod:`attrret.schema`: a garment's colours are independent yes/no
+groups, ``upper_color_black``, ...). "a black top" states ``upper_color_black = yes``: its term
+is the yes/no group's ordinary term, so a black-and-white top (black yes, white yes) matches
+"black top" and "white top" alike, and "black-and-white top" is both terms, the product
+``p_black · p_white`` under ``loglik``. "not a red top" states ``red = no``. Alternatives
+across such groups (``Query.any_of``: "black or grey trousers", "dressed in red" = top or
+bottom red) ask that at least one of the groups A is yes. With ``q_k`` the yes-probability of
+group k, that is ``P(any) = 1 − Π_k (1 − q_k)`` for independent groups, which is no product
+form; the term used is its union bound ``Σ_k q_k ≥ P(any)``:
+
+    euclidean, linear:  d_A(p) = 1 − Σ_{k∈A} q_k          (U = −1 on the yes columns, const + 1)
+    loglik:             d_A(p) = Σ_{k∈A} log(1 − q_k) = log P(none of A)   (U = −1 on −log(1 − q))
+
+Exact when at most one of the alternatives can hold (one colour per garment, the common case),
+and never a penalty for holding several (a black-and-grey pair of trousers scores at least as
+well as a black one). Under ``loglik`` the term ranks by the probability that none holds, the
+exact order for a query of that term alone; it is ``≤ 0`` (a reward), where the other terms are
+costs ``≥ 0``. Every backend ranks these with the same exact search (tests/retrieval compare a
+brute force on each).
+
 ``loglik`` ranks over a transformed gallery, :class:`NegLogGallery`: the columns ``−log p`` and
 then ``−log(1 − p)`` (probabilities clipped to ``[ε, 1 − ε]``, ``ε = 1e-6``, so a sure mistake
 costs about 13.8, not infinity). A stated class weighs its ``−log p`` column. A set group
@@ -92,32 +112,36 @@ __all__ = ["SCORING_RULES", "SCORINGS", "ScoringRule", "Targets", "NegLogGallery
 class Targets(NamedTuple):
     """What the queries ask of each selected column (queries x columns; module doc): targets
     ``C``, group masks ``M``, set masks ``Z`` (1 on the allowed classes of a set of two or more),
-    ``W`` (1 on every column of such a set's group) and each query's number of set groups."""
+    ``W`` (1 on every column of such a set's group), each query's number of set groups, and
+    ``A`` (1 on the "yes" columns of each alternative across yes/no groups) with their number."""
 
     C: np.ndarray
     M: np.ndarray
     Z: np.ndarray
     W: np.ndarray
     n_sets: np.ndarray
+    A: np.ndarray
+    n_any: np.ndarray
 
 
 def _shared_const(t: Targets) -> np.ndarray:
-    return (t.M * t.C * t.C).sum(axis=1) - t.Z.sum(axis=1) + t.n_sets
+    return (t.M * t.C * t.C).sum(axis=1) - t.Z.sum(axis=1) + t.n_sets + t.n_any
 
 
 def _euclidean(t: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(c − p)²`` per class, the set distance on set groups (module doc)."""
-    return -2.0 * t.M * t.C + t.Z, t.M - t.Z, _shared_const(t)
+    """``(c − p)²`` per class, the set distance on set groups, ``1 − Σ p_yes`` per alternative
+    across yes/no groups (module doc)."""
+    return -2.0 * t.M * t.C + t.Z - t.A, t.M - t.Z, _shared_const(t)
 
 
 def _linear(t: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(c − p)·c``: the reference code's variant (``1 − p(S)`` on set groups)."""
-    return -t.M * t.C, np.zeros_like(t.M), _shared_const(t)
+    return -t.M * t.C - t.A, np.zeros_like(t.M), _shared_const(t)
 
 
 def _loglik(t: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights over the :class:`NegLogGallery` columns ``[−log p, −log(1 − p)]`` (module doc)."""
-    U = np.concatenate([t.M * t.C * (1.0 - t.W), t.W * (1.0 - t.C)], axis=1)
+    U = np.concatenate([t.M * t.C * (1.0 - t.W), t.W * (1.0 - t.C) - t.A], axis=1)
     return U, np.zeros_like(U), np.zeros(len(U))
 
 
@@ -205,11 +229,12 @@ class QueryPlan(NamedTuple):
     unknown: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # groups the query knows but the index has no column for
     allowed: Mapping[str, tuple[str, ...]] = _NOTHING  # set constraints: group -> allowed classes
+    any_of: tuple[tuple[str, ...], ...] = ()  # alternatives across yes/no groups: at least one is yes
 
     @property
     def scored(self) -> bool:
         """Whether the plan scores anything (else the query gets no results)."""
-        return bool(self.enforced or self.priors or self.allowed)
+        return bool(self.enforced or self.priors or self.allowed or self.any_of)
 
 
 @dataclass(frozen=True)
@@ -312,7 +337,11 @@ def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, prio
     soft: Mapping[str, tuple[float, ...]] = _NOTHING
     if priors is not None and priors.subject.name == q.kind:
         soft = {g: tuple(float(x) for x in priors.target(g, q.stated)[0]) for g in q.unknown if g not in known and g in has}
-    return QueryPlan(q.kind, enforced, soft, tuple(q.unknown), missing, allowed)
+    any_of: tuple[tuple[str, ...], ...] = ()
+    if q.any_of:  # an alternative with a group the index cannot score cannot be judged: left out, named
+        any_of = tuple(a for a in q.any_of if has.issuperset(a))
+        missing += tuple(g for a in q.any_of if not has.issuperset(a) for g in a if g not in has)
+    return QueryPlan(q.kind, enforced, soft, tuple(q.unknown), missing, allowed, any_of)
 
 
 def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[str, slice], width: int) -> Targets:
@@ -351,7 +380,13 @@ def _targets(plans: Sequence[QueryPlan], groups: Sequence[Group], local: dict[st
                 Z[r, cols] = 1.0
                 W[r, local[g]] = 1.0
                 n_sets[r] += 1
-    return Targets(C, M, Z, W, n_sets)
+    A = np.zeros((len(plans), width))
+    n_any = np.zeros(len(plans))
+    for r, p in enumerate(plans):
+        for alternative in p.any_of:
+            A[r, [value_col[g, "yes"] for g in alternative]] = 1.0
+            n_any[r] += 1
+    return Targets(C, M, Z, W, n_sets, A, n_any)
 
 
 def rank(
@@ -457,7 +492,8 @@ def rank_plans(index: Index, plans: Sequence[QueryPlan], options: RankOptions, s
 def explain(index: Index, ranking: Ranking, texts: Sequence[str], schema: Schema | None = None) -> list[dict]:
     """Per query, per result: which enforced groups the image's argmax matches, which conflict,
     which the query left unknown, and which were scored by a prior. A set-constrained group
-    (``allowed``: "not black", "black or white") matches when the argmax is an allowed class."""
+    (``allowed``: "not black", "black or white") matches when the argmax is an allowed class;
+    an alternative across yes/no groups ("a or b") when one of their argmaxes is yes."""
     schema = schema or index.schema or load_schema()
     out = []
     for j, (plan, rows, dist) in enumerate(zip(ranking.plans, ranking.rows, ranking.dist)):
@@ -470,6 +506,12 @@ def explain(index: Index, ranking: Ranking, texts: Sequence[str], schema: Schema
             for g, ok in targets:
                 grp = subject.group(g)
                 preds.append((g, ok, [grp.classes[i] for i in p[:, index.cols(grp.task)].argmax(axis=1).tolist()]))
+            for alternative in plan.any_of:  # met when one of its groups' argmax is yes
+                yes = np.zeros(len(rows), bool)
+                for g in alternative:
+                    grp = subject.group(g)
+                    yes |= p[:, index.cols(grp.task)].argmax(axis=1) == grp.index("yes")
+                preds.append((" or ".join(alternative), ("yes",), ["yes" if y else "no" for y in yes.tolist()]))
         for rank_no, (row, d) in enumerate(zip(rows, dist), start=1):
             matched, conflicted = [], []
             predicted = {}
@@ -484,5 +526,6 @@ def explain(index: Index, ranking: Ranking, texts: Sequence[str], schema: Schema
             })
         out.append({"query": j, "text": texts[j], "kind": plan.kind, "enforced": dict(plan.enforced),
                     "allowed": {g: list(c) for g, c in plan.allowed.items()},
+                    "any_of": [list(a) for a in plan.any_of],
                     "unscored": list(plan.missing), "results": results})
     return out
