@@ -8,6 +8,8 @@ from attrret.data.synth.priors import sample_pedestrian, sample_vehicle
 from attrret.data.track2 import read_label_file
 from attrret.schema import load_schema
 
+SCHEMA = load_schema()
+
 
 BASE = dict(gender="female", age="18-60", orientation="front", hat="no", glasses="no", handbag="no", bag="none",
             holding="no", sleeve="short", upper="none", coat="no", skirt="no")
@@ -113,3 +115,30 @@ def test_a_partial_caption_states_only_known_values_and_parses_back_to_them():
         for g in ("gender", "age", "orientation"):
             assert (g in stated) == (g in known), (g, known, caption)
     assert known_pedestrian_caption(BASE, np.random.default_rng(1)) == pedestrian_caption(BASE, np.random.default_rng(1))
+
+
+def test_the_clothing_sentence_parses_back_to_the_values_it_states():
+    """Synthetic captions' third sentence (some of the groups outside the code): what it says it
+    states -- every colour of a garment it names, lower type, hair -- is what the parser reads
+    back, and nothing else outside the code."""
+    from attrret.data.captions import clothing_sentence
+    from attrret.parser import CaptionParser
+
+    parser = CaptionParser(grammar_table=False)
+    coded = {g.name for g in SCHEMA.pedestrian.groups if g.bits}
+    rng = np.random.default_rng(7)
+    parts = set()
+    for _ in range(300):
+        values = sample_pedestrian(rng)
+        sentence, said = clothing_sentence(values, rng)
+        assert sentence and said and all(values[g] == c for g, c in said.items())
+        parts |= {g.split("_color")[0] for g in said}
+        q = parser.parse(pedestrian_caption(values, rng) + " " + sentence)
+        assert q.kind == "pedestrian" and not q.unmatched and not q.unsupported, sentence
+        read = {g: c for g, c in q.stated.items() if g not in coded}
+        if said.get("lower_type") == "skirt":  # "skirt" states the Track-2 group
+            assert q.stated["skirt"] == "yes"
+            said = {g: c for g, c in said.items() if g != "lower_type"}
+        assert read == said, sentence
+    assert parts == {"hair", "upper", "lower", "lower_type"}  # each part is said, now and then
+    assert clothing_sentence({"gender": "male"}, rng) == ("", {})  # nothing outside the code: no sentence

@@ -179,3 +179,33 @@ def test_the_real_peta_sets_import_to_their_documented_values(tmp_path, capsys, 
         subset, name = r.image.split("_", 1)
         ids.setdefault(f"{subset}/{name if subset == 'CUHK' else name.split('_')[0]}", set()).add(r.label_file.parent.name)
     assert all(len(s) == 1 for s in ids.values())
+
+
+def test_the_readme_two_dataset_commands_on_the_shared_data(pa100k_mini, tmp_path, capsys):
+    """README, "PA-100K and PETA together": import pa100k-mini's annotation.mat and peta-train,
+    train pedestrians on both (a tiny backbone here), predict and search a clothing query."""
+    peta_train = PETA_MINI.parent / "peta-train" / "raw"
+    if not (pa100k_mini / "annotation.mat").is_file() or not peta_train.is_dir():
+        pytest.skip("shared pa100k-mini annotation.mat or peta-train not available")
+    pa, peta, work = tmp_path / "pa100k", tmp_path / "peta", tmp_path / "work"
+    code, _, err = run("data", "import", "pa100k", pa100k_mini, "--out", pa, "--link", capsys=capsys)
+    assert code == 0, err
+    code, _, err = run("data", "import", "peta", peta_train, "--out", peta, "--test-fraction", "0", "--link", capsys=capsys)
+    assert code == 0, err
+    code, _, err = run("train", "--task", "pedestrian", "--data", pa, "--data", peta, "--workdir", work,
+                       "--backbone", "timm:test_efficientnet", "--random-init", "--img-size", "32", "--epochs", "1",
+                       "--batch-size", "128", "--quiet", capsys=capsys)
+    assert code == 0, err
+    trained = {p.name for p in (work / "models").iterdir() if p.is_dir()}
+    assert {"pedestrian.upper_color_red", "pedestrian.lower_color_black", "pedestrian.lower_type", "pedestrian.hair",
+            "pedestrian.boots", "pedestrian.orientation"} <= trained  # PA-100K's groups and PETA's, in one run
+    code, _, err = run("predict", "--images", pa, "--workdir", work, "-o", tmp_path / "index", "--quiet", capsys=capsys)
+    assert code == 0, err
+    code, out, err = run("search", "woman in a red top and black trousers", "--index", tmp_path / "index", "--json",
+                         capsys=capsys)
+    assert code == 0, err
+    doc = json.loads(out.splitlines()[0])
+    assert len(doc["results"]) == 10
+    stated = doc["query"]["stated"]
+    assert stated["upper_color_red"] == stated["lower_color_black"] == "yes" and stated["gender"] == "female"
+    assert not any("no columns" in w for w in doc["warnings"]) and "no columns" not in err  # every group it states is scored

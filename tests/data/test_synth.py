@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attrret.cli import app
+from attrret.parser import CaptionParser
 from attrret.data.records import load_records
 from attrret.data.synth import MARKER, SynthConfig, brand_design, generate, render_pedestrian, render_vehicle
 from attrret.data.synth.pedestrian import NAMED_COLOURS
@@ -53,7 +54,10 @@ def test_train_vehicle_labels_are_incomplete_like_the_real_ones(tmp_path):
     assert set(brand_only) <= {"Balong Heavy Truck", "Hongyan"}
 
 
-def _brute_force_relevant(lines):
+PARSER = CaptionParser(grammar_table=False)
+
+
+def _brute_force_relevant(lines, clothing: bool = True):
     out = []
     for q in lines:
         rel = []
@@ -65,6 +69,9 @@ def _brute_force_relevant(lines):
             else:
                 qb, cb = values_to_code21(q.values, SCHEMA.pedestrian), values_to_code21(c.values, SCHEMA.pedestrian)
                 ok = qb[0] == cb[0] and all(cb[i] for i in range(21) if qb[i])
+                # what the caption's clothing sentence states (read back by the parser): the candidate has it
+                said = {g: v for g, v in PARSER.parse(q.caption).stated.items() if not SCHEMA.pedestrian.group(g).bits}
+                ok = ok and (not clothing or all(c.values[g] == v for g, v in said.items()))
             if ok:
                 rel.append(c.image)
         out.append(rel)
@@ -75,7 +82,9 @@ def test_gt_equals_brute_force_relevance(tiny_synth: Path):
     lines = read_label_file(tiny_synth / "test" / "test_label.txt")
     gt = read_gt(tiny_synth / "test" / "test_gt.txt")
     assert [imgs for _, imgs in gt] == _brute_force_relevant(lines)
-    assert any(len(imgs) > 1 for _, imgs in gt)  # not only self-matches
+    by_code = _brute_force_relevant(lines, clothing=False)
+    assert any(len(imgs) > 1 for imgs in by_code)  # not only self-matches
+    assert any(len(a) < len(b) for (_, a), b in zip(gt, by_code))  # the clothing sentence narrows some
 
 
 def test_deterministic_for_a_seed_whatever_the_workers(tmp_path):

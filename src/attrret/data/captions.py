@@ -25,7 +25,8 @@ import numpy as np
 from attrret.schema import Schema, load_schema
 from attrret.schema.codes import values_to_vehicle_text
 
-__all__ = ["pedestrian_caption", "known_pedestrian_caption", "all_pedestrian_captions", "vehicle_caption", "vehicle_prefixes"]
+__all__ = ["pedestrian_caption", "known_pedestrian_caption", "all_pedestrian_captions", "clothing_sentence", "vehicle_caption",
+           "vehicle_prefixes"]
 
 _SUBJECT = {
     "female": (
@@ -188,6 +189,51 @@ def all_pedestrian_captions(values: Mapping[str, str]) -> Iterator[str]:
     """Every caption the grammar allows for ``values`` (a few hundred at most)."""
     for combo in itertools.product(*_pedestrian_slots(values)):
         yield "".join(combo)
+
+
+_TOP = ("top", "jacket", "shirt")
+_LOWER = {"trousers": ("trousers", "pants"), "shorts": ("shorts",), "skirt": ("skirt",)}
+_HAIR = {"long": ("has long hair",), "short": ("has short hair",), "bald": ("is bald",)}
+
+
+def _colours(values: Mapping[str, str], family: str) -> list[str]:
+    prefix = family + "_"
+    return [g[len(prefix):] for g, v in values.items() if g.startswith(prefix) and v == "yes"]
+
+
+def clothing_sentence(values: Mapping[str, str], rng: np.random.Generator) -> tuple[str, dict[str, str]]:
+    """A sentence on some of the groups outside the Track-2 code, for synthetic captions beyond
+    the grammar ("He has short hair and wears a black and white top and grey trousers."), and
+    the values it states. Each part (hair; the top's colours; the lower body's colours and type)
+    is said with probability 1/2, at least one; colours not named are not stated. ("", {}) when
+    the values hold none of these groups. Written in words the parser reads (tests/data/test_captions.py)."""
+    pron = {"female": "She", "male": "He"}.get(values.get("gender", ""), "The pedestrian")
+    upper, lower = _colours(values, "upper_color"), _colours(values, "lower_color")
+    kind = values.get("lower_type")
+    parts = [part for part, present in (("hair", "hair" in values), ("upper", bool(upper)),
+                                        ("lower", kind is not None or bool(lower))) if present]
+    if not parts:
+        return "", {}
+    keep = [part for part in parts if rng.random() < 0.5] or [parts[int(rng.integers(len(parts)))]]
+    said: dict[str, str] = {}
+    text, worn = [], []
+    if "hair" in keep:
+        text.append(_HAIR[values["hair"]][0])
+        said["hair"] = values["hair"]
+    if "upper" in keep:
+        worn.append(f"a {' and '.join(upper)} {_TOP[int(rng.integers(len(_TOP)))]}")
+        said |= {f"upper_color_{c}": "yes" for c in upper}
+    if "lower" in keep:
+        said |= {f"lower_color_{c}": "yes" for c in lower}
+        if kind is not None:
+            nouns = _LOWER[kind]
+            worn.append(f"{' and '.join(lower)} {nouns[int(rng.integers(len(nouns)))]}".strip())
+            said["lower_type"] = kind
+        else:
+            worn.append(f"{' and '.join(lower)} bottoms")
+    if worn:
+        text.append("wears " + " and ".join(worn))
+    return f"{pron} {' and '.join(text)}.", said
 
 
 def vehicle_prefixes(first_word: str) -> Sequence[str]:

@@ -6,6 +6,8 @@ Routes (every answer comes from the :class:`~attrret.search.Searcher`):
   so the page runs offline and under a strict Content-Security-Policy: no inline script);
 - ``GET /api/search?q=&k=&kind=&camera=&after=&before=&where=&group_by=``: ``Searcher.search(q, k, kind, filters, group_by).to_json()``;
 - ``GET /api/parse?q=``: ``Searcher.parse(q)``;
+- ``GET /api/schema``: the groups of each subject and the multi-label groups (``families``:
+  name -> its classes), so the page shows ``upper_color_red: yes`` as "upper_color: red";
 - ``GET /api/images/{name}/attributes``: ``Searcher.attributes(name)``;
 - ``GET /images/{name}[?size=N]``: the image file, or a JPEG thumbnail fitting N x N;
 - ``GET /api/similar?image=NAME&k=K``: find-similar (with the same filters as search);
@@ -434,6 +436,13 @@ def create_app(searcher: Any, *, token: str | None = None, title: str = "attrret
     def parse(q: str = Query(..., description=f"The query, up to {MAX_QUERY_CHARS:,} characters.")) -> Response:
         _check_query(q)
         return _json(searcher.parse(q))
+
+    @app.get("/api/schema", summary="The groups of each subject and the multi-label groups, for display")
+    def schema_info() -> Response:
+        schema = searcher.schema
+        return _json({s.name: {"groups": list(s.group_names),
+                               "families": {f: [g.label for g in gs] for f, gs in s.families.items()}}
+                      for s in (schema.pedestrian, schema.vehicle)}, cache="private, max-age=3600")
 
     @app.get("/api/images/{name:path}/attributes", summary="The predicted attributes of one image of the index")
     def attributes(name: str) -> Response:

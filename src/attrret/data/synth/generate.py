@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attrret.data.captions import pedestrian_caption, vehicle_caption
+from attrret.data.captions import clothing_sentence, pedestrian_caption, vehicle_caption
 from attrret.data.synth.pedestrian import render_pedestrian
 from attrret.data.synth.priors import sample_pedestrian, sample_vehicle, train_vehicle_label
 from attrret.data.synth.relevance import relevant_sets
@@ -69,7 +69,8 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class SynthItem:
-    """One planned image: where it goes, its full values, the label written, its caption and seed."""
+    """One planned image: where it goes, its full values, the label written, its caption and seed;
+    ``said``: the values of groups outside the Track-2 code its caption states (relevance reads them)."""
 
     split: str
     kind: str
@@ -78,6 +79,7 @@ class SynthItem:
     label: dict[str, str]
     caption: str
     seed: tuple[int, int, int]
+    said: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,10 @@ def plan(config: SynthConfig, schema: Schema | None = None) -> list[SynthItem]:
         for _ in range(n):
             values = sample_pedestrian(rng, schema)
             caption = pedestrian_caption(values, rng)
-            by_split[split].append(SynthItem(split, "pedestrian", f"{number:06d}.jpg", values, dict(values), caption, (config.seed, 1, index)))
+            extra, said = clothing_sentence(values, rng)  # groups outside the code, when the schema has them
+            caption = f"{caption} {extra}" if extra else caption
+            by_split[split].append(SynthItem(split, "pedestrian", f"{number:06d}.jpg", values, dict(values), caption,
+                                             (config.seed, 1, index), said))
             number += 1
             index += 1
     return by_split["train"] + by_split["val"] + by_split["test"]
@@ -189,7 +194,7 @@ def _generate(tmp: Path, out: Path, config: SynthConfig, schema, progress: bool,
     test = [it for it in items if it.split == "test"]
     if test:
         atomic_write_text(tmp / "test" / "test_text.txt", "".join(it.caption + "\n" for it in test))
-        rel = relevant_sets([(it.kind, it.values) for it in test], schema)
+        rel = relevant_sets([(it.kind, it.values) for it in test], schema, [it.said for it in test])
         write_gt(tmp / "test" / "test_gt.txt", [(it.caption, [test[j].image for j in r]) for it, r in zip(test, rel)])
     preview = None
     if config.preview:

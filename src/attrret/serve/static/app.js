@@ -47,6 +47,25 @@
     status.textContent = text;
   }
 
+  // -- multi-label groups: upper_color_red: yes reads "upper_color: red" ---------------------
+  // /api/schema names each multi-label group and its classes; its yes/no groups are <name>_<class>.
+  const familyOf = new Map();               // yes/no group -> [family, class]
+  const familyGroups = new Map();           // family -> its yes/no groups
+  api("api/schema", {}).then((info) => {
+    for (const subject of Object.values(info || {}))
+      for (const [family, labels] of Object.entries(subject.families || {})) {
+        familyGroups.set(family, labels.map((c) => family + "_" + c));
+        for (const c of labels) familyOf.set(family + "_" + c, [family, c]);
+      }
+    scheduleParse();
+  }).catch(() => {});                       // without it, groups show under their own names
+  const label = (group, cls) => {           // "upper_color: red", "upper_color: not red", "hat: yes"
+    const f = familyOf.get(group);
+    if (!f) return cls === undefined ? group : group + ": " + cls;
+    return cls === undefined || cls === "yes" ? f[0] + ": " + f[1] : f[0] + ": not " + f[1];
+  };
+  const said = (name) => name.split(" or ").map((g) => label(g)).join(" or ");  // a badge: a group or "a or b"
+
   // -- chips: what the parser made of the query ------------------------------------------
   function chip(type, group, text, title) {
     const c = el("span", "chip " + type, text);
@@ -65,7 +84,7 @@
     const fuzzyOf = (group) => spans.filter((s) => s.group === group && s.fuzzy).map((s) => s.text);
     for (const [group, cls] of Object.entries(parse.stated || {})) {
       const typos = fuzzyOf(group);
-      const c = chip("stated", group, group + ": " + cls,
+      const c = chip("stated", group, label(group, cls),
                      typos.length ? "stated (read as a typo of: " + typos.join(", ") + ")" : "stated");
       if (typos.length) c.classList.add("fuzzy");
       out.push(c);
@@ -74,9 +93,17 @@
       out.push(chip("negated", group, group + ": not " + classes.join(", not "), "excluded"));
     for (const [group, classes] of Object.entries(parse.either || {}))
       out.push(chip("either", group, group + ": " + classes.join(" or "), "one of these"));
+    for (const groups of parse.any_of || [])
+      out.push(chip("either", groups[0], groups.map((g) => label(g)).join(" or "), "at least one of these"));
     for (const [group, cls] of Object.entries(parse.implied || {}))
       out.push(chip("implied", group, group + ": " + cls, "implied by the Track-2 grammar (not enforced by default)"));
-    for (const group of parse.unknown || [])
+    const unknown = new Set(parse.unknown || []);
+    for (const [family, groups] of familyGroups)  // a multi-label group: one chip, when all of it is unknown
+      if (groups.some((g) => unknown.has(g))) {
+        if (groups.every((g) => unknown.has(g))) out.push(chip("unknown", family, family + "?", "unknown: the query says nothing about it"));
+        groups.forEach((g) => unknown.delete(g));
+      }
+    for (const group of unknown)
       out.push(chip("unknown", group, group + "?", "unknown: the query says nothing about it"));
     for (const words of parse.unmatched || [])
       out.push(chip("ignored", null, words, "ignored: no attribute for it"));
@@ -122,7 +149,13 @@
       li.classList.add("noimage");
       link.replaceChildren(el("span", "noimage-text", "no image"));
     }, {once: true});
-    const predicted = Object.entries(hit.predicted || {}).map(([g, c]) => g + ": " + c).join("\n");
+    const shown = {};                        // a multi-label group: the classes predicted yes
+    for (const [g, c] of Object.entries(hit.predicted || {})) {
+      const f = familyOf.get(g);
+      if (!f) shown[g] = c;
+      else if (c === "yes") shown[f[0]] = shown[f[0]] ? shown[f[0]] + ", " + f[1] : f[1];
+    }
+    const predicted = Object.entries(shown).map(([g, c]) => g + ": " + c).join("\n");
     if (predicted) img.title = "predicted\n" + predicted;
     link.append(img);
     const cap = el("div", "cap");
@@ -140,12 +173,12 @@
     similar.addEventListener("click", () => { like = hit.image; runSearch(); });
     const badges = el("ul", "badges");
     for (const m of hit.matched || []) {
-      const b = el("li", "badge matched", "\u2713 " + fmt(m));
+      const b = el("li", "badge matched", "\u2713 " + (typeof m === "string" ? said(m) : fmt(m)));
       b.title = "matched";
       badges.append(b);
     }
     for (const c of hit.conflicted || []) {
-      const b = el("li", "badge conflicted", "\u2717 " + fmt(c));
+      const b = el("li", "badge conflicted", "\u2717 " + (typeof c === "string" ? said(c) : fmt(c)));
       b.title = "conflicted";
       badges.append(b);
     }
