@@ -34,7 +34,7 @@ RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 #: Run order: cheap timing benchmarks first, on an otherwise idle machine.
 ORDER = ("parse", "rank", "serve", "predict", "train", "demo", "classifiers_pa100k", "classifiers_synth", "retrieval_pa100k", "quality",
-         "freezing", "recipe", "accuracy", "budget", "precision")
+         "freezing", "recipe", "accuracy", "clothing", "budget", "precision")
 SECTION = "### `bench/"
 
 

@@ -9,13 +9,16 @@ One record per image (``attrret attributes``, ``Searcher.attributes``, ``GET
 
 ``groups`` holds the tasks of the image's kind (as the router decides; every task the
 probabilities have when there is no router), keyed by task name, each with its predicted
-class (the argmax), that class's probability and the whole distribution. Records come from
+class (the argmax), that class's probability and the whole distribution. ``multilabel``
+reads the multi-label groups back as one list each: the classes whose yes/no group says yes
+(``{"pedestrian.upper_color": ["black", "white"]}``; absent when the kind has none). Records come from
 an index's rows, or from running the models on image files directly (:func:`predict_records`);
 both go through :func:`attribute_record`, so they have one shape.
 
 Output formats (by the output's suffix): ``.jsonl`` (the records as above), ``.csv`` and
 ``.parquet`` (one flat row per image: ``name, path, kind, kind_prob``, then per task
-``<task>``, ``<task>.prob`` and ``<task>.p.<class>``; cells of another kind's tasks are empty).
+``<task>``, ``<task>.prob`` and ``<task>.p.<class>``, and per multi-label group ``<subject>.<group>``
+with its yes classes joined by ``;``; cells of another kind's tasks are empty).
 """
 
 from __future__ import annotations
@@ -59,7 +62,13 @@ def attribute_record(name: str, path: str, probs: np.ndarray, columns: Mapping[s
         best = int(p.argmax())
         groups[g.task] = {"class": g.classes[best], "prob": float(p[best]),
                           "probs": {c: float(x) for c, x in zip(g.classes, p)}}
-    return {"name": name, "path": path, "kind": kind, "kind_prob": kind_prob, "groups": groups}
+    record = {"name": name, "path": path, "kind": kind, "kind_prob": kind_prob, "groups": groups}
+    multilabel = {f"{s.name}.{f}": [g.label for g in gs if groups.get(g.task, {}).get("class") == "yes"]
+                  for s in (schema.pedestrian, schema.vehicle) for f, gs in s.families.items()
+                  if any(g.task in groups for g in gs)}
+    if multilabel:
+        record["multilabel"] = multilabel
+    return record
 
 
 def image_record(index: Index, row: int, schema: Schema) -> dict[str, Any]:
@@ -95,6 +104,10 @@ def flat_row(record: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
         row[f"{g.task}.prob"] = got["prob"] if got else None
         for c in g.classes:
             row[f"{g.task}.p.{c}"] = got["probs"][c] if got else None
+    for s in (schema.pedestrian, schema.vehicle):
+        for f in s.families:
+            said = record.get("multilabel", {}).get(f"{s.name}.{f}")
+            row[f"{s.name}.{f}"] = ";".join(said) if said is not None else None
     return row
 
 

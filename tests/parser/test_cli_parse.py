@@ -13,7 +13,7 @@ import pytest
 from attrret.cli import main
 
 ATTRRET = Path(sys.executable).with_name("attrret")
-KEYS = ["caption", "kind", "stated", "implied", "unknown", "spans", "unmatched", "negated", "either", "unsupported"]
+KEYS = ["caption", "kind", "stated", "implied", "unknown", "spans", "unmatched", "negated", "either", "unsupported", "any_of"]
 PED = "A female pedestrian who is between 18 and 60 years old, with her body facing the camera. She is in a short sleeve shirt."
 PED_CODE = "1,0,1,0,1,0,0,0,0,0,0,0,0,1,0,0,0,0,0,0,0"
 
@@ -201,12 +201,15 @@ def test_skip_bad_steps_over_undecodable_stdin_lines():
 
 def test_free_form_sets_and_unsupported_constructs_are_in_the_json_and_counted(tmp_path, capsys):
     src = tmp_path / "q.txt"
-    src.write_text("black or white SUV\nman without a backpack\na man with a hat or glasses\n")
+    src.write_text("black or white SUV\nman without a backpack\na man with a hat or a backpack\na man with a hat or glasses\n")
     code, out, err = run(["parse", str(src)], capsys)
     assert code == 0
     recs = records(out)
     assert recs[0]["either"] == {"color": ["black", "white"]} and recs[0]["stated"] == {"type": "SUV"}
     assert recs[1]["negated"] == {"bag": ["backpack"]} and "bag" not in recs[1]["unknown"]
-    assert recs[2]["unsupported"] == ["hat or glasses"] and recs[2]["stated"] == {"gender": "male"}
+    assert recs[2]["unsupported"] == ["hat or a backpack"] and recs[2]["stated"] == {"gender": "male"}
+    # alternatives across yes/no groups: at least one of them is yes
+    assert recs[3]["any_of"] == [["hat", "glasses"]] and recs[3]["unsupported"] == []
+    assert [s["relation"] for s in recs[3]["spans"] if s["group"] != "gender"] == ["any", "any"]
     assert [s["relation"] for s in recs[0]["spans"]] == ["or", "or", "is"]
-    assert "2 with set constraints; 1 with unsupported constructs" in err
+    assert "3 with set constraints; 1 with unsupported constructs" in err

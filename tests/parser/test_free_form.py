@@ -2,7 +2,8 @@
 each one's kind, stated values, negated and alternative sets, unmatched words and unsupported
 constructs must be exactly as written there, for pedestrians and vehicles, in every category
 of issue 17 (everyday words, orientation, accessories, clothes, age, negation forms,
-key: value and list forms, alternatives, typos, ignored words, vehicle colours, types, brands)."""
+key: value and list forms, alternatives, typos, ignored words, vehicle colours, types, brands)
+and of issue 32 (clothing colours, garments, hair, boots)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Case(NamedTuple):
     either: dict[str, frozenset[str]]
     unmatched: tuple[str, ...]
     unsupported: tuple[str, ...]
+    any_of: tuple[frozenset[str], ...] = ()
 
 
 def _pairs(field: str) -> list[tuple[str, str]]:
@@ -44,13 +46,14 @@ def read_cases(path: Path = CASES_FILE) -> list[Case]:
             category = raw.strip("# -")
         if not raw.strip() or raw.startswith("#"):
             continue
-        fields = [f.strip() for f in raw.split("|")] + [""] * 7
-        query, kind, stated, negated, either, unmatched, unsupported = fields[:7]
+        fields = [f.strip() for f in raw.split("|")] + [""] * 8
+        query, kind, stated, negated, either, unmatched, unsupported, any_of = fields[:8]
         cases.append(Case(
             no, category, query, KINDS[kind], dict(_pairs(stated)),
             {g: frozenset(c.split(",")) for g, c in _pairs(negated)},
             {g: frozenset(c.split(",")) for g, c in _pairs(either)},
             _phrases(unmatched), _phrases(unsupported),
+            tuple(frozenset(g.strip() for g in alt.split(" or ")) for alt in _phrases(any_of)),
         ))
     return cases
 
@@ -83,8 +86,8 @@ def test_the_table_is_large_and_covers_both_kinds_in_every_category():
 def test_free_form_query(parser, case: Case):
     q = parser.parse(case.query)
     got = (q.kind, q.stated, {g: frozenset(c) for g, c in q.negated.items()},
-           {g: frozenset(c) for g, c in q.either.items()}, q.unmatched, q.unsupported)
-    want = (case.kind, case.stated, case.negated, case.either, case.unmatched, case.unsupported)
+           {g: frozenset(c) for g, c in q.either.items()}, q.unmatched, q.unsupported, tuple(frozenset(a) for a in q.any_of))
+    want = (case.kind, case.stated, case.negated, case.either, case.unmatched, case.unsupported, case.any_of)
     assert got == want, f"{CASES_FILE.name}:{case.line}: {case.query!r}"
     # set constraints are in schema order and never hold a stated group
     if q.kind:
@@ -92,7 +95,7 @@ def test_free_form_query(parser, case: Case):
         for g, classes in {**q.negated, **q.either}.items():
             assert list(classes) == [c for c in sub.group(g).classes if c in classes]
             assert g not in q.stated and 2 <= len(classes) + (g in q.negated) < sub.group(g).size + 1
-        parts = [*q.stated, *q.implied, *q.negated, *q.either, *q.unknown]
+        parts = [*q.stated, *q.implied, *q.negated, *q.either, *q.unknown, *{g for a in q.any_of for g in a}]
         assert sorted(parts) == sorted(sub.group_names)
     for s in q.spans:
         assert q.caption[s.start : s.end] == s.text

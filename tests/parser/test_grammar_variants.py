@@ -78,10 +78,13 @@ def test_every_grammar_variant_reads_back(parser):
     rng = random.Random(0)
     bad = []
     for i in range(3000):
-        v = {g.name: rng.choice(g.classes) for g in ped.groups}
+        v = {g.name: rng.choice(g.classes) for g in ped.groups if g.bits}  # the code's groups: what the grammar writes
         if i % 2:  # make the common case common: no extras, so form B and "no carry" get exercised
             v.update(hat="no", glasses="no", coat="no", handbag="no", bag=rng.choice(["none", v["bag"]]))
-        caption, known = write_caption(v, boots=rng.random() < 0.2, rng=rng)
+        boots = rng.random() < 0.2
+        caption, known = write_caption(v, boots=boots, rng=rng)
+        if boots:  # the code drops boots; the schema's boots group reads them
+            known["boots"] = "yes"
         q = parser.parse(caption)
         got = q.known(use_implied=True)
         if q.kind != "pedestrian" or got != known or set(q.unknown) != set(ped.group_names) - set(known) or q.unmatched:

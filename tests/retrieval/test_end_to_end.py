@@ -34,8 +34,12 @@ def test_cli_pipeline(trained, tmp_path):
     for scores in (by_labels, by_gt):
         assert scores["all"]["n"] == len(texts) and {"pedestrian", "vehicle"} <= set(scores)
         assert 0.0 <= scores["all"]["sound_map@10"] <= scores["all"]["official_map@10"] <= 1.0
-    # the synthetic gt is derived by the same Track-2 rules: both relevance sources agree
-    assert by_labels["all"] == by_gt["all"]
+    # vehicles: the synthetic gt is derived by the same Track-2 rule, so both relevance sources agree
+    assert by_labels["vehicle"] == by_gt["vehicle"]
+    # pedestrians: the gt also asks for the clothing a caption's third sentence states, which the
+    # labels' Track-2 rule (the 21-bit code) cannot see: every gt-relevant image is label-relevant
+    for metric in ("official_map@10", "R@10"):
+        assert by_labels["pedestrian"][metric] >= by_gt["pedestrian"][metric]
 
     table = cli("evaluate", "--submission", str(sub), "--labels", str(test / "test_label.txt")).stdout
     assert "official mAP@10" in table and "| pedestrian |" in table

@@ -7,6 +7,7 @@ import pytest
 
 from attrret.errors import CheckpointError
 from attrret.retrieval.index import open_index, write_index
+from attrret.schema import load_schema
 
 PED = {"pedestrian.gender": [0.9, 0.1]}
 
@@ -16,7 +17,7 @@ def test_rows_sorted_by_name_and_memory_mapped(index_factory):
     assert idx.names == ("a.jpg", "b.jpg")
     assert isinstance(idx.probs, np.memmap)
     assert np.allclose(idx.task_probs("pedestrian.gender"), [[0.9, 0.1], [0.2, 0.8]])
-    assert idx.header.width == idx.probs.shape[1] == 30 + 11 + 6 + 65 + 2
+    assert idx.header.width == idx.probs.shape[1] == load_schema().pedestrian.width + 11 + 6 + 65 + 2
 
 
 def test_foreign_schema_and_non_index_refused(index_factory, tmp_path):

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from tests.report.cdp import Browser, chromium_path
 from tests.serve.conftest import start_server, stop_server
 
-QUERY = "a woman carrying a handbag, no backpack, not wearing glasses, in a red jacket"
+QUERY = "a woman carrying a handbag, no backpack, not wearing glasses, with an umbrella"
 SHIRTS = {"red": (196, 40, 40), "blue": (50, 90, 190), "green": (40, 150, 80), "yellow": (230, 190, 40),
           "white": (235, 235, 235), "black": (40, 40, 45), "orange": (240, 130, 30), "purple": (120, 60, 150)}
 CAR = {"black": (30, 30, 35), "blue": (40, 80, 190), "brown": (120, 75, 40), "green": (40, 140, 70), "grey": (128, 128, 132),

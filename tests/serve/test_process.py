@@ -15,11 +15,11 @@ from urllib.parse import quote, urlencode
 from .conftest import ATTRRET, Server, ServeSet, get, served_line, start_server, stop_server
 
 QUERIES = [
-    "a woman with no backpack, in a red jacket",
+    "a woman with no backpack, with an umbrella",
     "A male pedestrian who is between 18 and 60 years old, with his body back to the camera and carrying a backpack.",
     "This is a red Geely SUV.",
     "black or white SUV, not a Toyota",
-    "a man with a hat or glasses",
+    "a man with a hat or a backpack",
     "umbrella",
 ]
 

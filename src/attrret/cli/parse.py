@@ -74,7 +74,7 @@ def parse(
     n_unmatched = sum(1 for q in queries if q.unmatched)
     n_fuzzy = sum(1 for q in queries for s in q.spans if s.fuzzy)
     n_unsupported = sum(1 for q in queries if q.unsupported)
-    n_sets = sum(1 for q in queries if q.negated or q.either)
+    n_sets = sum(1 for q in queries if q.negated or q.either or q.any_of)
     print(
         f"attrret parse: {len(queries)} captions read (pedestrian {kinds['pedestrian']}, vehicle {kinds['vehicle']}, "
         f"no kind {kinds[None]}); {n_unmatched} with unmatched words; {n_fuzzy} fuzzy matches; "

@@ -40,7 +40,9 @@ Pipeline (each step a small, stated rule):
    - alternatives: mentions joined by "or" with only ignorable words between ("black or
      white", "a backpack or a shoulder bag"), and a comma list of one group before the "or"
      ("red, white or blue"), form one alternative. In one group it allows
-     those classes (``either``); across groups ("a hat or glasses") it is unsupported and
+     those classes (``either``); across yes/no groups it asks that one of them be yes
+     (``any_of``: "a hat or glasses", "black or grey trousers"); across other groups ("a hat
+     or a backpack") it is unsupported and
      reported in ``Query.unsupported``, never silently used or dropped;
    - a negated mention states the other class of a two-class group ("no hat": hat = no),
      excludes its class in a larger group ("no backpack": ``negated`` bag = [backpack]), or
@@ -249,6 +251,7 @@ class CaptionParser:
         # Clothing colours (step 1b): one entry per (colour group, colour), and one per colour
         # alone ("dressed in red": top or bottom; negated, neither).
         self._clothing = lex.clothing
+        self._family_of = {g.name: g.family for g in self.schema.pedestrian.groups if g.family}
         self._colour_entry: dict[tuple[str, str], int] = {}
         self._alone_entry: dict[str, int] = {}
         if self._clothing is not None:
@@ -783,15 +786,26 @@ class CaptionParser:
             listed = listed[:-1]
         if not listed or listed[-1] != last - 1:
             return
-        group = {g for g, _, _ in self._meaning[entry][1]}
-        if len(group) != 1:
+        group = self._list_key(entry)
+        if group is None:
             return
         chain = mentions[last][5]
         for j in reversed(listed):
             m = mentions[j]
-            if m[4] or {g for g, _, _ in self._meaning[m[2]][1]} != group:
+            if m[4] or self._list_key(m[2]) != group:
                 break
             mentions[j] = (*m[:5], chain)
+
+    def _list_key(self, entry: int) -> object:
+        """What the mentions of a comma list must share to join one alternative: their single
+        group, or, for the yes of yes/no groups of one multi-label group ("red, white or blue
+        shirt"), that group's family; None: a mention that cannot join a list."""
+        triples = self._meaning[entry][1]
+        groups = {g for g, _, _ in triples}
+        if len(groups) == 1 and not (len(triples) == 1 and triples[0][1] == STATED and triples[0][0] in self._family_of):
+            return groups.pop()
+        families = {self._family_of.get(g) for g, _, c in triples if c == "yes"}
+        return ("family", families.pop()) if len(families) == 1 and None not in families and len(triples) == 1 else None
 
     def reading(self, clause: Clause, k: int) -> Reading:
         """What ``clause`` says for a caption of kind number ``k`` (built once, kept in the clause)."""

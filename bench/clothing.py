@@ -1,0 +1,315 @@
+"""Clothing colours, lower body, hair and boots on real images: pa100k-mini + peta-train vs pa100k-mini alone.
+
+    .venv/bin/python -m bench clothing
+    .venv/bin/python bench/clothing.py --retrain      # train again even when the models are there
+
+Data (imported once with ``attrret data import`` into ``attrret-work/bench/clothing/``, images
+hard-linked): ``pa100k-mini`` from its ``annotation.mat`` (the 26 PA-100K attributes: the Track-2
+groups plus lower type and boots), ``peta-train`` (5,299 PETA crops, every clothing group) and
+``peta-mini`` (2,500 PETA crops of other identities: the held-out PETA set, never trained on).
+
+Setups, each ``attrret train --task pedestrian`` with the defaults and ``--holdout 300`` (the
+fixed ``holdout_split`` of each dataset, as bench/accuracy.py):
+
+- ``pa100k-mini``: one dataset, as before this work (no colour and no hair labels: those groups
+  have no model, so queries on them are unscored: the "today" figures);
+- ``pa100k-mini + peta-train``: both, ``--data A --data B`` (balanced sampling, ``--data-alpha 0.5``).
+
+Measured:
+
+- per group, the held PETA mA (peta-mini, every image whose label settles the group): the mean of
+  the per-class recalls of the argmax;
+- retrieval on peta-mini, three query sets -- colour, clothing (lower type, hair, boots) and the
+  existing groups (gender, age, hat, sunglasses, bags, sleeves) -- each a development half
+  (written with the code) and a held-out half (written before the first measurement, scored
+  at the end). Relevance from the raw labels, never from the parser: each query lists the
+  values an image must have (``any``: one of these yes/no groups yes). An image whose labels
+  leave a constrained group unknown is unjudged and dropped before the cut at 10 (the whole
+  gallery is ranked). Official and sound mAP@10 (``attrret.retrieval.metrics``);
+- the pa100k-mini held split (300 images, their Track-2 captions, the Track-2 rule): what the
+  PETA data does to the Track-2 groups.
+
+Prints Markdown tables; writes ``bench/results/clothing.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench import json_header  # noqa: E402
+from attrret.classifiers.engine import Ensemble  # noqa: E402
+from attrret.data.records import load_records  # noqa: E402
+from attrret.data.splits import holdout_split  # noqa: E402
+from attrret.io import atomic_write_text  # noqa: E402
+from attrret.parser import CaptionParser  # noqa: E402
+from attrret.retrieval.index import open_index  # noqa: E402
+from attrret.retrieval.indexer import Member, build_index  # noqa: E402
+from attrret.retrieval.metrics import LabelRelevance, evaluate_lists, label_keys  # noqa: E402
+from attrret.retrieval.ranker import RankOptions, rank  # noqa: E402
+from attrret.retrieval.submission import rank_captions  # noqa: E402
+from attrret.schema import load_schema  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+WORK = ROOT / "attrret-work" / "bench" / "clothing"
+HOLDOUT = 300
+
+#: query text -> what a relevant image's labels hold: {group: class or [classes]}, and "any": [[groups]]
+#: (at least one of those yes/no groups is yes). Development halves: written with the code.
+DEV = {
+    "colour": {
+        "a person in a black top": {"upper_color_black": "yes"},
+        "someone wearing a white shirt": {"upper_color_white": "yes"},
+        "man in blue jeans": {"gender": "male", "lower_color_blue": "yes", "lower_type": "trousers"},
+        "woman in a red top": {"gender": "female", "upper_color_red": "yes"},
+        "grey trousers": {"lower_color_grey": "yes", "lower_type": "trousers"},
+        "a person in a black jacket and black trousers": {"upper_color_black": "yes", "lower_color_black": "yes",
+                                                           "lower_type": "trousers"},
+        "woman in black or grey trousers": {"gender": "female", "lower_type": "trousers",
+                                            "any": [["lower_color_black", "lower_color_grey"]]},
+        "a man dressed in red": {"gender": "male", "any": [["upper_color_red", "lower_color_red"]]},
+    },
+    "clothing": {
+        "woman in a skirt": {"gender": "female", "lower_type": "skirt"},
+        "man in shorts": {"gender": "male", "lower_type": "shorts"},
+        "a person with long hair": {"hair": "long"},
+        "a bald man": {"gender": "male", "hair": "bald"},
+        "woman wearing boots": {"gender": "female", "boots": "yes"},
+    },
+    "existing": {
+        "man with a backpack": {"gender": "male", "bag": "backpack"},
+        "woman with a shoulder bag": {"gender": "female", "bag": "shoulder"},
+        "a person wearing a hat": {"hat": "yes"},
+        "man with sunglasses": {"gender": "male", "glasses": "yes"},
+        "an elderly person": {"age": "over60"},
+        "woman in short sleeves": {"gender": "female", "sleeve": "short"},
+    },
+}
+#: Held-out halves: other words, colours and combinations, written before the first measurement.
+HELD = {
+    "colour": {
+        "pedestrian with a green top": {"upper_color_green": "yes"},
+        "lady in a pink blouse": {"gender": "female", "upper_color_pink": "yes"},
+        "guy wearing a navy jacket": {"gender": "male", "upper_color_blue": "yes"},
+        "person in brown trousers": {"lower_color_brown": "yes", "lower_type": "trousers"},
+        "woman in a white top and blue jeans": {"gender": "female", "upper_color_white": "yes",
+                                                "lower_color_blue": "yes", "lower_type": "trousers"},
+        "someone in a yellow shirt": {"upper_color_yellow": "yes"},
+        "man wearing a black and white top": {"gender": "male", "upper_color_black": "yes", "upper_color_white": "yes"},
+        "a person all in black": {"any": [["upper_color_black", "lower_color_black"]]},
+        "somebody in grey shorts": {"lower_color_grey": "yes", "lower_type": "shorts"},
+        "a man in a red or purple top": {"gender": "male", "any": [["upper_color_red", "upper_color_purple"]]},
+    },
+    "clothing": {
+        "someone wearing shorts": {"lower_type": "shorts"},
+        "a girl with long hair": {"gender": "female", "hair": "long"},
+        "man with short hair": {"gender": "male", "hair": "short"},
+        "a person in jeans": {"lower_type": "trousers"},
+        "lady in boots": {"gender": "female", "boots": "yes"},
+        "a woman not in trousers": {"gender": "female", "lower_type": ["shorts", "skirt"]},
+    },
+    "existing": {
+        "a lady carrying a backpack": {"gender": "female", "bag": "backpack"},
+        "guy with a messenger bag": {"gender": "male", "bag": "shoulder"},
+        "someone in a cap": {"hat": "yes"},
+        "a young child": {"age": "under18"},
+        "man in long sleeves": {"gender": "male", "sleeve": "long"},
+        "a woman without sunglasses": {"gender": "female", "glasses": "no"},
+    },
+}
+
+
+class ConstraintRelevance:
+    """Relevance of a query from its constraints over raw labels (module doc); the Relevance
+    protocol of :mod:`attrret.retrieval.metrics`, with ``is_judged``."""
+
+    def __init__(self, texts: Sequence[str], wants: Sequence[Mapping], images: Sequence[str],
+                 labels: Sequence[Mapping[str, str]]) -> None:
+        self.texts, self.wants = list(texts), list(wants)
+        self.labels = dict(zip(images, labels))
+        self._n = [sum(self._relevant(w, v) for v in self.labels.values()) for w in self.wants]
+        self._judged = [sum(self._judges(w, v) for v in self.labels.values()) for w in self.wants]
+
+    @staticmethod
+    def _groups(want: Mapping) -> list[str]:
+        return [g for g in want if g != "any"] + [g for alt in want.get("any", ()) for g in alt]
+
+    def _judges(self, want: Mapping, v: Mapping[str, str]) -> bool:
+        return all(g in v for g in self._groups(want))
+
+    def _relevant(self, want: Mapping, v: Mapping[str, str]) -> bool:
+        if not self._judges(want, v):
+            return False
+        for g, c in want.items():
+            if g == "any":
+                if not all(any(v[x] == "yes" for x in alt) for alt in c):
+                    return False
+            elif v[g] not in ([c] if isinstance(c, str) else c):
+                return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def is_judged(self, j: int, name: str) -> bool:
+        v = self.labels.get(name)
+        return v is not None and self._judges(self.wants[j], v)
+
+    def is_relevant(self, j: int, name: str) -> bool:
+        v = self.labels.get(name)
+        return v is not None and self._relevant(self.wants[j], v)
+
+    def n_relevant(self, j: int) -> int:
+        return self._n[j]
+
+    def n_judged(self, j: int) -> int:
+        return self._judged[j]
+
+    def text(self, j: int) -> str:
+        return self.texts[j]
+
+
+def _import(fmt: str, src: Path, out: Path, *extra: str) -> Path:
+    if not (out / "import.json").is_file():
+        subprocess.run([sys.executable, "-m", "attrret", "data", "import", fmt, str(src), "--out", str(out), "--link",
+                        "--force", *extra], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def _train(name: str, data: tuple[Path, ...], retrain: bool) -> tuple[dict[str, Path], float]:
+    from attrret.classifiers.train import TrainConfig, train_tasks
+
+    work = WORK / name.replace(" ", "").replace("+", "_")
+    stamp = work / "bench_train.json"
+    print(f"train {name} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    results = train_tasks(TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
+                                      resume=not retrain), progress=True)
+    seconds = time.perf_counter() - t0
+    if all(r.skipped for r in results) and stamp.exists():
+        seconds = json.loads(stamp.read_text())["seconds"]
+    else:
+        atomic_write_text(stamp, json.dumps({"seconds": seconds}))
+    return {r.task: Path(r.model_dir) for r in results}, seconds
+
+
+def _index(dirs: dict[str, Path], images: Sequence[Path], out: Path):
+    listing = out.with_suffix(".txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(listing, "".join(f"{p}\n" for p in images))
+    build_index(listing, out, Ensemble.open([Member("m", tuple(dirs.values()))]), progress=False, log=lambda s: None)
+    return open_index(out)
+
+
+def _group_mA(index, records, schema) -> dict[str, dict]:
+    """Per group the held mA of the argmax: the mean recall over the classes present."""
+    row_of = {n: i for i, n in enumerate(index.names)}
+    out = {}
+    for g in schema.pedestrian.groups:
+        if not index.has(g.task):
+            continue
+        rows = [(row_of[r.image], g.index(r.values[g.name])) for r in records if g.name in r.values and r.image in row_of]
+        if not rows:
+            continue
+        idx, truth = np.array([a for a, _ in rows]), np.array([b for _, b in rows])
+        pred = np.asarray(index.probs[idx])[:, index.cols(g.task)].argmax(1)
+        recalls = [float((pred[truth == c] == c).mean()) for c in range(g.size) if (truth == c).any()]
+        out[g.name] = {"mA": float(np.mean(recalls)), "accuracy": float((pred == truth).mean()), "n": len(rows)}
+    return out
+
+
+def _retrieval(index, records, queries: Mapping[str, Mapping], parser: CaptionParser) -> dict:
+    texts = list(queries)
+    rel = ConstraintRelevance(texts, [queries[t] for t in texts], [r.image for r in records], [r.values for r in records])
+    parsed = parser.parse_many(texts)
+    ranking = rank(index, parsed, RankOptions(k=len(index)))
+    lists = [[index.names[i] for i in rows] for rows in ranking.rows]
+    scores = evaluate_lists(lists, rel, [q.kind for q in parsed])["all"].to_json()
+    return {**scores, "queries": len(texts), "relevant": [rel.n_relevant(j) for j in range(len(texts))]}
+
+
+def _pa100k_held(index, held) -> dict:
+    schema = load_schema()
+    rel = LabelRelevance([r.image for r in held], [r.kind for r in held], [r.caption for r in held],
+                         label_keys([r.values for r in held], [r.kind for r in held], schema))
+    run = rank_captions(index, [r.caption for r in held], RankOptions())
+    return evaluate_lists([names for _, names in run.results], rel, [r.kind for r in held])["all"].to_json()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--retrain", action="store_true", help="train again even when the models are there")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "clothing.json"))
+    args = ap.parse_args(argv)
+    if not (SHARED / "pa100k-mini" / "annotation.mat").is_file() or not (SHARED / "peta-train" / "raw").is_dir():
+        print("shared pa100k-mini annotation.mat or peta-train missing; nothing measured", file=sys.stderr)
+        return 0
+    schema = load_schema()
+    pa = _import("pa100k", SHARED / "pa100k-mini", WORK / "data-pa100k")
+    peta_train = _import("peta", SHARED / "peta-train" / "raw", WORK / "data-peta-train", "--test-fraction", "0")
+    peta_mini = _import("peta", SHARED / "peta-mini" / "raw", WORK / "data-peta-mini", "--val-fraction", "0", "--test-fraction", "0")
+    setups = {"pa100k-mini": (pa,), "pa100k-mini + peta-train": (pa, peta_train)}
+    trained = {name: _train(name, data, args.retrain) for name, data in setups.items()}
+
+    peta_records = load_records(peta_mini, "train", schema=schema)
+    _, pa_held = holdout_split(load_records(pa, "train", schema=schema), HOLDOUT)
+    parser = CaptionParser()
+    res: dict = {"setups": {}}
+    for name, (dirs, seconds) in trained.items():
+        slug = name.replace(" ", "").replace("+", "_")
+        peta_index = _index(dirs, [r.path for r in peta_records], WORK / "index" / f"{slug}-peta-mini")
+        pa_index = _index(dirs, [r.path for r in pa_held], WORK / "index" / f"{slug}-pa100k-held")
+        res["setups"][name] = {
+            "train_s": round(seconds, 1),
+            "peta_mini_mA": _group_mA(peta_index, peta_records, schema),
+            "retrieval": {f"{kind} ({half})": _retrieval(peta_index, peta_records, qs[kind], parser)
+                          for half, qs in (("dev", DEV), ("held-out", HELD)) for kind in qs},
+            "pa100k_held": _pa100k_held(pa_index, pa_held),
+        }
+    _print(res)
+    doc = {**json_header("clothing"), "holdout": HOLDOUT, "peta_mini_images": len(peta_records),
+           "pa100k_held_images": len(pa_held), "queries": {"dev": DEV, "held-out": HELD}, **res}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def _print(res: dict) -> None:
+    names = list(res["setups"])
+    print("\nRetrieval on peta-mini (2,500 held PETA crops), sound / official mAP@10\n")
+    print("| query set | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for key in res["setups"][names[0]]["retrieval"]:
+        cells = [f"{res['setups'][n]['retrieval'][key]['sound_map@10']:.3f} / {res['setups'][n]['retrieval'][key]['official_map@10']:.3f}"
+                 for n in names]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    print("\npa100k-mini held split (300 images, Track-2 captions), official / sound mAP@10; train time\n")
+    print("| setup | official | sound | train (s) |")
+    print("|---|---:|---:|---:|")
+    for n in names:
+        s = res["setups"][n]
+        print(f"| {n} | {s['pa100k_held']['official_map@10']:.4f} | {s['pa100k_held']['sound_map@10']:.4f} | {s['train_s']:.0f} |")
+    print("\nPer-group mA on peta-mini (argmax; groups a setup has a model for)\n")
+    groups = list(dict.fromkeys(g for n in names for g in res["setups"][n]["peta_mini_mA"]))
+    print("| group | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for g in groups:
+        cells = [f"{res['setups'][n]['peta_mini_mA'][g]['mA']:.3f}" if g in res["setups"][n]["peta_mini_mA"] else "-" for n in names]
+        print(f"| {g} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
