@@ -91,3 +91,44 @@ def test_train_config_datasets():
         TrainConfig(data=("x", "./x"))
     with pytest.raises(OptionError, match="data alpha"):
         TrainConfig(data_alpha=2.0)
+
+
+def test_a_multi_label_group_trains_as_one_unit_from_the_dataset_that_labels_it(two, tmp_path):
+    """B alone labels the top's colours (the importers' side-file values; A has none): the 11
+    yes/no groups train as one network with a head each, from B only, beside the Track-2 groups
+    of both; predict runs their one shared tail once."""
+    from attrret.classifiers.engine import Engine, tail_digest
+    from attrret.classifiers.train import units_of_groups
+    from attrret.ensemble import Member
+
+    schema = load_schema()
+    family = schema.pedestrian.families["upper_color"]
+    a, b = two
+    rng = np.random.default_rng(0)
+    side = b / "labels_unknown.jsonl"
+    lines = [json.loads(x) for x in side.read_text().splitlines()]
+    for doc in lines:  # each top has one or two colours
+        yes = set(rng.choice([g.label for g in family], size=int(rng.integers(1, 3)), replace=False))
+        doc["values"] = {g.name: "yes" if g.label in yes else "no" for g in family}
+    coloured = tmp_path / "b"
+    import shutil
+
+    shutil.copytree(b, coloured)
+    (coloured / "labels_unknown.jsonl").write_text("".join(json.dumps(d) + "\n" for d in lines))
+    units = units_of_groups(schema.pedestrian.groups)
+    assert [u.name for u in units if len(u.groups) > 1] == ["pedestrian.upper_color", "pedestrian.lower_color"]
+    assert len(units) == len([g for g in schema.pedestrian.groups if not g.family]) + 2
+    cfg = TrainConfig(task="pedestrian.upper_color", data=(str(a), str(coloured)), workdir=str(tmp_path / "w"), **TINY)
+    results = train_tasks(cfg, progress=False)
+    assert [r.task for r in results] == [g.task for g in family]
+    dirs = [r.model_dir for r in results]
+    cks = [load_checkpoint(d) for d in dirs]
+    assert all(list(ck.meta["datasets"]) == [str(coloured.resolve())] for ck in cks)  # only B labels them
+    engine = Engine.build([Member("m", tuple(dirs))], schema)
+    base = engine.fronts[0]
+    assert len({tail_digest(ck, base) for ck in cks}) == 1  # one trained tail, eleven heads
+    assert set(engine.tail_share) == {0}  # predict computes it once
+    images = sorted((coloured / "images").iterdir())[:6]
+    shared = engine.predict(images, gate=False, progress=False, precision="fp32")
+    engine.tail_share = list(range(len(engine.tails)))  # every tail run on its own: the same numbers
+    np.testing.assert_allclose(engine.predict(images, gate=False, progress=False, precision="fp32"), shared, rtol=0, atol=1e-6)

@@ -136,6 +136,7 @@ def build_report(
     predicted = _load_predictions(index, schema) if index is not None else None
     facts = _facts_lookup(label_lines, predicted, schema)
     thumbs = ThumbnailTable(folder)
+    families = {g.name: g.family for g in schema.pedestrian.groups + schema.vehicle.groups if g.family}
     say(f"building {len(rows)} query rows and thumbnails from {folder or '(no image folder)'}")
     page_rows = []
     for j, (query, names) in enumerate(zip(queries, lists)):
@@ -144,7 +145,7 @@ def build_report(
             rel = lambda n, j=j: relevance.is_relevant(j, n)  # noqa: E731
             n_rel = relevance.n_relevant(j)
             scores = {"ap": M.official_ap(names, rel, k), "sap": M.sound_ap(names, rel, n_rel, k), "nrel": n_rel}
-        page_rows.append(query_row(query, names, thumbs=thumbs, facts=facts, is_relevant=rel, scores=scores))
+        page_rows.append(query_row(query, names, thumbs=thumbs, facts=facts, is_relevant=rel, scores=scores, families=families))
 
     accuracy: list[TaskAccuracy] | None = None
     if predicted is not None and label_lines is not None:

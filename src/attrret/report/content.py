@@ -47,6 +47,18 @@ def agreement(query: Query, facts: ImageFacts | None) -> tuple[int, int, list[st
     return covered - len(bad), covered, bad
 
 
+def _unknown(query: Query, families: Mapping[str, str]) -> list[str]:
+    said = {families[g] for g in families if g not in query.unknown}  # a family some part of which the query states
+    out: list[str] = []
+    for g in query.unknown:
+        family = families.get(g)
+        if family is None:
+            out.append(g)
+        elif family not in said and family not in out:
+            out.append(family)
+    return out
+
+
 def query_row(
     query: Query,
     names: Sequence[str],
@@ -55,8 +67,11 @@ def query_row(
     facts: Callable[[str], ImageFacts | None],
     is_relevant: Callable[[str], bool] | None,
     scores: Mapping[str, float | int] | None,
+    families: Mapping[str, str] | None = None,
 ) -> dict:
-    """The JSON row of one query (see the module docstring for what it holds)."""
+    """The JSON row of one query (see the module docstring for what it holds). ``families``:
+    yes/no group -> its multi-label group; a multi-label group the query leaves wholly unknown
+    is listed once, by its name, among the unknown groups (not its eleven colours one by one)."""
     attrs = [[g, c, STATED] for g, c in query.stated.items()] + [[g, c, IMPLIED] for g, c in query.implied.items()]
     results = []
     for name in names:
@@ -71,7 +86,7 @@ def query_row(
         "k": query.kind,
         "sp": [[s.start, s.end, f"{s.group}={s.cls}" + (" (fuzzy)" if s.fuzzy else "")] for s in query.spans],
         "a": attrs,
-        "u": list(query.unknown),
+        "u": _unknown(query, families or {}),
         "r": results,
     }
     if scores:
