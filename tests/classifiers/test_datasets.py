@@ -124,11 +124,17 @@ def test_a_multi_label_group_trains_as_one_unit_from_the_dataset_that_labels_it(
     dirs = [r.model_dir for r in results]
     cks = [load_checkpoint(d) for d in dirs]
     assert all(list(ck.meta["datasets"]) == [str(coloured.resolve())] for ck in cks)  # only B labels them
-    engine = Engine.build([Member("m", tuple(dirs))], schema)
+    engine = Engine.build([Member("m", tuple(dirs))], schema, flip=False)
     base = engine.fronts[0]
     assert len({tail_digest(ck, base) for ck in cks}) == 1  # one trained tail, eleven heads
     assert set(engine.tail_share) == {0}  # predict computes it once
     images = sorted((coloured / "images").iterdir())[:6]
     shared = engine.predict(images, gate=False, progress=False, precision="fp32")
+    # the ONNX graph exported from the engine computes the same
+    from attrret.export.onnx import export_onnx
+    from attrret.export.onnx_runtime import graph_probs, open_graph
+
+    export_onnx([Member("m", tuple(dirs))], tmp_path / "g.onnx", log=lambda s: None)
+    assert np.abs(graph_probs(open_graph(tmp_path / "g.onnx"), images, progress=False) - shared).max() <= 1e-4
     engine.tail_share = list(range(len(engine.tails)))  # every tail run on its own: the same numbers
     np.testing.assert_allclose(engine.predict(images, gate=False, progress=False, precision="fp32"), shared, rtol=0, atol=1e-6)
