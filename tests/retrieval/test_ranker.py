@@ -59,6 +59,10 @@ def test_hidden_priors_pull_unknown_groups(index_factory):
     r = rank(idx, [q], RankOptions(k=2), priors)
     assert names(idx, r) == ["b.jpg", "a.jpg"]
     assert r.plans[0].priors["sleeve"][0] == pytest.approx(41 / 47)
+    # a group no training label knows (hair, in Track-2 data) gets no prior: uniform is no knowledge
+    idx = index_factory({"a.jpg": ped(sleeve=[0.1, 0.9], hair=[0.8, 0.1, 0.1]), "b.jpg": ped(sleeve=[0.9, 0.1], hair=[0.3, 0.4, 0.3])})
+    r = rank(idx, [q_ped({"gender": "female"}, unknown=("sleeve", "hair"))], RankOptions(k=2), priors)
+    assert set(r.plans[0].priors) == {"sleeve"} and "hair" not in priors.known
 
 
 def test_priors_back_off_when_support_is_small():

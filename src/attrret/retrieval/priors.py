@@ -36,6 +36,16 @@ class HiddenPriors:
     alpha: float = 1.0
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def known(self) -> frozenset[str]:
+        """The groups some training label knows: only they get a prior (a group no label knows,
+        such as hair in Track-2 data, would get a uniform target, which is no knowledge)."""
+        hit = self._cache.get("known")
+        if hit is None:
+            hit = self._cache["known"] = frozenset(g for j, g in enumerate(self.subject.group_names)
+                                                   if (self.table[:, j] >= 0).any())
+        return hit
+
     @classmethod
     def from_values(cls, values: Sequence[Mapping[str, str]], subject: Subject, **kw) -> HiddenPriors:
         """Build from ``{group: class}`` label dicts (unknown groups absent)."""

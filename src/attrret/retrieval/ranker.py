@@ -336,7 +336,9 @@ def _plan(q: Query, scorable: dict[str, frozenset[str]], opts: RankOptions, prio
         missing += tuple(g for g in sets if g not in has)
     soft: Mapping[str, tuple[float, ...]] = _NOTHING
     if priors is not None and priors.subject.name == q.kind:
-        soft = {g: tuple(float(x) for x in priors.target(g, q.stated)[0]) for g in q.unknown if g not in known and g in has}
+        taught = priors.known
+        soft = {g: tuple(float(x) for x in priors.target(g, q.stated)[0]) for g in q.unknown
+                if g not in known and g in has and g in taught}
     any_of: tuple[tuple[str, ...], ...] = ()
     if q.any_of:  # an alternative with a group the index cannot score cannot be judged: left out, named
         any_of = tuple(a for a in q.any_of if has.issuperset(a))
