@@ -6,6 +6,7 @@ peta-train crops (limit 30 minutes; the imports are made first and not timed).
 
     .venv/bin/python -m bench budget                              # the default recipe, both rows
     .venv/bin/python bench/budget.py --recipes default,accurate   # each recipe in turn
+    .venv/bin/python bench/budget.py --rows two                   # only pa100k-mini + peta-train
 
 Prints a Markdown table; writes ``bench/results/budget.json``. Nothing is held out: this times
 the command, it does not measure accuracy (bench/accuracy.py does).
@@ -66,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", default="default")
     ap.add_argument("--task", default="pedestrian")
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--two-datasets", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time pa100k-mini + peta-train (limit 30 min)")
+    ap.add_argument("--rows", default="one,two",
+                    help="one: pa100k-mini alone (limit 15 min); two: pa100k-mini + peta-train (limit 30 min)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "budget.json"))
     args = ap.parse_args(argv)
     data = Path(args.data)
@@ -75,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{data}: not here; nothing timed", file=sys.stderr)
         return 0
     n = sum(1 for line in (data / "labels.txt").read_text().splitlines() if line.strip()) if (data / "labels.txt").is_file() else None
-    rows = [time_recipe(r, data, args.task) for r in args.recipes.split(",")]
-    if args.two_datasets and (SHARED / "peta-train" / "raw").is_dir():
+    wanted = set(args.rows.split(","))
+    rows = [time_recipe(r, data, args.task) for r in args.recipes.split(",")] if "one" in wanted else []
+    if "two" in wanted and (SHARED / "peta-train" / "raw").is_dir():
         imports = Path(tempfile.mkdtemp(prefix="attrret-budget-data-"))
         rows.append(time_recipe("default", _imports(imports), args.task, TWO_LIMIT_S))
         shutil.rmtree(imports, ignore_errors=True)
