@@ -69,6 +69,18 @@ def test_search_is_the_searchers_answer(client: TestClient, searcher):
     assert results[0]["score"] <= results[1]["score"] <= results[2]["score"]
 
 
+def test_schema_names_the_multi_label_groups(client: TestClient, searcher):
+    """What the page needs to show upper_color_red: yes as "upper_color: red"."""
+    r = client.get("/api/schema")
+    assert r.status_code == 200
+    assert_headers(r)
+    body = r.json()
+    ped = searcher.schema.pedestrian
+    assert body["pedestrian"]["groups"] == list(ped.group_names) and body["vehicle"]["families"] == {}
+    assert body["pedestrian"]["families"] == {f: [g.label for g in gs] for f, gs in ped.families.items()}
+    assert "red" in body["pedestrian"]["families"]["upper_color"]
+
+
 def test_search_kind(client: TestClient, searcher):
     q = "a red Geely SUV"
     r = client.get("/api/search", params={"q": q, "kind": "vehicle", "k": 2}).json()
