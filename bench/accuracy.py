@@ -3,6 +3,7 @@
     .venv/bin/python -m bench accuracy                        # both subjects, every row
     .venv/bin/python bench/accuracy.py --subjects vehicle     # one subject
     .venv/bin/python bench/accuracy.py --quick                # the default rows only
+    .venv/bin/python bench/accuracy.py --subjects clothing    # the clothing rows (bench/clothing.py)
 
 Every row trains through the library exactly as ``attrret train`` does (the defaults unless the
 row says otherwise), predicts the held images into an index (``build_index``, its defaults) and
@@ -47,6 +48,11 @@ Rows (each: official and sound mAP@10, R@1, train time):
   peta``), ``attrret train --data A --data B``; the held pa100k-mini images are the same, so the
   row says what PETA's labels do to the Track-2 groups (``holdout`` also keeps 300 peta-train
   images out of training).
+
+- clothing (``--subjects clothing``, issue 32): pa100k-mini + peta-train against pa100k-mini
+  alone, per-group mA and colour / clothing / existing-group retrieval on the held-out peta-mini
+  crops, and the pa100k-mini held split; run by :mod:`bench.clothing` (its own JSON,
+  ``bench/results/clothing.json``), whose module doc has the splits and query sets.
 
 Prints Markdown tables; writes ``bench/results/accuracy.json``.
 """
@@ -316,7 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir)
     t0 = time.perf_counter()
     results = []
-    for subject in args.subjects.split(","):
+    subjects = args.subjects.split(",")
+    if "clothing" in subjects:  # its own setups, splits and JSON (bench/clothing.py)
+        from bench import clothing
+
+        clothing.main(["--retrain"] if args.retrain else [])
+        subjects.remove("clothing")
+        if not subjects:
+            return 0
+    for subject in subjects:
         if not SUBJECTS[subject]["data"].is_dir():
             print(f"{SUBJECTS[subject]['data']}: not here, {subject}s skipped", file=sys.stderr)
             continue
