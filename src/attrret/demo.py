@@ -1,6 +1,6 @@
 """``attrret demo``: the whole pipeline on the embedded synthetic set (or a user's Track-2 folder).
 
-synthesize -> train router + 15 tasks -> predict the test gallery -> parse and rank the test
+synthesize -> train the router and every attribute task -> predict the test gallery -> parse and rank the test
 captions -> evaluate -> HTML report. Every step is the same library call the individual
 commands make, so the demo is also an end-to-end check of the public API. Re-running reuses
 the generated data when it was made with the same settings; models and index are rebuilt

@@ -18,7 +18,7 @@ def demo(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: PrecisionOption = None,
 ) -> None:
-    """Synthesize the demo set, train router + 15 tasks, predict, rank, evaluate, write the report."""
+    """Synthesize the demo set, train the router and every attribute task, predict, rank, evaluate, write the report."""
     from attrret.demo import DemoConfig, format_tables, run_demo
 
     result = run_demo(DemoConfig(workdir=workdir, fast=fast, data=data, seed=seed, device=device,

@@ -173,7 +173,7 @@ class Schema:
 
     @property
     def tasks(self) -> tuple[Group, ...]:
-        """Every trainable task: the 12 pedestrian groups, the 3 vehicle groups, then the router."""
+        """Every trainable task: the pedestrian groups, the vehicle groups, then the router."""
         return self.pedestrian.groups + self.vehicle.groups + (self.router,)
 
     def task(self, name: str) -> Group:
