@@ -189,15 +189,15 @@ def _import(fmt: str, src: Path, out: Path, *extra: str) -> Path:
     return out
 
 
-def _train(name: str, data: tuple[Path, ...], retrain: bool) -> tuple[dict[str, Path], float]:
+def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5) -> tuple[dict[str, Path], float]:
     from attrret.classifiers.train import TrainConfig, train_tasks
 
-    work = WORK / name.replace(" ", "").replace("+", "_")
+    work = WORK / name.replace(" ", "").replace("+", "_").replace(",", "_")
     stamp = work / "bench_train.json"
     print(f"train {name} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     results = train_tasks(TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
-                                      resume=not retrain), progress=True)
+                                      data_alpha=alpha, resume=not retrain), progress=True)
     seconds = time.perf_counter() - t0
     if all(r.skipped for r in results) and stamp.exists():
         seconds = json.loads(stamp.read_text())["seconds"]
@@ -252,6 +252,8 @@ def _pa100k_held(index, held) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--retrain", action="store_true", help="train again even when the models are there")
+    ap.add_argument("--alpha", type=float, action="append", default=[],
+                    help="also train pa100k-mini + peta-train at this --data-alpha (repeatable; the default setups use 0.5)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "clothing.json"))
     args = ap.parse_args(argv)
     if not (SHARED / "pa100k-mini" / "annotation.mat").is_file() or not (SHARED / "peta-train" / "raw").is_dir():
@@ -261,15 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     pa = _import("pa100k", SHARED / "pa100k-mini", WORK / "data-pa100k")
     peta_train = _import("peta", SHARED / "peta-train" / "raw", WORK / "data-peta-train", "--test-fraction", "0")
     peta_mini = _import("peta", SHARED / "peta-mini" / "raw", WORK / "data-peta-mini", "--val-fraction", "0", "--test-fraction", "0")
-    setups = {"pa100k-mini": (pa,), "pa100k-mini + peta-train": (pa, peta_train)}
-    trained = {name: _train(name, data, args.retrain) for name, data in setups.items()}
+    setups = {"pa100k-mini": ((pa,), 0.5), "pa100k-mini + peta-train": ((pa, peta_train), 0.5)}
+    setups |= {f"pa100k-mini + peta-train, alpha {a:g}": ((pa, peta_train), a) for a in args.alpha}
+    trained = {name: _train(name, data, args.retrain, alpha) for name, (data, alpha) in setups.items()}
 
     peta_records = load_records(peta_mini, "train", schema=schema)
     _, pa_held = holdout_split(load_records(pa, "train", schema=schema), HOLDOUT)
     parser = CaptionParser()
     res: dict = {"setups": {}}
     for name, (dirs, seconds) in trained.items():
-        slug = name.replace(" ", "").replace("+", "_")
+        slug = name.replace(" ", "").replace("+", "_").replace(",", "_")
         peta_index = _index(dirs, [r.path for r in peta_records], WORK / "index" / f"{slug}-peta-mini")
         pa_index = _index(dirs, [r.path for r in pa_held], WORK / "index" / f"{slug}-pa100k-held")
         res["setups"][name] = {
