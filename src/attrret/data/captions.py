@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from attrret.schema import Schema, load_schema
+from attrret.schema import Schema, family_labels, load_schema, member_name
 from attrret.schema.codes import values_to_vehicle_text
 
 __all__ = ["pedestrian_caption", "known_pedestrian_caption", "all_pedestrian_captions", "clothing_sentence", "vehicle_caption",
@@ -196,11 +196,6 @@ _LOWER = {"trousers": ("trousers", "pants"), "shorts": ("shorts",), "skirt": ("s
 _HAIR = {"long": ("has long hair",), "short": ("has short hair",), "bald": ("is bald",)}
 
 
-def _colours(values: Mapping[str, str], family: str) -> list[str]:
-    prefix = family + "_"
-    return [g[len(prefix):] for g, v in values.items() if g.startswith(prefix) and v == "yes"]
-
-
 def clothing_sentence(values: Mapping[str, str], rng: np.random.Generator) -> tuple[str, dict[str, str]]:
     """A sentence on some of the groups outside the Track-2 code, for synthetic captions beyond
     the grammar ("He has short hair and wears a black and white top and grey trousers."), and
@@ -208,7 +203,7 @@ def clothing_sentence(values: Mapping[str, str], rng: np.random.Generator) -> tu
     is said with probability 1/2, at least one; colours not named are not stated. ("", {}) when
     the values hold none of these groups. Written in words the parser reads (tests/data/test_captions.py)."""
     pron = {"female": "She", "male": "He"}.get(values.get("gender", ""), "The pedestrian")
-    upper, lower = _colours(values, "upper_color"), _colours(values, "lower_color")
+    upper, lower = family_labels(values, "upper_color"), family_labels(values, "lower_color")
     kind = values.get("lower_type")
     parts = [part for part, present in (("hair", "hair" in values), ("upper", bool(upper)),
                                         ("lower", kind is not None or bool(lower))) if present]
@@ -222,9 +217,9 @@ def clothing_sentence(values: Mapping[str, str], rng: np.random.Generator) -> tu
         said["hair"] = values["hair"]
     if "upper" in keep:
         worn.append(f"a {' and '.join(upper)} {_TOP[int(rng.integers(len(_TOP)))]}")
-        said |= {f"upper_color_{c}": "yes" for c in upper}
+        said |= {member_name("upper_color", c): "yes" for c in upper}
     if "lower" in keep:
-        said |= {f"lower_color_{c}": "yes" for c in lower}
+        said |= {member_name("lower_color", c): "yes" for c in lower}
         if kind is not None:
             nouns = _LOWER[kind]
             worn.append(f"{' and '.join(lower)} {nouns[int(rng.integers(len(nouns)))]}".strip())

@@ -93,7 +93,7 @@ from attrret.parser.fuzzy import DEFAULT_FUZZY_CUTOFF, MIN_FUZZY_LEN, FuzzyIndex
 from attrret.parser.grammar import implied_values, sentence_form, track2_clauses, track2_form, track2_vehicle_pattern
 from attrret.parser.lexicon import ANY, EITHER, NEGATED, STATED, TOKEN, Entry, Lexicon, LexiconError, fold, load_lexicon, tokenize
 from attrret.parser.query import Query, Span
-from attrret.schema import SUBJECTS, Schema, load_schema
+from attrret.schema import SUBJECTS, Schema, load_schema, member_name
 
 __all__ = ["CaptionParser", "Clause", "Reading", "DEFAULT_FUZZY_CUTOFF", "DEFAULT_CACHE_SIZE", "DEFAULT_CLAUSE_CACHE_SIZE"]
 
@@ -262,7 +262,7 @@ class CaptionParser:
                     self._colour_entry[(family, g.label)] = len(self._meaning)
                     self._meaning.append(("pedestrian", ((g.name, STATED, "yes"),), lex.negation_of(e, self.schema), None))
             for colour in {c for (_, c) in self._colour_entry}:
-                groups = [f"{f}_{colour}" for f in self._clothing.families if (f, colour) in self._colour_entry]
+                groups = [member_name(f, colour) for f in self._clothing.families if (f, colour) in self._colour_entry]
                 self._alone_entry[colour] = len(self._meaning)
                 self._meaning.append(("pedestrian", tuple((g, ANY, "yes") for g in groups),
                                       tuple((g, STATED, "no") for g in groups), None))

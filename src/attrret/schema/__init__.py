@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from attrret.errors import CheckpointError, SchemaError
 
-__all__ = ["Group", "Subject", "Schema", "load_schema", "SUBJECTS", "SCHEMA_FILES", "LEXICON_FILE", "PACKAGED",
+__all__ = ["Group", "Subject", "Schema", "load_schema", "member_name", "family_labels", "SUBJECTS", "SCHEMA_FILES", "LEXICON_FILE", "PACKAGED",
            "VEHICLE_LABEL_GROUPS"]
 
 #: Subjects an image or caption can be about, in router-class order.
@@ -47,6 +48,19 @@ PACKAGED = "packaged"
 
 #: Vehicle groups every schema has: Track-2 vehicle labels are ``[colour] [brand] [type].`` text.
 VEHICLE_LABEL_GROUPS: tuple[str, ...] = ("color", "type", "brand")
+
+
+def member_name(family: str, label: str) -> str:
+    """The yes/no group of class ``label`` of a multi-label group: ``upper_color_red`` (module doc)."""
+    return f"{family}_{label}"
+
+
+def family_labels(values: Mapping[str, str], family: str) -> list[str]:
+    """The classes of multi-label group ``family`` that ``values`` (``{group: class}``) says yes
+    to, in the order of ``values``: ``{"upper_color_red": "yes", ...}`` -> ``["red", ...]``. It
+    reads names by :func:`member_name`'s rule, so it needs no schema (renderers, caption writers)."""
+    prefix = member_name(family, "")
+    return [g[len(prefix):] for g, v in values.items() if v == "yes" and g.startswith(prefix)]
 
 
 @dataclass(frozen=True)
@@ -92,14 +106,20 @@ class Subject:
     code_bits: int | None = None
     offsets: dict[str, int] = field(init=False, compare=False, hash=False)
     _by_name: dict[str, Group] = field(init=False, compare=False, hash=False, repr=False)
+    #: Multi-label groups: family name -> its yes/no groups, one per class, in schema order.
+    families: dict[str, tuple[Group, ...]] = field(init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         offsets, at = {}, 0
+        families: dict[str, list[Group]] = {}
         for g in self.groups:
             offsets[g.name] = at
             at += g.size
+            if g.family:
+                families.setdefault(g.family, []).append(g)
         object.__setattr__(self, "offsets", offsets)
         object.__setattr__(self, "_by_name", {g.name: g for g in self.groups})
+        object.__setattr__(self, "families", {f: tuple(gs) for f, gs in families.items()})
 
     @property
     def width(self) -> int:
@@ -110,18 +130,9 @@ class Subject:
     def group_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.groups)
 
-    @property
-    def families(self) -> dict[str, tuple[Group, ...]]:
-        """Multi-label groups: family name -> its yes/no groups, one per class, in schema order."""
-        out: dict[str, list[Group]] = {}
-        for g in self.groups:
-            if g.family:
-                out.setdefault(g.family, []).append(g)
-        return {f: tuple(gs) for f, gs in out.items()}
-
     def family_group(self, family: str, label: str) -> Group:
         """The yes/no group of class ``label`` of multi-label group ``family`` ("upper_color", "red")."""
-        return self.group(f"{family}_{label}")
+        return self.group(member_name(family, label))
 
     def group(self, name: str) -> Group:
         g = self._by_name.get(name)
@@ -283,7 +294,7 @@ def _multilabel(subject: str, name: str, classes: list[str], bits: list[int], so
     bad = [c for c in classes if not c.replace("-", "").isalnum()]
     if bad:
         raise SchemaError(f"{source}: group {name!r}: a multi-label class names a group, so it must be one word: {bad}")
-    return [Group(subject, f"{name}_{c}", ("yes", "no"), (), name) for c in classes]
+    return [Group(subject, member_name(name, c), ("yes", "no"), (), name) for c in classes]
 
 
 def _source(directory: Path | None, name: str) -> str:

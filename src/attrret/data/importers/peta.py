@@ -28,7 +28,7 @@ from pydantic import AfterValidator
 
 from attrret.data.importers.source import ImportOptions, Source, SourceImage
 from attrret.errors import InputError
-from attrret.schema import Schema, load_schema
+from attrret.schema import Schema, load_schema, member_name
 from attrret.validation import Record, load
 
 __all__ = ["PETA_ATTRIBUTES", "map_attributes", "identity_key", "read"]
@@ -110,7 +110,7 @@ def map_attributes(attrs: set[str]) -> dict[str, str] | None:
     for part, family in _COLOUR_GROUPS.items():
         colours = {c.lower() for c in _COLOURS if f"{part}{c}" in attrs}
         if colours:
-            values |= {f"{family}_{c.lower()}": "yes" if c.lower() in colours else "no" for c in _COLOURS}
+            values |= {member_name(family, c.lower()): "yes" if c.lower() in colours else "no" for c in _COLOURS}
     return values
 
 

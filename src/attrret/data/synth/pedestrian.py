@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from attrret.data.synth.scene import background, degrade, jitter_color, occlude, sample_degrade
+from attrret.schema import family_labels
 
 __all__ = ["render_pedestrian", "PED_CANVAS"]
 
@@ -60,8 +61,9 @@ NAMED_COLOURS = {"black": (20, 20, 25), "blue": (35, 60, 150), "brown": (95, 60,
 
 
 def _family_colours(v: Mapping[str, str], family: str) -> list[str]:
-    """The colours ``v`` says yes to for ``family``, in NAMED_COLOURS order."""
-    return [c for c in NAMED_COLOURS if v.get(f"{family}_{c}") == "yes"]
+    """The colours ``v`` says yes to for ``family`` that the renderer can draw, in NAMED_COLOURS order."""
+    said = set(family_labels(v, family))
+    return [c for c in NAMED_COLOURS if c in said]
 
 
 def _dressed(v: Mapping[str, str], L: _Look) -> _Look:
