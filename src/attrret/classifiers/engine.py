@@ -40,6 +40,7 @@ predict --runtime torch`` hands to :func:`attrret.retrieval.indexer.build_index`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from attrret.geometry import Preprocess
 from attrret.classifiers.calibration import float32_region, view_probs
 from attrret.classifiers.checkpoint import Checkpoint, build_classifier, load_checkpoint
 from attrret.classifiers.preprocess import channels_last, load_inputs
-from attrret.classifiers.model import Classifier
+from attrret.classifiers.model import Classifier, hash_tensor
 from attrret.classifiers.runtime import Precision, resolve_device, resolve_precision, tune_malloc
 from attrret.ensemble import TTA_DEFAULT, TTA_MODES, Member, check_columns, model_entries, task_columns
 from attrret.errors import CheckpointError
@@ -98,13 +99,9 @@ def task_model(ck: Checkpoint, base: Classifier, first: bool) -> Classifier:
 
 def tail_digest(ck: Checkpoint, base: Classifier) -> str:
     """SHA-256 of ``ck``'s tail weights, its head left out: equal digests, equal tail features."""
-    import hashlib
-
     h = hashlib.sha256()
     for key in sorted(base.tail_keys() - {"head.weight", "head.bias"}):
-        t = ck.stored[key]
-        h.update(key.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        hash_tensor(h, key, ck.stored[key])
     return h.hexdigest()
 
 

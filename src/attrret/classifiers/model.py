@@ -19,7 +19,7 @@ from torch import nn
 
 from attrret.classifiers.trunks import Trunk
 
-__all__ = ["Classifier", "cut_for"]
+__all__ = ["Classifier", "cut_for", "hash_tensor"]
 
 
 def cut_for(num_blocks: int, trainable_blocks: int) -> int:
@@ -31,6 +31,12 @@ def cut_for(num_blocks: int, trainable_blocks: int) -> int:
     if trainable_blocks == 0:
         return num_blocks + 2
     return 1 + num_blocks - trainable_blocks
+
+
+def hash_tensor(h: hashlib._Hash, name: str, t: torch.Tensor) -> None:
+    """Feed ``name`` and ``t``'s raw bytes to ``h``: any dtype (bf16 included, read as bytes), any device."""
+    h.update(name.encode())
+    h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
 class Classifier(nn.Module):
@@ -173,6 +179,5 @@ class Classifier(nn.Module):
             if id(t) in seen:
                 continue
             seen.add(id(t))
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            hash_tensor(h, name, t)
         return h.hexdigest()
