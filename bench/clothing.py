@@ -58,7 +58,7 @@ from attrret.io import atomic_write_text  # noqa: E402
 from attrret.parser import CaptionParser  # noqa: E402
 from attrret.retrieval.index import open_index  # noqa: E402
 from attrret.retrieval.indexer import Member, build_index  # noqa: E402
-from attrret.retrieval.metrics import LabelRelevance, evaluate_lists, label_keys  # noqa: E402
+from attrret.retrieval.metrics import LabelRelevance, PartialRelevance, evaluate_lists, label_keys  # noqa: E402
 from attrret.retrieval.ranker import RankOptions, rank  # noqa: E402
 from attrret.retrieval.submission import rank_captions  # noqa: E402
 from attrret.schema import load_schema  # noqa: E402
@@ -132,26 +132,21 @@ HELD = {
 }
 
 
-class ConstraintRelevance:
-    """Relevance of a query from its constraints over raw labels (module doc); the Relevance
-    protocol of :mod:`attrret.retrieval.metrics`, with ``is_judged``."""
-
-    def __init__(self, texts: Sequence[str], wants: Sequence[Mapping], images: Sequence[str],
-                 labels: Sequence[Mapping[str, str]]) -> None:
-        self.texts, self.wants = list(texts), list(wants)
-        self.labels = dict(zip(images, labels))
-        self._n = [sum(self._relevant(w, v) for v in self.labels.values()) for w in self.wants]
-        self._judged = [sum(self._judges(w, v) for v in self.labels.values()) for w in self.wants]
+class ConstraintRelevance(PartialRelevance):
+    """Relevance of a query from its constraints over raw labels (module doc): a
+    :class:`PartialRelevance` whose stated values may be class lists and ``any`` alternatives."""
 
     @staticmethod
     def _groups(want: Mapping) -> list[str]:
         return [g for g in want if g != "any"] + [g for alt in want.get("any", ()) for g in alt]
 
-    def _judges(self, want: Mapping, v: Mapping[str, str]) -> bool:
-        return all(g in v for g in self._groups(want))
+    @staticmethod
+    def _judges(want: Mapping, v: Mapping[str, str]) -> bool:
+        return all(g in v for g in ConstraintRelevance._groups(want))
 
-    def _relevant(self, want: Mapping, v: Mapping[str, str]) -> bool:
-        if not self._judges(want, v):
+    @staticmethod
+    def _relevant(want: Mapping, v: Mapping[str, str]) -> bool:
+        if not ConstraintRelevance._judges(want, v):
             return False
         for g, c in want.items():
             if g == "any":
@@ -160,26 +155,6 @@ class ConstraintRelevance:
             elif v[g] not in ([c] if isinstance(c, str) else c):
                 return False
         return True
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def is_judged(self, j: int, name: str) -> bool:
-        v = self.labels.get(name)
-        return v is not None and self._judges(self.wants[j], v)
-
-    def is_relevant(self, j: int, name: str) -> bool:
-        v = self.labels.get(name)
-        return v is not None and self._relevant(self.wants[j], v)
-
-    def n_relevant(self, j: int) -> int:
-        return self._n[j]
-
-    def n_judged(self, j: int) -> int:
-        return self._judged[j]
-
-    def text(self, j: int) -> str:
-        return self.texts[j]
 
 
 def _import(fmt: str, src: Path, out: Path, *extra: str) -> Path:

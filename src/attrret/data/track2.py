@@ -219,6 +219,7 @@ def _read_unknown(path: Path, lines: dict[str, LabelLine], schema: Schema,
         out[image] = (unknown, dict(values))
     return out
 
+
 def is_label_file(path: str | Path, probe_lines: int = 5) -> bool:
     """Heuristic used to auto-detect label files: the first non-empty lines have 3 '$' fields."""
     try:

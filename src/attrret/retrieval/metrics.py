@@ -179,10 +179,16 @@ class PartialRelevance:
         self.texts, self.stated = tuple(texts), tuple(dict(s) for s in stated)
         self.labels = {name: dict(v) for name, v in zip(images, labels)}
         self._n = [sum(self._relevant(s, v) for v in self.labels.values()) for s in self.stated]
-        self._judged = [sum(all(g in v for g in s) for v in self.labels.values()) for s in self.stated]
+        self._judged = [sum(self._judges(s, v) for v in self.labels.values()) for s in self.stated]
 
     @staticmethod
-    def _relevant(stated: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    def _judges(stated: Mapping, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` settle every group the query constrains (a subclass with other
+        constraints than ``{group: class}`` overrides this and :meth:`_relevant`)."""
+        return all(g in labels for g in stated)
+
+    @staticmethod
+    def _relevant(stated: Mapping, labels: Mapping[str, str]) -> bool:
         return bool(stated) and all(labels.get(g) == c for g, c in stated.items())
 
     def __len__(self) -> int:
@@ -190,7 +196,7 @@ class PartialRelevance:
 
     def is_judged(self, j: int, name: str) -> bool:
         labels = self.labels.get(name)
-        return labels is not None and all(g in labels for g in self.stated[j])
+        return labels is not None and self._judges(self.stated[j], labels)
 
     def is_relevant(self, j: int, name: str) -> bool:
         labels = self.labels.get(name)
