@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench clothing
     .venv/bin/python bench/clothing.py --retrain      # train again even when the models are there
+    .venv/bin/python bench/clothing.py --seeds 0,1,2  # also the pa100k-mini held split over seeds
 
 Data (imported once with ``attrret data import`` into ``attrret-work/bench/clothing/``, images
 hard-linked): ``pa100k-mini`` from its ``annotation.mat`` (the 26 PA-100K attributes: the Track-2
@@ -28,6 +29,12 @@ Measured:
   gallery is ranked). Official and sound mAP@10 (``attrret.retrieval.metrics``);
 - the pa100k-mini held split (300 images, their Track-2 captions, the Track-2 rule): what the
   PETA data does to the Track-2 groups.
+- ``--seeds``: the same held split with the classifiers trained at each of these seeds (the seed
+  also draws each dataset's selection split), both setups, so the difference the PETA data makes
+  is seen beside the run-to-run spread of one setup. Only the Track-2 groups peta-train labels
+  are trained per seed; every other task is the default pa100k-mini setup's seed-0 model in
+  both setups (the other Track-2 groups learn from pa100k-mini alone either way):
+  ``<setup>-seed<s>/`` work directories.
 
 Prints Markdown tables; writes ``bench/results/clothing.json``.
 """
@@ -181,6 +188,32 @@ def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5)
     return {r.task: Path(r.model_dir) for r in results}, seconds
 
 
+def _seed_rows(pa: Path, peta_train: Path, seeds: Sequence[int], base: Mapping[str, Path], pa_held: Sequence) -> dict:
+    """Per setup and seed, the pa100k-mini held split scored with the shared Track-2 groups
+    (those both datasets label) trained at that seed, the other tasks from ``base``."""
+    schema = load_schema()
+    peta_groups = {g for r in load_records(peta_train, "train", schema=schema) for g in r.values}
+    shared = [g.task for g in schema.pedestrian.groups if g.bits and g.name in peta_groups]
+    out: dict = {"tasks": shared, "setups": {}}
+    for name, data in (("pa100k-mini", (pa,)), ("pa100k-mini + peta-train", (pa, peta_train))):
+        slug = name.replace(" ", "").replace("+", "_")
+        runs = {}
+        for seed in seeds:
+            from attrret.classifiers.train import TrainConfig, train_tasks
+
+            work = WORK / f"{slug}-seed{seed}"
+            print(f"train {name}, seed {seed} ({len(shared)} tasks) ...", file=sys.stderr, flush=True)
+            dirs = dict(base)
+            for task in shared:
+                r = train_tasks(TrainConfig(task=task, data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
+                                            seed=seed, resume=True), progress=False)[0]
+                dirs[task] = Path(r.model_dir)
+            index = _index(dirs, [r.path for r in pa_held], WORK / "index" / f"{slug}-seed{seed}-pa100k-held")
+            runs[str(seed)] = _pa100k_held(index, pa_held)
+        out["setups"][name] = runs
+    return out
+
+
 def _index(dirs: dict[str, Path], images: Sequence[Path], out: Path):
     listing = out.with_suffix(".txt")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retrain", action="store_true", help="train again even when the models are there")
     ap.add_argument("--alpha", type=float, action="append", default=[],
                     help="also train pa100k-mini + peta-train at this --data-alpha (repeatable; the default setups use 0.5)")
+    ap.add_argument("--seeds", default="", help="comma-separated seeds: also score the pa100k-mini held split with the "
+                    "shared Track-2 groups trained at each (e.g. 0,1,2)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "clothing.json"))
     args = ap.parse_args(argv)
     if not (SHARED / "pa100k-mini" / "annotation.mat").is_file() or not (SHARED / "peta-train" / "raw").is_dir():
@@ -257,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                           for half, qs in (("dev", DEV), ("held-out", HELD)) for kind in qs},
             "pa100k_held": _pa100k_held(pa_index, pa_held),
         }
+    if args.seeds:
+        seeds = [int(x) for x in args.seeds.split(",")]
+        res["seeds"] = _seed_rows(pa, peta_train, seeds, trained["pa100k-mini"][0], pa_held)
     _print(res)
     doc = {**json_header("clothing"), "holdout": HOLDOUT, "peta_mini_images": len(peta_records),
            "pa100k_held_images": len(pa_held), "queries": {"dev": DEV, "held-out": HELD}, **res}
@@ -280,6 +318,16 @@ def _print(res: dict) -> None:
     for n in names:
         s = res["setups"][n]
         print(f"| {n} | {s['pa100k_held']['official_map@10']:.4f} | {s['pa100k_held']['sound_map@10']:.4f} | {s['train_s']:.0f} |")
+    if "seeds" in res:
+        sd = res["seeds"]["setups"]
+        seeds = list(next(iter(sd.values())))
+        print("\npa100k-mini held split by training seed (shared Track-2 groups retrained), official / sound mAP@10\n")
+        print("| setup | " + " | ".join(f"seed {x}" for x in seeds) + " | mean |")
+        print("|---|" + "---:|" * (len(seeds) + 1))
+        for n, runs in sd.items():
+            off, snd = ([runs[x][k] for x in seeds] for k in ("official_map@10", "sound_map@10"))
+            print(f"| {n} | " + " | ".join(f"{a:.4f} / {b:.4f}" for a, b in zip(off, snd))
+                  + f" | {np.mean(off):.4f} / {np.mean(snd):.4f} |")
     print("\nPer-group mA on peta-mini (argmax; groups a setup has a model for)\n")
     groups = list(dict.fromkeys(g for n in names for g in res["setups"][n]["peta_mini_mA"]))
     print("| group | " + " | ".join(names) + " |")
