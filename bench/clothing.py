@@ -14,7 +14,10 @@ fixed ``holdout_split`` of each dataset, as bench/accuracy.py):
 
 - ``pa100k-mini``: one dataset, as before this work (no colour and no hair labels: those groups
   have no model, so queries on them are unscored: the "today" figures);
-- ``pa100k-mini + peta-train``: both, ``--data A --data B`` (balanced sampling, ``--data-alpha 0.5``).
+- ``pa100k-mini + peta-train``: both, ``--data A --data B`` (balanced sampling, ``--data-alpha 0.5``);
+- ``pa100k-mini + peta-train, with a pa100k-mini member``: not trained, the two above as one
+  ensemble: the two-dataset models, plus the pa100k-mini models of every group peta-train also
+  labels as a second member (predict averages the members that have a task).
 
 Measured:
 
@@ -190,11 +193,13 @@ def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5)
 
 def _seed_rows(pa: Path, peta_train: Path, seeds: Sequence[int], base: Mapping[str, Path], pa_held: Sequence) -> dict:
     """Per setup and seed, the pa100k-mini held split scored with the shared Track-2 groups
-    (those both datasets label) trained at that seed, the other tasks from ``base``."""
+    (those both datasets label) trained at that seed, the other tasks from ``base``; and the
+    two setups' models of one seed as one ensemble (predict's per-task mean over members)."""
     schema = load_schema()
     peta_groups = {g for r in load_records(peta_train, "train", schema=schema) for g in r.values}
     shared = [g.task for g in schema.pedestrian.groups if g.bits and g.name in peta_groups]
     out: dict = {"tasks": shared, "setups": {}}
+    members: dict[str, list[Member]] = {str(seed): [] for seed in seeds}
     for name, data in (("pa100k-mini", (pa,)), ("pa100k-mini + peta-train", (pa, peta_train))):
         slug = name.replace(" ", "").replace("+", "_")
         runs = {}
@@ -208,17 +213,25 @@ def _seed_rows(pa: Path, peta_train: Path, seeds: Sequence[int], base: Mapping[s
                 r = train_tasks(TrainConfig(task=task, data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
                                             seed=seed, resume=True), progress=False)[0]
                 dirs[task] = Path(r.model_dir)
-            index = _index(dirs, [r.path for r in pa_held], WORK / "index" / f"{slug}-seed{seed}-pa100k-held")
+            index = _index([Member("m", tuple(dirs.values()))], [r.path for r in pa_held], WORK / "index" / f"{slug}-seed{seed}-pa100k-held")
             runs[str(seed)] = _pa100k_held(index, pa_held)
+            members[str(seed)].append(Member(name, tuple(dirs[t] for t in shared)))
         out["setups"][name] = runs
+    name = "ensemble of both (shared groups)"
+    out["setups"][name] = {}
+    for seed, pair in members.items():  # every other task as in the runs above: base's, once
+        rest = Member("rest", tuple(d for t, d in base.items() if t not in shared))
+        index = _index([*pair, rest], [r.path for r in pa_held], WORK / "index" / f"ensemble-seed{seed}-pa100k-held")
+        out["setups"][name][seed] = _pa100k_held(index, pa_held)
     return out
 
 
-def _index(dirs: dict[str, Path], images: Sequence[Path], out: Path):
+def _index(members: Sequence[Member], images: Sequence[Path], out: Path):
+    """Predict ``images`` into the index ``out`` with the ensemble ``members``."""
     listing = out.with_suffix(".txt")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(listing, "".join(f"{p}\n" for p in images))
-    build_index(listing, out, Ensemble.open([Member("m", tuple(dirs.values()))]), progress=False, log=lambda s: None)
+    build_index(listing, out, Ensemble.open(list(members)), progress=False, log=lambda s: None)
     return open_index(out)
 
 
@@ -281,10 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     _, pa_held = holdout_split(load_records(pa, "train", schema=schema), HOLDOUT)
     parser = CaptionParser()
     res: dict = {"setups": {}}
-    for name, (dirs, seconds) in trained.items():
+    # The two-dataset models with a pa100k-mini member for every group both datasets label:
+    # predict averages the members per task (the alone setup's models for those groups).
+    peta_groups = {g for r in load_records(peta_train, "train", schema=schema) for g in r.values}
+    union, alone = trained["pa100k-mini + peta-train"], trained["pa100k-mini"]
+    anchor = {t: d for t, d in alone[0].items() if schema.task(t).name in peta_groups}
+    ensembles = {"pa100k-mini + peta-train, with a pa100k-mini member": (
+        [Member("union", tuple(union[0].values())), Member("pa100k-mini", tuple(anchor.values()))], union[1] + alone[1])}
+    runs = {name: ([Member("m", tuple(dirs.values()))], seconds) for name, (dirs, seconds) in trained.items()} | ensembles
+    for name, (members, seconds) in runs.items():
         slug = name.replace(" ", "").replace("+", "_").replace(",", "_")
-        peta_index = _index(dirs, [r.path for r in peta_records], WORK / "index" / f"{slug}-peta-mini")
-        pa_index = _index(dirs, [r.path for r in pa_held], WORK / "index" / f"{slug}-pa100k-held")
+        peta_index = _index(members, [r.path for r in peta_records], WORK / "index" / f"{slug}-peta-mini")
+        pa_index = _index(members, [r.path for r in pa_held], WORK / "index" / f"{slug}-pa100k-held")
         res["setups"][name] = {
             "train_s": round(seconds, 1),
             "peta_mini_mA": _group_mA(peta_index, peta_records, schema),
