@@ -84,6 +84,37 @@ def test_selection_weighs_each_dataset_the_same(two, tmp_path):
     assert all(h["val_mA"] == h["val"]["selection_mA"] for h in history)
 
 
+def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(two, tmp_path):
+    """`attrret train --anchor-member`: the groups the first dataset labels with another train
+    again on it alone in W/members/anchor/, and predict finds both members without flags."""
+    from attrret.classifiers.train import anchor_member
+    from attrret.cli import main
+    from attrret.retrieval.indexer import find_members
+
+    a, b = two
+    w = tmp_path / "w"
+    cfg = TrainConfig(task="pedestrian.gender", data=(str(a), str(b)), workdir=str(w), **{**TINY, "epochs": 1})
+    results = [r for t in ("pedestrian.gender", "pedestrian.hat", "pedestrian.sleeve")
+               for r in train_tasks(TrainConfig(**{**cfg.as_dict(), "task": t}), progress=False)]
+    member, specs = anchor_member(cfg, results, load_schema())
+    # gender: only A labels it; hat: only B; sleeve: both, so only sleeve has an anchor model
+    assert specs == ("pedestrian.sleeve",)
+    assert member.datasets == (str(a.resolve()),) and Path(member.workdir) == w / "members" / "anchor"
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--task", "pedestrian.sleeve", "--data", str(a), "--data", str(b), "--workdir", str(w), "--anchor-member",
+              "--backbone", "timm:test_efficientnet", "--random-init", "--img-size", "32", "--epochs", "1", "--batch-size", "8",
+              "--quiet"])
+    assert done.value.code == 0
+    anchor = json.loads((w / "members" / "anchor" / "models" / "pedestrian.sleeve" / "metrics.json").read_text())
+    assert list(anchor["datasets"]) == [str(a.resolve())]
+    found = find_members(w)
+    assert len(found) == 2 and [d.name for d in found[1].task_dirs] == ["pedestrian.sleeve"]
+    with pytest.raises(SystemExit) as done:  # one dataset has no anchor to add
+        main(["train", "--task", "pedestrian.sleeve", "--data", str(a), "--workdir", str(tmp_path / "one"), "--anchor-member", "--quiet"])
+    assert done.value.code == 2 and not (tmp_path / "one").exists()
+
+
 @pytest.mark.parametrize("sizes", [(10,), (40, 10), (100, 7, 3), (5, 5)])
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_epoch_order_balances_datasets_by_size_to_the_alpha(sizes, alpha):

@@ -58,7 +58,7 @@ from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.preprocess import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import balanced_mA, classification_metrics
 from attrret.classifiers.model import Classifier
-from attrret.classifiers.recipes import TaskRecipe, TaskRecipes, default_trainable_blocks, load_recipes
+from attrret.classifiers.recipes import MEMBERS_DIR, TaskRecipe, TaskRecipes, default_trainable_blocks, load_recipes
 from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
                                          seed_everything, tune_malloc)
 from attrret.errors import AttrretError, OptionError
@@ -68,7 +68,7 @@ from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, Schema, load_schema
 
-__all__ = ["TrainConfig", "TaskResult", "BestEpoch", "Unit", "train_tasks", "balanced_cross_entropy", "unit_loss"]
+__all__ = ["TrainConfig", "TaskResult", "BestEpoch", "Unit", "anchor_member", "train_tasks", "balanced_cross_entropy", "unit_loss"]
 
 
 TASK_LOCK_PREFIX = LOCK_PREFIX + "train-"  # W/models/.attrret-train-<task>.lock
@@ -608,6 +608,34 @@ def _train_unit(config: TrainConfig, unit: Unit, data: dict[str, TaskData], inp:
         if d.main:
             save_last(run, last_path)
     return save_best(run, config, data, inp, device, d, schema, last_path, time.perf_counter() - t_unit)
+
+
+#: ``W/members/<ANCHOR>/``: the first dataset's own member (:func:`anchor_member`).
+ANCHOR_MEMBER = "anchor"
+
+
+def anchor_member(config: TrainConfig, results: Sequence[TaskResult], schema: Schema) -> tuple[TrainConfig, tuple[str, ...]]:
+    """The anchor member of a several-dataset training: its config and the task specs it trains.
+
+    Every group the first dataset (the anchor) labels together with another dataset trains
+    again on the anchor alone, as a second ensemble member in ``W/members/anchor/``; predict
+    averages the members that have a task (:mod:`attrret.retrieval.indexer`), so those groups
+    average a union model and an anchor model, and every other group is the union model alone.
+
+    Why: a model trained on the union learns a compromise between the datasets' cameras and
+    label conventions: on pa100k-mini's held split the union models ranked below pa100k-mini's
+    own (``bench/clothing.py --seeds``, docs/benchmarks.md, three seeds), and the average of
+    the two above them. ``results``: the union training's.
+    """
+    first = config.datasets[0]
+    specs: dict[str, None] = {}
+    for r in results:
+        counts = json.loads((Path(r.model_dir) / "metrics.json").read_text()).get("datasets", {})
+        if first in counts and len(counts) > 1:
+            g = schema.task(r.task)
+            specs[f"{g.subject}.{g.family}" if g.family else g.task] = None
+    member = dataclasses.replace(config, data=first, workdir=str(Path(config.workdir) / MEMBERS_DIR / ANCHOR_MEMBER))
+    return member, tuple(specs)
 
 
 def _task_dir(config: TrainConfig, group: Group) -> Path:

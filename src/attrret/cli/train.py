@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Optional
@@ -95,12 +96,14 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     data_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="With several --data: each epoch draws a dataset's images in proportion to its size to this power (0.5: a dataset 16x larger is drawn 4x as often; 0: all equally; 1: by size).")] = 0.5,
     multitask: Annotated[bool, typer.Option("--multitask", help="One network per model input for all its tasks (a shared tail, one head slice each) instead of one per task: the decoupled method's ablation arm. Written as ordinary per-task models.")] = False,
+    anchor_member: Annotated[bool, typer.Option("--anchor-member", help="With several --data: also train every group the first dataset shares with another on the first dataset alone, as a second ensemble member in W/members/anchor/ (predict averages the two; keeps the first dataset's cameras ranked at least as well as trained on it alone).")] = False,
     recipe: Annotated[Recipe, typer.Option(help="Ensemble members to train: default (one, at the recipes' input sizes), accurate (also a member at 1.25x, in W/members/x1.25/), fast (one at 0.75x). attrret predict finds every member without flags.")] = Recipe.default,
     schema_dir: SchemaDir = None,
 ) -> None:
     """Train single-task attribute classifiers (partial fine-tuning over a shared cached trunk)."""
     from attrret.classifiers.recipes import recipe_configs
     from attrret.classifiers.train import TrainConfig, train_tasks
+    from attrret.classifiers.train import anchor_member as train_anchor
 
     schema = resolve_schema(schema_dir)
     config = TrainConfig(
@@ -116,6 +119,8 @@ def train(
                                  param_hint="--recipe")
     import os
 
+    if anchor_member and len(config.datasets) < 2:
+        raise typer.BadParameter("needs several --data: the anchor member is the first dataset's own", param_hint="--anchor-member")
     members = recipe_configs(config, recipe.value)
     for member in members:
         if len(members) > 1 and not quiet:
@@ -123,6 +128,13 @@ def train(
         results = train_tasks(member, progress=not quiet, schema=schema)
         if int(os.environ.get("RANK", "0")) == 0:
             typer.echo(_table(results))
+        if anchor_member and member is members[0]:  # one anchor, beside the default member
+            anchor, specs = train_anchor(member, results, schema)
+            if not quiet:
+                typer.echo(f"anchor member {anchor.workdir}: {len(specs)} task(s) on {anchor.data} alone", err=True)
+            results = [r for spec in specs for r in train_tasks(dataclasses.replace(anchor, task=spec), progress=not quiet, schema=schema)]
+            if int(os.environ.get("RANK", "0")) == 0:
+                typer.echo(_table(results))
 
 
 def register(app: typer.Typer) -> None:
