@@ -56,11 +56,11 @@ class TaskData:
     def val_weights(self) -> np.ndarray:
         """Per selection image, a weight that gives every dataset the same total (mean 1).
 
-        Why: each dataset is a camera domain the model is meant to serve. Pooled, the one with
-        the larger selection split decides which epoch is kept and how sharp the probabilities
-        are (peta-train's 534 selection images would outvote pa100k-mini's 180). Weighed, each
-        dataset's selection counts once, as in :func:`attrret.classifiers.metrics.balanced_mA`.
-        One dataset: all ones.
+        Why: pooled, the dataset with the larger selection split decides which epoch is kept
+        and how sharp the probabilities are (peta-train's 534 selection images outvoted
+        pa100k-mini's 180, and its Track-2 groups ranked worse on PA-100K than when trained
+        alone). Weighed per dataset, each dataset's selection counts once, as in
+        :func:`attrret.classifiers.metrics.balanced_mA`. One dataset: all ones.
         """
         origin = self.val_origin()
         if len(origin) == 0:
