@@ -42,19 +42,6 @@ def test_the_fit_is_the_minimum_of_a_fine_scan():
     assert view_nll(logits, labels, t) <= min(view_nll(logits, labels, s) for s in scan) + 1e-6
 
 
-def test_integer_weights_fit_as_repeated_samples():
-    """A weight of k is the sample taken k times: the weighted fit is the fit of the repeated data."""
-    logits, labels = _logits(4.0, n=120)
-    k = np.random.default_rng(1).integers(1, 4, len(labels))
-    repeated = np.repeat(np.arange(len(labels)), k)
-    weighted = fit_temperature(logits, labels, k.astype(float))
-    assert weighted == pytest.approx(fit_temperature(logits[:, repeated], labels[repeated]), rel=1e-6)
-    assert view_nll(logits, labels, 1.7, k) == pytest.approx(view_nll(logits[:, repeated], labels[repeated], 1.7))
-    assert fit_temperature(logits, labels, np.ones(len(labels))) == fit_temperature(logits, labels)
-    with pytest.raises(ValueError, match="weights"):
-        fit_temperature(logits, labels, np.ones(3))
-
-
 def test_no_samples_or_perfect_scale_keep_one():
     assert fit_temperature(np.zeros((2, 0, 3)), np.zeros(0, int)) == 1.0
     logits = np.zeros((2, 10, 3))  # uniform whatever T is: every temperature ties, 1 is kept

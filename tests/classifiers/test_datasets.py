@@ -64,6 +64,7 @@ def test_two_datasets_with_disjoint_groups_train_one_network_and_record_their_co
     assert single.n_train == results["pedestrian.hat"].n_train
 
 
+<<<<<<< HEAD
 def test_selection_weighs_each_dataset_the_same(two, tmp_path):
     """The selection split of a task two datasets label: each dataset's images weigh one share in
     total (calibration), and the epoch is kept on each dataset's mA averaged, whatever their sizes."""
@@ -115,6 +116,8 @@ def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(tw
     assert done.value.code == 2 and not (tmp_path / "one").exists()
 
 
+=======
+>>>>>>> parent of 2290cb2 (training on several datasets selects with each dataset weighing the same: the epoch on each dataset's selection mA averaged (metrics.balanced_mA), the temperature on an NLL whose weights give every dataset one share (TaskData.val_weights); pooled, peta-train's 534 selection images outvoted pa100k-mini's 180)
 @pytest.mark.parametrize("sizes", [(10,), (40, 10), (100, 7, 3), (5, 5)])
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_epoch_order_balances_datasets_by_size_to_the_alpha(sizes, alpha):

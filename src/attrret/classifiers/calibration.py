@@ -51,24 +51,21 @@ def float32_region(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def view_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0, weights: np.ndarray | None = None) -> float:
+def view_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of ``labels`` under ``mean_v softmax(logits[v] / T)``.
 
-    ``logits`` is ``(views, n, classes)``; ``labels`` holds class indices, shape ``(n,)``;
-    ``weights`` (``(n,)``, optional) weighs each sample's term (training: every dataset the same,
-    :meth:`attrret.classifiers.data.TaskData.val_weights`).
+    ``logits`` is ``(views, n, classes)``; ``labels`` holds class indices, shape ``(n,)``.
     """
     z = np.asarray(logits, np.float64) / temperature
     z = z - z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
     p_true = p.mean(axis=0)[np.arange(len(labels)), labels]
-    return float(np.average(-np.log(np.maximum(p_true, 1e-12)), weights=weights))
+    return float(-np.log(np.maximum(p_true, 1e-12)).mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """The temperature in :data:`TEMPERATURE_RANGE` minimising :func:`view_nll` (module doc),
-    each sample weighted by ``weights`` when given.
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature in :data:`TEMPERATURE_RANGE` minimising :func:`view_nll` (module doc).
 
     With no samples there is nothing to fit and the answer is 1.0.
     """
@@ -80,12 +77,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray 
         return 1.0
     lo, hi = (math.log(t) for t in TEMPERATURE_RANGE)
     grid = np.linspace(lo, hi, _GRID)
-    if weights is not None and np.shape(weights) != labels.shape:
-        raise ValueError(f"weights must be ({len(labels)},), got {np.shape(weights)}")
-    losses = [view_nll(logits, labels, math.exp(g), weights) for g in grid]
+    losses = [view_nll(logits, labels, math.exp(g)) for g in grid]
     i = int(np.argmin(losses))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, _GRID - 1)]
-    f = lambda g: view_nll(logits, labels, math.exp(g), weights)  # noqa: E731
+    f = lambda g: view_nll(logits, labels, math.exp(g))  # noqa: E731
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
     c, d = b - ratio * (b - a), a + ratio * (b - a)
     fc, fd = f(c), f(d)

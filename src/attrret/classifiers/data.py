@@ -8,9 +8,8 @@
 - Several datasets (``attrret train --data A --data B``): each is split on its own, by the rules
   above (``holdout`` and ``fold`` apply to each), and a task's training, selection and holdout
   images are the union over the datasets that label it. :class:`TaskData` keeps which dataset
-  each training and selection image came from (``origin``: training balances its draws and
-  selection weighs each dataset the same) and how many labels each dataset gave each split
-  (``counts``, recorded in the checkpoint).
+  each training image came from (``origin``, for balanced sampling) and how many labels each
+  dataset gave each split (``counts``, recorded in the checkpoint).
 
 Records whose label for the task is unknown are skipped for that task only: a dataset that
 does not label a group (PETA has no orientation) adds nothing to that task. The router's label
@@ -24,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from attrret.data.records import Record, load_records
 from attrret.data.splits import fold_split, holdout_split, parse_fold, stratified_split
@@ -46,27 +44,8 @@ class TaskData:
     holdout_source: str
     # Per dataset that labels this task (its resolved root), the labels each split holds.
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    # The dataset (an index into ``counts``' order) each training and selection image comes from.
+    # The dataset (an index into ``counts``' order) each training image comes from.
     origin: dict[str, int] = field(default_factory=dict)
-
-    def val_origin(self) -> np.ndarray:
-        """The dataset of each selection image, in ``val``'s order (all 0 for one dataset)."""
-        return np.array([self.origin.get(p, 0) for p, _ in self.val], dtype=np.int64)
-
-    def val_weights(self) -> np.ndarray:
-        """Per selection image, a weight that gives every dataset the same total (mean 1).
-
-        Why: pooled, the dataset with the larger selection split decides which epoch is kept
-        and how sharp the probabilities are (peta-train's 534 selection images outvoted
-        pa100k-mini's 180, and its Track-2 groups ranked worse on PA-100K than when trained
-        alone). Weighed per dataset, each dataset's selection counts once, as in
-        :func:`attrret.classifiers.metrics.balanced_mA`. One dataset: all ones.
-        """
-        origin = self.val_origin()
-        if len(origin) == 0:
-            return np.ones(0)
-        ids, inverse, sizes = np.unique(origin, return_inverse=True, return_counts=True)
-        return len(origin) / (len(ids) * sizes[inverse])
 
 
 def labels_for(records: Sequence[Record], group: Group) -> list[Sample]:
@@ -147,7 +126,7 @@ def load_task_data(
             held += h
             sources.append(source if len(roots) == 1 else f"{part.root.name}: {source}")
             counts[str(part.root.resolve())] = {"train": len(t), "val": len(v), "holdout": len(h)}
-            origin.update((p, k) for p, _ in (*t, *v))
+            origin.update((p, k) for p, _ in t)
         holdout_source = "; ".join(part.holdout_source if len(roots) == 1 else f"{part.root.name}: {part.holdout_source}"
                                    for part, _ in labelled if part.holdout_source)
         out[g.task] = TaskData(g, train, val, held, "; ".join(sources), holdout_source, counts, origin)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["balanced_mA", "classification_metrics"]
+__all__ = ["classification_metrics"]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...] | list[str]) -> dict:
@@ -29,16 +29,3 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tupl
         "recall": recall,
         "support": support,
     }
-
-
-def balanced_mA(y_true: np.ndarray, y_pred: np.ndarray, origin: np.ndarray, classes: tuple[str, ...] | list[str]) -> float:
-    """mA on each dataset's images (``origin``: each image's dataset), averaged over the datasets.
-
-    What training selects its epoch on when a task learns from several datasets: each
-    dataset's selection split counts once, however many images it has (one dataset: its mA).
-    """
-    y_true, y_pred, origin = np.asarray(y_true), np.asarray(y_pred), np.asarray(origin)
-    if len(y_true) == 0:
-        return 0.0
-    return float(np.mean([classification_metrics(y_true[origin == d], y_pred[origin == d], classes)["mA"]
-                          for d in np.unique(origin)]))

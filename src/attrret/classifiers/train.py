@@ -12,8 +12,7 @@ Per unit: label smoothing, AdamW (weight decay 1e-5), linear warm-up then cosine
 autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and EMA,
 per-epoch accuracy and mA on each task's selection split, best epoch (by mean mA) kept, then
 each task's softmax temperature fitted on its selection split (calibration.py) and stored with
-it. From several datasets, selection weighs each dataset the same: the epoch's mA is each
-dataset's mA averaged, and the temperature's NLL weighs each dataset's images to one total. Everything random derives from ``(seed, unit, epoch)``, so a run is reproducible and
+it. Everything random derives from ``(seed, unit, epoch)``, so a run is reproducible and
 ``--resume`` after an interruption continues exactly where the last finished epoch left off.
 The loop reads top to bottom in :func:`_train_unit`: :func:`resume`, then per epoch
 :func:`run_epoch` and :func:`save_last`, then :func:`save_best`, over one small state object
@@ -56,7 +55,7 @@ from attrret.classifiers.calibration import fit_temperature, view_nll, view_prob
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
 from attrret.classifiers.data import Sample, TaskData, load_task_data
 from attrret.classifiers.preprocess import CROPS, augment_image, channels_last, front_views, load_batch
-from attrret.classifiers.metrics import balanced_mA, classification_metrics
+from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.recipes import MEMBERS_DIR, TaskRecipe, TaskRecipes, default_trainable_blocks, load_recipes
 from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
@@ -334,7 +333,7 @@ def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], b
 
 
 def _summary(m: dict) -> dict:
-    return {k: m[k] for k in ("accuracy", "mA", "selection_mA", "n") if k in m}
+    return {"accuracy": m["accuracy"], "mA": m["mA"], "n": m["n"]}
 
 
 # --------------------------------------------------------------------------- main entry
@@ -838,7 +837,7 @@ def run_epoch(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], epo
         for b in run.model.buffers():
             dist.broadcast(b, 0)
     val = _evaluate(run.eval_model, run.inputs, run.unit, data, "val", config)
-    mean_ma = float(np.mean([v["selection_mA"] for v in val.values()]))
+    mean_ma = float(np.mean([v["mA"] for v in val.values()]))
     run.history.append({"epoch": epoch, "loss": mean_loss, "lr": run.sched.get_last_lr()[0], "seconds": epoch_seconds,
                         "val_mA": mean_ma, "val": {t: _summary(v) for t, v in val.items()}})
     if run.best.beaten_by(mean_ma, any(data[t].val for t in run.unit.tasks)):
@@ -861,16 +860,12 @@ def _split_logits(model: Classifier, inputs: _Inputs, unit: Unit, data: dict[str
 def _evaluate(model: Classifier, inputs: _Inputs, unit: Unit, data: dict[str, TaskData], split: str,
               config: TrainConfig) -> dict[str, dict]:
     """Per task, accuracy and mA on its ``split`` images (the flip-averaged softmax, as training's
-    evaluation has always computed it: :func:`calibration.view_probs`); on the selection split
-    also ``selection_mA``, each dataset's mA averaged over the datasets (:func:`balanced_mA`)."""
+    evaluation has always computed it: :func:`calibration.view_probs`)."""
     out = {}
     for g, logits in zip(unit.groups, _split_logits(model, inputs, unit, data, split, config).values()):
         items = getattr(data[g.task], split)
         pred = view_probs(torch.from_numpy(logits)).numpy().argmax(1) if items else np.zeros(0, int)
-        truth = np.array([y for _, y in items], dtype=int)
-        out[g.task] = classification_metrics(truth, pred, g.classes)
-        if split == "val":  # what the epoch is selected on: every dataset's selection split counts once
-            out[g.task]["selection_mA"] = balanced_mA(truth, pred, data[g.task].val_origin(), g.classes)
+        out[g.task] = classification_metrics(np.array([y for _, y in items], dtype=int), pred, g.classes)
     return out
 
 
@@ -915,7 +910,7 @@ def save_best(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], inp
     for t, g in enumerate(unit.groups):
         td = data[g.task]
         model = _task_model(final, unit, t)
-        calibration = _calibration(val_logits[g.task], td) if config.calibrate and td.val else None
+        calibration = _calibration(val_logits[g.task], td.val) if config.calibrate and td.val else None
         digest = _state_digest(model)
         history = [{**h, "val": h["val"][g.task]} for h in run.history]
         metrics = {
@@ -963,14 +958,12 @@ def write_task_model(out_dir: Path, model: Classifier, group: Group, inp: _Share
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
 
 
-def _calibration(logits: np.ndarray, td: TaskData) -> dict:
+def _calibration(logits: np.ndarray, val: Sequence[Sample]) -> dict:
     """A task's softmax temperature fitted on its selection split's ``(2, n, classes)`` logits
-    (:mod:`calibration`), every dataset's images weighing the same in total
-    (:meth:`TaskData.val_weights`), with that split's (so weighted) NLL before and after."""
-    labels, w = np.array([y for _, y in td.val]), td.val_weights()
-    t = fit_temperature(logits, labels, w)
-    return {"temperature": t, "fitted_on": len(td.val), "val_nll": view_nll(logits, labels, weights=w),
-            "val_nll_calibrated": view_nll(logits, labels, t, w)}
+    (:mod:`calibration`), with that split's NLL before and after."""
+    labels = np.array([y for _, y in val])
+    t = fit_temperature(logits, labels)
+    return {"temperature": t, "fitted_on": len(val), "val_nll": view_nll(logits, labels), "val_nll_calibrated": view_nll(logits, labels, t)}
 
 
 def _same_run(saved: dict | None, current: dict) -> bool:
