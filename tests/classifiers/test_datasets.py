@@ -64,27 +64,6 @@ def test_two_datasets_with_disjoint_groups_train_one_network_and_record_their_co
     assert single.n_train == results["pedestrian.hat"].n_train
 
 
-<<<<<<< HEAD
-def test_selection_weighs_each_dataset_the_same(two, tmp_path):
-    """The selection split of a task two datasets label: each dataset's images weigh one share in
-    total (calibration), and the epoch is kept on each dataset's mA averaged, whatever their sizes."""
-    a, b = two
-    schema = load_schema()
-    sleeve = schema.pedestrian.group("sleeve")
-    td = load_task_data([a, b], (sleeve,), schema=schema, val_fraction=0.25)["pedestrian.sleeve"]
-    origin, w = td.val_origin(), td.val_weights()
-    assert set(origin) == {0, 1} and np.bincount(origin)[0] != np.bincount(origin)[1]
-    assert w.mean() == pytest.approx(1.0) and w[origin == 0].sum() == pytest.approx(w[origin == 1].sum())
-    alone = load_task_data(a, (sleeve,), schema=schema, val_fraction=0.25)["pedestrian.sleeve"]
-    assert np.array_equal(alone.val_weights(), np.ones(len(alone.val)))
-    cfg = TrainConfig(task="pedestrian.sleeve", data=(str(a), str(b)), workdir=str(tmp_path / "w"), **TINY)
-    result = train_tasks(cfg, progress=False)[0]
-    history = json.loads((tmp_path / "w" / "models" / "pedestrian.sleeve" / "metrics.json").read_text())["history"]
-    # what was selected on is each dataset's own mA, averaged, recorded beside the pooled mA
-    assert result.best_epoch == int(np.argmax([h["val"]["selection_mA"] for h in history]))
-    assert all(h["val_mA"] == h["val"]["selection_mA"] for h in history)
-
-
 def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(two, tmp_path):
     """`attrret train --anchor-member`: the groups the first dataset labels with another train
     again on it alone in W/members/anchor/, and predict finds both members without flags."""
@@ -116,8 +95,6 @@ def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(tw
     assert done.value.code == 2 and not (tmp_path / "one").exists()
 
 
-=======
->>>>>>> parent of 2290cb2 (training on several datasets selects with each dataset weighing the same: the epoch on each dataset's selection mA averaged (metrics.balanced_mA), the temperature on an NLL whose weights give every dataset one share (TaskData.val_weights); pooled, peta-train's 534 selection images outvoted pa100k-mini's 180)
 @pytest.mark.parametrize("sizes", [(10,), (40, 10), (100, 7, 3), (5, 5)])
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_epoch_order_balances_datasets_by_size_to_the_alpha(sizes, alpha):
