@@ -37,7 +37,9 @@ Measured:
   is seen beside the run-to-run spread of one setup. Only the Track-2 groups peta-train labels
   are trained per seed; every other task is the default pa100k-mini setup's seed-0 model in
   both setups (the other Track-2 groups learn from pa100k-mini alone either way):
-  ``<setup>-seed<s>/`` work directories.
+  ``<setup>-seed<s>/`` work directories. Two more rows per seed, each two members of equal
+  cost: the two setups' models as one ensemble, and the control, pa100k-mini's models of this
+  seed and the next (what a second member adds without the PETA data).
 
 Prints Markdown tables; writes ``bench/results/clothing.json``.
 """
@@ -217,12 +219,21 @@ def _seed_rows(pa: Path, peta_train: Path, seeds: Sequence[int], base: Mapping[s
             runs[str(seed)] = _pa100k_held(index, pa_held)
             members[str(seed)].append(Member(name, tuple(dirs[t] for t in shared)))
         out["setups"][name] = runs
-    name = "ensemble of both (shared groups)"
-    out["setups"][name] = {}
-    for seed, pair in members.items():  # every other task as in the runs above: base's, once
-        rest = Member("rest", tuple(d for t, d in base.items() if t not in shared))
-        index = _index([*pair, rest], [r.path for r in pa_held], WORK / "index" / f"ensemble-seed{seed}-pa100k-held")
-        out["setups"][name][seed] = _pa100k_held(index, pa_held)
+    # Two members of equal cost: the setups' models of one seed, and (the control: what a
+    # second member adds without the PETA data) pa100k-mini's models of this seed and the next.
+    keys = list(members)
+    pairs = {"ensemble of both (shared groups)": {k: members[k] for k in keys},
+             "pa100k-mini, this seed and the next as one ensemble": {
+                 k: [members[k][0], members[keys[(i + 1) % len(keys)]][0]] for i, k in enumerate(keys)}}
+    rest = Member("rest", tuple(d for t, d in base.items() if t not in shared))  # every other task: base's, once
+    for name, by_seed in pairs.items():
+        slug = "ensemble" if name.startswith("ensemble") else "control"
+        out["setups"][name] = {}
+        for seed, pair in by_seed.items():
+            if len(keys) < 2 and slug == "control":
+                continue
+            index = _index([*pair, rest], [r.path for r in pa_held], WORK / "index" / f"{slug}-seed{seed}-pa100k-held")
+            out["setups"][name][seed] = _pa100k_held(index, pa_held)
     return out
 
 
@@ -346,6 +357,8 @@ def _print(res: dict) -> None:
         print("| setup | " + " | ".join(f"seed {x}" for x in seeds) + " | mean |")
         print("|---|" + "---:|" * (len(seeds) + 1))
         for n, runs in sd.items():
+            if not runs:
+                continue
             off, snd = ([runs[x][k] for x in seeds] for k in ("official_map@10", "sound_map@10"))
             print(f"| {n} | " + " | ".join(f"{a:.4f} / {b:.4f}" for a, b in zip(off, snd))
                   + f" | {np.mean(off):.4f} / {np.mean(snd):.4f} |")
