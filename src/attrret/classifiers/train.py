@@ -623,8 +623,9 @@ def anchor_member(config: TrainConfig, results: Sequence[TaskResult], schema: Sc
 
     Why: a model trained on the union learns a compromise between the datasets' cameras and
     label conventions: on pa100k-mini's held split the union models ranked below pa100k-mini's
-    own (``bench/clothing.py --seeds``, docs/benchmarks.md, three seeds), and the average of
-    the two above them. ``results``: the union training's.
+    own at each of three seeds, and the average of the two above them in official mAP@10 at
+    each (``bench/clothing.py --seeds``, docs/benchmarks.md). It costs the other dataset's
+    cameras what it gives the anchor's, so it is asked for. ``results``: the union training's.
     """
     first = config.datasets[0]
     specs: dict[str, None] = {}
