@@ -238,6 +238,8 @@ class TaskResult:
     train_images_per_s: float = 0.0
     weights_sha256: str = ""
     skipped: bool = False
+    # Per dataset it learned from (resolved root): its labels per split, as metrics.json records them.
+    datasets: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -628,14 +630,9 @@ def anchor_member(config: TrainConfig, results: Sequence[TaskResult], schema: Sc
     cameras what it gives the anchor's, so it is asked for. ``results``: the union training's.
     """
     first = config.datasets[0]
-    specs: dict[str, None] = {}
-    for r in results:
-        counts = json.loads((Path(r.model_dir) / "metrics.json").read_text()).get("datasets", {})
-        if first in counts and len(counts) > 1:
-            g = schema.task(r.task)
-            specs[f"{g.subject}.{g.family}" if g.family else g.task] = None
+    shared = [schema.task(r.task) for r in results if first in r.datasets and len(r.datasets) > 1]
     member = dataclasses.replace(config, data=first, workdir=str(Path(config.workdir) / MEMBERS_DIR / ANCHOR_MEMBER))
-    return member, tuple(specs)
+    return member, tuple(u.name for u in units_of_groups(shared))
 
 
 def _task_dir(config: TrainConfig, group: Group) -> Path:
@@ -665,7 +662,8 @@ def _already_trained(config: TrainConfig, unit: Unit, resolved: dict, log=lambda
         if not (m.get("complete") and _same_run(m.get("config"), resolved)):
             return None
         done.append(TaskResult(g.task, path.parent, g.classes, m["n_train"], m["n_val"], m["n_holdout"], m["best_epoch"],
-                               m["val"], m.get("holdout"), m["history"], 0.0, 0.0, m.get("weights_sha256", ""), True))
+                               m["val"], m.get("holdout"), m["history"], 0.0, 0.0, m.get("weights_sha256", ""), True,
+                               m.get("datasets", {})))
     log(f"{unit.name}: already trained with this config, skipped (--resume)")
     return done
 
@@ -928,7 +926,7 @@ def save_best(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], inp
             print(f"[rank {d.rank}/{d.world}] {g.task}: weights sha256={digest} best_epoch={best.epoch} "
                   f"val_mA={best.val[g.task]['mA']:.6f}", file=sys.stderr, flush=True)
         results.append(TaskResult(g.task, _task_dir(config, g), g.classes, len(td.train), len(td.val), len(td.holdout), best.epoch,
-                                  best.val[g.task], metrics["holdout"], history, seconds, ips, digest))
+                                  best.val[g.task], metrics["holdout"], history, seconds, ips, digest, datasets=td.counts))
     if d.main:
         last_path.unlink(missing_ok=True)
     return results
