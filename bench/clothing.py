@@ -169,6 +169,11 @@ class ConstraintRelevance(PartialRelevance):
         return True
 
 
+def _slug(setup: str) -> str:
+    """A setup's name as a directory name: ``pa100k-mini + peta-train`` -> ``pa100k-mini_peta-train``."""
+    return setup.replace(" ", "").replace("+", "_").replace(",", "_")
+
+
 def _import(fmt: str, src: Path, out: Path, *extra: str) -> Path:
     if not (out / "import.json").is_file():
         subprocess.run([sys.executable, "-m", "attrret", "data", "import", fmt, str(src), "--out", str(out), "--link",
@@ -179,7 +184,7 @@ def _import(fmt: str, src: Path, out: Path, *extra: str) -> Path:
 def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5) -> tuple[dict[str, Path], float]:
     from attrret.classifiers.train import TrainConfig, train_tasks
 
-    work = WORK / name.replace(" ", "").replace("+", "_").replace(",", "_")
+    work = WORK / _slug(name)
     stamp = work / "bench_train.json"
     print(f"train {name} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
@@ -193,47 +198,43 @@ def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5)
     return {r.task: Path(r.model_dir) for r in results}, seconds
 
 
-def _seed_rows(pa: Path, peta_train: Path, seeds: Sequence[int], base: Mapping[str, Path], pa_held: Sequence) -> dict:
+def _seed_rows(pa: Path, peta_train: Path, peta_groups: set[str], seeds: Sequence[int], base: Mapping[str, Path],
+               pa_held: Sequence) -> dict:
     """Per setup and seed, the pa100k-mini held split scored with the shared Track-2 groups
-    (those both datasets label) trained at that seed, the other tasks from ``base``; and the
-    two setups' models of one seed as one ensemble (predict's per-task mean over members)."""
+    (those both datasets label: ``peta_groups`` are peta-train's) trained at that seed, the
+    other tasks from ``base``; and two members of one seed as one ensemble (module doc)."""
+    from attrret.classifiers.train import TrainConfig, train_tasks
+
     schema = load_schema()
-    peta_groups = {g for r in load_records(peta_train, "train", schema=schema) for g in r.values}
     shared = [g.task for g in schema.pedestrian.groups if g.bits and g.name in peta_groups]
     out: dict = {"tasks": shared, "setups": {}}
     members: dict[str, list[Member]] = {str(seed): [] for seed in seeds}
     for name, data in (("pa100k-mini", (pa,)), ("pa100k-mini + peta-train", (pa, peta_train))):
-        slug = name.replace(" ", "").replace("+", "_")
         runs = {}
         for seed in seeds:
-            from attrret.classifiers.train import TrainConfig, train_tasks
-
-            work = WORK / f"{slug}-seed{seed}"
+            work = WORK / f"{_slug(name)}-seed{seed}"
             print(f"train {name}, seed {seed} ({len(shared)} tasks) ...", file=sys.stderr, flush=True)
             dirs = dict(base)
             for task in shared:
                 r = train_tasks(TrainConfig(task=task, data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
                                             seed=seed, resume=True), progress=False)[0]
                 dirs[task] = Path(r.model_dir)
-            index = _index([Member("m", tuple(dirs.values()))], [r.path for r in pa_held], WORK / "index" / f"{slug}-seed{seed}-pa100k-held")
+            index = _index([Member("m", tuple(dirs.values()))], [r.path for r in pa_held], WORK / "index" / f"{_slug(name)}-seed{seed}-pa100k-held")
             runs[str(seed)] = _pa100k_held(index, pa_held)
             members[str(seed)].append(Member(name, tuple(dirs[t] for t in shared)))
         out["setups"][name] = runs
     # Two members of equal cost: the setups' models of one seed, and (the control: what a
     # second member adds without the PETA data) pa100k-mini's models of this seed and the next.
     keys = list(members)
-    pairs = {"ensemble of both (shared groups)": {k: members[k] for k in keys},
-             "pa100k-mini, this seed and the next as one ensemble": {
-                 k: [members[k][0], members[keys[(i + 1) % len(keys)]][0]] for i, k in enumerate(keys)}}
+    pairs = {("ensemble", "ensemble of both (shared groups)"): members}
+    if len(keys) > 1:
+        pairs[("control", "pa100k-mini, this seed and the next as one ensemble")] = {
+            k: [members[k][0], members[keys[(i + 1) % len(keys)]][0]] for i, k in enumerate(keys)}
     rest = Member("rest", tuple(d for t, d in base.items() if t not in shared))  # every other task: base's, once
-    for name, by_seed in pairs.items():
-        slug = "ensemble" if name.startswith("ensemble") else "control"
-        out["setups"][name] = {}
-        for seed, pair in by_seed.items():
-            if len(keys) < 2 and slug == "control":
-                continue
-            index = _index([*pair, rest], [r.path for r in pa_held], WORK / "index" / f"{slug}-seed{seed}-pa100k-held")
-            out["setups"][name][seed] = _pa100k_held(index, pa_held)
+    for (slug, name), by_seed in pairs.items():
+        out["setups"][name] = {
+            seed: _pa100k_held(_index([*pair, rest], [r.path for r in pa_held], WORK / "index" / f"{slug}-seed{seed}-pa100k-held"), pa_held)
+            for seed, pair in by_seed.items()}
     return out
 
 
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         [Member("union", tuple(union[0].values())), Member("pa100k-mini", tuple(anchor.values()))], union[1] + alone[1])}
     runs = {name: ([Member("m", tuple(dirs.values()))], seconds) for name, (dirs, seconds) in trained.items()} | ensembles
     for name, (members, seconds) in runs.items():
-        slug = name.replace(" ", "").replace("+", "_").replace(",", "_")
+        slug = _slug(name)
         peta_index = _index(members, [r.path for r in peta_records], WORK / "index" / f"{slug}-peta-mini")
         pa_index = _index(members, [r.path for r in pa_held], WORK / "index" / f"{slug}-pa100k-held")
         res["setups"][name] = {
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     if args.seeds:
         seeds = [int(x) for x in args.seeds.split(",")]
-        res["seeds"] = _seed_rows(pa, peta_train, seeds, trained["pa100k-mini"][0], pa_held)
+        res["seeds"] = _seed_rows(pa, peta_train, peta_groups, seeds, trained["pa100k-mini"][0], pa_held)
     _print(res)
     doc = {**json_header("clothing"), "holdout": HOLDOUT, "peta_mini_images": len(peta_records),
            "pa100k_held_images": len(pa_held), "queries": {"dev": DEV, "held-out": HELD}, **res}
@@ -357,8 +358,6 @@ def _print(res: dict) -> None:
         print("| setup | " + " | ".join(f"seed {x}" for x in seeds) + " | mean |")
         print("|---|" + "---:|" * (len(seeds) + 1))
         for n, runs in sd.items():
-            if not runs:
-                continue
             off, snd = ([runs[x][k] for x in seeds] for k in ("official_map@10", "sound_map@10"))
             print(f"| {n} | " + " | ".join(f"{a:.4f} / {b:.4f}" for a, b in zip(off, snd))
                   + f" | {np.mean(off):.4f} / {np.mean(snd):.4f} |")
