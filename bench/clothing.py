@@ -17,7 +17,11 @@ fixed ``holdout_split`` of each dataset, as bench/accuracy.py):
 - ``pa100k-mini + peta-train``: both, ``--data A --data B`` (balanced sampling, ``--data-alpha 0.5``);
 - ``pa100k-mini + peta-train, with a pa100k-mini member``: not trained, the two above as one
   ensemble: the two-dataset models, plus the pa100k-mini models of every group peta-train also
-  labels as a second member (predict averages the members that have a task).
+  labels as a second member (predict averages the members that have a task);
+- ``..., gated``: the same, the pa100k-mini member weighed per image by a domain gate fitted on
+  the two-dataset setup's trunk cache (``attrret.classifiers.train.train_domain_gate``): what
+  ``attrret train --data A --data B`` builds by default (its anchor member is the first
+  dataset's own models of the shared groups, as here).
 
 Measured:
 
@@ -37,9 +41,10 @@ Measured:
   is seen beside the run-to-run spread of one setup. Only the Track-2 groups peta-train labels
   are trained per seed; every other task is the default pa100k-mini setup's seed-0 model in
   both setups (the other Track-2 groups learn from pa100k-mini alone either way):
-  ``<setup>-seed<s>/`` work directories. Two more rows per seed, each two members of equal
-  cost: the two setups' models as one ensemble, and the control, pa100k-mini's models of this
-  seed and the next (what a second member adds without the PETA data).
+  ``<setup>-seed<s>/`` work directories. Three more rows per seed, each two members of equal
+  cost: the two setups' models as one ensemble, the same with the pa100k-mini member gated
+  (the gate fitted on that seed's two-dataset trunk cache and splits), and the control,
+  pa100k-mini's models of this seed and the next (what a second member adds without the PETA data).
 
 Prints Markdown tables; writes ``bench/results/clothing.json``.
 """
@@ -47,6 +52,7 @@ Prints Markdown tables; writes ``bench/results/clothing.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -198,6 +204,14 @@ def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5)
     return {r.task: Path(r.model_dir) for r in results}, seconds
 
 
+def _gate(data: tuple[Path, ...], work: Path, task: str, seed: int = 0) -> Path:
+    """The domain gate of the two-dataset setup trained in ``work`` (its trunk cache, its splits)."""
+    from attrret.classifiers.train import TrainConfig, train_domain_gate
+
+    return train_domain_gate(TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
+                                         seed=seed), task, progress=False)
+
+
 def _seed_rows(pa: Path, peta_train: Path, peta_groups: set[str], seeds: Sequence[int], base: Mapping[str, Path],
                pa_held: Sequence) -> dict:
     """Per setup and seed, the pa100k-mini held split scored with the shared Track-2 groups
@@ -209,6 +223,7 @@ def _seed_rows(pa: Path, peta_train: Path, peta_groups: set[str], seeds: Sequenc
     shared = [g.task for g in schema.pedestrian.groups if g.bits and g.name in peta_groups]
     out: dict = {"tasks": shared, "setups": {}}
     members: dict[str, list[Member]] = {str(seed): [] for seed in seeds}
+    gated: dict[str, list[Member]] = {}
     for name, data in (("pa100k-mini", (pa,)), ("pa100k-mini + peta-train", (pa, peta_train))):
         runs = {}
         for seed in seeds:
@@ -222,11 +237,15 @@ def _seed_rows(pa: Path, peta_train: Path, peta_groups: set[str], seeds: Sequenc
             index = _index([Member("m", tuple(dirs.values()))], [r.path for r in pa_held], WORK / "index" / f"{_slug(name)}-seed{seed}-pa100k-held")
             runs[str(seed)] = _pa100k_held(index, pa_held)
             members[str(seed)].append(Member(name, tuple(dirs[t] for t in shared)))
+            if len(data) > 1:  # the pa100k-mini member weighed by this setup's gate
+                alone, union = members[str(seed)]
+                gated[str(seed)] = [union, dataclasses.replace(alone, domain_gate=_gate(data, work, shared[0], seed))]
         out["setups"][name] = runs
     # Two members of equal cost: the setups' models of one seed, and (the control: what a
     # second member adds without the PETA data) pa100k-mini's models of this seed and the next.
     keys = list(members)
-    pairs = {("ensemble", "ensemble of both (shared groups)"): members}
+    pairs = {("ensemble", "ensemble of both (shared groups)"): members,
+             ("gated", "ensemble of both, the pa100k-mini member gated (the default)"): gated}
     if len(keys) > 1:
         pairs[("control", "pa100k-mini, this seed and the next as one ensemble")] = {
             k: [members[k][0], members[keys[(i + 1) % len(keys)]][0]] for i, k in enumerate(keys)}
@@ -311,8 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     peta_groups = {g for r in load_records(peta_train, "train", schema=schema) for g in r.values}
     union, alone = trained["pa100k-mini + peta-train"], trained["pa100k-mini"]
     anchor = {t: d for t, d in alone[0].items() if schema.task(t).name in peta_groups}
-    ensembles = {"pa100k-mini + peta-train, with a pa100k-mini member": (
-        [Member("union", tuple(union[0].values())), Member("pa100k-mini", tuple(anchor.values()))], union[1] + alone[1])}
+    both = [Member("union", tuple(union[0].values())), Member("pa100k-mini", tuple(anchor.values()))]
+    gate = _gate((pa, peta_train), WORK / _slug("pa100k-mini + peta-train"), next(iter(anchor)))
+    ensembles = {"pa100k-mini + peta-train, with a pa100k-mini member": (both, union[1] + alone[1]),
+                 "pa100k-mini + peta-train, with a gated pa100k-mini member (the default)": (
+                     [both[0], dataclasses.replace(both[1], domain_gate=gate)], union[1] + alone[1])}
     runs = {name: ([Member("m", tuple(dirs.values()))], seconds) for name, (dirs, seconds) in trained.items()} | ensembles
     for name, (members, seconds) in runs.items():
         slug = _slug(name)

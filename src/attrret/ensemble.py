@@ -27,7 +27,7 @@ from attrret.schema import Schema
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Member", "Predictor", "check_columns", "predictor_columns", "task_columns", "model_entries", "TTA_MODES", "TTA_DEFAULT"]
+__all__ = ["DOMAIN_GATE_FILE", "Member", "member_gate", "Predictor", "check_columns", "predictor_columns", "task_columns", "model_entries", "TTA_MODES", "TTA_DEFAULT"]
 
 #: Test-time augmentation by default (``attrret predict`` / ``export onnx`` ``--tta``): ``none``.
 #: Averaging with the mirrored image doubles predict's cost for little: on the held splits
@@ -38,15 +38,29 @@ TTA_DEFAULT = "none"
 TTA_MODES = ("flip", "none")
 
 
+#: Beside a member's ``models/``: its domain gate (:mod:`attrret.classifiers.domain`), which
+#: weighs the member per image by how much the image looks like its training dataset's.
+DOMAIN_GATE_FILE = "domain_gate.json"
+
+
 @dataclass(frozen=True)
 class Member:
-    """One ensemble member: task model dirs (schema order), its weight, and the input sizes its
-    tasks were trained at (several when each subject trained at its own recipe's size)."""
+    """One ensemble member: task model dirs (schema order), its weight, the input sizes its
+    tasks were trained at (several when each subject trained at its own recipe's size), and its
+    domain gate (None: the weight is the same for every image)."""
 
     label: str
     task_dirs: tuple[Path, ...]
     weight: float = 1.0
     img_sizes: tuple[HW, ...] = ()
+    domain_gate: Path | None = None
+
+
+def member_gate(models_root: str | Path) -> Path | None:
+    """The domain gate of the member whose task models are under ``models_root``: the
+    :data:`DOMAIN_GATE_FILE` beside that folder, when there is one."""
+    path = Path(models_root).parent / DOMAIN_GATE_FILE
+    return path if path.is_file() else None
 
 
 def task_columns(tasks: Sequence[str] | None, schema: Schema) -> dict[str, tuple[int, int]]:
@@ -64,11 +78,16 @@ def task_columns(tasks: Sequence[str] | None, schema: Schema) -> dict[str, tuple
 def model_entries(members: Sequence[Member], out: Path, schema: Schema) -> list[dict]:
     """One entry per checkpoint of ``members`` (the index header's ``models``, an export's
     metadata). Paths are recorded resolved, and also relative to ``out`` (``relpath``): a
-    workdir copied or moved with its index finds its own models."""
+    workdir copied or moved with its index finds its own models. A gated member's entries also
+    name its domain gate (``domain_gate``: path, relpath, sha256)."""
     from attrret.classifiers.checkpoint import load_checkpoint  # torch: only when models are read
 
     rows = []
     for i, m in enumerate(members):
+        gate = None
+        if m.domain_gate is not None:
+            g = Path(m.domain_gate).resolve()
+            gate = {"path": str(g), "relpath": os.path.relpath(g, out.resolve()), "sha256": file_sha256(g)}
         for d in m.task_dirs:
             ck = load_checkpoint(d, schema=schema, mmap=True)  # mmap: only the meta is read
             cfg = ck.info.config
@@ -81,6 +100,7 @@ def model_entries(members: Sequence[Member], out: Path, schema: Schema) -> list[
                 # older checkpoints recorded the data path as typed; resolve it once, here
                 "train_data": str(Path(data).resolve()) if isinstance(data, str) and data else None,
                 "holdout": cfg.get("holdout", 0),
+                **({"domain_gate": gate} if gate else {}),
             })
     return rows
 

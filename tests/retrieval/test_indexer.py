@@ -8,8 +8,10 @@ import pytest
 
 from attrret.classifiers.engine import Ensemble
 from attrret.errors import CheckpointError, InputError
+from attrret.io import file_sha256
 from attrret.retrieval.indexer import build_index, check_fresh, find_members, list_gallery
 from attrret.retrieval.index import open_index
+from attrret.schema import load_schema
 
 
 def test_incremental_only_predicts_new_images(trained, tmp_path):
@@ -78,6 +80,115 @@ def test_ensemble_is_the_weighted_mean(trained, tmp_path):
     with pytest.raises(CheckpointError, match="no model set trained at 999x999"):
         find_members(work, img_sizes=[999])
     assert [m.img_sizes for m in find_members(work, img_sizes=[32])] == [((32, 32),)]
+
+
+def _pooled_fronts(models: Path, images, flip: bool = False) -> list[np.ndarray]:
+    """Brute force: the pooled float32 front output of each image and (``flip``) of its mirror."""
+    import torch
+
+    from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
+    from attrret.classifiers.preprocess import load_batch
+
+    ck = load_checkpoint(models / "pedestrian.gender")
+    model = build_classifier(ck).eval()
+    x = load_batch(images, ck.preprocess, ck.info.crop)
+    with torch.no_grad():
+        return [model.front(v).double().mean((2, 3)).numpy() for v in ((x, torch.flip(x, dims=[3])) if flip else (x,))]
+
+
+def _domain_gate(models: Path, out: Path, seed: int, images) -> tuple[Path, "DomainGate"]:
+    """A domain gate on the front of ``models``' checkpoints with random weights, scaled to the
+    images' features so that they get clearly different probabilities, written to ``out``."""
+    from attrret.classifiers.checkpoint import load_checkpoint
+    from attrret.classifiers.domain import DomainGate
+
+    ck = load_checkpoint(models / "pedestrian.gender")
+    feats = _pooled_fronts(models, images)[0]
+    weight = np.random.default_rng(seed).normal(0.0, 3.0 / np.sqrt(feats.shape[1]), feats.shape[1]) / (feats.std(0) + 1e-6)
+    gate = DomainGate(arch=ck.info.backbone.arch, front_hash=ck.info.front_hash, preprocess=ck.preprocess, cut=ck.info.cut,
+                      crop=ck.info.crop, weight=tuple(weight), bias=float(-weight @ feats.mean(0)), datasets=("a", "b"))
+    gate.save(out)
+    return out, gate
+
+
+def _gate_probability(gate, models: Path, images, flip: bool) -> np.ndarray:
+    """Brute force: the gate's logit on each image's pooled front output and (``flip``) on its
+    mirror's, averaged, through the sigmoid."""
+    z = np.mean([p @ np.asarray(gate.weight) + gate.bias for p in _pooled_fronts(models, images, flip)], axis=0)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_gated_member_weighs_each_image_by_its_domain_gate(trained, tmp_path, precision):
+    """A member with ``domain_gate.json`` beside its models weighs ``weight * g(image)``: every
+    column of the ensemble index is ``(1 p_a + 3 g p_b) / (1 + 3 g)`` per row, ``g`` the gate's
+    probability computed by brute force; tasks the gated member lacks are the other member's;
+    router gating gives each row's subject the same columns; the gate is found without flags,
+    recorded in the header, and a changed gate makes the index stale. Both precisions forced."""
+    from attrret.classifiers.runtime import cpu_bf16_is_fast
+    from attrret.precisions import MIXED_TOLERANCE
+
+    data, work = trained
+    other = _shifted_copy(work / "models", tmp_path / "anchor" / "models", seed=1)
+    shutil.rmtree(other / "router")  # the gated member: no router, as the anchor member has none
+    src = data / "test" / "test_images"
+    images = [p for _, p in list_gallery(src)]
+    gate_file, gate = _domain_gate(other, tmp_path / "anchor" / "domain_gate.json", 2, images)
+    tol = 1e-5 if precision == "fp32" else MIXED_TOLERANCE
+
+    def index(name, members, gate_mode="none"):
+        built = build_index(src, tmp_path / name, Ensemble.open(members, precision=precision), progress=False, gate=gate_mode)
+        return open_index(built.path)
+
+    ia = index("a", find_members(None, models=[work / "models"]))
+    ib = index("b", find_members(None, models=[other]))
+    ens = find_members(None, models=[work / "models", other], weights=[1.0, 3.0])
+    assert ens[0].domain_gate is None and ens[1].domain_gate == gate_file
+    ie = index("ens", ens)
+    g = _gate_probability(gate, other, images, ie.header.tta == "flip")[:, None]
+    assert g.min() < 0.2 and g.max() > 0.8  # the gate really weighs images differently
+    for task in ib.header.columns:
+        pa, pb = (np.asarray(i.probs[:, i.cols(task)], np.float64) for i in (ia, ib))
+        assert np.abs(np.asarray(ie.probs[:, ie.cols(task)]) - (pa + 3 * g * pb) / (1 + 3 * g)).max() <= tol, task
+    assert np.array_equal(np.asarray(ie.probs[:, ie.cols("router")]), np.asarray(ia.probs[:, ia.cols("router")]))
+    assert {m["domain_gate"]["sha256"] for m in ie.header.models if m["member"] == 1} == {file_sha256(gate_file)}
+    assert not any("domain_gate" in m for m in ie.header.models if m["member"] == 0)
+    routed = index("routed", ens, "router")
+    kinds = np.asarray(routed.probs[:, routed.cols("router")]).argmax(1)
+    rows = np.flatnonzero(kinds == load_schema().router.classes.index("pedestrian"))
+    assert len(rows)
+    for task in (t for t in ib.header.columns if load_schema().task(t).subject == "pedestrian"):
+        assert np.abs(np.asarray(routed.probs[rows, routed.cols(task)]) - np.asarray(ie.probs[rows, ie.cols(task)])).max() <= (
+            tol if precision == "fp32" or not cpu_bf16_is_fast() else 2 * tol), task
+    check_fresh(ie)
+    gate_file.write_text(gate_file.read_text() + "\n")  # another gate file: another hash
+    with pytest.raises(CheckpointError, match="stale index: .*domain gate"):
+        check_fresh(ie)
+
+
+def test_a_gated_member_alone_is_its_own_models_and_bad_gates_are_refused(trained, tmp_path):
+    """However small its gate's probabilities, a gated member alone predicts what its models do
+    (the gate is floored, so no row has 0 / 0); a gate on a front no model has and an unreadable
+    gate file are each one clear error."""
+    import dataclasses
+
+    from attrret.classifiers.engine import Engine
+
+    data, work = trained
+    src = data / "test" / "test_images"
+    gate_file, gate = _domain_gate(work / "models", tmp_path / "gate.json", 0, [p for _, p in list_gallery(src)])
+    dataclasses.replace(gate, weight=tuple(0.0 for _ in gate.weight), bias=-200.0).save(gate_file)  # sigmoid(-200): 0 in float32
+    [m] = find_members(None, models=[work / "models"])
+    plain = open_index(build_index(src, tmp_path / "plain", Ensemble.open([m], precision="fp32"), progress=False, gate="none").path)
+    alone = open_index(build_index(src, tmp_path / "alone", Ensemble.open([dataclasses.replace(m, domain_gate=gate_file)],
+                                                                           precision="fp32"), progress=False, gate="none").path)
+    assert np.abs(np.asarray(alone.probs) - np.asarray(plain.probs)).max() <= 1e-6
+    dataclasses.replace(gate, front_hash="0" * 20).save(tmp_path / "elsewhere.json")
+    with pytest.raises(CheckpointError, match="reads a front none of the ensemble's models has"):
+        Engine.build([m, dataclasses.replace(m, domain_gate=tmp_path / "elsewhere.json")])
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a readable domain gate"):
+        Engine.build([m, dataclasses.replace(m, domain_gate=tmp_path / "bad.json")])
 
 
 def test_stale_index_refused(trained, tmp_path):

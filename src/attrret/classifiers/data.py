@@ -29,7 +29,7 @@ from attrret.data.splits import fold_split, holdout_split, parse_fold, stratifie
 from attrret.errors import InputError
 from attrret.schema import Group, Schema
 
-__all__ = ["Sample", "TaskData", "labels_for", "load_task_data"]
+__all__ = ["Sample", "TaskData", "labels_for", "load_origin_data", "load_task_data"]
 
 Sample = tuple[str, int]  # (resolved image path, class index)
 
@@ -111,15 +111,7 @@ def load_task_data(
             continue
         train, val, held, sources, counts, origin = [], [], [], [], {}, {}
         for k, (part, items) in enumerate(labelled):
-            if folds:
-                t, v = fold_split(items, folds[0], folds[1], seed)
-                source = f"fold {folds[0]}/{folds[1]} (stratified)"
-            elif part.val is not None:
-                t, v = items, labels_for(part.val, g)
-                source = "val/val_label.txt"
-            else:
-                t, v = stratified_split(items, val_fraction, seed)
-                source = f"stratified {val_fraction:.0%} of train (seed {seed})"
+            t, v, source = _selection_split(items, lambda: labels_for(part.val or [], g), part, folds, val_fraction, seed)
             h = labels_for(part.held, g)
             train += t
             val += v
@@ -131,6 +123,50 @@ def load_task_data(
                                    for part, _ in labelled if part.holdout_source)
         out[g.task] = TaskData(g, train, val, held, "; ".join(sources), holdout_source, counts, origin)
     return out
+
+
+def _selection_split(items: list[Sample], val_items: Callable[[], list[Sample]], part: _Dataset, folds: tuple[int, int] | None,
+                     val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample], str]:
+    """``(train, val, how)``: one dataset's samples split for training and selection (module doc);
+    ``val_items``: its Track-2 ``val`` split's samples, read only when it has one."""
+    if folds:
+        t, v = fold_split(items, folds[0], folds[1], seed)
+        return t, v, f"fold {folds[0]}/{folds[1]} (stratified)"
+    if part.val is not None:
+        return items, val_items(), "val/val_label.txt"
+    t, v = stratified_split(items, val_fraction, seed)
+    return t, v, f"stratified {val_fraction:.0%} of train (seed {seed})"
+
+
+def load_origin_data(
+    data: Sequence[str | Path],
+    subject: str,
+    *,
+    schema: Schema | None = None,
+    holdout: int = 0,
+    holdout_seed: int = 0,
+    fold: str | None = None,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> tuple[list[Sample], list[Sample]]:
+    """``(train, val)``: every ``subject`` image of each dataset, labelled with its dataset's index
+    in ``data`` (what :mod:`attrret.classifiers.domain`'s gate learns), split as the tasks are:
+    each dataset on its own, its held images left out."""
+    folds = parse_fold(fold)
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for k, root in enumerate(Path(d) for d in data):
+        part = _Dataset.read(root, schema=schema, holdout=holdout, holdout_seed=holdout_seed, fold=fold, skip_bad=skip_bad,
+                             on_skip=_warn_skipped if skip_bad else None)
+
+        def mine(records: Sequence[Record]) -> list[Sample]:
+            return [(str(Path(r.path).resolve()), k) for r in records if r.kind == subject]
+
+        t, v, _ = _selection_split(mine(part.pool), lambda: mine(part.val or []), part, folds, val_fraction, seed)
+        train += t
+        val += v
+    return train, val
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,12 @@ What it computes, per batch:
   (:func:`attrret.classifiers.calibration.view_probs`, which training's evaluation and the
   temperature fit also use), whatever precision the front and tails ran in.
 - **Ensemble.** A task's columns are the weighted mean of the probabilities of the members that
-  have it (weights normalised over those members; weight-0 members are not run).
+  have it (weights normalised over those members; weight-0 members are not run). A member with
+  a domain gate (:mod:`attrret.classifiers.domain`) weighs ``weight * P(its dataset | image)``
+  on each image, the gate read from its front's output; each row's weights are then
+  normalised over the members that have the task (a gate's probability is floored at
+  :data:`attrret.classifiers.domain.GATE_FLOOR`, so a row always has weight: a gated member
+  alone is its own models).
 
 Router gating (:meth:`Engine.gated`, ``attrret predict --gate router``): the router's tails run
 on the whole batch first; each image then runs only its own subject's tails, on the features
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +59,7 @@ from torch import nn
 from attrret.geometry import Preprocess
 from attrret.classifiers.calibration import float32_region, view_probs
 from attrret.classifiers.checkpoint import Checkpoint, build_classifier, load_checkpoint
+from attrret.classifiers.domain import DomainGate, DomainGateHead
 from attrret.classifiers.preprocess import channels_last, load_inputs
 from attrret.classifiers.model import Classifier, hash_tensor
 from attrret.classifiers.runtime import Precision, resolve_device, resolve_precision, tune_malloc
@@ -112,9 +118,10 @@ class Engine(nn.Module):
     def __init__(self, *, inputs: Sequence[InputKey], fronts: Sequence[Classifier], front_input: Sequence[int],
                  tails: Sequence[Classifier], tail_front: Sequence[int], temperatures: Sequence[float],
                  tail_share: Sequence[int] | None = None,
-                 combine: dict[str, list[tuple[int, float]]], columns: dict[str, tuple[int, int]],
+                 combine: dict[str, list[tuple[int, float, int]]], columns: dict[str, tuple[int, int]],
                  checkpoints: Sequence[tuple[int, Checkpoint]], router: str | None, kinds: Sequence[str],
-                 subjects: dict[str, str], flip: bool = True) -> None:
+                 subjects: dict[str, str], flip: bool = True,
+                 domains: Sequence[DomainGateHead] = (), domain_front: Sequence[int] = ()) -> None:
         super().__init__()
         self.inputs = tuple(inputs)
         self.fronts = nn.ModuleList(fronts)
@@ -124,7 +131,10 @@ class Engine(nn.Module):
         # (the yes/no groups of a multi-label group share one trained tail: computed once)
         self.tail_share = list(range(len(tails))) if tail_share is None else list(tail_share)
         self.temperatures = [float(t) for t in temperatures]
-        self.combine = {t: list(parts) for t, parts in combine.items()}  # task -> [(tail, weight)], weights summing to 1
+        # task -> [(tail, weight, domain gate or -1)], weights summing to 1 (before the gates)
+        self.combine = {t: list(parts) for t, parts in combine.items()}
+        self.domains = nn.ModuleList(domains)  # the members' domain gates
+        self.domain_front = list(domain_front)  # gate -> the front whose output it reads
         self.columns = dict(columns)
         self.checkpoints = tuple(checkpoints)  # (member, checkpoint), every one, weight-0 members' too
         self.router = router  # the router's task when it is among the columns
@@ -177,13 +187,27 @@ class Engine(nn.Module):
                 tails.append(task_model(ck, base, j == 0).eval())
                 tail_front.append(gi)
                 temps.append(ck.info.temperature)
-        combine = {task: [(tail_of[k], members[mi].weight / wsum[task]) for k, (mi, ck) in enumerate(cks)
+        domains, domain_front, gate_of = [], [], {}  # gate_of: member -> index into domains
+        keys = list(groups)
+        for mi, m in enumerate(members):
+            if m.domain_gate is None or m.weight == 0:
+                continue
+            gate = DomainGate.load(m.domain_gate)
+            g = next((gi for gi, key in enumerate(keys) if key[:5] == gate.front_key()), None)
+            if g is None:
+                raise CheckpointError(f"{m.domain_gate}: the domain gate of {m.label} reads a front none of the ensemble's models has "
+                                      f"({gate.arch}, front {gate.front_hash}, {gate.preprocess.hw}, cut {gate.cut}, crop {gate.crop})")
+            gate_of[mi] = len(domains)
+            domains.append(DomainGateHead(gate))
+            domain_front.append(g)
+        combine = {task: [(tail_of[k], members[mi].weight / wsum[task], gate_of.get(mi, -1)) for k, (mi, ck) in enumerate(cks)
                           if ck.task == task and k in tail_of] for task in columns}
         router = schema.router.task
         subjects = {g.task: g.subject for g in schema.tasks if g.subject in schema.router.classes}
         return cls(inputs=inputs, fronts=fronts, front_input=front_input, tails=tails, tail_front=tail_front,
                    tail_share=tail_share, temperatures=temps, combine=combine, columns=columns, checkpoints=cks,
-                   router=router if router in columns else None, kinds=schema.router.classes, subjects=subjects, flip=flip)
+                   router=router if router in columns else None, kinds=schema.router.classes, subjects=subjects, flip=flip,
+                   domains=domains, domain_front=domain_front)
 
     @property
     def width(self) -> int:
@@ -205,7 +229,8 @@ class Engine(nn.Module):
         feats = [self._front(g, images[i]) for g, i in enumerate(self.front_input)]
         memo: dict = {}
         probs = [self._probs(k, feats[g], memo) for k, g in enumerate(self.tail_front)]
-        return torch.cat([self._mix(task, probs) for task in self.columns], 1)
+        gates = self._gates(lambda g: feats[g])
+        return torch.cat([self._mix(task, probs, gates) for task in self.columns], 1)
 
     def gated(self, *images: torch.Tensor) -> torch.Tensor:
         """The router first, then each image through its own subject's tails only (module doc).
@@ -217,7 +242,7 @@ class Engine(nn.Module):
         for a, b in self.columns.values():
             out[:, a:b] = 1.0 / (b - a)  # the other subject's columns: the uniform distribution
         feats: dict[int, torch.Tensor] = {}  # front -> its output on the whole batch (views stacked)
-        router_tails = [k for k, _ in self.combine[self.router]]
+        router_tails = [k for k, *_ in self.combine[self.router]]
         probs: dict[int, torch.Tensor] = {}
         memo: dict = {}
         for k in router_tails:
@@ -225,7 +250,7 @@ class Engine(nn.Module):
             if g not in feats:
                 feats[g] = self._front(g, images[self.front_input[g]])
             probs[k] = self._probs(k, feats[g], memo)
-        r = self._mix(self.router, probs)
+        r = self._mix(self.router, probs, self._gates(lambda g: feats[g] if g in feats else self._front(g, images[self.front_input[g]])))
         a, b = self.columns[self.router]
         out[:, a:b] = r
         kinds = r.argmax(1)
@@ -235,15 +260,19 @@ class Engine(nn.Module):
             if not rows.numel() or not tasks:
                 continue
             mine: dict[int, torch.Tensor] = {}  # front -> its output on this subject's rows
+
+            def front_rows(g: int) -> torch.Tensor:
+                if g not in mine:
+                    mine[g] = (_rows(feats[g], rows, n, views) if g in feats
+                               else self._front(g, images[self.front_input[g]].index_select(0, rows)))
+                return mine[g]
+
+            gates: dict[int, torch.Tensor] = {}  # this subject's rows' gate probabilities, computed when asked
             for task in tasks:
-                for k, _ in self.combine[task]:
-                    g = self.tail_front[k]
-                    if g not in mine:
-                        mine[g] = (_rows(feats[g], rows, n, views) if g in feats
-                                   else self._front(g, images[self.front_input[g]].index_select(0, rows)))
-                    probs[k] = self._probs(k, mine[g], memo)
+                for k, *_ in self.combine[task]:
+                    probs[k] = self._probs(k, front_rows(self.tail_front[k]), memo)
                 c0, c1 = self.columns[task]
-                out[rows, c0:c1] = self._mix(task, probs)
+                out[rows, c0:c1] = self._mix(task, probs, self._gates(front_rows, gates))
         return out
 
     def _front(self, g: int, x: torch.Tensor) -> torch.Tensor:
@@ -269,11 +298,30 @@ class Engine(nn.Module):
         views = 2 if self.flip else 1
         return view_probs(logits.reshape(views, -1, logits.shape[-1]), self.temperatures[k])
 
-    def _mix(self, task: str, probs: Sequence[torch.Tensor] | dict[int, torch.Tensor]) -> torch.Tensor:
+    def _gates(self, front: Callable[[int], torch.Tensor], memo: dict[int, torch.Tensor] | None = None) -> Callable[[int], torch.Tensor]:
+        """Gate ``j`` -> its ``float32[n, 1]`` probabilities on the rows ``front`` gives each
+        front's output for, computed once when first asked (``memo``)."""
+        memo = {} if memo is None else memo
+        views = 2 if self.flip else 1
+
+        def gate(j: int) -> torch.Tensor:
+            if j not in memo:
+                feats = front(self.domain_front[j])
+                with float32_region(feats.device.type):
+                    memo[j] = self.domains[j](feats, views)
+            return memo[j]
+
+        return gate
+
+    def _mix(self, task: str, probs: Sequence[torch.Tensor] | dict[int, torch.Tensor], gate: Callable[[int], torch.Tensor]) -> torch.Tensor:
+        """Task ``task``'s columns: its members' probabilities, weighted (module doc, "Ensemble")."""
         parts = self.combine[task]
-        if len(parts) == 1 and parts[0][1] == 1.0:
+        if len(parts) == 1 and parts[0][1] == 1.0 and parts[0][2] < 0:
             return probs[parts[0][0]]
-        return sum(w * probs[k] for k, w in parts)
+        if all(j < 0 for _, _, j in parts):
+            return sum(w * probs[k] for k, w, _ in parts)
+        weights = [w * gate(j) if j >= 0 else w for _, w, j in parts]  # per row where gated
+        return sum(wt * probs[k] for (k, _, _), wt in zip(parts, weights)) / sum(weights)
 
     # -- running it on files -----------------------------------------------------------------
 

@@ -53,13 +53,15 @@ from attrret.classifiers.backbones import DEFAULT_BACKBONE, Backbone, create_bac
 from attrret.classifiers.cache import FrontCache, open_or_build
 from attrret.classifiers.calibration import fit_temperature, view_nll, view_probs
 from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_checkpoint
-from attrret.classifiers.data import Sample, TaskData, load_task_data
+from attrret.classifiers.data import Sample, TaskData, load_origin_data, load_task_data
+from attrret.classifiers.domain import DomainGate, accuracy_by_dataset, fit_logistic, pooled
 from attrret.classifiers.preprocess import CROPS, augment_image, channels_last, front_views, load_batch
 from attrret.classifiers.metrics import classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.recipes import MEMBERS_DIR, TaskRecipe, TaskRecipes, default_trainable_blocks, load_recipes
 from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
                                          seed_everything, tune_malloc)
+from attrret.ensemble import DOMAIN_GATE_FILE
 from attrret.errors import AttrretError, OptionError
 from attrret.faults import fault_point
 from attrret.geometry import HW, Preprocess, hw_label, parse_hw, scale_hw
@@ -67,7 +69,7 @@ from attrret.io import atomic_path, atomic_write_text
 from attrret.locks import LOCK_PREFIX, file_lock
 from attrret.schema import Group, Schema, load_schema
 
-__all__ = ["TrainConfig", "TaskResult", "BestEpoch", "Unit", "anchor_member", "train_tasks", "balanced_cross_entropy", "unit_loss"]
+__all__ = ["TrainConfig", "TaskResult", "BestEpoch", "Unit", "anchor_member", "train_domain_gate", "train_tasks", "balanced_cross_entropy", "unit_loss"]
 
 
 TASK_LOCK_PREFIX = LOCK_PREFIX + "train-"  # W/models/.attrret-train-<task>.lock
@@ -633,6 +635,67 @@ def anchor_member(config: TrainConfig, results: Sequence[TaskResult], schema: Sc
     shared = [schema.task(r.task) for r in results if first in r.datasets and len(r.datasets) > 1]
     member = dataclasses.replace(config, data=first, workdir=str(Path(config.workdir) / MEMBERS_DIR / ANCHOR_MEMBER))
     return member, tuple(u.name for u in units_of_groups(shared))
+
+
+def train_domain_gate(config: TrainConfig, task: str, *, schema: Schema | None = None, progress: bool = True) -> Path:
+    """Fit the anchor member's domain gate (:mod:`attrret.classifiers.domain`) and write it beside
+    the member's ``models/`` (``W/members/anchor/domain_gate.json``); returns its path.
+
+    ``config``: the several-dataset training's (its datasets, splits and trunk cache, which this
+    reuses: the front output it reads is the one the union's tasks trained on); ``task``: one of
+    the anchor member's tasks, whose input (size and crop) the gate reads. Predict then weighs
+    the anchor member, per image, by the gate's probability that the image is the first
+    dataset's (:mod:`attrret.classifiers.engine`).
+    """
+    if len(config.datasets) < 2:
+        raise AttrretError("a domain gate needs several --data: it tells the first dataset's images from the others'")
+    schema = schema or load_schema()
+    group = schema.task(task)
+    device = resolve_device(config.device)
+    prec = resolve_precision(config.precision, device)
+    config = dataclasses.replace(config, precision=prec.name)
+    hw, crop = config.task_input(load_recipes(schema).task(task))
+    train, val = load_origin_data(config.datasets, group.subject, schema=schema, holdout=config.holdout,
+                                  holdout_seed=config.holdout_seed, fold=config.fold, val_fraction=config.val_fraction,
+                                  seed=config.seed, skip_bad=config.skip_bad)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True, quiet=not progress)
+    images = _cache_images(config, {}, schema) if config.cache else []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, disable=not progress) as prog:
+        inp = _prepare_input(config, hw, crop, images, device, Dist(), prog, lambda s: console.print(s, highlight=False, markup=False))
+        front = Classifier(inp.backbone.trunk, inp.backbone.feature_dim, 2, inp.n_blocks).to(device).eval()
+
+        def features(samples: Sequence[Sample]) -> np.ndarray:
+            paths = [p for p, _ in samples]
+            if inp.cache is not None:
+                return np.concatenate([pooled(inp.cache.batch(paths[i:i + 512], [0] * len(paths[i:i + 512])).numpy())
+                                       for i in range(0, len(paths), 512)]) if paths else np.zeros((0, 0), np.float32)
+            bar = prog.add_task("domain gate: front", total=len(paths))
+            out = []
+            for i in range(0, len(paths), config.batch_size):
+                chunk = paths[i:i + config.batch_size]
+                out.append(pooled(front_views(front.front, load_batch(chunk, inp.pre, crop), device, prec, flips=False)[0]).cpu().numpy())
+                prog.update(bar, advance=len(chunk))
+            return np.concatenate(out)
+
+        x_train, x_val = features(train), features(val)
+    y_train = np.array([k == 0 for _, k in train], np.float64)
+    weight, bias = fit_logistic(x_train, y_train)
+    gate = DomainGate(arch=inp.backbone.arch, front_hash=front.front_hash(), preprocess=inp.pre, cut=front.cut, crop=crop,
+                      weight=tuple(map(float, weight)), bias=bias, datasets=tuple(str(Path(d).resolve()) for d in config.datasets))
+    metrics = {"train_images": len(train), "val_images": len(val), "precision": prec.name,
+               "train_accuracy": accuracy_by_dataset(gate.probability(x_train), [k for _, k in train], gate.datasets)}
+    if len(val):
+        metrics["val_accuracy"] = accuracy_by_dataset(gate.probability(x_val), [k for _, k in val], gate.datasets)
+    gate = dataclasses.replace(gate, metrics=metrics)
+    out = Path(config.workdir) / MEMBERS_DIR / ANCHOR_MEMBER / DOMAIN_GATE_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    gate.save(out)
+    console.print(f"domain gate {out}: selection accuracy {metrics.get('val_accuracy', metrics['train_accuracy'])}",
+                  highlight=False, markup=False)
+    return out
 
 
 def _task_dir(config: TrainConfig, group: Group) -> Path:

@@ -96,7 +96,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     data_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="With several --data: each epoch draws a dataset's images in proportion to its size to this power (0.5: a dataset 16x larger is drawn 4x as often; 0: all equally; 1: by size).")] = 0.5,
     multitask: Annotated[bool, typer.Option("--multitask", help="One network per model input for all its tasks (a shared tail, one head slice each) instead of one per task: the decoupled method's ablation arm. Written as ordinary per-task models.")] = False,
-    anchor_member: Annotated[bool, typer.Option("--anchor-member", help="With several --data: also train every group the first dataset shares with another on the first dataset alone, as a second ensemble member in W/members/anchor/ (predict averages the two). Measured on pa100k-mini + peta-train: above pa100k-mini alone on its cameras at three seeds of three (official mAP@10), lower on PETA's; docs/benchmarks.md.")] = False,
+    anchor_member: Annotated[bool | None, typer.Option("--anchor-member/--no-anchor-member", show_default="on with several --data", help="With several --data: also train every group the first dataset shares with another on the first dataset alone, as a second ensemble member in W/members/anchor/, with a domain gate (W/members/anchor/domain_gate.json) that weighs it per image by how much the image looks like the first dataset's. Measured on pa100k-mini + peta-train (docs/benchmarks.md): the two-dataset models alone rank pa100k-mini's held split below pa100k-mini's own models; with the gated anchor they rank above them, and PETA's cameras keep the two-dataset models.")] = None,
     recipe: Annotated[Recipe, typer.Option(help="Ensemble members to train: default (one, at the recipes' input sizes), accurate (also a member at 1.25x, in W/members/x1.25/), fast (one at 0.75x). attrret predict finds every member without flags.")] = Recipe.default,
     schema_dir: SchemaDir = None,
 ) -> None:
@@ -104,6 +104,7 @@ def train(
     from attrret.classifiers.recipes import recipe_configs
     from attrret.classifiers.train import TrainConfig, train_tasks
     from attrret.classifiers.train import anchor_member as train_anchor
+    from attrret.classifiers.train import train_domain_gate
 
     schema = resolve_schema(schema_dir)
     config = TrainConfig(
@@ -121,6 +122,8 @@ def train(
 
     if anchor_member and len(config.datasets) < 2:
         raise typer.BadParameter("needs several --data: the anchor member is the first dataset's own", param_hint="--anchor-member")
+    if anchor_member is None:
+        anchor_member = len(config.datasets) > 1
     members = recipe_configs(config, recipe.value)
     for member in members:
         if len(members) > 1 and not quiet:
@@ -133,8 +136,9 @@ def train(
             if not quiet:
                 typer.echo(f"anchor member {anchor.workdir}: {len(specs)} task(s) on {anchor.data} alone", err=True)
             results = [r for spec in specs for r in train_tasks(dataclasses.replace(anchor, task=spec), progress=not quiet, schema=schema)]
-            if int(os.environ.get("RANK", "0")) == 0:
+            if int(os.environ.get("RANK", "0")) == 0 and results:
                 typer.echo(_table(results))
+                train_domain_gate(member, results[0].task, schema=schema, progress=not quiet)
 
 
 def register(app: typer.Typer) -> None:

@@ -125,6 +125,12 @@ class InputRecord(Record):
     crop: Literal[*CROPS] = "full"
 
 
+class GraphGate(Record):
+    """The domain gate of a checkpoint's member (:mod:`attrret.classifiers.domain`), by content hash."""
+
+    sha256: Name
+
+
 class GraphModel(Record):
     """One checkpoint an export was built from (the index header's ``models`` entries come from these)."""
 
@@ -132,6 +138,7 @@ class GraphModel(Record):
     sha256: Name
     member: Count | None = None
     weight: Finite | None = None
+    domain_gate: GraphGate | None = None
 
 
 class GraphMetadata(Record):
@@ -285,8 +292,9 @@ def _build(members: Sequence, log: Callable[[str], None], schema: Schema | None 
     names = _input_names(engine.inputs)
     inputs = tuple(GraphInput(n, pre.height, pre.width, pre.mean, pre.std, crop) for n, (pre, crop) in zip(names, engine.inputs))
     for e, (mi, ck) in zip(entries, engine.checkpoints):
-        for key in ("path", "relpath"):  # where they were on the exporting machine: the hash identifies them
-            e.pop(key, None)
+        for rec in (e, e.get("domain_gate") or {}):
+            for key in ("path", "relpath"):  # where they were on the exporting machine: the hash identifies them
+                rec.pop(key, None)
         e.update({"crop": ck.info.crop, "temperature": ck.info.temperature,
                   "input": names[engine.input_of(ck)] if members[mi].weight else None})
     info = GraphInfo(schema=schema.fingerprint, inputs=inputs, columns=engine.columns,

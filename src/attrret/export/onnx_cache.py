@@ -26,6 +26,7 @@ opens is exported again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -150,7 +151,8 @@ def cached_graphs(ensemble: Ensemble, schema: Schema, *, cache_dir: str | Path |
         require(module)
     entries = ensemble.entries(Path.cwd(), schema)
     blob = json.dumps({"format": FORMAT, "opset": OPSET, "schema": schema.fingerprint, "tta": ensemble.tta,
-                       "models": [[e["member"], e["task"], e["sha256"], e["weight"]] for e in entries]}, sort_keys=True)
+                       "models": [[e["member"], e["task"], e["sha256"], e["weight"], *([e["domain_gate"]["sha256"]] if "domain_gate" in e else [])]
+                                  for e in entries]}, sort_keys=True)
     folder = Path(cache_dir or default_cache_dir()) / "onnx" / hashlib.sha256(blob.encode()).hexdigest()[:24]
     router = schema.router.task
     members: dict[str, list[Member]] = {}
@@ -160,7 +162,7 @@ def cached_graphs(ensemble: Ensemble, schema: Schema, *, cache_dir: str | Path |
         for d in m.task_dirs:
             dirs.setdefault(_part_of(next(tasks), router), []).append(Path(d))
         for part, ds in dirs.items():
-            members.setdefault(part, []).append(Member(m.label, tuple(ds), m.weight, m.img_sizes))
+            members.setdefault(part, []).append(dataclasses.replace(m, task_dirs=tuple(ds)))
     order = ["router", *SUBJECTS]
     parts = {}
     folder.mkdir(parents=True, exist_ok=True)

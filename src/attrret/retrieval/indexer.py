@@ -13,7 +13,11 @@ mean of the probabilities of the members that have that task.
   ``W/*/models`` (e.g. ``W/r320/models`` from ``attrret train --workdir W/r320 --img-size
   320x160``) by the input sizes (H x W) recorded in their checkpoints; an int N is N x N.
 
-``weights`` align with the members in that order (default: equal).
+``weights`` align with the members in that order (default: equal). A member whose models
+folder has a ``domain_gate.json`` beside it (``W/members/anchor/``, from ``attrret train`` on
+several datasets) is weighed per image by that gate (:mod:`attrret.classifiers.domain`); the
+index header records the gate's hash with the member's models, so a changed gate makes the
+index stale like a changed model.
 
 Incremental runs: a row of the existing index is reused when the image's path, size and
 mtime are unchanged and every model (by checkpoint hash), the TTA and the weights are the
@@ -51,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from attrret.classifiers.recipes import MEMBERS_DIR
-from attrret.ensemble import TTA_DEFAULT, Member, Predictor, task_columns
+from attrret.ensemble import TTA_DEFAULT, Member, Predictor, member_gate, task_columns
 from attrret.errors import CheckpointError, InputError
 from attrret.faults import fault_point
 from attrret.geometry import HW, hw_label, parse_hw
@@ -210,7 +214,7 @@ def find_members(
             dirs = tuple(task_model_dirs(m, schema))
             if not dirs:
                 raise CheckpointError(f"{m}: no model.pt here nor in <task>/ subfolders")
-            members.append(Member(str(m), dirs, img_sizes=_img_sizes(dirs, schema)))
+            members.append(Member(str(m), dirs, img_sizes=_img_sizes(dirs, schema), domain_gate=member_gate(m)))
         if wanted:
             members = [m for m in members if set(m.img_sizes) & set(wanted)]
     elif workdir is not None:
@@ -221,10 +225,12 @@ def find_members(
                 raise CheckpointError(f"{w}/models: no trained models (run attrret train --workdir {w}, or give --models)")
             members.append(Member(str(w / "models"), dirs, img_sizes=_img_sizes(dirs, schema)))
             extra = sorted((w / MEMBERS_DIR).glob("*/models")) if (w / MEMBERS_DIR).is_dir() else []
-            members += [Member(str(r), dirs, img_sizes=_img_sizes(dirs, schema)) for r in extra if (dirs := tuple(task_model_dirs(r, schema)))]
+            members += [Member(str(r), dirs, img_sizes=_img_sizes(dirs, schema), domain_gate=member_gate(r))
+                        for r in extra if (dirs := tuple(task_model_dirs(r, schema)))]
         else:
             roots = [w / "models"] + sorted(p / "models" for p in w.iterdir() if p.is_dir() and p.name != "models") if w.is_dir() else []
-            found = [Member(str(r), dirs, img_sizes=_img_sizes(dirs, schema)) for r in roots if (dirs := tuple(task_model_dirs(r, schema)))]
+            found = [Member(str(r), dirs, img_sizes=_img_sizes(dirs, schema), domain_gate=member_gate(r))
+                     for r in roots if (dirs := tuple(task_model_dirs(r, schema)))]
             for hw in wanted:
                 hits = [m for m in found if hw in m.img_sizes]
                 if not hits:
@@ -257,12 +263,15 @@ def check_fresh(index: Index) -> None:
     cameras and times the analyst has since corrected).
     """
     for m in index.header.models:
-        here = [index.path / m["relpath"]] if isinstance(m.get("relpath"), str) else []
-        p = next((c for c in [*here, Path(m["path"])] if c.is_file()), None)
-        if p is not None and file_sha256(p) != m["sha256"]:
-            raise CheckpointError(
-                f"{index.path}: stale index: {m['task']} model {p.resolve()} changed since the index was built; re-run attrret predict"
-            )
+        for what, rec in ((f"{m['task']} model", m), (f"{m['task']} domain gate", m.get("domain_gate"))):
+            if not isinstance(rec, dict):
+                continue
+            here = [index.path / rec["relpath"]] if isinstance(rec.get("relpath"), str) else []
+            p = next((c for c in [*here, *([Path(rec["path"])] if isinstance(rec.get("path"), str) else [])] if c.is_file()), None)
+            if p is not None and file_sha256(p) != rec["sha256"]:
+                raise CheckpointError(
+                    f"{index.path}: stale index: {what} {p.resolve()} changed since the index was built; re-run attrret predict"
+                )
     table = Path(index.header.meta_source) if index.header.meta_source else None
     if table is not None and table.is_file() and file_sha256(table) != index.header.meta_sha256:
         raise CheckpointError(f"{index.path}: stale metadata: {table} changed since the index was built; re-run attrret "
