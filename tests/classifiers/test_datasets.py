@@ -11,7 +11,11 @@ from tiny_classifier_data import make_folder
 
 from attrret.classifiers.checkpoint import load_checkpoint
 from attrret.classifiers.data import load_task_data
+from attrret.classifiers.domain import DomainGate
+from attrret.classifiers.engine import Engine
 from attrret.classifiers.train import TrainConfig, epoch_order, train_tasks
+from attrret.data.records import load_records
+from attrret.ensemble import DOMAIN_GATE_FILE
 from attrret.errors import OptionError
 from attrret.schema import load_schema
 
@@ -65,8 +69,10 @@ def test_two_datasets_with_disjoint_groups_train_one_network_and_record_their_co
 
 
 def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(two, tmp_path):
-    """`attrret train --anchor-member`: the groups the first dataset labels with another train
-    again on it alone in W/members/anchor/, and predict finds both members without flags."""
+    """`attrret train` on several datasets (the anchor member is on by default): the groups the
+    first dataset labels with another train again on it alone in W/members/anchor/, beside a
+    domain gate fitted on both datasets' images; predict finds both members, the anchor gated,
+    without flags. `--no-anchor-member` trains the union only; one dataset has no anchor."""
     from attrret.classifiers.train import anchor_member
     from attrret.cli import main
     from attrret.retrieval.indexer import find_members
@@ -82,7 +88,7 @@ def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(tw
     assert member.datasets == (str(a.resolve()),) and Path(member.workdir) == w / "members" / "anchor"
 
     with pytest.raises(SystemExit) as done:
-        main(["train", "--task", "pedestrian.sleeve", "--data", str(a), "--data", str(b), "--workdir", str(w), "--anchor-member",
+        main(["train", "--task", "pedestrian.sleeve", "--data", str(a), "--data", str(b), "--workdir", str(w),
               "--backbone", "timm:test_efficientnet", "--random-init", "--img-size", "32", "--epochs", "1", "--batch-size", "8",
               "--quiet"])
     assert done.value.code == 0
@@ -90,6 +96,19 @@ def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(tw
     assert list(anchor["datasets"]) == [str(a.resolve())]
     found = find_members(w)
     assert len(found) == 2 and [d.name for d in found[1].task_dirs] == ["pedestrian.sleeve"]
+    assert found[0].domain_gate is None and found[1].domain_gate == w / "members" / "anchor" / DOMAIN_GATE_FILE
+    gate = DomainGate.load(found[1].domain_gate)
+    assert gate.datasets == (str(a.resolve()), str(b.resolve()))
+    n_images = sum(1 for d in (a, b) for r in load_records(d, "train") if r.kind == "pedestrian")
+    assert gate.metrics["train_images"] + gate.metrics["val_images"] == n_images  # every pedestrian of both
+    assert set(gate.metrics["val_accuracy"]) == set(gate.datasets)
+    engine = Engine.build(found)
+    assert len(engine.domains) == 1 and engine.combine["pedestrian.sleeve"][1][2] == 0  # the anchor's tail, gated
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--task", "pedestrian.sleeve", "--data", str(a), "--data", str(b), "--workdir", str(tmp_path / "union"),
+              "--no-anchor-member", "--backbone", "timm:test_efficientnet", "--random-init", "--img-size", "32", "--epochs", "1",
+              "--batch-size", "8", "--quiet"])
+    assert done.value.code == 0 and not (tmp_path / "union" / "members").exists()
     with pytest.raises(SystemExit) as done:  # one dataset has no anchor to add
         main(["train", "--task", "pedestrian.sleeve", "--data", str(a), "--workdir", str(tmp_path / "one"), "--anchor-member", "--quiet"])
     assert done.value.code == 2 and not (tmp_path / "one").exists()

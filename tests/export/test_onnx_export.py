@@ -22,7 +22,7 @@ from attrret.classifiers.engine import Ensemble
 from attrret.ensemble import predictor_columns
 from attrret.retrieval.indexer import build_index, check_fresh, file_sha256, find_members
 from attrret.schema import load_schema
-from tests.retrieval.conftest import cli
+from tests.retrieval.conftest import cli, write_domain_gate
 
 TOL = 1e-4
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "onnx.md"
@@ -137,6 +137,25 @@ def test_weighted_ensemble_matches_predict(geo_workdir, tmp_path):
     single, _ = torch_probs(members[:1], paths)
     assert np.abs(want[:, slice(*columns["router"])] - single).max() > 0.01  # the second router matters
     assert np.abs(graph_probs(graph, paths, progress=False) - want).max() <= TOL
+
+
+def test_a_gated_member_exports_with_its_gate(geo_workdir, tmp_path):
+    """A member weighed per image by a domain gate: the graph computes the gate too, so it
+    matches predict (and not the ungated ensemble); its metadata records the gate's hash."""
+    import dataclasses
+
+    data, w = geo_workdir
+    other = _shifted(w / "models", tmp_path / "anchor" / "models", seed=5)
+    gate_file, _ = write_domain_gate(other / "pedestrian.gender", tmp_path / "anchor" / "domain_gate.json", 1, images(data))
+    members = find_members(None, [w / "models" / "pedestrian.gender", other / "pedestrian.gender"])
+    members[1] = dataclasses.replace(members[1], domain_gate=gate_file)  # a lone task dir: its gate given by hand
+    export_onnx(members, tmp_path / "g.onnx", log=lambda s: None)
+    graph = open_graph(tmp_path / "g.onnx")
+    assert [m.get("domain_gate") for m in graph.info.models] == [None, {"sha256": file_sha256(gate_file)}]
+    want, _ = torch_probs(members, images(data))
+    plain, _ = torch_probs([members[0], dataclasses.replace(members[1], domain_gate=None)], images(data))
+    assert np.abs(want - plain).max() > 0.01  # the gate matters
+    assert np.abs(graph_probs(graph, images(data), progress=False) - want).max() <= TOL
 
 
 def test_checkpoint_temperature_divides_the_logits(geo_workdir, tmp_path):

@@ -1,12 +1,18 @@
 """Helpers: small real indexes written with write_index."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from attrret.retrieval.index import IndexHeader, write_index
 from attrret.schema import load_schema
+
+if TYPE_CHECKING:
+    from attrret.classifiers.domain import DomainGate
 
 
 def make_index(path: Path, rows: dict[str, dict[str, list[float]]], tasks=None):
@@ -26,6 +32,36 @@ def make_index(path: Path, rows: dict[str, dict[str, list[float]]], tasks=None):
                          tta="flip", weights=(1.0,))
     files = [{"path": n, "size": 0, "mtime_ns": 0} for n in rows]
     return write_index(path, probs, list(rows), files, header)
+
+
+def pooled_fronts(checkpoint: Path, images, flip: bool = False) -> list[np.ndarray]:
+    """Brute force: the pooled float32 front output of ``checkpoint``'s model for each image and
+    (``flip``) its mirror."""
+    import torch
+
+    from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
+    from attrret.classifiers.preprocess import load_batch
+
+    ck = load_checkpoint(checkpoint)
+    model = build_classifier(ck).eval()
+    x = load_batch(images, ck.preprocess, ck.info.crop)
+    with torch.no_grad():
+        return [model.front(v).double().mean((2, 3)).numpy() for v in ((x, torch.flip(x, dims=[3])) if flip else (x,))]
+
+
+def write_domain_gate(checkpoint: Path, out: Path, seed: int, images) -> tuple[Path, DomainGate]:
+    """A domain gate on the front of ``checkpoint`` with random weights, scaled to the images'
+    features so that they get clearly different probabilities, written to ``out``."""
+    from attrret.classifiers.checkpoint import load_checkpoint
+    from attrret.classifiers.domain import DomainGate
+
+    ck = load_checkpoint(checkpoint)
+    feats = pooled_fronts(checkpoint, images)[0]
+    weight = np.random.default_rng(seed).normal(0.0, 3.0 / np.sqrt(feats.shape[1]), feats.shape[1]) / (feats.std(0) + 1e-6)
+    gate = DomainGate(arch=ck.info.backbone.arch, front_hash=ck.info.front_hash, preprocess=ck.preprocess, cut=ck.info.cut,
+                      crop=ck.info.crop, weight=tuple(weight), bias=float(-weight @ feats.mean(0)), datasets=("a", "b"))
+    gate.save(out)
+    return out, gate
 
 
 @pytest.fixture

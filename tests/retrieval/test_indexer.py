@@ -12,6 +12,7 @@ from attrret.io import file_sha256
 from attrret.retrieval.indexer import build_index, check_fresh, find_members, list_gallery
 from attrret.retrieval.index import open_index
 from attrret.schema import load_schema
+from tests.retrieval.conftest import pooled_fronts, write_domain_gate
 
 
 def test_incremental_only_predicts_new_images(trained, tmp_path):
@@ -82,39 +83,10 @@ def test_ensemble_is_the_weighted_mean(trained, tmp_path):
     assert [m.img_sizes for m in find_members(work, img_sizes=[32])] == [((32, 32),)]
 
 
-def _pooled_fronts(models: Path, images, flip: bool = False) -> list[np.ndarray]:
-    """Brute force: the pooled float32 front output of each image and (``flip``) of its mirror."""
-    import torch
-
-    from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
-    from attrret.classifiers.preprocess import load_batch
-
-    ck = load_checkpoint(models / "pedestrian.gender")
-    model = build_classifier(ck).eval()
-    x = load_batch(images, ck.preprocess, ck.info.crop)
-    with torch.no_grad():
-        return [model.front(v).double().mean((2, 3)).numpy() for v in ((x, torch.flip(x, dims=[3])) if flip else (x,))]
-
-
-def _domain_gate(models: Path, out: Path, seed: int, images) -> tuple[Path, "DomainGate"]:
-    """A domain gate on the front of ``models``' checkpoints with random weights, scaled to the
-    images' features so that they get clearly different probabilities, written to ``out``."""
-    from attrret.classifiers.checkpoint import load_checkpoint
-    from attrret.classifiers.domain import DomainGate
-
-    ck = load_checkpoint(models / "pedestrian.gender")
-    feats = _pooled_fronts(models, images)[0]
-    weight = np.random.default_rng(seed).normal(0.0, 3.0 / np.sqrt(feats.shape[1]), feats.shape[1]) / (feats.std(0) + 1e-6)
-    gate = DomainGate(arch=ck.info.backbone.arch, front_hash=ck.info.front_hash, preprocess=ck.preprocess, cut=ck.info.cut,
-                      crop=ck.info.crop, weight=tuple(weight), bias=float(-weight @ feats.mean(0)), datasets=("a", "b"))
-    gate.save(out)
-    return out, gate
-
-
 def _gate_probability(gate, models: Path, images, flip: bool) -> np.ndarray:
     """Brute force: the gate's logit on each image's pooled front output and (``flip``) on its
     mirror's, averaged, through the sigmoid."""
-    z = np.mean([p @ np.asarray(gate.weight) + gate.bias for p in _pooled_fronts(models, images, flip)], axis=0)
+    z = np.mean([p @ np.asarray(gate.weight) + gate.bias for p in pooled_fronts(models / "pedestrian.gender", images, flip)], axis=0)
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -133,7 +105,7 @@ def test_a_gated_member_weighs_each_image_by_its_domain_gate(trained, tmp_path, 
     shutil.rmtree(other / "router")  # the gated member: no router, as the anchor member has none
     src = data / "test" / "test_images"
     images = [p for _, p in list_gallery(src)]
-    gate_file, gate = _domain_gate(other, tmp_path / "anchor" / "domain_gate.json", 2, images)
+    gate_file, gate = write_domain_gate(other / "pedestrian.gender", tmp_path / "anchor" / "domain_gate.json", 2, images)
     tol = 1e-5 if precision == "fp32" else MIXED_TOLERANCE
 
     def index(name, members, gate_mode="none"):
@@ -176,7 +148,7 @@ def test_a_gated_member_alone_is_its_own_models_and_bad_gates_are_refused(traine
 
     data, work = trained
     src = data / "test" / "test_images"
-    gate_file, gate = _domain_gate(work / "models", tmp_path / "gate.json", 0, [p for _, p in list_gallery(src)])
+    gate_file, gate = write_domain_gate(work / "models" / "pedestrian.gender", tmp_path / "gate.json", 0, [p for _, p in list_gallery(src)])
     dataclasses.replace(gate, weight=tuple(0.0 for _ in gate.weight), bias=-200.0).save(gate_file)  # sigmoid(-200): 0 in float32
     [m] = find_members(None, models=[work / "models"])
     plain = open_index(build_index(src, tmp_path / "plain", Ensemble.open([m], precision="fp32"), progress=False, gate="none").path)
