@@ -174,6 +174,9 @@ def test_a_multi_label_group_trains_as_one_unit_from_the_dataset_that_labels_it(
     dirs = [r.model_dir for r in results]
     cks = [load_checkpoint(d) for d in dirs]
     assert all(list(ck.meta["datasets"]) == [str(coloured.resolve())] for ck in cks)  # only B labels them
+    history = json.loads((Path(dirs[0]) / "metrics.json").read_text())["history"]
+    assert all("val_ap" in h for h in history)  # a colour is selected by the average precision of P(yes)
+    assert all(r.val.get("ap") is None or 0 <= r.val["ap"] <= 1 for r in results) and any("ap" in r.val for r in results)
     engine = Engine.build([Member("m", tuple(dirs))], schema, flip=False)
     base = engine.fronts[0]
     assert len({tail_digest(ck, base) for ck in cks}) == 1  # one trained tail, eleven heads

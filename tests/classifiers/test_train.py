@@ -209,6 +209,49 @@ def test_best_epoch_is_a_typed_record():
     assert again.epoch == 0 and again.mA == 0.5 and again.val == val and torch.equal(again.state["head.bias"], torch.zeros(2))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_average_precision_is_the_mean_precision_at_each_relevant_rank(seed):
+    """By its definition, against brute force over a ranked list: a perfect ranking scores 1,
+    a reversed one the minimum, and only the order of the scores matters."""
+    import numpy as np
+
+    from attrret.classifiers.metrics import average_precision
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 40))
+    relevant = rng.random(n) < 0.3
+    relevant[0] = True
+    scores = rng.random(n)
+    order = np.argsort(-scores, kind="stable")
+    hits, precisions = 0, []
+    for rank, i in enumerate(order, 1):
+        if relevant[i]:
+            hits += 1
+            precisions.append(hits / rank)
+    assert average_precision(relevant, scores) == pytest.approx(np.mean(precisions))
+    assert average_precision(relevant, relevant.astype(float)) == 1.0
+    assert average_precision(relevant, np.exp(3 * scores)) == pytest.approx(average_precision(relevant, scores))
+    assert average_precision(np.zeros(n, bool), scores) is None
+
+
+def test_a_colour_unit_is_selected_by_average_precision_and_every_other_by_ma():
+    """unit_score: a multi-label group's yes/no tasks (only ever ranked) by their mean AP, tasks
+    whose selection split has no "yes" left out; any other unit by its tasks' mean mA."""
+    from attrret.classifiers.train import Unit, unit_score
+
+    schema = load_schema()
+    colours = Unit(tuple(g for g in schema.pedestrian.groups if g.family == "upper_color"))
+    assert colours.ranked and len(colours.groups) > 2
+    val = {t: {"mA": 0.5, "ap": ap} for t, ap in zip(colours.tasks, [0.9, 0.5, None, *[0.7] * (len(colours.tasks) - 3)])}
+    aps = [0.9, 0.5, *[0.7] * (len(colours.tasks) - 3)]
+    assert unit_score(colours, val) == pytest.approx(sum(aps) / len(aps))
+    gender = Unit((schema.task("pedestrian.gender"),))
+    assert not gender.ranked and unit_score(gender, {"pedestrian.gender": {"mA": 0.8}}) == 0.8
+    both = Unit((schema.task("pedestrian.gender"), colours.groups[0]))
+    assert not both.ranked  # a multitask unit holding a colour and another group: by mA
+    assert unit_score(both, {"pedestrian.gender": {"mA": 0.8}, colours.tasks[0]: {"mA": 0.6, "ap": 0.1}}) == pytest.approx(0.7)
+
+
 @pytest.mark.parametrize("change, says", [
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"device": "cuda:x"}, "unknown device"),

@@ -1,10 +1,11 @@
-"""Accuracy and mA (mean per-class recall, the pedestrian-attribute literature's metric)."""
+"""Accuracy and mA (mean per-class recall, the pedestrian-attribute literature's metric), and the
+average precision of a ranking (what a yes/no group that is only ever ranked is selected by)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["classification_metrics"]
+__all__ = ["average_precision", "classification_metrics"]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...] | list[str]) -> dict:
@@ -29,3 +30,15 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tupl
         "recall": recall,
         "support": support,
     }
+
+
+def average_precision(relevant: np.ndarray, scores: np.ndarray) -> float | None:
+    """Average precision of ranking the items by ``scores``, highest first: the mean, over the
+    relevant items, of the precision at each one's rank (ties keep the input order). None when
+    no item is relevant."""
+    relevant = np.asarray(relevant, bool)
+    if not relevant.any():
+        return None
+    hits = relevant[np.argsort(-np.asarray(scores, np.float64), kind="stable")]
+    ranks = np.flatnonzero(hits) + 1
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))

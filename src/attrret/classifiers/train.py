@@ -10,7 +10,8 @@ and each task's checkpoint records how many labels each dataset gave it.
 
 Per unit: label smoothing, AdamW (weight decay 1e-5), linear warm-up then cosine, bf16
 autocast on AVX-512 CPUs / fp16 AMP on GPU, optional inverse-frequency class weights and EMA,
-per-epoch accuracy and mA on each task's selection split, best epoch (by mean mA) kept, then
+per-epoch accuracy and mA on each task's selection split, best epoch (by mean mA; a colour's
+yes/no groups by mean average precision, :func:`unit_score`) kept, then
 each task's softmax temperature fitted on its selection split (calibration.py) and stored with
 it. Everything random derives from ``(seed, unit, epoch)``, so a run is reproducible and
 ``--resume`` after an interruption continues exactly where the last finished epoch left off.
@@ -56,7 +57,7 @@ from attrret.classifiers.checkpoint import FRONT_PRETRAINED, front_record, save_
 from attrret.classifiers.data import Sample, TaskData, load_origin_data, load_task_data
 from attrret.classifiers.domain import DomainGate, accuracy_by_dataset, fit_logistic, pooled
 from attrret.classifiers.preprocess import CROPS, augment_image, channels_last, front_views, load_batch
-from attrret.classifiers.metrics import classification_metrics
+from attrret.classifiers.metrics import average_precision, classification_metrics
 from attrret.classifiers.model import Classifier
 from attrret.classifiers.recipes import MEMBERS_DIR, TaskRecipe, TaskRecipes, default_trainable_blocks, load_recipes
 from attrret.classifiers.runtime import (PRECISIONS, Dist, autocast, barrier, grad_scaler, init_dist, resolve_device, resolve_precision,
@@ -337,7 +338,7 @@ def _predict(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], b
 
 
 def _summary(m: dict) -> dict:
-    return {"accuracy": m["accuracy"], "mA": m["mA"], "n": m["n"]}
+    return {"accuracy": m["accuracy"], "mA": m["mA"], "n": m["n"], **({"ap": m["ap"]} if "ap" in m else {})}
 
 
 # --------------------------------------------------------------------------- main entry
@@ -378,6 +379,26 @@ class Unit:
     @property
     def n_classes(self) -> int:
         return sum(len(g.classes) for g in self.groups)
+
+    @property
+    def ranked(self) -> bool:
+        """Whether every task is a yes/no group of a multi-label group (a colour): such a group
+        is only ever ranked by P(yes), never read by its argmax, so its epoch is selected by
+        the average precision of that ranking (:func:`unit_score`)."""
+        return all(g.family and "yes" in g.classes for g in self.groups)
+
+
+def unit_score(unit: Unit, val: dict[str, dict]) -> float:
+    """The selection score of one epoch: the mean over the unit's tasks of their selection mA,
+    or, for a :attr:`Unit.ranked` unit, of their average precision of P(yes) (tasks whose
+    selection split has no "yes" are left out). The argmax of a rare colour says "no" as the
+    model grows sure, so its mA falls while its ranking improves: on peta-train's selection
+    split the upper-body colours' mean mA peaked at epoch 2 of 16."""
+    if unit.ranked:
+        aps = [v["ap"] for v in val.values() if v.get("ap") is not None]
+        if aps:
+            return float(np.mean(aps))
+    return float(np.mean([v["mA"] for v in val.values()]))
 
 
 def units_of_groups(groups: Sequence[Group]) -> list[Unit]:
@@ -531,12 +552,13 @@ def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[s
 
 @dataclass(frozen=True)
 class BestEpoch:
-    """The epoch kept so far: the best selection-split mA, averaged over the unit's tasks (every
-    epoch beats the last when there is no selection split). ``val``: each task's selection
+    """The epoch kept so far: the best selection score (:func:`unit_score`: the selection-split
+    mA, or a colour's average precision, averaged over the unit's tasks; every epoch beats the
+    last when there is no selection split). ``val``: each task's selection
     metrics at that epoch; ``state``: that epoch's :meth:`Classifier.tail_state_dict`."""
 
     epoch: int = -1
-    mA: float = -1.0
+    mA: float = -1.0  # the score (unit_score), mA for every unit but the ranked ones
     val: dict[str, dict] | None = None
     state: dict[str, torch.Tensor] | None = None
 
@@ -900,10 +922,12 @@ def run_epoch(run: _UnitRun, config: TrainConfig, data: dict[str, TaskData], epo
             dist.broadcast(b, 0)
     val = _evaluate(run.eval_model, run.inputs, run.unit, data, "val", config)
     mean_ma = float(np.mean([v["mA"] for v in val.values()]))
+    score = unit_score(run.unit, val)
     run.history.append({"epoch": epoch, "loss": mean_loss, "lr": run.sched.get_last_lr()[0], "seconds": epoch_seconds,
-                        "val_mA": mean_ma, "val": {t: _summary(v) for t, v in val.items()}})
-    if run.best.beaten_by(mean_ma, any(data[t].val for t in run.unit.tasks)):
-        run.best = BestEpoch(epoch, mean_ma, val, run.eval_model.tail_state_dict())
+                        "val_mA": mean_ma, **({"val_ap": score} if run.unit.ranked else {}),
+                        "val": {t: _summary(v) for t, v in val.items()}})
+    if run.best.beaten_by(score, any(data[t].val for t in run.unit.tasks)):
+        run.best = BestEpoch(epoch, score, val, run.eval_model.tail_state_dict())
     run.next_epoch = epoch + 1
 
 
@@ -922,12 +946,17 @@ def _split_logits(model: Classifier, inputs: _Inputs, unit: Unit, data: dict[str
 def _evaluate(model: Classifier, inputs: _Inputs, unit: Unit, data: dict[str, TaskData], split: str,
               config: TrainConfig) -> dict[str, dict]:
     """Per task, accuracy and mA on its ``split`` images (the flip-averaged softmax, as training's
-    evaluation has always computed it: :func:`calibration.view_probs`)."""
+    evaluation has always computed it: :func:`calibration.view_probs`), and for a
+    :attr:`Unit.ranked` unit the average precision of P(yes) (``ap``, None without a yes)."""
     out = {}
     for g, logits in zip(unit.groups, _split_logits(model, inputs, unit, data, split, config).values()):
         items = getattr(data[g.task], split)
-        pred = view_probs(torch.from_numpy(logits)).numpy().argmax(1) if items else np.zeros(0, int)
-        out[g.task] = classification_metrics(np.array([y for _, y in items], dtype=int), pred, g.classes)
+        probs = view_probs(torch.from_numpy(logits)).numpy() if items else np.zeros((0, len(g.classes)), np.float32)
+        truth = np.array([y for _, y in items], dtype=int)
+        out[g.task] = classification_metrics(truth, probs.argmax(1), g.classes)
+        if unit.ranked:
+            yes = g.index("yes")
+            out[g.task]["ap"] = average_precision(truth == yes, probs[:, yes])
     return out
 
 
