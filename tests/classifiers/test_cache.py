@@ -67,3 +67,29 @@ def test_over_budget_is_bypassed_with_a_message(setup, tmp_path):
     assert _open(bb, model, images, tmp_path, logs, budget=10) is None
     assert any("bypassed" in m and "--cache-budget-gb" in m for m in logs)
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_subset_reads_the_cache_of_its_superset_unless_an_image_changed(setup, tmp_path, monkeypatch):
+    """The anchor member's images inside the several-dataset run's: read from that cache, no
+    front computed; a changed image of the subset makes it compute its own (never stale)."""
+    bb, model, images = setup
+    logs: list[str] = []
+    whole = _open(bb, model, images, tmp_path, logs)
+    calls = []
+    real = Classifier.front
+    monkeypatch.setattr(Classifier, "front", lambda self, x: calls.append(len(x)) or real(self, x))
+    part = _open(bb, model, images[1:4], tmp_path, logs)
+    assert part.reused and calls == [1] and set(part.rows) == set(images[1:4])  # [1]: the output-shape probe only
+    assert np.array_equal(part.batch(images[1:4], [0, 1, 0]).numpy(), whole.batch(images[1:4], [0, 1, 0]).numpy())
+    assert any("3 of its 6 images" in m for m in logs)
+    os.utime(images[2], ns=(5, 5))
+    fresh = _open(bb, model, images[1:4], tmp_path, logs)
+    assert not fresh.reused and sum(calls) > 2 and set(fresh.rows) == set(images[1:4])
+
+
+def test_the_members_of_one_run_share_its_cache():
+    from attrret.classifiers.train import cache_root
+
+    assert cache_root("/w") == Path("/w")
+    assert cache_root("/w/members/anchor") == Path("/w") and cache_root("/w/members/x1.25") == Path("/w")
+    assert cache_root("/w/other/anchor") == Path("/w/other/anchor")

@@ -94,6 +94,7 @@ def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(tw
     assert done.value.code == 0
     anchor = json.loads((w / "members" / "anchor" / "models" / "pedestrian.sleeve" / "metrics.json").read_text())
     assert list(anchor["datasets"]) == [str(a.resolve())]
+    assert not (w / "members" / "anchor" / "cache").exists()  # it read the run's trunk cache
     found = find_members(w)
     assert len(found) == 2 and [d.name for d in found[1].task_dirs] == ["pedestrian.sleeve"]
     assert found[0].domain_gate is None and found[1].domain_gate == w / "members" / "anchor" / DOMAIN_GATE_FILE

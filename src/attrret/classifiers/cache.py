@@ -7,7 +7,10 @@ the key hashes everything the output depends on: rebuildable architecture, the f
 tensors (so a changed or random init can never match), resolution, cut point, crop and
 normalisation (the input's H x W among them). Each image set gets its own file beside a manifest listing every image with
 its size and mtime; a manifest that does not match the files on disk is rebuilt, so the
-cache is never stale. Files are written to a temporary name and renamed, manifest last.
+cache is never stale. An image set contained in one already cached under the same key (the
+anchor member's one dataset inside the several-dataset run's images) reads that file, its
+images' sizes and mtimes checked the same way, instead of computing the front again. Files
+are written to a temporary name and renamed, manifest last.
 
 Views: 0 = the image, 1 = its horizontal flip (the augmentation the cache keeps; random
 crops and colour jitter would need a fresh forward each epoch, which is the cost the cache
@@ -16,6 +19,7 @@ removes -- the on-the-fly path keeps them when the cache is off or over budget).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -65,6 +69,27 @@ def cache_key(arch: str, front_hash: str, pre: Preprocess, cut: int, crop: str, 
 def front_shape(model: Classifier, pre: Preprocess) -> tuple[int, ...]:
     with torch.no_grad():
         return tuple(model.front(torch.zeros(1, 3, *pre.hw)).shape[1:])
+
+
+def _superset(directory: Path, key: str, shape: tuple[int, ...], stats: list[list]) -> FrontCache | None:
+    """A valid cache under ``directory`` holding every image of ``stats`` (unchanged since it
+    was cached), else None."""
+    if not directory.is_dir():
+        return None
+    for manifest_path in sorted(directory.glob("*.json")):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            if manifest.get("key") != key or manifest.get("shape") != list(shape):
+                continue
+            have = {row[0]: (i, row) for i, row in enumerate(manifest["images"])}
+            if not all(s[0] in have and have[s[0]][1] == s for s in stats):
+                continue
+            feats = np.load(manifest_path.with_suffix(".npy"), mmap_mode="r")
+        except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError):
+            continue  # damaged or another format: not this one
+        if feats.shape == (len(have), VIEWS, *shape):
+            return FrontCache(directory, feats, {p: i for p, (i, _) in have.items()}, reused=True)
+    return None
 
 
 def _stat(path: str) -> list:
@@ -130,6 +155,10 @@ def open_or_build(
                 return FrontCache(directory, feats, {p: i for i, p in enumerate(paths)}, reused=True)
         else:
             log(f"trunk cache stale (images changed), rebuilding: {directory}")
+    superset = _superset(directory, key, shape, stats)
+    if superset is not None:
+        log(f"trunk cache reused: {directory} ({len(paths)} of its {len(superset.rows)} images)")
+        return dataclasses.replace(superset, rows={p: superset.rows[p] for p in paths})
     if not build:
         raise RuntimeError(f"trunk cache {manifest_path} missing or stale")
     directory.mkdir(parents=True, exist_ok=True)

@@ -510,6 +510,14 @@ def _cache_images(config: TrainConfig, data: dict[str, TaskData], schema: Schema
                      for r in load_records(root, "all", schema=schema, skip_bad=True, decode=config.skip_bad)})
 
 
+def cache_root(workdir: str | Path) -> Path:
+    """Where a training keeps its trunk cache (``<root>/cache/``): the workdir, or for an extra
+    ensemble member (``W/members/NAME``) the run's own workdir W, so the members of one run share
+    one cache (the anchor member reads the several-dataset run's front outputs)."""
+    w = Path(workdir)
+    return w.parent.parent if w.parent.name == MEMBERS_DIR else w
+
+
 def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[str], device: torch.device, d: Dist,
                    prog, log, need_cache: Callable[[_SharedInput], bool] = lambda inp: True) -> _SharedInput:
     """Build the backbone for input size ``hw`` and open (or build) its trunk cache for ``crop``,
@@ -538,7 +546,7 @@ def _prepare_input(config: TrainConfig, hw: HW | None, crop: str, images: list[s
             done = prog.tasks[bar].completed + n
             prog.update(bar, advance=n, ips=done / max(1e-9, time.perf_counter() - t0))
 
-        kwargs = dict(arch=backbone.arch, pre=backbone.preprocess, crop=crop, images=images, workdir=Path(config.workdir),
+        kwargs = dict(arch=backbone.arch, pre=backbone.preprocess, crop=crop, images=images, workdir=cache_root(config.workdir),
                       device=device, precision=config.precision, batch_size=config.batch_size,
                       budget_bytes=int(config.cache_budget_gb * 2**30), log=log, progress=advance)
         if d.main:
