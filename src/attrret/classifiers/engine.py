@@ -245,12 +245,15 @@ class Engine(nn.Module):
         router_tails = [k for k, *_ in self.combine[self.router]]
         probs: dict[int, torch.Tensor] = {}
         memo: dict = {}
-        for k in router_tails:
-            g = self.tail_front[k]
+
+        def front_all(g: int) -> torch.Tensor:
             if g not in feats:
                 feats[g] = self._front(g, images[self.front_input[g]])
-            probs[k] = self._probs(k, feats[g], memo)
-        r = self._mix(self.router, probs, self._gates(lambda g: feats[g] if g in feats else self._front(g, images[self.front_input[g]])))
+            return feats[g]
+
+        for k in router_tails:
+            probs[k] = self._probs(k, front_all(self.tail_front[k]), memo)
+        r = self._mix(self.router, probs, self._gates(front_all))
         a, b = self.columns[self.router]
         out[:, a:b] = r
         kinds = r.argmax(1)
