@@ -36,6 +36,9 @@ Measured:
   gallery is ranked). Official and sound mAP@10 (``attrret.retrieval.metrics``);
 - the pa100k-mini held split (300 images, their Track-2 captions, the Track-2 rule): what the
   PETA data does to the Track-2 groups.
+- the gate of the default setup on those held-out images: its mean probability and the share
+  of images it gives the pa100k-mini member more than half, peta-mini also by PETA sub-dataset
+  (peta-train holds five of the ten: CUHK, GRID, MIT, PRID, VIPeR);
 - ``--seeds``: the same held split with the classifiers trained at each of these seeds (the seed
   also draws each dataset's selection split), both setups, so the difference the PETA data makes
   is seen beside the run-to-run spread of one setup. Only the Track-2 groups peta-train labels
@@ -187,7 +190,9 @@ def _import(fmt: str, src: Path, out: Path, *extra: str) -> Path:
     return out
 
 
-def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5) -> tuple[dict[str, Path], float]:
+def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5) -> tuple[dict[str, Path], float | None]:
+    """Train (or, when trained, reuse) a setup's models; the seconds of its last run that
+    trained every task (None when there was none: a partly resumed run times only a part)."""
     from attrret.classifiers.train import TrainConfig, train_tasks
 
     work = WORK / _slug(name)
@@ -196,11 +201,11 @@ def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5)
     t0 = time.perf_counter()
     results = train_tasks(TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
                                       data_alpha=alpha, resume=not retrain), progress=True)
-    seconds = time.perf_counter() - t0
-    if all(r.skipped for r in results) and stamp.exists():
-        seconds = json.loads(stamp.read_text())["seconds"]
-    else:
+    seconds: float | None = time.perf_counter() - t0
+    if not any(r.skipped for r in results):
         atomic_write_text(stamp, json.dumps({"seconds": seconds}))
+    else:
+        seconds = json.loads(stamp.read_text())["seconds"] if stamp.exists() else None
     return {r.task: Path(r.model_dir) for r in results}, seconds
 
 
@@ -210,6 +215,24 @@ def _gate(data: tuple[Path, ...], work: Path, task: str, seed: int = 0) -> Path:
 
     return train_domain_gate(TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
                                          seed=seed), task, progress=False)
+
+
+def _gate_probabilities(gate_file: Path, checkpoint: Path, images: Sequence[Path]) -> np.ndarray:
+    """The gate's P(pa100k-mini) of each image (the image alone, as predict without TTA), from
+    the front of ``checkpoint`` (one the gate reads)."""
+    import torch
+
+    from attrret.classifiers.checkpoint import build_classifier, load_checkpoint
+    from attrret.classifiers.domain import DomainGate, pooled
+    from attrret.classifiers.preprocess import load_batch
+
+    gate, ck = DomainGate.load(gate_file), load_checkpoint(checkpoint)
+    model = build_classifier(ck).eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), 128):
+            out.append(pooled(model.front(load_batch(images[i:i + 128], ck.preprocess, ck.info.crop))).numpy())
+    return gate.probability(np.concatenate(out))
 
 
 def _seed_rows(pa: Path, peta_train: Path, peta_groups: set[str], seeds: Sequence[int], base: Mapping[str, Path],
@@ -332,21 +355,29 @@ def main(argv: list[str] | None = None) -> int:
     anchor = {t: d for t, d in alone[0].items() if schema.task(t).name in peta_groups}
     both = [Member("union", tuple(union[0].values())), Member("pa100k-mini", tuple(anchor.values()))]
     gate = _gate((pa, peta_train), WORK / _slug("pa100k-mini + peta-train"), next(iter(anchor)))
-    ensembles = {"pa100k-mini + peta-train, with a pa100k-mini member": (both, union[1] + alone[1]),
+    both_s = union[1] + alone[1] if union[1] is not None and alone[1] is not None else None
+    ensembles = {"pa100k-mini + peta-train, with a pa100k-mini member": (both, both_s),
                  "pa100k-mini + peta-train, with a gated pa100k-mini member (the default)": (
-                     [both[0], dataclasses.replace(both[1], domain_gate=gate)], union[1] + alone[1])}
+                     [both[0], dataclasses.replace(both[1], domain_gate=gate)], both_s)}
     runs = {name: ([Member("m", tuple(dirs.values()))], seconds) for name, (dirs, seconds) in trained.items()} | ensembles
     for name, (members, seconds) in runs.items():
         slug = _slug(name)
         peta_index = _index(members, [r.path for r in peta_records], WORK / "index" / f"{slug}-peta-mini")
         pa_index = _index(members, [r.path for r in pa_held], WORK / "index" / f"{slug}-pa100k-held")
         res["setups"][name] = {
-            "train_s": round(seconds, 1),
+            "train_s": round(seconds, 1) if seconds is not None else None,
             "peta_mini_mA": _group_mA(peta_index, peta_records, schema),
             "retrieval": {f"{kind} ({half})": _retrieval(peta_index, peta_records, qs[kind], parser)
                           for half, qs in (("dev", DEV), ("held-out", HELD)) for kind in qs},
             "pa100k_held": _pa100k_held(pa_index, pa_held),
         }
+    probs = {"peta-mini": _gate_probabilities(gate, next(iter(anchor.values())), [r.path for r in peta_records]),
+             "pa100k-mini held": _gate_probabilities(gate, next(iter(anchor.values())), [r.path for r in pa_held])}
+    # peta-mini by PETA sub-dataset (the importer's name prefix): peta-train holds five of its ten
+    source = np.array([Path(r.image).name.split("_")[0] for r in peta_records])
+    probs |= {f"peta-mini {name}": probs["peta-mini"][source == name] for name in sorted(set(source))}
+    res["gate"] = {name: {"images": len(p), "mean": round(float(p.mean()), 4), "share_over_half": round(float((p > 0.5).mean()), 4)}
+                   for name, p in probs.items()}
     if args.seeds:
         seeds = [int(x) for x in args.seeds.split(",")]
         res["seeds"] = _seed_rows(pa, peta_train, peta_groups, seeds, trained["pa100k-mini"][0], pa_held)
@@ -367,12 +398,19 @@ def _print(res: dict) -> None:
         cells = [f"{res['setups'][n]['retrieval'][key]['sound_map@10']:.3f} / {res['setups'][n]['retrieval'][key]['official_map@10']:.3f}"
                  for n in names]
         print(f"| {key} | " + " | ".join(cells) + " |")
-    print("\npa100k-mini held split (300 images, Track-2 captions), official / sound mAP@10; train time\n")
+    print("\npa100k-mini held split (300 images, Track-2 captions), official / sound mAP@10; train time of the "
+          "last run that trained every task (-: none; bench/budget.py times the command)\n")
     print("| setup | official | sound | train (s) |")
     print("|---|---:|---:|---:|")
     for n in names:
         s = res["setups"][n]
-        print(f"| {n} | {s['pa100k_held']['official_map@10']:.4f} | {s['pa100k_held']['sound_map@10']:.4f} | {s['train_s']:.0f} |")
+        train = f"{s['train_s']:.0f}" if s["train_s"] is not None else "-"
+        print(f"| {n} | {s['pa100k_held']['official_map@10']:.4f} | {s['pa100k_held']['sound_map@10']:.4f} | {train} |")
+    print("\nThe domain gate on held-out images: its mean P(pa100k-mini), and the share it gives more than 0.5\n")
+    print("| images | n | mean | share > 0.5 |")
+    print("|---|---:|---:|---:|")
+    for name, g in res["gate"].items():
+        print(f"| {name} | {g['images']} | {g['mean']:.3f} | {g['share_over_half']:.3f} |")
     if "seeds" in res:
         sd = res["seeds"]["setups"]
         seeds = list(next(iter(sd.values())))
