@@ -114,7 +114,8 @@ def predict(
         members = find_members(None if models else workdir, models or (), sizes_option(img_sizes, "--img-sizes") if img_sizes else (),
                                _floats(member_weights, "--member-weights"), schema=schema)
         for i, m in enumerate(members if os.environ.get("RANK", "0") == "0" else ()):  # torchrun: rank 0 says it once
-            _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g})")
+            gated = f", weighed per image by its domain gate {m.domain_gate}" if m.domain_gate else ""
+            _err(f"member {i}: {m.label} ({len(m.task_dirs)} tasks, input {member_sizes(m)}, weight {m.weight:g}{gated})")
         tta_mode = (tta or Tta(TTA_DEFAULT)).value
         if runtime is Runtime.auto and world == 1 and prefers_onnx(device, precision_value(precision)):
             _err("runtime: onnxruntime, float32 (faster than PyTorch on the CPU: bench/predict.py; --runtime torch for PyTorch)")
