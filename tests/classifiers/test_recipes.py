@@ -105,6 +105,22 @@ def test_a_schema_directorys_recipes_override_the_packaged_ones(tmp_path):
     assert TrainConfig().for_task(brand).lr == 2e-3 and TrainConfig(lr=5e-4).for_task(brand).lr == 5e-4
 
 
+def test_a_multi_label_groups_table_is_read_by_each_of_its_yes_no_groups(tmp_path):
+    """[task."pedestrian.upper_color"] sets every upper-body colour; a colour's own table is read
+    after it; other groups are untouched."""
+    from attrret.classifiers.recipes import load_recipes
+
+    small_input_schema(tmp_path / "schema")
+    (tmp_path / "schema" / "recipes.toml").write_text(
+        '[task."pedestrian.upper_color"]\nepochs = 3\ncrop = "upper"\n[task."pedestrian.upper_color_red"]\nepochs = 5\n', encoding="utf-8")
+    schema = load_schema(tmp_path / "schema")
+    r = load_recipes(schema)
+    family = schema.pedestrian.families["upper_color"]
+    assert {(r.task(g.task).epochs, r.task(g.task).crop) for g in family if g.name != "upper_color_red"} == {(3, "upper")}
+    assert (r.task("pedestrian.upper_color_red").epochs, r.task("pedestrian.upper_color_red").crop) == (5, "upper")
+    assert (r.task("pedestrian.lower_color_red").epochs, r.task("pedestrian.lower_color_red").crop) == (16, "full")
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('[task."pedestrian.hat"]\ncrop = "left"', r'\[task."pedestrian.hat"\]: crop must be one of full, top, upper, bottom'),
     ('[subject.pedestrian]\ninput = "256by128"', r"\[subject.pedestrian\]: input: expected HxW"),

@@ -132,8 +132,11 @@ def test_track2_folder_uses_val_and_test_splits(tmp_path):
 def test_no_colour_jitter_for_colour_task():
     from attrret.classifiers.recipes import load_recipes
 
-    recipes = load_recipes(load_schema())
+    schema = load_schema()
+    recipes = load_recipes(schema)
     assert not recipes.task("vehicle.color").photometric and recipes.task("pedestrian.hat").photometric
+    colours = [g.task for g in schema.tasks if g.family in ("upper_color", "lower_color")]
+    assert len(colours) == 22 and not any(recipes.task(t).photometric for t in colours)  # from their family's table
 
 
 def test_tasks_trained_separately_share_one_cache(trained):

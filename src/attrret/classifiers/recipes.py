@@ -5,7 +5,8 @@ this module (and its data file ``recipes.toml``) how to learn it.
 Task settings (:class:`TaskRecipe`, :func:`load_recipes`): input size, crop, epochs, peak
 learning rate and whether photometric jitter keeps a label true, as data in ``recipes.toml``
 (``[defaults]``, then ``[subject.<subject>]``, then ``[task."<task>"]``, the most specific
-winning). A custom schema directory may hold its own ``recipes.toml``, read over the packaged
+winning; a multi-label group's table, ``[task."pedestrian.upper_color"]``, holds what its yes/no
+groups share, below their own tables). A custom schema directory may hold its own ``recipes.toml``, read over the packaged
 one table by table (its ``[subject.pedestrian]`` keys replace the packaged ones; the packaged
 keys it leaves out stay), so it states only what differs. ``attrret train`` options override both.
 
@@ -18,8 +19,8 @@ trains them all, and ``attrret predict`` finds them without flags.
 Where members live (what :func:`attrret.retrieval.indexer.find_members` reads):
 
 - the first member of a recipe is the workdir's own models, ``W/models/<task>/``;
-- every other member ``NAME`` trains in ``W/members/NAME/`` (``W/members/NAME/models/<task>/``,
-  its own trunk cache beside them).
+- every other member ``NAME`` trains in ``W/members/NAME/`` (``W/members/NAME/models/<task>/``),
+  reading and writing the run's trunk cache in ``W/cache/`` (:func:`attrret.classifiers.train.cache_root`).
 
 A member scales each task's recipe input size (``input_scale``, :func:`geometry.scale_hw`:
 pedestrians 256x128 -> 320x160 at 1.25), so tall pedestrians stay tall and wide vehicles wide.
@@ -94,13 +95,14 @@ def load_recipes(schema: Schema) -> TaskRecipes:
             raise SchemaError(f"{path}: cannot read: {exc}") from None
     subjects = {g.subject for g in schema.tasks}
     tasks = {g.task: g.subject for g in schema.tasks}
+    family_of = {g.task: f"{g.subject}.{g.family}" for g in schema.tasks if g.family}  # yes/no group -> its multi-label group
     merged: dict[str, dict] = {"defaults": {}, "subject": {}, "task": {}}  # table by table, the later file winning
     for data, where, strict in layers:
         unknown = sorted(set(data) - set(merged) - ({"trainable_blocks"} if not strict else set()))
         if unknown:
             raise SchemaError(f"{where}: unknown tables {unknown}; use [defaults], [subject.<subject>], [task.\"<task>\"]")
         merged["defaults"].update(_checked(data.get("defaults", {}), f"{where}: [defaults]"))
-        for kind, known, label in (("subject", subjects, "[subject.{}]"), ("task", tasks, '[task."{}"]')):
+        for kind, known, label in (("subject", subjects, "[subject.{}]"), ("task", {*tasks, *family_of.values()}, '[task."{}"]')):
             tables = data.get(kind, {})
             if not isinstance(tables, dict):
                 raise SchemaError(f"{where}: {kind} must be tables, e.g. {label.format('<name>')}")
@@ -108,7 +110,8 @@ def load_recipes(schema: Schema) -> TaskRecipes:
                 if strict and name not in known:
                     raise SchemaError(f"{where}: {label.format(name)}: no such {kind} in the schema ({', '.join(sorted(known))})")
                 merged[kind].setdefault(name, {}).update(_checked(table, f"{where}: {label.format(name)}"))
-    return TaskRecipes({t: TaskRecipe(**{**merged["defaults"], **merged["subject"].get(s, {}), **merged["task"].get(t, {})})
+    return TaskRecipes({t: TaskRecipe(**{**merged["defaults"], **merged["subject"].get(s, {}),
+                                         **merged["task"].get(family_of.get(t, ""), {}), **merged["task"].get(t, {})})
                         for t, s in tasks.items()}, tuple(w for _, w, _ in layers))
 
 
