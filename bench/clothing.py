@@ -73,6 +73,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench import json_header  # noqa: E402
 from attrret.classifiers.engine import Ensemble  # noqa: E402
+from attrret.classifiers.train import anchor_member  # noqa: E402
 from attrret.data.records import load_records  # noqa: E402
 from attrret.data.splits import holdout_split  # noqa: E402
 from attrret.io import atomic_write_text  # noqa: E402
@@ -190,23 +191,29 @@ def _import(fmt: str, src: Path, out: Path, *extra: str) -> Path:
     return out
 
 
-def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5) -> tuple[dict[str, Path], float | None]:
-    """Train (or, when trained, reuse) a setup's models; the seconds of its last run that
-    trained every task (None when there was none: a partly resumed run times only a part)."""
-    from attrret.classifiers.train import TrainConfig, train_tasks
+def _config(name: str, data: tuple[Path, ...], alpha: float = 0.5, **more):
+    from attrret.classifiers.train import TrainConfig
 
-    work = WORK / _slug(name)
-    stamp = work / "bench_train.json"
+    return TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(WORK / _slug(name)), holdout=HOLDOUT,
+                       data_alpha=alpha, **more)
+
+
+def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5) -> tuple[dict[str, Path], float | None, list]:
+    """Train (or, when trained, reuse) a setup's models: their dirs, the seconds of its last run
+    that trained every task (None when there was none: a partly resumed run times only a part),
+    and the results."""
+    from attrret.classifiers.train import train_tasks
+
+    stamp = WORK / _slug(name) / "bench_train.json"
     print(f"train {name} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    results = train_tasks(TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
-                                      data_alpha=alpha, resume=not retrain), progress=True)
+    results = train_tasks(_config(name, data, alpha, resume=not retrain), progress=True)
     seconds: float | None = time.perf_counter() - t0
     if not any(r.skipped for r in results):
         atomic_write_text(stamp, json.dumps({"seconds": seconds}))
     else:
         seconds = json.loads(stamp.read_text())["seconds"] if stamp.exists() else None
-    return {r.task: Path(r.model_dir) for r in results}, seconds
+    return {r.task: Path(r.model_dir) for r in results}, seconds, results
 
 
 def _gate(data: tuple[Path, ...], work: Path, task: str, seed: int = 0) -> Path:
@@ -235,15 +242,14 @@ def _gate_probabilities(gate_file: Path, checkpoint: Path, images: Sequence[Path
     return gate.probability(np.concatenate(out))
 
 
-def _seed_rows(pa: Path, peta_train: Path, peta_groups: set[str], seeds: Sequence[int], base: Mapping[str, Path],
+def _seed_rows(pa: Path, peta_train: Path, shared: Sequence[str], seeds: Sequence[int], base: Mapping[str, Path],
                pa_held: Sequence) -> dict:
-    """Per setup and seed, the pa100k-mini held split scored with the shared Track-2 groups
-    (those both datasets label: ``peta_groups`` are peta-train's) trained at that seed, the
-    other tasks from ``base``; and two members of one seed as one ensemble (module doc)."""
+    """Per setup and seed, the pa100k-mini held split scored with the ``shared`` Track-2 groups
+    (those both datasets label) trained at that seed, the other tasks from ``base``; and two
+    members of one seed as one ensemble (module doc)."""
     from attrret.classifiers.train import TrainConfig, train_tasks
 
-    schema = load_schema()
-    shared = [g.task for g in schema.pedestrian.groups if g.bits and g.name in peta_groups]
+    shared = list(shared)
     out: dict = {"tasks": shared, "setups": {}}
     members: dict[str, list[Member]] = {str(seed): [] for seed in seeds}
     gated: dict[str, list[Member]] = {}
@@ -348,18 +354,18 @@ def main(argv: list[str] | None = None) -> int:
     _, pa_held = holdout_split(load_records(pa, "train", schema=schema), HOLDOUT)
     parser = CaptionParser()
     res: dict = {"setups": {}}
-    # The two-dataset models with a pa100k-mini member for every group both datasets label:
-    # predict averages the members per task (the alone setup's models for those groups).
-    peta_groups = {g for r in load_records(peta_train, "train", schema=schema) for g in r.values}
+    # The two-dataset models with a pa100k-mini member for every group both datasets label (the
+    # groups attrret train's anchor member retrains: train.anchor_member), the alone setup's models.
     union, alone = trained["pa100k-mini + peta-train"], trained["pa100k-mini"]
-    anchor = {t: d for t, d in alone[0].items() if schema.task(t).name in peta_groups}
+    _, specs = anchor_member(_config("pa100k-mini + peta-train", (pa, peta_train)), union[2], schema)
+    anchor = {g.task: alone[0][g.task] for spec in specs for g in schema.select_tasks(spec)}
     both = [Member("union", tuple(union[0].values())), Member("pa100k-mini", tuple(anchor.values()))]
     gate = _gate((pa, peta_train), WORK / _slug("pa100k-mini + peta-train"), next(iter(anchor)))
     both_s = union[1] + alone[1] if union[1] is not None and alone[1] is not None else None
     ensembles = {"pa100k-mini + peta-train, with a pa100k-mini member": (both, both_s),
                  "pa100k-mini + peta-train, with a gated pa100k-mini member (the default)": (
                      [both[0], dataclasses.replace(both[1], domain_gate=gate)], both_s)}
-    runs = {name: ([Member("m", tuple(dirs.values()))], seconds) for name, (dirs, seconds) in trained.items()} | ensembles
+    runs = {name: ([Member("m", tuple(dirs.values()))], seconds) for name, (dirs, seconds, _) in trained.items()} | ensembles
     for name, (members, seconds) in runs.items():
         slug = _slug(name)
         peta_index = _index(members, [r.path for r in peta_records], WORK / "index" / f"{slug}-peta-mini")
@@ -380,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                    for name, p in probs.items()}
     if args.seeds:
         seeds = [int(x) for x in args.seeds.split(",")]
-        res["seeds"] = _seed_rows(pa, peta_train, peta_groups, seeds, trained["pa100k-mini"][0], pa_held)
+        res["seeds"] = _seed_rows(pa, peta_train, [t for t in anchor if schema.task(t).bits], seeds, trained["pa100k-mini"][0], pa_held)
     _print(res)
     doc = {**json_header("clothing"), "holdout": HOLDOUT, "peta_mini_images": len(peta_records),
            "pa100k_held_images": len(pa_held), "queries": {"dev": DEV, "held-out": HELD}, **res}
