@@ -199,8 +199,13 @@ def test_the_readme_two_dataset_commands_on_the_shared_data(pa100k_mini, tmp_pat
     trained = {p.name for p in (work / "models").iterdir() if p.is_dir()}
     assert {"pedestrian.upper_color_red", "pedestrian.lower_color_black", "pedestrian.lower_type", "pedestrian.hair",
             "pedestrian.boots", "pedestrian.orientation"} <= trained  # PA-100K's groups and PETA's, in one run
+    assert (work / "members" / "anchor" / "domain_gate.json").is_file()  # the gated anchor member, by default
     code, _, err = run("predict", "--images", pa, "--workdir", work, "-o", tmp_path / "index", "--quiet", capsys=capsys)
     assert code == 0, err
+    from attrret.retrieval.index import open_index
+
+    gated = {m["task"] for m in open_index(tmp_path / "index").header.models if "domain_gate" in m}
+    assert "pedestrian.gender" in gated and not any(t.startswith("pedestrian.upper_color") for t in gated)
     code, out, err = run("search", "woman in a red top and black trousers", "--index", tmp_path / "index", "--json",
                          capsys=capsys)
     assert code == 0, err
