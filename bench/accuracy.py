@@ -47,7 +47,8 @@ Rows (each: official and sound mAP@10, R@1, train time):
 - two datasets (pedestrians): pa100k-mini plus peta-train (imported once: ``attrret data import
   peta``), ``attrret train --data A --data B``; the held pa100k-mini images are the same, so the
   row says what PETA's labels do to the Track-2 groups (``holdout`` also keeps 300 peta-train
-  images out of training).
+  images out of training). These are the two-dataset models alone: the gated anchor member
+  ``attrret train`` adds beside them by default is measured by ``--subjects clothing``.
 
 - clothing (``--subjects clothing``, issue 32): pa100k-mini + peta-train against pa100k-mini
   alone, per-group mA and colour / clothing / existing-group retrieval on the held-out peta-mini
