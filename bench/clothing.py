@@ -216,12 +216,12 @@ def _train(name: str, data: tuple[Path, ...], retrain: bool, alpha: float = 0.5)
     return {r.task: Path(r.model_dir) for r in results}, seconds, results
 
 
-def _gate(data: tuple[Path, ...], work: Path, task: str, seed: int = 0) -> Path:
+def _gate(data: tuple[Path, ...], work: Path, tasks: Sequence[str], seed: int = 0) -> Path:
     """The domain gate of the two-dataset setup trained in ``work`` (its trunk cache, its splits)."""
     from attrret.classifiers.train import TrainConfig, train_domain_gate
 
     return train_domain_gate(TrainConfig(task="pedestrian", data=tuple(str(d) for d in data), workdir=str(work), holdout=HOLDOUT,
-                                         seed=seed), task, progress=False)
+                                         seed=seed), tasks, progress=False)
 
 
 def _gate_probabilities(gate_file: Path, checkpoint: Path, images: Sequence[Path]) -> np.ndarray:
@@ -268,7 +268,7 @@ def _seed_rows(pa: Path, peta_train: Path, shared: Sequence[str], seeds: Sequenc
             members[str(seed)].append(Member(name, tuple(dirs[t] for t in shared)))
             if len(data) > 1:  # the pa100k-mini member weighed by this setup's gate
                 alone, union = members[str(seed)]
-                gated[str(seed)] = [union, dataclasses.replace(alone, domain_gate=_gate(data, work, shared[0], seed))]
+                gated[str(seed)] = [union, dataclasses.replace(alone, domain_gate=_gate(data, work, shared, seed))]
         out["setups"][name] = runs
     # Two members of equal cost: the setups' models of one seed, and (the control: what a
     # second member adds without the PETA data) pa100k-mini's models of this seed and the next.
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     _, specs = anchor_member(_config("pa100k-mini + peta-train", (pa, peta_train)), union[2], schema)
     anchor = {g.task: alone[0][g.task] for spec in specs for g in schema.select_tasks(spec)}
     both = [Member("union", tuple(union[0].values())), Member("pa100k-mini", tuple(anchor.values()))]
-    gate = _gate((pa, peta_train), WORK / _slug("pa100k-mini + peta-train"), next(iter(anchor)))
+    gate = _gate((pa, peta_train), WORK / _slug("pa100k-mini + peta-train"), list(anchor))
     both_s = union[1] + alone[1] if union[1] is not None and alone[1] is not None else None
     ensembles = {"pa100k-mini + peta-train, with a pa100k-mini member": (both, both_s),
                  "pa100k-mini + peta-train, with a gated pa100k-mini member (the default)": (

@@ -115,6 +115,30 @@ def test_the_anchor_member_retrains_what_the_first_dataset_shares_on_it_alone(tw
     assert done.value.code == 2 and not (tmp_path / "one").exists()
 
 
+def test_an_anchor_with_the_router_and_vehicles_gates_every_image(two, tmp_path):
+    """`attrret train --task all` on two datasets: the anchor member holds the router and the
+    vehicle groups too, so its gate learns from every image (not one subject's) and predict,
+    router-gated, runs it on pedestrians and vehicles alike."""
+    from attrret.cli import main
+    from attrret.retrieval.indexer import find_members
+
+    a, b = two
+    w = tmp_path / "w"
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--task", "router", "--data", str(a), "--data", str(b), "--workdir", str(w),
+              "--backbone", "timm:test_efficientnet", "--random-init", "--img-size", "32", "--epochs", "1", "--batch-size", "8",
+              "--quiet"])
+    assert done.value.code == 0
+    found = find_members(w)
+    assert [d.name for d in found[1].task_dirs] == ["router"] and found[1].domain_gate is not None
+    gate = DomainGate.load(found[1].domain_gate)
+    n_images = sum(1 for d in (a, b) for _ in load_records(d, "train"))
+    assert gate.metrics["train_images"] + gate.metrics["val_images"] == n_images  # pedestrians and vehicles
+    images = sorted((a / "images").iterdir())
+    probs = Engine.build(found).predict(images, gate=True, progress=False, precision="fp32")
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1.0, atol=1e-5)  # the router's columns only
+
+
 @pytest.mark.parametrize("sizes", [(10,), (40, 10), (100, 7, 3), (5, 5)])
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_epoch_order_balances_datasets_by_size_to_the_alpha(sizes, alpha):

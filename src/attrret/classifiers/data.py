@@ -19,7 +19,7 @@ is the record's kind (pedestrian / vehicle), known for every line.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,7 +140,7 @@ def _selection_split(items: list[Sample], val_items: Callable[[], list[Sample]],
 
 def load_origin_data(
     data: Sequence[str | Path],
-    subject: str,
+    kinds: Collection[str] | None = None,
     *,
     schema: Schema | None = None,
     holdout: int = 0,
@@ -150,9 +150,9 @@ def load_origin_data(
     seed: int = 0,
     skip_bad: bool = False,
 ) -> tuple[list[Sample], list[Sample]]:
-    """``(train, val)``: every ``subject`` image of each dataset, labelled with its dataset's index
-    in ``data`` (what :mod:`attrret.classifiers.domain`'s gate learns), split as the tasks are:
-    each dataset on its own, its held images left out."""
+    """``(train, val)``: every image of each dataset whose kind is one of ``kinds`` (None: every
+    image), labelled with its dataset's index in ``data`` (what :mod:`attrret.classifiers.domain`'s
+    gate learns), split as the tasks are: each dataset on its own, its held images left out."""
     folds = parse_fold(fold)
     train: list[Sample] = []
     val: list[Sample] = []
@@ -161,7 +161,7 @@ def load_origin_data(
                              on_skip=_warn_skipped if skip_bad else None)
 
         def mine(records: Sequence[Record]) -> list[Sample]:
-            return [(str(Path(r.path).resolve()), k) for r in records if r.kind == subject]
+            return [(str(Path(r.path).resolve()), k) for r in records if kinds is None or r.kind in kinds]
 
         t, v, _ = _selection_split(mine(part.pool), lambda: mine(part.val or []), part, folds, val_fraction, seed)
         train += t

@@ -667,25 +667,29 @@ def anchor_member(config: TrainConfig, results: Sequence[TaskResult], schema: Sc
     return member, tuple(u.name for u in units_of_groups(shared))
 
 
-def train_domain_gate(config: TrainConfig, task: str, *, schema: Schema | None = None, progress: bool = True) -> Path:
+def train_domain_gate(config: TrainConfig, tasks: Sequence[str], *, schema: Schema | None = None, progress: bool = True) -> Path:
     """Fit the anchor member's domain gate (:mod:`attrret.classifiers.domain`) and write it beside
     the member's ``models/`` (``W/members/anchor/domain_gate.json``); returns its path.
 
     ``config``: the several-dataset training's (its datasets, splits and trunk cache, which this
-    reuses: the front output it reads is the one the union's tasks trained on); ``task``: one of
-    the anchor member's tasks, whose input (size and crop) the gate reads. Predict then weighs
+    reuses: the front output it reads is the one the union's tasks trained on); ``tasks``: the
+    anchor member's. The gate learns from the images of their subjects (every image when the
+    router is among them) and reads the input (size and crop) of the first. Predict then weighs
     the anchor member, per image, by the gate's probability that the image is the first
     dataset's (:mod:`attrret.classifiers.engine`).
     """
     if len(config.datasets) < 2:
         raise AttrretError("a domain gate needs several --data: it tells the first dataset's images from the others'")
+    if not tasks:
+        raise AttrretError("a domain gate weighs an anchor member's tasks; none given")
     schema = schema or load_schema()
-    group = schema.task(task)
+    groups = [schema.task(t) for t in tasks]
+    kinds = None if any(g.task == schema.router.task for g in groups) else {g.subject for g in groups}
     device = resolve_device(config.device)
     prec = resolve_precision(config.precision, device)
     config = dataclasses.replace(config, precision=prec.name)
-    hw, crop = config.task_input(load_recipes(schema).task(task))
-    train, val = load_origin_data(config.datasets, group.subject, schema=schema, holdout=config.holdout,
+    hw, crop = config.task_input(load_recipes(schema).task(tasks[0]))
+    train, val = load_origin_data(config.datasets, kinds, schema=schema, holdout=config.holdout,
                                   holdout_seed=config.holdout_seed, fold=config.fold, val_fraction=config.val_fraction,
                                   seed=config.seed, skip_bad=config.skip_bad)
     from rich.console import Console

@@ -138,7 +138,7 @@ def train(
             results = [r for spec in specs for r in train_tasks(dataclasses.replace(anchor, task=spec), progress=not quiet, schema=schema)]
             if int(os.environ.get("RANK", "0")) == 0 and results:
                 typer.echo(_table(results))
-                train_domain_gate(member, results[0].task, schema=schema, progress=not quiet)
+                train_domain_gate(member, [r.task for r in results], schema=schema, progress=not quiet)
 
 
 def register(app: typer.Typer) -> None:
