@@ -100,7 +100,7 @@ def model_entries(members: Sequence[Member], out: Path, schema: Schema) -> list[
                 # older checkpoints recorded the data path as typed; resolve it once, here
                 "train_data": str(Path(data).resolve()) if isinstance(data, str) and data else None,
                 "holdout": cfg.get("holdout", 0),
-                **({"domain_gate": gate} if gate else {}),
+                **({"domain_gate": dict(gate)} if gate else {}),  # each entry its own: an export edits them
             })
     return rows
 

@@ -137,6 +137,15 @@ def test_an_anchor_with_the_router_and_vehicles_gates_every_image(two, tmp_path)
     images = sorted((a / "images").iterdir())
     probs = Engine.build(found).predict(images, gate=True, progress=False, precision="fp32")
     assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1.0, atol=1e-5)  # the router's columns only
+    # without the trunk cache the gate computes the front itself, on the same images and front
+    from attrret.classifiers.train import train_domain_gate
+
+    cfg = TrainConfig(task="router", data=(str(a), str(b)), workdir=str(tmp_path / "nocache"), cache=False,
+                      **{**TINY, "img_size": 32, "val_fraction": 0.15})
+    again = DomainGate.load(train_domain_gate(cfg, ["router"], progress=False))
+    assert not (tmp_path / "nocache" / "cache").exists()
+    assert (again.front_hash, again.metrics["train_images"], again.metrics["val_images"]) == (
+        gate.front_hash, gate.metrics["train_images"], gate.metrics["val_images"])
 
 
 @pytest.mark.parametrize("sizes", [(10,), (40, 10), (100, 7, 3), (5, 5)])

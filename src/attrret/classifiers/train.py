@@ -309,10 +309,11 @@ class _Inputs:
         x = load_batch(paths, self.pre, self.crop, transform=lambda im: augment_image(im, rng, photometric))
         return front_views(self.model.front, x, self.device, self.precision, flips=False)[0]
 
-    def eval_views(self, paths: Sequence[str]) -> list[torch.Tensor]:
+    def eval_views(self, paths: Sequence[str], flips: bool = True) -> list[torch.Tensor]:
+        """The front output of the images and (``flips``) of their mirror images."""
         if self.cache is not None:
-            return [self.cache.batch(paths, [v] * len(paths)).to(self.device) for v in (0, 1)]
-        return front_views(self.model.front, load_batch(paths, self.pre, self.crop), self.device, self.precision)
+            return [self.cache.batch(paths, [v] * len(paths)).to(self.device) for v in ((0, 1) if flips else (0,))]
+        return front_views(self.model.front, load_batch(paths, self.pre, self.crop), self.device, self.precision, flips=flips)
 
 
 def _view_logits(model: torch.nn.Module, inputs: _Inputs, items: Sequence[Sample], batch_size: int, device: torch.device,
@@ -700,19 +701,18 @@ def train_domain_gate(config: TrainConfig, tasks: Sequence[str], *, schema: Sche
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, disable=not progress) as prog:
         inp = _prepare_input(config, hw, crop, images, device, Dist(), prog, lambda s: console.print(s, highlight=False, markup=False))
         front = Classifier(inp.backbone.trunk, inp.backbone.feature_dim, 2, inp.n_blocks).to(device).eval()
+        inputs = _Inputs(front, inp.pre, crop, inp.cache, device, prec.name)
 
         def features(samples: Sequence[Sample]) -> np.ndarray:
+            """Pooled front output of each image (not its mirror): cached, or computed here."""
             paths = [p for p, _ in samples]
-            if inp.cache is not None:
-                return np.concatenate([pooled(inp.cache.batch(paths[i:i + 512], [0] * len(paths[i:i + 512])).numpy())
-                                       for i in range(0, len(paths), 512)]) if paths else np.zeros((0, 0), np.float32)
             bar = prog.add_task("domain gate: front", total=len(paths))
             out = []
             for i in range(0, len(paths), config.batch_size):
                 chunk = paths[i:i + config.batch_size]
-                out.append(pooled(front_views(front.front, load_batch(chunk, inp.pre, crop), device, prec, flips=False)[0]).cpu().numpy())
+                out.append(pooled(inputs.eval_views(chunk, flips=False)[0]).cpu().numpy())
                 prog.update(bar, advance=len(chunk))
-            return np.concatenate(out)
+            return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
         x_train, x_val = features(train), features(val)
     y_train = np.array([k == 0 for _, k in train], np.float64)
